@@ -1,0 +1,39 @@
+"""What a requester submits, as the gateway receives it and as the workflow starts with it."""
+
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+from models.enums import RequestType
+from models.policy import ApprovalPolicy
+from models.principals import Principal
+
+FieldHint = str | int | float | bool
+
+RequestText = Annotated[str, StringConstraints(strip_whitespace=True, min_length=3, max_length=8000)]
+
+
+class SubmitRequest(BaseModel):
+    """`POST /workflows` body. `type` and `fields` are hints the planner must respect when given."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    text: RequestText
+    type: RequestType | None = None
+    fields: dict[Annotated[str, StringConstraints(max_length=64)], FieldHint] | None = Field(
+        default=None, max_length=32
+    )
+
+
+class SubmitResponse(BaseModel):
+    workflow_id: str
+    state: str
+
+
+class ApprovalInput(BaseModel):
+    """The workflow's one input. The policy is frozen into history so an audit shows the rules applied."""
+
+    request: SubmitRequest
+    requester: Principal
+    policy: ApprovalPolicy = Field(default_factory=ApprovalPolicy)
+    max_plan_attempts: int = Field(default=2, ge=1, le=5)

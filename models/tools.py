@@ -1,0 +1,34 @@
+"""Crossing into a tool: the one approved call, and what it did."""
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from models.enums import SideEffect
+
+
+class ToolSpec(BaseModel):
+    """What the planner and the reviewers are told about a tool."""
+
+    name: str
+    description: str
+    side_effect: SideEffect
+    args_schema: dict[str, Any]
+    result_schema: dict[str, Any]
+
+
+class ToolCall(BaseModel):
+    tool: str
+    args: dict[str, Any]
+    # Derived from the workflow id and proposal version, so a retried call is recognised, not repeated.
+    idempotency_key: str = Field(min_length=8, max_length=200)
+
+
+class ToolOutcome(BaseModel):
+    tool: str
+    idempotency_key: str
+    result: dict[str, Any]
+    executed_at: datetime
+    # True when this key had already run and the stored result was returned instead of acting again.
+    replayed: bool = False
