@@ -1,5 +1,7 @@
 """A reviewer's decision: the HTTP body, and what the gateway hands to the workflow."""
 
+from enum import StrEnum
+
 from pydantic import BaseModel, ConfigDict, Field
 
 from models.enums import Decision, Role
@@ -45,3 +47,16 @@ class ApprovalStep(BaseModel):
     sla_seconds: int = Field(ge=1)
     decisions: list[DecisionRecord] = Field(default_factory=list)
     status: str = "pending"  # pending | waiting | approved | rejected | expired
+
+
+class Refusal(StrEnum):
+    """Why a decision was refused before anything was written; the gateway maps each to an HTTP status."""
+
+    NOT_WAITING = "NotWaiting"
+    STALE_PROPOSAL = "StaleProposal"
+    ROLE_MISSING = "RoleMissing"
+    SELF_APPROVAL = "SelfApproval"
+    WRONG_TENANT = "WrongTenant"
+    ALREADY_DECIDED = "AlreadyDecided"
+    REASON_REQUIRED = "ReasonRequired"
+    INVALID_PROPOSAL = "InvalidProposal"

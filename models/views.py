@@ -36,7 +36,7 @@ class WorkflowSummary(BaseModel):
     tenant: str | None
     amount: float | None
     started_at: datetime | None
-    summary: str | None = None
+    text: str | None = None
 
 
 class WorkflowList(BaseModel):

@@ -1,4 +1,4 @@
-"""Typed arguments and results of the built-in tools. The planner's JSON schema is generated from these."""
+"""Typed arguments and results of the built-in tools; the planner's JSON schema comes from these."""
 
 from datetime import date
 
@@ -11,7 +11,8 @@ class _Args(BaseModel):
 
 class SendEmailArgs(_Args):
     to: EmailStr
-    subject: str = Field(min_length=1, max_length=200)
+    # One line: a newline in a header would be refused at send time, after approval.
+    subject: str = Field(min_length=1, max_length=200, pattern=r"^[^\r\n]*$")
     body: str = Field(min_length=1, max_length=20_000)
     cc: list[EmailStr] = Field(default_factory=list, max_length=20)
 

@@ -1,4 +1,4 @@
-"""The tool registry: each tool is a name, a typed args model, a typed result, a side effect, a handler.
+"""The tool registry: a tool is a name, typed args, a typed result, a side effect and a handler.
 
 The planner is shown `specs()`; validation parses args with `args_model`; execution calls `handler`.
 Handlers must be idempotent on `ToolContext.idempotency_key`: running the same key twice acts once.

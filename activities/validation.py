@@ -1,0 +1,95 @@
+"""Validation activity: deterministic checks a plan must pass before anyone may approve its execution.
+
+Blocking findings (unknown tool, args that do not fit the tool, business rules) make `ok` false, which
+sends the plan back to the planner and, if it stays wrong, to humans flagged for triage. A confidence
+under the threshold does not block; it flags the proposal for triage.
+"""
+
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+from temporalio import activity
+
+from models.enums import RequestType
+from models.proposal import Finding, Plan, ValidateInput, ValidationReport
+from tools.registry import ToolRegistry
+
+
+def _arg_findings(error: ValidationError) -> list[Finding]:
+    return [
+        Finding(
+            code="invalid_args",
+            message=f"{'.'.join(str(p) for p in e['loc']) or 'args'}: {e['msg']}",
+            field=".".join(str(p) for p in e["loc"]) or None,
+        )
+        for e in error.errors()
+    ]
+
+
+def _business_findings(plan: Plan, args: BaseModel) -> list[Finding]:
+    """Rules that hold whatever the tool: the action must agree with what the request said."""
+    findings: list[Finding] = []
+    parsed: dict[str, Any] = args.model_dump()
+    fields = plan.fields
+    if plan.request_type == RequestType.PROCUREMENT:
+        if fields.amount is None:
+            findings.append(Finding(code="missing_field", message="no amount was found", field="amount"))
+        elif "amount" in parsed and abs(float(parsed["amount"]) - fields.amount) > 0.005:
+            findings.append(
+                Finding(
+                    code="inconsistent",
+                    message=f"action amount {parsed['amount']} differs from requested {fields.amount}",
+                    field="amount",
+                )
+            )
+    if plan.request_type == RequestType.LEAVE and fields.days is None:
+        findings.append(Finding(code="missing_field", message="no leave length found", field="days"))
+    return findings
+
+
+class ValidationActivities:
+    def __init__(self, registry: ToolRegistry) -> None:
+        self._registry = registry
+
+    @activity.defn(name="validate")
+    async def validate(self, request: ValidateInput) -> ValidationReport:
+        plan = request.plan
+        if plan.tool not in self._registry:
+            return ValidationReport(
+                ok=False,
+                needs_triage=True,
+                findings=[
+                    Finding(
+                        code="unknown_tool",
+                        message=f"tool {plan.tool!r} is not one of {', '.join(self._registry.names())}",
+                        field="tool",
+                    )
+                ],
+            )
+        tool = self._registry.get(plan.tool)
+        try:
+            args = tool.args_model.model_validate(plan.args)
+        except ValidationError as error:
+            return ValidationReport(
+                ok=False,
+                needs_triage=True,
+                side_effect=tool.side_effect,
+                findings=_arg_findings(error),
+            )
+        findings = _business_findings(plan, args)
+        blocking = bool(findings)
+        if plan.confidence < request.confidence_threshold:
+            findings.append(
+                Finding(
+                    code="low_confidence",
+                    message=f"confidence {plan.confidence:.2f} is below {request.confidence_threshold:.2f}",
+                    field="confidence",
+                )
+            )
+        return ValidationReport(
+            ok=not blocking,
+            findings=findings,
+            needs_triage=bool(findings),
+            side_effect=tool.side_effect,
+            normalized_args=args.model_dump(mode="json"),
+        )

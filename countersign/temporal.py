@@ -1,0 +1,46 @@
+"""Connecting to Temporal: one data converter everywhere, and the search attributes Countersign needs."""
+
+from temporalio.api.enums.v1 import IndexedValueType
+from temporalio.api.operatorservice.v1 import (
+    AddSearchAttributesRequest,
+    ListSearchAttributesRequest,
+)
+from temporalio.client import Client
+from temporalio.contrib.pydantic import pydantic_data_converter
+
+from workflows import search_attributes as sa
+
+_INDEXED_TYPE = {
+    "KEYWORD": IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD,
+    "DOUBLE": IndexedValueType.INDEXED_VALUE_TYPE_DOUBLE,
+}
+
+
+async def connect(address: str, namespace: str = "default") -> Client:
+    return await Client.connect(address, namespace=namespace, data_converter=pydantic_data_converter)
+
+
+def dev_server_flags() -> list[str]:
+    """`temporal server start-dev --search-attribute` flags registering ours at start-up."""
+    kinds = {"KEYWORD": "Keyword", "DOUBLE": "Double"}
+    flags: list[str] = []
+    for key in sa.ALL:
+        flags += ["--search-attribute", f"{key.name}={kinds[key.indexed_value_type.name]}"]
+    return flags
+
+
+async def ensure_search_attributes(client: Client, namespace: str) -> list[str]:
+    """Register any of our search attributes the server lacks (an existing cluster); returns those added."""
+    existing = await client.operator_service.list_search_attributes(
+        ListSearchAttributesRequest(namespace=namespace)
+    )
+    missing = {
+        key.name: _INDEXED_TYPE[key.indexed_value_type.name]
+        for key in sa.ALL
+        if key.name not in existing.custom_attributes
+    }
+    if missing:
+        await client.operator_service.add_search_attributes(
+            AddSearchAttributesRequest(namespace=namespace, search_attributes=missing)
+        )
+    return sorted(missing)

@@ -1,0 +1,52 @@
+"""Small helpers shared by the workflow and API tests."""
+
+import asyncio
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+from temporalio.client import Client, WorkflowHandle
+
+from models.enums import Role, WorkflowState
+from models.principals import Principal
+from models.requests import ApprovalInput, SubmitRequest
+from models.views import WorkflowView
+from workflows.approval import ApprovalWorkflow
+
+T = TypeVar("T")
+
+REQUESTER = Principal(id="p-req", name="Riley Requester", roles=[])
+MANAGER = Principal(id="p-mgr", name="Morgan Manager", roles=[Role.MANAGER])
+MANAGER_2 = Principal(id="p-mgr2", name="Max Manager", roles=[Role.MANAGER])
+FINANCE = Principal(id="p-fin", name="Frances Finance", roles=[Role.FINANCE])
+DIRECTOR = Principal(id="p-dir", name="Dana Director", roles=[Role.DIRECTOR])
+OTHER_TENANT_MANAGER = Principal(id="p-x", name="Xan", roles=[Role.MANAGER], tenant="globex")
+
+
+async def eventually(probe: Callable[[], Awaitable[T]], ok: Callable[[T], bool], timeout: float = 20) -> T:
+    """Poll `probe` until `ok` holds; fail with the last value seen."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        value = await probe()
+        if ok(value):
+            return value
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"condition not met within {timeout}s; last value: {value!r}")
+        await asyncio.sleep(0.1)
+
+
+async def start(
+    client: Client, task_queue: str, text: str, requester: Principal = REQUESTER, **kwargs: object
+) -> WorkflowHandle[ApprovalWorkflow, WorkflowView]:
+    return await client.start_workflow(
+        ApprovalWorkflow.run,
+        ApprovalInput(request=SubmitRequest(text=text), requester=requester, **kwargs),  # type: ignore[arg-type]
+        id=f"req-default-{uuid.uuid4().hex[:12]}",
+        task_queue=task_queue,
+    )
+
+
+async def wait_for_state(
+    handle: WorkflowHandle[ApprovalWorkflow, WorkflowView], state: WorkflowState
+) -> WorkflowView:
+    return await eventually(lambda: handle.query(ApprovalWorkflow.view), lambda v: v.state == state)

@@ -1,0 +1,166 @@
+"""The five built-in tools and `build_registry()`.
+
+Every handler is idempotent on `ToolContext.idempotency_key` (see `tools.effects`): a second run
+with the same key returns the first run's result with `replayed=True` and does nothing else.
+
+Effects, under `ToolContext.data_dir`:
+- `send_email` writes an RFC 5322 message to `outbox/<sha256(key)>.eml` (real SMTP comes later);
+- the other four write one row each to the `records` table of `records.db`.
+
+`list_records(data_dir)` and `list_outbox(data_dir)` are synchronous read helpers for the CLI.
+"""
+
+import hashlib
+from datetime import UTC, datetime
+from email import policy
+from email.message import EmailMessage
+from email.utils import format_datetime
+
+from pydantic import BaseModel
+
+from models.enums import SideEffect
+from tools.args import (
+    CreatePurchaseOrderArgs,
+    CreatePurchaseOrderResult,
+    CreateTaskArgs,
+    CreateTaskResult,
+    OpenSupportTicketArgs,
+    OpenSupportTicketResult,
+    RecordLeaveArgs,
+    RecordLeaveResult,
+    SendEmailArgs,
+    SendEmailResult,
+)
+from tools.effects import (
+    ARGS_DIGEST_HEADER,
+    IDEMPOTENCY_HEADER,
+    StoredRecord,
+    canonical_args_json,
+    insert_record,
+    key_digest,
+    list_outbox,
+    list_records,
+    record_id,
+    write_message,
+)
+from tools.registry import Tool, ToolContext, ToolRegistry, ToolRun
+
+__all__ = ["build_registry", "list_outbox", "list_records"]
+
+SENDER = "countersign@localhost"
+# RFC 5322's hard line limit instead of the default 78, so the key and digest headers are never
+# folded or encoded-word wrapped: they must read back byte-for-byte on a replay.
+_POLICY = policy.default.clone(max_line_length=998)
+
+
+def build_email(args: SendEmailArgs, key: str) -> EmailMessage:
+    """The message `send_email` stores for `key`; its Message-ID depends on the key alone."""
+    message = EmailMessage(policy=_POLICY)
+    message["From"] = SENDER
+    message["To"] = str(args.to)
+    if args.cc:
+        message["Cc"] = ", ".join(str(address) for address in args.cc)
+    # Raises ValueError on CR/LF in the subject: a header must not smuggle in other headers.
+    message["Subject"] = args.subject
+    message["Date"] = format_datetime(datetime.now(UTC))
+    message["Message-ID"] = f"<{key_digest(key)[:32]}@countersign.localhost>"
+    message[IDEMPOTENCY_HEADER] = key
+    message[ARGS_DIGEST_HEADER] = hashlib.sha256(canonical_args_json(args).encode()).hexdigest()
+    message.set_content(args.body)
+    return message
+
+
+async def send_email(args: SendEmailArgs, ctx: ToolContext) -> ToolRun[SendEmailResult]:
+    message = build_email(args, ctx.idempotency_key)
+    stored = await write_message(ctx.data_dir, ctx.idempotency_key, message)
+    result = SendEmailResult(message_id=stored.message_id, outbox_path=str(stored.path))
+    return ToolRun(result=result, replayed=stored.replayed)
+
+
+async def _record(tool: str, prefix: str, args: BaseModel, ctx: ToolContext) -> StoredRecord:
+    return await insert_record(
+        ctx.data_dir,
+        tool=tool,
+        key=ctx.idempotency_key,
+        record_id=record_id(prefix, ctx.idempotency_key),
+        args_json=canonical_args_json(args),
+    )
+
+
+async def create_task(args: CreateTaskArgs, ctx: ToolContext) -> ToolRun[CreateTaskResult]:
+    stored = await _record("create_task", "TASK", args, ctx)
+    return ToolRun(result=CreateTaskResult(task_id=stored.record_id), replayed=stored.replayed)
+
+
+async def create_purchase_order(
+    args: CreatePurchaseOrderArgs, ctx: ToolContext
+) -> ToolRun[CreatePurchaseOrderResult]:
+    stored = await _record("create_purchase_order", "PO", args, ctx)
+    result = CreatePurchaseOrderResult(po_number=stored.record_id)
+    return ToolRun(result=result, replayed=stored.replayed)
+
+
+async def record_leave(args: RecordLeaveArgs, ctx: ToolContext) -> ToolRun[RecordLeaveResult]:
+    stored = await _record("record_leave", "LEAVE", args, ctx)
+    return ToolRun(result=RecordLeaveResult(leave_id=stored.record_id), replayed=stored.replayed)
+
+
+async def open_support_ticket(
+    args: OpenSupportTicketArgs, ctx: ToolContext
+) -> ToolRun[OpenSupportTicketResult]:
+    stored = await _record("open_support_ticket", "TICKET", args, ctx)
+    result = OpenSupportTicketResult(ticket_id=stored.record_id)
+    return ToolRun(result=result, replayed=stored.replayed)
+
+
+def build_registry() -> ToolRegistry:
+    """A fresh registry holding the five built-in tools."""
+    return ToolRegistry(
+        [
+            Tool(
+                name="send_email",
+                description="Send an email with a subject and plain-text body to one recipient, "
+                "optionally copying others.",
+                args_model=SendEmailArgs,
+                result_model=SendEmailResult,
+                side_effect=SideEffect.EXTERNAL,
+                handler=send_email,
+            ),
+            Tool(
+                name="create_task",
+                description="Create a task in the internal task tracker, optionally with an "
+                "assignee and a due date.",
+                args_model=CreateTaskArgs,
+                result_model=CreateTaskResult,
+                side_effect=SideEffect.INTERNAL,
+                handler=create_task,
+            ),
+            Tool(
+                name="create_purchase_order",
+                description="Raise a purchase order for an item and send it to the vendor, "
+                "committing the organisation to pay the stated amount.",
+                args_model=CreatePurchaseOrderArgs,
+                result_model=CreatePurchaseOrderResult,
+                side_effect=SideEffect.EXTERNAL,
+                handler=create_purchase_order,
+            ),
+            Tool(
+                name="record_leave",
+                description="Record a number of days of leave for an employee in the HR records.",
+                args_model=RecordLeaveArgs,
+                result_model=RecordLeaveResult,
+                side_effect=SideEffect.INTERNAL,
+                handler=record_leave,
+            ),
+            Tool(
+                name="open_support_ticket",
+                # Policy escalates severity >= 4, so 5 is the most severe.
+                description="Open a support ticket with a title and a severity from 1 (minor) "
+                "to 5 (critical).",
+                args_model=OpenSupportTicketArgs,
+                result_model=OpenSupportTicketResult,
+                side_effect=SideEffect.INTERNAL,
+                handler=open_support_ticket,
+            ),
+        ]
+    )

@@ -1,0 +1,12 @@
+"""Countersign's custom search attributes, filtered on by the Web UI, the CLI and the inbox."""
+
+from temporalio.common import SearchAttributeKey
+
+STATE = SearchAttributeKey.for_keyword("CountersignState")
+REQUEST_TYPE = SearchAttributeKey.for_keyword("CountersignType")
+AWAITING_ROLE = SearchAttributeKey.for_keyword("CountersignAwaitingRole")
+REQUESTER = SearchAttributeKey.for_keyword("CountersignRequester")
+TENANT = SearchAttributeKey.for_keyword("CountersignTenant")
+AMOUNT = SearchAttributeKey.for_float("CountersignAmount")
+
+ALL = (STATE, REQUEST_TYPE, AWAITING_ROLE, REQUESTER, TENANT, AMOUNT)
