@@ -7,6 +7,7 @@ from temporalio.api.operatorservice.v1 import (
 )
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.service import RPCError, RPCStatusCode
 
 from workflows import search_attributes as sa
 
@@ -30,17 +31,33 @@ def dev_server_flags() -> list[str]:
 
 
 async def ensure_search_attributes(client: Client, namespace: str) -> list[str]:
-    """Register any of our search attributes the server lacks (an existing cluster); returns those added."""
-    existing = await client.operator_service.list_search_attributes(
-        ListSearchAttributesRequest(namespace=namespace)
-    )
-    missing = {
-        key.name: _INDEXED_TYPE[key.indexed_value_type.name]
-        for key in sa.ALL
-        if key.name not in existing.custom_attributes
-    }
-    if missing:
-        await client.operator_service.add_search_attributes(
-            AddSearchAttributesRequest(namespace=namespace, search_attributes=missing)
+    """Register any of our search attributes the server lacks; returns those added.
+
+    The time-skipping test server implements adding but not listing, so a failed list means
+    "try each one" and an attribute that already exists is not an error.
+    """
+    try:
+        existing = await client.operator_service.list_search_attributes(
+            ListSearchAttributesRequest(namespace=namespace)
         )
-    return sorted(missing)
+        known = set(existing.custom_attributes)
+    except RPCError as error:
+        if error.status != RPCStatusCode.UNIMPLEMENTED:
+            raise
+        known = set()
+    added = []
+    for key in sa.ALL:
+        if key.name in known:
+            continue
+        request = AddSearchAttributesRequest(
+            namespace=namespace,
+            search_attributes={key.name: _INDEXED_TYPE[key.indexed_value_type.name]},
+        )
+        try:
+            await client.operator_service.add_search_attributes(request)
+        except RPCError as error:
+            if error.status != RPCStatusCode.ALREADY_EXISTS:
+                raise
+            continue
+        added.append(key.name)
+    return added

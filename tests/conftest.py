@@ -13,6 +13,7 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from countersign.stack import temporal_binary
+from countersign.temporal import ensure_search_attributes
 from countersign.worker import build_worker
 from llm.rules import RulesPlanner
 from workflows import search_attributes as sa
@@ -36,6 +37,7 @@ async def time_env() -> AsyncIterator[WorkflowEnvironment]:
     env = await WorkflowEnvironment.start_time_skipping(
         test_server_existing_path=str(binary), data_converter=pydantic_data_converter
     )
+    await ensure_search_attributes(env.client, "default")
     yield env
     await env.shutdown()
 

@@ -5,6 +5,7 @@ States only move forward: RECEIVED → AI_ANALYZED → WAITING_FOR_APPROVAL → 
 or REJECTED / EXPIRED / FAILED.
 """
 
+import contextlib
 import hashlib
 import json
 from datetime import timedelta

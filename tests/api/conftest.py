@@ -1,0 +1,43 @@
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+from temporalio.client import Client
+from temporalio.worker import Worker
+
+from api.main import attach, create_app
+from countersign.settings import Settings
+from models.enums import Role
+
+
+@dataclass
+class Api:
+    http: httpx.AsyncClient
+    keys: dict[str, str]
+
+    def as_(self, who: str) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.keys[who]}"}
+
+
+@pytest.fixture
+async def api(client: Client, task_queue: str, tmp_path: Path, worker: Worker) -> AsyncIterator[Api]:
+    """The real app over ASGI, against the real dev server and a real worker on this test's queue."""
+    settings = Settings(data_dir=tmp_path, task_queue=task_queue)
+    app = create_app(settings, client=client)
+    await attach(app, settings, client)
+    store = app.state.principals
+    people = {
+        "requester": ([], "default"),
+        "manager": ([Role.MANAGER], "default"),
+        "manager2": ([Role.MANAGER], "default"),
+        "finance": ([Role.FINANCE], "default"),
+        "director": ([Role.DIRECTOR], "default"),
+        "globex_manager": ([Role.MANAGER], "globex"),
+    }
+    keys = {name: (await store.add(name, roles, tenant)).api_key for name, (roles, tenant) in people.items()}
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://countersign.test") as http:
+        yield Api(http=http, keys=keys)
+    await store.close()
