@@ -5,6 +5,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from pydantic import ValidationError
 from rich.console import Console
 
 from countersign.principals import PrincipalStore
@@ -110,7 +111,12 @@ def principal_add(
         )
         return created.api_key
 
-    print(asyncio.run(add()))
+    try:
+        key = asyncio.run(add())
+    except ValidationError as error:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in error.errors())
+        raise typer.BadParameter(problems) from None
+    print(key)
 
 
 def main() -> None:

@@ -15,7 +15,6 @@ from pathlib import Path
 from types import FrameType
 
 from rich.console import Console
-from rich.table import Table
 
 from countersign.principals import PrincipalStore
 from countersign.settings import Settings
@@ -164,14 +163,11 @@ def _stop(children: list[subprocess.Popen[bytes]]) -> None:
 
 def _print_ready(settings: Settings, created: list[NewPrincipal], started_server: bool) -> None:
     if created:
-        table = Table(title="Demo principals (keys are shown this once)")
-        table.add_column("name")
-        table.add_column("roles")
-        # Never truncate a key: a shortened key is useless and it is not shown again.
-        table.add_column("API key", overflow="fold", no_wrap=True, min_width=46)
+        console.print("[bold]Demo principals[/] (the keys are shown this once; keep them):")
         for item in created:
-            table.add_row(item.principal.name, ",".join(item.principal.roles) or "-", item.api_key)
-        console.print(table)
+            roles = ",".join(item.principal.roles) or "-"
+            # soft_wrap: a key cut across lines would be useless, and it is not shown again.
+            console.print(f"  {item.principal.name:<16} {roles:<11} {item.api_key}", soft_wrap=True)
     base = f"http://{settings.api_host}:{settings.api_port}"
     console.print(f"API docs:        {base}/docs")
     if started_server:

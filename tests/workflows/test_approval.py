@@ -7,6 +7,7 @@ import pytest
 from temporalio.api.sdk.v1 import WorkflowMetadata
 from temporalio.client import Client, WorkflowUpdateFailedError
 from temporalio.exceptions import ApplicationError
+from temporalio.service import RPCError
 
 from countersign.worker import build_worker
 from llm.rules import RulesPlanner
@@ -174,7 +175,7 @@ async def test_decisions_after_the_end_are_refused(client: Client, task_queue: s
     await wait_for_state(handle, WorkflowState.WAITING_FOR_APPROVAL)
     await handle.execute_update(ApprovalWorkflow.decide, reject(MANAGER, "no"))
     await handle.result()
-    with pytest.raises(Exception, match="(?i)complete"):
+    with pytest.raises(RPCError, match=r"(?i)complete"):
         await handle.execute_update(ApprovalWorkflow.decide, approve(MANAGER_2))
 
 

@@ -1,0 +1,82 @@
+"""Record the histories the replay test checks: `uv run python -m tests.histories.record`.
+
+Re-record only when a change is meant to alter the command sequence, and then behind
+`workflow.patched(...)` so that these older histories still replay.
+"""
+
+import asyncio
+import tempfile
+import uuid
+from pathlib import Path
+
+from temporalio.client import Client, WorkflowHandle
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.testing import WorkflowEnvironment
+
+from countersign.stack import temporal_binary
+from countersign.worker import build_worker
+from llm.rules import RulesPlanner
+from models.decisions import DecideInput
+from models.enums import Decision, WorkflowState
+from models.views import WorkflowView
+from tests.helpers import FINANCE, MANAGER, MANAGER_2, start, wait_for_state
+from workflows import search_attributes as sa
+from workflows.approval import ApprovalWorkflow
+
+HERE = Path(__file__).parent
+
+
+async def _save(handle: WorkflowHandle[ApprovalWorkflow, WorkflowView], name: str) -> None:
+    await handle.result()
+    history = await handle.fetch_history()
+    (HERE / f"{name}.json").write_text(history.to_json())
+    print(f"recorded {name}.json ({len(history.events)} events)")
+
+
+async def _record(client: Client, data_dir: Path) -> None:
+    queue = f"record-{uuid.uuid4().hex[:8]}"
+    async with build_worker(client, task_queue=queue, data_dir=data_dir, planner=RulesPlanner()):
+        # Executed: a three-step procurement chain, approved by update at each step.
+        handle = await start(client, queue, "buy 40 laptops from Dell for $52,000")
+        for reviewer in (MANAGER, FINANCE):
+            await wait_for_state(handle, WorkflowState.WAITING_FOR_APPROVAL)
+            await handle.execute_update(
+                ApprovalWorkflow.decide, DecideInput(reviewer=reviewer, decision=Decision.APPROVED)
+            )
+        await handle.execute_update(
+            ApprovalWorkflow.decide,
+            DecideInput(
+                reviewer=MANAGER_2.model_copy(update={"roles": ["DIRECTOR"]}), decision=Decision.APPROVED
+            ),
+        )
+        await _save(handle, "approval_executed")
+
+        # Rejected by signal, after one refused signal.
+        handle = await start(client, queue, "Follow up with ABC Logistics about pricing")
+        await wait_for_state(handle, WorkflowState.WAITING_FOR_APPROVAL)
+        await handle.signal(
+            ApprovalWorkflow.decision, DecideInput(reviewer=FINANCE, decision=Decision.APPROVED)
+        )
+        await handle.signal(
+            ApprovalWorkflow.decision,
+            DecideInput(reviewer=MANAGER, decision=Decision.REJECTED, notes="handled by phone"),
+        )
+        await _save(handle, "approval_rejected_by_signal")
+
+
+async def main() -> None:
+    env = await WorkflowEnvironment.start_local(
+        dev_server_existing_path=temporal_binary(),
+        data_converter=pydantic_data_converter,
+        search_attributes=sa.ALL,
+        dev_server_log_level="error",
+    )
+    try:
+        with tempfile.TemporaryDirectory() as data_dir:
+            await _record(env.client, Path(data_dir))
+    finally:
+        await env.shutdown()
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

@@ -1,0 +1,57 @@
+"""The `countersign` command line, run as a user runs it: in a subprocess."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from countersign.principals import PrincipalStore
+from models.enums import Role
+
+
+def countersign(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "countersign", *args], capture_output=True, text=True, timeout=60
+    )
+
+
+async def test_principal_add_prints_a_working_key_last(tmp_path: Path) -> None:
+    done = countersign(
+        "principal",
+        "add",
+        "Ada",
+        "--roles",
+        "manager,FINANCE",
+        "--tenant",
+        "acme",
+        "--data-dir",
+        str(tmp_path),
+    )
+    assert done.returncode == 0, done.stderr
+    key = done.stdout.strip().splitlines()[-1]
+    assert key.startswith("cs_") and len(key) > 40
+    async with await PrincipalStore.open(tmp_path / "principals.db") as store:
+        principal = await store.authenticate(key)
+        assert principal is not None
+        assert (principal.name, principal.tenant, principal.roles) == (
+            "Ada",
+            "acme",
+            [Role.FINANCE, Role.MANAGER],
+        )
+        assert await store.authenticate(key + "x") is None
+    # Stored hashed: the key itself is nowhere in the database file.
+    assert key.encode() not in (tmp_path / "principals.db").read_bytes()
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--roles", "CEO"], "unknown role"),
+        (["--tenant", "a b"], "tenant"),
+    ],
+)
+def test_principal_add_refuses_bad_input(tmp_path: Path, args: list[str], message: str) -> None:
+    done = countersign("principal", "add", "Bob", *args, "--data-dir", str(tmp_path))
+    assert done.returncode == 2
+    assert message in done.stderr and "Traceback" not in done.stderr

@@ -1,0 +1,157 @@
+"""`countersign up` as a user runs it: the whole stack in subprocesses, stopped and started again on the
+same data dir, with a request waiting across the restart."""
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from countersign.stack import temporal_binary
+
+KEY_LINE = re.compile(r"^\s+(demo-[a-z0-9-]+)\s+\S+\s+(cs_\S+)\s*$")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class Stack:
+    def __init__(self, data_dir: Path) -> None:
+        self.data_dir = data_dir
+        self.api_port, self.temporal_port, self.ui_port = free_port(), free_port(), free_port()
+        self.process: subprocess.Popen[str] | None = None
+        self.output: list[str] = []
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.api_port}"
+
+    def start(self) -> list[str]:
+        args = [sys.executable, "-m", "countersign", "up", "--data-dir", str(self.data_dir)]
+        args += ["--api-port", str(self.api_port), "--temporal-port", str(self.temporal_port)]
+        args += ["--ui-port", str(self.ui_port)]
+        env = {**os.environ, "COLUMNS": "200"}
+        self.process = subprocess.Popen(
+            args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env
+        )
+        lines: list[str] = []
+        assert self.process.stdout is not None
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            line = self.process.stdout.readline()
+            if not line:
+                break
+            lines.append(line)
+            if "Countersign is ready" in line:
+                self.output = lines
+                return lines
+        raise AssertionError("stack did not become ready:\n" + "".join(lines))
+
+    def stop(self) -> int:
+        assert self.process is not None
+        self.process.send_signal(signal.SIGTERM)
+        code = self.process.wait(timeout=60)
+        self.process = None
+        return code
+
+
+@pytest.fixture
+def stack(tmp_path: Path) -> Iterator[Stack]:
+    stack = Stack(tmp_path / "data")
+    yield stack
+    if stack.process is not None:
+        stack.process.kill()
+
+
+def port_open(port: int) -> bool:
+    with socket.socket() as sock:
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+def test_up_survives_a_restart_with_a_request_waiting(stack: Stack) -> None:
+    lines = stack.start()
+    keys = dict(m.groups() for m in map(KEY_LINE.match, lines) if m)
+    assert {"demo-requester", "demo-manager", "demo-finance", "demo-admin"} <= set(keys)
+    text = "".join(lines)
+    assert f"http://127.0.0.1:{stack.api_port}/docs" in text
+    assert f"http://127.0.0.1:{stack.ui_port}" in text
+    assert (stack.data_dir / "temporal.db").exists()
+
+    def auth(who: str) -> dict[str, str]:
+        return {"Authorization": f"Bearer {keys[who]}"}
+
+    with httpx.Client(base_url=stack.url, timeout=30) as http:
+        submitted = http.post(
+            "/workflows",
+            json={"text": "Follow up with ABC Logistics (sales@abclogistics.com) about pricing"},
+            headers=auth("demo-requester"),
+        )
+        assert submitted.status_code == 201, submitted.text
+        workflow_id = submitted.json()["workflow_id"]
+        for _ in range(100):
+            state = http.get(f"/workflows/{workflow_id}", headers=auth("demo-requester")).json()["state"]
+            if state == "WAITING_FOR_APPROVAL":
+                break
+            time.sleep(0.2)
+        assert state == "WAITING_FOR_APPROVAL"
+
+    assert stack.stop() == 0
+    for port in (stack.api_port, stack.temporal_port, stack.ui_port):
+        assert not port_open(port), f"port {port} still open after stop"
+
+    again = "".join(stack.start())
+    assert "cs_" not in again, "keys are printed on first run only"
+    with httpx.Client(base_url=stack.url, timeout=60) as http:
+        view = http.get(f"/workflows/{workflow_id}", headers=auth("demo-requester")).json()
+        assert view["state"] == "WAITING_FOR_APPROVAL"
+        approved = http.post(
+            f"/workflows/{workflow_id}/approve",
+            json={"decision": "approved", "notes": "after restart"},
+            headers=auth("demo-manager"),
+        )
+        assert approved.status_code == 200, approved.text
+        assert approved.json()["state"] == "ACTION_EXECUTED"
+    assert len(list((stack.data_dir / "outbox").glob("*.eml"))) == 1
+
+    # The Web UI's and the CLI's query language sees our search attributes.
+    listed = subprocess.run(
+        [
+            temporal_binary(),
+            "workflow",
+            "list",
+            "--address",
+            f"127.0.0.1:{stack.temporal_port}",
+            "--query",
+            "CountersignState='ACTION_EXECUTED'",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert workflow_id in listed.stdout, listed.stdout + listed.stderr
+    assert stack.stop() == 0
+
+
+def test_up_refuses_a_busy_port(stack: Stack) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", stack.temporal_port))
+        busy.listen()
+        done = subprocess.run(
+            [sys.executable, "-m", "countersign", "up", "--data-dir", str(stack.data_dir)]
+            + ["--temporal-port", str(stack.temporal_port), "--ui-port", str(stack.ui_port)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert done.returncode == 1
+    assert f"port {stack.temporal_port} is in use" in done.stdout
