@@ -147,8 +147,10 @@ def test_up_refuses_a_busy_port(stack: Stack) -> None:
         busy.bind(("127.0.0.1", stack.temporal_port))
         busy.listen()
         done = subprocess.run(
-            [sys.executable, "-m", "countersign", "up", "--data-dir", str(stack.data_dir)]
-            + ["--temporal-port", str(stack.temporal_port), "--ui-port", str(stack.ui_port)],
+            [
+                *(sys.executable, "-m", "countersign", "up", "--data-dir", str(stack.data_dir)),
+                *("--temporal-port", str(stack.temporal_port), "--ui-port", str(stack.ui_port)),
+            ],
             capture_output=True,
             text=True,
             timeout=60,
