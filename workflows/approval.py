@@ -5,6 +5,7 @@ States only move forward: RECEIVED → AI_ANALYZED → WAITING_FOR_APPROVAL → 
 or REJECTED / EXPIRED / FAILED.
 """
 
+import asyncio
 import contextlib
 import hashlib
 import json
@@ -66,6 +67,17 @@ class ApprovalWorkflow:
 
     @workflow.run
     async def run(self, input: ApprovalInput) -> WorkflowView:
+        try:
+            return await self._lifecycle(input)
+        except asyncio.CancelledError:
+            # Cancelled through Temporal: record it where auditors look, then end as cancelled.
+            self._move(WorkflowState.CANCELLED)
+            self._record("cancelled", "temporal", ActorKind.SYSTEM, detail="workflow cancellation requested")
+            self._step = None
+            self._publish()
+            raise
+
+    async def _lifecycle(self, input: ApprovalInput) -> WorkflowView:
         requester = input.requester
         self._record("received", requester.name, ActorKind.HUMAN, detail=input.request.text[:500])
         self._publish()

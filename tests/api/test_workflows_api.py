@@ -1,7 +1,14 @@
 """The gateway over ASGI against the real dev server: seed 000's routes, auth, refusals, lists."""
 
-import pytest
+import socket
+from pathlib import Path
 
+import httpx
+import pytest
+from temporalio.client import Client
+
+from api.main import attach, create_app
+from countersign.settings import Settings
 from tests.api.conftest import Api
 from tests.helpers import eventually
 
@@ -186,3 +193,17 @@ async def test_lists_and_inbox_come_from_visibility(api: Api) -> None:
     assert status == 200
     await eventually(lambda: ids("/approvals/inbox", "finance"), lambda found: big in found)
     assert big not in await ids("/approvals/inbox", "manager")
+
+
+async def test_health_is_503_when_temporal_is_unreachable(tmp_path: Path) -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        dead = f"127.0.0.1:{sock.getsockname()[1]}"
+    client = await Client.connect(dead, lazy=True)
+    settings = Settings(data_dir=tmp_path)
+    app = create_app(settings, client=client)
+    await attach(app, settings, client)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as http:
+        response = await http.get("/healthz")
+    await app.state.principals.close()
+    assert (response.status_code, response.json()["status"]) == (503, "unavailable")

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 from temporalio.api.sdk.v1 import WorkflowMetadata
-from temporalio.client import Client, WorkflowUpdateFailedError
+from temporalio.client import Client, WorkflowFailureError, WorkflowUpdateFailedError
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError
 
@@ -231,3 +231,9 @@ async def test_policy_is_data(client: Client, task_queue: str) -> None:
     assert view.proposal is not None and view.proposal.confidence < policy.confidence_threshold
     assert [s.role for s in view.chain] == [Role.HR, Role.DIRECTOR]
     await handle.cancel()
+    with pytest.raises(WorkflowFailureError):
+        await handle.result()
+    cancelled = await handle.query(ApprovalWorkflow.view)
+    assert (cancelled.state, cancelled.audit[-1].event) == (WorkflowState.CANCELLED, "cancelled")
+    attrs = (await handle.describe()).typed_search_attributes
+    assert (attrs.get(sa.STATE), attrs.get(sa.AWAITING_ROLE)) == ("CANCELLED", None)
