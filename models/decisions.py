@@ -39,6 +39,14 @@ class DecisionRecord(BaseModel):
     at: str
 
 
+class StepStatus(StrEnum):
+    PENDING = "pending"
+    WAITING = "waiting"
+    APPROVED = "approved"
+    REJECTED = "rejected"
+    EXPIRED = "expired"
+
+
 class ApprovalStep(BaseModel):
     """One step of a chain: `quorum` distinct reviewers holding `role` must approve within the SLA."""
 
@@ -46,7 +54,7 @@ class ApprovalStep(BaseModel):
     quorum: int = Field(default=1, ge=1)
     sla_seconds: int = Field(ge=1)
     decisions: list[DecisionRecord] = Field(default_factory=list)
-    status: str = "pending"  # pending | waiting | approved | rejected | expired
+    status: StepStatus = StepStatus.PENDING
 
 
 class Refusal(StrEnum):

@@ -21,7 +21,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.planning import PlanningActivities
     from activities.validation import ValidationActivities
     from models.audit import AuditEvent
-    from models.decisions import ApprovalStep, DecideInput, DecisionRecord
+    from models.decisions import ApprovalStep, DecideInput, DecisionRecord, StepStatus
     from models.enums import ActorKind, Decision, Role, WorkflowState
     from models.proposal import Plan, PlanInput, Proposal, ValidateInput, ValidationReport
     from models.requests import ApprovalInput
@@ -167,7 +167,7 @@ class ApprovalWorkflow:
     async def _await_step(self, index: int, step: ApprovalStep) -> WorkflowState | None:
         """Wait for `step` to be approved (None) or to end the workflow (the final state)."""
         self._step = index
-        step.status = "waiting"
+        step.status = StepStatus.WAITING
         self._move(WorkflowState.WAITING_FOR_APPROVAL)
         self._record(
             "awaiting_approval",
@@ -178,12 +178,12 @@ class ApprovalWorkflow:
         )
         try:
             await workflow.wait_condition(
-                lambda: step.status != "waiting",
+                lambda: step.status != StepStatus.WAITING,
                 timeout=timedelta(seconds=step.sla_seconds),
                 timeout_summary=f"SLA for {step.role}",
             )
         except TimeoutError:
-            step.status = "expired"
+            step.status = StepStatus.EXPIRED
             self._move(WorkflowState.EXPIRED)
             self._record(
                 "expired",
@@ -193,7 +193,7 @@ class ApprovalWorkflow:
                 detail=f"no decision from {step.role} within {step.sla_seconds}s",
             )
             return WorkflowState.EXPIRED
-        if step.status == "rejected":
+        if step.status == StepStatus.REJECTED:
             self._move(WorkflowState.REJECTED)
             return WorkflowState.REJECTED
         return None
@@ -250,9 +250,9 @@ class ApprovalWorkflow:
             detail=decision.notes or "",
         )
         if decision.decision == Decision.REJECTED:
-            step.status = "rejected"
+            step.status = StepStatus.REJECTED
         elif sum(d.decision == Decision.APPROVED for d in step.decisions) >= step.quorum:
-            step.status = "approved"
+            step.status = StepStatus.APPROVED
 
     def _settled(self) -> bool:
         """The workflow has acted on the last decision: finished, or waiting on an open step."""
@@ -260,10 +260,12 @@ class ApprovalWorkflow:
             return True
         if not self._state.is_waiting or self._step is None:
             return False
-        return self._chain[self._step].status == "waiting"
+        return self._chain[self._step].status == StepStatus.WAITING
 
     @workflow.update
     async def decide(self, decision: DecideInput) -> WorkflowView:
+        # Checked again: another decision accepted in the same workflow task may have moved the chain on.
+        self._refuse_if_needed(decision)
         self._apply(decision)
         # Still executing after the timeout: the caller gets the view as it stands and can poll.
         with contextlib.suppress(TimeoutError):
@@ -272,6 +274,9 @@ class ApprovalWorkflow:
 
     @decide.validator
     def _validate_decide(self, decision: DecideInput) -> None:
+        self._refuse_if_needed(decision)
+
+    def _refuse_if_needed(self, decision: DecideInput) -> None:
         refusal = self._refusal(decision)
         if refusal is not None:
             code, message = refusal

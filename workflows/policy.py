@@ -3,7 +3,7 @@
 Nothing here does I/O or reads the clock; the workflow passes everything in.
 """
 
-from models.decisions import ApprovalStep, DecideInput, Refusal
+from models.decisions import ApprovalStep, DecideInput, Refusal, StepStatus
 from models.enums import Decision, SideEffect
 from models.policy import ApprovalPolicy, ChainRule
 from models.proposal import Plan
@@ -51,7 +51,8 @@ def check_decision(
     reviewer = decision.reviewer
     if reviewer.tenant != tenant:
         return Refusal.WRONG_TENANT, "reviewer belongs to another tenant"
-    if not waiting or step is None or proposal_version is None:
+    # A step already decided in this workflow task is closed even before the chain moves on.
+    if not waiting or step is None or step.status != StepStatus.WAITING or proposal_version is None:
         return Refusal.NOT_WAITING, "the workflow is not waiting for a decision"
     if decision.proposal_version is not None and decision.proposal_version != proposal_version:
         return (

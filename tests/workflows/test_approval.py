@@ -237,3 +237,20 @@ async def test_policy_is_data(client: Client, task_queue: str) -> None:
     assert (cancelled.state, cancelled.audit[-1].event) == (WorkflowState.CANCELLED, "cancelled")
     attrs = (await handle.describe()).typed_search_attributes
     assert (attrs.get(sa.STATE), attrs.get(sa.AWAITING_ROLE)) == ("CANCELLED", None)
+
+
+async def test_concurrent_decisions_on_one_step_apply_once(client: Client, task_queue: str) -> None:
+    handle = await start(client, task_queue, LAPTOPS)
+    await wait_for_state(handle, WorkflowState.WAITING_FOR_APPROVAL)
+    outcomes = await asyncio.gather(
+        *(handle.execute_update(ApprovalWorkflow.decide, approve(m)) for m in (MANAGER, MANAGER_2)),
+        return_exceptions=True,
+    )
+    accepted = [o for o in outcomes if not isinstance(o, BaseException)]
+    assert len(accepted) == 1, outcomes
+    refused_error = next(o for o in outcomes if isinstance(o, BaseException))
+    assert isinstance(refused_error, WorkflowUpdateFailedError)
+    view = await handle.query(ApprovalWorkflow.view)
+    assert [len(step.decisions) for step in view.chain] == [1, 0, 0]
+    assert view.current_step == 1
+    await handle.cancel()
