@@ -157,3 +157,48 @@ def test_up_refuses_a_busy_port(stack: Stack) -> None:
         )
     assert done.returncode == 1
     assert f"port {stack.temporal_port} is in use" in done.stdout
+
+
+def test_up_against_an_existing_temporal_server(stack: Stack) -> None:
+    """`--temporal-address`: no embedded server; our search attributes are registered on the existing one."""
+    server = subprocess.Popen(
+        [
+            temporal_binary(),
+            *("server", "start-dev", "--headless", "--ip", "127.0.0.1"),
+            *("--port", str(stack.temporal_port), "--log-level", "error"),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        args = [sys.executable, "-m", "countersign", "up", "--data-dir", str(stack.data_dir)]
+        args += ["--api-port", str(stack.api_port), "--temporal-address", f"127.0.0.1:{stack.temporal_port}"]
+        stack.process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        assert stack.process.stdout is not None
+        lines = []
+        for line in stack.process.stdout:
+            lines.append(line)
+            if "Countersign is ready" in line:
+                break
+        output = "".join(lines)
+        assert "Countersign is ready" in output, output
+        assert "Temporal Web UI" not in output  # no embedded server, so no UI of ours to point at
+        assert not (stack.data_dir / "temporal.db").exists()
+        listed = subprocess.run(
+            [
+                temporal_binary(),
+                "operator",
+                "search-attribute",
+                "list",
+                "--address",
+                f"127.0.0.1:{stack.temporal_port}",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        assert "CountersignAwaitingRole" in listed.stdout, listed.stdout + listed.stderr
+        assert stack.stop() == 0
+    finally:
+        server.terminate()
+        server.wait(timeout=30)

@@ -207,3 +207,20 @@ async def test_health_is_503_when_temporal_is_unreachable(tmp_path: Path) -> Non
         response = await http.get("/healthz")
     await app.state.principals.close()
     assert (response.status_code, response.json()["status"]) == (503, "unavailable")
+
+
+async def test_policy_file_sets_the_chain(
+    client: Client, task_queue: str, tmp_path: Path, worker: object
+) -> None:
+    policy = tmp_path / "policy.json"
+    policy.write_text('{"rules": [], "default_roles": ["HR", "DIRECTOR"], "step_sla_seconds": 3600}')
+    settings = Settings(data_dir=tmp_path, task_queue=task_queue, policy_file=policy)
+    app = create_app(settings, client=client)
+    await attach(app, settings, client)
+    key = (await app.state.principals.add("someone", [])).api_key
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as http:
+        api = Api(http=http, keys={"requester": key})
+        workflow_id = await submit(api, LAPTOPS)
+        view = await waiting(api, workflow_id)
+    await app.state.principals.close()
+    assert [(s["role"], s["sla_seconds"]) for s in view["chain"]] == [("HR", 3600), ("DIRECTOR", 3600)]  # type: ignore[index, union-attr]
