@@ -35,7 +35,6 @@ _REFUSAL_ERRORS: dict[str, type[CountersignError]] = {
     Refusal.INVALID_PROPOSAL: Conflict,
     Refusal.ROLE_MISSING: Forbidden,
     Refusal.SELF_APPROVAL: Forbidden,
-    Refusal.WRONG_TENANT: NotFound,
     Refusal.REASON_REQUIRED: Invalid,
 }
 
@@ -111,6 +110,9 @@ class ApprovalService:
             return await handle.execute_update(ApprovalWorkflow.decide, decision)
         except WorkflowUpdateFailedError as error:
             cause = error.cause
+            if isinstance(cause, ApplicationError) and cause.type == Refusal.WRONG_TENANT:
+                # Another tenant's workflow must look exactly like one that does not exist.
+                raise NotFound(f"no workflow {workflow_id}") from error
             if isinstance(cause, ApplicationError) and cause.type in _REFUSAL_ERRORS:
                 raise _REFUSAL_ERRORS[cause.type](cause.message, cause.type) from error
             raise

@@ -98,7 +98,15 @@ async def test_refusals_map_to_statuses(api: Api) -> None:
     status, body = await decide(api, workflow_id, "finance", decision="approved")
     assert (status, body["code"]) == (403, "RoleMissing")
     status, body = await decide(api, workflow_id, "globex_manager", decision="approved")
-    assert status == 404  # another tenant's workflow does not exist for them
+    unknown_status, unknown_body = await decide(
+        api, "req-default-nope", "globex_manager", decision="approved"
+    )
+    # Another tenant's workflow answers exactly as a workflow that does not exist.
+    assert (status, body["detail"].replace(workflow_id, "ID")) == (
+        unknown_status,
+        unknown_body["detail"].replace("req-default-nope", "ID"),
+    )
+    assert status == 404
     status, body = await decide(
         api, workflow_id, "manager2", decision="approved", proposal_version=version + 1
     )
