@@ -7,6 +7,7 @@ SIGTERM stops them all, gateway first, Temporal last, so nothing in flight loses
 import asyncio
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -50,8 +51,6 @@ def _spawn(args: list[str], log: Path) -> subprocess.Popen[bytes]:
 
 
 def _port_free(port: int) -> bool:
-    import socket
-
     with socket.socket() as sock:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
