@@ -25,6 +25,29 @@ class RequestFields(BaseModel):
     topic: str | None = None
 
 
+class Finding(BaseModel):
+    code: str
+    message: str
+    field: str | None = None
+
+
+class PlanProvenance(BaseModel):
+    """Who planned and at what cost: recorded on the proposal and in the audit trail."""
+
+    provider: str
+    model: str | None = None
+    prompt_version: str | None = None
+    input_tokens: int = Field(default=0, ge=0)
+    output_tokens: int = Field(default=0, ge=0)
+    # Calls made after the first because the output did not parse or validate.
+    repairs: int = Field(default=0, ge=0)
+    latency_ms: int = Field(default=0, ge=0)
+    # The validation errors fed back to the model, one entry per repair.
+    repair_feedback: list[str] = Field(default_factory=list)
+    # Set when a fallback provider planned because the primary kept failing.
+    fallback_from: str | None = None
+
+
 class PlanInput(BaseModel):
     """One planning attempt. `feedback` carries validation findings from the previous attempt."""
 
@@ -45,6 +68,10 @@ class Plan(BaseModel):
     confidence: float = Field(ge=0, le=1)
     rationale: str = Field(min_length=1, max_length=2000)
     planner: str = "rules"
+    provenance: PlanProvenance | None = None
+    # Set when the planner's output never validated: the plan is a best-effort reading for triage,
+    # and validation refuses it whatever else it finds.
+    planning_findings: list[Finding] = Field(default_factory=list)
 
 
 class Proposal(Plan):
@@ -52,12 +79,6 @@ class Proposal(Plan):
 
     version: int = Field(ge=1)
     hash: str = ""
-
-
-class Finding(BaseModel):
-    code: str
-    message: str
-    field: str | None = None
 
 
 class ValidateInput(BaseModel):

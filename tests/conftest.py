@@ -3,7 +3,7 @@ wheels; every test gets its own task queue and data dir so tests never see each 
 
 import sys
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
@@ -16,6 +16,7 @@ from countersign.stack import temporal_binary
 from countersign.temporal import ensure_search_attributes
 from countersign.worker import build_worker
 from llm.rules import RulesPlanner
+from tests.fake_llm import FakeLLM
 from workflows import search_attributes as sa
 
 
@@ -57,3 +58,12 @@ async def worker(client: Client, task_queue: str, tmp_path: Path) -> AsyncIterat
     worker = build_worker(client, task_queue=task_queue, data_dir=tmp_path, planner=RulesPlanner())
     async with worker:
         yield worker
+
+
+@pytest.fixture
+def fake_llm() -> Iterator[FakeLLM]:
+    """A scripted OpenAI/Anthropic endpoint on a free local port."""
+    server = FakeLLM()
+    server.start()
+    yield server
+    server.stop()

@@ -9,9 +9,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 
 from models.enums import SideEffect
+from models.proposal import Finding
 from models.tools import ToolSpec
 
 A = TypeVar("A", bound=BaseModel)
@@ -55,6 +56,18 @@ class UnknownToolError(KeyError):
     pass
 
 
+def arg_findings(error: ValidationError, prefix: str = "") -> list[Finding]:
+    """One finding per pydantic error, naming the argument it is about."""
+    findings = []
+    for e in error.errors():
+        where = ".".join(str(p) for p in e["loc"])
+        field = f"{prefix}{where}" if where else None
+        findings.append(
+            Finding(code="invalid_args", message=f"{field or prefix or 'args'}: {e['msg']}", field=field)
+        )
+    return findings
+
+
 class ToolRegistry:
     def __init__(self, tools: Iterable[Tool[Any, Any]] = ()) -> None:
         self._tools: dict[str, Tool[Any, Any]] = {}
@@ -80,3 +93,19 @@ class ToolRegistry:
 
     def specs(self) -> list[ToolSpec]:
         return [self._tools[name].spec() for name in self.names()]
+
+    def check_args(self, name: str, args: dict[str, Any]) -> list[Finding]:
+        """Why `args` do not fit tool `name` (empty when they do)."""
+        if name not in self._tools:
+            return [
+                Finding(
+                    code="unknown_tool",
+                    message=f"tool {name!r} is not one of {', '.join(self.names())}",
+                    field="tool",
+                )
+            ]
+        try:
+            self._tools[name].args_model.model_validate(args)
+        except ValidationError as error:
+            return arg_findings(error)
+        return []

@@ -1,0 +1,104 @@
+"""Provider failures in vendor-neutral terms, and scrubbing secrets out of their messages.
+
+Adapters translate their SDK's exceptions into `ProviderError`; the planning activity turns that into a
+Temporal `ApplicationError` (retryable or not, with the provider's requested delay).
+"""
+
+import re
+from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+
+# Key shapes of the major vendors, masked wherever a provider echoes them back in an error.
+_KEY_PATTERNS = re.compile(
+    r"(?:sk-ant-[A-Za-z0-9_\-]{6,}|sk-[A-Za-z0-9_\-]{6,}|Bearer\s+[A-Za-z0-9._\-]{6,})", re.IGNORECASE
+)
+MAX_MESSAGE = 500
+
+
+class ProviderError(Exception):
+    """A model API call that did not produce an answer.
+
+    `retryable` is False for errors a retry cannot fix (bad key, forbidden, bad request, no such model).
+    `retry_after` is the provider's requested wait in seconds, when it gave one (429, 503).
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        provider: str,
+        retryable: bool,
+        status: int | None = None,
+        retry_after: float | None = None,
+        kind: str = "ProviderError",
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.provider = provider
+        self.retryable = retryable
+        self.status = status
+        self.retry_after = retry_after
+        self.kind = kind
+
+
+def redact(message: str, secrets: Iterable[str | None] = ()) -> str:
+    """`message` without any of `secrets` or anything shaped like an API key, cut to a readable length."""
+    for secret in secrets:
+        if secret and len(secret) >= 4:
+            message = message.replace(secret, "[redacted]")
+    message = _KEY_PATTERNS.sub("[redacted]", message)
+    return message if len(message) <= MAX_MESSAGE else message[: MAX_MESSAGE - 3] + "..."
+
+
+def status_kind(status: int) -> tuple[str, bool]:
+    """The error type name and retryability for an HTTP status from a model API."""
+    if status == 401:
+        return "ProviderUnauthorized", False
+    if status == 403:
+        return "ProviderForbidden", False
+    if status == 404:
+        return "ProviderNotFound", False
+    if status == 429:
+        return "ProviderRateLimited", True
+    if status == 408 or status == 409 or status >= 500:
+        return "ProviderUnavailable", True
+    # 400, 413, 422 and other client errors: the same request would fail again.
+    return "ProviderBadRequest", False
+
+
+def body_message(body: object, fallback: str) -> str:
+    """The human-readable message in a provider's error body (`{"error": {"message": …}}` and kin)."""
+    node = body
+    for _ in range(3):
+        if not isinstance(node, dict):
+            break
+        message = node.get("message")
+        if isinstance(message, str) and message.strip():
+            return message
+        node = node.get("error")
+    return fallback
+
+
+def retry_after_seconds(headers: Mapping[str, str]) -> float | None:
+    """The wait a provider asked for: `retry-after-ms`, or `retry-after` in seconds or as an HTTP date."""
+    millis = headers.get("retry-after-ms")
+    if millis:
+        try:
+            return max(0.0, float(millis) / 1000)
+        except ValueError:
+            pass
+    value = headers.get("retry-after")
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - datetime.now(UTC)).total_seconds())
