@@ -12,18 +12,7 @@ from temporalio import activity
 
 from models.enums import RequestType
 from models.proposal import Finding, Plan, ValidateInput, ValidationReport
-from tools.registry import ToolRegistry
-
-
-def _arg_findings(error: ValidationError) -> list[Finding]:
-    return [
-        Finding(
-            code="invalid_args",
-            message=f"{'.'.join(str(p) for p in e['loc']) or 'args'}: {e['msg']}",
-            field=".".join(str(p) for p in e["loc"]) or None,
-        )
-        for e in error.errors()
-    ]
+from tools.registry import ToolRegistry, arg_findings
 
 
 def _business_findings(plan: Plan, args: BaseModel) -> list[Finding]:
@@ -54,18 +43,12 @@ class ValidationActivities:
     @activity.defn(name="validate")
     async def validate(self, request: ValidateInput) -> ValidationReport:
         plan = request.plan
+        # Findings from planning mean the model's output never validated: the plan is a best-effort
+        # reading for triage, blocked whatever the checks below find.
+        findings = list(plan.planning_findings)
         if plan.tool not in self._registry:
-            return ValidationReport(
-                ok=False,
-                needs_triage=True,
-                findings=[
-                    Finding(
-                        code="unknown_tool",
-                        message=f"tool {plan.tool!r} is not one of {', '.join(self._registry.names())}",
-                        field="tool",
-                    )
-                ],
-            )
+            findings.extend(self._registry.check_args(plan.tool, plan.args))
+            return ValidationReport(ok=False, needs_triage=True, findings=_unique(findings))
         tool = self._registry.get(plan.tool)
         try:
             args = tool.args_model.model_validate(plan.args)
@@ -74,9 +57,9 @@ class ValidationActivities:
                 ok=False,
                 needs_triage=True,
                 side_effect=tool.side_effect,
-                findings=_arg_findings(error),
+                findings=_unique(findings + arg_findings(error)),
             )
-        findings = _business_findings(plan, args)
+        findings += _business_findings(plan, args)
         blocking = bool(findings)
         if plan.confidence < request.confidence_threshold:
             findings.append(
@@ -88,8 +71,19 @@ class ValidationActivities:
             )
         return ValidationReport(
             ok=not blocking,
-            findings=findings,
+            findings=_unique(findings),
             needs_triage=bool(findings),
             side_effect=tool.side_effect,
             normalized_args=args.model_dump(mode="json"),
         )
+
+
+def _unique(findings: list[Finding]) -> list[Finding]:
+    """The planner's findings and ours often say the same thing; reviewers need it once."""
+    seen: set[tuple[str, str]] = set()
+    kept = []
+    for finding in findings:
+        if (finding.code, finding.message) not in seen:
+            seen.add((finding.code, finding.message))
+            kept.append(finding)
+    return kept

@@ -2,8 +2,10 @@
 
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from llm.spec import LLMOptions, parse_chain
 
 
 class Settings(BaseSettings):
@@ -18,9 +20,39 @@ class Settings(BaseSettings):
     temporal_address: str | None = None
     namespace: str = "default"
     task_queue: str = "countersign"
-    planner: str = "rules"
+    # Which planner proposes actions: `rules`, `openai:<model>`, `anthropic:<model>`, `azure:<deployment>`,
+    # `openai-compatible:<model>@<base_url>`; a comma-separated chain falls back in order (see llm/spec.py).
+    # Unset: OpenAI when OPENAI_API_KEY is set, else Anthropic when ANTHROPIC_API_KEY is, else `rules`.
+    llm: str | None = None
+    # Key for `openai-compatible` endpoints only; OPENAI_API_KEY is never sent to a third-party URL.
+    llm_api_key: SecretStr | None = None
+    llm_timeout_seconds: float = Field(default=60.0, gt=0, le=600)
+    llm_max_output_tokens: int = Field(default=2000, ge=256, le=32_000)
+    # Extra calls, with the validation errors as feedback, before a plan goes to triage.
+    llm_max_repairs: int = Field(default=2, ge=0, le=5)
+    # Planning attempts (Temporal retries) each provider gets before the next one in the chain plans.
+    llm_attempts_per_provider: int = Field(default=3, ge=1, le=10)
+    # Planning activities started per second across all workers; provider rate limits are per account.
+    llm_rate_limit: float | None = Field(default=None, gt=0)
     # Optional JSON file holding an ApprovalPolicy; the built-in seed 001 chains apply otherwise.
     policy_file: Path | None = None
+
+    @field_validator("llm")
+    @classmethod
+    def _known_providers(cls, value: str | None) -> str | None:
+        if value is not None:
+            parse_chain(value)  # raises SpecError (a ValueError) naming the bad entry
+        return value
+
+    def llm_options(self) -> LLMOptions:
+        """How model-backed planners call their provider: the worker and `countersign eval` alike."""
+        key = self.llm_api_key.get_secret_value() if self.llm_api_key else None
+        return LLMOptions(
+            timeout_seconds=self.llm_timeout_seconds,
+            max_output_tokens=self.llm_max_output_tokens,
+            max_repairs=self.llm_max_repairs,
+            compatible_api_key=key,
+        )
 
     @property
     def resolved_temporal_address(self) -> str:

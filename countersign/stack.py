@@ -160,7 +160,22 @@ def _stop(children: list[subprocess.Popen[bytes]]) -> None:
                 child.wait()
 
 
-def _print_ready(settings: Settings, created: list[NewPrincipal], started_server: bool) -> None:
+def _planner_chain(settings: Settings) -> str:
+    """The planners the worker will use, checked now so a missing key fails before anything starts."""
+    from countersign.worker import build_planners
+    from llm.spec import SpecError
+    from tools.builtin import build_registry
+
+    try:
+        planners = build_planners(settings, build_registry())
+    except SpecError as error:
+        raise StackError(f"cannot plan with COUNTERSIGN_LLM: {error}") from None
+    return " -> ".join(p.name for p in planners)
+
+
+def _print_ready(
+    settings: Settings, created: list[NewPrincipal], started_server: bool, planners: str
+) -> None:
     if created:
         console.print("[bold]Demo principals[/] (the keys are shown this once; keep them):")
         for item in created:
@@ -172,6 +187,7 @@ def _print_ready(settings: Settings, created: list[NewPrincipal], started_server
     if started_server:
         console.print(f"Temporal Web UI: http://127.0.0.1:{settings.ui_port}")
     console.print(f"Temporal:        {settings.resolved_temporal_address}")
+    console.print(f"Planner:         {planners}{' (offline)' if planners == 'rules' else ''}")
     console.print(f"Logs:            {settings.data_dir / 'logs'}")
     console.print("[bold green]Countersign is ready.[/] Ctrl-C stops it.")
 
@@ -190,6 +206,7 @@ def run_stack(settings: Settings) -> int:
     children: list[subprocess.Popen[bytes]] = []
     logs = settings.data_dir / "logs"
     try:
+        planners = _planner_chain(settings)
         server = _start_temporal(settings) if settings.temporal_address is None else None
         if server is not None:
             children.append(server)
@@ -199,7 +216,7 @@ def run_stack(settings: Settings) -> int:
         api = _spawn(_child_args("api", settings), logs / "api.log")
         children.append(api)
         _wait_for_api(settings, api)
-        _print_ready(settings, created, server is not None)
+        _print_ready(settings, created, server is not None, planners)
         console.print(f"ready in {time.monotonic() - started:.1f}s")
         while not stopping:
             for child in children:

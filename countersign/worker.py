@@ -1,42 +1,97 @@
-"""The worker: builds the planner and the tool registry, and runs the approval workflow's activities."""
+"""The worker: builds the planners and the tool registry, and runs the approval workflow's activities.
+
+Two Temporal workers share one process: the workflow worker (workflows, validation, execution) on the
+configured task queue, and the planning worker on `<queue>-llm`, rate-limited per task queue because a
+provider's rate limit is per account, not per worker.
+"""
 
 import asyncio
+import contextlib
+import logging
+from collections.abc import Sequence
 from pathlib import Path
+from types import TracebackType
 
 from temporalio.client import Client
 from temporalio.worker import Worker
 
 from activities.execution import ExecutionActivities
-from activities.planning import PlanningActivities
+from activities.planning import PlanningActivities, llm_task_queue
 from activities.validation import ValidationActivities
 from countersign.settings import Settings
 from countersign.temporal import connect, ensure_search_attributes
 from llm.base import Planner
-from llm.rules import RulesPlanner
+from llm.factory import build_planner
+from llm.spec import default_chain, parse_chain
 from tools.builtin import build_registry
+from tools.registry import ToolRegistry
 from workflows.approval import ApprovalWorkflow
 
-
-def build_planner(name: str) -> Planner:
-    if name == "rules":
-        return RulesPlanner()
-    raise ValueError(f"unknown planner {name!r}; available: rules")
+log = logging.getLogger(__name__)
 
 
-def build_worker(client: Client, *, task_queue: str, data_dir: Path, planner: Planner) -> Worker:
-    registry = build_registry()
-    planning = PlanningActivities(planner, registry)
+def build_planners(settings: Settings, registry: ToolRegistry) -> list[Planner]:
+    """The configured chain; a bad spec or a missing key raises `SpecError` with a readable message."""
+    chain = parse_chain(settings.llm or default_chain())
+    options = settings.llm_options()
+    return [build_planner(spec, registry=registry, options=options) for spec in chain]
+
+
+class WorkerGroup:
+    """The workflow worker and the planning worker, started and stopped together."""
+
+    def __init__(self, workers: Sequence[Worker]) -> None:
+        self.workers = list(workers)
+        self._stack = contextlib.AsyncExitStack()
+
+    async def __aenter__(self) -> "WorkerGroup":
+        async with contextlib.AsyncExitStack() as stack:
+            for worker in self.workers:
+                await stack.enter_async_context(worker)
+            self._stack = stack.pop_all()
+        return self
+
+    async def __aexit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self._stack.__aexit__(kind, error, tb)
+
+
+def build_worker(
+    client: Client,
+    *,
+    task_queue: str,
+    data_dir: Path,
+    planner: Planner | Sequence[Planner],
+    registry: ToolRegistry | None = None,
+    attempts_per_planner: int = 3,
+    llm_rate_limit: float | None = None,
+) -> WorkerGroup:
+    registry = registry or build_registry()
+    planning = PlanningActivities(planner, registry, attempts_per_planner=attempts_per_planner)
     validation = ValidationActivities(registry)
     execution = ExecutionActivities(registry, data_dir)
-    return Worker(
+    main = Worker(
         client,
         task_queue=task_queue,
         workflows=[ApprovalWorkflow],
+        # `plan` stays here too, for workflows started before planning moved to its own queue.
         activities=[planning.plan, validation.validate, execution.execute],
     )
+    llm = Worker(
+        client,
+        task_queue=llm_task_queue(task_queue),
+        activities=[planning.plan],
+        max_task_queue_activities_per_second=llm_rate_limit,
+    )
+    return WorkerGroup([main, llm])
 
 
 async def run_worker(settings: Settings, stop: asyncio.Event | None = None) -> None:
+    registry = build_registry()
+    planners = build_planners(settings, registry)
+    chain = " -> ".join(p.name for p in planners)
+    log.info("planning with %s%s", chain, "" if settings.llm else " (default: COUNTERSIGN_LLM is unset)")
     client = await connect(settings.resolved_temporal_address, settings.namespace)
     await ensure_search_attributes(client, settings.namespace)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
@@ -44,7 +99,10 @@ async def run_worker(settings: Settings, stop: asyncio.Event | None = None) -> N
         client,
         task_queue=settings.task_queue,
         data_dir=settings.data_dir,
-        planner=build_planner(settings.planner),
+        planner=planners,
+        registry=registry,
+        attempts_per_planner=settings.llm_attempts_per_provider,
+        llm_rate_limit=settings.llm_rate_limit,
     )
     async with worker:
         await (stop or asyncio.Event()).wait()

@@ -15,3 +15,5 @@ class AuditEvent(BaseModel):
     proposal_version: int | None = None
     proposal_hash: str | None = None
     detail: str = ""
+    # Structured facts for auditors and tools, e.g. the planner's provider, model and token usage.
+    data: dict[str, str | int | float | None] | None = None

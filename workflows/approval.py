@@ -18,19 +18,31 @@ from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from activities.execution import ExecutionActivities
-    from activities.planning import PlanningActivities
+    from activities.planning import PlanningActivities, llm_task_queue
     from activities.validation import ValidationActivities
     from models.audit import AuditEvent
     from models.decisions import ApprovalStep, DecideInput, DecisionRecord, StepStatus
     from models.enums import ActorKind, Decision, Role, WorkflowState
-    from models.proposal import Plan, PlanInput, Proposal, ValidateInput, ValidationReport
+    from models.proposal import Plan, PlanInput, PlanProvenance, Proposal, ValidateInput, ValidationReport
     from models.requests import ApprovalInput
     from models.tools import ToolCall, ToolOutcome
     from models.views import WorkflowView
     from workflows import search_attributes as sa
     from workflows.policy import build_chain, check_decision
 
-PLAN_RETRY = RetryPolicy(maximum_attempts=5, initial_interval=timedelta(seconds=1))
+VALIDATE_RETRY = RetryPolicy(maximum_attempts=5, initial_interval=timedelta(seconds=1))
+# Model APIs have outages and rate limits: about six minutes of backoff before a request FAILS.
+# A provider's Retry-After replaces the backoff for that attempt; non-retryable errors stop at once.
+PLANNING_RETRY = RetryPolicy(
+    maximum_attempts=10,
+    initial_interval=timedelta(seconds=1),
+    backoff_coefficient=2.0,
+    maximum_interval=timedelta(minutes=1),
+)
+# Long enough for one model call plus the bounded repairs, each under the provider timeout.
+PLANNING_TIMEOUT = timedelta(minutes=5)
+# Workflows started before this patch plan on the workflow task queue; later ones on `<queue>-llm`.
+LLM_QUEUE_PATCH = "plan-on-llm-task-queue"
 EXECUTE_RETRY = RetryPolicy(
     maximum_attempts=10,
     initial_interval=timedelta(seconds=1),
@@ -93,7 +105,9 @@ class ApprovalWorkflow:
             "ai_analyzed",
             f"planner:{plan.planner}",
             ActorKind.AI,
-            detail=f"{plan.request_type}: proposes {plan.tool} (confidence {plan.confidence:.2f})",
+            detail=f"{plan.request_type}: proposes {plan.tool or 'no valid action'} "
+            f"(confidence {plan.confidence:.2f}){_cost(plan.provenance)}",
+            data=_provenance_data(plan),
         )
         self._record(
             "validated" if report.ok else "validation_failed",
@@ -139,30 +153,63 @@ class ApprovalWorkflow:
         feedback: list[str] = []
         attempts = self._input.max_plan_attempts
         for attempt in range(1, attempts + 1):
-            plan = await workflow.execute_activity_method(
-                PlanningActivities.plan,
-                PlanInput(
-                    request=self._input.request,
-                    requester_name=self._input.requester.name,
-                    attempt=attempt,
-                    feedback=feedback,
-                ),
-                start_to_close_timeout=timedelta(minutes=2),
-                retry_policy=PLAN_RETRY,
-                summary=f"plan request (attempt {attempt})",
+            plan_input = PlanInput(
+                request=self._input.request,
+                requester_name=self._input.requester.name,
+                attempt=attempt,
+                feedback=feedback,
             )
+            if workflow.patched(LLM_QUEUE_PATCH):
+                plan = await workflow.execute_activity_method(
+                    PlanningActivities.plan,
+                    plan_input,
+                    task_queue=llm_task_queue(workflow.info().task_queue),
+                    start_to_close_timeout=PLANNING_TIMEOUT,
+                    retry_policy=PLANNING_RETRY,
+                    summary=f"plan request (attempt {attempt})",
+                )
+            else:
+                plan = await workflow.execute_activity_method(
+                    PlanningActivities.plan,
+                    plan_input,
+                    start_to_close_timeout=timedelta(minutes=2),
+                    retry_policy=VALIDATE_RETRY,
+                    summary=f"plan request (attempt {attempt})",
+                )
+            self._record_repairs(plan)
             report = await workflow.execute_activity_method(
                 ValidationActivities.validate,
                 ValidateInput(plan=plan, confidence_threshold=self._input.policy.confidence_threshold),
                 start_to_close_timeout=timedelta(seconds=30),
-                retry_policy=PLAN_RETRY,
-                summary=f"validate {plan.tool}",
+                retry_policy=VALIDATE_RETRY,
+                summary=f"validate {plan.tool or 'plan'}",
             )
-            if report.ok or attempt == attempts:
+            # A planner that ran out of repairs already had its chances: re-planning cannot help.
+            if report.ok or attempt == attempts or plan.planning_findings:
                 return plan, report
             feedback = [f.message for f in report.findings]
             self._record("replan", "validation", ActorKind.SYSTEM, detail="; ".join(feedback)[:500])
         raise AssertionError("unreachable: the loop returns on its last attempt")
+
+    def _record_repairs(self, plan: Plan) -> None:
+        """Each answer the planner had to send back, with what was wrong with it."""
+        provenance = plan.provenance
+        if provenance is None:
+            return
+        for number, feedback in enumerate(provenance.repair_feedback, start=1):
+            self._record(
+                "plan_repaired",
+                f"planner:{plan.planner}",
+                ActorKind.AI,
+                detail=f"repair {number} of {provenance.repairs}: {feedback}"[:500],
+            )
+        if plan.planning_findings:
+            self._record(
+                "plan_invalid",
+                f"planner:{plan.planner}",
+                ActorKind.AI,
+                detail="; ".join(f.message for f in plan.planning_findings)[:500],
+            )
 
     async def _await_step(self, index: int, step: ApprovalStep) -> WorkflowState | None:
         """Wait for `step` to be approved (None) or to end the workflow (the final state)."""
@@ -330,6 +377,7 @@ class ApprovalWorkflow:
         *,
         role: Role | None = None,
         detail: str = "",
+        data: dict[str, str | int | float | None] | None = None,
     ) -> None:
         self._audit.append(
             AuditEvent(
@@ -342,6 +390,7 @@ class ApprovalWorkflow:
                 proposal_version=self._proposal.version if self._proposal else None,
                 proposal_hash=self._proposal.hash if self._proposal else None,
                 detail=detail,
+                data=data,
             )
         )
 
@@ -371,6 +420,45 @@ class ApprovalWorkflow:
         if plan is not None:
             lines.append(plan.summary)
             lines.append(f"Proposed `{plan.tool}` v{plan.version}, confidence {plan.confidence:.2f}")
+            lines.append(f"Planned by {plan.planner}{_cost(plan.provenance)}")
+            if plan.planning_findings:
+                lines.append("Needs triage: the planner's output never validated")
         if self._error:
             lines.append(f"Error: {self._error}")
         return "\n\n".join(lines)
+
+
+def _cost(provenance: PlanProvenance | None) -> str:
+    if provenance is None:
+        return ""
+    parts = [f"{provenance.latency_ms} ms"]
+    if provenance.input_tokens or provenance.output_tokens:
+        parts.append(f"{provenance.input_tokens}+{provenance.output_tokens} tokens")
+    if provenance.repairs:
+        parts.append(f"{provenance.repairs} repair{'s' if provenance.repairs > 1 else ''}")
+    if provenance.fallback_from:
+        parts.append(f"fallback from {provenance.fallback_from}")
+    return f" [{', '.join(parts)}]"
+
+
+def _provenance_data(plan: Plan) -> dict[str, str | int | float | None]:
+    """What auditors need to know about how the plan was made, as structured audit data."""
+    data: dict[str, str | int | float | None] = {
+        "planner": plan.planner,
+        "tool": plan.tool,
+        "confidence": plan.confidence,
+        "triage": len(plan.planning_findings),
+    }
+    if plan.provenance is not None:
+        p = plan.provenance
+        data.update(
+            provider=p.provider,
+            model=p.model,
+            prompt_version=p.prompt_version,
+            input_tokens=p.input_tokens,
+            output_tokens=p.output_tokens,
+            repairs=p.repairs,
+            latency_ms=p.latency_ms,
+            fallback_from=p.fallback_from,
+        )
+    return data
