@@ -20,7 +20,8 @@ app = typer.Typer(
 )
 principal_app = typer.Typer(help="Manage principals (reviewers and requesters) and their API keys.")
 app.add_typer(principal_app, name="principal")
-err = Console(stderr=True)
+# soft_wrap: an error message is one line, whatever the terminal width, so scripts can grep it.
+err = Console(stderr=True, soft_wrap=True)
 
 DataDir = Annotated[Path | None, typer.Option("--data-dir", help="Where state is kept [.countersign]")]
 TemporalAddress = Annotated[
@@ -32,7 +33,13 @@ ApiPort = Annotated[int | None, typer.Option("--api-port", help="Gateway port [8
 
 def _settings(**overrides: Any) -> Settings:
     """Flags override COUNTERSIGN_* environment variables, which override the defaults."""
-    return Settings(**{k: v for k, v in overrides.items() if v is not None})
+    try:
+        return Settings(**{k: v for k, v in overrides.items() if v is not None})
+    except ValidationError as error:
+        for problem in error.errors():
+            name = ".".join(str(p) for p in problem["loc"])
+            err.print(f"[bold red]error:[/] setting {name} (COUNTERSIGN_{name.upper()}): {problem['msg']}")
+        raise typer.Exit(2) from None
 
 
 @app.command()
@@ -59,9 +66,18 @@ def up(
 @app.command()
 def worker(data_dir: DataDir = None, temporal_address: TemporalAddress = None) -> None:
     """Run the worker against a Temporal server."""
-    from countersign.worker import run_worker
+    import logging
 
-    asyncio.run(run_worker(_settings(data_dir=data_dir, temporal_address=temporal_address)))
+    from countersign.worker import run_worker
+    from llm.spec import SpecError
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    settings = _settings(data_dir=data_dir, temporal_address=temporal_address)
+    try:
+        asyncio.run(run_worker(settings))
+    except SpecError as error:  # a planner that cannot be built: a missing key, a bad endpoint
+        err.print(f"[bold red]error:[/] {error}")
+        raise typer.Exit(2) from None
 
 
 @app.command()
@@ -121,3 +137,73 @@ def principal_add(
 
 def main() -> None:
     app()
+
+
+@app.command("eval")
+def eval_command(
+    provider: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--provider",
+            metavar="SPEC",
+            help="One COUNTERSIGN_LLM-style provider (rules, openai:gpt-4.1-mini, ...); repeat to compare. "
+            "Default: rules and the configured provider.",
+        ),
+    ] = None,
+    file: Annotated[
+        Path | None,
+        typer.Option("--file", metavar="PATH", help="Labelled set, JSON Lines. Default: the built-in set."),
+    ] = None,
+    json_path: Annotated[
+        str | None,
+        typer.Option(
+            "--json", metavar="PATH", help="Also write the JSON report to PATH; '-': print it instead."
+        ),
+    ] = None,
+    concurrency: Annotated[
+        int, typer.Option("--concurrency", metavar="N", min=1, max=64, help="Cases planned at once.")
+    ] = 4,
+    tag: Annotated[
+        list[str] | None, typer.Option("--tag", metavar="TAG", help="Only cases with this tag; repeatable.")
+    ] = None,
+) -> None:
+    """Measure planners on a labelled set: request type, field and tool accuracy per provider."""
+    from countersign import evaluation as ev
+    from llm.spec import SpecError
+    from tools.builtin import build_registry
+
+    settings = _settings()
+    options = settings.llm_options()
+    registry = build_registry()
+    source = file or ev.DEFAULT_FILE
+    try:
+        specs = ev.provider_specs(provider or [], settings.llm)
+        cases = ev.select(ev.load_cases(source), tag or [])
+        if not cases:
+            raise ev.EvalFileError(f"{source}: no case has tag {', '.join(tag or [])}")
+        planners = ev.build_planners(specs, registry=registry, options=options)
+    except (SpecError, ev.EvalFileError, ev.EvalSetupError) as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(2) from None
+    names = ", ".join(label for label, _ in planners)
+    typer.echo(f"evaluating {names} on {len(cases)} cases", err=True)
+    reports = asyncio.run(
+        ev.evaluate_all(
+            planners,
+            cases,
+            registry.specs(),
+            concurrency=concurrency,
+            limit_seconds=ev.per_case_limit(options),
+        )
+    )
+    report = ev.EvalReport(file=str(source), tags=tag or [], cases=len(cases), providers=reports)
+    if json_path == "-":
+        print(ev.to_json(report))
+        return
+    ev.render(report, Console())
+    if json_path is not None:
+        try:
+            Path(json_path).write_text(ev.to_json(report) + "\n", encoding="utf-8")
+        except OSError as error:
+            typer.echo(f"error: cannot write {json_path}: {error}", err=True)
+            raise typer.Exit(1) from None

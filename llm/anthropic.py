@@ -43,12 +43,15 @@ class AnthropicChat:
             client = AsyncAnthropic(max_retries=0, timeout=options.timeout_seconds)
         except anthropic.AnthropicError as error:
             raise SpecError(f"{spec.label}: {redact(str(error))}") from None
+        # The SDK defers a missing credential to the first request; a worker should know at start-up.
+        if client.api_key is None and client.auth_token is None and client.credentials is None:
+            raise SpecError(f"{spec.label}: no credentials; set ANTHROPIC_API_KEY")
         return cls(
             client,
             provider=spec.label,
             model=spec.model,
             max_output_tokens=options.max_output_tokens,
-            secrets=(client.api_key,),
+            secrets=(client.api_key, client.auth_token),
         )
 
     def _messages(self, prompt: ChatPrompt) -> list[dict[str, Any]]:

@@ -26,12 +26,17 @@ _TYPE_PATTERNS: dict[RequestType, re.Pattern[str]] = {
         re.IGNORECASE,
     ),
     RequestType.LEAVE: re.compile(
-        r"\b(?:vacation|pto|holidays?|sick|time off|days? off|parental|maternity|paternity"
-        r"|leave\b(?!\s+(?:a|an|it|the|this|that|them|him|her|me|us|early|now)\b))",
-        re.IGNORECASE,  # "leave a note" / "leave the office" are not leave requests
+        r"\b(?:vacation|pto|(?<!public )(?<!bank )holidays?|sick|unwell|time off|parental|maternity|paternity"
+        r"|(?:days?|weeks?|mornings?|afternoons?) off"
+        r"|(?:take|taking|book|booking|have) (?:today|tomorrow|(?:mon|tues|wednes|thurs|fri)day) off"
+        r"|leave\b(?!\s+(?:a|an|it|the|this|that|them|him|her|me|us|early|now"
+        r"|feedback|comments?|notes?|messages?|word|instructions)\b))",
+        # "leave a note" / "leave feedback" / "a public holiday" are not leave requests
+        re.IGNORECASE,
     ),
     RequestType.SUPPORT: re.compile(
         r"\b(?:outages?|bugs?|tickets?|incidents?|errors?|crash(?:es|ed|ing)?|broken|not working"
+        r"|out of order|data loss|fail(?:s|ed|ing|ures?)?|slow(?:ness)?|time[sd] out|timing out|timeouts?"
         r"|(?:is|are|went|goes) down|sev(?:erity)?\s*[:=#]?\s*[1-5]|p[0-4]"
         r"|customer (?:issue|complaint)s?|(?:can(?:no|')t|unable to) (?:log ?in|access|connect))\b",
         re.IGNORECASE,
@@ -123,7 +128,7 @@ _TOPIC = re.compile(
 )
 
 _LEAVE_TYPES: list[tuple[str, re.Pattern[str]]] = [
-    ("sick", re.compile(r"\b(?:sick|ill|illness|doctor|medical)\b", re.I)),
+    ("sick", re.compile(r"\b(?:sick|ill|illness|unwell|doctor|medical)\b", re.I)),
     ("parental", re.compile(r"\b(?:parental|maternity|paternity)\b", re.I)),
 ]
 

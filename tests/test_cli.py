@@ -1,5 +1,6 @@
 """The `countersign` command line, run as a user runs it: in a subprocess."""
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -10,9 +11,13 @@ from countersign.principals import PrincipalStore
 from models.enums import Role
 
 
-def countersign(*args: str) -> subprocess.CompletedProcess[str]:
+def countersign(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "countersign", *args], capture_output=True, text=True, timeout=60
+        [sys.executable, "-m", "countersign", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, **(env or {})},
     )
 
 
@@ -54,4 +59,23 @@ async def test_principal_add_prints_a_working_key_last(tmp_path: Path) -> None:
 def test_principal_add_refuses_bad_input(tmp_path: Path, args: list[str], message: str) -> None:
     done = countersign("principal", "add", "Bob", *args, "--data-dir", str(tmp_path))
     assert done.returncode == 2
+    assert message in done.stderr and "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"COUNTERSIGN_LLM": "gpt4"}, "unknown provider 'gpt4'"),
+        # A chosen vendor without its key is refused before the worker connects anywhere.
+        (
+            {"COUNTERSIGN_LLM": "anthropic:claude-sonnet-5-5", "ANTHROPIC_API_KEY": ""},
+            "anthropic:claude-sonnet-5-5",
+        ),
+    ],
+)
+def test_worker_refuses_an_unusable_planner(tmp_path: Path, env: dict[str, str], message: str) -> None:
+    # An address nothing listens on: the refusal must come first, with no traceback.
+    env = {**env, "ANTHROPIC_AUTH_TOKEN": ""}
+    done = countersign("worker", "--data-dir", str(tmp_path), "--temporal-address", "127.0.0.1:9", env=env)
+    assert done.returncode == 2, done.stderr
     assert message in done.stderr and "Traceback" not in done.stderr

@@ -2,6 +2,7 @@
 scripted local server: answers, repairs, triage, and every kind of error a provider sends."""
 
 import json
+import re
 from typing import Any
 
 import pytest
@@ -10,7 +11,7 @@ from llm.base import Planner
 from llm.errors import ProviderError
 from llm.factory import build_planner
 from llm.prompt import PROMPT_VERSION
-from llm.spec import LLMOptions, parse_chain
+from llm.spec import LLMOptions, SpecError, parse_chain
 from models.enums import RequestType
 from models.proposal import Plan, PlanInput
 from models.requests import SubmitRequest
@@ -325,9 +326,13 @@ async def test_anthropic_errors_are_classified(
     assert ANTHROPIC_KEY not in caught.value.message
 
 
-async def test_missing_key_fails_when_the_planner_is_built(monkeypatch: pytest.MonkeyPatch) -> None:
-    from llm.spec import SpecError
-
-    monkeypatch.delenv("OPENAI_API_KEY")
-    with pytest.raises(SpecError, match=r"openai:gpt-4\.1-mini"):
-        planner("openai:gpt-4.1-mini")
+@pytest.mark.parametrize(
+    ("spec", "variable"),
+    [("openai:gpt-4.1-mini", "OPENAI_API_KEY"), ("anthropic:claude-sonnet-5-5", "ANTHROPIC_API_KEY")],
+)
+async def test_missing_key_fails_when_the_planner_is_built(
+    monkeypatch: pytest.MonkeyPatch, spec: str, variable: str
+) -> None:
+    monkeypatch.delenv(variable)
+    with pytest.raises(SpecError, match=re.escape(spec)):
+        planner(spec)

@@ -163,6 +163,44 @@ async def test_leave_lengths_and_types(text: str, days: float, leave_type: str) 
 
 
 @pytest.mark.parametrize(
+    ("text", "rtype"),
+    [
+        # ways of asking for leave without the word "leave"
+        ("Two weeks off in September, please", RequestType.LEAVE),
+        ("Can I have Friday off? Family thing.", RequestType.LEAVE),
+        ("Need an afternoon off for a medical appointment", RequestType.LEAVE),
+        ("Feeling unwell, I'll stay home for 1 day", RequestType.LEAVE),
+        # "leave" and "holiday" that are not leave requests
+        ("Leave feedback on the design review for the team", RequestType.GENERAL),
+        ("Leave comments on the draft budget", RequestType.GENERAL),
+        ("Tell everyone the office is shut for the bank holiday", RequestType.GENERAL),
+        # support problems described by their symptom
+        ("The badge reader at the front door is out of order", RequestType.SUPPORT),
+        ("Nightly backups have failed three times this week", RequestType.SUPPORT),
+        ("The intranet search is very slow since Tuesday", RequestType.SUPPORT),
+        ("Uploads keep timing out for the Lisbon team", RequestType.SUPPORT),
+        ("Possible data loss on the shared drive after the sync", RequestType.SUPPORT),
+    ],
+)
+async def test_classification_of_indirect_wording(text: str, rtype: RequestType) -> None:
+    result = await plan(text)
+    assert result.request_type is rtype
+    assert (
+        result.tool
+        == {
+            RequestType.LEAVE: "record_leave",
+            RequestType.SUPPORT: "open_support_ticket",
+            RequestType.GENERAL: "create_task",
+        }[rtype]
+    )
+
+
+async def test_unwell_is_sick_leave() -> None:
+    result = await plan("I'm unwell and need 2 days off")
+    assert validated_args(result)["leave_type"] == "sick"
+
+
+@pytest.mark.parametrize(
     ("text", "severity"),
     [
         ("Acme Corp checkout is down, P1", 5),
