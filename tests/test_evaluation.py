@@ -25,6 +25,7 @@ from llm.spec import SpecError
 from models.enums import RequestType
 from models.proposal import Finding, Plan, PlanInput, PlanProvenance, RequestFields
 from models.tools import ToolSpec
+from tests.fake_llm import FakeLLM, follow_up_plan, openai_answer, openai_error
 from tools.builtin import build_registry
 
 TOOLS = build_registry().specs()
@@ -422,3 +423,40 @@ def test_cli_names_the_bad_line_of_a_file(tmp_path: Path) -> None:
 def test_eval_case_model_refuses_unknown_keys() -> None:
     with pytest.raises(ValidationError):
         EvalCase.model_validate({"id": "x", "text": "hello", "type": "GENERAL", "tool": "t", "label": 1})
+
+
+def test_cli_evaluates_a_model_provider_through_its_sdk(
+    tmp_path: Path, fake_llm: FakeLLM, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-eval-test-0123456789")
+    monkeypatch.setenv("OPENAI_BASE_URL", f"{fake_llm.url}/v1")
+    case = {
+        "id": "gen-x",
+        "text": "Follow up with ABC Logistics (sales@abclogistics.com) about pricing",
+        "type": "GENERAL",
+        "tool": "send_email",
+        "fields": {"email": "sales@abclogistics.com", "counterparty": "ABC Logistics"},
+    }
+    path = write_cases(tmp_path / "two.jsonl", case, {**case, "id": "gen-y"})
+    # One case answers well; the other meets a 401, which is an error for that case, not a crash.
+    fake_llm.script(openai_answer(follow_up_plan()), openai_error(401, "bad key"))
+    result = CliRunner().invoke(
+        app,
+        [
+            "eval",
+            "--provider",
+            "openai:gpt-4.1-mini",
+            "--file",
+            str(path),
+            "--concurrency",
+            "1",
+            "--json",
+            "-",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    (report,) = json.loads(result.stdout)["providers"]
+    assert report["provider"] == "openai:gpt-4.1-mini"
+    assert report["request_type"]["correct"] == 1 and report["request_type"]["total"] == 2
+    assert len(report["errors"]) == 1 and "HTTP 401" in json.dumps(report["errors"])
+    assert report["tokens"]["input"] == 120 and report["tokens"]["output"] == 80
