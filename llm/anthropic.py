@@ -13,7 +13,7 @@ from anthropic import AsyncAnthropic
 from anthropic.types import MessageParam, ToolParam
 
 from llm.base import ChatPrompt, Completion
-from llm.errors import ProviderError, body_message, redact, retry_after_seconds, status_kind
+from llm.errors import from_status, redact, timed_out, unreachable, unreadable
 from llm.spec import LLMOptions, ProviderSpec, SpecError
 
 TOOL_NAME = "propose_action"
@@ -103,25 +103,20 @@ class AnthropicChat:
                 tool_choice={"type": "tool", "name": TOOL_NAME},
             )
         except anthropic.APIStatusError as error:
-            raise self._status_error(error) from None
+            raise from_status(
+                self.provider,
+                error.status_code,
+                error.body,
+                error.message,
+                error.response.headers,
+                self._secrets,
+            ) from None
         except anthropic.APITimeoutError:
-            raise ProviderError(
-                "the request timed out", provider=self.provider, retryable=True, kind="ProviderTimeout"
-            ) from None
+            raise timed_out(self.provider) from None
         except anthropic.APIConnectionError as error:
-            raise ProviderError(
-                f"could not connect: {redact(str(error), self._secrets)}",
-                provider=self.provider,
-                retryable=True,
-                kind="ProviderUnavailable",
-            ) from None
+            raise unreachable(self.provider, str(error), self._secrets) from None
         except (anthropic.APIError, ValueError) as error:  # a 2xx answer that is not the API's JSON
-            raise ProviderError(
-                f"unreadable response: {redact(str(error), self._secrets)[:200]}",
-                provider=self.provider,
-                retryable=True,
-                kind="ProviderUnavailable",
-            ) from None
+            raise unreadable(self.provider, str(error), self._secrets) from None
         model = response.model or self.model
         usage = (response.usage.input_tokens, response.usage.output_tokens)
         for block in response.content:
@@ -131,15 +126,3 @@ class AnthropicChat:
         # No tool call: whatever text it wrote instead is parsed (and most likely repaired).
         text = "".join(block.text for block in response.content if block.type == "text")
         return Completion(text, model, *usage, stop_reason=response.stop_reason)
-
-    def _status_error(self, error: anthropic.APIStatusError) -> ProviderError:
-        kind, retryable = status_kind(error.status_code)
-        message = redact(body_message(error.body, error.message), self._secrets)
-        return ProviderError(
-            f"HTTP {error.status_code}: {message}",
-            provider=self.provider,
-            retryable=retryable,
-            status=error.status_code,
-            retry_after=retry_after_seconds(error.response.headers),
-            kind=kind,
-        )

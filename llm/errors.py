@@ -102,3 +102,46 @@ def retry_after_seconds(headers: Mapping[str, str]) -> float | None:
     if when.tzinfo is None:
         when = when.replace(tzinfo=UTC)
     return max(0.0, (when - datetime.now(UTC)).total_seconds())
+
+
+def from_status(
+    provider: str,
+    status: int,
+    body: object,
+    fallback: str,
+    headers: Mapping[str, str],
+    secrets: Iterable[str | None],
+) -> ProviderError:
+    """An HTTP error answer from a model API, with the provider's own message (secrets masked)."""
+    kind, retryable = status_kind(status)
+    return ProviderError(
+        f"HTTP {status}: {redact(body_message(body, fallback), secrets)}",
+        provider=provider,
+        retryable=retryable,
+        status=status,
+        retry_after=retry_after_seconds(headers),
+        kind=kind,
+    )
+
+
+def timed_out(provider: str) -> ProviderError:
+    return ProviderError("the request timed out", provider=provider, retryable=True, kind="ProviderTimeout")
+
+
+def unreachable(provider: str, detail: str, secrets: Iterable[str | None]) -> ProviderError:
+    return ProviderError(
+        f"could not connect: {redact(detail, secrets)}",
+        provider=provider,
+        retryable=True,
+        kind="ProviderUnavailable",
+    )
+
+
+def unreadable(provider: str, detail: str, secrets: Iterable[str | None]) -> ProviderError:
+    """A 2xx answer that is not the API's JSON: a proxy's error page, a truncated body."""
+    return ProviderError(
+        f"unreadable response: {redact(detail, secrets)[:200]}",
+        provider=provider,
+        retryable=True,
+        kind="ProviderUnavailable",
+    )

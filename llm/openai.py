@@ -12,7 +12,7 @@ from openai.types.chat import ChatCompletionMessageParam
 from openai.types.shared_params import ResponseFormatJSONSchema
 
 from llm.base import ChatPrompt, Completion
-from llm.errors import ProviderError, body_message, redact, retry_after_seconds, status_kind
+from llm.errors import from_status, redact, timed_out, unreachable, unreadable
 from llm.spec import LLMOptions, ProviderSpec, SpecError
 
 
@@ -91,25 +91,20 @@ class OpenAIChat:
                 max_tokens=self._max_output_tokens if legacy else omit,
             )
         except openai.APIStatusError as error:
-            raise self._status_error(error) from None
+            raise from_status(
+                self.provider,
+                error.status_code,
+                error.body,
+                error.message,
+                error.response.headers,
+                self._secrets,
+            ) from None
         except openai.APITimeoutError:
-            raise ProviderError(
-                "the request timed out", provider=self.provider, retryable=True, kind="ProviderTimeout"
-            ) from None
+            raise timed_out(self.provider) from None
         except openai.APIConnectionError as error:
-            raise ProviderError(
-                f"could not connect: {redact(str(error), self._secrets)}",
-                provider=self.provider,
-                retryable=True,
-                kind="ProviderUnavailable",
-            ) from None
+            raise unreachable(self.provider, str(error), self._secrets) from None
         except (openai.APIError, ValueError) as error:  # a 2xx answer that is not the API's JSON
-            raise ProviderError(
-                f"unreadable response: {redact(str(error), self._secrets)[:200]}",
-                provider=self.provider,
-                retryable=True,
-                kind="ProviderUnavailable",
-            ) from None
+            raise unreadable(self.provider, str(error), self._secrets) from None
         usage = response.usage
         model = response.model or self.model
         tokens_in, tokens_out = (usage.prompt_tokens, usage.completion_tokens) if usage else (0, 0)
@@ -122,15 +117,3 @@ class OpenAIChat:
                 message.refusal, model, tokens_in, tokens_out, choice.finish_reason, refused=True
             )
         return Completion(message.content or "", model, tokens_in, tokens_out, choice.finish_reason)
-
-    def _status_error(self, error: openai.APIStatusError) -> ProviderError:
-        kind, retryable = status_kind(error.status_code)
-        message = redact(body_message(error.body, error.message), self._secrets)
-        return ProviderError(
-            f"HTTP {error.status_code}: {message}",
-            provider=self.provider,
-            retryable=retryable,
-            status=error.status_code,
-            retry_after=retry_after_seconds(error.response.headers),
-            kind=kind,
-        )

@@ -11,6 +11,7 @@ openai:gpt-4.1-mini,rules               a chain: the next one plans when the pre
 """
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal
@@ -52,7 +53,10 @@ class ProviderSpec:
         if self.kind == "rules":
             return "rules"
         if self.kind == "openai-compatible":
-            return f"openai-compatible:{self.model}@{self.base_url}"
+            # A base URL may carry credentials (https://user:pass@host); the label never does.
+            url = urlparse(self.base_url or "")
+            host = url.netloc.rpartition("@")[2]
+            return f"openai-compatible:{self.model}@{url._replace(netloc=host).geturl()}"
         return f"{self.kind}:{self.model}"
 
 
@@ -70,9 +74,11 @@ def _one(part: str) -> ProviderSpec:
             raise SpecError(f"{part!r}: name the model, e.g. {kind}:<model>")
         return ProviderSpec(vendor, model=rest)
     if kind == "openai-compatible":
-        model, at, base_url = rest.rpartition("@")
+        # The URL starts at the first "@http(s)://": a URL may itself hold an "@" (user:pass@host).
+        split = re.search(r"@(?=https?://)", rest)
+        model, base_url = (rest[: split.start()], rest[split.end() :]) if split else ("", "")
         parsed = urlparse(base_url)
-        if not at or not model or parsed.scheme not in ("http", "https") or not parsed.netloc:
+        if not model or parsed.scheme not in ("http", "https") or not parsed.netloc:
             raise SpecError(f"{part!r}: expected openai-compatible:<model>@<http(s) base url>")
         return ProviderSpec("openai-compatible", model=model, base_url=base_url)
     raise SpecError(f"{part!r}: unknown provider {kind!r}; use one of {', '.join(KINDS)}")

@@ -450,15 +450,6 @@ def _provenance_data(plan: Plan) -> dict[str, str | int | float | None]:
         "triage": len(plan.planning_findings),
     }
     if plan.provenance is not None:
-        p = plan.provenance
-        data.update(
-            provider=p.provider,
-            model=p.model,
-            prompt_version=p.prompt_version,
-            input_tokens=p.input_tokens,
-            output_tokens=p.output_tokens,
-            repairs=p.repairs,
-            latency_ms=p.latency_ms,
-            fallback_from=p.fallback_from,
-        )
+        # The feedback texts are in their own `plan_repaired` entries; here only the facts.
+        data.update(plan.provenance.model_dump(exclude={"repair_feedback"}))
     return data

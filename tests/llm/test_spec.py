@@ -26,6 +26,9 @@ def test_chains_parse_in_order() -> None:
     [compatible] = parse_chain("openai-compatible:llama3.1:8b@http://localhost:11434/v1")
     assert compatible == ProviderSpec("openai-compatible", "llama3.1:8b", "http://localhost:11434/v1")
     assert parse_chain("azure:my-deployment")[0].model == "my-deployment"
+    [with_password] = parse_chain("openai-compatible:m@https://bob:hunter2@llm.internal:8443/v1")
+    assert with_password.label == "openai-compatible:m@https://llm.internal:8443/v1"
+    assert with_password.base_url == "https://bob:hunter2@llm.internal:8443/v1", "the client still needs it"
 
 
 @pytest.mark.parametrize(
