@@ -10,11 +10,10 @@ import pytest
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
-from temporalio.worker import Worker
 
 from countersign.stack import temporal_binary
 from countersign.temporal import ensure_search_attributes
-from countersign.worker import build_worker
+from countersign.worker import WorkerGroup, build_worker
 from llm.rules import RulesPlanner
 from tests.fake_llm import FakeLLM
 from workflows import search_attributes as sa
@@ -54,7 +53,7 @@ def task_queue() -> str:
 
 
 @pytest.fixture
-async def worker(client: Client, task_queue: str, tmp_path: Path) -> AsyncIterator[Worker]:
+async def worker(client: Client, task_queue: str, tmp_path: Path) -> AsyncIterator[WorkerGroup]:
     worker = build_worker(client, task_queue=task_queue, data_dir=tmp_path, planner=RulesPlanner())
     async with worker:
         yield worker

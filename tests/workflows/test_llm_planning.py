@@ -9,6 +9,7 @@ import pytest
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client, WorkflowUpdateFailedError
 from temporalio.exceptions import ApplicationError
+from temporalio.testing import WorkflowEnvironment
 
 from countersign.worker import WorkerGroup, build_worker
 from llm.base import Planner
@@ -29,7 +30,7 @@ from tests.fake_llm import (
 )
 from tests.helpers import MANAGER, start, wait_for_state
 from tools.builtin import build_registry, list_outbox
-from workflows.approval import ApprovalWorkflow
+from workflows.approval import PLANNING_RETRY, ApprovalWorkflow
 
 SECRET = "sk-test-WORKFLOWSECRET0123456789"
 FOLLOW_UP = "Follow up with ABC Logistics (sales@abclogistics.com) about pricing"
@@ -248,3 +249,22 @@ async def test_anthropic_plans_a_three_step_procurement(
     assert view.proposal.provenance is not None
     assert view.proposal.provenance.provider == "anthropic:claude-sonnet-5-5"
     assert json.loads(json.dumps(view.audit[1].data))["input_tokens"] == 150
+
+
+async def test_a_provider_that_never_recovers_ends_failed_after_the_retry_budget(
+    time_env: WorkflowEnvironment, task_queue: str, fake_llm: FakeLLM, tmp_path: Path
+) -> None:
+    # Nothing scripted: every call gets a 500. The test server skips the minutes of backoff.
+    async with build_worker(
+        time_env.client,
+        task_queue=task_queue,
+        data_dir=tmp_path,
+        planner=model_planner(),
+        attempts_per_planner=PLANNING_RETRY.maximum_attempts,
+    ):
+        handle = await start(time_env.client, task_queue, FOLLOW_UP)
+        view = await handle.result()
+    assert len(fake_llm.requests) == PLANNING_RETRY.maximum_attempts
+    assert view.state == WorkflowState.FAILED
+    assert view.error is not None and "HTTP 500" in view.error
+    assert [e.event for e in view.audit] == ["received", "failed"]

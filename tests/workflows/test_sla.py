@@ -8,9 +8,8 @@ from pathlib import Path
 import pytest
 from temporalio.client import WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
-from temporalio.worker import Worker
 
-from countersign.worker import build_worker
+from countersign.worker import WorkerGroup, build_worker
 from llm.rules import RulesPlanner
 from models.decisions import DecideInput
 from models.enums import Decision, WorkflowState
@@ -24,7 +23,7 @@ from workflows.approval import ApprovalWorkflow
 @pytest.fixture
 async def skipping_worker(
     time_env: WorkflowEnvironment, task_queue: str, tmp_path: Path
-) -> AsyncIterator[Worker]:
+) -> AsyncIterator[WorkerGroup]:
     worker = build_worker(time_env.client, task_queue=task_queue, data_dir=tmp_path, planner=RulesPlanner())
     async with worker:
         yield worker
