@@ -38,7 +38,8 @@ def _settings(**overrides: Any) -> Settings:
     except ValidationError as error:
         for problem in error.errors():
             name = ".".join(str(p) for p in problem["loc"])
-            err.print(f"[bold red]error:[/] setting {name} (COUNTERSIGN_{name.upper()}): {problem['msg']}")
+            where = f"setting {name} (COUNTERSIGN_{name.upper()})" if name else "settings"
+            err.print(f"[bold red]error:[/] {where}: {problem['msg']}")
         raise typer.Exit(2) from None
 
 

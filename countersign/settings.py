@@ -2,10 +2,14 @@
 
 from pathlib import Path
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from llm.spec import LLMOptions, parse_chain
+
+# The approval workflow gives one planning attempt 5 minutes (workflows/approval.py, PLANNING_TIMEOUT);
+# every call of an attempt must fit, with room to spare.
+PLANNING_BUDGET_SECONDS = 280
 
 
 class Settings(BaseSettings):
@@ -43,6 +47,16 @@ class Settings(BaseSettings):
         if value is not None:
             parse_chain(value)  # raises SpecError (a ValueError) naming the bad entry
         return value
+
+    @model_validator(mode="after")
+    def _calls_fit_one_attempt(self) -> "Settings":
+        calls = self.llm_max_repairs + 1
+        if self.llm_timeout_seconds * calls > PLANNING_BUDGET_SECONDS:
+            raise ValueError(
+                f"llm_timeout_seconds x (llm_max_repairs + 1) = {self.llm_timeout_seconds:g} x {calls} "
+                f"exceeds {PLANNING_BUDGET_SECONDS}s, what one planning attempt may take"
+            )
+        return self
 
     def llm_options(self) -> LLMOptions:
         """How model-backed planners call their provider: the worker and `countersign eval` alike."""

@@ -39,7 +39,8 @@ PLANNING_RETRY = RetryPolicy(
     backoff_coefficient=2.0,
     maximum_interval=timedelta(minutes=1),
 )
-# Long enough for one model call plus the bounded repairs, each under the provider timeout.
+# Long enough for one model call plus the bounded repairs, each under the provider timeout
+# (Settings refuses a timeout and repair count that would not fit).
 PLANNING_TIMEOUT = timedelta(minutes=5)
 # Workflows started before this patch plan on the workflow task queue; later ones on `<queue>-llm`.
 LLM_QUEUE_PATCH = "plan-on-llm-task-queue"
