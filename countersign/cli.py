@@ -170,6 +170,7 @@ def eval_command(
 ) -> None:
     """Measure planners on a labelled set: request type, field and tool accuracy per provider."""
     from countersign import evaluation as ev
+    from llm.factory import build_planner
     from llm.spec import SpecError
     from tools.builtin import build_registry
 
@@ -182,11 +183,12 @@ def eval_command(
         cases = ev.select(ev.load_cases(source), tag or [])
         if not cases:
             raise ev.EvalFileError(f"{source}: no case has tag {', '.join(tag or [])}")
-        planners = ev.build_planners(specs, registry=registry, options=options)
-    except (SpecError, ev.EvalFileError, ev.EvalSetupError) as error:
+        # Every planner before any runs: a missing key fails fast instead of half-way.
+        planners = [build_planner(spec, registry=registry, options=options) for spec in specs]
+    except (SpecError, ev.EvalFileError) as error:
         typer.echo(f"error: {error}", err=True)
         raise typer.Exit(2) from None
-    names = ", ".join(label for label, _ in planners)
+    names = ", ".join(p.name for p in planners)
     typer.echo(f"evaluating {names} on {len(cases)} cases", err=True)
     reports = asyncio.run(
         ev.evaluate_all(

@@ -26,13 +26,12 @@ from rich.console import Console
 from rich.table import Table
 
 from llm.base import Planner
-from llm.factory import LLMOptions, build_planner
+from llm.factory import LLMOptions
 from llm.spec import ProviderSpec, SpecError, default_chain, parse_chain
 from models.enums import RequestType
 from models.proposal import Plan, PlanInput, RequestFields
 from models.requests import RequestText, SubmitRequest
 from models.tools import ToolSpec
-from tools.registry import ToolRegistry
 
 DEFAULT_FILE = Path(__file__).with_name("eval_requests.jsonl")
 DEFAULT_CONCURRENCY = 4
@@ -45,10 +44,6 @@ LabelValue = int | float | str | None
 
 class EvalFileError(ValueError):
     """The labelled set cannot be used; the message names the file and, when it applies, the line."""
-
-
-class EvalSetupError(ValueError):
-    """A provider whose planner cannot be built (SDK missing, no credentials); the message names it."""
 
 
 class EvalCase(BaseModel):
@@ -387,25 +382,8 @@ def per_case_limit(options: LLMOptions) -> float:
     return 2 * options.timeout_seconds * (options.max_repairs + 1)
 
 
-def build_planners(
-    specs: Sequence[ProviderSpec], *, registry: ToolRegistry, options: LLMOptions
-) -> list[tuple[str, Planner]]:
-    """Every planner before any runs, so a misconfigured provider fails fast instead of half-way."""
-    planners: list[tuple[str, Planner]] = []
-    for spec in specs:
-        try:
-            planners.append((spec.label, build_planner(spec, registry=registry, options=options)))
-        except SpecError:
-            raise
-        # A missing SDK module or API key surfaces as whatever the SDK raises; name the provider.
-        except Exception as exc:
-            why = f"{type(exc).__name__}: {exc}"
-            raise EvalSetupError(f"{spec.label}: cannot build the planner: {why}") from None
-    return planners
-
-
 async def evaluate_all(
-    planners: Sequence[tuple[str, Planner]],
+    planners: Sequence[Planner],
     cases: Sequence[EvalCase],
     tools: list[ToolSpec],
     *,
@@ -414,10 +392,8 @@ async def evaluate_all(
 ) -> list[ProviderReport]:
     """One provider after another, so one provider's load does not distort another's latency."""
     return [
-        await evaluate(
-            planner, cases, tools, concurrency=concurrency, limit_seconds=limit_seconds, label=label
-        )
-        for label, planner in planners
+        await evaluate(planner, cases, tools, concurrency=concurrency, limit_seconds=limit_seconds)
+        for planner in planners
     ]
 
 

@@ -25,12 +25,16 @@ class OpenAIChat:
         model: str,
         max_output_tokens: int,
         secrets: tuple[str | None, ...] = (),
+        legacy_max_tokens: bool = False,
     ) -> None:
         self.provider = provider
         self.model = model
         self._client = client
         self._max_output_tokens = max_output_tokens
         self._secrets = secrets
+        # Servers that predate `max_completion_tokens` still take `max_tokens`; OpenAI's reasoning
+        # models take only the former.
+        self._legacy_max_tokens = legacy_max_tokens
 
     @classmethod
     def from_spec(cls, spec: ProviderSpec, options: LLMOptions) -> "OpenAIChat":
@@ -57,6 +61,7 @@ class OpenAIChat:
             model=spec.model,
             max_output_tokens=options.max_output_tokens,
             secrets=(secret, options.compatible_api_key),
+            legacy_max_tokens=spec.kind == "openai-compatible",
         )
 
     def _messages(self, prompt: ChatPrompt) -> list[dict[str, Any]]:
@@ -70,9 +75,7 @@ class OpenAIChat:
         return messages
 
     async def complete(self, prompt: ChatPrompt) -> Completion:
-        # Servers that predate `max_completion_tokens` still take `max_tokens`; OpenAI's reasoning
-        # models take only the former.
-        legacy = self.provider.startswith("openai-compatible")
+        legacy = self._legacy_max_tokens
         response_format: ResponseFormatJSONSchema = {
             "type": "json_schema",
             "json_schema": {

@@ -173,6 +173,17 @@ class FakeLLM:
                 raise RuntimeError("fake LLM server did not start")
             time.sleep(0.01)
 
+    def vendor_env(self, openai_key: str, anthropic_key: str) -> dict[str, str]:
+        """The SDKs' own variables, pointing both vendors at this server: proof they are honoured."""
+        return {
+            "OPENAI_API_KEY": openai_key,
+            "OPENAI_BASE_URL": f"{self.url}/v1",
+            "ANTHROPIC_API_KEY": anthropic_key,
+            "ANTHROPIC_BASE_URL": self.url,
+            # Would take precedence over ANTHROPIC_API_KEY if the machine had one.
+            "ANTHROPIC_AUTH_TOKEN": "",
+        }
+
     def stop(self) -> None:
         if self._server is not None and self._thread is not None:
             self._server.should_exit = True

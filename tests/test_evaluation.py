@@ -428,8 +428,8 @@ def test_eval_case_model_refuses_unknown_keys() -> None:
 def test_cli_evaluates_a_model_provider_through_its_sdk(
     tmp_path: Path, fake_llm: FakeLLM, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("OPENAI_API_KEY", "sk-eval-test-0123456789")
-    monkeypatch.setenv("OPENAI_BASE_URL", f"{fake_llm.url}/v1")
+    for name, value in fake_llm.vendor_env("sk-eval-test-0123456789", "unused").items():
+        monkeypatch.setenv(name, value)
     case = {
         "id": "gen-x",
         "text": "Follow up with ABC Logistics (sales@abclogistics.com) about pricing",

@@ -74,7 +74,7 @@ async def _record_model_planning(client: Client, data_dir: Path) -> None:
     """A model planner that repairs once, then never validates: triage, then a rejection."""
     fake = FakeLLM()
     fake.start()
-    os.environ.update(OPENAI_API_KEY="sk-record-only", OPENAI_BASE_URL=f"{fake.url}/v1")
+    os.environ.update(fake.vendor_env("sk-record-only", "unused"))
     registry = build_registry()
     planner = build_planner(parse_chain("openai:gpt-4.1-mini")[0], registry=registry, options=LLMOptions())
     bad = follow_up_plan(action={"tool": "delete_all_records", "args": {}})

@@ -37,12 +37,8 @@ REGISTRY = build_registry()
 
 @pytest.fixture(autouse=True)
 def vendor_env(monkeypatch: pytest.MonkeyPatch, fake_llm: FakeLLM) -> None:
-    """The SDKs' own variables point at the fake server: proof that they are honoured."""
-    monkeypatch.setenv("OPENAI_API_KEY", OPENAI_KEY)
-    monkeypatch.setenv("OPENAI_BASE_URL", f"{fake_llm.url}/v1")
-    monkeypatch.setenv("ANTHROPIC_API_KEY", ANTHROPIC_KEY)
-    monkeypatch.setenv("ANTHROPIC_BASE_URL", fake_llm.url)
-    monkeypatch.delenv("ANTHROPIC_AUTH_TOKEN", raising=False)
+    for name, value in fake_llm.vendor_env(OPENAI_KEY, ANTHROPIC_KEY).items():
+        monkeypatch.setenv(name, value)
 
 
 def planner(spec: str, **options: Any) -> Planner:

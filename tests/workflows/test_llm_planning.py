@@ -39,11 +39,8 @@ REGISTRY = build_registry()
 
 @pytest.fixture(autouse=True)
 def vendor_env(monkeypatch: pytest.MonkeyPatch, fake_llm: FakeLLM) -> None:
-    monkeypatch.setenv("OPENAI_API_KEY", SECRET)
-    monkeypatch.setenv("OPENAI_BASE_URL", f"{fake_llm.url}/v1")
-    monkeypatch.setenv("ANTHROPIC_API_KEY", SECRET)
-    monkeypatch.setenv("ANTHROPIC_BASE_URL", fake_llm.url)
-    monkeypatch.delenv("ANTHROPIC_AUTH_TOKEN", raising=False)
+    for name, value in fake_llm.vendor_env(SECRET, SECRET).items():
+        monkeypatch.setenv(name, value)
 
 
 def model_planner(spec: str = "openai:gpt-4.1-mini") -> Planner:
