@@ -11,7 +11,7 @@ from pydantic import BaseModel, ValidationError
 from temporalio import activity
 
 from models.enums import RequestType
-from models.proposal import Finding, Plan, ValidateInput, ValidationReport
+from models.proposal import Finding, Plan, RequestFields, ValidateInput, ValidationReport
 from tools.registry import ToolRegistry, arg_findings
 
 
@@ -59,6 +59,10 @@ class ValidationActivities:
                 side_effect=tool.side_effect,
                 findings=_unique(findings + arg_findings(error)),
             )
+        fields = None
+        if request.align_fields:
+            fields = _aligned_fields(plan.fields, args)
+            plan = plan.model_copy(update={"fields": fields})
         findings += _business_findings(plan, args)
         blocking = bool(findings)
         if plan.confidence < request.confidence_threshold:
@@ -75,7 +79,23 @@ class ValidationActivities:
             needs_triage=bool(findings),
             side_effect=tool.side_effect,
             normalized_args=args.model_dump(mode="json"),
+            fields=fields,
         )
+
+
+def _aligned_fields(fields: RequestFields, args: BaseModel) -> RequestFields:
+    """`fields` with every value the args also state (same name, valid for the field) taken from the args."""
+    parsed = args.model_dump(mode="json")
+    merged = fields.model_dump()
+    for name in RequestFields.model_fields:
+        if name in parsed and parsed[name] is not None:
+            candidate = {**merged, name: parsed[name]}
+            try:
+                RequestFields.model_validate(candidate)
+            except ValidationError:
+                continue
+            merged = candidate
+    return RequestFields.model_validate(merged)
 
 
 def _unique(findings: list[Finding]) -> list[Finding]:

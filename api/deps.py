@@ -7,6 +7,7 @@ from temporalio.client import Client
 
 from api.auth import current_principal
 from countersign.approvals import ApprovalService
+from countersign.principals import PrincipalStore
 from models.principals import Principal
 
 
@@ -20,6 +21,12 @@ def _service(request: Request) -> ApprovalService:
     return service
 
 
+def _principals(request: Request) -> PrincipalStore:
+    store: PrincipalStore = request.app.state.principals
+    return store
+
+
 ClientDep = Annotated[Client, Depends(_client)]
 ServiceDep = Annotated[ApprovalService, Depends(_service)]
 PrincipalDep = Annotated[Principal, Depends(current_principal)]
+PrincipalStoreDep = Annotated[PrincipalStore, Depends(_principals)]

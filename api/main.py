@@ -7,13 +7,13 @@ from fastapi import FastAPI, Request, status
 from fastapi.responses import JSONResponse
 from temporalio.client import Client
 
-from api.routes import approvals, health, workflows
+from api.routes import approvals, health, principals, workflows
 from countersign.approvals import ApprovalService
 from countersign.errors import Conflict, CountersignError, Forbidden, Invalid, NotFound
+from countersign.policy_file import load_policy
 from countersign.principals import PrincipalStore
 from countersign.settings import Settings
 from countersign.temporal import connect
-from models.policy import ApprovalPolicy
 
 _STATUS = {
     NotFound: status.HTTP_404_NOT_FOUND,
@@ -21,12 +21,6 @@ _STATUS = {
     Conflict: status.HTTP_409_CONFLICT,
     Invalid: status.HTTP_422_UNPROCESSABLE_CONTENT,
 }
-
-
-def load_policy(settings: Settings) -> ApprovalPolicy:
-    if settings.policy_file is None:
-        return ApprovalPolicy()
-    return ApprovalPolicy.model_validate_json(settings.policy_file.read_text())
 
 
 def create_app(settings: Settings, client: Client | None = None) -> FastAPI:
@@ -49,6 +43,7 @@ def create_app(settings: Settings, client: Client | None = None) -> FastAPI:
     app.include_router(health.router)
     app.include_router(workflows.router)
     app.include_router(approvals.router)
+    app.include_router(principals.router)
 
     @app.exception_handler(CountersignError)
     async def domain_error(_: Request, error: CountersignError) -> JSONResponse:
@@ -63,5 +58,11 @@ async def attach(app: FastAPI, settings: Settings, client: Client | None = None)
     if client is None:
         client = await connect(settings.resolved_temporal_address, settings.namespace)
     app.state.client = client
+    app.state.settings = settings
     app.state.principals = await PrincipalStore.open(settings.principals_db)
-    app.state.service = ApprovalService(client, task_queue=settings.task_queue, policy=load_policy(settings))
+    app.state.service = ApprovalService(
+        client,
+        task_queue=settings.task_queue,
+        policy=load_policy(settings.policy_file),
+        principals=app.state.principals,
+    )

@@ -4,9 +4,12 @@ Every function takes the authenticated principal and scopes what it touches to t
 Temporal's errors are turned into the domain errors of `countersign.errors`.
 """
 
+import asyncio
 import hashlib
 import secrets
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import UTC, datetime
+from typing import Any, TypeVar
 
 from temporalio.client import Client, WorkflowExecution, WorkflowUpdateFailedError
 from temporalio.common import (
@@ -19,12 +22,26 @@ from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from countersign.errors import Conflict, CountersignError, Forbidden, Invalid, NotFound
-from models.decisions import ApproveRequest, DecideInput, Refusal
-from models.enums import RequestType, Role, WorkflowState
+from countersign.principals import PrincipalStore
+from models.decisions import (
+    ApproveRequest,
+    BatchItemResult,
+    BatchRequest,
+    BatchResponse,
+    CancelInput,
+    CancelRequest,
+    DecideInput,
+    EditInput,
+    EditRequest,
+    ReassignInput,
+    ReassignRequest,
+    Refusal,
+)
+from models.enums import Decision, RequestType, Role, WorkflowState
 from models.policy import ApprovalPolicy
 from models.principals import Principal
 from models.requests import ApprovalInput, SubmitRequest, SubmitResponse
-from models.views import WorkflowSummary, WorkflowView
+from models.views import InboxFilter, WorkflowSummary, WorkflowView
 from workflows import search_attributes as sa
 from workflows.approval import ApprovalWorkflow
 
@@ -33,10 +50,16 @@ _REFUSAL_ERRORS: dict[str, type[CountersignError]] = {
     Refusal.STALE_PROPOSAL: Conflict,
     Refusal.ALREADY_DECIDED: Conflict,
     Refusal.INVALID_PROPOSAL: Conflict,
+    Refusal.EDIT_IN_PROGRESS: Conflict,
+    Refusal.TOO_LATE: Conflict,
     Refusal.ROLE_MISSING: Forbidden,
     Refusal.SELF_APPROVAL: Forbidden,
+    Refusal.NOT_ALLOWED: Forbidden,
     Refusal.REASON_REQUIRED: Invalid,
+    Refusal.INVALID_EDIT: Invalid,
 }
+_HTTP_STATUS = {NotFound: 404, Forbidden: 403, Conflict: 409, Invalid: 422}
+T = TypeVar("T")
 
 
 def _request_digest(request: SubmitRequest) -> str:
@@ -52,10 +75,13 @@ def _workflow_id(principal: Principal, idempotency_key: str | None) -> str:
 
 
 class ApprovalService:
-    def __init__(self, client: Client, *, task_queue: str, policy: ApprovalPolicy) -> None:
+    def __init__(
+        self, client: Client, *, task_queue: str, policy: ApprovalPolicy, principals: PrincipalStore
+    ) -> None:
         self._client = client
         self._task_queue = task_queue
         self._policy = policy
+        self._principals = principals
 
     async def submit(
         self, principal: Principal, request: SubmitRequest, idempotency_key: str | None
@@ -103,11 +129,13 @@ class ApprovalService:
             raise NotFound(f"no workflow {workflow_id}")
         return view
 
-    async def decide(self, principal: Principal, workflow_id: str, body: ApproveRequest) -> WorkflowView:
-        handle = self._client.get_workflow_handle_for(ApprovalWorkflow.run, workflow_id)
-        decision = DecideInput(reviewer=principal, **body.model_dump())
+    def _handle(self, workflow_id: str) -> Any:
+        return self._client.get_workflow_handle_for(ApprovalWorkflow.run, workflow_id)
+
+    async def _update(self, workflow_id: str, call: Callable[[Any], Awaitable[T]]) -> T:
+        """Run one Update, turning the workflow's refusals into domain errors."""
         try:
-            return await handle.execute_update(ApprovalWorkflow.decide, decision)
+            return await call(self._handle(workflow_id))
         except WorkflowUpdateFailedError as error:
             cause = error.cause
             if isinstance(cause, ApplicationError) and cause.type == Refusal.WRONG_TENANT:
@@ -118,6 +146,81 @@ class ApprovalService:
             raise
         except RPCError as error:
             raise _rpc_error(error, workflow_id) from error
+
+    async def _acting_for(self, principal: Principal) -> list[Principal]:
+        """Whoever delegates to `principal` right now: the workflow may let them decide for those."""
+        return await self._principals.delegators_for(principal, datetime.now(UTC))
+
+    async def decide(self, principal: Principal, workflow_id: str, body: ApproveRequest) -> WorkflowView:
+        decision = DecideInput(
+            reviewer=principal, acting_for=await self._acting_for(principal), **body.model_dump()
+        )
+        return await self._update(workflow_id, lambda h: h.execute_update(ApprovalWorkflow.decide, decision))
+
+    async def edit(self, principal: Principal, workflow_id: str, body: EditRequest) -> WorkflowView:
+        request = EditInput(
+            reviewer=principal,
+            proposal_version=body.proposal_version,
+            args=body.args,
+            notes=body.notes,
+            acting_for=await self._acting_for(principal),
+        )
+        return await self._update(workflow_id, lambda h: h.execute_update(ApprovalWorkflow.edit, request))
+
+    async def cancel(self, principal: Principal, workflow_id: str, body: CancelRequest) -> WorkflowView:
+        request = CancelInput(principal=principal, reason=body.reason)
+        return await self._update(workflow_id, lambda h: h.execute_update(ApprovalWorkflow.withdraw, request))
+
+    async def reassign(self, principal: Principal, workflow_id: str, body: ReassignRequest) -> WorkflowView:
+        target = None
+        if body.to_principal_id is not None:
+            target = await self._principals.get(body.to_principal_id)
+            if target is None or target.tenant != principal.tenant:
+                raise Invalid(f"no principal {body.to_principal_id} in this tenant", "UnknownPrincipal")
+        request = ReassignInput(
+            admin=principal, to_role=body.to_role, to_principal=target, reason=body.reason
+        )
+        return await self._update(workflow_id, lambda h: h.execute_update(ApprovalWorkflow.reassign, request))
+
+    async def batch(self, principal: Principal, body: BatchRequest) -> BatchResponse:
+        """One decision on many proposals, concurrently; each item succeeds or is refused on its own."""
+        acting_for = await self._acting_for(principal)
+        duplicates = {
+            i.workflow_id for i in body.items if sum(j.workflow_id == i.workflow_id for j in body.items) > 1
+        }
+        if duplicates:
+            raise Invalid(f"each workflow may appear once per batch: {', '.join(sorted(duplicates))}")
+
+        async def one(workflow_id: str, version: int) -> BatchItemResult:
+            decision = DecideInput(
+                reviewer=principal,
+                decision=body.decision,
+                notes=body.notes,
+                proposal_version=version,
+                acting_for=acting_for,
+            )
+            try:
+                view = await self._update(
+                    workflow_id, lambda h: h.execute_update(ApprovalWorkflow.decide, decision)
+                )
+            except CountersignError as error:
+                return BatchItemResult(
+                    workflow_id=workflow_id,
+                    ok=False,
+                    code=error.code,
+                    status=_HTTP_STATUS.get(type(error), 500),
+                    detail=error.message,
+                )
+            return BatchItemResult(workflow_id=workflow_id, ok=True, state=view.state.value)
+
+        results = await asyncio.gather(*(one(i.workflow_id, i.proposal_version) for i in body.items))
+        accepted = sum(r.ok for r in results)
+        return BatchResponse(
+            results=list(results),
+            approved=accepted if body.decision == Decision.APPROVED else 0,
+            rejected=accepted if body.decision == Decision.REJECTED else 0,
+            refused=len(results) - accepted,
+        )
 
     async def list_workflows(
         self,
@@ -134,17 +237,38 @@ class ApprovalService:
             clauses.append(f"{sa.REQUEST_TYPE.name} = '{request_type.value}'")
         return await self._query(clauses, limit)
 
-    async def inbox(self, principal: Principal, limit: int = 100) -> list[WorkflowSummary]:
-        """What `principal` may decide now: waiting on one of their roles, in their tenant, not theirs."""
-        if not principal.roles:
+    async def inbox(
+        self, principal: Principal, filters: InboxFilter, limit: int = 100
+    ) -> list[WorkflowSummary]:
+        """What `principal` may decide now, most urgent (earliest SLA) first: waiting on one of their
+        roles (their own, or a delegator's while the delegation lasts), in their tenant, not their own."""
+        roles = set(principal.roles)
+        for delegator in await self._acting_for(principal):
+            roles.update(delegator.roles)
+        if not roles:
             return []
+        states = (
+            [WorkflowState.ESCALATED]
+            if filters.escalated_only
+            else [s for s in WorkflowState if s.is_waiting]
+        )
         clauses = [
             f"{sa.TENANT.name} = '{principal.tenant}'",
-            f"{sa.STATE.name} IN ({_quoted([s.value for s in WorkflowState if s.is_waiting])})",
-            f"{sa.AWAITING_ROLE.name} IN ({_quoted([r.value for r in principal.roles])})",
+            f"{sa.STATE.name} IN ({_quoted([s.value for s in states])})",
+            f"{sa.AWAITING_ROLE.name} IN ({_quoted(sorted(r.value for r in roles))})",
             f"{sa.REQUESTER.name} != '{principal.id}'",
         ]
-        return await self._query(clauses, limit)
+        if filters.type is not None:
+            clauses.append(f"{sa.REQUEST_TYPE.name} = '{filters.type.value}'")
+        # Floats rendered by Python, never text from the caller.
+        if filters.min_amount is not None:
+            clauses.append(f"{sa.AMOUNT.name} >= {float(filters.min_amount)!r}")
+        if filters.max_amount is not None:
+            clauses.append(f"{sa.AMOUNT.name} <= {float(filters.max_amount)!r}")
+        rows = await self._query(clauses, limit)
+        # SQL visibility cannot ORDER BY a custom attribute, so the page is sorted here.
+        latest = datetime.max.replace(tzinfo=UTC)
+        return sorted(rows, key=lambda row: (row.sla_due_at or latest, row.workflow_id))
 
     async def _query(self, clauses: list[str], limit: int) -> list[WorkflowSummary]:
         # Every interpolated value is an enum member or a pattern-checked tenant/id, never free text.
@@ -171,6 +295,7 @@ async def _summary(execution: WorkflowExecution) -> WorkflowSummary:
         requester=attrs.get(sa.REQUESTER),
         tenant=attrs.get(sa.TENANT),
         amount=attrs.get(sa.AMOUNT),
+        sla_due_at=attrs.get(sa.SLA_DUE),
         started_at=execution.start_time,
         text=text if isinstance(text, str) else None,
     )

@@ -91,8 +91,14 @@ def api(
     import uvicorn
 
     from api.main import create_app
+    from countersign.policy_file import PolicyFileError, load_policy
 
     settings = _settings(data_dir=data_dir, temporal_address=temporal_address, api_port=api_port)
+    try:
+        load_policy(settings.policy_file)  # refused here, by line, rather than inside the server's start-up
+    except PolicyFileError as error:
+        err.print(f"error: {error}", markup=False)
+        raise typer.Exit(2) from None
     uvicorn.run(create_app(settings), host=settings.api_host, port=settings.api_port, log_level="info")
 
 
@@ -113,6 +119,9 @@ def principal_add(
     name: Annotated[str, typer.Argument(help="Display name")],
     roles: Annotated[str, typer.Option("--roles", help="Comma-separated roles, e.g. MANAGER,FINANCE")] = "",
     tenant: Annotated[str, typer.Option("--tenant")] = "default",
+    email: Annotated[
+        str | None, typer.Option("--email", help="Where approval notifications go, e.g. ada@example.com")
+    ] = None,
     data_dir: DataDir = None,
 ) -> None:
     """Create a principal; its new API key is printed as the last line of stdout, and never again."""
@@ -121,10 +130,11 @@ def principal_add(
 
     async def add() -> str:
         async with await PrincipalStore.open(settings.principals_db) as store:
-            created = await store.add(name, parsed, tenant)
+            created = await store.add(name, parsed, tenant, email=email)
+        contact = f", email {email}" if email else ""
         err.print(
             f"created {created.principal.id} ({name}, tenant {tenant}, "
-            f"roles {','.join(created.principal.roles) or 'none'}); the key is shown once:"
+            f"roles {','.join(created.principal.roles) or 'none'}{contact}); the key is shown once:"
         )
         return created.api_key
 
@@ -210,3 +220,47 @@ def eval_command(
         except OSError as error:
             typer.echo(f"error: cannot write {json_path}: {error}", err=True)
             raise typer.Exit(1) from None
+
+
+@app.command("policy-check")
+def policy_check(
+    file: Annotated[
+        Path | None,
+        typer.Argument(
+            metavar="[FILE]", help="Policy YAML. Default: COUNTERSIGN_POLICY_FILE, else the shipped default."
+        ),
+    ] = None,
+) -> None:
+    """Check an approval policy file and summarise its rules; problems are listed by line."""
+    from rich.markup import escape
+
+    from countersign.policy_file import DEFAULT_POLICY_FILE, PolicyFileError, load_policy
+    from models.policy import StepSpec, format_duration, resolve_timing
+
+    source = file or _settings().policy_file or DEFAULT_POLICY_FILE
+    try:
+        policy = load_policy(source)
+    except PolicyFileError as error:
+        # Plain text, not rich: the messages quote the file, whose brackets rich would read as markup.
+        for problem in error.problems:
+            typer.echo(f"error: {problem}", err=True)
+        raise typer.Exit(2) from None
+    out = Console(soft_wrap=True)
+
+    def step(spec: StepSpec) -> str:  # timings as they apply: the step's own, else the defaults
+        timing = resolve_timing(spec, policy.defaults)
+        escalate = f", escalates to {timing.escalate_to}" if timing.escalate_to else ""
+        sla, deadline = format_duration(timing.sla_seconds), format_duration(timing.deadline_seconds)
+        return f"{spec.role} x{spec.quorum} {sla}/{deadline}{escalate}"
+
+    out.print(
+        f"[bold]{escape(str(source))}[/]: version {escape(str(policy.version))}, "
+        f"{len(policy.rules)} rules, {len(policy.extra_steps)} extra steps"
+    )
+    for number, rule in enumerate(policy.rules, 1):
+        out.print(f"{number}. [bold]{escape(rule.name or '(unnamed)')}[/] when: {escape(rule.when)}")
+        for spec in rule.steps:
+            out.print(f"   {step(spec)}")
+    for extra in policy.extra_steps:
+        out.print(f"+ {escape(extra.name or '(extra step)')} when: {escape(extra.when)}")
+        out.print(f"   {step(extra.step)}")

@@ -173,8 +173,19 @@ def _planner_chain(settings: Settings) -> str:
     return " -> ".join(p.name for p in planners)
 
 
+def _policy(settings: Settings) -> str:
+    """The approval policy the gateway will load, checked now so a bad file names its line up front."""
+    from countersign.policy_file import DEFAULT_POLICY_FILE, PolicyFileError, load_policy
+
+    try:
+        policy = load_policy(settings.policy_file)
+    except PolicyFileError as error:
+        raise StackError(f"the approval policy is not valid:\n{error}") from None
+    return f"{settings.policy_file or DEFAULT_POLICY_FILE.name} (version {policy.version})"
+
+
 def _print_ready(
-    settings: Settings, created: list[NewPrincipal], started_server: bool, planners: str
+    settings: Settings, created: list[NewPrincipal], started_server: bool, planners: str, policy: str
 ) -> None:
     if created:
         console.print("[bold]Demo principals[/] (the keys are shown this once; keep them):")
@@ -188,6 +199,7 @@ def _print_ready(
         console.print(f"Temporal Web UI: http://127.0.0.1:{settings.ui_port}")
     console.print(f"Temporal:        {settings.resolved_temporal_address}")
     console.print(f"Planner:         {planners}{' (offline)' if planners == 'rules' else ''}")
+    console.print(f"Policy:          {policy}")
     console.print(f"Logs:            {settings.data_dir / 'logs'}")
     console.print("[bold green]Countersign is ready.[/] Ctrl-C stops it.")
 
@@ -207,6 +219,7 @@ def run_stack(settings: Settings) -> int:
     logs = settings.data_dir / "logs"
     try:
         planners = _planner_chain(settings)
+        policy = _policy(settings)
         server = _start_temporal(settings) if settings.temporal_address is None else None
         if server is not None:
             children.append(server)
@@ -216,7 +229,7 @@ def run_stack(settings: Settings) -> int:
         api = _spawn(_child_args("api", settings), logs / "api.log")
         children.append(api)
         _wait_for_api(settings, api)
-        _print_ready(settings, created, server is not None, planners)
+        _print_ready(settings, created, server is not None, planners, policy)
         console.print(f"ready in {time.monotonic() - started:.1f}s")
         while not stopping:
             for child in children:

@@ -14,6 +14,7 @@ from workflows import search_attributes as sa
 _INDEXED_TYPE = {
     "KEYWORD": IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD,
     "DOUBLE": IndexedValueType.INDEXED_VALUE_TYPE_DOUBLE,
+    "DATETIME": IndexedValueType.INDEXED_VALUE_TYPE_DATETIME,
 }
 
 
@@ -23,7 +24,7 @@ async def connect(address: str, namespace: str = "default") -> Client:
 
 def dev_server_flags() -> list[str]:
     """`temporal server start-dev --search-attribute` flags registering ours at start-up."""
-    kinds = {"KEYWORD": "Keyword", "DOUBLE": "Double"}
+    kinds = {"KEYWORD": "Keyword", "DOUBLE": "Double", "DATETIME": "Datetime"}
     flags: list[str] = []
     for key in sa.ALL:
         flags += ["--search-attribute", f"{key.name}={kinds[key.indexed_value_type.name]}"]

@@ -16,6 +16,7 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 
 from activities.execution import ExecutionActivities
+from activities.notify import EmailChannel, NotifyActivities, OutboxChannel
 from activities.planning import PlanningActivities, llm_task_queue
 from activities.validation import ValidationActivities
 from countersign.settings import Settings
@@ -71,12 +72,14 @@ def build_worker(
     planning = PlanningActivities(planner, registry, attempts_per_planner=attempts_per_planner)
     validation = ValidationActivities(registry)
     execution = ExecutionActivities(registry, data_dir)
+    # Every notification is kept in the data dir's outbox and emailed to recipients with an address.
+    notify = NotifyActivities(data_dir, [OutboxChannel(data_dir), EmailChannel(registry, data_dir)])
     main = Worker(
         client,
         task_queue=task_queue,
         workflows=[ApprovalWorkflow],
         # `plan` stays here too, for workflows started before planning moved to its own queue.
-        activities=[planning.plan, validation.validate, execution.execute],
+        activities=[planning.plan, validation.validate, execution.execute, notify.notify],
     )
     llm = Worker(
         client,

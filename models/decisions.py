@@ -1,10 +1,12 @@
 """A reviewer's decision: the HTTP body, and what the gateway hands to the workflow."""
 
 from enum import StrEnum
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from models.enums import Decision, Role
+from models.policy import OnDeadline
 from models.principals import Principal
 
 
@@ -27,6 +29,94 @@ class DecideInput(BaseModel):
     proposal_version: int | None = None
     # Set by callers that need to correlate a fire-and-forget signal with its audit entry.
     request_id: str | None = Field(default=None, max_length=128)
+    # Principals who currently delegate to the reviewer (out of office), looked up by the gateway;
+    # the workflow decides on their behalf when the reviewer's own roles do not fit the step.
+    acting_for: list[Principal] = Field(default_factory=list, max_length=50)
+
+
+class BatchItem(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    workflow_id: str = Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9_.:-]+$")
+    proposal_version: int = Field(ge=1)
+
+
+class BatchRequest(BaseModel):
+    """`POST /approvals/batch`: one decision for up to 100 proposals, each named with its version."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    items: list[BatchItem] = Field(min_length=1, max_length=100)
+    decision: Decision
+    notes: str | None = Field(default=None, max_length=4000)
+
+
+class BatchItemResult(BaseModel):
+    workflow_id: str
+    ok: bool
+    state: str | None = None
+    # When refused: the stable code (as the single-item route's `code`), the HTTP status and why.
+    code: str | None = None
+    status: int | None = None
+    detail: str | None = None
+
+
+class BatchResponse(BaseModel):
+    results: list[BatchItemResult]
+    approved: int = 0
+    rejected: int = 0
+    refused: int = 0
+
+
+class EditRequest(BaseModel):
+    """`POST /workflows/{id}/edit`: approve with changes. The args replace the proposal's args."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    proposal_version: int = Field(ge=1)
+    args: dict[str, Any] = Field(max_length=50)
+    notes: str | None = Field(default=None, max_length=4000)
+
+
+class EditInput(BaseModel):
+    """Update `edit`: the reviewer (set by the gateway) and the changed args for a named version."""
+
+    reviewer: Principal
+    proposal_version: int
+    args: dict[str, Any]
+    notes: str | None = None
+    acting_for: list[Principal] = Field(default_factory=list, max_length=50)
+
+
+class CancelRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    reason: str = Field(min_length=1, max_length=2000)
+
+
+class CancelInput(BaseModel):
+    """Update `withdraw`: the requester (or an ADMIN) takes the request back before execution."""
+
+    principal: Principal
+    reason: str
+
+
+class ReassignRequest(BaseModel):
+    """`POST /workflows/{id}/reassign`: an ADMIN hands the waiting step to a role or a named person."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    to_role: Role | None = None
+    to_principal_id: str | None = Field(default=None, min_length=1, max_length=64)
+    reason: str = Field(min_length=1, max_length=2000)
+
+
+class ReassignInput(BaseModel):
+    admin: Principal
+    to_role: Role | None = None
+    # Resolved from the principal store by the gateway.
+    to_principal: Principal | None = None
+    reason: str
 
 
 class DecisionRecord(BaseModel):
@@ -37,6 +127,9 @@ class DecisionRecord(BaseModel):
     notes: str | None
     proposal_version: int
     at: str
+    # Set when the reviewer decided as a delegate: the principal whose authority they used.
+    on_behalf_of_id: str | None = None
+    on_behalf_of_name: str | None = None
 
 
 class StepStatus(StrEnum):
@@ -45,16 +138,53 @@ class StepStatus(StrEnum):
     APPROVED = "approved"
     REJECTED = "rejected"
     EXPIRED = "expired"
+    CANCELLED = "cancelled"
 
 
 class ApprovalStep(BaseModel):
-    """One step of a chain: `quorum` distinct reviewers holding `role` must approve within the SLA."""
+    """One step of a chain: `quorum` distinct reviewers holding `role` must approve.
+
+    Times count from the step's start: a reminder at `reminder_seconds`, escalation at `sla_seconds`
+    (`escalate_to` may then decide too), and `on_deadline` at `deadline_seconds`. Steps of workflows
+    started before policy files have no reminder and no deadline: they expire at the SLA.
+    """
 
     role: Role
     quorum: int = Field(default=1, ge=1)
     sla_seconds: int = Field(ge=1)
     decisions: list[DecisionRecord] = Field(default_factory=list)
     status: StepStatus = StepStatus.PENDING
+    rule: str | None = None
+    reminder_seconds: int | None = None
+    deadline_seconds: int | None = None
+    on_deadline: OnDeadline = OnDeadline.EXPIRE
+    escalate_to: Role | None = None
+    started_at: str | None = None
+    sla_due_at: str | None = None
+    deadline_at: str | None = None
+    reminded: bool = False
+    escalated: bool = False
+    # The deadline passed with `on_deadline: escalate`: only `escalate_to` may decide now.
+    handed_over: bool = False
+    # Set by an ADMIN's reassignment: the role the step was waiting on before, and a named assignee.
+    reassigned_from: Role | None = None
+    assignee_id: str | None = None
+    assignee_name: str | None = None
+
+    @property
+    def deciding_roles(self) -> list[Role]:
+        """The roles whose holders may decide now (empty when a named assignee holds the step)."""
+        if self.assignee_id is not None:
+            return []
+        if self.handed_over and self.escalate_to is not None:
+            return [self.escalate_to]
+        roles = [self.role]
+        if self.escalated and self.escalate_to is not None and self.escalate_to != self.role:
+            roles.append(self.escalate_to)
+        return roles
+
+    def approvals(self) -> int:
+        return sum(d.decision == Decision.APPROVED for d in self.decisions)
 
 
 class Refusal(StrEnum):
@@ -68,3 +198,7 @@ class Refusal(StrEnum):
     ALREADY_DECIDED = "AlreadyDecided"
     REASON_REQUIRED = "ReasonRequired"
     INVALID_PROPOSAL = "InvalidProposal"
+    EDIT_IN_PROGRESS = "EditInProgress"
+    INVALID_EDIT = "InvalidEdit"
+    NOT_ALLOWED = "NotAllowed"
+    TOO_LATE = "TooLate"

@@ -1,17 +1,175 @@
-"""Approval policy as data: which roles must approve what, in which order, within what time."""
+"""Approval policy as data: which roles must approve what, in which order, within what time.
 
-from typing import Literal
+The YAML file (`COUNTERSIGN_POLICY_FILE`, `countersign/default_policy.yaml` when unset) is parsed into
+`ApprovalPolicy` and frozen into each workflow's input, so the history shows the rules that applied.
+`LegacyPolicy` is the JSON shape workflows started before the YAML policy carry in their input; it is
+kept only so those histories still decode and replay.
+"""
 
-from pydantic import BaseModel, ConfigDict, Field
+import re
+from enum import StrEnum
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
 from models.enums import RequestType, Role
+from workflows.expressions import check_expression
 
 DAY = 24 * 3600
 
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": DAY, "w": 7 * DAY}
+_DURATION = re.compile(r"^\s*(\d+)\s*([smhdw])\s*$")
+
+
+def parse_duration(value: object) -> object:
+    """`10s`, `30m`, `8h`, `3d`, `1w` (or a plain number of seconds) → seconds."""
+    if isinstance(value, bool):
+        # YAML 1.1 reads `yes`/`on` as true: never let that become a one-second SLA.
+        raise ValueError(f"{value!r} is not a duration: use a number and a unit, like 10s, 30m, 8h or 3d")
+    if isinstance(value, str):
+        match = _DURATION.match(value)
+        if match is None:
+            raise ValueError(f"{value!r} is not a duration: use a number and a unit, like 10s, 30m, 8h or 3d")
+        return int(match.group(1)) * _UNITS[match.group(2)]
+    return value
+
+
+def format_duration(seconds: int) -> str:
+    for unit, size in sorted(_UNITS.items(), key=lambda item: -item[1]):
+        if seconds % size == 0:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
+
+
+Duration = Annotated[int, BeforeValidator(parse_duration), Field(ge=1, le=366 * DAY)]
+
+
+def _expression(value: object) -> object:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        check_expression(value)
+    return value
+
+
+Expression = Annotated[str, BeforeValidator(_expression), Field(min_length=1, max_length=500)]
+
+
+class OnDeadline(StrEnum):
+    """What happens when a step's deadline passes without enough approvals."""
+
+    EXPIRE = "expire"  # the workflow ends EXPIRED: nobody decided, which is not a rejection
+    REJECT = "reject"  # the workflow ends REJECTED, with the deadline as the reason
+    ESCALATE = "escalate"  # the step is handed to the escalation role alone, with one more deadline
+
+
+class StepDefaults(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    sla: Duration = 8 * 3600
+    reminder_at: Duration | None = 6 * 3600
+    deadline: Duration = 3 * DAY
+    on_deadline: OnDeadline = OnDeadline.EXPIRE
+    escalate_to: Role | None = None
+
+    @model_validator(mode="after")
+    def _in_order(self) -> "StepDefaults":
+        if self.reminder_at is not None and self.reminder_at >= self.sla:
+            raise ValueError("defaults: reminder_at must come before sla")
+        if self.sla > self.deadline:
+            raise ValueError("defaults: sla must not come after deadline")
+        return self
+
+
+class StepSpec(BaseModel):
+    """One step as written in the file; unset timings come from `defaults`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    role: Role
+    quorum: int = Field(default=1, ge=1, le=20, strict=True)
+    sla: Duration | None = None
+    reminder_at: Duration | None = None
+    deadline: Duration | None = None
+    on_deadline: OnDeadline | None = None
+    escalate_to: Role | None = None
+
+
+class PolicyRule(BaseModel):
+    """`when` is a safe expression over the plan (see `workflows/expressions.py`); first match wins."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    when: Expression
+    name: str | None = Field(default=None, max_length=100)
+    steps: list[StepSpec] = Field(min_length=1, max_length=20)
+
+
+class ExtraStep(BaseModel):
+    """A step appended to whatever chain matched, when its condition holds (low confidence, risky tool)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    when: Expression
+    name: str | None = Field(default=None, max_length=100)
+    step: StepSpec
+
+
+class ApprovalPolicy(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    version: int | str = 1
+    defaults: StepDefaults = Field(default_factory=StepDefaults)
+    rules: list[PolicyRule] = Field(min_length=1, max_length=200)
+    extra_steps: list[ExtraStep] = Field(default_factory=list, max_length=20)
+    # Below this the validation report flags the proposal for triage (and an extra step may apply).
+    confidence_threshold: float = Field(default=0.6, ge=0, le=1)
+
+    @model_validator(mode="after")
+    def _timings_in_order(self) -> "ApprovalPolicy":
+        specs = [
+            (f"rules[{i}].steps[{j}]", s) for i, r in enumerate(self.rules) for j, s in enumerate(r.steps)
+        ]
+        specs += [(f"extra_steps[{i}].step", e.step) for i, e in enumerate(self.extra_steps)]
+        for where, spec in specs:
+            timing = resolve_timing(spec, self.defaults)
+            if timing.reminder_seconds is not None and timing.reminder_seconds >= timing.sla_seconds:
+                raise ValueError(f"{where}: reminder_at must come before sla")
+            if timing.sla_seconds > timing.deadline_seconds:
+                raise ValueError(f"{where}: sla must not come after deadline")
+            if timing.on_deadline == OnDeadline.ESCALATE and timing.escalate_to is None:
+                raise ValueError(f"{where}: on_deadline escalate needs an escalate_to role")
+        return self
+
+
+class StepTiming(BaseModel):
+    sla_seconds: int
+    reminder_seconds: int | None
+    deadline_seconds: int
+    on_deadline: OnDeadline
+    escalate_to: Role | None
+
+
+def resolve_timing(spec: StepSpec, defaults: StepDefaults) -> StepTiming:
+    sla = spec.sla or defaults.sla
+    deadline = spec.deadline or max(defaults.deadline, sla)
+    reminder = spec.reminder_at if spec.reminder_at is not None else defaults.reminder_at
+    if spec.reminder_at is None and reminder is not None and reminder >= sla:
+        # A default reminder that would come after a step's own shorter SLA: remind at three quarters.
+        reminder = max(1, sla * 3 // 4) if sla > 1 else None
+    return StepTiming(
+        sla_seconds=sla,
+        reminder_seconds=reminder,
+        deadline_seconds=deadline,
+        on_deadline=spec.on_deadline or defaults.on_deadline,
+        escalate_to=spec.escalate_to or defaults.escalate_to,
+    )
+
+
+# ---- before the YAML policy -------------------------------------------------------------------
+
 
 class ChainRule(BaseModel):
-    """When `request_type` matches and `field` exceeds `greater_than` (or `at_least`), use `roles`."""
-
     model_config = ConfigDict(extra="forbid")
 
     request_type: RequestType
@@ -21,37 +179,14 @@ class ChainRule(BaseModel):
     roles: list[Role] = Field(min_length=1)
 
 
-class ApprovalPolicy(BaseModel):
-    """Seed 001's default chains. The first matching rule wins; otherwise `default_roles`."""
+class LegacyPolicy(BaseModel):
+    """The JSON policy of workflows started before policy files were YAML; decoded, never written."""
 
     model_config = ConfigDict(extra="forbid")
 
-    rules: list[ChainRule] = Field(
-        default_factory=lambda: [
-            ChainRule(
-                request_type=RequestType.PROCUREMENT,
-                field="amount",
-                greater_than=10_000,
-                roles=[Role.MANAGER, Role.FINANCE, Role.DIRECTOR],
-            ),
-            ChainRule(
-                request_type=RequestType.LEAVE,
-                field="days",
-                greater_than=3,
-                roles=[Role.MANAGER, Role.HR],
-            ),
-            ChainRule(
-                request_type=RequestType.SUPPORT,
-                field="severity",
-                at_least=4,
-                roles=[Role.SUPPORT_L2, Role.MANAGER],
-            ),
-        ]
-    )
+    rules: list[ChainRule] = Field(default_factory=list)
     default_roles: list[Role] = Field(default_factory=lambda: [Role.MANAGER], min_length=1)
     step_sla_seconds: int = Field(default=3 * DAY, ge=1)
     confidence_threshold: float = Field(default=0.6, ge=0, le=1)
-    # A proposal below the threshold gets this role appended as an extra step, when set.
     low_confidence_role: Role | None = None
-    # A tool whose effect leaves the organisation gets this role appended as an extra step, when set.
     external_effect_role: Role | None = None

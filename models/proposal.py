@@ -79,11 +79,16 @@ class Proposal(Plan):
 
     version: int = Field(ge=1)
     hash: str = ""
+    # Set when a reviewer changed the args ("approve with changes"): who made this version.
+    edited_by: str | None = None
 
 
 class ValidateInput(BaseModel):
     plan: Plan
     confidence_threshold: float = Field(ge=0, le=1)
+    # A reviewer edited the args: facts the args state (an amount, a number of days) replace what the
+    # planner extracted, so the business rules and the approval chain follow the edit.
+    align_fields: bool = False
 
 
 class ValidationReport(BaseModel):
@@ -96,3 +101,5 @@ class ValidationReport(BaseModel):
     side_effect: SideEffect | None = None
     # The args as parsed by the tool's model: what execution receives, defaults filled in.
     normalized_args: dict[str, Any] | None = None
+    # With `align_fields`: the plan's fields after taking over what the edited args state.
+    fields: RequestFields | None = None

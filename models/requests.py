@@ -5,7 +5,7 @@ from typing import Annotated
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from models.enums import RequestType
-from models.policy import ApprovalPolicy
+from models.policy import ApprovalPolicy, LegacyPolicy
 from models.principals import Principal
 
 FieldHint = str | int | float | bool
@@ -31,9 +31,13 @@ class SubmitResponse(BaseModel):
 
 
 class ApprovalInput(BaseModel):
-    """The workflow's one input. The policy is frozen into history so an audit shows the rules applied."""
+    """The workflow's one input. The policy is frozen into history so an audit shows the rules applied.
+
+    Workflows started before policy files carry a `LegacyPolicy`; the shapes cannot be confused
+    because both refuse unknown keys.
+    """
 
     request: SubmitRequest
     requester: Principal
-    policy: ApprovalPolicy = Field(default_factory=ApprovalPolicy)
+    policy: ApprovalPolicy | LegacyPolicy
     max_plan_attempts: int = Field(default=2, ge=1, le=5)

@@ -2,12 +2,12 @@
 
 from datetime import datetime
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from models.audit import AuditEvent
 from models.decisions import ApprovalStep
 from models.enums import RequestType, Role, WorkflowState
-from models.principals import Principal
+from models.principals import Delegation, Principal
 from models.proposal import Proposal, ValidationReport
 from models.requests import SubmitRequest
 from models.tools import ToolOutcome
@@ -25,6 +25,8 @@ class WorkflowView(BaseModel):
     audit: list[AuditEvent] = Field(default_factory=list)
     result: ToolOutcome | None = None
     error: str | None = None
+    # The version of the policy file the chain was built from (None before policy files).
+    policy_version: str | None = None
 
 
 class WorkflowSummary(BaseModel):
@@ -37,7 +39,26 @@ class WorkflowSummary(BaseModel):
     amount: float | None
     started_at: datetime | None
     text: str | None = None
+    sla_due_at: datetime | None = None
+
+
+class InboxFilter(BaseModel):
+    """`GET /approvals/inbox` query: narrow the inbox by type, amount, or escalated items only."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    type: RequestType | None = None
+    min_amount: float | None = Field(default=None, ge=0, allow_inf_nan=False)
+    max_amount: float | None = Field(default=None, ge=0, allow_inf_nan=False)
+    escalated_only: bool = False
 
 
 class WorkflowList(BaseModel):
     items: list[WorkflowSummary]
+
+
+class PrincipalProfile(BaseModel):
+    """`GET /principals/me`: the caller, and the delegation they set, if any."""
+
+    principal: Principal
+    delegation: Delegation | None = None

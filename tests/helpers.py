@@ -7,6 +7,7 @@ from typing import TypeVar
 
 from temporalio.client import Client, WorkflowHandle
 
+from countersign.policy_file import load_policy
 from models.enums import Role, WorkflowState
 from models.principals import Principal
 from models.requests import ApprovalInput, SubmitRequest
@@ -21,6 +22,8 @@ MANAGER_2 = Principal(id="p-mgr2", name="Max Manager", roles=[Role.MANAGER])
 FINANCE = Principal(id="p-fin", name="Frances Finance", roles=[Role.FINANCE])
 DIRECTOR = Principal(id="p-dir", name="Dana Director", roles=[Role.DIRECTOR])
 OTHER_TENANT_MANAGER = Principal(id="p-x", name="Xan", roles=[Role.MANAGER], tenant="globex")
+# The shipped policy file, as the gateway would load it.
+DEFAULT_POLICY = load_policy()
 
 
 async def eventually(probe: Callable[[], Awaitable[T]], ok: Callable[[T], bool], timeout: float = 20) -> T:
@@ -40,7 +43,11 @@ async def start(
 ) -> WorkflowHandle[ApprovalWorkflow, WorkflowView]:
     return await client.start_workflow(
         ApprovalWorkflow.run,
-        ApprovalInput(request=SubmitRequest(text=text), requester=requester, **kwargs),  # type: ignore[arg-type]
+        ApprovalInput(
+            request=SubmitRequest(text=text),
+            requester=requester,
+            **{"policy": DEFAULT_POLICY, **kwargs},  # type: ignore[arg-type]
+        ),
         id=f"req-default-{uuid.uuid4().hex[:12]}",
         task_queue=task_queue,
     )

@@ -1,15 +1,21 @@
 """ApprovalWorkflow: plan → validate → wait for the approval chain → execute exactly one action → audit.
 
 Deterministic orchestration only: all I/O is in activities, time comes from `workflow.now()`.
-States only move forward: RECEIVED → AI_ANALYZED → WAITING_FOR_APPROVAL → APPROVED → ACTION_EXECUTED,
-or REJECTED / EXPIRED / FAILED.
+States only move forward: RECEIVED → AI_ANALYZED → WAITING_FOR_APPROVAL ⇄ ESCALATED → APPROVED →
+ACTION_EXECUTED, or REJECTED / EXPIRED / CANCELLED / FAILED. (Waiting and escalated are one phase:
+the next step of a chain, or an edited proposal, waits afresh.)
+
+Messages: Update `decide` (and Signal `decision`), Update `edit` (approve with changes: a new proposal
+version whose approvals start over), Update `withdraw` (the requester takes the request back),
+Update `reassign` (an ADMIN hands the waiting step to a role or a person), Query `view`.
 """
 
 import asyncio
 import contextlib
 import hashlib
 import json
-from datetime import timedelta
+from datetime import datetime, timedelta
+from enum import Enum
 from typing import Any
 
 from temporalio import workflow
@@ -18,17 +24,30 @@ from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from activities.execution import ExecutionActivities
+    from activities.notify import NotifyActivities
     from activities.planning import PlanningActivities, llm_task_queue
     from activities.validation import ValidationActivities
     from models.audit import AuditEvent
-    from models.decisions import ApprovalStep, DecideInput, DecisionRecord, StepStatus
+    from models.decisions import (
+        ApprovalStep,
+        CancelInput,
+        DecideInput,
+        DecisionRecord,
+        EditInput,
+        ReassignInput,
+        Refusal,
+        StepStatus,
+    )
     from models.enums import ActorKind, Decision, Role, WorkflowState
+    from models.notifications import Notification, NotificationKind
+    from models.policy import ApprovalPolicy, OnDeadline, format_duration
+    from models.principals import Principal
     from models.proposal import Plan, PlanInput, PlanProvenance, Proposal, ValidateInput, ValidationReport
     from models.requests import ApprovalInput
     from models.tools import ToolCall, ToolOutcome
     from models.views import WorkflowView
     from workflows import search_attributes as sa
-    from workflows.policy import build_chain, check_decision
+    from workflows.policy import Authority, build_chain, check_decision, check_reviewer
 
 VALIDATE_RETRY = RetryPolicy(maximum_attempts=5, initial_interval=timedelta(seconds=1))
 # Model APIs have outages and rate limits: about six minutes of backoff before a request FAILS.
@@ -52,6 +71,20 @@ EXECUTE_RETRY = RetryPolicy(
 )
 # How long `decide` waits for the workflow to act on the decision before answering with the view as is.
 SETTLE_TIMEOUT = timedelta(seconds=30)
+# Workflows started before this patch have one SLA timer per step (expiry), no notifications, and no
+# edit/withdraw/reassign; their steps carry no reminder or deadline, so the same loop replays them.
+ENTERPRISE_PATCH = "enterprise-approvals"
+NOTIFY_RETRY = RetryPolicy(maximum_attempts=5, initial_interval=timedelta(seconds=2))
+# The states of one phase: moving between them is not going back.
+_PHASE = {WorkflowState.ESCALATED: WorkflowState.WAITING_FOR_APPROVAL}
+
+
+class _Chain(Enum):
+    """How a pass over the chain ended."""
+
+    APPROVED = "approved"  # every step reached its quorum
+    RESTART = "restart"  # a reviewer edited the proposal: the new version's chain starts over
+    ENDED = "ended"  # rejected, expired, or withdrawn: the state says which
 
 
 def proposal_hash(plan: Plan, version: int) -> str:
@@ -75,6 +108,13 @@ class ApprovalWorkflow:
         self._audit: list[AuditEvent] = []
         self._result: ToolOutcome | None = None
         self._error: str | None = None
+        self._v2 = False
+        self._plan: Plan | None = None
+        # Bumped by every accepted edit; a wait on the previous version's chain ends when it changes.
+        self._generation = 0
+        self._editing = False
+        self._withdrawal: CancelInput | None = None
+        self._notifications = 0
 
     # ---- the lifecycle -------------------------------------------------------------------
 
@@ -91,16 +131,27 @@ class ApprovalWorkflow:
             raise
 
     async def _lifecycle(self, input: ApprovalInput) -> WorkflowView:
+        self._v2 = workflow.patched(ENTERPRISE_PATCH)
         requester = input.requester
         self._record("received", requester.name, ActorKind.HUMAN, detail=input.request.text[:500])
         self._publish()
+        planning = asyncio.ensure_future(self._plan_and_validate())
+        # The requester may withdraw while the planner is still thinking.
+        await workflow.wait_condition(lambda: planning.done() or self._withdrawal is not None)
+        if not planning.done():
+            planning.cancel()
+            with contextlib.suppress(asyncio.CancelledError, ActivityError):
+                await planning
+            return await self._finish_withdrawn()
         try:
-            plan, report = await self._plan_and_validate()
+            plan, report = planning.result()
         except ActivityError as error:
             return await self._finish_failed("planning failed", error)
+        if self._withdrawal is not None:
+            return await self._finish_withdrawn()
 
         proposal = Proposal(**plan.model_dump(), version=1, hash=proposal_hash(plan, 1))
-        self._proposal, self._validation = proposal, report
+        self._plan, self._proposal, self._validation = plan, proposal, report
         self._move(WorkflowState.AI_ANALYZED)
         self._record(
             "ai_analyzed",
@@ -116,13 +167,19 @@ class ApprovalWorkflow:
             ActorKind.SYSTEM,
             detail="; ".join(f.message for f in report.findings) or "no findings",
         )
+        self._chain = self._build_chain(plan, report)
 
-        self._chain = build_chain(plan, report.side_effect, input.policy)
-        for index, step in enumerate(self._chain):
-            outcome = await self._await_step(index, step)
-            if outcome is not None:
-                return await self._finish()
+        while (outcome := await self._run_chain()) == _Chain.RESTART:
+            pass
+        if outcome == _Chain.ENDED:
+            return await self._finish()
+        if self._withdrawal is not None:
+            # Withdrawn in the same moment the last approval arrived: nothing has started yet.
+            return await self._finish_withdrawn()
 
+        proposal = self._proposal
+        report = self._validation
+        assert proposal is not None and report is not None
         self._step = None
         self._move(WorkflowState.APPROVED)
         self._record("approved", "chain", ActorKind.SYSTEM, detail="every approval step passed")
@@ -148,6 +205,27 @@ class ApprovalWorkflow:
             detail=json.dumps(self._result.result, sort_keys=True, default=str)[:500],
         )
         return await self._finish()
+
+    def _build_chain(self, plan: Plan, report: ValidationReport) -> list[ApprovalStep]:
+        policy = self._input.policy
+        chain = build_chain(plan, report.side_effect, policy)
+        if isinstance(policy, ApprovalPolicy):
+            self._record(
+                "chain_built",
+                "policy",
+                ActorKind.SYSTEM,
+                detail=" → ".join(f"{s.quorum} x {s.role}" for s in chain) + f" ({chain[0].rule})",
+                data={"policy_version": str(policy.version), "rule": chain[0].rule, "steps": len(chain)},
+            )
+        return chain
+
+    async def _run_chain(self) -> _Chain:
+        generation = self._generation
+        for index, step in enumerate(self._chain):
+            outcome = await self._await_step(index, step, generation)
+            if outcome is not None:
+                return outcome
+        return _Chain.APPROVED
 
     async def _plan_and_validate(self) -> tuple[Plan, ValidationReport]:
         """Plan, validate, and re-plan with the findings as feedback, a bounded number of times."""
@@ -212,10 +290,18 @@ class ApprovalWorkflow:
                 detail="; ".join(f.message for f in plan.planning_findings)[:500],
             )
 
-    async def _await_step(self, index: int, step: ApprovalStep) -> WorkflowState | None:
-        """Wait for `step` to be approved (None) or to end the workflow (the final state)."""
+    async def _await_step(self, index: int, step: ApprovalStep, generation: int) -> _Chain | None:
+        """Wait for `step` to reach its quorum (None), or for the chain to restart or end.
+
+        Times count from the step's start: a reminder, escalation at the SLA, then the deadline.
+        """
         self._step = index
         step.status = StepStatus.WAITING
+        started = workflow.now()
+        deadline = started + timedelta(seconds=step.deadline_seconds or step.sla_seconds)
+        step.started_at = started.isoformat()
+        step.sla_due_at = (started + timedelta(seconds=step.sla_seconds)).isoformat()
+        step.deadline_at = deadline.isoformat()
         self._move(WorkflowState.WAITING_FOR_APPROVAL)
         self._record(
             "awaiting_approval",
@@ -224,13 +310,109 @@ class ApprovalWorkflow:
             role=step.role,
             detail=f"step {index + 1} of {len(self._chain)}: {step.quorum} x {step.role}",
         )
-        try:
-            await workflow.wait_condition(
-                lambda: step.status != StepStatus.WAITING,
-                timeout=timedelta(seconds=step.sla_seconds),
-                timeout_summary=f"SLA for {step.role}",
+        await self._notify(
+            NotificationKind.PENDING,
+            f"Approval needed: {self._subject()}",
+            f"Step {index + 1} of {len(self._chain)} waits for {step.quorum} x {step.role} "
+            f"within {format_duration(step.sla_seconds)}.",
+            roles=[step.role],
+        )
+
+        def settled() -> bool:
+            return (
+                step.status != StepStatus.WAITING
+                or self._generation != generation
+                or self._withdrawal is not None
             )
-        except TimeoutError:
+
+        while True:
+            timers = [(deadline, "deadline")]
+            if step.reminder_seconds is not None and not step.reminded:
+                timers.append((started + timedelta(seconds=step.reminder_seconds), "reminder"))
+            escalation = started + timedelta(seconds=step.sla_seconds)
+            if not step.escalated and escalation < deadline:
+                timers.append((escalation, "escalation"))
+            at, kind = min(timers)
+            try:
+                await workflow.wait_condition(
+                    settled,
+                    timeout=max(at - workflow.now(), timedelta(seconds=1)),
+                    timeout_summary=f"{kind} for {step.role}",
+                )
+                break
+            except TimeoutError:
+                pass
+            if kind == "reminder":
+                await self._remind(index, step)
+            elif kind == "escalation":
+                await self._escalate(step, "sla")
+            elif step.on_deadline == OnDeadline.ESCALATE and not step.handed_over:
+                step.handed_over = True
+                deadline = workflow.now() + timedelta(seconds=step.deadline_seconds or step.sla_seconds)
+                step.deadline_at = deadline.isoformat()
+                await self._escalate(step, "deadline")
+            else:
+                return self._deadline_passed(step)
+
+        if self._withdrawal is not None:
+            self._withdraw_now()
+            return _Chain.ENDED
+        if self._generation != generation:
+            return _Chain.RESTART
+        if step.status == StepStatus.REJECTED:
+            self._move(WorkflowState.REJECTED)
+            return _Chain.ENDED
+        return None
+
+    async def _remind(self, index: int, step: ApprovalStep) -> None:
+        step.reminded = True
+        self._record(
+            "reminder_sent",
+            "sla",
+            ActorKind.SYSTEM,
+            role=step.role,
+            detail=f"no decision yet; the SLA ends at {step.sla_due_at}",
+        )
+        await self._notify(
+            NotificationKind.REMINDER,
+            f"Reminder: {self._subject()}",
+            f"Step {index + 1} still waits for {step.role}; its SLA ends at {step.sla_due_at}.",
+            roles=step.deciding_roles,
+            principal_ids=[step.assignee_id] if step.assignee_id else [],
+        )
+
+    async def _escalate(self, step: ApprovalStep, cause: str) -> None:
+        """The SLA passed (escalate_to may decide too), or the deadline did (escalate_to alone)."""
+        step.escalated = True
+        self._move(WorkflowState.ESCALATED)
+        to = step.escalate_to
+        if cause == "sla":
+            detail = f"no decision from {step.role} within {format_duration(step.sla_seconds)}"
+            detail += f"; {to} may decide too" if to else ""
+        else:
+            detail = f"deadline passed; handed to {to} until {step.deadline_at}"
+        self._record("escalated", cause, ActorKind.SYSTEM, role=to or step.role, detail=detail)
+        await self._notify(
+            NotificationKind.ESCALATION,
+            f"Escalated: {self._subject()}",
+            detail[:1].upper() + detail[1:] + ".",
+            roles=[step.role, *([to] if to else [])],
+            principal_ids=[step.assignee_id] if step.assignee_id else [],
+        )
+
+    def _deadline_passed(self, step: ApprovalStep) -> _Chain:
+        waited = step.deadline_seconds or step.sla_seconds
+        if step.on_deadline == OnDeadline.REJECT:
+            step.status = StepStatus.REJECTED
+            self._move(WorkflowState.REJECTED)
+            self._record(
+                "rejected",
+                "deadline",
+                ActorKind.SYSTEM,
+                role=step.role,
+                detail=f"no decision from {step.role} within {format_duration(waited)}; policy rejects",
+            )
+        else:
             step.status = StepStatus.EXPIRED
             self._move(WorkflowState.EXPIRED)
             self._record(
@@ -238,13 +420,52 @@ class ApprovalWorkflow:
                 "sla",
                 ActorKind.SYSTEM,
                 role=step.role,
-                detail=f"no decision from {step.role} within {step.sla_seconds}s",
+                detail=f"no decision from {step.role} within {waited}s",
             )
-            return WorkflowState.EXPIRED
-        if step.status == StepStatus.REJECTED:
-            self._move(WorkflowState.REJECTED)
-            return WorkflowState.REJECTED
-        return None
+        return _Chain.ENDED
+
+    async def _notify(
+        self,
+        kind: NotificationKind,
+        subject: str,
+        body: str,
+        *,
+        roles: list[Role] | None = None,
+        principal_ids: list[str] | None = None,
+    ) -> None:
+        """Tell people through the `notify` activity; a failure is audited, never fatal."""
+        if not self._v2:
+            return
+        self._notifications += 1
+        workflow_id = workflow.info().workflow_id
+        note = Notification(
+            key=f"{workflow_id}:n{self._notifications}",
+            workflow_id=workflow_id,
+            tenant=self._input.requester.tenant,
+            kind=kind,
+            subject=subject[:200],
+            body=f"{body}\n\nRequest: {self._input.request.text[:1000]}\nWorkflow: {workflow_id}",
+            roles=roles or [],
+            principal_ids=principal_ids or [],
+            exclude_ids=[] if kind == NotificationKind.OUTCOME else [self._input.requester.id],
+        )
+        try:
+            await workflow.execute_activity_method(
+                NotifyActivities.notify,
+                note,
+                start_to_close_timeout=timedelta(seconds=30),
+                retry_policy=NOTIFY_RETRY,
+                summary=f"notify {kind}",
+            )
+        except ActivityError as error:
+            cause = error.cause
+            message = cause.message if isinstance(cause, ApplicationError) else str(cause or error)
+            self._record("notify_failed", "notify", ActorKind.SYSTEM, detail=f"{kind}: {message}"[:500])
+
+    def _subject(self) -> str:
+        plan = self._proposal
+        what = plan.summary if plan is not None else self._input.request.text
+        return what.replace("\r", " ").replace("\n", " ")[:150]
 
     async def _finish_failed(self, what: str, error: ActivityError) -> WorkflowView:
         cause = error.cause
@@ -254,20 +475,47 @@ class ApprovalWorkflow:
         self._record("failed", "system", ActorKind.SYSTEM, detail=self._error[:500])
         return await self._finish()
 
+    def _withdraw_now(self) -> None:
+        withdrawal = self._withdrawal
+        assert withdrawal is not None
+        if self._step is not None:
+            self._chain[self._step].status = StepStatus.CANCELLED
+        self._move(WorkflowState.CANCELLED)
+        self._record(
+            "cancelled",
+            withdrawal.principal.name,
+            ActorKind.HUMAN,
+            detail=f"withdrawn: {withdrawal.reason}"[:500],
+        )
+
+    async def _finish_withdrawn(self) -> WorkflowView:
+        self._withdraw_now()
+        return await self._finish()
+
     async def _finish(self) -> WorkflowView:
         self._step = None
         self._publish()
+        await self._notify(
+            NotificationKind.OUTCOME,
+            f"{self._state.value}: {self._subject()}",
+            f"Your request ended {self._state.value}." + (f" {self._error}" if self._error else ""),
+            principal_ids=[self._input.requester.id],
+        )
         await workflow.wait_condition(workflow.all_handlers_finished)
         return self.view()
 
     # ---- decisions: Update `decide` and Signal `decision` share one check ------------------
 
-    def _refusal(self, decision: DecideInput) -> tuple[str, str] | None:
-        step = self._chain[self._step] if self._step is not None else None
+    def _current(self) -> ApprovalStep | None:
+        return self._chain[self._step] if self._step is not None else None
+
+    def _refusal(self, decision: DecideInput) -> tuple[str, str] | Authority:
+        if self._editing and decision.reviewer.tenant == self._input.requester.tenant:
+            return Refusal.EDIT_IN_PROGRESS, "the proposal is being edited; decide on the new version"
         return check_decision(
             decision,
             waiting=self._state.is_waiting,
-            step=step,
+            step=self._current(),
             chain=self._chain,
             proposal_version=self._proposal.version if self._proposal else None,
             proposal_valid=bool(self._validation and self._validation.ok),
@@ -275,10 +523,11 @@ class ApprovalWorkflow:
             tenant=self._input.requester.tenant,
         )
 
-    def _apply(self, decision: DecideInput) -> None:
+    def _apply(self, decision: DecideInput, authority: Authority) -> None:
         assert self._step is not None and self._proposal is not None
         step = self._chain[self._step]
-        role = step.role
+        role = _acting_role(authority.principal, step)
+        delegator = authority.principal if authority.delegate is not None else None
         step.decisions.append(
             DecisionRecord(
                 reviewer_id=decision.reviewer.id,
@@ -288,33 +537,38 @@ class ApprovalWorkflow:
                 notes=decision.notes,
                 proposal_version=self._proposal.version,
                 at=workflow.now().isoformat(),
+                on_behalf_of_id=delegator.id if delegator else None,
+                on_behalf_of_name=delegator.name if delegator else None,
             )
         )
+        detail = decision.notes or ""
+        if delegator is not None:
+            detail = f"on behalf of {delegator.name} (delegation)" + (f": {detail}" if detail else "")
         self._record(
             f"decision_{decision.decision}",
             decision.reviewer.name,
             ActorKind.HUMAN,
             role=role,
-            detail=decision.notes or "",
+            detail=detail,
+            data={"on_behalf_of": delegator.id} if delegator else None,
         )
         if decision.decision == Decision.REJECTED:
             step.status = StepStatus.REJECTED
-        elif sum(d.decision == Decision.APPROVED for d in step.decisions) >= step.quorum:
+        elif step.approvals() >= step.quorum:
             step.status = StepStatus.APPROVED
 
     def _settled(self) -> bool:
-        """The workflow has acted on the last decision: finished, or waiting on an open step."""
+        """The workflow has acted on the last message: finished, or waiting on an open step."""
         if self._state.is_final:
             return True
-        if not self._state.is_waiting or self._step is None:
+        if not self._state.is_waiting or self._step is None or self._editing:
             return False
         return self._chain[self._step].status == StepStatus.WAITING
 
     @workflow.update
     async def decide(self, decision: DecideInput) -> WorkflowView:
         # Checked again: another decision accepted in the same workflow task may have moved the chain on.
-        self._refuse_if_needed(decision)
-        self._apply(decision)
+        self._apply(decision, self._authority_or_refuse(decision))
         # Still executing after the timeout: the caller gets the view as it stands and can poll.
         with contextlib.suppress(TimeoutError):
             await workflow.wait_condition(self._settled, timeout=SETTLE_TIMEOUT)
@@ -322,20 +576,17 @@ class ApprovalWorkflow:
 
     @decide.validator
     def _validate_decide(self, decision: DecideInput) -> None:
-        self._refuse_if_needed(decision)
+        self._authority_or_refuse(decision)
 
-    def _refuse_if_needed(self, decision: DecideInput) -> None:
-        refusal = self._refusal(decision)
-        if refusal is not None:
-            code, message = refusal
-            raise ApplicationError(message, type=code, non_retryable=True)
+    def _authority_or_refuse(self, decision: DecideInput) -> Authority:
+        return _or_refuse(self._refusal(decision))
 
     @workflow.signal
     def decision(self, decision: DecideInput) -> None:
-        refusal = self._refusal(decision)
-        if refusal is not None:
+        checked = self._refusal(decision)
+        if not isinstance(checked, Authority):
             # A signal cannot be refused to its sender, so the refusal is kept where auditors look.
-            code, message = refusal
+            code, message = checked
             self._record(
                 "decision_refused",
                 decision.reviewer.name,
@@ -343,7 +594,221 @@ class ApprovalWorkflow:
                 detail=f"{code}: {message}",
             )
             return
-        self._apply(decision)
+        self._apply(decision, checked)
+
+    # ---- approve with changes: a new proposal version ---------------------------------------
+
+    def _edit_authority(self, request: EditInput) -> Authority:
+        if not self._v2:
+            raise ApplicationError(
+                "this workflow predates editing", type=Refusal.NOT_ALLOWED, non_retryable=True
+            )
+        if self._editing:
+            raise ApplicationError(
+                "another edit is being validated", type=Refusal.EDIT_IN_PROGRESS, non_retryable=True
+            )
+        authority = _or_refuse(
+            check_reviewer(
+                request.reviewer,
+                request.acting_for,
+                waiting=self._state.is_waiting,
+                step=self._current(),
+                chain=self._chain,
+                proposal_version=self._proposal.version if self._proposal else None,
+                named_version=request.proposal_version,
+                requester_id=self._input.requester.id,
+                tenant=self._input.requester.tenant,
+            )
+        )
+        assert self._proposal is not None
+        if request.args == self._proposal.args:
+            raise ApplicationError(
+                "the edited args are the same as the proposal's",
+                type=Refusal.INVALID_EDIT,
+                non_retryable=True,
+            )
+        return authority
+
+    @workflow.update
+    async def edit(self, request: EditInput) -> WorkflowView:
+        authority = self._edit_authority(request)
+        assert self._proposal is not None and self._plan is not None
+        base = self._proposal
+        plan = Plan(
+            **base.model_dump(exclude={"version", "hash", "edited_by", "args", "planning_findings"}),
+            args=request.args,
+        )
+        self._editing = True
+        try:
+            report = await workflow.execute_activity_method(
+                ValidationActivities.validate,
+                ValidateInput(plan=plan, confidence_threshold=self._threshold(), align_fields=True),
+                start_to_close_timeout=timedelta(seconds=30),
+                retry_policy=VALIDATE_RETRY,
+                summary=f"validate edit of {plan.tool}",
+            )
+        finally:
+            self._editing = False
+        step = self._current()
+        if not self._state.is_waiting or step is None or step.status != StepStatus.WAITING:
+            raise ApplicationError(
+                "the workflow stopped waiting while the edit was validated",
+                type=Refusal.NOT_WAITING,
+                non_retryable=True,
+            )
+        role = _acting_role(authority.principal, step)
+        if not report.ok:
+            findings = "; ".join(f.message for f in report.findings)
+            self._record("edit_refused", request.reviewer.name, ActorKind.HUMAN, role=role, detail=findings)
+            raise ApplicationError(
+                f"the edited args do not validate: {findings}",
+                [f.model_dump() for f in report.findings],
+                type=Refusal.INVALID_EDIT,
+                non_retryable=True,
+            )
+        if report.fields is not None:
+            plan = plan.model_copy(update={"fields": report.fields})
+        version = base.version + 1
+        changed = sorted(k for k in {*base.args, *request.args} if base.args.get(k) != request.args.get(k))
+        self._plan = plan
+        self._proposal = Proposal(
+            **plan.model_dump(),
+            version=version,
+            hash=proposal_hash(plan, version),
+            edited_by=request.reviewer.name,
+        )
+        self._validation = report
+        self._record(
+            "edited",
+            request.reviewer.name,
+            ActorKind.HUMAN,
+            role=role,
+            detail=f"v{base.version} → v{version}: changed {', '.join(changed)}"
+            + (f"; {request.notes}" if request.notes else ""),
+            data={"from_version": base.version, "to_version": version, "changed": ",".join(changed)},
+        )
+        # The new version gets its own approvals, from the chain its (possibly changed) facts call for.
+        step.status = StepStatus.PENDING
+        self._chain = self._build_chain(plan, report)
+        self._generation += 1
+        with contextlib.suppress(TimeoutError):
+            await workflow.wait_condition(self._settled, timeout=SETTLE_TIMEOUT)
+        return self.view()
+
+    @edit.validator
+    def _validate_edit(self, request: EditInput) -> None:
+        self._edit_authority(request)
+
+    def _threshold(self) -> float:
+        return self._input.policy.confidence_threshold
+
+    # ---- withdraw and reassign ------------------------------------------------------------
+
+    def _check_withdraw(self, request: CancelInput) -> None:
+        who = request.principal
+        if who.tenant != self._input.requester.tenant:
+            raise ApplicationError("another tenant", type=Refusal.WRONG_TENANT, non_retryable=True)
+        if not self._v2:
+            raise ApplicationError(
+                "this workflow predates withdrawal", type=Refusal.NOT_ALLOWED, non_retryable=True
+            )
+        if who.id != self._input.requester.id and Role.ADMIN not in who.roles:
+            raise ApplicationError(
+                "only the requester or an ADMIN may withdraw a request",
+                type=Refusal.NOT_ALLOWED,
+                non_retryable=True,
+            )
+        if self._withdrawal is not None or _rank(self._state) >= _rank(WorkflowState.APPROVED):
+            raise ApplicationError(
+                f"the request is {self._state.value}; it can be withdrawn only before execution starts",
+                type=Refusal.TOO_LATE,
+                non_retryable=True,
+            )
+        if not request.reason.strip():
+            raise ApplicationError(
+                "withdrawing needs a reason", type=Refusal.REASON_REQUIRED, non_retryable=True
+            )
+
+    @workflow.update
+    async def withdraw(self, request: CancelInput) -> WorkflowView:
+        self._check_withdraw(request)
+        self._withdrawal = request
+        with contextlib.suppress(TimeoutError):
+            await workflow.wait_condition(lambda: self._state.is_final, timeout=SETTLE_TIMEOUT)
+        return self.view()
+
+    @withdraw.validator
+    def _validate_withdraw(self, request: CancelInput) -> None:
+        self._check_withdraw(request)
+
+    def _check_reassign(self, request: ReassignInput) -> ApprovalStep:
+        admin = request.admin
+        if admin.tenant != self._input.requester.tenant:
+            raise ApplicationError("another tenant", type=Refusal.WRONG_TENANT, non_retryable=True)
+        if Role.ADMIN not in admin.roles:
+            raise ApplicationError(
+                "only an ADMIN may reassign a step", type=Refusal.ROLE_MISSING, non_retryable=True
+            )
+        step = self._current()
+        if not self._v2 or not self._state.is_waiting or step is None or step.status != StepStatus.WAITING:
+            raise ApplicationError(
+                "the workflow is not waiting for a decision", type=Refusal.NOT_WAITING, non_retryable=True
+            )
+        if (request.to_role is None) == (request.to_principal is None):
+            raise ApplicationError(
+                "name exactly one of a role or a principal to reassign to",
+                type=Refusal.REASON_REQUIRED,
+                non_retryable=True,
+            )
+        target = request.to_principal
+        if target is not None and (
+            target.tenant != self._input.requester.tenant or target.id == self._input.requester.id
+        ):
+            raise ApplicationError(
+                "a step can be assigned to someone of the tenant other than the requester",
+                type=Refusal.NOT_ALLOWED,
+                non_retryable=True,
+            )
+        if not request.reason.strip():
+            raise ApplicationError(
+                "reassigning needs a reason", type=Refusal.REASON_REQUIRED, non_retryable=True
+            )
+        return step
+
+    @workflow.update
+    async def reassign(self, request: ReassignInput) -> WorkflowView:
+        step = self._check_reassign(request)
+        before = step.assignee_name or step.role
+        if request.to_role is not None:
+            step.reassigned_from = step.reassigned_from or step.role
+            step.role = request.to_role
+            step.assignee_id = step.assignee_name = None
+            after = str(request.to_role)
+        else:
+            assert request.to_principal is not None
+            step.assignee_id, step.assignee_name = request.to_principal.id, request.to_principal.name
+            after = request.to_principal.name
+        step.handed_over = False
+        self._record(
+            "reassigned",
+            request.admin.name,
+            ActorKind.HUMAN,
+            role=Role.ADMIN,
+            detail=f"{before} → {after}: {request.reason}"[:500],
+        )
+        self._publish()
+        await self._notify(
+            NotificationKind.REASSIGNED,
+            f"Assigned to you: {self._subject()}",
+            f"{request.admin.name} assigned this step to {after}: {request.reason}",
+            roles=[request.to_role] if request.to_role else [],
+            principal_ids=[request.to_principal.id] if request.to_principal else [],
+        )
+        return self.view()
+
+    @reassign.validator
+    def _validate_reassign(self, request: ReassignInput) -> None:
+        self._check_reassign(request)
 
     @workflow.query
     def view(self) -> WorkflowView:
@@ -359,13 +824,15 @@ class ApprovalWorkflow:
             audit=self._audit,
             result=self._result,
             error=self._error,
+            policy_version=(
+                str(self._input.policy.version) if isinstance(self._input.policy, ApprovalPolicy) else None
+            ),
         )
 
     # ---- bookkeeping: audit trail, search attributes, Web UI details -----------------------
 
     def _move(self, state: WorkflowState) -> None:
-        order = list(WorkflowState)
-        if order.index(state) < order.index(self._state):
+        if _rank(state) < _rank(self._state):
             raise ApplicationError(f"illegal transition {self._state} -> {state}", non_retryable=True)
         self._state = state
         self._publish()
@@ -398,7 +865,8 @@ class ApprovalWorkflow:
     def _publish(self) -> None:
         """Mirror the state into search attributes (for lists and the inbox) and the Web UI details."""
         plan = self._proposal
-        awaiting = self._chain[self._step].role if self._step is not None else None
+        step = self._current()
+        awaiting = step.role if step is not None else None
         updates: list[SearchAttributeUpdate[Any]] = [
             sa.STATE.value_set(self._state.value),
             sa.REQUESTER.value_set(self._input.requester.id),
@@ -409,6 +877,11 @@ class ApprovalWorkflow:
             updates.append(sa.REQUEST_TYPE.value_set(plan.request_type.value))
             if plan.fields.amount is not None:
                 updates.append(sa.AMOUNT.value_set(plan.fields.amount))
+        if self._v2:
+            due = step.sla_due_at if step is not None and self._state.is_waiting else None
+            updates.append(
+                sa.SLA_DUE.value_set(datetime.fromisoformat(due)) if due else sa.SLA_DUE.value_unset()
+            )
         workflow.upsert_search_attributes(updates)
         workflow.set_current_details(self._details())
 
@@ -417,7 +890,9 @@ class ApprovalWorkflow:
         lines = [f"**{self._state.value}**"]
         if self._step is not None and self._state.is_waiting:
             step = self._chain[self._step]
-            lines[0] += f": waiting for {step.role} (step {self._step + 1} of {len(self._chain)})"
+            who = step.assignee_name or " or ".join(step.deciding_roles)
+            lines[0] += f": waiting for {who} (step {self._step + 1} of {len(self._chain)})"
+            lines[0] += f", {step.approvals()} of {step.quorum} approvals, SLA due {step.sla_due_at}"
         if plan is not None:
             lines.append(plan.summary)
             lines.append(f"Proposed `{plan.tool}` v{plan.version}, confidence {plan.confidence:.2f}")
@@ -427,6 +902,22 @@ class ApprovalWorkflow:
         if self._error:
             lines.append(f"Error: {self._error}")
         return "\n\n".join(lines)
+
+
+def _rank(state: WorkflowState) -> int:
+    return list(WorkflowState).index(_PHASE.get(state, state))
+
+
+def _or_refuse(checked: tuple[str, str] | Authority) -> Authority:
+    if isinstance(checked, Authority):
+        return checked
+    code, message = checked
+    raise ApplicationError(message, type=code, non_retryable=True)
+
+
+def _acting_role(principal: Principal, step: ApprovalStep) -> Role:
+    """The role a decision is made in: the awaited role when held, else the escalation role."""
+    return next((role for role in step.deciding_roles if role in principal.roles), step.role)
 
 
 def _cost(provenance: PlanProvenance | None) -> str:

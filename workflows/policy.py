@@ -3,13 +3,65 @@
 Nothing here does I/O or reads the clock; the workflow passes everything in.
 """
 
+from dataclasses import dataclass
+
 from models.decisions import ApprovalStep, DecideInput, Refusal, StepStatus
 from models.enums import Decision, SideEffect
-from models.policy import ApprovalPolicy, ChainRule
+from models.policy import ApprovalPolicy, ChainRule, LegacyPolicy, StepSpec, resolve_timing
+from models.principals import Principal
 from models.proposal import Plan
+from workflows.expressions import holds
 
 
-def _rule_matches(rule: ChainRule, plan: Plan) -> bool:
+def plan_names(plan: Plan, side_effect: SideEffect | None) -> dict[str, object]:
+    """What a policy condition can see: the plan's type, tool, confidence, side effect and fields."""
+    return {
+        **plan.fields.model_dump(),
+        "type": plan.request_type.value,
+        "tool": plan.tool,
+        "confidence": plan.confidence,
+        "side_effect": side_effect.value if side_effect else None,
+    }
+
+
+def _step(spec: StepSpec, policy: ApprovalPolicy, rule: str) -> ApprovalStep:
+    timing = resolve_timing(spec, policy.defaults)
+    return ApprovalStep(
+        role=spec.role,
+        quorum=spec.quorum,
+        rule=rule,
+        sla_seconds=timing.sla_seconds,
+        reminder_seconds=timing.reminder_seconds,
+        deadline_seconds=timing.deadline_seconds,
+        on_deadline=timing.on_deadline,
+        escalate_to=timing.escalate_to,
+    )
+
+
+def build_chain(
+    plan: Plan, side_effect: SideEffect | None, policy: ApprovalPolicy | LegacyPolicy
+) -> list[ApprovalStep]:
+    """The ordered approval steps for `plan`: the first matching rule's steps, then every extra
+    step whose condition holds (low confidence, a risky tool) unless its role is already there."""
+    if isinstance(policy, LegacyPolicy):
+        return _legacy_chain(plan, side_effect, policy)
+    names = plan_names(plan, side_effect)
+    steps: list[ApprovalStep] = []
+    for index, rule in enumerate(policy.rules):
+        if holds(rule.when, names):
+            label = rule.name or f"rules[{index}]: {rule.when}"
+            steps = [_step(spec, policy, label) for spec in rule.steps]
+            break
+    for index, extra in enumerate(policy.extra_steps):
+        if holds(extra.when, names) and all(step.role != extra.step.role for step in steps):
+            steps.append(_step(extra.step, policy, extra.name or f"extra_steps[{index}]: {extra.when}"))
+    if not steps:
+        # A policy whose rules all miss (no `when: "true"` at the end) still needs someone to look.
+        steps = [_step(StepSpec(role=policy.rules[-1].steps[0].role), policy, "no rule matched")]
+    return steps
+
+
+def _legacy_rule_matches(rule: ChainRule, plan: Plan) -> bool:
     if rule.request_type != plan.request_type:
         return False
     if rule.field is None:
@@ -22,10 +74,8 @@ def _rule_matches(rule: ChainRule, plan: Plan) -> bool:
     return not (rule.at_least is not None and value < rule.at_least)
 
 
-def build_chain(plan: Plan, side_effect: SideEffect | None, policy: ApprovalPolicy) -> list[ApprovalStep]:
-    """The ordered approval steps for `plan`: the first matching rule's roles, else the defaults,
-    then the optional extra steps for low confidence and for effects that leave the organisation."""
-    roles = next((rule.roles for rule in policy.rules if _rule_matches(rule, plan)), None)
+def _legacy_chain(plan: Plan, side_effect: SideEffect | None, policy: LegacyPolicy) -> list[ApprovalStep]:
+    roles = next((rule.roles for rule in policy.rules if _legacy_rule_matches(rule, plan)), None)
     ordered = list(roles or policy.default_roles)
     extra = []
     if policy.low_confidence_role and plan.confidence < policy.confidence_threshold:
@@ -34,6 +84,84 @@ def build_chain(plan: Plan, side_effect: SideEffect | None, policy: ApprovalPoli
         extra.append(policy.external_effect_role)
     ordered += [role for role in extra if role not in ordered]
     return [ApprovalStep(role=role, sla_seconds=policy.step_sla_seconds) for role in ordered]
+
+
+@dataclass(frozen=True)
+class Authority:
+    """Whose authority a decision uses: the reviewer's own, or a delegator's (out of office)."""
+
+    principal: Principal
+    delegate: Principal | None = None
+
+
+def may_decide(principal: Principal, step: ApprovalStep) -> bool:
+    if step.assignee_id is not None:
+        return principal.id == step.assignee_id
+    return any(role in principal.roles for role in step.deciding_roles)
+
+
+def authority_for(
+    reviewer: Principal, acting_for: list[Principal], step: ApprovalStep, requester_id: str
+) -> Authority | None:
+    """The reviewer's own authority when it fits the step, else the first fitting delegator's."""
+    if may_decide(reviewer, step):
+        return Authority(reviewer)
+    for delegator in acting_for:
+        if (
+            delegator.tenant == reviewer.tenant
+            and delegator.id != requester_id
+            and may_decide(delegator, step)
+        ):
+            return Authority(delegator, delegate=reviewer)
+    return None
+
+
+def decided_ids(chain: list[ApprovalStep]) -> set[str]:
+    """Everyone who has decided in this chain, as reviewer or as the delegator they stood in for."""
+    ids: set[str] = set()
+    for step in chain:
+        for decision in step.decisions:
+            ids.add(decision.reviewer_id)
+            if decision.on_behalf_of_id:
+                ids.add(decision.on_behalf_of_id)
+    return ids
+
+
+def check_reviewer(
+    reviewer: Principal,
+    acting_for: list[Principal],
+    *,
+    waiting: bool,
+    step: ApprovalStep | None,
+    chain: list[ApprovalStep],
+    proposal_version: int | None,
+    named_version: int | None,
+    requester_id: str,
+    tenant: str,
+) -> tuple[Refusal, str] | Authority:
+    """Whether `reviewer` may act on the waiting step now: the refusal, or the authority they act with."""
+    if reviewer.tenant != tenant:
+        return Refusal.WRONG_TENANT, "reviewer belongs to another tenant"
+    # A step already decided in this workflow task is closed even before the chain moves on.
+    if not waiting or step is None or step.status != StepStatus.WAITING or proposal_version is None:
+        return Refusal.NOT_WAITING, "the workflow is not waiting for a decision"
+    if named_version is not None and named_version != proposal_version:
+        return (
+            Refusal.STALE_PROPOSAL,
+            f"decision is for proposal version {named_version}, the current version is {proposal_version}",
+        )
+    if reviewer.id == requester_id:
+        return Refusal.SELF_APPROVAL, "a reviewer may not decide on their own request"
+    authority = authority_for(reviewer, acting_for, step, requester_id)
+    if authority is None:
+        if step.assignee_id is not None:
+            return Refusal.ROLE_MISSING, f"this step is assigned to {step.assignee_name or step.assignee_id}"
+        awaited = " or ".join(step.deciding_roles)
+        return Refusal.ROLE_MISSING, f"this step awaits {awaited}, a role the reviewer does not hold"
+    decided = decided_ids(chain)
+    if reviewer.id in decided or authority.principal.id in decided:
+        return Refusal.ALREADY_DECIDED, "reviewer has already decided in this approval chain"
+    return authority
 
 
 def check_decision(
@@ -46,29 +174,21 @@ def check_decision(
     proposal_valid: bool,
     requester_id: str,
     tenant: str,
-) -> tuple[Refusal, str] | None:
-    """Why `decision` may not be applied now, or None when it may; checked before any write."""
-    reviewer = decision.reviewer
-    if reviewer.tenant != tenant:
-        return Refusal.WRONG_TENANT, "reviewer belongs to another tenant"
-    # A step already decided in this workflow task is closed even before the chain moves on.
-    if not waiting or step is None or step.status != StepStatus.WAITING or proposal_version is None:
-        return Refusal.NOT_WAITING, "the workflow is not waiting for a decision"
-    if decision.proposal_version is not None and decision.proposal_version != proposal_version:
-        return (
-            Refusal.STALE_PROPOSAL,
-            f"decision is for proposal version {decision.proposal_version}, "
-            f"the current version is {proposal_version}",
-        )
-    if reviewer.id == requester_id:
-        return Refusal.SELF_APPROVAL, "a reviewer may not decide on their own request"
-    if step.role not in reviewer.roles:
-        return (
-            Refusal.ROLE_MISSING,
-            f"this step awaits {step.role}, a role the reviewer does not hold",
-        )
-    if any(d.reviewer_id == reviewer.id for s in chain for d in s.decisions):
-        return Refusal.ALREADY_DECIDED, "reviewer has already decided in this approval chain"
+) -> tuple[Refusal, str] | Authority:
+    """Why `decision` may not be applied now, or the authority it is made with; checked before any write."""
+    checked = check_reviewer(
+        decision.reviewer,
+        decision.acting_for,
+        waiting=waiting,
+        step=step,
+        chain=chain,
+        proposal_version=proposal_version,
+        named_version=decision.proposal_version,
+        requester_id=requester_id,
+        tenant=tenant,
+    )
+    if not isinstance(checked, Authority):
+        return checked
     if decision.decision == Decision.REJECTED and not (decision.notes or "").strip():
         return Refusal.REASON_REQUIRED, "a rejection needs a reason in notes"
     if decision.decision == Decision.APPROVED and not proposal_valid:
@@ -76,4 +196,4 @@ def check_decision(
             Refusal.INVALID_PROPOSAL,
             "the proposal failed validation and cannot be executed; reject it with a reason",
         )
-    return None
+    return checked

@@ -8,5 +8,7 @@ AWAITING_ROLE = SearchAttributeKey.for_keyword("CountersignAwaitingRole")
 REQUESTER = SearchAttributeKey.for_keyword("CountersignRequester")
 TENANT = SearchAttributeKey.for_keyword("CountersignTenant")
 AMOUNT = SearchAttributeKey.for_float("CountersignAmount")
+# When the waiting step's SLA ends; the inbox sorts by it, most urgent first.
+SLA_DUE = SearchAttributeKey.for_datetime("CountersignSlaDue")
 
-ALL = (STATE, REQUEST_TYPE, AWAITING_ROLE, REQUESTER, TENANT, AMOUNT)
+ALL = (STATE, REQUEST_TYPE, AWAITING_ROLE, REQUESTER, TENANT, AMOUNT, SLA_DUE)

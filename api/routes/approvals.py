@@ -3,15 +3,22 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 
 from api.deps import PrincipalDep, ServiceDep
-from models.views import WorkflowList
+from models.decisions import BatchRequest, BatchResponse
+from models.views import InboxFilter, WorkflowList
 
 router = APIRouter(prefix="/approvals", tags=["approvals"])
 
 
-@router.get("/inbox", summary="Workflows waiting on one of the caller's roles, not their own")
+@router.get("/inbox", summary="What the caller may decide now, earliest SLA first")
 async def inbox(
     principal: PrincipalDep,
     service: ServiceDep,
+    filters: Annotated[InboxFilter, Query()],
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
 ) -> WorkflowList:
-    return WorkflowList(items=await service.inbox(principal, limit=limit))
+    return WorkflowList(items=await service.inbox(principal, filters, limit=limit))
+
+
+@router.post("/batch", summary="One decision on up to 100 proposals, each named with its version")
+async def batch(body: BatchRequest, principal: PrincipalDep, service: ServiceDep) -> BatchResponse:
+    return await service.batch(principal, body)

@@ -3,7 +3,7 @@ from typing import Annotated
 from fastapi import APIRouter, Header, Path, Query, status
 
 from api.deps import PrincipalDep, ServiceDep
-from models.decisions import ApproveRequest
+from models.decisions import ApproveRequest, CancelRequest, EditRequest, ReassignRequest
 from models.enums import RequestType, WorkflowState
 from models.requests import SubmitRequest, SubmitResponse
 from models.views import WorkflowList, WorkflowView
@@ -45,3 +45,26 @@ async def approve(
     workflow_id: WorkflowId, body: ApproveRequest, principal: PrincipalDep, service: ServiceDep
 ) -> WorkflowView:
     return await service.decide(principal, workflow_id, body)
+
+
+@router.post("/{workflow_id}/edit", summary="Approve with changes: new args make a new proposal version")
+async def edit(
+    workflow_id: WorkflowId, body: EditRequest, principal: PrincipalDep, service: ServiceDep
+) -> WorkflowView:
+    return await service.edit(principal, workflow_id, body)
+
+
+@router.post(
+    "/{workflow_id}/cancel", summary="Withdraw a request before its action starts (requester or ADMIN)"
+)
+async def cancel(
+    workflow_id: WorkflowId, body: CancelRequest, principal: PrincipalDep, service: ServiceDep
+) -> WorkflowView:
+    return await service.cancel(principal, workflow_id, body)
+
+
+@router.post("/{workflow_id}/reassign", summary="Hand the waiting step to a role or a person (ADMIN)")
+async def reassign(
+    workflow_id: WorkflowId, body: ReassignRequest, principal: PrincipalDep, service: ServiceDep
+) -> WorkflowView:
+    return await service.reassign(principal, workflow_id, body)

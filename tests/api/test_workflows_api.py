@@ -220,8 +220,11 @@ async def test_health_is_503_when_temporal_is_unreachable(tmp_path: Path) -> Non
 async def test_policy_file_sets_the_chain(
     client: Client, task_queue: str, tmp_path: Path, worker: object
 ) -> None:
-    policy = tmp_path / "policy.json"
-    policy.write_text('{"rules": [], "default_roles": ["HR", "DIRECTOR"], "step_sla_seconds": 3600}')
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(
+        "version: hr-7\ndefaults: {sla: 1h, reminder_at: 30m, deadline: 2h}\n"
+        "rules:\n  - when: 'true'\n    steps: [{role: HR}, {role: DIRECTOR, quorum: 2}]\n"
+    )
     settings = Settings(data_dir=tmp_path, task_queue=task_queue, policy_file=policy)
     app = create_app(settings, client=client)
     await attach(app, settings, client)
@@ -231,4 +234,6 @@ async def test_policy_file_sets_the_chain(
         workflow_id = await submit(api, LAPTOPS)
         view = await waiting(api, workflow_id)
     await app.state.principals.close()
-    assert [(s["role"], s["sla_seconds"]) for s in view["chain"]] == [("HR", 3600), ("DIRECTOR", 3600)]  # type: ignore[index, union-attr]
+    chain = [(s["role"], s["quorum"], s["sla_seconds"], s["deadline_seconds"]) for s in view["chain"]]  # type: ignore[index, union-attr]
+    assert chain == [("HR", 1, 3600, 7200), ("DIRECTOR", 2, 3600, 7200)]
+    assert view["policy_version"] == "hr-7"  # type: ignore[index]

@@ -20,16 +20,19 @@ from countersign.worker import build_worker
 from llm.factory import build_planner
 from llm.rules import RulesPlanner
 from llm.spec import LLMOptions, parse_chain
-from models.decisions import DecideInput
-from models.enums import Decision, WorkflowState
+from models.decisions import CancelInput, DecideInput, EditInput
+from models.enums import Decision, Role, WorkflowState
+from models.policy import ApprovalPolicy
+from models.principals import Principal
 from models.views import WorkflowView
 from tests.fake_llm import FakeLLM, follow_up_plan, openai_answer
-from tests.helpers import FINANCE, MANAGER, MANAGER_2, start, wait_for_state
+from tests.helpers import FINANCE, MANAGER, MANAGER_2, REQUESTER, eventually, start, wait_for_state
 from tools.builtin import build_registry
 from workflows import search_attributes as sa
 from workflows.approval import ApprovalWorkflow
 
 HERE = Path(__file__).parent
+ADMIN = Principal(id="p-adm", name="Ada Admin", roles=[Role.ADMIN])
 
 
 async def _save(handle: WorkflowHandle[ApprovalWorkflow, WorkflowView], name: str) -> None:
@@ -68,6 +71,52 @@ async def _record(client: Client, data_dir: Path) -> None:
             DecideInput(reviewer=MANAGER, decision=Decision.REJECTED, notes="handled by phone"),
         )
         await _save(handle, "approval_rejected_by_signal")
+
+        # Approve with changes, then withdrawn by the requester.
+        handle = await start(client, queue, "buy 40 laptops from Dell for $52,000")
+        view = await wait_for_state(handle, WorkflowState.WAITING_FOR_APPROVAL)
+        await handle.execute_update(
+            ApprovalWorkflow.decide, DecideInput(reviewer=MANAGER, decision=Decision.APPROVED)
+        )
+        assert view.proposal is not None
+        edit = EditInput(
+            reviewer=FINANCE,
+            proposal_version=1,
+            args={**view.proposal.args, "quantity": 30, "amount": 39_000},
+        )
+        await handle.execute_update(ApprovalWorkflow.edit, edit)
+        await handle.execute_update(
+            ApprovalWorkflow.decide,
+            DecideInput(reviewer=MANAGER, decision=Decision.APPROVED, proposal_version=2),
+        )
+        await handle.execute_update(
+            ApprovalWorkflow.withdraw, CancelInput(principal=REQUESTER, reason="bought elsewhere")
+        )
+        await _save(handle, "approval_edited_withdrawn")
+
+        # Seconds-long timers: a reminder, escalation at the SLA, the deadline handing the step to
+        # ADMIN, whose delegate approves.
+        fast = ApprovalPolicy.model_validate(
+            {
+                "defaults": {"sla": "2s", "reminder_at": "1s", "deadline": "3s"},
+                "rules": [
+                    {
+                        "when": "true",
+                        "steps": [{"role": "MANAGER", "on_deadline": "escalate", "escalate_to": "ADMIN"}],
+                    }
+                ],
+            }
+        )
+        handle = await start(client, queue, "Follow up with ABC Logistics about pricing", policy=fast)
+        await wait_for_state(handle, WorkflowState.ESCALATED)
+        await eventually(lambda: handle.query(ApprovalWorkflow.view), lambda v: v.chain[0].handed_over)
+        await handle.execute_update(
+            ApprovalWorkflow.decide,
+            DecideInput(
+                reviewer=MANAGER_2, decision=Decision.APPROVED, acting_for=[ADMIN], notes="for the admin"
+            ),
+        )
+        await _save(handle, "approval_escalated_by_deadline")
 
 
 async def _record_model_planning(client: Client, data_dir: Path) -> None:

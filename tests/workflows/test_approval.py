@@ -70,6 +70,7 @@ async def test_happy_path_sends_one_email(client: Client, task_queue: str, tmp_p
         "received",
         "ai_analyzed",
         "validated",
+        "chain_built",
         "awaiting_approval",
         "decision_approved",
         "approved",
@@ -77,7 +78,7 @@ async def test_happy_path_sends_one_email(client: Client, task_queue: str, tmp_p
     ]
     states = [e.state for e in view.audit]
     assert states == sorted(states, key=list(WorkflowState).index), "states never go back"
-    decision = view.audit[4]
+    decision = view.audit[5]
     assert (decision.actor, decision.actor_kind, decision.role) == (
         MANAGER.name,
         ActorKind.HUMAN,
@@ -225,7 +226,12 @@ async def test_worker_restart_while_waiting(client: Client, tmp_path: Path) -> N
 
 
 async def test_policy_is_data(client: Client, task_queue: str) -> None:
-    policy = ApprovalPolicy(rules=[], default_roles=[Role.HR], low_confidence_role=Role.DIRECTOR)
+    policy = ApprovalPolicy.model_validate(
+        {
+            "rules": [{"when": "true", "steps": [{"role": "HR"}]}],
+            "extra_steps": [{"when": "confidence < 0.6", "step": {"role": "DIRECTOR"}}],
+        }
+    )
     handle = await start(client, task_queue, "please handle this", policy=policy)
     view = await wait_for_state(handle, WorkflowState.WAITING_FOR_APPROVAL)
     assert view.proposal is not None and view.proposal.confidence < policy.confidence_threshold

@@ -18,10 +18,18 @@ def test_histories_are_committed() -> None:
         # Before planning moved to its own task queue (no `plan-on-llm-task-queue` patch marker).
         "approval_executed_v1",
         "approval_rejected_by_signal_v1",
-        # Current code: the rules planner, and a model planner that repairs and ends in triage.
+        # Planning on its own queue, before policy files, timers and notifications (no
+        # `enterprise-approvals` marker).
+        "approval_executed_v2",
+        "approval_rejected_by_signal_v2",
+        "approval_model_triage_rejected_v2",
+        # Current code: the rules planner, a model planner that repairs and ends in triage, approve
+        # with changes then withdrawal, and reminder/escalation/deadline hand-over with a delegate.
         "approval_executed",
         "approval_rejected_by_signal",
         "approval_model_triage_rejected",
+        "approval_edited_withdrawn",
+        "approval_escalated_by_deadline",
     }
 
 

@@ -1,23 +1,42 @@
-"""SLA deadlines on the time-skipping test server: days pass in milliseconds."""
+"""SLA reminders, escalation and every deadline outcome, on the time-skipping test server: days pass
+in milliseconds, and the notifications land in the data dir's outbox and as emails."""
 
 import asyncio
 from collections.abc import AsyncIterator
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
-from temporalio.client import WorkflowHandle
+from temporalio.client import WorkflowHandle, WorkflowUpdateFailedError
+from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
 
+from activities.notify import list_notifications
+from countersign.principals import PrincipalStore
 from countersign.worker import WorkerGroup, build_worker
 from llm.rules import RulesPlanner
-from models.decisions import DecideInput
-from models.enums import Decision, WorkflowState
-from models.policy import DAY, ApprovalPolicy
+from models.decisions import DecideInput, Refusal
+from models.enums import Decision, Role, WorkflowState
+from models.policy import ApprovalPolicy
+from models.principals import Principal
 from models.views import WorkflowView
 from tests.helpers import MANAGER, start
 from tools.builtin import list_outbox
 from workflows.approval import ApprovalWorkflow
+
+FOLLOW_UP = "Follow up with ABC Logistics (sales@abclogistics.com) about pricing"
+ADMIN = Principal(id="p-adm", name="Ada Admin", roles=[Role.ADMIN])
+
+
+def one_step(**step: Any) -> ApprovalPolicy:
+    """A policy whose every request waits on one MANAGER step with these settings."""
+    return ApprovalPolicy.model_validate(
+        {
+            "defaults": {"sla": "8h", "reminder_at": "6h", "deadline": "72h"},
+            "rules": [{"when": "true", "steps": [{"role": "MANAGER", **step}]}],
+        }
+    )
 
 
 @pytest.fixture
@@ -29,25 +48,139 @@ async def skipping_worker(
         yield worker
 
 
+async def _wait_waiting(handle: WorkflowHandle[ApprovalWorkflow, WorkflowView]) -> WorkflowView:
+    # Queries do not advance time-skipping; poll the real clock briefly.
+    for _ in range(200):
+        view = await handle.query(ApprovalWorkflow.view)
+        if view.state.is_waiting:
+            return view
+        await asyncio.sleep(0.05)
+    raise AssertionError("workflow never started waiting for approval")
+
+
+async def _events(handle: WorkflowHandle[ApprovalWorkflow, WorkflowView]) -> list[str]:
+    return [e.event for e in (await handle.query(ApprovalWorkflow.view)).audit]
+
+
+def about(elapsed: timedelta, expected: timedelta) -> bool:
+    """Timers fire a few milliseconds after their due time."""
+    return timedelta(0) <= elapsed - expected < timedelta(seconds=1)
+
+
+def approve(reviewer: Principal) -> DecideInput:
+    return DecideInput(reviewer=reviewer, decision=Decision.APPROVED)
+
+
 @pytest.mark.usefixtures("skipping_worker")
-async def test_no_decision_within_sla_expires(
+async def test_reminder_then_escalation_lets_the_escalation_role_decide(
     time_env: WorkflowEnvironment, task_queue: str, tmp_path: Path
 ) -> None:
-    policy = ApprovalPolicy(step_sla_seconds=2 * DAY)
+    async with await PrincipalStore.open(tmp_path / "principals.db") as store:
+        manager = (await store.add("Mo", [Role.MANAGER], email="mo@corp.example")).principal
+        admin = (await store.add("Ada", [Role.ADMIN], email="ada@corp.example")).principal
+    handle = await start(time_env.client, task_queue, FOLLOW_UP, policy=one_step(escalate_to="ADMIN"))
+    waiting = await _wait_waiting(handle)
+    step = waiting.chain[0]
+    assert (step.reminder_seconds, step.sla_seconds, step.deadline_seconds) == (6 * 3600, 8 * 3600, 72 * 3600)
+
+    await time_env.sleep(timedelta(hours=6, minutes=1))
+    view = await handle.query(ApprovalWorkflow.view)
+    assert view.state == WorkflowState.WAITING_FOR_APPROVAL
+    assert (await _events(handle)).count("reminder_sent") == 1
+    # Before the SLA passes, the escalation role may not decide.
+    with pytest.raises(WorkflowUpdateFailedError) as caught:
+        await handle.execute_update(ApprovalWorkflow.decide, approve(admin))
+    assert isinstance(caught.value.cause, ApplicationError)
+    assert caught.value.cause.type == Refusal.ROLE_MISSING
+
+    await time_env.sleep(timedelta(hours=2))
+    escalated = await handle.query(ApprovalWorkflow.view)
+    assert escalated.state == WorkflowState.ESCALATED
+    assert escalated.chain[0].escalated and escalated.chain[0].deciding_roles == [Role.MANAGER, Role.ADMIN]
+    assert escalated.audit[-1].event == "escalated" and escalated.audit[-1].role == Role.ADMIN
+
+    done = await handle.execute_update(ApprovalWorkflow.decide, approve(admin))
+    assert done.state == WorkflowState.ACTION_EXECUTED
+    assert done.chain[0].decisions[0].role == Role.ADMIN
+    assert (await handle.result()).state == WorkflowState.ACTION_EXECUTED
+
+    kinds = [n["kind"] for n in list_notifications(tmp_path)]
+    assert kinds == ["pending", "reminder", "escalation", "outcome"]
+    told = {n["kind"]: {r["id"] for r in n["recipients"]} for n in list_notifications(tmp_path)}  # type: ignore[union-attr, index]
+    assert told["pending"] == {manager.id} and told["reminder"] == {manager.id}
+    assert told["escalation"] == {manager.id, admin.id}
+    # Each notification to someone with an address is a real message next to the action's email.
+    emails = [path.read_text() for path in list_outbox(tmp_path)]
+    assert sum("To: mo@corp.example" in e for e in emails) == 3
+    assert sum("To: ada@corp.example" in e for e in emails) == 1
+    assert sum("To: sales@abclogistics.com" in e for e in emails) == 1
+
+
+@pytest.mark.usefixtures("skipping_worker")
+async def test_deadline_expires_and_is_never_a_rejection(
+    time_env: WorkflowEnvironment, task_queue: str, tmp_path: Path
+) -> None:
+    handle = await start(time_env.client, task_queue, FOLLOW_UP, policy=one_step())
+    view = await handle.result()  # the server skips ahead through reminder, escalation and deadline
+    assert view.state == WorkflowState.EXPIRED
+    # Audit times, not the server's clock: other tests' workflows keep it moving after this one ends.
+    at = {e.event: datetime.fromisoformat(e.at) for e in view.audit}
+    assert about(at["reminder_sent"] - at["awaiting_approval"], timedelta(hours=6))
+    assert about(at["escalated"] - at["awaiting_approval"], timedelta(hours=8))
+    assert about(at["expired"] - at["awaiting_approval"], timedelta(hours=72))
+    events = [e.event for e in view.audit]
+    assert events[-4:] == ["awaiting_approval", "reminder_sent", "escalated", "expired"]
+    assert not any(e.startswith("decision_") or e == "rejected" for e in events)
+    assert view.chain[0].status == "expired"
+    # Nothing executed: the only messages are notifications, and the outcome reached the requester.
+    assert [n["kind"] for n in list_notifications(tmp_path)][-1] == "outcome"
+    assert not any("sales@abclogistics.com" in p.read_text() for p in list_outbox(tmp_path))
+
+
+@pytest.mark.usefixtures("skipping_worker")
+async def test_deadline_can_reject(time_env: WorkflowEnvironment, task_queue: str) -> None:
     handle = await start(
         time_env.client,
         task_queue,
-        "Follow up with ABC Logistics (sales@abclogistics.com) about pricing",
-        policy=policy,
+        FOLLOW_UP,
+        policy=one_step(sla="1h", reminder_at="30m", deadline="2h", on_deadline="reject"),
     )
-    before = await time_env.get_current_time()
-    view = await handle.result()  # the server skips ahead to the SLA timer
-    elapsed = await time_env.get_current_time() - before
-    assert view.state == WorkflowState.EXPIRED
-    assert elapsed >= timedelta(days=2)
-    assert view.audit[-1].event == "expired"
-    assert view.chain[0].status == "expired"
-    assert list_outbox(tmp_path) == []
+    view = await handle.result()
+    assert view.state == WorkflowState.REJECTED
+    last = view.audit[-1]
+    assert (last.event, last.actor) == ("rejected", "deadline")
+    assert "within 2h" in last.detail
+
+
+@pytest.mark.usefixtures("skipping_worker")
+async def test_deadline_can_hand_the_step_to_the_escalation_role(
+    time_env: WorkflowEnvironment, task_queue: str
+) -> None:
+    policy = one_step(sla="1h", reminder_at="30m", deadline="4h", on_deadline="escalate", escalate_to="ADMIN")
+    handed = await start(time_env.client, task_queue, FOLLOW_UP, policy=policy)
+    ignored = await start(time_env.client, task_queue, FOLLOW_UP, policy=policy)
+    await _wait_waiting(handed)
+    await _wait_waiting(ignored)
+
+    await time_env.sleep(timedelta(hours=4, minutes=1))
+    view = await handed.query(ApprovalWorkflow.view)
+    assert view.state == WorkflowState.ESCALATED and view.chain[0].handed_over
+    assert view.chain[0].deciding_roles == [Role.ADMIN]
+    # The deadline passed: the original role has lost the step, the escalation role alone holds it.
+    with pytest.raises(WorkflowUpdateFailedError) as caught:
+        await handed.execute_update(ApprovalWorkflow.decide, approve(MANAGER))
+    assert isinstance(caught.value.cause, ApplicationError)
+    assert caught.value.cause.type == Refusal.ROLE_MISSING
+    done = await handed.execute_update(ApprovalWorkflow.decide, approve(ADMIN))
+    assert done.state == WorkflowState.ACTION_EXECUTED
+
+    # Nobody takes the other one: it expires one more deadline (4h) after it was handed over.
+    expired = await ignored.result()
+    assert expired.state == WorkflowState.EXPIRED
+    at = {e.event: datetime.fromisoformat(e.at) for e in expired.audit}  # the last of each kind
+    assert [e.event for e in expired.audit].count("escalated") == 2  # at the SLA, then at the deadline
+    assert about(at["expired"] - at["escalated"], timedelta(hours=4))
+    assert about(at["expired"] - at["awaiting_approval"], timedelta(hours=8))
 
 
 async def test_a_tool_that_keeps_failing_ends_failed_with_an_audit_entry(
@@ -59,24 +192,14 @@ async def test_a_tool_that_keeps_failing_ends_failed_with_an_audit_entry(
     blocked.write_text("")
     worker = build_worker(time_env.client, task_queue=task_queue, data_dir=blocked, planner=RulesPlanner())
     async with worker:
-        handle = await start(
-            time_env.client, task_queue, "Follow up with ABC Logistics (sales@abclogistics.com) about pricing"
-        )
+        handle = await start(time_env.client, task_queue, FOLLOW_UP)
         await _wait_waiting(handle)
-        await handle.signal(
-            ApprovalWorkflow.decision, DecideInput(reviewer=MANAGER, decision=Decision.APPROVED)
-        )
+        await handle.signal(ApprovalWorkflow.decision, approve(MANAGER))
         view = await handle.result()
     assert view.state == WorkflowState.FAILED
     assert view.result is None
     assert view.error is not None and view.error.startswith("send_email failed")
-    assert [e.event for e in view.audit][-3:] == ["decision_approved", "approved", "failed"]
-
-
-async def _wait_waiting(handle: WorkflowHandle[ApprovalWorkflow, WorkflowView]) -> None:
-    # Queries do not advance time-skipping; poll the real clock briefly.
-    for _ in range(200):
-        if (await handle.query(ApprovalWorkflow.view)).state == WorkflowState.WAITING_FOR_APPROVAL:
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError("workflow never reached WAITING_FOR_APPROVAL")
+    events = [e.event for e in view.audit]
+    # Notifications cannot be written either: each failure is audited, and none stops the workflow.
+    assert events[-3:] == ["approved", "failed", "notify_failed"]
+    assert events.count("notify_failed") == 2 and "decision_approved" in events

@@ -1,0 +1,29 @@
+from datetime import UTC, datetime
+
+from fastapi import APIRouter, Response, status
+
+from api.deps import PrincipalDep, PrincipalStoreDep
+from models.principals import DelegateRequest, Delegation
+from models.views import PrincipalProfile
+
+router = APIRouter(prefix="/principals", tags=["principals"])
+
+
+@router.get("/me", summary="Who the caller is, and their delegation if they set one")
+async def me(principal: PrincipalDep, store: PrincipalStoreDep) -> PrincipalProfile:
+    return PrincipalProfile(principal=principal, delegation=await store.delegation_of(principal.id))
+
+
+@router.put("/me/delegate", summary="Out of office: let a colleague decide with your roles for a period")
+async def set_delegate(
+    body: DelegateRequest, principal: PrincipalDep, store: PrincipalStoreDep
+) -> Delegation:
+    return await store.set_delegate(principal, body, datetime.now(UTC))
+
+
+@router.delete(
+    "/me/delegate", status_code=status.HTTP_204_NO_CONTENT, summary="End the caller's delegation now"
+)
+async def clear_delegate(principal: PrincipalDep, store: PrincipalStoreDep) -> Response:
+    await store.clear_delegate(principal.id)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)

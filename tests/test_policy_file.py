@@ -1,0 +1,283 @@
+"""Policy files: the shipped default loads, and every mistake is reported with the line it is on."""
+
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from countersign.cli import app
+from countersign.policy_file import DEFAULT_POLICY_FILE, PolicyFileError, load_policy
+from models.enums import Role
+from models.policy import OnDeadline, resolve_timing
+
+GOOD = """\
+version: 2
+rules:
+  - name: big spend
+    when: "type == 'PROCUREMENT' and amount > 500"
+    steps:
+      - {role: FINANCE, quorum: 2, sla: 2h, deadline: 1d}
+  - when: true
+    steps: [{role: MANAGER}]
+"""
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "policy.yaml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def problems(tmp_path: Path, text: str) -> list[str]:
+    """Each reported problem, with the `FILE ` prefix taken off so cases read as `line N: ...`."""
+    path = write(tmp_path, text)
+    with pytest.raises(PolicyFileError) as caught:
+        load_policy(path)
+    lines = str(caught.value).splitlines()
+    assert lines == caught.value.problems
+    assert all(line.startswith(f"{path} ") for line in lines), lines
+    return [line.removeprefix(f"{path} ") for line in lines]
+
+
+def test_the_shipped_default_loads_with_its_documented_shape() -> None:
+    assert DEFAULT_POLICY_FILE.is_file()
+    policy = load_policy()
+    assert policy == load_policy(DEFAULT_POLICY_FILE)
+    assert policy.version == 1
+    assert (policy.defaults.sla, policy.defaults.reminder_at, policy.defaults.deadline) == (
+        8 * 3600,
+        6 * 3600,
+        72 * 3600,
+    )
+    assert policy.defaults.on_deadline == OnDeadline.EXPIRE
+    assert policy.confidence_threshold == 0.6
+    assert policy.extra_steps == []
+    assert [rule.name for rule in policy.rules] == [
+        "large procurement",
+        "long leave",
+        "severe support issue",
+        "everything else",
+    ]
+    assert [[step.role for step in rule.steps] for rule in policy.rules] == [
+        [Role.MANAGER, Role.FINANCE, Role.DIRECTOR],
+        [Role.MANAGER, Role.HR],
+        [Role.SUPPORT_L2, Role.MANAGER],
+        [Role.MANAGER],
+    ]
+    assert policy.rules[0].steps[2].escalate_to == Role.ADMIN
+    support = policy.rules[2].steps[0]
+    assert support.sla == 1800
+    # The default 6h reminder would come after its 30m SLA, so it is moved to three quarters of it.
+    assert resolve_timing(support, policy.defaults).reminder_seconds == 1350
+    assert policy.rules[3].when == "true"
+
+
+def test_a_good_file_loads(tmp_path: Path) -> None:
+    policy = load_policy(write(tmp_path, GOOD))
+    assert policy.version == 2
+    step = policy.rules[0].steps[0]
+    assert (step.role, step.quorum, step.sla, step.deadline) == (Role.FINANCE, 2, 7200, 86400)
+    assert policy.rules[1].when == "true"  # YAML's boolean true, taken as the expression
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        pytest.param(
+            'version: 1\nrules:\n  - name: a\n    when: "true\n',
+            "line 5: invalid YAML: while scanning a quoted scalar: found unexpected end of stream",
+            id="unterminated quote",
+        ),
+        pytest.param(
+            "rules:\n  - when: true\n    steps: [{role: HR}\n  - when: false\n",
+            "line 4: invalid YAML: while parsing a flow sequence",
+            id="unclosed bracket",
+        ),
+        pytest.param(
+            "rules:\n  - when: true\n steps: []\n",
+            "line 3: invalid YAML: while parsing a block mapping",
+            id="bad indentation",
+        ),
+        pytest.param(
+            "# comment\n\nrules: !!python/object/apply:os.system [ls]\n",
+            "line 3: invalid YAML: could not determine a constructor for the tag",
+            id="python tag refused",
+        ),
+        pytest.param(
+            "version: 1\nrules: 'a\x01'\n",
+            "line 2: invalid YAML: special characters are not allowed",
+            id="control character",
+        ),
+    ],
+)
+def test_yaml_syntax_errors_give_the_yaml_line(tmp_path: Path, text: str, expected: str) -> None:
+    [problem] = problems(tmp_path, text)
+    assert problem.startswith(expected), problem
+
+
+def test_unknown_role(tmp_path: Path) -> None:
+    text = GOOD.replace("- {role: FINANCE, quorum: 2, sla: 2h, deadline: 1d}", "- role: BOSS")
+    assert problems(tmp_path, text) == [
+        "line 6: rules[0].steps[0].role: Input should be 'MANAGER', 'FINANCE', 'DIRECTOR', 'HR', "
+        "'SUPPORT_L2' or 'ADMIN' (got 'BOSS')"
+    ]
+
+
+def test_bad_duration(tmp_path: Path) -> None:
+    text = "version: 1\ndefaults:\n  sla: 8 hours\n" + GOOD.removeprefix("version: 2\n")
+    assert problems(tmp_path, text) == [
+        "line 3: defaults.sla: '8 hours' is not a duration: use a number and a unit, like 10s, 30m, 8h or 3d"
+    ]
+
+
+def test_unknown_name_in_expression(tmp_path: Path) -> None:
+    [problem] = problems(tmp_path, GOOD.replace("when: true", 'when: "foo > 3"'))
+    assert problem.startswith("line 7: rules[1].when: unknown name 'foo' in 'foo > 3' (known: amount,")
+
+
+@pytest.mark.parametrize(
+    ("expression", "reason"),
+    [
+        ("__import__('os')", "unknown name '__import__'"),
+        ("type.__class__", "is not allowed"),
+        ("open('x')", "unknown name 'open'"),
+    ],
+)
+def test_unsafe_expression(tmp_path: Path, expression: str, reason: str) -> None:
+    [problem] = problems(tmp_path, GOOD.replace("when: true", f'when: "{expression}"'))
+    assert problem.startswith("line 7: rules[1].when: "), problem
+    assert reason in problem
+
+
+def test_reminder_after_sla_points_at_the_step(tmp_path: Path) -> None:
+    # Checked by a model-level validator, which names the step in its message rather than in `loc`.
+    text = GOOD.replace("sla: 2h, deadline: 1d}", "sla: 2h, reminder_at: 3h}")
+    assert problems(tmp_path, text) == ["line 6: rules[0].steps[0]: reminder_at must come before sla"]
+
+
+def test_sla_after_deadline_and_escalate_without_role(tmp_path: Path) -> None:
+    text = GOOD.replace("deadline: 1d}", "deadline: 1h}")
+    assert problems(tmp_path, text) == ["line 6: rules[0].steps[0]: sla must not come after deadline"]
+    text = GOOD.replace("steps: [{role: MANAGER}]", "steps: [{role: MANAGER, on_deadline: escalate}]")
+    assert problems(tmp_path, text) == [
+        "line 8: rules[1].steps[0]: on_deadline escalate needs an escalate_to role"
+    ]
+
+
+def test_missing_rules_points_at_the_top_mapping(tmp_path: Path) -> None:
+    assert problems(tmp_path, "# my policy\n\nversion: 1\nconfidence_threshold: 0.5\n") == [
+        "line 3: rules: Field required"
+    ]
+
+
+def test_missing_step_field_points_at_its_mapping(tmp_path: Path) -> None:
+    text = GOOD.replace("- {role: FINANCE, quorum: 2, sla: 2h, deadline: 1d}", "- {quorum: 2}")
+    assert problems(tmp_path, text) == ["line 6: rules[0].steps[0].role: Field required"]
+
+
+def test_extra_unknown_key(tmp_path: Path) -> None:
+    text = GOOD.replace("    steps: [{role: MANAGER}]", "    steps: [{role: MANAGER}]\n    priority: high")
+    assert problems(tmp_path, text) == [
+        "line 9: rules[1].priority: Extra inputs are not permitted (got 'high')"
+    ]
+
+
+def test_boolean_key_is_explained(tmp_path: Path) -> None:
+    [problem] = problems(tmp_path, GOOD + "on: 1\n")
+    assert problem.startswith("line 1: Keys should be strings (got True); YAML reads unquoted on/off/yes/no")
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (
+            "# a list\n- when: true\n",
+            "line 2: the policy must be a mapping (version, rules, ...), got a list",
+        ),
+        ("just text\n", "line 1: the policy must be a mapping (version, rules, ...), got a str"),
+        ("# nothing yet\n", "line 1: the policy must be a mapping (version, rules, ...), got an empty file"),
+    ],
+)
+def test_top_level_must_be_a_mapping(tmp_path: Path, text: str, expected: str) -> None:
+    assert problems(tmp_path, text) == [expected]
+
+
+def test_every_error_is_reported_in_file_order(tmp_path: Path) -> None:
+    text = """\
+rules:
+  - name: a
+    when: "foo > 3"
+    steps:
+      - role: BOSS
+      - {role: MANAGER, sla: 8 hours}
+  - when: true
+    steps: []
+    bogus: 1
+defaults: {deadline: soon}
+"""
+    found = problems(tmp_path, text)
+    assert [problem.split(": ")[0] for problem in found] == [
+        "line 3",
+        "line 5",
+        "line 6",
+        "line 8",
+        "line 9",
+        "line 10",
+    ]
+    assert [problem.split(": ")[1] for problem in found] == [
+        "rules[0].when",
+        "rules[0].steps[0].role",
+        "rules[0].steps[1].sla",
+        "rules[1].steps",
+        "rules[1].bogus",
+        "defaults.deadline",
+    ]
+
+
+def test_missing_and_unreadable_files(tmp_path: Path) -> None:
+    for path in (tmp_path / "absent.yaml", tmp_path):
+        with pytest.raises(PolicyFileError, match=r"cannot read the policy file") as caught:
+            load_policy(path)
+        assert str(caught.value).startswith(f"{path}: ")
+    binary = tmp_path / "binary.yaml"
+    binary.write_bytes(b"\xff\xfe\x00rules")
+    with pytest.raises(PolicyFileError, match=r"binary\.yaml: cannot read the policy file"):
+        load_policy(binary)
+
+
+def test_policy_check_command_summarises_a_good_file(tmp_path: Path) -> None:
+    result = CliRunner().invoke(app, ["policy-check", str(write(tmp_path, GOOD))])
+    assert result.exit_code == 0, result.output
+    out = result.stdout
+    assert "version 2, 2 rules, 0 extra steps" in out
+    assert "big spend when: type == 'PROCUREMENT' and amount > 500" in out
+    assert "FINANCE x2 2h/1d" in out
+    assert "MANAGER x1 8h/3d" in out
+
+
+def test_policy_check_command_defaults_to_the_shipped_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("COUNTERSIGN_POLICY_FILE", raising=False)
+    monkeypatch.chdir(tmp_path)  # no stray .env
+    result = CliRunner().invoke(app, ["policy-check"])
+    assert result.exit_code == 0, result.output
+    assert str(DEFAULT_POLICY_FILE) in result.stdout
+    assert "DIRECTOR x1 8h/3d, escalates to ADMIN" in result.stdout
+    assert "SUPPORT_L2 x1 30m/3d" in result.stdout
+
+
+def test_policy_check_command_reports_errors_by_line(tmp_path: Path) -> None:
+    path = write(
+        tmp_path, GOOD.replace("role: FINANCE", "role: '[bold]BOSS'").replace("when: true", "when: x")
+    )
+    result = CliRunner().invoke(app, ["policy-check", str(path)])
+    assert result.exit_code == 2
+    assert result.stdout == ""
+    assert result.stderr.splitlines() == [
+        f"error: {path} line 6: rules[0].steps[0].role: Input should be 'MANAGER', 'FINANCE', 'DIRECTOR', "
+        "'HR', 'SUPPORT_L2' or 'ADMIN' (got '[bold]BOSS')",
+        f"error: {path} line 7: rules[1].when: unknown name 'x' in 'x' (known: amount, confidence, "
+        "counterparty, currency, days, email, item, quantity, severity, side_effect, start_date, tool, "
+        "topic, type)",
+    ]

@@ -1,0 +1,79 @@
+"""Safe conditions over plain values (policy `when:` clauses, graph edges), never Python's `eval`.
+
+`simpleeval` parses the expression with `ast` and walks it with an allow-list of operators: no
+attribute access to dunders, no imports, no calls except the few functions below. It is pure and
+deterministic, so workflows may evaluate conditions themselves.
+"""
+
+import ast
+from collections.abc import Mapping
+from typing import Any
+
+from simpleeval import (  # type: ignore[import-untyped]
+    EvalWithCompoundTypes,
+    InvalidExpression,
+    NameNotDefined,
+)
+
+# The names a policy condition may use: the plan's type, tool and confidence, and its extracted fields.
+POLICY_NAMES = frozenset(
+    {
+        "type",
+        "tool",
+        "confidence",
+        "side_effect",
+        "amount",
+        "currency",
+        "quantity",
+        "item",
+        "days",
+        "start_date",
+        "severity",
+        "counterparty",
+        "email",
+        "topic",
+    }
+)
+_CONSTANTS = {"true": True, "false": False, "null": None, "True": True, "False": False, "None": None}
+_FUNCTIONS = {"min": min, "max": max, "abs": abs, "len": len, "lower": str.lower, "upper": str.upper}
+MAX_LENGTH = 500
+
+
+class ExpressionError(ValueError):
+    pass
+
+
+def _evaluator(names: Mapping[str, Any]) -> EvalWithCompoundTypes:
+    return EvalWithCompoundTypes(names={**_CONSTANTS, **names}, functions=dict(_FUNCTIONS))
+
+
+def check_expression(expression: str, allowed: frozenset[str] = POLICY_NAMES) -> None:
+    """Refuse an expression that does not parse or names something unknown, with the reason."""
+    if len(expression) > MAX_LENGTH:
+        raise ExpressionError(f"expression longer than {MAX_LENGTH} characters")
+    try:
+        tree = ast.parse(expression.strip(), mode="eval")
+    except SyntaxError as error:
+        raise ExpressionError(f"{expression!r} is not a valid expression: {error.msg}") from None
+    # Every name is checked, including those a short-circuiting `and` would never reach.
+    known = allowed | _CONSTANTS.keys() | _FUNCTIONS.keys()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Name) and node.id not in known:
+            names = ", ".join(sorted(allowed))
+            raise ExpressionError(f"unknown name {node.id!r} in {expression!r} (known: {names})")
+    # Evaluated once with every allowed name set to None, for what simpleeval refuses (dunder access,
+    # unknown functions); comparisons on the missing values may fail, as they do at run time ("no match").
+    try:
+        _evaluator(dict.fromkeys(allowed)).eval(expression)
+    except InvalidExpression as error:
+        raise ExpressionError(f"{expression!r} is not allowed: {error}") from None
+    except (TypeError, ValueError, ArithmeticError, KeyError, IndexError, AttributeError):
+        pass
+
+
+def holds(expression: str, names: Mapping[str, Any]) -> bool:
+    """True when `expression` evaluates truthy; a comparison with a missing value is simply false."""
+    try:
+        return bool(_evaluator(names).eval(expression))
+    except (TypeError, ValueError, ArithmeticError, KeyError, IndexError, AttributeError, NameNotDefined):
+        return False
