@@ -1,0 +1,1 @@
+"""Benchmarks run against a real Temporal dev server; see benchmarks/README.md."""
