@@ -242,20 +242,25 @@ class ApprovalService:
     ) -> list[WorkflowSummary]:
         """What `principal` may decide now, most urgent (earliest SLA) first: waiting on one of their
         roles (their own, or a delegator's while the delegation lasts), in their tenant, not their own."""
-        roles = set(principal.roles)
+        roles = {role.value for role in principal.roles}
         for delegator in await self._acting_for(principal):
-            roles.update(delegator.roles)
-        if not roles:
-            return []
+            roles.update(role.value for role in delegator.roles)
         states = (
             [WorkflowState.ESCALATED]
             if filters.escalated_only
             else [s for s in WorkflowState if s.is_waiting]
         )
+        # A step assigned by name lists `principal:<id>` among its deciders.
+        deciders = _quoted(sorted(roles | {sa.principal_decider(principal.id)}))
+        decidable = f"{sa.DECIDERS.name} IN ({deciders})"
+        if roles:
+            # Workflows started before deciders were published match on the awaited role alone.
+            legacy = f"{sa.DECIDERS.name} IS NULL AND {sa.AWAITING_ROLE.name} IN ({_quoted(sorted(roles))})"
+            decidable = f"({decidable} OR ({legacy}))"
         clauses = [
             f"{sa.TENANT.name} = '{principal.tenant}'",
             f"{sa.STATE.name} IN ({_quoted([s.value for s in states])})",
-            f"{sa.AWAITING_ROLE.name} IN ({_quoted(sorted(r.value for r in roles))})",
+            decidable,
             f"{sa.REQUESTER.name} != '{principal.id}'",
         ]
         if filters.type is not None:

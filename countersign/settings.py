@@ -43,7 +43,7 @@ class Settings(BaseSettings):
     llm_attempts_per_provider: int = Field(default=3, ge=1, le=10)
     # Planning activities started per second across all workers; provider rate limits are per account.
     llm_rate_limit: float | None = Field(default=None, gt=0)
-    # Optional JSON file holding an ApprovalPolicy; the built-in seed 001 chains apply otherwise.
+    # A YAML approval policy (countersign/policy_file.py); the shipped default_policy.yaml when unset.
     policy_file: Path | None = None
     # Bearer JWTs from an identity provider, accepted beside API keys; None: API keys only.
     jwt_algorithm: Literal["HS256", "RS256"] | None = None

@@ -112,9 +112,11 @@ async def _demo_principals(settings: Settings) -> list[NewPrincipal]:
     async with await PrincipalStore.open(settings.principals_db) as store:
         if await store.count():
             return []
-        created = [await store.add("demo-requester", [])]
+        # Addresses at example.com: notifications to them are real messages in the outbox to open.
+        created = [await store.add("demo-requester", [], email="demo-requester@example.com")]
         for role in Role:
-            created.append(await store.add(f"demo-{role.value.lower().replace('_', '-')}", [role]))
+            name = f"demo-{role.value.lower().replace('_', '-')}"
+            created.append(await store.add(name, [role], email=f"{name}@example.com"))
         return created
 
 

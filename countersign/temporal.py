@@ -15,6 +15,7 @@ _INDEXED_TYPE = {
     "KEYWORD": IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD,
     "DOUBLE": IndexedValueType.INDEXED_VALUE_TYPE_DOUBLE,
     "DATETIME": IndexedValueType.INDEXED_VALUE_TYPE_DATETIME,
+    "KEYWORD_LIST": IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD_LIST,
 }
 
 
@@ -24,7 +25,7 @@ async def connect(address: str, namespace: str = "default") -> Client:
 
 def dev_server_flags() -> list[str]:
     """`temporal server start-dev --search-attribute` flags registering ours at start-up."""
-    kinds = {"KEYWORD": "Keyword", "DOUBLE": "Double", "DATETIME": "Datetime"}
+    kinds = {"KEYWORD": "Keyword", "DOUBLE": "Double", "DATETIME": "Datetime", "KEYWORD_LIST": "KeywordList"}
     flags: list[str] = []
     for key in sa.ALL:
         flags += ["--search-attribute", f"{key.name}={kinds[key.indexed_value_type.name]}"]

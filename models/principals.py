@@ -7,7 +7,9 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstrai
 
 from models.enums import Role
 
-PrincipalId = Annotated[str, Field(min_length=1, max_length=64)]
+# No quotes, backslashes or spaces: ids are matched in visibility queries (and JWT subjects like
+# `auth0|123` or an email address still fit).
+PrincipalId = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.@:|+=-]+$")]
 Tenant = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")]
 
 # How far ahead an out-of-office delegation may reach.

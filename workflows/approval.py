@@ -878,10 +878,15 @@ class ApprovalWorkflow:
             if plan.fields.amount is not None:
                 updates.append(sa.AMOUNT.value_set(plan.fields.amount))
         if self._v2:
-            due = step.sla_due_at if step is not None and self._state.is_waiting else None
-            updates.append(
-                sa.SLA_DUE.value_set(datetime.fromisoformat(due)) if due else sa.SLA_DUE.value_unset()
-            )
+            waiting = step if step is not None and self._state.is_waiting else None
+            if waiting is not None and waiting.sla_due_at:
+                updates.append(sa.SLA_DUE.value_set(datetime.fromisoformat(waiting.sla_due_at)))
+                deciders = [role.value for role in waiting.deciding_roles]
+                if waiting.assignee_id is not None:
+                    deciders.append(sa.principal_decider(waiting.assignee_id))
+                updates.append(sa.DECIDERS.value_set(deciders))
+            else:
+                updates += [sa.SLA_DUE.value_unset(), sa.DECIDERS.value_unset()]
         workflow.upsert_search_attributes(updates)
         workflow.set_current_details(self._details())
 

@@ -11,4 +11,12 @@ AMOUNT = SearchAttributeKey.for_float("CountersignAmount")
 # When the waiting step's SLA ends; the inbox sorts by it, most urgent first.
 SLA_DUE = SearchAttributeKey.for_datetime("CountersignSlaDue")
 
-ALL = (STATE, REQUEST_TYPE, AWAITING_ROLE, REQUESTER, TENANT, AMOUNT, SLA_DUE)
+# Who may decide the waiting step now: its roles (plus the escalation role once escalated) and
+# `principal:<id>` for a named assignee. The inbox matches on it; AWAITING_ROLE stays the step's role.
+DECIDERS = SearchAttributeKey.for_keyword_list("CountersignDeciders")
+
+ALL = (STATE, REQUEST_TYPE, AWAITING_ROLE, REQUESTER, TENANT, AMOUNT, SLA_DUE, DECIDERS)
+
+
+def principal_decider(principal_id: str) -> str:
+    return f"principal:{principal_id}"

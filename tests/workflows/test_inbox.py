@@ -1,0 +1,84 @@
+"""The inbox follows who may decide now: escalation widens it, reassignment to a person narrows it.
+The service layer against the real dev server and a real principal store."""
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from temporalio.client import Client
+
+from countersign.approvals import ApprovalService
+from countersign.policy_file import load_policy
+from countersign.principals import PrincipalStore
+from models.decisions import ReassignRequest
+from models.enums import Role, WorkflowState
+from models.policy import ApprovalPolicy
+from models.principals import Principal
+from models.requests import SubmitRequest
+from models.views import InboxFilter, WorkflowSummary
+from tests.helpers import eventually
+
+pytestmark = pytest.mark.usefixtures("worker")
+
+FOLLOW_UP = SubmitRequest(text="Follow up with ABC Logistics (sales@abclogistics.com) about pricing")
+ANY = InboxFilter()
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> AsyncIterator[PrincipalStore]:
+    async with await PrincipalStore.open(tmp_path / "principals.db") as store:
+        yield store
+
+
+async def people(store: PrincipalStore) -> dict[str, Principal]:
+    wanted = {"requester": [], "manager": [Role.MANAGER], "admin": [Role.ADMIN], "colleague": []}
+    return {name: (await store.add(name, roles)).principal for name, roles in wanted.items()}
+
+
+def service(
+    client: Client, task_queue: str, store: PrincipalStore, policy: ApprovalPolicy
+) -> ApprovalService:
+    return ApprovalService(client, task_queue=task_queue, policy=policy, principals=store)
+
+
+async def inbox_ids(svc: ApprovalService, who: Principal, workflow_id: str) -> list[str]:
+    return [row.workflow_id for row in await svc.inbox(who, ANY) if row.workflow_id == workflow_id]
+
+
+async def until_listed(svc: ApprovalService, who: Principal, workflow_id: str, listed: bool) -> None:
+    await eventually(lambda: inbox_ids(svc, who, workflow_id), lambda ids: bool(ids) == listed)
+
+
+async def test_escalation_brings_the_item_to_the_escalation_role(
+    client: Client, task_queue: str, store: PrincipalStore
+) -> None:
+    policy = ApprovalPolicy.model_validate(
+        {"rules": [{"when": "true", "steps": [{"role": "MANAGER", "sla": "2s", "escalate_to": "ADMIN"}]}]}
+    )
+    svc = service(client, task_queue, store, policy)
+    who = await people(store)
+    submitted = await svc.submit(who["requester"], FOLLOW_UP, None)
+    await until_listed(svc, who["manager"], submitted.workflow_id, True)
+    assert await inbox_ids(svc, who["admin"], submitted.workflow_id) == []
+    # After the 2 s SLA: escalated, and in the ADMIN's inbox, including the escalated-only view.
+    await until_listed(svc, who["admin"], submitted.workflow_id, True)
+    rows: list[WorkflowSummary] = await svc.inbox(who["admin"], InboxFilter(escalated_only=True))
+    assert [r.state for r in rows if r.workflow_id == submitted.workflow_id] == [WorkflowState.ESCALATED]
+    assert await inbox_ids(svc, who["requester"], submitted.workflow_id) == []
+
+
+async def test_a_step_assigned_to_a_person_leaves_the_role_inbox(
+    client: Client, task_queue: str, store: PrincipalStore
+) -> None:
+    svc = service(client, task_queue, store, load_policy())
+    who = await people(store)
+    submitted = await svc.submit(who["requester"], FOLLOW_UP, None)
+    workflow_id = submitted.workflow_id
+    await until_listed(svc, who["manager"], workflow_id, True)
+    assert await inbox_ids(svc, who["colleague"], workflow_id) == []
+
+    body = ReassignRequest(to_principal_id=who["colleague"].id, reason="knows the vendor")
+    view = await svc.reassign(who["admin"], workflow_id, body)
+    assert view.chain[0].assignee_id == who["colleague"].id
+    await until_listed(svc, who["colleague"], workflow_id, True)
+    await until_listed(svc, who["manager"], workflow_id, False)
