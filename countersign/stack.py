@@ -16,6 +16,7 @@ from pathlib import Path
 from types import FrameType
 
 from rich.console import Console
+from rich.markup import escape
 
 from countersign.principals import PrincipalStore
 from countersign.settings import Settings
@@ -241,7 +242,7 @@ def run_stack(settings: Settings) -> int:
         console.print("stopping…")
         return 0
     except StackError as error:
-        console.print(f"[bold red]error:[/] {error}")
+        console.print(f"[bold red]error:[/] {escape(str(error))}", soft_wrap=True)
         return 1
     finally:
         _stop(children)

@@ -79,3 +79,16 @@ def test_worker_refuses_an_unusable_planner(tmp_path: Path, env: dict[str, str],
     done = countersign("worker", "--data-dir", str(tmp_path), "--temporal-address", "127.0.0.1:9", env=env)
     assert done.returncode == 2, done.stderr
     assert message in done.stderr and "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize("command", ["up", "api"])
+def test_a_malformed_policy_stops_start_up_naming_the_line(tmp_path: Path, command: str) -> None:
+    policy = tmp_path / "policy.yaml"
+    policy.write_text('version: 1\nrules:\n  - when: "amount > 10"\n    steps: [{role: BOSS}]\n')
+    env = {"COUNTERSIGN_POLICY_FILE": str(policy)}
+    # A Temporal address nothing listens on: the policy must be refused before anything connects.
+    done = countersign(command, "--data-dir", str(tmp_path), "--temporal-address", "127.0.0.1:9", env=env)
+    output = done.stdout + done.stderr
+    assert done.returncode != 0, output
+    assert "policy.yaml line 4" in output and "BOSS" in output, output
+    assert "Traceback" not in output

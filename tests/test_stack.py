@@ -121,7 +121,17 @@ def test_up_survives_a_restart_with_a_request_waiting(stack: Stack) -> None:
         )
         assert approved.status_code == 200, approved.text
         assert approved.json()["state"] == "ACTION_EXECUTED"
-    assert len(list((stack.data_dir / "outbox").glob("*.eml"))) == 1
+    # The action's one email, and the demo principals' notifications: pending to the manager, and the
+    # outcome to the requester (sent just after the approval's answer).
+    deadline = time.monotonic() + 20
+    while True:
+        messages = [path.read_text() for path in (stack.data_dir / "outbox").glob("*.eml")]
+        if len(messages) >= 3 or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert sum("To: sales@abclogistics.com" in m for m in messages) == 1
+    assert sum("To: demo-manager@example.com" in m for m in messages) == 1
+    assert sum("To: demo-requester@example.com" in m for m in messages) == 1
 
     # The Web UI's and the CLI's query language sees our search attributes.
     listed = subprocess.run(
