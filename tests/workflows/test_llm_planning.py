@@ -17,7 +17,7 @@ from llm.factory import build_planner
 from llm.prompt import PROMPT_VERSION
 from llm.rules import RulesPlanner
 from llm.spec import LLMOptions, parse_chain
-from models.decisions import DecideInput, Refusal
+from models.decisions import CancelInput, DecideInput, Refusal
 from models.enums import Decision, RequestType, Role, WorkflowState
 from tests.fake_llm import (
     OPENAI_MODEL,
@@ -28,7 +28,7 @@ from tests.fake_llm import (
     openai_answer,
     openai_error,
 )
-from tests.helpers import MANAGER, start, wait_for_state
+from tests.helpers import MANAGER, REQUESTER, eventually, start, wait_for_state
 from tools.builtin import build_registry, list_outbox
 from workflows.approval import PLANNING_RETRY, ApprovalWorkflow
 
@@ -265,3 +265,27 @@ async def test_a_provider_that_never_recovers_ends_failed_after_the_retry_budget
     assert view.state == WorkflowState.FAILED
     assert view.error is not None and "HTTP 500" in view.error
     assert [e.event for e in view.audit] == ["received", "failed"]
+
+
+@pytest.mark.usefixtures("llm_worker")
+async def test_the_requester_may_withdraw_while_the_model_is_still_planning(
+    client: Client, task_queue: str, fake_llm: FakeLLM
+) -> None:
+    slow = openai_answer(follow_up_plan())
+    slow.delay = 4.0
+    fake_llm.script(slow)
+    handle = await start(client, task_queue, FOLLOW_UP)
+    await eventually(lambda: _requests(fake_llm), lambda count: count == 1)
+    view = await handle.execute_update(
+        ApprovalWorkflow.withdraw, CancelInput(principal=REQUESTER, reason="sent it by mistake")
+    )
+    assert view.state == WorkflowState.CANCELLED and view.proposal is None
+    assert [e.event for e in view.audit] == ["received", "cancelled"]
+    assert (await handle.result()).state == WorkflowState.CANCELLED
+    # The planning activity was cancelled, not waited for.
+    history = await handle.fetch_history()
+    assert any(e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_CANCEL_REQUESTED for e in history.events)
+
+
+async def _requests(fake_llm: FakeLLM) -> int:
+    return len(fake_llm.requests)
