@@ -57,7 +57,10 @@ _REFUSAL_ERRORS: dict[str, type[CountersignError]] = {
     Refusal.NOT_ALLOWED: Forbidden,
     Refusal.REASON_REQUIRED: Invalid,
     Refusal.INVALID_EDIT: Invalid,
+    Refusal.BAD_REQUEST: Invalid,
 }
+# How many waiting items the inbox reads to find the most urgent; beyond this a reviewer must filter.
+INBOX_SCAN = 2000
 _HTTP_STATUS = {NotFound: 404, Forbidden: 403, Conflict: 409, Invalid: 422}
 T = TypeVar("T")
 
@@ -132,8 +135,17 @@ class ApprovalService:
     def _handle(self, workflow_id: str) -> Any:
         return self._client.get_workflow_handle_for(ApprovalWorkflow.run, workflow_id)
 
-    async def _update(self, workflow_id: str, call: Callable[[Any], Awaitable[T]]) -> T:
-        """Run one Update, turning the workflow's refusals into domain errors."""
+    async def _update(
+        self,
+        principal: Principal,
+        workflow_id: str,
+        call: Callable[[Any], Awaitable[T]],
+        closed: Refusal = Refusal.NOT_WAITING,
+    ) -> T:
+        """Run one Update, turning the workflow's refusals into domain errors.
+
+        `closed` is the refusal for a workflow that has already finished (or is finishing).
+        """
         try:
             return await call(self._handle(workflow_id))
         except WorkflowUpdateFailedError as error:
@@ -145,7 +157,19 @@ class ApprovalService:
                 raise _REFUSAL_ERRORS[cause.type](cause.message, cause.type) from error
             raise
         except RPCError as error:
+            if error.status == RPCStatusCode.NOT_FOUND and _finished(error.message):
+                # Only the owning tenant may learn that the workflow exists and has finished.
+                await self._require_tenant(principal, workflow_id)
+                raise Conflict(f"workflow {workflow_id} has finished", closed) from error
             raise _rpc_error(error, workflow_id) from error
+
+    async def _require_tenant(self, principal: Principal, workflow_id: str) -> None:
+        try:
+            description = await self._handle(workflow_id).describe()
+        except RPCError as error:
+            raise _rpc_error(error, workflow_id) from error
+        if description.typed_search_attributes.get(sa.TENANT) != principal.tenant:
+            raise NotFound(f"no workflow {workflow_id}")
 
     async def _acting_for(self, principal: Principal) -> list[Principal]:
         """Whoever delegates to `principal` right now: the workflow may let them decide for those."""
@@ -155,7 +179,9 @@ class ApprovalService:
         decision = DecideInput(
             reviewer=principal, acting_for=await self._acting_for(principal), **body.model_dump()
         )
-        return await self._update(workflow_id, lambda h: h.execute_update(ApprovalWorkflow.decide, decision))
+        return await self._update(
+            principal, workflow_id, lambda h: h.execute_update(ApprovalWorkflow.decide, decision)
+        )
 
     async def edit(self, principal: Principal, workflow_id: str, body: EditRequest) -> WorkflowView:
         request = EditInput(
@@ -165,11 +191,18 @@ class ApprovalService:
             notes=body.notes,
             acting_for=await self._acting_for(principal),
         )
-        return await self._update(workflow_id, lambda h: h.execute_update(ApprovalWorkflow.edit, request))
+        return await self._update(
+            principal, workflow_id, lambda h: h.execute_update(ApprovalWorkflow.edit, request)
+        )
 
     async def cancel(self, principal: Principal, workflow_id: str, body: CancelRequest) -> WorkflowView:
         request = CancelInput(principal=principal, reason=body.reason)
-        return await self._update(workflow_id, lambda h: h.execute_update(ApprovalWorkflow.withdraw, request))
+        return await self._update(
+            principal,
+            workflow_id,
+            lambda h: h.execute_update(ApprovalWorkflow.withdraw, request),
+            closed=Refusal.TOO_LATE,
+        )
 
     async def reassign(self, principal: Principal, workflow_id: str, body: ReassignRequest) -> WorkflowView:
         target = None
@@ -180,7 +213,9 @@ class ApprovalService:
         request = ReassignInput(
             admin=principal, to_role=body.to_role, to_principal=target, reason=body.reason
         )
-        return await self._update(workflow_id, lambda h: h.execute_update(ApprovalWorkflow.reassign, request))
+        return await self._update(
+            principal, workflow_id, lambda h: h.execute_update(ApprovalWorkflow.reassign, request)
+        )
 
     async def batch(self, principal: Principal, body: BatchRequest) -> BatchResponse:
         """One decision on many proposals, concurrently; each item succeeds or is refused on its own."""
@@ -201,7 +236,7 @@ class ApprovalService:
             )
             try:
                 view = await self._update(
-                    workflow_id, lambda h: h.execute_update(ApprovalWorkflow.decide, decision)
+                    principal, workflow_id, lambda h: h.execute_update(ApprovalWorkflow.decide, decision)
                 )
             except CountersignError as error:
                 return BatchItemResult(
@@ -237,9 +272,7 @@ class ApprovalService:
             clauses.append(f"{sa.REQUEST_TYPE.name} = '{request_type.value}'")
         return await self._query(clauses, limit)
 
-    async def inbox(
-        self, principal: Principal, filters: InboxFilter, limit: int = 100
-    ) -> list[WorkflowSummary]:
+    async def inbox(self, principal: Principal, filters: InboxFilter) -> list[WorkflowSummary]:
         """What `principal` may decide now, most urgent (earliest SLA) first: waiting on one of their
         roles (their own, or a delegator's while the delegation lasts), in their tenant, not their own."""
         roles = {role.value for role in principal.roles}
@@ -270,10 +303,12 @@ class ApprovalService:
             clauses.append(f"{sa.AMOUNT.name} >= {float(filters.min_amount)!r}")
         if filters.max_amount is not None:
             clauses.append(f"{sa.AMOUNT.name} <= {float(filters.max_amount)!r}")
-        rows = await self._query(clauses, limit)
-        # SQL visibility cannot ORDER BY a custom attribute, so the page is sorted here.
+        # SQL visibility cannot ORDER BY a custom attribute: read up to INBOX_SCAN rows, sort, then cut,
+        # so the most urgent items are on the first page whatever order visibility returns.
+        rows = await self._query(clauses, INBOX_SCAN)
         latest = datetime.max.replace(tzinfo=UTC)
-        return sorted(rows, key=lambda row: (row.sla_due_at or latest, row.workflow_id))
+        rows.sort(key=lambda row: (row.sla_due_at or latest, row.workflow_id))
+        return rows[: filters.limit]
 
     async def _query(self, clauses: list[str], limit: int) -> list[WorkflowSummary]:
         # Every interpolated value is an enum member or a pattern-checked tenant/id, never free text.
@@ -306,9 +341,12 @@ async def _summary(execution: WorkflowExecution) -> WorkflowSummary:
     )
 
 
+def _finished(message: str) -> bool:
+    """Temporal's NOT_FOUND for a workflow that exists but has finished or is finishing."""
+    return any(word in message for word in ("completed", "closed", "closing"))
+
+
 def _rpc_error(error: RPCError, workflow_id: str) -> CountersignError | RPCError:
     if error.status == RPCStatusCode.NOT_FOUND:
-        if "completed" in error.message or "closed" in error.message:
-            return Conflict(f"workflow {workflow_id} has finished", Refusal.NOT_WAITING)
         return NotFound(f"no workflow {workflow_id}")
     return error

@@ -3,7 +3,7 @@
 from enum import StrEnum
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from models.enums import Decision, Role
 from models.policy import OnDeadline
@@ -110,6 +110,12 @@ class ReassignRequest(BaseModel):
     to_principal_id: str | None = Field(default=None, min_length=1, max_length=64)
     reason: str = Field(min_length=1, max_length=2000)
 
+    @model_validator(mode="after")
+    def _one_target(self) -> "ReassignRequest":
+        if (self.to_role is None) == (self.to_principal_id is None):
+            raise ValueError("name exactly one of to_role or to_principal_id")
+        return self
+
 
 class ReassignInput(BaseModel):
     admin: Principal
@@ -202,3 +208,4 @@ class Refusal(StrEnum):
     INVALID_EDIT = "InvalidEdit"
     NOT_ALLOWED = "NotAllowed"
     TOO_LATE = "TooLate"
+    BAD_REQUEST = "BadRequest"

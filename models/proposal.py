@@ -81,6 +81,8 @@ class Proposal(Plan):
     hash: str = ""
     # Set when a reviewer changed the args ("approve with changes"): who made this version.
     edited_by: str | None = None
+    # Whoever made this version (maker) may not also approve it (checker).
+    edited_by_id: str | None = None
 
 
 class ValidateInput(BaseModel):

@@ -51,6 +51,7 @@ class InboxFilter(BaseModel):
     min_amount: float | None = Field(default=None, ge=0, allow_inf_nan=False)
     max_amount: float | None = Field(default=None, ge=0, allow_inf_nan=False)
     escalated_only: bool = False
+    limit: int = Field(default=100, ge=1, le=500)
 
 
 class WorkflowList(BaseModel):

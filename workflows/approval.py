@@ -521,6 +521,7 @@ class ApprovalWorkflow:
             proposal_valid=bool(self._validation and self._validation.ok),
             requester_id=self._input.requester.id,
             tenant=self._input.requester.tenant,
+            editor_id=self._proposal.edited_by_id if self._proposal else None,
         )
 
     def _apply(self, decision: DecideInput, authority: Authority) -> None:
@@ -676,6 +677,7 @@ class ApprovalWorkflow:
             version=version,
             hash=proposal_hash(plan, version),
             edited_by=request.reviewer.name,
+            edited_by_id=request.reviewer.id,
         )
         self._validation = report
         self._record(
@@ -757,7 +759,7 @@ class ApprovalWorkflow:
         if (request.to_role is None) == (request.to_principal is None):
             raise ApplicationError(
                 "name exactly one of a role or a principal to reassign to",
-                type=Refusal.REASON_REQUIRED,
+                type=Refusal.BAD_REQUEST,
                 non_retryable=True,
             )
         target = request.to_principal

@@ -174,6 +174,7 @@ def check_decision(
     proposal_valid: bool,
     requester_id: str,
     tenant: str,
+    editor_id: str | None = None,
 ) -> tuple[Refusal, str] | Authority:
     """Why `decision` may not be applied now, or the authority it is made with; checked before any write."""
     checked = check_reviewer(
@@ -191,6 +192,11 @@ def check_decision(
         return checked
     if decision.decision == Decision.REJECTED and not (decision.notes or "").strip():
         return Refusal.REASON_REQUIRED, "a rejection needs a reason in notes"
+    if decision.decision == Decision.APPROVED and editor_id in (decision.reviewer.id, checked.principal.id):
+        return (
+            Refusal.SELF_APPROVAL,
+            "this version is your edit; someone else must approve it (you may still reject it)",
+        )
     if decision.decision == Decision.APPROVED and not proposal_valid:
         return (
             Refusal.INVALID_PROPOSAL,

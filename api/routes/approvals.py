@@ -14,9 +14,8 @@ async def inbox(
     principal: PrincipalDep,
     service: ServiceDep,
     filters: Annotated[InboxFilter, Query()],
-    limit: Annotated[int, Query(ge=1, le=500)] = 100,
 ) -> WorkflowList:
-    return WorkflowList(items=await service.inbox(principal, filters, limit=limit))
+    return WorkflowList(items=await service.inbox(principal, filters))
 
 
 @router.post("/batch", summary="One decision on up to 100 proposals, each named with its version")

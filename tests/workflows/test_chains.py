@@ -144,7 +144,9 @@ async def test_edit_makes_a_new_version_and_restarts_approvals(
     stale_edit = EditInput(reviewer=MANAGER, proposal_version=1, args={**trimmed, "quantity": 1})
     assert await refusal(handle.execute_update(ApprovalWorkflow.edit, stale_edit)) == Refusal.STALE_PROPOSAL
     await decide(handle, approve(MANAGER, proposal_version=2))
-    await decide(handle, approve(FINANCE, proposal_version=2))
+    # FINANCE made version 2: another FINANCE reviewer checks it.
+    assert await refusal(decide(handle, approve(FINANCE, proposal_version=2))) == Refusal.SELF_APPROVAL
+    await decide(handle, approve(FINANCE_2, proposal_version=2))
     view = await decide(handle, approve(DIRECTOR, proposal_version=2))
     assert view.state == WorkflowState.ACTION_EXECUTED
     assert view.result is not None and view.result.idempotency_key.endswith(":v2")
@@ -161,7 +163,8 @@ async def test_an_edit_that_lowers_the_amount_gets_the_shorter_chain(client: Cli
     )
     view = await handle.execute_update(ApprovalWorkflow.edit, edit)
     assert [s.role for s in view.chain] == [Role.MANAGER]
-    # The editor has not approved: another manager must.
+    # Maker and checker: the editor may not approve their own version; another manager must.
+    assert await refusal(decide(handle, approve(MANAGER, proposal_version=2))) == Refusal.SELF_APPROVAL
     view = await decide(handle, approve(MANAGER_2, proposal_version=2))
     assert view.state == WorkflowState.ACTION_EXECUTED
 
