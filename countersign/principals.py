@@ -25,6 +25,7 @@ from models.principals import (
     MAX_DELEGATION_DAYS,
     DelegateRequest,
     Delegation,
+    DelegationEvent,
     NewPrincipal,
     Principal,
     Recipient,
@@ -51,6 +52,18 @@ CREATE TABLE IF NOT EXISTS delegations (
     created_at TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS delegations_by_delegate ON delegations (delegate_id, tenant);
+-- Append-only: every delegation set or ended, with who and why, outlives its replacement.
+CREATE TABLE IF NOT EXISTS delegation_log (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    at TEXT NOT NULL,
+    action TEXT NOT NULL,
+    delegator_id TEXT NOT NULL,
+    delegate_id TEXT,
+    tenant TEXT NOT NULL,
+    starts_at TEXT,
+    ends_at TEXT,
+    reason TEXT
+);
 """
 
 # Columns added after a database may already exist: (name, definition) for ALTER TABLE ... ADD COLUMN.
@@ -65,6 +78,14 @@ _PRINCIPALS_OF_TENANT = (
 _SET_DELEGATION = (
     "INSERT OR REPLACE INTO delegations "
     "(delegator_id, delegate_id, tenant, starts_at, ends_at, reason, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)"
+)
+_LOG = (
+    "INSERT INTO delegation_log (at, action, delegator_id, delegate_id, tenant, starts_at, ends_at, reason) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+)
+_LOG_OF = (
+    "SELECT at, action, delegator_id, delegate_id, tenant, starts_at, ends_at, reason "
+    "FROM delegation_log WHERE delegator_id = ? ORDER BY seq"
 )
 _DELEGATION_OF = (
     "SELECT delegator_id, delegate_id, tenant, starts_at, ends_at, reason, created_at "
@@ -215,26 +236,44 @@ class PrincipalStore:
             reason=body.reason,
             created_at=now.astimezone(UTC),
         )
-        await self._db.execute(
-            _SET_DELEGATION,
-            (
-                delegation.delegator_id,
-                delegation.delegate_id,
-                delegation.tenant,
-                _instant(delegation.starts_at),
-                _instant(delegation.ends_at),
-                delegation.reason,
-                _instant(delegation.created_at),
-            ),
+        row = (
+            delegation.delegator_id,
+            delegation.delegate_id,
+            delegation.tenant,
+            _instant(delegation.starts_at),
+            _instant(delegation.ends_at),
+            delegation.reason,
         )
+        await self._db.execute(_SET_DELEGATION, (*row, _instant(delegation.created_at)))
+        await self._db.execute(_LOG, (_instant(now), "set", *row))
         await self._db.commit()
         return delegation
 
-    async def clear_delegate(self, delegator_id: str) -> bool:
-        """End `delegator_id`'s delegation; False when there was none."""
-        cursor = await self._db.execute("DELETE FROM delegations WHERE delegator_id = ?", (delegator_id,))
+    async def clear_delegate(self, delegator: Principal, now: datetime) -> bool:
+        """End `delegator`'s delegation; False when there was none."""
+        cursor = await self._db.execute("DELETE FROM delegations WHERE delegator_id = ?", (delegator.id,))
+        if cursor.rowcount > 0:
+            log = (_instant(now), "cleared", delegator.id, None, delegator.tenant, None, None, None)
+            await self._db.execute(_LOG, log)
         await self._db.commit()
         return cursor.rowcount > 0
+
+    async def delegation_log(self, delegator_id: str) -> list[DelegationEvent]:
+        """Every delegation `delegator_id` set or ended, oldest first."""
+        cursor = await self._db.execute(_LOG_OF, (delegator_id,))
+        return [
+            DelegationEvent(
+                at=row[0],
+                action=row[1],
+                delegator_id=row[2],
+                delegate_id=row[3],
+                tenant=row[4],
+                starts_at=row[5],
+                ends_at=row[6],
+                reason=row[7],
+            )
+            for row in await cursor.fetchall()
+        ]
 
     async def delegation_of(self, delegator_id: str) -> Delegation | None:
         """The stored delegation, whether it has begun, is running or is over (see Delegation.active_at)."""

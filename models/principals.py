@@ -1,7 +1,7 @@
 """Who is acting: the authenticated caller, as the gateway hands it to the workflow."""
 
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
@@ -80,3 +80,16 @@ class Delegation(BaseModel):
 
     def active_at(self, now: datetime) -> bool:
         return self.starts_at <= now < self.ends_at
+
+
+class DelegationEvent(BaseModel):
+    """One line of the delegation log: a delegation set (with its period and reason) or ended."""
+
+    at: AwareDatetime
+    action: Literal["set", "cleared"]
+    delegator_id: PrincipalId
+    delegate_id: PrincipalId | None = None
+    tenant: Tenant
+    starts_at: AwareDatetime | None = None
+    ends_at: AwareDatetime | None = None
+    reason: str | None = None

@@ -127,10 +127,18 @@ async def test_delegation_set_replace_clear(store: PrincipalStore) -> None:
     assert await store.delegators_for(bob, later) == []
     assert await store.delegators_for(cyd, later) == [ada]
 
-    assert await store.clear_delegate(ada.id) is True
-    assert await store.clear_delegate(ada.id) is False
+    end = later + timedelta(hours=1)
+    assert await store.clear_delegate(ada, end) is True
+    assert await store.clear_delegate(ada, end) is False
     assert await store.delegation_of(ada.id) is None
     assert await store.delegators_for(cyd, later) == []
+    # Replaced and cleared delegations stay in the log, with who, to whom, when and why.
+    log = await store.delegation_log(ada.id)
+    assert [(e.action, e.delegate_id, e.at, e.reason) for e in log] == [
+        ("set", bob.id, NOW, "conference"),
+        ("set", cyd.id, later, second.reason),
+        ("cleared", None, end, None),
+    ]
 
 
 async def test_delegators_for_honours_the_period(store: PrincipalStore) -> None:

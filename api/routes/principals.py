@@ -3,7 +3,7 @@ from datetime import UTC, datetime
 from fastapi import APIRouter, Response, status
 
 from api.deps import PrincipalDep, PrincipalStoreDep
-from models.principals import DelegateRequest, Delegation
+from models.principals import DelegateRequest, Delegation, DelegationEvent
 from models.views import PrincipalProfile
 
 router = APIRouter(prefix="/principals", tags=["principals"])
@@ -12,6 +12,11 @@ router = APIRouter(prefix="/principals", tags=["principals"])
 @router.get("/me", summary="Who the caller is, and their delegation if they set one")
 async def me(principal: PrincipalDep, store: PrincipalStoreDep) -> PrincipalProfile:
     return PrincipalProfile(principal=principal, delegation=await store.delegation_of(principal.id))
+
+
+@router.get("/me/delegations", summary="Every delegation the caller set or ended, oldest first")
+async def delegation_log(principal: PrincipalDep, store: PrincipalStoreDep) -> list[DelegationEvent]:
+    return await store.delegation_log(principal.id)
 
 
 @router.put("/me/delegate", summary="Out of office: let a colleague decide with your roles for a period")
@@ -25,5 +30,5 @@ async def set_delegate(
     "/me/delegate", status_code=status.HTTP_204_NO_CONTENT, summary="End the caller's delegation now"
 )
 async def clear_delegate(principal: PrincipalDep, store: PrincipalStoreDep) -> Response:
-    await store.clear_delegate(principal.id)
+    await store.clear_delegate(principal, datetime.now(UTC))
     return Response(status_code=status.HTTP_204_NO_CONTENT)

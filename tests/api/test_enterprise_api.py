@@ -659,6 +659,9 @@ async def test_delegation_end_to_end(org: Org) -> None:
     assert response.status_code == 204
     assert (await org.get("/principals/me", "director"))[1]["delegation"] is None
     assert (await org.http.delete("/principals/me/delegate", headers=org.as_("director"))).status_code == 204
+    status, log = await org.get("/principals/me/delegations", "director")
+    assert status == 200 and [e["action"] for e in log] == ["set", "cleared"], log
+    assert log[0]["delegate_id"] == org.ids["manager2"] and log[0]["reason"]
 
     await eventually(lambda: inbox_ids(org, "manager2"), lambda ids: ids == [])
     status, body = await decide(org, second, "manager2", decision="approved")
