@@ -123,11 +123,15 @@ class ApprovalWorkflow:
         try:
             return await self._lifecycle(input)
         except asyncio.CancelledError:
-            # Cancelled through Temporal: record it where auditors look, then end as cancelled.
-            self._move(WorkflowState.CANCELLED)
-            self._record("cancelled", "temporal", ActorKind.SYSTEM, detail="workflow cancellation requested")
-            self._step = None
-            self._publish()
+            # Cancelled through Temporal: record it where auditors look, then end as cancelled
+            # (an outcome already reached, e.g. while its notification is sent, stands).
+            if not self._state.is_final:
+                self._move(WorkflowState.CANCELLED)
+                self._record(
+                    "cancelled", "temporal", ActorKind.SYSTEM, detail="workflow cancellation requested"
+                )
+                self._step = None
+                self._publish()
             raise
 
     async def _lifecycle(self, input: ApprovalInput) -> WorkflowView:
