@@ -640,7 +640,9 @@ class ApprovalWorkflow:
         assert self._proposal is not None and self._plan is not None
         base = self._proposal
         plan = Plan(
-            **base.model_dump(exclude={"version", "hash", "edited_by", "args", "planning_findings"}),
+            **base.model_dump(
+                exclude={"version", "hash", "edited_by", "edited_by_id", "args", "planning_findings"}
+            ),
             args=request.args,
         )
         self._editing = True
@@ -655,7 +657,8 @@ class ApprovalWorkflow:
         finally:
             self._editing = False
         step = self._current()
-        if not self._state.is_waiting or step is None or step.status != StepStatus.WAITING:
+        waiting = self._state.is_waiting and self._withdrawal is None
+        if not waiting or step is None or step.status != StepStatus.WAITING:
             raise ApplicationError(
                 "the workflow stopped waiting while the edit was validated",
                 type=Refusal.NOT_WAITING,
