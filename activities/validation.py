@@ -57,6 +57,7 @@ class ValidationActivities:
                 ok=False,
                 needs_triage=True,
                 side_effect=tool.side_effect,
+                risk=tool.risk,
                 findings=_unique(findings + arg_findings(error)),
             )
         fields = None
@@ -78,6 +79,7 @@ class ValidationActivities:
             findings=_unique(findings),
             needs_triage=bool(findings),
             side_effect=tool.side_effect,
+            risk=tool.risk,
             normalized_args=args.model_dump(mode="json"),
             fields=fields,
         )

@@ -7,13 +7,14 @@ from fastapi import FastAPI, Request, status
 from fastapi.responses import JSONResponse
 from temporalio.client import Client
 
-from api.routes import approvals, health, principals, workflows
+from api.routes import approvals, health, principals, tools, workflows
 from countersign.approvals import ApprovalService
 from countersign.errors import Conflict, CountersignError, Forbidden, Invalid, NotFound
 from countersign.policy_file import load_policy
 from countersign.principals import PrincipalStore
 from countersign.settings import Settings
 from countersign.temporal import connect
+from tools.builtin import build_registry
 
 _STATUS = {
     NotFound: status.HTTP_404_NOT_FOUND,
@@ -44,6 +45,7 @@ def create_app(settings: Settings, client: Client | None = None) -> FastAPI:
     app.include_router(workflows.router)
     app.include_router(approvals.router)
     app.include_router(principals.router)
+    app.include_router(tools.router)
 
     @app.exception_handler(CountersignError)
     async def domain_error(_: Request, error: CountersignError) -> JSONResponse:
@@ -59,6 +61,7 @@ async def attach(app: FastAPI, settings: Settings, client: Client | None = None)
         client = await connect(settings.resolved_temporal_address, settings.namespace)
     app.state.client = client
     app.state.settings = settings
+    app.state.registry = build_registry()
     app.state.principals = await PrincipalStore.open(settings.principals_db)
     app.state.service = ApprovalService(
         client,

@@ -59,11 +59,21 @@ class Decision(StrEnum):
 
 
 class SideEffect(StrEnum):
-    """What running a tool does to the world; policy may ask for more approval the further it reaches."""
+    """What running a tool does to the world (none / read / write / external); policy may ask for more
+    approval the further it reaches. The values predate `READ` and stay as they are in histories."""
 
-    NONE = "NONE"  # reads only
+    NONE = "NONE"  # computes only, touches nothing
+    READ = "READ"  # reads from a system, changes nothing
     INTERNAL = "INTERNAL"  # writes to the organisation's own records
     EXTERNAL = "EXTERNAL"  # leaves the organisation (an email, a purchase order sent to a vendor)
+
+
+class Risk(StrEnum):
+    """How much harm a wrong call could do; policy conditions can ask for more approval by risk."""
+
+    LOW = "LOW"
+    MEDIUM = "MEDIUM"
+    HIGH = "HIGH"
 
 
 class ActorKind(StrEnum):

@@ -4,7 +4,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from models.enums import RequestType, SideEffect
+from models.enums import RequestType, Risk, SideEffect
 from models.requests import SubmitRequest
 
 
@@ -101,6 +101,7 @@ class ValidationReport(BaseModel):
     needs_triage: bool = False
     # The tool's declared side effect (None for an unknown tool); policy may add a step for it.
     side_effect: SideEffect | None = None
+    risk: Risk | None = None
     # The args as parsed by the tool's model: what execution receives, defaults filled in.
     normalized_args: dict[str, Any] | None = None
     # With `align_fields`: the plan's fields after taking over what the edited args state.

@@ -5,7 +5,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from models.enums import SideEffect
+from models.enums import Risk, SideEffect
 
 
 class ToolSpec(BaseModel):
@@ -14,8 +14,17 @@ class ToolSpec(BaseModel):
     name: str
     description: str
     side_effect: SideEffect
+    risk: Risk = Risk.MEDIUM
+    # Running it twice with the same idempotency key acts once.
+    idempotent: bool = True
     args_schema: dict[str, Any]
     result_schema: dict[str, Any]
+
+
+class ToolList(BaseModel):
+    """`GET /tools`: every tool the planner may propose, with its contracts."""
+
+    items: list[ToolSpec]
 
 
 class ToolCall(BaseModel):

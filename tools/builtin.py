@@ -11,6 +11,7 @@ Effects, under `ToolContext.data_dir`:
 """
 
 import hashlib
+import importlib
 from datetime import UTC, datetime
 from email import policy
 from email.message import EmailMessage
@@ -18,7 +19,7 @@ from email.utils import format_datetime
 
 from pydantic import BaseModel
 
-from models.enums import SideEffect
+from models.enums import Risk, SideEffect
 from tools.args import (
     CreatePurchaseOrderArgs,
     CreatePurchaseOrderResult,
@@ -43,11 +44,13 @@ from tools.effects import (
     record_id,
     write_message,
 )
-from tools.registry import Tool, ToolContext, ToolRegistry, ToolRun
+from tools.registry import CATALOG, ToolContext, ToolRegistry, ToolRun, tool
 
 __all__ = ["build_registry", "list_outbox", "list_records"]
 
 SENDER = "countersign@localhost"
+# Modules that declare tools with `@tool`; adding a tool is one module, listed here.
+TOOL_MODULES: tuple[str, ...] = ()
 # RFC 5322's hard line limit instead of the default 78, so the key and digest headers are never
 # folded or encoded-word wrapped: they must read back byte-for-byte on a replay.
 _POLICY = policy.default.clone(max_line_length=998)
@@ -70,6 +73,15 @@ def build_email(args: SendEmailArgs, key: str) -> EmailMessage:
     return message
 
 
+@tool(
+    name="send_email",
+    description="Send an email with a subject and plain-text body to one recipient, "
+    "optionally copying others.",
+    args=SendEmailArgs,
+    result=SendEmailResult,
+    side_effect=SideEffect.EXTERNAL,
+    risk=Risk.MEDIUM,
+)
 async def send_email(args: SendEmailArgs, ctx: ToolContext) -> ToolRun[SendEmailResult]:
     message = build_email(args, ctx.idempotency_key)
     stored = await write_message(ctx.data_dir, ctx.idempotency_key, message)
@@ -87,11 +99,28 @@ async def _record(tool: str, prefix: str, args: BaseModel, ctx: ToolContext) -> 
     )
 
 
+@tool(
+    name="create_task",
+    description="Create a task in the internal task tracker, optionally with an assignee and a due date.",
+    args=CreateTaskArgs,
+    result=CreateTaskResult,
+    side_effect=SideEffect.INTERNAL,
+    risk=Risk.LOW,
+)
 async def create_task(args: CreateTaskArgs, ctx: ToolContext) -> ToolRun[CreateTaskResult]:
     stored = await _record("create_task", "TASK", args, ctx)
     return ToolRun(result=CreateTaskResult(task_id=stored.record_id), replayed=stored.replayed)
 
 
+@tool(
+    name="create_purchase_order",
+    description="Raise a purchase order for an item and send it to the vendor, "
+    "committing the organisation to pay the stated amount.",
+    args=CreatePurchaseOrderArgs,
+    result=CreatePurchaseOrderResult,
+    side_effect=SideEffect.EXTERNAL,
+    risk=Risk.HIGH,
+)
 async def create_purchase_order(
     args: CreatePurchaseOrderArgs, ctx: ToolContext
 ) -> ToolRun[CreatePurchaseOrderResult]:
@@ -100,11 +129,28 @@ async def create_purchase_order(
     return ToolRun(result=result, replayed=stored.replayed)
 
 
+@tool(
+    name="record_leave",
+    description="Record a number of days of leave for an employee in the HR records.",
+    args=RecordLeaveArgs,
+    result=RecordLeaveResult,
+    side_effect=SideEffect.INTERNAL,
+    risk=Risk.LOW,
+)
 async def record_leave(args: RecordLeaveArgs, ctx: ToolContext) -> ToolRun[RecordLeaveResult]:
     stored = await _record("record_leave", "LEAVE", args, ctx)
     return ToolRun(result=RecordLeaveResult(leave_id=stored.record_id), replayed=stored.replayed)
 
 
+@tool(
+    name="open_support_ticket",
+    # Policy escalates severity >= 4, so 5 is the most severe.
+    description="Open a support ticket with a title and a severity from 1 (minor) to 5 (critical).",
+    args=OpenSupportTicketArgs,
+    result=OpenSupportTicketResult,
+    side_effect=SideEffect.INTERNAL,
+    risk=Risk.LOW,
+)
 async def open_support_ticket(
     args: OpenSupportTicketArgs, ctx: ToolContext
 ) -> ToolRun[OpenSupportTicketResult]:
@@ -114,53 +160,8 @@ async def open_support_ticket(
 
 
 def build_registry() -> ToolRegistry:
-    """A fresh registry holding the five built-in tools."""
-    return ToolRegistry(
-        [
-            Tool(
-                name="send_email",
-                description="Send an email with a subject and plain-text body to one recipient, "
-                "optionally copying others.",
-                args_model=SendEmailArgs,
-                result_model=SendEmailResult,
-                side_effect=SideEffect.EXTERNAL,
-                handler=send_email,
-            ),
-            Tool(
-                name="create_task",
-                description="Create a task in the internal task tracker, optionally with an "
-                "assignee and a due date.",
-                args_model=CreateTaskArgs,
-                result_model=CreateTaskResult,
-                side_effect=SideEffect.INTERNAL,
-                handler=create_task,
-            ),
-            Tool(
-                name="create_purchase_order",
-                description="Raise a purchase order for an item and send it to the vendor, "
-                "committing the organisation to pay the stated amount.",
-                args_model=CreatePurchaseOrderArgs,
-                result_model=CreatePurchaseOrderResult,
-                side_effect=SideEffect.EXTERNAL,
-                handler=create_purchase_order,
-            ),
-            Tool(
-                name="record_leave",
-                description="Record a number of days of leave for an employee in the HR records.",
-                args_model=RecordLeaveArgs,
-                result_model=RecordLeaveResult,
-                side_effect=SideEffect.INTERNAL,
-                handler=record_leave,
-            ),
-            Tool(
-                name="open_support_ticket",
-                # Policy escalates severity >= 4, so 5 is the most severe.
-                description="Open a support ticket with a title and a severity from 1 (minor) "
-                "to 5 (critical).",
-                args_model=OpenSupportTicketArgs,
-                result_model=OpenSupportTicketResult,
-                side_effect=SideEffect.INTERNAL,
-                handler=open_support_ticket,
-            ),
-        ]
-    )
+    """A fresh registry holding every declared tool (the built-ins above, and any module of
+    `TOOL_MODULES` that declares more with `@tool`)."""
+    for module in TOOL_MODULES:
+        importlib.import_module(module)
+    return ToolRegistry(CATALOG.tools.values())

@@ -1,7 +1,9 @@
-"""The tool registry: a tool is a name, typed args, a typed result, a side effect and a handler.
+"""The tool registry: a tool is a name, typed args, a typed result, a side effect, a risk and a handler.
 
-The planner is shown `specs()`; validation parses args with `args_model`; execution calls `handler`.
-Handlers must be idempotent on `ToolContext.idempotency_key`: running the same key twice acts once.
+A tool is declared where its handler is written, with the `@tool(...)` decorator, which adds it to a
+`ToolCatalog` (the default `CATALOG` unless another is given); `ToolRegistry` is what a worker runs
+with. The planner is shown `specs()`; validation parses args with `args_model`; execution calls
+`handler`. Handlers must be idempotent on `ToolContext.idempotency_key`: the same key twice acts once.
 """
 
 from collections.abc import Awaitable, Callable, Iterable
@@ -11,7 +13,7 @@ from typing import Any, Generic, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from models.enums import SideEffect
+from models.enums import Risk, SideEffect
 from models.proposal import Finding
 from models.tools import ToolSpec
 
@@ -41,12 +43,16 @@ class Tool(Generic[A, R]):
     result_model: type[R]
     side_effect: SideEffect
     handler: Callable[[A, ToolContext], Awaitable[ToolRun[R]]]
+    risk: Risk = Risk.MEDIUM
+    idempotent: bool = True
 
     def spec(self) -> ToolSpec:
         return ToolSpec(
             name=self.name,
             description=self.description,
             side_effect=self.side_effect,
+            risk=self.risk,
+            idempotent=self.idempotent,
             args_schema=self.args_model.model_json_schema(),
             result_schema=self.result_model.model_json_schema(),
         )
@@ -66,6 +72,55 @@ def arg_findings(error: ValidationError, prefix: str = "") -> list[Finding]:
             Finding(code="invalid_args", message=f"{field or prefix or 'args'}: {e['msg']}", field=field)
         )
     return findings
+
+
+Handler = Callable[[A, ToolContext], Awaitable[ToolRun[R]]]
+
+
+class ToolCatalog:
+    """Tools as declared by `@tool`, in declaration order; a registry is built from it."""
+
+    def __init__(self) -> None:
+        self.tools: dict[str, Tool[Any, Any]] = {}
+
+    def add(self, declared: Tool[Any, Any]) -> None:
+        if declared.name in self.tools:
+            raise ValueError(f"tool {declared.name!r} is declared twice")
+        self.tools[declared.name] = declared
+
+
+CATALOG = ToolCatalog()
+
+
+def tool(
+    *,
+    name: str,
+    description: str,
+    args: type[A],
+    result: type[R],
+    side_effect: SideEffect,
+    risk: Risk,
+    idempotent: bool = True,
+    catalog: ToolCatalog | None = None,
+) -> Callable[[Handler[A, R]], Handler[A, R]]:
+    """Declare the decorated handler as a tool; the handler itself is returned unchanged."""
+
+    def declare(handler: Handler[A, R]) -> Handler[A, R]:
+        (catalog or CATALOG).add(
+            Tool(
+                name=name,
+                description=description,
+                args_model=args,
+                result_model=result,
+                side_effect=side_effect,
+                handler=handler,
+                risk=risk,
+                idempotent=idempotent,
+            )
+        )
+        return handler
+
+    return declare
 
 
 class ToolRegistry:

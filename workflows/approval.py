@@ -212,7 +212,7 @@ class ApprovalWorkflow:
 
     def _build_chain(self, plan: Plan, report: ValidationReport) -> list[ApprovalStep]:
         policy = self._input.policy
-        chain = build_chain(plan, report.side_effect, policy)
+        chain = build_chain(plan, report.side_effect, policy, report.risk)
         if isinstance(policy, ApprovalPolicy):
             self._record(
                 "chain_built",

@@ -22,6 +22,7 @@ POLICY_NAMES = frozenset(
         "tool",
         "confidence",
         "side_effect",
+        "risk",
         "amount",
         "currency",
         "quantity",

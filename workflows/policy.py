@@ -6,21 +6,23 @@ Nothing here does I/O or reads the clock; the workflow passes everything in.
 from dataclasses import dataclass
 
 from models.decisions import ApprovalStep, DecideInput, Refusal, StepStatus
-from models.enums import Decision, SideEffect
+from models.enums import Decision, Risk, SideEffect
 from models.policy import ApprovalPolicy, ChainRule, LegacyPolicy, StepSpec, resolve_timing
 from models.principals import Principal
 from models.proposal import Plan
 from workflows.expressions import holds
 
 
-def plan_names(plan: Plan, side_effect: SideEffect | None) -> dict[str, object]:
-    """What a policy condition can see: the plan's type, tool, confidence, side effect and fields."""
+def plan_names(plan: Plan, side_effect: SideEffect | None, risk: Risk | None = None) -> dict[str, object]:
+    """What a policy condition can see: the plan's type, tool, confidence, the tool's side effect and
+    risk, and the extracted fields."""
     return {
         **plan.fields.model_dump(),
         "type": plan.request_type.value,
         "tool": plan.tool,
         "confidence": plan.confidence,
         "side_effect": side_effect.value if side_effect else None,
+        "risk": risk.value if risk else None,
     }
 
 
@@ -39,13 +41,16 @@ def _step(spec: StepSpec, policy: ApprovalPolicy, rule: str) -> ApprovalStep:
 
 
 def build_chain(
-    plan: Plan, side_effect: SideEffect | None, policy: ApprovalPolicy | LegacyPolicy
+    plan: Plan,
+    side_effect: SideEffect | None,
+    policy: ApprovalPolicy | LegacyPolicy,
+    risk: Risk | None = None,
 ) -> list[ApprovalStep]:
     """The ordered approval steps for `plan`: the first matching rule's steps, then every extra
     step whose condition holds (low confidence, a risky tool) unless its role is already there."""
     if isinstance(policy, LegacyPolicy):
         return _legacy_chain(plan, side_effect, policy)
-    names = plan_names(plan, side_effect)
+    names = plan_names(plan, side_effect, risk)
     steps: list[ApprovalStep] = []
     for index, rule in enumerate(policy.rules):
         if holds(rule.when, names):

@@ -237,3 +237,21 @@ async def test_policy_file_sets_the_chain(
     chain = [(s["role"], s["quorum"], s["sla_seconds"], s["deadline_seconds"]) for s in view["chain"]]  # type: ignore[index, union-attr]
     assert chain == [("HR", 1, 3600, 7200), ("DIRECTOR", 2, 3600, 7200)]
     assert view["policy_version"] == "hr-7"  # type: ignore[index]
+
+
+async def test_tools_are_listed_with_their_contracts(api: Api) -> None:
+    assert (await api.http.get("/tools")).status_code == 401
+    response = await api.http.get("/tools", headers=api.as_("requester"))
+    assert response.status_code == 200, response.text
+    tools = {t["name"]: t for t in response.json()["items"]}
+    assert sorted(tools) == [
+        "create_purchase_order",
+        "create_task",
+        "open_support_ticket",
+        "record_leave",
+        "send_email",
+    ]
+    order = tools["create_purchase_order"]
+    assert (order["side_effect"], order["risk"], order["idempotent"]) == ("EXTERNAL", "HIGH", True)
+    assert "amount" in order["args_schema"]["properties"]
+    assert "po_number" in order["result_schema"]["properties"]

@@ -1,0 +1,13 @@
+from fastapi import APIRouter, Request
+
+from api.deps import PrincipalDep
+from models.tools import ToolList
+from tools.registry import ToolRegistry
+
+router = APIRouter(prefix="/tools", tags=["tools"])
+
+
+@router.get("", summary="Every tool the planner may propose: args and result schemas, side effect, risk")
+async def list_tools(_: PrincipalDep, request: Request) -> ToolList:
+    registry: ToolRegistry = request.app.state.registry
+    return ToolList(items=registry.specs())
