@@ -8,13 +8,23 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from models.tools import ToolCall, ToolOutcome
+from tools.builtin import SENDER
 from tools.registry import ToolContext, ToolRegistry
+from tools.smtp import SmtpConfig
 
 
 class ExecutionActivities:
-    def __init__(self, registry: ToolRegistry, data_dir: Path) -> None:
+    def __init__(
+        self,
+        registry: ToolRegistry,
+        data_dir: Path,
+        smtp: SmtpConfig | None = None,
+        email_from: str = SENDER,
+    ) -> None:
         self._registry = registry
         self._data_dir = data_dir
+        self._smtp = smtp
+        self._email_from = email_from
 
     @activity.defn(name="execute")
     async def execute(self, call: ToolCall) -> ToolOutcome:
@@ -30,7 +40,12 @@ class ExecutionActivities:
                 type="InvalidArgs",
                 non_retryable=True,
             ) from error
-        context = ToolContext(data_dir=self._data_dir, idempotency_key=call.idempotency_key)
+        context = ToolContext(
+            data_dir=self._data_dir,
+            idempotency_key=call.idempotency_key,
+            smtp=self._smtp,
+            email_from=self._email_from,
+        )
         try:
             run = await tool.handler(args, context)
         except ValueError as error:

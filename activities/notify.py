@@ -19,7 +19,9 @@ from countersign.principals import PrincipalStore
 from models.notifications import Notification, NotifyResult
 from models.principals import Recipient
 from tools.args import SendEmailArgs
+from tools.builtin import SENDER
 from tools.registry import ToolContext, ToolRegistry
+from tools.smtp import SmtpConfig
 
 
 class Channel(Protocol):
@@ -65,9 +67,13 @@ class EmailChannel:
 
     name = "email"
 
-    def __init__(self, registry: ToolRegistry, data_dir: Path) -> None:
+    def __init__(
+        self, registry: ToolRegistry, data_dir: Path, smtp: SmtpConfig | None = None, email_from: str = SENDER
+    ) -> None:
         self._tool = registry.get("send_email")
         self._data_dir = data_dir
+        self._smtp = smtp
+        self._email_from = email_from
 
     async def deliver(self, note: Notification, recipients: list[Recipient]) -> int:
         sent = 0
@@ -77,7 +83,12 @@ class EmailChannel:
             args = self._tool.args_model.model_validate(
                 SendEmailArgs(to=recipient.email, subject=note.subject, body=note.body).model_dump()
             )
-            context = ToolContext(data_dir=self._data_dir, idempotency_key=f"{note.key}:{recipient.id}")
+            context = ToolContext(
+                data_dir=self._data_dir,
+                idempotency_key=f"{note.key}:{recipient.id}",
+                smtp=self._smtp,
+                email_from=self._email_from,
+            )
             await self._tool.handler(args, context)
             sent += 1
         return sent

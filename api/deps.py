@@ -7,6 +7,7 @@ from temporalio.client import Client
 
 from api.auth import current_principal
 from countersign.approvals import ApprovalService
+from countersign.audit_log import AuditLog
 from countersign.principals import PrincipalStore
 from models.principals import Principal
 
@@ -26,7 +27,13 @@ def _principals(request: Request) -> PrincipalStore:
     return store
 
 
+def _audit(request: Request) -> AuditLog:
+    audit: AuditLog = request.app.state.audit
+    return audit
+
+
 ClientDep = Annotated[Client, Depends(_client)]
 ServiceDep = Annotated[ApprovalService, Depends(_service)]
 PrincipalDep = Annotated[Principal, Depends(current_principal)]
 PrincipalStoreDep = Annotated[PrincipalStore, Depends(_principals)]
+AuditLogDep = Annotated[AuditLog, Depends(_audit)]

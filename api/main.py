@@ -7,8 +7,10 @@ from fastapi import FastAPI, Request, status
 from fastapi.responses import JSONResponse
 from temporalio.client import Client
 
-from api.routes import approvals, health, principals, tools, workflows
+from api.routes import approvals, audit, health, principals, tools, workflows
 from countersign.approvals import ApprovalService
+from countersign.audit_log import AuditLog
+from countersign.audit_store import AuditStore
 from countersign.errors import Conflict, CountersignError, Forbidden, Invalid, NotFound
 from countersign.policy_file import load_policy
 from countersign.principals import PrincipalStore
@@ -34,6 +36,7 @@ def create_app(settings: Settings, client: Client | None = None) -> FastAPI:
             yield
         finally:
             await app.state.principals.close()
+            await app.state.audit_store.close()
 
     app = FastAPI(
         title="Countersign",
@@ -46,6 +49,7 @@ def create_app(settings: Settings, client: Client | None = None) -> FastAPI:
     app.include_router(approvals.router)
     app.include_router(principals.router)
     app.include_router(tools.router)
+    app.include_router(audit.router)
 
     @app.exception_handler(CountersignError)
     async def domain_error(_: Request, error: CountersignError) -> JSONResponse:
@@ -63,9 +67,12 @@ async def attach(app: FastAPI, settings: Settings, client: Client | None = None)
     app.state.settings = settings
     app.state.registry = build_registry()
     app.state.principals = await PrincipalStore.open(settings.principals_db)
+    app.state.audit_store = await AuditStore.open(settings.audit_url)
+    app.state.audit = AuditLog(app.state.audit_store)
     app.state.service = ApprovalService(
         client,
         task_queue=settings.task_queue,
         policy=load_policy(settings.policy_file),
         principals=app.state.principals,
+        audit=app.state.audit,
     )

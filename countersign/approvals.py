@@ -21,6 +21,7 @@ from temporalio.common import (
 from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
+from countersign.audit_log import AuditLog
 from countersign.errors import Conflict, CountersignError, Forbidden, Invalid, NotFound
 from countersign.principals import PrincipalStore
 from models.decisions import (
@@ -79,12 +80,19 @@ def _workflow_id(principal: Principal, idempotency_key: str | None) -> str:
 
 class ApprovalService:
     def __init__(
-        self, client: Client, *, task_queue: str, policy: ApprovalPolicy, principals: PrincipalStore
+        self,
+        client: Client,
+        *,
+        task_queue: str,
+        policy: ApprovalPolicy,
+        principals: PrincipalStore,
+        audit: AuditLog | None = None,
     ) -> None:
         self._client = client
         self._task_queue = task_queue
         self._policy = policy
         self._principals = principals
+        self._audit = audit
 
     async def submit(
         self, principal: Principal, request: SubmitRequest, idempotency_key: str | None
@@ -141,8 +149,9 @@ class ApprovalService:
         workflow_id: str,
         call: Callable[[Any], Awaitable[T]],
         closed: Refusal = Refusal.NOT_WAITING,
+        what: str = "decision",
     ) -> T:
-        """Run one Update, turning the workflow's refusals into domain errors.
+        """Run one Update, turning the workflow's refusals into domain errors (and audit entries).
 
         `closed` is the refusal for a workflow that has already finished (or is finishing).
         """
@@ -154,6 +163,7 @@ class ApprovalService:
                 # Another tenant's workflow must look exactly like one that does not exist.
                 raise NotFound(f"no workflow {workflow_id}") from error
             if isinstance(cause, ApplicationError) and cause.type in _REFUSAL_ERRORS:
+                await self._audit_refusal(principal, workflow_id, what, str(cause.type), cause.message)
                 raise _REFUSAL_ERRORS[cause.type](cause.message, cause.type) from error
             raise
         except RPCError as error:
@@ -162,6 +172,23 @@ class ApprovalService:
                 await self._require_tenant(principal, workflow_id)
                 raise Conflict(f"workflow {workflow_id} has finished", closed) from error
             raise _rpc_error(error, workflow_id) from error
+
+    async def _audit_refusal(
+        self, principal: Principal, workflow_id: str, what: str, code: str, message: str
+    ) -> None:
+        """The validator refused before anything reached history: the audit log keeps the attempt."""
+        if self._audit is None:
+            return
+        description = await self._handle(workflow_id).describe()
+        state = description.typed_search_attributes.get(sa.STATE)
+        await self._audit.refused(
+            principal,
+            workflow_id,
+            what,
+            code,
+            message,
+            WorkflowState(state) if state else WorkflowState.RECEIVED,
+        )
 
     async def _require_tenant(self, principal: Principal, workflow_id: str) -> None:
         try:
@@ -192,7 +219,7 @@ class ApprovalService:
             acting_for=await self._acting_for(principal),
         )
         return await self._update(
-            principal, workflow_id, lambda h: h.execute_update(ApprovalWorkflow.edit, request)
+            principal, workflow_id, lambda h: h.execute_update(ApprovalWorkflow.edit, request), what="edit"
         )
 
     async def cancel(self, principal: Principal, workflow_id: str, body: CancelRequest) -> WorkflowView:
@@ -202,6 +229,7 @@ class ApprovalService:
             workflow_id,
             lambda h: h.execute_update(ApprovalWorkflow.withdraw, request),
             closed=Refusal.TOO_LATE,
+            what="withdrawal",
         )
 
     async def reassign(self, principal: Principal, workflow_id: str, body: ReassignRequest) -> WorkflowView:
@@ -214,7 +242,10 @@ class ApprovalService:
             admin=principal, to_role=body.to_role, to_principal=target, reason=body.reason
         )
         return await self._update(
-            principal, workflow_id, lambda h: h.execute_update(ApprovalWorkflow.reassign, request)
+            principal,
+            workflow_id,
+            lambda h: h.execute_update(ApprovalWorkflow.reassign, request),
+            what="reassignment",
         )
 
     async def batch(self, principal: Principal, body: BatchRequest) -> BatchResponse:

@@ -2,7 +2,7 @@
 
 import asyncio
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import typer
 from pydantic import ValidationError
@@ -20,6 +20,8 @@ app = typer.Typer(
 )
 principal_app = typer.Typer(help="Manage principals (reviewers and requesters) and their API keys.")
 app.add_typer(principal_app, name="principal")
+audit_app = typer.Typer(help="Check and export the SQL audit log (COUNTERSIGN_AUDIT_DATABASE_URL).")
+app.add_typer(audit_app, name="audit")
 # soft_wrap: an error message is one line, whatever the terminal width, so scripts can grep it.
 err = Console(stderr=True, soft_wrap=True)
 
@@ -264,3 +266,83 @@ def policy_check(
     for extra in policy.extra_steps:
         out.print(f"+ {escape(extra.name or '(extra step)')} when: {escape(extra.when)}")
         out.print(f"   {step(extra.step)}")
+
+
+def _audit_failure(url: str, error: Exception) -> typer.Exit:
+    """An audit log that cannot be opened or read: one line, its URL without the password, exit 2."""
+    from countersign.audit_store import masked_url
+
+    where = masked_url(url) if "://" in url else "(malformed URL)"
+    reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+    err.print(f"error: audit log {where}: {reason}", markup=False)
+    return typer.Exit(2)
+
+
+@audit_app.command("verify")
+def audit_verify(
+    workflow: Annotated[
+        str | None, typer.Option("--workflow", metavar="ID", help="Only this workflow's chain.")
+    ] = None,
+    data_dir: DataDir = None,
+) -> None:
+    """Recompute the audit log's hash chains; exit 1, naming each chain's first broken link, if any is."""
+    from rich.markup import escape
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from countersign.audit_store import AuditStore, masked_url
+    from models.audit import VerifyReport
+
+    url = _settings(data_dir=data_dir).audit_url
+
+    async def verify() -> VerifyReport:
+        async with await AuditStore.open(url) as store:
+            return await store.verify(workflow)
+
+    try:
+        report = asyncio.run(verify())
+    except (OSError, ValueError, SQLAlchemyError) as error:
+        raise _audit_failure(url, error) from None
+    out = Console(soft_wrap=True)
+    for problem in report.broken:
+        out.print(
+            f"[bold red]BROKEN[/] workflow {escape(problem.workflow_id)} at seq {problem.seq}: "
+            f"{escape(problem.reason)}"
+        )
+    verdict = "[bold red]tampered[/]" if report.broken else "[bold green]intact[/]"
+    out.print(
+        f"{escape(masked_url(url))}: {report.chains} chains, {report.events} events, "
+        f"{len(report.broken)} broken: {verdict}"
+    )
+    if report.broken:
+        raise typer.Exit(1)
+
+
+@audit_app.command("export")
+def audit_export(
+    fmt: Annotated[Literal["jsonl", "csv"], typer.Option("--format", help="JSON Lines or CSV.")] = "jsonl",
+    out: Annotated[Path | None, typer.Option("--out", metavar="FILE", help="Default: stdout.")] = None,
+    tenant: Annotated[str | None, typer.Option("--tenant", help="Only this tenant's events.")] = None,
+    data_dir: DataDir = None,
+) -> None:
+    """Write every audit event, chain by chain, hashes included: for auditors and archives."""
+    import sys
+
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from countersign.audit_store import AuditStore
+
+    url = _settings(data_dir=data_dir).audit_url
+
+    async def export() -> int:
+        async with await AuditStore.open(url) as store:
+            if out is None:
+                return await store.export(fmt, sys.stdout, tenant)
+            # newline="": the csv module writes its own line endings.
+            with out.open("w", encoding="utf-8", newline="") as file:
+                return await store.export(fmt, file, tenant)
+
+    try:
+        count = asyncio.run(export())
+    except (OSError, ValueError, SQLAlchemyError) as error:
+        raise _audit_failure(url, error) from None
+    err.print(f"exported {count} audit events" + (f" to {out}" if out else ""), markup=False)

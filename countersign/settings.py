@@ -60,12 +60,28 @@ class Settings(BaseSettings):
     jwt_name_claim: str = Field(default="name", min_length=1)
     # Clock skew tolerated on exp, nbf and iat.
     jwt_leeway_seconds: int = Field(default=30, ge=0, le=300)
+    # The SQL audit log (countersign/audit_store.py): sqlite:///PATH or postgresql://USER:PASSWORD@HOST/DB.
+    # None: SQLite in <data_dir>/audit.db. It may hold a password: print it only through masked_url.
+    audit_database_url: SecretStr | None = None
 
     @field_validator("llm")
     @classmethod
     def _known_providers(cls, value: str | None) -> str | None:
         if value is not None:
             parse_chain(value)  # raises SpecError (a ValueError) naming the bad entry
+        return value
+
+    @field_validator("audit_database_url")
+    @classmethod
+    def _known_database(cls, value: SecretStr | None) -> SecretStr | None:
+        # The message never repeats the URL: it may hold a password.
+        url = value.get_secret_value() if value is not None else None
+        if url is not None and url.partition(":")[0].split("+")[0] not in (
+            "sqlite",
+            "postgresql",
+            "postgres",
+        ):
+            raise ValueError("must start with sqlite:/// or postgresql://")
         return value
 
     @model_validator(mode="after")
@@ -112,6 +128,12 @@ class Settings(BaseSettings):
     @property
     def principals_db(self) -> Path:
         return self.data_dir / "principals.db"
+
+    @property
+    def audit_url(self) -> str:
+        if self.audit_database_url is not None:
+            return self.audit_database_url.get_secret_value()
+        return f"sqlite:///{(self.data_dir / 'audit.db').as_posix()}"
 
 
 def _check_rsa_public_key(path: Path | None) -> None:

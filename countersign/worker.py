@@ -8,13 +8,14 @@ provider's rate limit is per account, not per worker.
 import asyncio
 import contextlib
 import logging
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from types import TracebackType
 
 from temporalio.client import Client
 from temporalio.worker import Worker
 
+from activities.audit import AuditActivities
 from activities.execution import ExecutionActivities
 from activities.notify import EmailChannel, NotifyActivities, OutboxChannel
 from activities.planning import PlanningActivities, llm_task_queue
@@ -24,8 +25,9 @@ from countersign.temporal import connect, ensure_search_attributes
 from llm.base import Planner
 from llm.factory import build_planner
 from llm.spec import default_chain, parse_chain
-from tools.builtin import build_registry
+from tools.builtin import SENDER, build_registry
 from tools.registry import ToolRegistry
+from tools.smtp import SmtpConfig
 from workflows.approval import ApprovalWorkflow
 
 log = logging.getLogger(__name__)
@@ -39,14 +41,20 @@ def build_planners(settings: Settings, registry: ToolRegistry) -> list[Planner]:
 
 
 class WorkerGroup:
-    """The workflow worker and the planning worker, started and stopped together."""
+    """The workflow worker and the planning worker, started and stopped together; `closers` run after
+    both have stopped (connections the activities opened)."""
 
-    def __init__(self, workers: Sequence[Worker]) -> None:
+    def __init__(
+        self, workers: Sequence[Worker], closers: Sequence[Callable[[], Awaitable[None]]] = ()
+    ) -> None:
         self.workers = list(workers)
+        self._closers = list(closers)
         self._stack = contextlib.AsyncExitStack()
 
     async def __aenter__(self) -> "WorkerGroup":
         async with contextlib.AsyncExitStack() as stack:
+            for close in self._closers:
+                stack.push_async_callback(close)
             for worker in self.workers:
                 await stack.enter_async_context(worker)
             self._stack = stack.pop_all()
@@ -67,19 +75,24 @@ def build_worker(
     registry: ToolRegistry | None = None,
     attempts_per_planner: int = 3,
     llm_rate_limit: float | None = None,
+    smtp: SmtpConfig | None = None,
+    email_from: str = SENDER,
+    audit_url: str | None = None,
 ) -> WorkerGroup:
     registry = registry or build_registry()
     planning = PlanningActivities(planner, registry, attempts_per_planner=attempts_per_planner)
     validation = ValidationActivities(registry)
-    execution = ExecutionActivities(registry, data_dir)
+    execution = ExecutionActivities(registry, data_dir, smtp, email_from)
     # Every notification is kept in the data dir's outbox and emailed to recipients with an address.
-    notify = NotifyActivities(data_dir, [OutboxChannel(data_dir), EmailChannel(registry, data_dir)])
+    email = EmailChannel(registry, data_dir, smtp, email_from)
+    notify = NotifyActivities(data_dir, [OutboxChannel(data_dir), email])
+    audit = AuditActivities(audit_url or f"sqlite:///{(data_dir / 'audit.db').as_posix()}")
     main = Worker(
         client,
         task_queue=task_queue,
         workflows=[ApprovalWorkflow],
         # `plan` stays here too, for workflows started before planning moved to its own queue.
-        activities=[planning.plan, validation.validate, execution.execute, notify.notify],
+        activities=[planning.plan, validation.validate, execution.execute, notify.notify, audit.record],
     )
     llm = Worker(
         client,
@@ -87,7 +100,7 @@ def build_worker(
         activities=[planning.plan],
         max_task_queue_activities_per_second=llm_rate_limit,
     )
-    return WorkerGroup([main, llm])
+    return WorkerGroup([main, llm], closers=[audit.close])
 
 
 async def run_worker(settings: Settings, stop: asyncio.Event | None = None) -> None:
@@ -106,6 +119,7 @@ async def run_worker(settings: Settings, stop: asyncio.Event | None = None) -> N
         registry=registry,
         attempts_per_planner=settings.llm_attempts_per_provider,
         llm_rate_limit=settings.llm_rate_limit,
+        audit_url=settings.audit_url,
     )
     async with worker:
         await (stop or asyncio.Event()).wait()

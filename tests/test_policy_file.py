@@ -278,6 +278,6 @@ def test_policy_check_command_reports_errors_by_line(tmp_path: Path) -> None:
         f"error: {path} line 6: rules[0].steps[0].role: Input should be 'MANAGER', 'FINANCE', 'DIRECTOR', "
         "'HR', 'SUPPORT_L2' or 'ADMIN' (got '[bold]BOSS')",
         f"error: {path} line 7: rules[1].when: unknown name 'x' in 'x' (known: amount, confidence, "
-        "counterparty, currency, days, email, item, quantity, severity, side_effect, start_date, tool, "
+        "counterparty, currency, days, email, item, quantity, risk, severity, side_effect, start_date, tool, "
         "topic, type)",
     ]

@@ -41,10 +41,14 @@ from tools.effects import (
     key_digest,
     list_outbox,
     list_records,
+    mark_sent,
+    read_message,
     record_id,
+    was_sent,
     write_message,
 )
 from tools.registry import CATALOG, ToolContext, ToolRegistry, ToolRun, tool
+from tools.smtp import send_message
 
 __all__ = ["build_registry", "list_outbox", "list_records"]
 
@@ -56,10 +60,10 @@ TOOL_MODULES: tuple[str, ...] = ()
 _POLICY = policy.default.clone(max_line_length=998)
 
 
-def build_email(args: SendEmailArgs, key: str) -> EmailMessage:
+def build_email(args: SendEmailArgs, key: str, sender: str = SENDER) -> EmailMessage:
     """The message `send_email` stores for `key`; its Message-ID depends on the key alone."""
     message = EmailMessage(policy=_POLICY)
-    message["From"] = SENDER
+    message["From"] = sender
     message["To"] = str(args.to)
     if args.cc:
         message["Cc"] = ", ".join(str(address) for address in args.cc)
@@ -83,10 +87,19 @@ def build_email(args: SendEmailArgs, key: str) -> EmailMessage:
     risk=Risk.MEDIUM,
 )
 async def send_email(args: SendEmailArgs, ctx: ToolContext) -> ToolRun[SendEmailResult]:
-    message = build_email(args, ctx.idempotency_key)
+    """Keep the message in the outbox (the intent, once per key), then hand it to the SMTP server
+    unless the outbox says it was already accepted (the result)."""
+    message = build_email(args, ctx.idempotency_key, ctx.email_from)
     stored = await write_message(ctx.data_dir, ctx.idempotency_key, message)
     result = SendEmailResult(message_id=stored.message_id, outbox_path=str(stored.path))
-    return ToolRun(result=result, replayed=stored.replayed)
+    if ctx.smtp is None:
+        return ToolRun(result=result, replayed=stored.replayed)
+    if await was_sent(stored.path):
+        return ToolRun(result=result, replayed=True)
+    # The stored bytes, not `message`: a retry sends exactly what the first attempt meant to send.
+    await send_message(ctx.smtp, await read_message(stored.path))
+    await mark_sent(stored.path)
+    return ToolRun(result=result, replayed=False)
 
 
 async def _record(tool: str, prefix: str, args: BaseModel, ctx: ToolContext) -> StoredRecord:

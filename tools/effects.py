@@ -199,6 +199,39 @@ async def write_message(data_dir: Path, key: str, message: EmailMessage) -> Stor
     return await asyncio.to_thread(_write_message_sync, data_dir, key, message)
 
 
+def _sent_marker(path: Path) -> Path:
+    return path.with_name(f".{path.stem}.sent")
+
+
+async def was_sent(path: Path) -> bool:
+    """Whether the outbox message at `path` was already accepted by the SMTP server."""
+    return await asyncio.to_thread(_sent_marker(path).exists)
+
+
+async def mark_sent(path: Path) -> None:
+    """Record that the SMTP server accepted the message at `path` (durably, before reporting success)."""
+
+    def write() -> None:
+        marker = _sent_marker(path)
+        with marker.open("w") as f:
+            f.write(datetime.now(UTC).isoformat())
+            f.flush()
+            os.fsync(f.fileno())
+        _fsync_dir(marker.parent)
+
+    await asyncio.to_thread(write)
+
+
+async def read_message(path: Path) -> EmailMessage:
+    def read() -> EmailMessage:
+        with path.open("rb") as f:
+            parsed = BytesParser(policy=policy.default).parse(f)
+        assert isinstance(parsed, EmailMessage)
+        return parsed
+
+    return await asyncio.to_thread(read)
+
+
 def list_outbox(data_dir: Path) -> list[Path]:
     """Paths of the outbox's .eml files, oldest first; [] if there is no outbox. Synchronous."""
     outbox = data_dir / OUTBOX_DIR

@@ -16,6 +16,7 @@ from pydantic import BaseModel, ValidationError
 from models.enums import Risk, SideEffect
 from models.proposal import Finding
 from models.tools import ToolSpec
+from tools.smtp import SmtpConfig
 
 A = TypeVar("A", bound=BaseModel)
 R = TypeVar("R", bound=BaseModel)
@@ -25,6 +26,9 @@ R = TypeVar("R", bound=BaseModel)
 class ToolContext:
     data_dir: Path
     idempotency_key: str
+    # Where email goes: an SMTP server, or (None) only the outbox in the data dir.
+    smtp: SmtpConfig | None = None
+    email_from: str = "countersign@localhost"
 
 
 @dataclass(frozen=True)

@@ -23,11 +23,12 @@ from temporalio.common import RetryPolicy, SearchAttributeUpdate
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
+    from activities.audit import AuditActivities
     from activities.execution import ExecutionActivities
     from activities.notify import NotifyActivities
     from activities.planning import PlanningActivities, llm_task_queue
     from activities.validation import ValidationActivities
-    from models.audit import AuditEvent
+    from models.audit import AuditBatch, AuditEvent
     from models.decisions import (
         ApprovalStep,
         CancelInput,
@@ -75,6 +76,14 @@ SETTLE_TIMEOUT = timedelta(seconds=30)
 # edit/withdraw/reassign; their steps carry no reminder or deadline, so the same loop replays them.
 ENTERPRISE_PATCH = "enterprise-approvals"
 NOTIFY_RETRY = RetryPolicy(maximum_attempts=5, initial_interval=timedelta(seconds=2))
+# Workflows started after this patch copy every audit event into the SQL audit log as it happens.
+AUDIT_PATCH = "sql-audit-log"
+# The audit log must not lose an event: retried until the database answers, backing off to 5 minutes.
+AUDIT_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=1),
+    maximum_interval=timedelta(minutes=5),
+    non_retryable_error_types=["AuditConflict", "AuditGap"],
+)
 # The states of one phase: moving between them is not going back.
 _PHASE = {WorkflowState.ESCALATED: WorkflowState.WAITING_FOR_APPROVAL}
 
@@ -115,6 +124,10 @@ class ApprovalWorkflow:
         self._editing = False
         self._withdrawal: CancelInput | None = None
         self._notifications = 0
+        # How many of `_audit` the SQL audit log has acknowledged (all of them, before this patch).
+        self._persisted = 0
+        self._sql_audit = False
+        self._audit_writer: asyncio.Future[None] | None = None
 
     # ---- the lifecycle -------------------------------------------------------------------
 
@@ -132,10 +145,15 @@ class ApprovalWorkflow:
                 )
                 self._step = None
                 self._publish()
+            await self._audit_written()
             raise
 
     async def _lifecycle(self, input: ApprovalInput) -> WorkflowView:
         self._v2 = workflow.patched(ENTERPRISE_PATCH)
+        self._sql_audit = workflow.patched(AUDIT_PATCH)
+        if self._sql_audit:
+            # Runs beside the lifecycle; `_finish` waits until it has written every event.
+            self._audit_writer = asyncio.ensure_future(self._write_audit())
         requester = input.requester
         self._record("received", requester.name, ActorKind.HUMAN, detail=input.request.text[:500])
         self._publish()
@@ -506,7 +524,45 @@ class ApprovalWorkflow:
             principal_ids=[self._input.requester.id],
         )
         await workflow.wait_condition(workflow.all_handlers_finished)
+        await self._audit_written()
         return self.view()
+
+    # ---- the SQL audit log ----------------------------------------------------------------
+
+    async def _write_audit(self) -> None:
+        """Send every new audit event to the `record_audit` activity, in order, as they appear."""
+        workflow_id = workflow.info().workflow_id
+        while True:
+            await workflow.wait_condition(lambda: len(self._audit) > self._persisted)
+            first, events = self._persisted, self._audit[self._persisted :]
+            try:
+                await workflow.execute_activity_method(
+                    AuditActivities.record,
+                    AuditBatch(
+                        workflow_id=workflow_id,
+                        tenant=self._input.requester.tenant,
+                        first_seq=first,
+                        events=events,
+                    ),
+                    start_to_close_timeout=timedelta(seconds=30),
+                    retry_policy=AUDIT_RETRY,
+                    summary=f"audit {events[0].event}" + (f" +{len(events) - 1}" if len(events) > 1 else ""),
+                )
+                self._persisted = first + len(events)
+            except ActivityError as error:
+                cause = error.cause
+                details = cause.details if isinstance(cause, ApplicationError) else ()
+                if isinstance(cause, ApplicationError) and cause.type == "AuditGap" and details:
+                    # The log lacks earlier events (a new database): resend from the first it lacks.
+                    self._persisted = min(int(details[0]), first)
+                    continue
+                # A conflict means someone else wrote this workflow's log: never overwrite, say so.
+                workflow.logger.error("audit log refused events from %d: %s", first, cause or error)
+                self._persisted = first + len(events)
+
+    async def _audit_written(self) -> None:
+        if self._sql_audit:
+            await workflow.wait_condition(lambda: self._persisted >= len(self._audit))
 
     # ---- decisions: Update `decide` and Signal `decision` share one check ------------------
 

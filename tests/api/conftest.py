@@ -41,3 +41,4 @@ async def api(client: Client, task_queue: str, tmp_path: Path, worker: Worker) -
     async with httpx.AsyncClient(transport=transport, base_url="http://countersign.test") as http:
         yield Api(http=http, keys=keys)
     await store.close()
+    await app.state.audit_store.close()

@@ -99,6 +99,7 @@ async def org(client: Client, task_queue: str, tmp_path: Path, worker: Worker) -
         # Let finished workflows close (their last notification) before the worker stops under them.
         await asyncio.gather(*(_let_close(client, workflow_id) for workflow_id in org.submitted))
     await store.close()
+    await app.state.audit_store.close()
 
 
 async def _let_close(client: Client, workflow_id: str) -> None:
@@ -792,3 +793,36 @@ def test_temporals_words_for_a_finished_workflow_are_recognised(message: str) ->
     """An Update racing the workflow's completion is told it finished (409), not that it is unknown."""
     assert _finished(message)
     assert not _finished("workflow not found for ID: req-x")
+
+
+# ---- the SQL audit log through the gateway ---------------------------------------------------------
+
+
+async def test_the_audit_log_holds_the_trail_and_the_refusals(org: Org) -> None:
+    workflow_id = await submit(org, FOLLOW_UP)
+    await waiting(org, workflow_id)
+    # Refused by the workflow's validator: nothing reaches its history, but the attempt is logged.
+    status, _ = await decide(org, workflow_id, "finance", decision="approved")
+    assert status == 403
+    status, _ = await decide(org, workflow_id, "manager", decision="approved")
+    assert status == 200
+    await closed(org, workflow_id)
+
+    status, trail = await org.get(f"/workflows/{workflow_id}/audit", "requester")
+    assert status == 200, trail
+    events = [e["event"] for e in trail]
+    assert events[0] == "received" and events[-1] == "action_executed"
+    refusal = next(e for e in trail if e["event"] == "decision_refused")
+    assert refusal["actor"] == "finance" and refusal["detail"].startswith("RoleMissing")
+    assert refusal["data"]["principal_id"] == org.ids["finance"]
+    assert refusal["state"] == "WAITING_FOR_APPROVAL"
+    assert all(e["tenant"] == org.tenant for e in trail)
+    # Another tenant cannot read it.
+    assert (await org.get(f"/workflows/{workflow_id}/audit", "globex_manager"))[0] == 404
+
+    status, mine = await org.get("/audit?actor=manager", "requester")
+    assert status == 200 and {e["event"] for e in mine} == {"decision_approved"}
+    status, theirs = await org.get("/audit?actor=manager", "globex_manager")
+    assert status == 200 and theirs == []
+    later = (datetime.now(UTC) + timedelta(hours=1)).isoformat()
+    assert (await org.get(f"/audit?since={later.replace('+', '%2B')}", "requester"))[1] == []

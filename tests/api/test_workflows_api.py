@@ -214,6 +214,7 @@ async def test_health_is_503_when_temporal_is_unreachable(tmp_path: Path) -> Non
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as http:
         response = await http.get("/healthz")
     await app.state.principals.close()
+    await app.state.audit_store.close()
     assert (response.status_code, response.json()["status"]) == (503, "unavailable")
 
 
@@ -234,6 +235,7 @@ async def test_policy_file_sets_the_chain(
         workflow_id = await submit(api, LAPTOPS)
         view = await waiting(api, workflow_id)
     await app.state.principals.close()
+    await app.state.audit_store.close()
     chain = [(s["role"], s["quorum"], s["sla_seconds"], s["deadline_seconds"]) for s in view["chain"]]  # type: ignore[index, union-attr]
     assert chain == [("HR", 1, 3600, 7200), ("DIRECTOR", 2, 3600, 7200)]
     assert view["policy_version"] == "hr-7"  # type: ignore[index]

@@ -100,7 +100,12 @@ async def test_valid_answer_is_recorded_on_the_proposal_and_in_the_audit(
         for e in history.events
         if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED
     }
-    assert queues == {"plan": f"{task_queue}-llm", "validate": task_queue, "notify": task_queue}
+    assert queues == {
+        "plan": f"{task_queue}-llm",
+        "validate": task_queue,
+        "notify": task_queue,
+        "record_audit": task_queue,
+    }
 
     final = await handle.execute_update(
         ApprovalWorkflow.decide, DecideInput(reviewer=MANAGER, decision=Decision.APPROVED)

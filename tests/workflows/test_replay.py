@@ -23,6 +23,12 @@ def test_histories_are_committed() -> None:
         "approval_executed_v2",
         "approval_rejected_by_signal_v2",
         "approval_model_triage_rejected_v2",
+        # Policy files, timers, notifications, edits, before the SQL audit log (no `sql-audit-log`).
+        "approval_executed_v3",
+        "approval_rejected_by_signal_v3",
+        "approval_model_triage_rejected_v3",
+        "approval_edited_withdrawn_v3",
+        "approval_escalated_by_deadline_v3",
         # Current code: the rules planner, a model planner that repairs and ends in triage, approve
         # with changes then withdrawal, and reminder/escalation/deadline hand-over with a delegate.
         "approval_executed",

@@ -190,7 +190,11 @@ async def test_a_tool_that_keeps_failing_ends_failed_with_an_audit_entry(
     # (minutes in all) is skipped by the test server.
     blocked = tmp_path / "not-a-directory"
     blocked.write_text("")
-    worker = build_worker(time_env.client, task_queue=task_queue, data_dir=blocked, planner=RulesPlanner())
+    # The audit log lives elsewhere: a workflow does not finish before its log is written.
+    audit = f"sqlite:///{tmp_path / 'audit.db'}"
+    worker = build_worker(
+        time_env.client, task_queue=task_queue, data_dir=blocked, planner=RulesPlanner(), audit_url=audit
+    )
     async with worker:
         handle = await start(time_env.client, task_queue, FOLLOW_UP)
         await _wait_waiting(handle)

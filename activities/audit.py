@@ -1,0 +1,45 @@
+"""Audit activity: copies a workflow's audit events into the SQL audit log, which outlives Temporal.
+
+The workflow sends its events from the first one not yet acknowledged; resending is harmless, so a
+retry after a lost acknowledgement stores nothing twice.
+"""
+
+import asyncio
+
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from countersign.audit_store import AuditConflict, AuditGap, AuditStore
+from models.audit import AuditAck, AuditBatch
+
+
+class AuditActivities:
+    def __init__(self, store_url: str) -> None:
+        self._url = store_url
+        self._store: AuditStore | None = None
+        # Opened on first use, once: the worker can start while the database is still coming up.
+        self._opening = asyncio.Lock()
+
+    async def _open(self) -> AuditStore:
+        async with self._opening:
+            if self._store is None:
+                self._store = await AuditStore.open(self._url)
+            return self._store
+
+    async def close(self) -> None:
+        if self._store is not None:
+            await self._store.close()
+            self._store = None
+
+    @activity.defn(name="record_audit")
+    async def record(self, batch: AuditBatch) -> AuditAck:
+        store = await self._open()
+        try:
+            return await store.append(batch)
+        except AuditConflict as error:
+            # A stored event is never rewritten: retrying the same batch would fail the same way.
+            raise ApplicationError(str(error), type="AuditConflict", non_retryable=True) from None
+        except AuditGap as error:
+            # Retrying cannot fill the gap (e.g. a new, empty database); the workflow can resend its
+            # events from `next_seq`, the first one the log lacks, given here as the only detail.
+            raise ApplicationError(str(error), error.next_seq, type="AuditGap", non_retryable=True) from None

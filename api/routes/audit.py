@@ -1,0 +1,29 @@
+from datetime import datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+
+from api.deps import AuditLogDep, PrincipalDep
+from api.routes.workflows import WorkflowId
+from models.audit import StoredAuditEvent
+
+router = APIRouter(tags=["audit"])
+
+
+@router.get("/workflows/{workflow_id}/audit", summary="The workflow's audit trail from the SQL audit log")
+async def workflow_audit(
+    workflow_id: WorkflowId, principal: PrincipalDep, audit: AuditLogDep
+) -> list[StoredAuditEvent]:
+    return await audit.for_workflow(principal, workflow_id)
+
+
+@router.get("/audit", summary="Audit events of the caller's tenant, by actor and time (since ≤ at < until)")
+async def search_audit(
+    principal: PrincipalDep,
+    audit: AuditLogDep,
+    actor: Annotated[str | None, Query(min_length=1, max_length=128)] = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    limit: Annotated[int, Query(ge=1, le=5000)] = 500,
+) -> list[StoredAuditEvent]:
+    return await audit.search(principal, actor=actor, since=since, until=until, limit=limit)

@@ -1,0 +1,77 @@
+"""`countersign audit verify` and `countersign audit export`, run as a user runs them: in a subprocess."""
+
+import csv
+import io
+import json
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from countersign.audit_store import AuditStore
+from models.audit import StoredAuditEvent
+from tests.test_audit_store import EVENTS, batch
+from tests.test_cli import countersign
+
+
+@pytest.fixture(autouse=True)
+def _default_audit_url(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A developer's own COUNTERSIGN_AUDIT_DATABASE_URL must not redirect these tests (or subprocesses)."""
+    monkeypatch.delenv("COUNTERSIGN_AUDIT_DATABASE_URL", raising=False)
+
+
+async def fill(data_dir: Path) -> None:
+    async with await AuditStore.open(f"sqlite:///{data_dir / 'audit.db'}") as store:
+        await store.append(batch(0, EVENTS, workflow_id="wf-1"))
+        await store.append(batch(0, EVENTS[:3], workflow_id="wf-2", tenant="globex"))
+
+
+async def test_verify_passes_a_clean_log_and_names_a_tampered_link(tmp_path: Path) -> None:
+    await fill(tmp_path)
+    clean = countersign("audit", "verify", "--data-dir", str(tmp_path))
+    assert clean.returncode == 0, clean.stderr
+    assert "2 chains, 9 events, 0 broken" in clean.stdout
+
+    with sqlite3.connect(tmp_path / "audit.db") as db:
+        db.execute("UPDATE audit_events SET actor = 'mallory' WHERE workflow_id = 'wf-1' AND seq = 4")
+    db.close()
+    tampered = countersign("audit", "verify", "--data-dir", str(tmp_path))
+    assert tampered.returncode == 1, tampered.stderr
+    assert "BROKEN workflow wf-1 at seq 4" in tampered.stdout
+    assert "1 broken" in tampered.stdout and "Traceback" not in tampered.stderr
+    # The other chain, checked alone, is intact.
+    only = countersign("audit", "verify", "--workflow", "wf-2", "--data-dir", str(tmp_path))
+    assert only.returncode == 0 and "1 chains, 3 events, 0 broken" in only.stdout
+
+
+async def test_export_jsonl_to_a_file_and_csv_to_stdout(tmp_path: Path) -> None:
+    await fill(tmp_path)
+    out = tmp_path / "audit.jsonl"
+    done = countersign("audit", "export", "--format", "jsonl", "--out", str(out), "--data-dir", str(tmp_path))
+    assert done.returncode == 0, done.stderr
+    assert "exported 9 audit events" in done.stderr
+    exported = [StoredAuditEvent.model_validate_json(line) for line in out.read_text().splitlines()]
+    assert [(e.workflow_id, e.seq) for e in exported] == [("wf-1", n) for n in range(6)] + [
+        ("wf-2", n) for n in range(3)
+    ]
+
+    table = countersign(
+        "audit", "export", "--format", "csv", "--tenant", "globex", "--data-dir", str(tmp_path)
+    )
+    assert table.returncode == 0, table.stderr
+    rows = list(csv.DictReader(io.StringIO(table.stdout)))
+    assert [(r["workflow_id"], r["seq"], r["tenant"]) for r in rows] == [
+        ("wf-2", str(n), "globex") for n in range(3)
+    ]
+    assert json.loads(rows[1]["data"]) == EVENTS[1].data and rows[0]["data"] == ""
+
+    refused = countersign("audit", "export", "--format", "xml", "--data-dir", str(tmp_path))
+    assert refused.returncode == 2
+
+
+def test_an_unreachable_database_is_reported_without_its_password(tmp_path: Path) -> None:
+    url = "postgresql://audit:s3cret-pw@127.0.0.1:9/countersign"  # nothing listens on port 9
+    done = countersign("audit", "verify", env={"COUNTERSIGN_AUDIT_DATABASE_URL": url})
+    assert done.returncode == 2
+    assert "postgresql://audit:***@127.0.0.1:9/countersign" in done.stderr
+    assert "s3cret-pw" not in done.stderr + done.stdout and "Traceback" not in done.stderr

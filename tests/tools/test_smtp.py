@@ -1,0 +1,93 @@
+"""`send_email` over real SMTP: to a local aiosmtpd server (the same sink `countersign up` runs)."""
+
+import asyncio
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from aiosmtpd.smtp import AuthResult, LoginPassword
+
+from countersign.mail_sink import MailSink, deliveries
+from tools.args import SendEmailArgs
+from tools.builtin import send_email
+from tools.effects import list_outbox
+from tools.registry import ToolContext
+from tools.smtp import SmtpConfig, SmtpRefused
+
+KEY = "req-default-abc123:v1"
+ARGS = SendEmailArgs(to="pat@example.com", subject="Pricing", body="Hello Pat.\n", cc=["ops@example.com"])
+
+
+@pytest.fixture
+def sink(tmp_path: Path) -> Iterator[MailSink]:
+    with MailSink(tmp_path / "sink") as running:
+        yield running
+
+
+def context(tmp_path: Path, port: int, key: str = KEY, **smtp: object) -> ToolContext:
+    config = SmtpConfig(host="127.0.0.1", port=port, **smtp)  # type: ignore[arg-type]
+    return ToolContext(
+        data_dir=tmp_path / "data", idempotency_key=key, smtp=config, email_from="countersign@corp.example"
+    )
+
+
+async def test_the_message_reaches_the_server_once_per_key(tmp_path: Path, sink: MailSink) -> None:
+    first = await send_email(ARGS, context(tmp_path, sink.port))
+    again = await send_email(ARGS, context(tmp_path, sink.port))
+    assert (first.replayed, again.replayed) == (False, True)
+    received = deliveries(tmp_path / "sink")
+    assert len(received) == 1
+    delivery = received[0]
+    assert delivery["message_id"] == first.result.message_id
+    assert delivery["from"] == "countersign@corp.example"
+    assert sorted(delivery["to"]) == ["ops@example.com", "pat@example.com"]
+    kept = (sink.directory / delivery["file"]).read_text()
+    assert "Subject: Pricing" in kept and f"X-Countersign-Idempotency-Key: {KEY}" in kept
+    # The outbox keeps the intent: the same message, once.
+    assert len(list_outbox(tmp_path / "data")) == 1
+
+
+async def test_another_key_is_another_message(tmp_path: Path, sink: MailSink) -> None:
+    await send_email(ARGS, context(tmp_path, sink.port))
+    await send_email(ARGS, context(tmp_path, sink.port, key="req-default-abc123:v2"))
+    assert len({d["message_id"] for d in deliveries(tmp_path / "sink")}) == 2
+
+
+async def test_a_server_that_is_down_raises_a_retryable_error_and_sends_later(tmp_path: Path) -> None:
+    with MailSink(tmp_path / "sink") as running:
+        port = running.port
+    # Nothing listens now: a connection error (retryable), and nothing is marked sent.
+    with pytest.raises(OSError):
+        await send_email(ARGS, context(tmp_path, port))
+    with MailSink(tmp_path / "sink", port=port):
+        retried = await send_email(ARGS, context(tmp_path, port))
+    assert retried.replayed is False
+    assert len(deliveries(tmp_path / "sink")) == 1
+
+
+class _Passwords:
+    def __call__(
+        self, server: object, session: object, envelope: object, mechanism: str, data: object
+    ) -> AuthResult:
+        ok = isinstance(data, LoginPassword) and (data.login, data.password) == (b"bot", b"s3cret")
+        return AuthResult(success=ok, handled=False)
+
+
+# Plain-text AUTH is fine on loopback in a test; a real server would offer STARTTLS.
+@pytest.mark.filterwarnings("ignore:Requiring AUTH while not requiring TLS")
+async def test_authentication(tmp_path: Path) -> None:
+    auth = {"authenticator": _Passwords(), "auth_required": True, "auth_require_tls": False}
+    with MailSink(tmp_path / "sink", **auth) as running:  # type: ignore[arg-type]
+        sent = await send_email(ARGS, context(tmp_path, running.port, username="bot", password="s3cret"))
+        assert sent.replayed is False
+        with pytest.raises(SmtpRefused, match="authentication failed"):
+            await send_email(
+                ARGS, context(tmp_path, running.port, key="other:v1", username="bot", password="wrong")
+            )
+    assert len(deliveries(tmp_path / "sink")) == 1
+
+
+async def test_concurrent_sends_of_one_key_store_one_intent(tmp_path: Path, sink: MailSink) -> None:
+    runs = await asyncio.gather(*(send_email(ARGS, context(tmp_path, sink.port)) for _ in range(3)))
+    assert len(list_outbox(tmp_path / "data")) == 1
+    assert {r.result.message_id for r in runs} == {runs[0].result.message_id}
