@@ -5,6 +5,7 @@ sends the plan back to the planner and, if it stays wrong, to humans flagged for
 under the threshold does not block; it flags the proposal for triage.
 """
 
+from collections.abc import Iterable
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
@@ -36,9 +37,31 @@ def _business_findings(plan: Plan, args: BaseModel) -> list[Finding]:
     return findings
 
 
+def _allow_list_findings(args: BaseModel, allowed: frozenset[str]) -> list[Finding]:
+    """Recipients outside the allowed email domains: a finding, so the action can never run."""
+    if not allowed:
+        return []
+    findings = []
+    for field in ("to", "cc"):
+        value = getattr(args, field, None)
+        addresses = value if isinstance(value, list) else [value] if value else []
+        for address in addresses:
+            domain = str(address).rpartition("@")[2].lower()
+            if domain not in allowed:
+                findings.append(
+                    Finding(
+                        code="recipient_not_allowed",
+                        message=f"{field}: {address} is outside the allowed email domains",
+                        field=field,
+                    )
+                )
+    return findings
+
+
 class ValidationActivities:
-    def __init__(self, registry: ToolRegistry) -> None:
+    def __init__(self, registry: ToolRegistry, email_allowed_domains: Iterable[str] = ()) -> None:
         self._registry = registry
+        self._allowed_domains = frozenset(d.lower() for d in email_allowed_domains)
 
     @activity.defn(name="validate")
     async def validate(self, request: ValidateInput) -> ValidationReport:
@@ -65,6 +88,8 @@ class ValidationActivities:
             fields = _aligned_fields(plan.fields, args)
             plan = plan.model_copy(update={"fields": fields})
         findings += _business_findings(plan, args)
+        if plan.tool == "send_email":
+            findings += _allow_list_findings(args, self._allowed_domains)
         blocking = bool(findings)
         if plan.confidence < request.confidence_threshold:
             findings.append(

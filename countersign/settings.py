@@ -1,12 +1,13 @@
 """The one Settings class. Read only by entrypoints (CLI, worker, gateway), never by workflows."""
 
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from llm.spec import LLMOptions, parse_chain
+from tools.smtp import SmtpConfig
 
 # The approval workflow gives one planning attempt 5 minutes (workflows/approval.py, PLANNING_TIMEOUT);
 # every call of an attempt must fit, with room to spare.
@@ -63,6 +64,26 @@ class Settings(BaseSettings):
     # The SQL audit log (countersign/audit_store.py): sqlite:///PATH or postgresql://USER:PASSWORD@HOST/DB.
     # None: SQLite in <data_dir>/audit.db. It may hold a password: print it only through masked_url.
     audit_database_url: SecretStr | None = None
+    # Where email goes (actions and notifications). Unset: `countersign up` runs its own SMTP sink on
+    # `smtp_sink_port` (kept in <data-dir>/mailbox/); a worker started alone only fills the outbox.
+    smtp_host: str | None = None
+    smtp_port: int = Field(default=587, ge=1, le=65535)
+    smtp_username: str | None = None
+    smtp_password: SecretStr | None = None
+    smtp_starttls: bool = False
+    smtp_timeout_seconds: float = Field(default=30.0, gt=0, le=300)
+    smtp_sink_port: int = Field(default=2525, ge=1, le=65535)
+    email_from: str = "countersign@localhost"
+    # Recipient domains `send_email` may write to; empty means any. Others are validation findings.
+    email_allowed_domains: Annotated[list[str], NoDecode] = Field(default_factory=list)
+
+    @field_validator("email_allowed_domains", mode="before")
+    @classmethod
+    def _domains(cls, value: object) -> object:
+        # `a.com, b.org` in the environment; a list in code.
+        if isinstance(value, str):
+            return [part.strip().lower().lstrip("@") for part in value.split(",") if part.strip()]
+        return value
 
     @field_validator("llm")
     @classmethod
@@ -128,6 +149,18 @@ class Settings(BaseSettings):
     @property
     def principals_db(self) -> Path:
         return self.data_dir / "principals.db"
+
+    def smtp_config(self) -> SmtpConfig | None:
+        if self.smtp_host is None:
+            return None
+        return SmtpConfig(
+            host=self.smtp_host,
+            port=self.smtp_port,
+            username=self.smtp_username,
+            password=self.smtp_password,
+            starttls=self.smtp_starttls,
+            timeout_seconds=self.smtp_timeout_seconds,
+        )
 
     @property
     def audit_url(self) -> str:

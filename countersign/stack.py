@@ -5,6 +5,7 @@ SIGTERM stops them all, gateway first, Temporal last, so nothing in flight loses
 """
 
 import asyncio
+import os
 import shutil
 import signal
 import socket
@@ -18,6 +19,7 @@ from types import FrameType
 from rich.console import Console
 from rich.markup import escape
 
+from countersign.mail_sink import MailSink
 from countersign.principals import PrincipalStore
 from countersign.settings import Settings
 from countersign.temporal import connect, dev_server_flags, ensure_search_attributes
@@ -42,13 +44,32 @@ def temporal_binary() -> str:
     return found
 
 
-def _spawn(args: list[str], log: Path) -> subprocess.Popen[bytes]:
+def _spawn(args: list[str], log: Path, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
     log.parent.mkdir(parents=True, exist_ok=True)
     with log.open("ab") as out:
         # Own process group: Ctrl-C reaches us once, and we stop children in order ourselves.
         return subprocess.Popen(  # noqa: S603 (our own argv, no shell)
-            args, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+            args,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            env={**os.environ, **(env or {})},
         )
+
+
+def _mail(settings: Settings) -> tuple[MailSink | None, dict[str, str], str]:
+    """The configured SMTP server, or a local sink: (the sink to stop, the worker's env, a line to print)."""
+    if settings.smtp_host is not None:
+        return None, {}, f"{settings.smtp_host}:{settings.smtp_port}"
+    if not _port_free(settings.smtp_sink_port):
+        raise StackError(
+            f"port {settings.smtp_sink_port} (the mail sink) is in use; "
+            "set COUNTERSIGN_SMTP_SINK_PORT or COUNTERSIGN_SMTP_HOST"
+        )
+    sink = MailSink(settings.data_dir, port=settings.smtp_sink_port).start()
+    env = {"COUNTERSIGN_SMTP_HOST": sink.host, "COUNTERSIGN_SMTP_PORT": str(sink.port)}
+    env["COUNTERSIGN_SMTP_STARTTLS"] = "false"
+    return sink, env, f"SMTP sink on {sink.host}:{sink.port}, kept in {sink.directory}"
 
 
 def _port_free(port: int) -> bool:
@@ -188,7 +209,12 @@ def _policy(settings: Settings) -> str:
 
 
 def _print_ready(
-    settings: Settings, created: list[NewPrincipal], started_server: bool, planners: str, policy: str
+    settings: Settings,
+    created: list[NewPrincipal],
+    started_server: bool,
+    planners: str,
+    policy: str,
+    mail: str,
 ) -> None:
     if created:
         console.print("[bold]Demo principals[/] (the keys are shown this once; keep them):")
@@ -203,6 +229,7 @@ def _print_ready(
     console.print(f"Temporal:        {settings.resolved_temporal_address}")
     console.print(f"Planner:         {planners}{' (offline)' if planners == 'rules' else ''}")
     console.print(f"Policy:          {policy}")
+    console.print(f"Mail:            {mail}")
     console.print(f"Logs:            {settings.data_dir / 'logs'}")
     console.print("[bold green]Countersign is ready.[/] Ctrl-C stops it.")
 
@@ -219,6 +246,7 @@ def run_stack(settings: Settings) -> int:
     signal.signal(signal.SIGTERM, request_stop)
     signal.signal(signal.SIGINT, request_stop)
     children: list[subprocess.Popen[bytes]] = []
+    sink: MailSink | None = None
     logs = settings.data_dir / "logs"
     try:
         planners = _planner_chain(settings)
@@ -228,11 +256,12 @@ def run_stack(settings: Settings) -> int:
             children.append(server)
         asyncio.run(_wait_for_temporal(settings, server))
         created = asyncio.run(_demo_principals(settings))
-        children.append(_spawn(_child_args("worker", settings), logs / "worker.log"))
+        sink, mail_env, mail = _mail(settings)
+        children.append(_spawn(_child_args("worker", settings), logs / "worker.log", mail_env))
         api = _spawn(_child_args("api", settings), logs / "api.log")
         children.append(api)
         _wait_for_api(settings, api)
-        _print_ready(settings, created, server is not None, planners, policy)
+        _print_ready(settings, created, server is not None, planners, policy, mail)
         console.print(f"ready in {time.monotonic() - started:.1f}s")
         while not stopping:
             for child in children:
@@ -246,3 +275,5 @@ def run_stack(settings: Settings) -> int:
         return 1
     finally:
         _stop(children)
+        if sink is not None:
+            sink.stop()

@@ -78,10 +78,11 @@ def build_worker(
     smtp: SmtpConfig | None = None,
     email_from: str = SENDER,
     audit_url: str | None = None,
+    email_allowed_domains: Sequence[str] = (),
 ) -> WorkerGroup:
     registry = registry or build_registry()
     planning = PlanningActivities(planner, registry, attempts_per_planner=attempts_per_planner)
-    validation = ValidationActivities(registry)
+    validation = ValidationActivities(registry, email_allowed_domains)
     execution = ExecutionActivities(registry, data_dir, smtp, email_from)
     # Every notification is kept in the data dir's outbox and emailed to recipients with an address.
     email = EmailChannel(registry, data_dir, smtp, email_from)
@@ -120,6 +121,9 @@ async def run_worker(settings: Settings, stop: asyncio.Event | None = None) -> N
         attempts_per_planner=settings.llm_attempts_per_provider,
         llm_rate_limit=settings.llm_rate_limit,
         audit_url=settings.audit_url,
+        smtp=settings.smtp_config(),
+        email_from=settings.email_from,
+        email_allowed_domains=settings.email_allowed_domains,
     )
     async with worker:
         await (stop or asyncio.Event()).wait()

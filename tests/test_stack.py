@@ -14,6 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from countersign.mail_sink import deliveries
 from countersign.stack import temporal_binary
 
 KEY_LINE = re.compile(r"^\s+(demo-[a-z0-9-]+)\s+\S+\s+(cs_\S+)\s*$")
@@ -29,6 +30,7 @@ class Stack:
     def __init__(self, data_dir: Path) -> None:
         self.data_dir = data_dir
         self.api_port, self.temporal_port, self.ui_port = free_port(), free_port(), free_port()
+        self.smtp_port = free_port()
         self.process: subprocess.Popen[str] | None = None
         self.output: list[str] = []
 
@@ -40,7 +42,7 @@ class Stack:
         args = [sys.executable, "-m", "countersign", "up", "--data-dir", str(self.data_dir)]
         args += ["--api-port", str(self.api_port), "--temporal-port", str(self.temporal_port)]
         args += ["--ui-port", str(self.ui_port)]
-        env = {**os.environ, "COLUMNS": "200"}
+        env = {**os.environ, "COLUMNS": "200", "COUNTERSIGN_SMTP_SINK_PORT": str(self.smtp_port)}
         self.process = subprocess.Popen(
             args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env
         )
@@ -130,6 +132,10 @@ def test_up_survives_a_restart_with_a_request_waiting(stack: Stack) -> None:
             break
         time.sleep(0.2)
     assert sum("To: sales@abclogistics.com" in m for m in messages) == 1
+    # ... and each went over SMTP to the stack's own sink, once.
+    received = deliveries(stack.data_dir)
+    assert sum(d["to"] == ["sales@abclogistics.com"] for d in received) == 1
+    assert len({d["message_id"] for d in received}) == len(received)
     assert sum("To: demo-manager@example.com" in m for m in messages) == 1
     assert sum("To: demo-requester@example.com" in m for m in messages) == 1
 

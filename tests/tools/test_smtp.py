@@ -7,9 +7,13 @@ from pathlib import Path
 import pytest
 from aiosmtpd.smtp import AuthResult, LoginPassword
 
+from activities.validation import ValidationActivities
 from countersign.mail_sink import MailSink, deliveries
+from countersign.settings import Settings
+from models.enums import RequestType
+from models.proposal import Plan, RequestFields, ValidateInput
 from tools.args import SendEmailArgs
-from tools.builtin import send_email
+from tools.builtin import build_registry, send_email
 from tools.effects import list_outbox
 from tools.registry import ToolContext
 from tools.smtp import SmtpConfig, SmtpRefused
@@ -91,3 +95,41 @@ async def test_concurrent_sends_of_one_key_store_one_intent(tmp_path: Path, sink
     runs = await asyncio.gather(*(send_email(ARGS, context(tmp_path, sink.port)) for _ in range(3)))
     assert len(list_outbox(tmp_path / "data")) == 1
     assert {r.result.message_id for r in runs} == {runs[0].result.message_id}
+
+
+async def test_recipients_outside_the_allowed_domains_are_findings() -> None:
+    plan = Plan(
+        request_type=RequestType.GENERAL,
+        fields=RequestFields(),
+        summary="Follow up",
+        tool="send_email",
+        args={"to": "pat@example.com", "subject": "Hi", "body": "Hello", "cc": ["x@elsewhere.org"]},
+        confidence=0.9,
+        rationale="asked for",
+    )
+    open_ = await ValidationActivities(build_registry()).validate(
+        ValidateInput(plan=plan, confidence_threshold=0.5)
+    )
+    assert open_.ok
+    allowed = ValidationActivities(build_registry(), ["Example.com"])
+    report = await allowed.validate(ValidateInput(plan=plan, confidence_threshold=0.5))
+    assert not report.ok
+    assert [(f.code, f.field) for f in report.findings] == [("recipient_not_allowed", "cc")]
+    assert "x@elsewhere.org" in report.findings[0].message
+
+
+def test_settings_read_allowed_domains_and_build_the_smtp_config(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("COUNTERSIGN_EMAIL_ALLOWED_DOMAINS", " example.com, @Partner.example ")
+    monkeypatch.setenv("COUNTERSIGN_SMTP_HOST", "smtp.example.com")
+    monkeypatch.setenv("COUNTERSIGN_SMTP_PASSWORD", "s3cret")
+    settings = Settings(_env_file=None)  # type: ignore[call-arg]
+    assert settings.email_allowed_domains == ["example.com", "partner.example"]
+    config = settings.smtp_config()
+    assert config is not None and (config.host, config.port, config.starttls) == (
+        "smtp.example.com",
+        587,
+        False,
+    )
+    assert "s3cret" not in repr(settings) and "s3cret" not in repr(config)
+    monkeypatch.delenv("COUNTERSIGN_SMTP_HOST")
+    assert Settings(_env_file=None).smtp_config() is None  # type: ignore[call-arg]
