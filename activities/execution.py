@@ -8,9 +8,8 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from models.tools import ToolCall, ToolOutcome
-from tools.builtin import SENDER
+from tools.integrations import Integrations
 from tools.registry import ToolContext, ToolRegistry
-from tools.smtp import SmtpConfig
 
 
 class ExecutionActivities:
@@ -18,13 +17,11 @@ class ExecutionActivities:
         self,
         registry: ToolRegistry,
         data_dir: Path,
-        smtp: SmtpConfig | None = None,
-        email_from: str = SENDER,
+        integrations: Integrations | None = None,
     ) -> None:
         self._registry = registry
         self._data_dir = data_dir
-        self._smtp = smtp
-        self._email_from = email_from
+        self._integrations = integrations or Integrations()
 
     @activity.defn(name="execute")
     async def execute(self, call: ToolCall) -> ToolOutcome:
@@ -43,8 +40,7 @@ class ExecutionActivities:
         context = ToolContext(
             data_dir=self._data_dir,
             idempotency_key=call.idempotency_key,
-            smtp=self._smtp,
-            email_from=self._email_from,
+            integrations=self._integrations,
         )
         try:
             run = await tool.handler(args, context)

@@ -19,9 +19,8 @@ from countersign.principals import PrincipalStore
 from models.notifications import Notification, NotifyResult
 from models.principals import Recipient
 from tools.args import SendEmailArgs
-from tools.builtin import SENDER
+from tools.integrations import Integrations
 from tools.registry import ToolContext, ToolRegistry
-from tools.smtp import SmtpConfig
 
 
 class Channel(Protocol):
@@ -68,12 +67,11 @@ class EmailChannel:
     name = "email"
 
     def __init__(
-        self, registry: ToolRegistry, data_dir: Path, smtp: SmtpConfig | None = None, email_from: str = SENDER
+        self, registry: ToolRegistry, data_dir: Path, integrations: Integrations | None = None
     ) -> None:
         self._tool = registry.get("send_email")
         self._data_dir = data_dir
-        self._smtp = smtp
-        self._email_from = email_from
+        self._integrations = integrations or Integrations()
 
     async def deliver(self, note: Notification, recipients: list[Recipient]) -> int:
         sent = 0
@@ -86,8 +84,7 @@ class EmailChannel:
             context = ToolContext(
                 data_dir=self._data_dir,
                 idempotency_key=f"{note.key}:{recipient.id}",
-                smtp=self._smtp,
-                email_from=self._email_from,
+                integrations=self._integrations,
             )
             await self._tool.handler(args, context)
             sent += 1

@@ -5,7 +5,6 @@ sends the plan back to the planner and, if it stays wrong, to humans flagged for
 under the threshold does not block; it flags the proposal for triage.
 """
 
-from collections.abc import Iterable
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
@@ -13,6 +12,7 @@ from temporalio import activity
 
 from models.enums import RequestType
 from models.proposal import Finding, Plan, RequestFields, ValidateInput, ValidationReport
+from tools.integrations import Integrations
 from tools.registry import ToolRegistry, arg_findings
 
 
@@ -37,31 +37,10 @@ def _business_findings(plan: Plan, args: BaseModel) -> list[Finding]:
     return findings
 
 
-def _allow_list_findings(args: BaseModel, allowed: frozenset[str]) -> list[Finding]:
-    """Recipients outside the allowed email domains: a finding, so the action can never run."""
-    if not allowed:
-        return []
-    findings = []
-    for field in ("to", "cc"):
-        value = getattr(args, field, None)
-        addresses = value if isinstance(value, list) else [value] if value else []
-        for address in addresses:
-            domain = str(address).rpartition("@")[2].lower()
-            if domain not in allowed:
-                findings.append(
-                    Finding(
-                        code="recipient_not_allowed",
-                        message=f"{field}: {address} is outside the allowed email domains",
-                        field=field,
-                    )
-                )
-    return findings
-
-
 class ValidationActivities:
-    def __init__(self, registry: ToolRegistry, email_allowed_domains: Iterable[str] = ()) -> None:
+    def __init__(self, registry: ToolRegistry, integrations: Integrations | None = None) -> None:
         self._registry = registry
-        self._allowed_domains = frozenset(d.lower() for d in email_allowed_domains)
+        self._integrations = integrations or Integrations()
 
     @activity.defn(name="validate")
     async def validate(self, request: ValidateInput) -> ValidationReport:
@@ -88,8 +67,8 @@ class ValidationActivities:
             fields = _aligned_fields(plan.fields, args)
             plan = plan.model_copy(update={"fields": fields})
         findings += _business_findings(plan, args)
-        if plan.tool == "send_email":
-            findings += _allow_list_findings(args, self._allowed_domains)
+        if tool.check is not None:
+            findings += tool.check(args, self._integrations)
         blocking = bool(findings)
         if plan.confidence < request.confidence_threshold:
             findings.append(

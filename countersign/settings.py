@@ -7,6 +7,7 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from llm.spec import LLMOptions, parse_chain
+from tools.integrations import Integrations
 from tools.smtp import SmtpConfig
 
 # The approval workflow gives one planning attempt 5 minutes (workflows/approval.py, PLANNING_TIMEOUT);
@@ -160,6 +161,14 @@ class Settings(BaseSettings):
             password=self.smtp_password,
             starttls=self.smtp_starttls,
             timeout_seconds=self.smtp_timeout_seconds,
+        )
+
+    def integrations(self) -> Integrations:
+        """What tools are configured with: the worker hands it to validation and execution."""
+        return Integrations(
+            smtp=self.smtp_config(),
+            email_from=self.email_from,
+            email_allowed_domains=self.email_allowed_domains,
         )
 
     @property

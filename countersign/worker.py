@@ -25,9 +25,9 @@ from countersign.temporal import connect, ensure_search_attributes
 from llm.base import Planner
 from llm.factory import build_planner
 from llm.spec import default_chain, parse_chain
-from tools.builtin import SENDER, build_registry
+from tools.builtin import build_registry
+from tools.integrations import Integrations
 from tools.registry import ToolRegistry
-from tools.smtp import SmtpConfig
 from workflows.approval import ApprovalWorkflow
 
 log = logging.getLogger(__name__)
@@ -75,17 +75,15 @@ def build_worker(
     registry: ToolRegistry | None = None,
     attempts_per_planner: int = 3,
     llm_rate_limit: float | None = None,
-    smtp: SmtpConfig | None = None,
-    email_from: str = SENDER,
+    integrations: Integrations | None = None,
     audit_url: str | None = None,
-    email_allowed_domains: Sequence[str] = (),
 ) -> WorkerGroup:
     registry = registry or build_registry()
     planning = PlanningActivities(planner, registry, attempts_per_planner=attempts_per_planner)
-    validation = ValidationActivities(registry, email_allowed_domains)
-    execution = ExecutionActivities(registry, data_dir, smtp, email_from)
+    validation = ValidationActivities(registry, integrations)
+    execution = ExecutionActivities(registry, data_dir, integrations)
     # Every notification is kept in the data dir's outbox and emailed to recipients with an address.
-    email = EmailChannel(registry, data_dir, smtp, email_from)
+    email = EmailChannel(registry, data_dir, integrations)
     notify = NotifyActivities(data_dir, [OutboxChannel(data_dir), email])
     audit = AuditActivities(audit_url or f"sqlite:///{(data_dir / 'audit.db').as_posix()}")
     main = Worker(
@@ -121,9 +119,7 @@ async def run_worker(settings: Settings, stop: asyncio.Event | None = None) -> N
         attempts_per_planner=settings.llm_attempts_per_provider,
         llm_rate_limit=settings.llm_rate_limit,
         audit_url=settings.audit_url,
-        smtp=settings.smtp_config(),
-        email_from=settings.email_from,
-        email_allowed_domains=settings.email_allowed_domains,
+        integrations=settings.integrations(),
     )
     async with worker:
         await (stop or asyncio.Event()).wait()

@@ -20,6 +20,7 @@ from email.utils import format_datetime
 from pydantic import BaseModel
 
 from models.enums import Risk, SideEffect
+from models.proposal import Finding
 from tools.args import (
     CreatePurchaseOrderArgs,
     CreatePurchaseOrderResult,
@@ -47,12 +48,13 @@ from tools.effects import (
     was_sent,
     write_message,
 )
+from tools.integrations import DEFAULT_SENDER, Integrations
 from tools.registry import CATALOG, ToolContext, ToolRegistry, ToolRun, tool
 from tools.smtp import send_message
 
 __all__ = ["build_registry", "list_outbox", "list_records"]
 
-SENDER = "countersign@localhost"
+SENDER = DEFAULT_SENDER
 # Modules that declare tools with `@tool`; adding a tool is one module, listed here.
 TOOL_MODULES: tuple[str, ...] = ()
 # RFC 5322's hard line limit instead of the default 78, so the key and digest headers are never
@@ -77,6 +79,23 @@ def build_email(args: SendEmailArgs, key: str, sender: str = SENDER) -> EmailMes
     return message
 
 
+def recipients_allowed(args: SendEmailArgs, integrations: Integrations) -> list[Finding]:
+    """Recipients outside the allowed email domains: a finding, so the action can never run."""
+    allowed = {d.lower() for d in integrations.email_allowed_domains}
+    if not allowed:
+        return []
+    addressed = [("to", args.to), *(("cc", cc) for cc in args.cc)]
+    return [
+        Finding(
+            code="recipient_not_allowed",
+            message=f"{field}: {address} is outside the allowed email domains",
+            field=field,
+        )
+        for field, address in addressed
+        if str(address).rpartition("@")[2].lower() not in allowed
+    ]
+
+
 @tool(
     name="send_email",
     description="Send an email with a subject and plain-text body to one recipient, "
@@ -85,19 +104,21 @@ def build_email(args: SendEmailArgs, key: str, sender: str = SENDER) -> EmailMes
     result=SendEmailResult,
     side_effect=SideEffect.EXTERNAL,
     risk=Risk.MEDIUM,
+    check=recipients_allowed,
 )
 async def send_email(args: SendEmailArgs, ctx: ToolContext) -> ToolRun[SendEmailResult]:
     """Keep the message in the outbox (the intent, once per key), then hand it to the SMTP server
     unless the outbox says it was already accepted (the result)."""
-    message = build_email(args, ctx.idempotency_key, ctx.email_from)
+    message = build_email(args, ctx.idempotency_key, ctx.integrations.email_from)
     stored = await write_message(ctx.data_dir, ctx.idempotency_key, message)
     result = SendEmailResult(message_id=stored.message_id, outbox_path=str(stored.path))
-    if ctx.smtp is None:
+    smtp = ctx.integrations.smtp
+    if smtp is None:
         return ToolRun(result=result, replayed=stored.replayed)
     if await was_sent(stored.path):
         return ToolRun(result=result, replayed=True)
     # The stored bytes, not `message`: a retry sends exactly what the first attempt meant to send.
-    await send_message(ctx.smtp, await read_message(stored.path))
+    await send_message(smtp, await read_message(stored.path))
     await mark_sent(stored.path)
     return ToolRun(result=result, replayed=False)
 

@@ -7,7 +7,7 @@ with. The planner is shown `specs()`; validation parses args with `args_model`; 
 """
 
 from collections.abc import Awaitable, Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
@@ -16,7 +16,7 @@ from pydantic import BaseModel, ValidationError
 from models.enums import Risk, SideEffect
 from models.proposal import Finding
 from models.tools import ToolSpec
-from tools.smtp import SmtpConfig
+from tools.integrations import Integrations
 
 A = TypeVar("A", bound=BaseModel)
 R = TypeVar("R", bound=BaseModel)
@@ -26,9 +26,7 @@ R = TypeVar("R", bound=BaseModel)
 class ToolContext:
     data_dir: Path
     idempotency_key: str
-    # Where email goes: an SMTP server, or (None) only the outbox in the data dir.
-    smtp: SmtpConfig | None = None
-    email_from: str = "countersign@localhost"
+    integrations: Integrations = field(default_factory=Integrations)
 
 
 @dataclass(frozen=True)
@@ -49,6 +47,8 @@ class Tool(Generic[A, R]):
     handler: Callable[[A, ToolContext], Awaitable[ToolRun[R]]]
     risk: Risk = Risk.MEDIUM
     idempotent: bool = True
+    # Deterministic checks against the configuration (allow-lists): findings block the proposal.
+    check: Callable[[A, Integrations], list[Finding]] | None = None
 
     def spec(self) -> ToolSpec:
         return ToolSpec(
@@ -105,6 +105,7 @@ def tool(
     side_effect: SideEffect,
     risk: Risk,
     idempotent: bool = True,
+    check: Callable[[A, Integrations], list[Finding]] | None = None,
     catalog: ToolCatalog | None = None,
 ) -> Callable[[Handler[A, R]], Handler[A, R]]:
     """Declare the decorated handler as a tool; the handler itself is returned unchanged."""
@@ -120,6 +121,7 @@ def tool(
                 handler=handler,
                 risk=risk,
                 idempotent=idempotent,
+                check=check,
             )
         )
         return handler

@@ -15,6 +15,7 @@ from models.proposal import Plan, RequestFields, ValidateInput
 from tools.args import SendEmailArgs
 from tools.builtin import build_registry, send_email
 from tools.effects import list_outbox
+from tools.integrations import Integrations
 from tools.registry import ToolContext
 from tools.smtp import SmtpConfig, SmtpRefused
 
@@ -30,9 +31,8 @@ def sink(tmp_path: Path) -> Iterator[MailSink]:
 
 def context(tmp_path: Path, port: int, key: str = KEY, **smtp: object) -> ToolContext:
     config = SmtpConfig(host="127.0.0.1", port=port, **smtp)  # type: ignore[arg-type]
-    return ToolContext(
-        data_dir=tmp_path / "data", idempotency_key=key, smtp=config, email_from="countersign@corp.example"
-    )
+    integrations = Integrations(smtp=config, email_from="countersign@corp.example")
+    return ToolContext(data_dir=tmp_path / "data", idempotency_key=key, integrations=integrations)
 
 
 async def test_the_message_reaches_the_server_once_per_key(tmp_path: Path, sink: MailSink) -> None:
@@ -111,7 +111,7 @@ async def test_recipients_outside_the_allowed_domains_are_findings() -> None:
         ValidateInput(plan=plan, confidence_threshold=0.5)
     )
     assert open_.ok
-    allowed = ValidationActivities(build_registry(), ["Example.com"])
+    allowed = ValidationActivities(build_registry(), Integrations(email_allowed_domains=["Example.com"]))
     report = await allowed.validate(ValidateInput(plan=plan, confidence_threshold=0.5))
     assert not report.ok
     assert [(f.code, f.field) for f in report.findings] == [("recipient_not_allowed", "cc")]
