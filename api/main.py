@@ -47,6 +47,7 @@ def create_app(settings: Settings, client: Client | None = None) -> FastAPI:
     app.include_router(health.router)
     app.include_router(workflows.router)
     app.include_router(approvals.router)
+    app.include_router(approvals.dead_letters_router)
     app.include_router(principals.router)
     app.include_router(tools.router)
     app.include_router(audit.router)

@@ -37,6 +37,8 @@ from models.decisions import (
     ReassignInput,
     ReassignRequest,
     Refusal,
+    RetryInput,
+    RetryRequest,
 )
 from models.enums import Decision, RequestType, Role, WorkflowState
 from models.policy import ApprovalPolicy
@@ -248,6 +250,19 @@ class ApprovalService:
             what="reassignment",
         )
 
+    async def retry(self, principal: Principal, workflow_id: str, body: RetryRequest) -> WorkflowView:
+        request = RetryInput(admin=principal, reason=body.reason)
+        return await self._update(
+            principal,
+            workflow_id,
+            lambda h: h.execute_update(ApprovalWorkflow.retry, request),
+            what="retry",
+        )
+
+    async def dead_letters(self, principal: Principal, limit: int = 100) -> list[WorkflowSummary]:
+        """Failed workflows still open for a retry, in the caller's tenant."""
+        return await list_dead_letters(self._client, principal.tenant, limit)
+
     async def batch(self, principal: Principal, body: BatchRequest) -> BatchResponse:
         """One decision on many proposals, concurrently; each item succeeds or is refused on its own."""
         acting_for = await self._acting_for(principal)
@@ -348,6 +363,21 @@ class ApprovalService:
         async for execution in self._client.list_workflows(query, limit=limit):
             rows.append(await _summary(execution))
         return rows
+
+
+async def list_dead_letters(client: Client, tenant: str | None, limit: int = 100) -> list[WorkflowSummary]:
+    """Failed workflows still open for a retry (of one tenant, or of all for operators' tools)."""
+    clauses = [
+        f"WorkflowType = '{ApprovalWorkflow.__name__}'",
+        f"{sa.STATE.name} = '{WorkflowState.FAILED.value}'",
+        "ExecutionStatus = 'Running'",
+    ]
+    if tenant is not None:
+        clauses.append(f"{sa.TENANT.name} = '{tenant}'")
+    return [
+        await _summary(execution)
+        async for execution in client.list_workflows(" AND ".join(clauses), limit=limit)
+    ]
 
 
 def _quoted(values: Sequence[str]) -> str:

@@ -22,6 +22,8 @@ principal_app = typer.Typer(help="Manage principals (reviewers and requesters) a
 app.add_typer(principal_app, name="principal")
 audit_app = typer.Typer(help="Check and export the SQL audit log (COUNTERSIGN_AUDIT_DATABASE_URL).")
 app.add_typer(audit_app, name="audit")
+dlq_app = typer.Typer(help="Dead letters: failed workflows an ADMIN may retry (POST /workflows/{id}/retry).")
+app.add_typer(dlq_app, name="dlq")
 # soft_wrap: an error message is one line, whatever the terminal width, so scripts can grep it.
 err = Console(stderr=True, soft_wrap=True)
 
@@ -346,3 +348,30 @@ def audit_export(
     except (OSError, ValueError, SQLAlchemyError) as error:
         raise _audit_failure(url, error) from None
     err.print(f"exported {count} audit events" + (f" to {out}" if out else ""), markup=False)
+
+
+@dlq_app.command("list")
+def dlq_list(
+    data_dir: DataDir = None,
+    temporal_address: TemporalAddress = None,
+    tenant: Annotated[str | None, typer.Option("--tenant", help="Only this tenant's")] = None,
+) -> None:
+    """List failed workflows still open for a retry, with why they failed."""
+    import asyncio
+
+    from rich.table import Table
+
+    from countersign.approvals import list_dead_letters
+    from countersign.temporal import connect
+
+    settings = _settings(data_dir=data_dir, temporal_address=temporal_address)
+
+    async def rows() -> list[tuple[str, str, str, str]]:
+        client = await connect(settings.resolved_temporal_address, settings.namespace)
+        found = await list_dead_letters(client, tenant, limit=1000)
+        return [(r.workflow_id, r.tenant or "", str(r.started_at or ""), (r.text or "")[:60]) for r in found]
+
+    table = Table("workflow", "tenant", "started", "request")
+    for row in asyncio.run(rows()):
+        table.add_row(*row)
+    Console(soft_wrap=True).print(table)

@@ -209,3 +209,16 @@ class Refusal(StrEnum):
     NOT_ALLOWED = "NotAllowed"
     TOO_LATE = "TooLate"
     BAD_REQUEST = "BadRequest"
+
+
+class RetryRequest(BaseModel):
+    """`POST /workflows/{id}/retry`: an ADMIN retries a dead letter, saying why."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    reason: str = Field(min_length=1, max_length=2000)
+
+
+class RetryInput(BaseModel):
+    admin: Principal
+    reason: str

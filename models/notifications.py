@@ -13,6 +13,7 @@ class NotificationKind(StrEnum):
     ESCALATION = "escalation"  # the SLA passed: the escalation role may decide too
     REASSIGNED = "reassigned"  # an ADMIN handed the step to someone else
     OUTCOME = "outcome"  # the workflow ended (executed, rejected, expired, cancelled, failed)
+    DEAD_LETTER = "dead_letter"  # the action or the planning failed for good: an ADMIN may retry
 
 
 class Notification(BaseModel):

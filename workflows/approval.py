@@ -37,6 +37,7 @@ with workflow.unsafe.imports_passed_through():
         EditInput,
         ReassignInput,
         Refusal,
+        RetryInput,
         StepStatus,
     )
     from models.enums import ActorKind, Decision, Role, WorkflowState
@@ -76,6 +77,9 @@ SETTLE_TIMEOUT = timedelta(seconds=30)
 # edit/withdraw/reassign; their steps carry no reminder or deadline, so the same loop replays them.
 ENTERPRISE_PATCH = "enterprise-approvals"
 NOTIFY_RETRY = RetryPolicy(maximum_attempts=5, initial_interval=timedelta(seconds=2))
+# Workflows started after this patch stay open when they fail, as dead letters an ADMIN may retry.
+DLQ_PATCH = "dead-letter-retry"
+DEAD_LETTER_RETENTION = timedelta(days=30)
 # Workflows started after this patch copy every audit event into the SQL audit log as it happens.
 AUDIT_PATCH = "sql-audit-log"
 # The audit log must not lose an event: retried until the database answers, backing off to 5 minutes.
@@ -124,6 +128,8 @@ class ApprovalWorkflow:
         self._editing = False
         self._withdrawal: CancelInput | None = None
         self._notifications = 0
+        self._dlq = False
+        self._retry: RetryInput | None = None
         # How many of `_audit` the SQL audit log has acknowledged (all of them, before this patch).
         self._persisted = 0
         self._sql_audit = False
@@ -151,24 +157,31 @@ class ApprovalWorkflow:
     async def _lifecycle(self, input: ApprovalInput) -> WorkflowView:
         self._v2 = workflow.patched(ENTERPRISE_PATCH)
         self._sql_audit = workflow.patched(AUDIT_PATCH)
+        self._dlq = workflow.patched(DLQ_PATCH)
         if self._sql_audit:
             # Runs beside the lifecycle; `_finish` waits until it has written every event.
             self._audit_writer = asyncio.ensure_future(self._write_audit())
         requester = input.requester
         self._record("received", requester.name, ActorKind.HUMAN, detail=input.request.text[:500])
         self._publish()
-        planning = asyncio.ensure_future(self._plan_and_validate())
-        # The requester may withdraw while the planner is still thinking.
-        await workflow.wait_condition(lambda: planning.done() or self._withdrawal is not None)
-        if not planning.done():
-            planning.cancel()
-            with contextlib.suppress(asyncio.CancelledError, ActivityError):
-                await planning
-            return await self._finish_withdrawn()
-        try:
-            plan, report = planning.result()
-        except ActivityError as error:
-            return await self._finish_failed("planning failed", error)
+        while True:
+            planning = asyncio.ensure_future(self._plan_and_validate())
+            # The requester may withdraw while the planner is still thinking.
+            await workflow.wait_condition(
+                lambda task=planning: task.done() or self._withdrawal is not None  # type: ignore[misc]
+            )
+            if not planning.done():
+                planning.cancel()
+                with contextlib.suppress(asyncio.CancelledError, ActivityError):
+                    await planning
+                return await self._finish_withdrawn()
+            try:
+                plan, report = planning.result()
+                break
+            except ActivityError as error:
+                # A retried dead letter plans again, from the request.
+                if not await self._dead_letter("planning failed", error, WorkflowState.RECEIVED):
+                    return await self._finish()
         if self._withdrawal is not None:
             return await self._finish_withdrawn()
 
@@ -205,20 +218,25 @@ class ApprovalWorkflow:
         self._step = None
         self._move(WorkflowState.APPROVED)
         self._record("approved", "chain", ActorKind.SYSTEM, detail="every approval step passed")
-        try:
-            self._result = await workflow.execute_activity_method(
-                ExecutionActivities.execute,
-                ToolCall(
-                    tool=proposal.tool,
-                    args=report.normalized_args or proposal.args,
-                    idempotency_key=f"{workflow.info().workflow_id}:v{proposal.version}",
-                ),
-                start_to_close_timeout=timedelta(minutes=2),
-                retry_policy=EXECUTE_RETRY,
-                summary=f"execute {proposal.tool}",
-            )
-        except ActivityError as error:
-            return await self._finish_failed(f"{proposal.tool} failed", error)
+        while True:
+            try:
+                self._result = await workflow.execute_activity_method(
+                    ExecutionActivities.execute,
+                    ToolCall(
+                        tool=proposal.tool,
+                        args=report.normalized_args or proposal.args,
+                        # The same key on a retried dead letter: what was done is not done again.
+                        idempotency_key=f"{workflow.info().workflow_id}:v{proposal.version}",
+                    ),
+                    start_to_close_timeout=timedelta(minutes=2),
+                    retry_policy=EXECUTE_RETRY,
+                    summary=f"execute {proposal.tool}",
+                )
+                break
+            except ActivityError as error:
+                # A retried dead letter runs the approved action again: no second approval.
+                if not await self._dead_letter(f"{proposal.tool} failed", error, WorkflowState.APPROVED):
+                    return await self._finish()
         self._move(WorkflowState.ACTION_EXECUTED)
         self._record(
             "action_executed",
@@ -489,13 +507,44 @@ class ApprovalWorkflow:
         what = plan.summary if plan is not None else self._input.request.text
         return what.replace("\r", " ").replace("\n", " ")[:150]
 
-    async def _finish_failed(self, what: str, error: ActivityError) -> WorkflowView:
+    async def _dead_letter(self, what: str, error: ActivityError, retry_from: WorkflowState) -> bool:
+        """FAILED, kept open as a dead letter: True when an ADMIN retries it (from `retry_from`),
+        False when the retention passes (or before dead letters existed) and the workflow should end."""
         cause = error.cause
         message = cause.message if isinstance(cause, ApplicationError) else str(cause or error)
         self._error = f"{what}: {message}"
         self._move(WorkflowState.FAILED)
         self._record("failed", "system", ActorKind.SYSTEM, detail=self._error[:500])
-        return await self._finish()
+        if not self._dlq:
+            return False
+        self._step = None
+        self._publish()
+        await self._notify(
+            NotificationKind.DEAD_LETTER,
+            f"Failed: {self._subject()}",
+            f"{self._error}. An ADMIN may retry it within {DEAD_LETTER_RETENTION.days} days.",
+            roles=[Role.ADMIN],
+        )
+        try:
+            await workflow.wait_condition(
+                lambda: self._retry is not None,
+                timeout=DEAD_LETTER_RETENTION,
+                timeout_summary="dead letter: an ADMIN may retry",
+            )
+        except TimeoutError:
+            return False
+        retry, self._retry = self._retry, None
+        assert retry is not None
+        self._error = None
+        self._move(retry_from, back=True)
+        self._record(
+            "retried",
+            retry.admin.name,
+            ActorKind.HUMAN,
+            role=Role.ADMIN,
+            detail=f"after {what}: {retry.reason}"[:500],
+        )
+        return True
 
     def _withdraw_now(self) -> None:
         withdrawal = self._withdrawal
@@ -875,6 +924,37 @@ class ApprovalWorkflow:
     def _validate_reassign(self, request: ReassignInput) -> None:
         self._check_reassign(request)
 
+    # ---- dead letters ------------------------------------------------------------------------
+
+    def _check_retry(self, request: RetryInput) -> None:
+        admin = request.admin
+        if admin.tenant != self._input.requester.tenant:
+            raise ApplicationError("another tenant", type=Refusal.WRONG_TENANT, non_retryable=True)
+        if Role.ADMIN not in admin.roles:
+            raise ApplicationError("only an ADMIN may retry", type=Refusal.ROLE_MISSING, non_retryable=True)
+        if not self._dlq or self._state != WorkflowState.FAILED or self._retry is not None:
+            raise ApplicationError(
+                "only a failed workflow (a dead letter) can be retried",
+                type=Refusal.NOT_WAITING,
+                non_retryable=True,
+            )
+        if not request.reason.strip():
+            raise ApplicationError("a retry needs a reason", type=Refusal.REASON_REQUIRED, non_retryable=True)
+
+    @workflow.update
+    async def retry(self, request: RetryInput) -> WorkflowView:
+        self._check_retry(request)
+        self._retry = request
+        with contextlib.suppress(TimeoutError):
+            await workflow.wait_condition(
+                lambda: self._state != WorkflowState.FAILED or self._retry is None, timeout=SETTLE_TIMEOUT
+            )
+        return self.view()
+
+    @retry.validator
+    def _validate_retry(self, request: RetryInput) -> None:
+        self._check_retry(request)
+
     @workflow.query
     def view(self) -> WorkflowView:
         return WorkflowView(
@@ -896,8 +976,9 @@ class ApprovalWorkflow:
 
     # ---- bookkeeping: audit trail, search attributes, Web UI details -----------------------
 
-    def _move(self, state: WorkflowState) -> None:
-        if _rank(state) < _rank(self._state):
+    def _move(self, state: WorkflowState, *, back: bool = False) -> None:
+        """Forward only; `back` is the one exception, an ADMIN's retry of a dead letter."""
+        if not back and _rank(state) < _rank(self._state):
             raise ApplicationError(f"illegal transition {self._state} -> {state}", non_retryable=True)
         self._state = state
         self._publish()

@@ -21,3 +21,15 @@ async def inbox(
 @router.post("/batch", summary="One decision on up to 100 proposals, each named with its version")
 async def batch(body: BatchRequest, principal: PrincipalDep, service: ServiceDep) -> BatchResponse:
     return await service.batch(principal, body)
+
+
+dead_letters_router = APIRouter(tags=["workflows"])
+
+
+@dead_letters_router.get(
+    "/dead-letters", summary="Failed workflows an ADMIN may retry, in the caller's tenant"
+)
+async def dead_letters(
+    principal: PrincipalDep, service: ServiceDep, limit: Annotated[int, Query(ge=1, le=500)] = 100
+) -> WorkflowList:
+    return WorkflowList(items=await service.dead_letters(principal, limit=limit))

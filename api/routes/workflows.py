@@ -3,7 +3,7 @@ from typing import Annotated
 from fastapi import APIRouter, Header, Path, Query, status
 
 from api.deps import PrincipalDep, ServiceDep
-from models.decisions import ApproveRequest, CancelRequest, EditRequest, ReassignRequest
+from models.decisions import ApproveRequest, CancelRequest, EditRequest, ReassignRequest, RetryRequest
 from models.enums import RequestType, WorkflowState
 from models.requests import SubmitRequest, SubmitResponse
 from models.views import WorkflowList, WorkflowView
@@ -68,3 +68,10 @@ async def reassign(
     workflow_id: WorkflowId, body: ReassignRequest, principal: PrincipalDep, service: ServiceDep
 ) -> WorkflowView:
     return await service.reassign(principal, workflow_id, body)
+
+
+@router.post("/{workflow_id}/retry", summary="Retry a dead letter: the approved action, or planning (ADMIN)")
+async def retry(
+    workflow_id: WorkflowId, body: RetryRequest, principal: PrincipalDep, service: ServiceDep
+) -> WorkflowView:
+    return await service.retry(principal, workflow_id, body)

@@ -17,8 +17,9 @@ from llm.factory import build_planner
 from llm.prompt import PROMPT_VERSION
 from llm.rules import RulesPlanner
 from llm.spec import LLMOptions, parse_chain
-from models.decisions import CancelInput, DecideInput, Refusal
+from models.decisions import CancelInput, DecideInput, Refusal, RetryInput
 from models.enums import Decision, RequestType, Role, WorkflowState
+from models.principals import Principal
 from tests.fake_llm import (
     OPENAI_MODEL,
     FakeLLM,
@@ -32,6 +33,7 @@ from tests.helpers import MANAGER, REQUESTER, eventually, start, wait_for_state
 from tools.builtin import build_registry, list_outbox
 from workflows.approval import PLANNING_RETRY, ApprovalWorkflow
 
+ADMIN = Principal(id="p-adm", name="Ada Admin", roles=[Role.ADMIN])
 SECRET = "sk-test-WORKFLOWSECRET0123456789"
 FOLLOW_UP = "Follow up with ABC Logistics (sales@abclogistics.com) about pricing"
 REGISTRY = build_registry()
@@ -174,8 +176,8 @@ async def test_bad_key_fails_at_once_with_an_audit_entry_and_no_secret(
 ) -> None:
     fake_llm.script(openai_error(401, f"Incorrect API key provided: {SECRET}"))
     handle = await start(client, task_queue, FOLLOW_UP)
-    view = await handle.result()
-    assert view.state == WorkflowState.FAILED
+    # Failed, and kept open as a dead letter an ADMIN may retry.
+    view = await wait_for_state(handle, WorkflowState.FAILED)
     assert len(fake_llm.requests) == 1, "a 401 is not retried"
     assert view.error is not None and "HTTP 401" in view.error and "openai:gpt-4.1-mini" in view.error
     assert [e.event for e in view.audit] == ["received", "failed"]
@@ -294,3 +296,28 @@ async def test_the_requester_may_withdraw_while_the_model_is_still_planning(
 
 async def _requests(fake_llm: FakeLLM) -> int:
     return len(fake_llm.requests)
+
+
+@pytest.mark.usefixtures("llm_worker")
+async def test_a_dead_letter_that_failed_planning_plans_again_when_an_admin_retries(
+    client: Client, task_queue: str, fake_llm: FakeLLM
+) -> None:
+    fake_llm.script(openai_error(401, "key revoked"), openai_answer(follow_up_plan()))
+    handle = await start(client, task_queue, FOLLOW_UP)
+    await wait_for_state(handle, WorkflowState.FAILED)
+    not_admin = RetryInput(admin=MANAGER, reason="key rotated")
+    with pytest.raises(WorkflowUpdateFailedError):
+        await handle.execute_update(ApprovalWorkflow.retry, not_admin)
+    view = await handle.execute_update(ApprovalWorkflow.retry, RetryInput(admin=ADMIN, reason="key rotated"))
+    assert view.state != WorkflowState.FAILED and view.error is None
+    view = await wait_for_state(handle, WorkflowState.WAITING_FOR_APPROVAL)
+    events = [e.event for e in view.audit]
+    assert events[:3] == ["received", "failed", "retried"] and "ai_analyzed" in events
+    retried = view.audit[2]
+    assert (retried.actor, retried.role, retried.detail) == (
+        ADMIN.name,
+        Role.ADMIN,
+        "after planning failed: key rotated",
+    )
+    assert len(fake_llm.requests) == 2
+    await handle.cancel()

@@ -29,6 +29,12 @@ def test_histories_are_committed() -> None:
         "approval_model_triage_rejected_v3",
         "approval_edited_withdrawn_v3",
         "approval_escalated_by_deadline_v3",
+        # The SQL audit log, before dead letters (no `dead-letter-retry`).
+        "approval_executed_v4",
+        "approval_rejected_by_signal_v4",
+        "approval_model_triage_rejected_v4",
+        "approval_edited_withdrawn_v4",
+        "approval_escalated_by_deadline_v4",
         # Current code: the rules planner, a model planner that repairs and ends in triage, approve
         # with changes then withdrawal, and reminder/escalation/deadline hand-over with a delegate.
         "approval_executed",

@@ -10,19 +10,23 @@ from typing import Any
 import pytest
 from temporalio.client import WorkflowHandle, WorkflowUpdateFailedError
 from temporalio.exceptions import ApplicationError
+from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 
 from activities.notify import list_notifications
+from countersign.mail_sink import MailSink, deliveries
 from countersign.principals import PrincipalStore
 from countersign.worker import WorkerGroup, build_worker
 from llm.rules import RulesPlanner
-from models.decisions import DecideInput, Refusal
+from models.decisions import DecideInput, Refusal, RetryInput
 from models.enums import Decision, Role, WorkflowState
 from models.policy import ApprovalPolicy
 from models.principals import Principal
 from models.views import WorkflowView
 from tests.helpers import MANAGER, start
 from tools.builtin import list_outbox
+from tools.integrations import Integrations
+from tools.smtp import SmtpConfig
 from workflows.approval import ApprovalWorkflow
 
 FOLLOW_UP = "Follow up with ABC Logistics (sales@abclogistics.com) about pricing"
@@ -204,6 +208,40 @@ async def test_a_tool_that_keeps_failing_ends_failed_with_an_audit_entry(
     assert view.result is None
     assert view.error is not None and view.error.startswith("send_email failed")
     events = [e.event for e in view.audit]
-    # Notifications cannot be written either: each failure is audited, and none stops the workflow.
-    assert events[-3:] == ["approved", "failed", "notify_failed"]
-    assert events.count("notify_failed") == 2 and "decision_approved" in events
+    # Notifications cannot be written either: each failure is audited, and none stops the workflow,
+    # which stays a dead letter for 30 days (skipped here) before it closes.
+    assert events[-4:] == ["approved", "failed", "notify_failed", "notify_failed"]
+    assert events.count("notify_failed") == 3 and "decision_approved" in events
+
+
+async def test_smtp_down_fails_then_an_admin_retry_delivers_once(
+    time_env: WorkflowEnvironment, task_queue: str, tmp_path: Path
+) -> None:
+    with MailSink(tmp_path / "sink") as sink:
+        port = sink.port
+    smtp = Integrations(smtp=SmtpConfig(host="127.0.0.1", port=port, timeout_seconds=2))
+    worker = build_worker(
+        time_env.client, task_queue=task_queue, data_dir=tmp_path, planner=RulesPlanner(), integrations=smtp
+    )
+    async with worker:
+        handle = await start(time_env.client, task_queue, FOLLOW_UP)
+        await _wait_waiting(handle)
+        await handle.signal(ApprovalWorkflow.decision, approve(MANAGER))
+        # Nothing listens: every attempt fails (the minutes of backoff are skipped), and the workflow is
+        # a dead letter.
+        await time_env.sleep(timedelta(minutes=30))
+        view = await handle.query(ApprovalWorkflow.view)
+        assert view.state == WorkflowState.FAILED and view.error and "send_email failed" in view.error
+        with MailSink(tmp_path / "sink", port=port):
+            retry = RetryInput(admin=ADMIN, reason="SMTP back")
+            retried = await handle.execute_update(ApprovalWorkflow.retry, retry)
+            # Straight back to APPROVED: the action runs again under its key, with no second approval.
+            assert retried.state in (WorkflowState.APPROVED, WorkflowState.ACTION_EXECUTED)
+            final = await handle.result()
+            # No longer a dead letter: a second retry is refused (the workflow has finished).
+            with pytest.raises((WorkflowUpdateFailedError, RPCError)):
+                await handle.execute_update(ApprovalWorkflow.retry, RetryInput(admin=ADMIN, reason="again"))
+    assert final.state == WorkflowState.ACTION_EXECUTED
+    assert [d["to"] for d in deliveries(tmp_path / "sink")] == [["sales@abclogistics.com"]]
+    events = [e.event for e in final.audit]
+    assert events[-3:] == ["failed", "retried", "action_executed"]
