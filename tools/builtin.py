@@ -56,7 +56,7 @@ __all__ = ["build_registry", "list_outbox", "list_records"]
 
 SENDER = DEFAULT_SENDER
 # Modules that declare tools with `@tool`; adding a tool is one module, listed here.
-TOOL_MODULES: tuple[str, ...] = ()
+TOOL_MODULES: tuple[str, ...] = ("tools.web",)
 # RFC 5322's hard line limit instead of the default 78, so the key and digest headers are never
 # folded or encoded-word wrapped: they must read back byte-for-byte on a replay.
 _POLICY = policy.default.clone(max_line_length=998)

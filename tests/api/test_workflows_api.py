@@ -249,7 +249,10 @@ async def test_tools_are_listed_with_their_contracts(api: Api) -> None:
     assert sorted(tools) == [
         "create_purchase_order",
         "create_task",
+        "create_ticket",
+        "http_request",
         "open_support_ticket",
+        "post_webhook",
         "record_leave",
         "send_email",
     ]

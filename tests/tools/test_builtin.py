@@ -326,7 +326,7 @@ async def test_read_helpers_on_an_empty_data_dir(tmp_path: Path) -> None:
 # --- registry -----------------------------------------------------------------------------------
 
 
-def test_registry_holds_the_five_tools_with_their_side_effects() -> None:
+def test_registry_holds_the_tools_with_their_side_effects() -> None:
     registry = build_registry()
 
     assert {name: registry.get(name).side_effect for name in registry.names()} == {
@@ -335,13 +335,17 @@ def test_registry_holds_the_five_tools_with_their_side_effects() -> None:
         "create_purchase_order": SideEffect.EXTERNAL,
         "record_leave": SideEffect.INTERNAL,
         "open_support_ticket": SideEffect.INTERNAL,
+        # tools.web
+        "post_webhook": SideEffect.EXTERNAL,
+        "create_ticket": SideEffect.EXTERNAL,
+        "http_request": SideEffect.EXTERNAL,
     }
 
 
 def test_registry_specs_carry_json_schemas_and_one_sentence_descriptions() -> None:
     specs = build_registry().specs()
 
-    assert len(specs) == 5
+    assert len(specs) == 8
     for spec in specs:
         assert spec.args_schema["type"] == "object"
         assert spec.args_schema["properties"]
