@@ -162,7 +162,7 @@ class ApprovalWorkflow:
             # Runs beside the lifecycle; `_finish` waits until it has written every event.
             self._audit_writer = asyncio.ensure_future(self._write_audit())
         requester = input.requester
-        self._record("received", requester.name, ActorKind.HUMAN, detail=input.request.text[:500])
+        self._record("received", requester, ActorKind.HUMAN, detail=input.request.text[:500])
         self._publish()
         while True:
             planning = asyncio.ensure_future(self._plan_and_validate())
@@ -539,7 +539,7 @@ class ApprovalWorkflow:
         self._move(retry_from, back=True)
         self._record(
             "retried",
-            retry.admin.name,
+            retry.admin,
             ActorKind.HUMAN,
             role=Role.ADMIN,
             detail=f"after {what}: {retry.reason}"[:500],
@@ -554,7 +554,7 @@ class ApprovalWorkflow:
         self._move(WorkflowState.CANCELLED)
         self._record(
             "cancelled",
-            withdrawal.principal.name,
+            withdrawal.principal,
             ActorKind.HUMAN,
             detail=f"withdrawn: {withdrawal.reason}"[:500],
         )
@@ -656,7 +656,7 @@ class ApprovalWorkflow:
             detail = f"on behalf of {delegator.name} (delegation)" + (f": {detail}" if detail else "")
         self._record(
             f"decision_{decision.decision}",
-            decision.reviewer.name,
+            decision.reviewer,
             ActorKind.HUMAN,
             role=role,
             detail=detail,
@@ -699,7 +699,7 @@ class ApprovalWorkflow:
             code, message = checked
             self._record(
                 "decision_refused",
-                decision.reviewer.name,
+                decision.reviewer,
                 ActorKind.HUMAN,
                 detail=f"{code}: {message}",
             )
@@ -772,7 +772,7 @@ class ApprovalWorkflow:
         role = _acting_role(authority.principal, step)
         if not report.ok:
             findings = "; ".join(f.message for f in report.findings)
-            self._record("edit_refused", request.reviewer.name, ActorKind.HUMAN, role=role, detail=findings)
+            self._record("edit_refused", request.reviewer, ActorKind.HUMAN, role=role, detail=findings)
             raise ApplicationError(
                 f"the edited args do not validate: {findings}",
                 [f.model_dump() for f in report.findings],
@@ -794,7 +794,7 @@ class ApprovalWorkflow:
         self._validation = report
         self._record(
             "edited",
-            request.reviewer.name,
+            request.reviewer,
             ActorKind.HUMAN,
             role=role,
             detail=f"v{base.version} → v{version}: changed {', '.join(changed)}"
@@ -905,7 +905,7 @@ class ApprovalWorkflow:
         step.handed_over = False
         self._record(
             "reassigned",
-            request.admin.name,
+            request.admin,
             ActorKind.HUMAN,
             role=Role.ADMIN,
             detail=f"{before} → {after}: {request.reason}"[:500],
@@ -986,13 +986,17 @@ class ApprovalWorkflow:
     def _record(
         self,
         event: str,
-        actor: str,
+        actor: str | Principal,
         kind: ActorKind,
         *,
         role: Role | None = None,
         detail: str = "",
         data: dict[str, str | int | float | None] | None = None,
     ) -> None:
+        """Append one audit event; a Principal actor is recorded by name, with its id in `data`."""
+        if isinstance(actor, Principal):
+            data = {"principal_id": actor.id, **(data or {})}
+            actor = actor.name
         self._audit.append(
             AuditEvent(
                 event=event,

@@ -37,6 +37,7 @@ async def test_the_whole_trail_is_in_the_sql_log(client: Client, task_queue: str
         rows = await store.for_workflow(handle.id)
     decision = next(r for r in rows if r.event == "decision_approved")
     assert (decision.actor, decision.role, decision.tenant) == (MANAGER.name, "MANAGER", "default")
+    assert decision.data == {"principal_id": MANAGER.id}
     assert decision.proposal_hash == view.proposal.hash  # type: ignore[union-attr]
     assert [r.seq for r in rows] == list(range(len(rows)))
     assert all(r.prev_hash == p.hash for p, r in itertools.pairwise(rows))

@@ -201,7 +201,7 @@ async def test_a_delegate_decides_on_behalf_of_the_delegator(client: Client, tas
         entry.actor == COLLEAGUE.name
         and entry.detail == f"on behalf of {MANAGER.name} (delegation): covering"
     )
-    assert entry.data == {"on_behalf_of": MANAGER.id}
+    assert entry.data == {"principal_id": COLLEAGUE.id, "on_behalf_of": MANAGER.id}
 
 
 async def test_the_delegator_counts_once_whoever_decides(client: Client, task_queue: str) -> None:
