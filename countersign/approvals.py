@@ -7,10 +7,12 @@ Temporal's errors are turned into the domain errors of `countersign.errors`.
 import asyncio
 import hashlib
 import secrets
+from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
+from pydantic import TypeAdapter
 from temporalio.client import Client, WorkflowExecution, WorkflowUpdateFailedError
 from temporalio.common import (
     SearchAttributePair,
@@ -42,7 +44,7 @@ from models.decisions import (
 )
 from models.enums import Decision, RequestType, Role, WorkflowState
 from models.policy import ApprovalPolicy
-from models.principals import Principal
+from models.principals import Principal, Tenant
 from models.requests import ApprovalInput, SubmitRequest, SubmitResponse
 from models.views import InboxFilter, WorkflowSummary, WorkflowView
 from workflows import search_attributes as sa
@@ -266,9 +268,8 @@ class ApprovalService:
     async def batch(self, principal: Principal, body: BatchRequest) -> BatchResponse:
         """One decision on many proposals, concurrently; each item succeeds or is refused on its own."""
         acting_for = await self._acting_for(principal)
-        duplicates = {
-            i.workflow_id for i in body.items if sum(j.workflow_id == i.workflow_id for j in body.items) > 1
-        }
+        counts = Counter(item.workflow_id for item in body.items)
+        duplicates = {workflow_id for workflow_id, seen in counts.items() if seen > 1}
         if duplicates:
             raise Invalid(f"each workflow may appear once per batch: {', '.join(sorted(duplicates))}")
 
@@ -357,27 +358,22 @@ class ApprovalService:
         return rows[: filters.limit]
 
     async def _query(self, clauses: list[str], limit: int) -> list[WorkflowSummary]:
-        # Every interpolated value is an enum member or a pattern-checked tenant/id, never free text.
-        query = " AND ".join([f"WorkflowType = '{ApprovalWorkflow.__name__}'", *clauses])
-        rows: list[WorkflowSummary] = []
-        async for execution in self._client.list_workflows(query, limit=limit):
-            rows.append(await _summary(execution))
-        return rows
+        return await _list(self._client, clauses, limit)
+
+
+async def _list(client: Client, clauses: list[str], limit: int) -> list[WorkflowSummary]:
+    # Every interpolated value is an enum member or a pattern-checked tenant/id, never free text.
+    query = " AND ".join([f"WorkflowType = '{ApprovalWorkflow.__name__}'", *clauses])
+    return [await _summary(execution) async for execution in client.list_workflows(query, limit=limit)]
 
 
 async def list_dead_letters(client: Client, tenant: str | None, limit: int = 100) -> list[WorkflowSummary]:
     """Failed workflows still open for a retry (of one tenant, or of all for operators' tools)."""
-    clauses = [
-        f"WorkflowType = '{ApprovalWorkflow.__name__}'",
-        f"{sa.STATE.name} = '{WorkflowState.FAILED.value}'",
-        "ExecutionStatus = 'Running'",
-    ]
+    clauses = [f"{sa.STATE.name} = '{WorkflowState.FAILED.value}'", "ExecutionStatus = 'Running'"]
     if tenant is not None:
-        clauses.append(f"{sa.TENANT.name} = '{tenant}'")
-    return [
-        await _summary(execution)
-        async for execution in client.list_workflows(" AND ".join(clauses), limit=limit)
-    ]
+        # An operator's text: checked like a principal's tenant before it enters the query.
+        clauses.append(f"{sa.TENANT.name} = '{TypeAdapter(Tenant).validate_python(tenant)}'")
+    return await _list(client, clauses, limit)
 
 
 def _quoted(values: Sequence[str]) -> str:

@@ -13,7 +13,7 @@ from anthropic import AsyncAnthropic
 from anthropic.types import MessageParam, ToolParam
 
 from llm.base import ChatPrompt, Completion
-from llm.errors import from_status, redact, timed_out, unreachable, unreadable
+from llm.errors import from_sdk_error, redact
 from llm.spec import LLMOptions, ProviderSpec, SpecError
 
 TOOL_NAME = "propose_action"
@@ -102,21 +102,8 @@ class AnthropicChat:
                 ],
                 tool_choice={"type": "tool", "name": TOOL_NAME},
             )
-        except anthropic.APIStatusError as error:
-            raise from_status(
-                self.provider,
-                error.status_code,
-                error.body,
-                error.message,
-                error.response.headers,
-                self._secrets,
-            ) from None
-        except anthropic.APITimeoutError:
-            raise timed_out(self.provider) from None
-        except anthropic.APIConnectionError as error:
-            raise unreachable(self.provider, str(error), self._secrets) from None
-        except (anthropic.APIError, ValueError) as error:  # a 2xx answer that is not the API's JSON
-            raise unreadable(self.provider, str(error), self._secrets) from None
+        except (anthropic.APIError, ValueError) as error:  # ValueError: a 2xx answer that is not JSON
+            raise from_sdk_error(error, anthropic, self.provider, self._secrets) from None
         model = response.model or self.model
         usage = (response.usage.input_tokens, response.usage.output_tokens)
         for block in response.content:

@@ -8,6 +8,7 @@ import re
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
+from types import ModuleType
 
 # Key shapes of the major vendors, masked wherever a provider echoes them back in an error.
 _KEY_PATTERNS = re.compile(
@@ -145,3 +146,20 @@ def unreadable(provider: str, detail: str, secrets: Iterable[str | None]) -> Pro
         retryable=True,
         kind="ProviderUnavailable",
     )
+
+
+def from_sdk_error(
+    error: Exception, sdk: ModuleType, provider: str, secrets: Iterable[str | None]
+) -> ProviderError:
+    """An `openai` or `anthropic` SDK exception (the two share these class names) as a ProviderError;
+    any other exception here is a 2xx answer that is not the API's JSON."""
+    if isinstance(error, sdk.APIStatusError):
+        return from_status(
+            provider, error.status_code, error.body, error.message, error.response.headers, secrets
+        )
+    # APITimeoutError is an APIConnectionError: the more specific first.
+    if isinstance(error, sdk.APITimeoutError):
+        return timed_out(provider)
+    if isinstance(error, sdk.APIConnectionError):
+        return unreachable(provider, str(error), secrets)
+    return unreadable(provider, str(error), secrets)

@@ -12,7 +12,7 @@ from openai.types.chat import ChatCompletionMessageParam
 from openai.types.shared_params import ResponseFormatJSONSchema
 
 from llm.base import ChatPrompt, Completion
-from llm.errors import from_status, redact, timed_out, unreachable, unreadable
+from llm.errors import from_sdk_error, redact
 from llm.spec import LLMOptions, ProviderSpec, SpecError
 
 
@@ -93,21 +93,8 @@ class OpenAIChat:
                 max_completion_tokens=omit if legacy else self._max_output_tokens,
                 max_tokens=self._max_output_tokens if legacy else omit,
             )
-        except openai.APIStatusError as error:
-            raise from_status(
-                self.provider,
-                error.status_code,
-                error.body,
-                error.message,
-                error.response.headers,
-                self._secrets,
-            ) from None
-        except openai.APITimeoutError:
-            raise timed_out(self.provider) from None
-        except openai.APIConnectionError as error:
-            raise unreachable(self.provider, str(error), self._secrets) from None
-        except (openai.APIError, ValueError) as error:  # a 2xx answer that is not the API's JSON
-            raise unreadable(self.provider, str(error), self._secrets) from None
+        except (openai.APIError, ValueError) as error:  # ValueError: a 2xx answer that is not JSON
+            raise from_sdk_error(error, openai, self.provider, self._secrets) from None
         usage = response.usage
         model = response.model or self.model
         tokens_in, tokens_out = (usage.prompt_tokens, usage.completion_tokens) if usage else (0, 0)

@@ -102,13 +102,38 @@ async def insert_record(
             row = await cursor.fetchone()
         await db.execute("COMMIT")
     assert row is not None  # the insert or an earlier call put it there, inside this transaction
+    # DO NOTHING reports 0 rows: the key was already there, so this call is a replay.
+    return StoredRecord(record_id=_same_call(row, key, tool, args_json), replayed=inserted.rowcount == 0)
+
+
+def _same_call(row: Any, key: str, tool: str, args_json: str) -> str:
+    """The stored record id, when the stored row is the same call; a key reused otherwise is refused."""
     stored_tool, stored_id, stored_args = row
     if stored_tool != tool:
         raise _conflict(key, f"tool ({stored_tool!r}, now {tool!r})")
     if stored_args != args_json:
         raise _conflict(key, "args")
-    # DO NOTHING reports 0 rows: the key was already there, so this call is a replay.
-    return StoredRecord(record_id=str(stored_id), replayed=inserted.rowcount == 0)
+    return str(stored_id)
+
+
+async def find_record(data_dir: Path, *, tool: str, key: str, args_json: str) -> str | None:
+    """The record id an earlier call stored for `key`, or None; read-only, for tools that must check
+    before acting (and record only after the other side accepted)."""
+    path = data_dir / RECORDS_DB
+    if not await asyncio.to_thread(path.exists):
+        return None
+    uri = f"{(await asyncio.to_thread(path.resolve)).as_uri()}?mode=ro"
+    async with aiosqlite.connect(uri, uri=True, timeout=_SQLITE_TIMEOUT_S) as db:
+        try:
+            async with db.execute(
+                "SELECT tool, record_id, args_json FROM records WHERE idempotency_key = ?", (key,)
+            ) as cursor:
+                row = await cursor.fetchone()
+        except sqlite3.OperationalError as error:
+            if "no such table" in str(error):
+                return None
+            raise
+    return None if row is None else _same_call(row, key, tool, args_json)
 
 
 def list_records(data_dir: Path) -> list[dict[str, Any]]:

@@ -25,21 +25,18 @@ Idempotency on `ToolContext.idempotency_key`, which every request carries as `Id
 Tokens go in headers only: they are never logged, and never part of results or error messages.
 """
 
-import asyncio
 import json
 import re
-import sqlite3
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-import aiosqlite
 import httpx
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from models.enums import Risk, SideEffect
 from models.proposal import Finding
-from tools.effects import RECORDS_DB, canonical_args_json, insert_record, key_digest, record_id
+from tools.effects import canonical_args_json, find_record, insert_record, key_digest, record_id
 from tools.integrations import Integrations, TicketConfig
 from tools.registry import ToolContext, ToolRun, tool
 
@@ -355,31 +352,7 @@ def _json(response: httpx.Response, what: str) -> Any:
 
 
 async def _recorded(data_dir: Path, tool_name: str, key: str, args: BaseModel) -> str | None:
-    """The record id stored for `key` by an earlier successful call, or None; a key reused with
-    another tool or other args is refused, as `tools.effects.insert_record` does."""
-    path = data_dir / RECORDS_DB
-    if not await asyncio.to_thread(path.exists):
-        return None
-    uri = f"{(await asyncio.to_thread(path.resolve)).as_uri()}?mode=ro"
-    async with aiosqlite.connect(uri, uri=True, timeout=30.0) as db:
-        try:
-            async with db.execute(
-                "SELECT tool, record_id, args_json FROM records WHERE idempotency_key = ?", (key,)
-            ) as cursor:
-                row = await cursor.fetchone()
-        except sqlite3.OperationalError as error:
-            if "no such table" in str(error):
-                return None
-            raise
-    if row is None:
-        return None
-    stored_tool, stored_id, stored_args = row
-    if stored_tool != tool_name or stored_args != canonical_args_json(args):
-        raise ValueError(
-            f"idempotency key {key!r} was already used with a different tool or args; "
-            "a key must identify exactly one tool call"
-        )
-    return str(stored_id)
+    return await find_record(data_dir, tool=tool_name, key=key, args_json=canonical_args_json(args))
 
 
 async def _record(ctx: ToolContext, tool_name: str, args: BaseModel, stored_id: str) -> None:

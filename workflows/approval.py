@@ -855,14 +855,17 @@ class ApprovalWorkflow:
     def _validate_withdraw(self, request: CancelInput) -> None:
         self._check_withdraw(request)
 
-    def _check_reassign(self, request: ReassignInput) -> ApprovalStep:
-        admin = request.admin
+    def _check_admin(self, admin: Principal, action: str) -> None:
+        """An ADMIN of this workflow's tenant (another tenant's is told nothing more)."""
         if admin.tenant != self._input.requester.tenant:
             raise ApplicationError("another tenant", type=Refusal.WRONG_TENANT, non_retryable=True)
         if Role.ADMIN not in admin.roles:
             raise ApplicationError(
-                "only an ADMIN may reassign a step", type=Refusal.ROLE_MISSING, non_retryable=True
+                f"only an ADMIN may {action}", type=Refusal.ROLE_MISSING, non_retryable=True
             )
+
+    def _check_reassign(self, request: ReassignInput) -> ApprovalStep:
+        self._check_admin(request.admin, "reassign a step")
         step = self._current()
         if not self._v2 or not self._state.is_waiting or step is None or step.status != StepStatus.WAITING:
             raise ApplicationError(
@@ -927,11 +930,7 @@ class ApprovalWorkflow:
     # ---- dead letters ------------------------------------------------------------------------
 
     def _check_retry(self, request: RetryInput) -> None:
-        admin = request.admin
-        if admin.tenant != self._input.requester.tenant:
-            raise ApplicationError("another tenant", type=Refusal.WRONG_TENANT, non_retryable=True)
-        if Role.ADMIN not in admin.roles:
-            raise ApplicationError("only an ADMIN may retry", type=Refusal.ROLE_MISSING, non_retryable=True)
+        self._check_admin(request.admin, "retry")
         if not self._dlq or self._state != WorkflowState.FAILED or self._retry is not None:
             raise ApplicationError(
                 "only a failed workflow (a dead letter) can be retried",
