@@ -4,36 +4,24 @@ The workflow sends its events from the first one not yet acknowledged; resending
 retry after a lost acknowledgement stores nothing twice.
 """
 
-import asyncio
-
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from countersign.audit_store import AuditConflict, AuditGap, AuditStore
+from countersign.sql import OpenedOnFirstUse
 from models.audit import AuditAck, AuditBatch
 
 
 class AuditActivities:
     def __init__(self, store_url: str) -> None:
-        self._url = store_url
-        self._store: AuditStore | None = None
-        # Opened on first use, once: the worker can start while the database is still coming up.
-        self._opening = asyncio.Lock()
-
-    async def _open(self) -> AuditStore:
-        async with self._opening:
-            if self._store is None:
-                self._store = await AuditStore.open(self._url)
-            return self._store
+        self._store = OpenedOnFirstUse(lambda: AuditStore.open(store_url))
 
     async def close(self) -> None:
-        if self._store is not None:
-            await self._store.close()
-            self._store = None
+        await self._store.close()
 
     @activity.defn(name="record_audit")
     async def record(self, batch: AuditBatch) -> AuditAck:
-        store = await self._open()
+        store = await self._store.get()
         try:
             return await store.append(batch)
         except AuditConflict as error:

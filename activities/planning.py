@@ -9,19 +9,15 @@ planner gets `attempts_per_planner` activity attempts before the next one in the
 
 import time
 from collections.abc import Sequence
-from datetime import timedelta
 
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from countersign.retry_after import capped_delay
 from llm.base import Planner
 from llm.errors import ProviderError
 from models.proposal import Plan, PlanInput, PlanProvenance
 from tools.registry import ToolRegistry
-
-# A provider asking for more than this is treated as asking for this; the retry policy's own
-# maximum interval and attempt budget still apply.
-MAX_RETRY_AFTER = timedelta(minutes=5)
 
 
 def llm_task_queue(task_queue: str) -> str:
@@ -33,7 +29,7 @@ def provider_failure(error: ProviderError) -> ApplicationError:
     """The Temporal failure for a provider error: its message is already free of secrets."""
     delay = None
     if error.retryable and error.retry_after is not None:
-        delay = min(timedelta(seconds=error.retry_after), MAX_RETRY_AFTER)
+        delay = capped_delay(error.retry_after)
     return ApplicationError(
         f"{error.provider}: {error.message}",
         type=error.kind,

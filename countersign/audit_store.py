@@ -12,15 +12,14 @@ import hashlib
 import json
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
-from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal, TextIO
 
 import sqlalchemy as sa
-from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from countersign.sql import open_engine
 from models.audit import AuditAck, AuditBatch, ChainBreak, StoredAuditEvent, VerifyReport
 
 _metadata = sa.MetaData()
@@ -51,11 +50,6 @@ audit_events = sa.Table(
 _c = audit_events.c
 _FIELDS = list(StoredAuditEvent.model_fields)
 _EVENT_COLUMNS = [_c[name] for name in _FIELDS] + [_c.at_utc]
-_DRIVERS = {
-    "sqlite": "sqlite+aiosqlite",
-    "postgresql": "postgresql+asyncpg",
-    "postgres": "postgresql+asyncpg",
-}
 # Appends that lose a race re-read what the winner stored; one retry usually settles it.
 _ATTEMPTS = 5
 
@@ -84,21 +78,6 @@ def chain_hash(event: StoredAuditEvent) -> str:
     payload = event.model_dump(mode="json", exclude={"hash"})
     canonical = json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return hashlib.sha256(canonical.encode()).hexdigest()
-
-
-def masked_url(url: str) -> str:
-    """The URL fit to print: a PostgreSQL URL may carry a password."""
-    return make_url(url).render_as_string(hide_password=True)
-
-
-def _async_url(url: str) -> URL:
-    parsed = make_url(url)
-    backend = parsed.drivername.split("+")[0]
-    if backend not in _DRIVERS:
-        raise ValueError(
-            f"audit database URL: unsupported scheme {parsed.drivername!r}; use sqlite or postgresql"
-        )
-    return parsed.set(drivername=_DRIVERS[backend])
 
 
 def _utc(moment: datetime | str) -> str:
@@ -133,29 +112,7 @@ class AuditStore:
     async def open(cls, url: str, *, schema: str | None = None) -> "AuditStore":
         """`sqlite:///PATH` or `postgresql://...`; creates the table if missing. `schema` (PostgreSQL
         only, must exist) puts the table there instead of on the search path."""
-        parsed = _async_url(url)
-        options: dict[str, Any] = {}
-        if parsed.get_backend_name() == "sqlite":
-            if schema is not None:
-                raise ValueError("an audit schema is for PostgreSQL only")
-            if parsed.database and parsed.database != ":memory:":
-                Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-        else:
-            options = {"pool_pre_ping": True, "execution_options": {"schema_translate_map": {None: schema}}}
-        store = cls(create_async_engine(parsed, **options))
-        try:
-            async with store._engine.connect() as conn:
-                # Serialised so that a worker and a gateway starting together do not both create the table.
-                if store._sqlite:
-                    await conn.exec_driver_sql("BEGIN IMMEDIATE")
-                else:
-                    await conn.execute(sa.text("SELECT pg_advisory_xact_lock(7140223)"))
-                await conn.run_sync(_metadata.create_all)
-                await conn.commit()
-        except BaseException:
-            await store.close()
-            raise
-        return store
+        return cls(await open_engine(url, _metadata, schema=schema))
 
     async def close(self) -> None:
         await self._engine.dispose()

@@ -1,6 +1,7 @@
-"""`countersign` command line: up, worker, api, principal add."""
+"""`countersign` command line: up, worker, api, principal, eval, policy-check, audit, ledger, dlq."""
 
 import asyncio
+import json
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -22,6 +23,8 @@ principal_app = typer.Typer(help="Manage principals (reviewers and requesters) a
 app.add_typer(principal_app, name="principal")
 audit_app = typer.Typer(help="Check and export the SQL audit log (COUNTERSIGN_AUDIT_DATABASE_URL).")
 app.add_typer(audit_app, name="audit")
+ledger_app = typer.Typer(help="The execution ledger: each approved action's key, attempts and result.")
+app.add_typer(ledger_app, name="ledger")
 dlq_app = typer.Typer(help="Dead letters: failed workflows an ADMIN may retry (POST /workflows/{id}/retry).")
 app.add_typer(dlq_app, name="dlq")
 # soft_wrap: an error message is one line, whatever the terminal width, so scripts can grep it.
@@ -270,13 +273,13 @@ def policy_check(
         out.print(f"   {step(extra.step)}")
 
 
-def _audit_failure(url: str, error: Exception) -> typer.Exit:
-    """An audit log that cannot be opened or read: one line, its URL without the password, exit 2."""
-    from countersign.audit_store import masked_url
+def _audit_failure(url: str, error: Exception, what: str = "audit log") -> typer.Exit:
+    """A SQL store that cannot be opened or read: one line, its URL without the password, exit 2."""
+    from countersign.sql import masked_url
 
     where = masked_url(url) if "://" in url else "(malformed URL)"
     reason = str(error).splitlines()[0] if str(error) else type(error).__name__
-    err.print(f"error: audit log {where}: {reason}", markup=False)
+    err.print(f"error: {what} {where}: {reason}", markup=False)
     return typer.Exit(2)
 
 
@@ -291,7 +294,8 @@ def audit_verify(
     from rich.markup import escape
     from sqlalchemy.exc import SQLAlchemyError
 
-    from countersign.audit_store import AuditStore, masked_url
+    from countersign.audit_store import AuditStore
+    from countersign.sql import masked_url
     from models.audit import VerifyReport
 
     url = _settings(data_dir=data_dir).audit_url
@@ -348,6 +352,55 @@ def audit_export(
     except (OSError, ValueError, SQLAlchemyError) as error:
         raise _audit_failure(url, error) from None
     err.print(f"exported {count} audit events" + (f" to {out}" if out else ""), markup=False)
+
+
+@ledger_app.command("list")
+def ledger_list(
+    workflow: Annotated[
+        str | None, typer.Option("--workflow", metavar="ID", help="Only this workflow's.")
+    ] = None,
+    status: Annotated[
+        str | None,
+        typer.Option("--status", help="started, succeeded or failed (started: maybe interrupted)."),
+    ] = None,
+    limit: Annotated[int, typer.Option("--limit", min=1, max=10_000)] = 50,
+    data_dir: DataDir = None,
+) -> None:
+    """List executions, newest first: which key ran which tool, how many attempts, and how it ended."""
+    from rich.markup import escape
+    from rich.table import Table
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from countersign.execution_ledger import ExecutionLedger
+    from models.tools import LedgerEntry, LedgerStatus
+
+    try:
+        wanted = None if status is None else LedgerStatus(status)
+    except ValueError:
+        raise typer.BadParameter("use started, succeeded or failed", param_hint="--status") from None
+    url = _settings(data_dir=data_dir).audit_url
+
+    async def entries() -> list[LedgerEntry]:
+        async with await ExecutionLedger.open(url) as ledger:
+            return await ledger.entries(workflow_id=workflow, status=wanted, limit=limit)
+
+    try:
+        found = asyncio.run(entries())
+    except (OSError, ValueError, SQLAlchemyError) as error:
+        raise _audit_failure(url, error, "execution ledger") from None
+    table = Table("key", "tool", "status", "attempts", "started", "outcome")
+    for entry in found:
+        # The result once it succeeded; otherwise the last attempt's error, if one failed.
+        outcome = json.dumps(entry.result) if entry.result is not None else entry.error
+        table.add_row(
+            escape(entry.idempotency_key),
+            entry.tool,
+            entry.status.value,
+            str(entry.attempts),
+            entry.started_at.isoformat(timespec="seconds"),
+            escape((outcome or "")[:80]),
+        )
+    Console(soft_wrap=True).print(table)
 
 
 @dlq_app.command("list")

@@ -6,6 +6,7 @@ from typing import Annotated, Literal
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from countersign.sql import default_url
 from llm.spec import LLMOptions, parse_chain
 from tools.integrations import (
     GITHUB_API_URL,
@@ -242,7 +243,7 @@ class Settings(BaseSettings):
     def audit_url(self) -> str:
         if self.audit_database_url is not None:
             return self.audit_database_url.get_secret_value()
-        return f"sqlite:///{(self.data_dir / 'audit.db').as_posix()}"
+        return default_url(self.data_dir)
 
 
 def _check_rsa_public_key(path: Path | None) -> None:

@@ -16,11 +16,12 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 
 from activities.audit import AuditActivities
-from activities.execution import ExecutionActivities
+from activities.execution import Checkpoint, ExecutionActivities
 from activities.notify import EmailChannel, NotifyActivities, OutboxChannel
 from activities.planning import PlanningActivities, llm_task_queue
 from activities.validation import ValidationActivities
 from countersign.settings import Settings
+from countersign.sql import default_url
 from countersign.temporal import connect, ensure_search_attributes
 from llm.base import Planner
 from llm.factory import build_planner
@@ -77,15 +78,21 @@ def build_worker(
     llm_rate_limit: float | None = None,
     integrations: Integrations | None = None,
     audit_url: str | None = None,
+    execution_checkpoint: Checkpoint | None = None,
 ) -> WorkerGroup:
+    """Both workers; the audit log and the execution ledger share `audit_url` (default: SQLite in
+    the data dir). `execution_checkpoint` is a fault-injection hook for the crash tests."""
     registry = registry or build_registry()
+    store_url = audit_url or default_url(data_dir)
     planning = PlanningActivities(planner, registry, attempts_per_planner=attempts_per_planner)
     validation = ValidationActivities(registry, integrations)
-    execution = ExecutionActivities(registry, data_dir, integrations)
+    execution = ExecutionActivities(
+        registry, data_dir, integrations, ledger_url=store_url, checkpoint=execution_checkpoint
+    )
     # Every notification is kept in the data dir's outbox and emailed to recipients with an address.
     email = EmailChannel(registry, data_dir, integrations)
     notify = NotifyActivities(data_dir, [OutboxChannel(data_dir), email])
-    audit = AuditActivities(audit_url or f"sqlite:///{(data_dir / 'audit.db').as_posix()}")
+    audit = AuditActivities(store_url)
     main = Worker(
         client,
         task_queue=task_queue,
@@ -99,10 +106,12 @@ def build_worker(
         activities=[planning.plan],
         max_task_queue_activities_per_second=llm_rate_limit,
     )
-    return WorkerGroup([main, llm], closers=[audit.close])
+    return WorkerGroup([main, llm], closers=[audit.close, execution.close])
 
 
-async def run_worker(settings: Settings, stop: asyncio.Event | None = None) -> None:
+async def run_worker(
+    settings: Settings, stop: asyncio.Event | None = None, *, execution_checkpoint: Checkpoint | None = None
+) -> None:
     registry = build_registry()
     planners = build_planners(settings, registry)
     chain = " -> ".join(p.name for p in planners)
@@ -120,6 +129,7 @@ async def run_worker(settings: Settings, stop: asyncio.Event | None = None) -> N
         llm_rate_limit=settings.llm_rate_limit,
         audit_url=settings.audit_url,
         integrations=settings.integrations(),
+        execution_checkpoint=execution_checkpoint,
     )
     async with worker:
         await (stop or asyncio.Event()).wait()

@@ -6,9 +6,9 @@ Temporal `ApplicationError` (retryable or not, with the provider's requested del
 
 import re
 from collections.abc import Iterable, Mapping
-from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
 from types import ModuleType
+
+from countersign.retry_after import retry_after_seconds
 
 # Key shapes of the major vendors, masked wherever a provider echoes them back in an error.
 _KEY_PATTERNS = re.compile(
@@ -79,30 +79,6 @@ def body_message(body: object, fallback: str) -> str:
             return message
         node = node.get("error")
     return fallback
-
-
-def retry_after_seconds(headers: Mapping[str, str]) -> float | None:
-    """The wait a provider asked for: `retry-after-ms`, or `retry-after` in seconds or as an HTTP date."""
-    millis = headers.get("retry-after-ms")
-    if millis:
-        try:
-            return max(0.0, float(millis) / 1000)
-        except ValueError:
-            pass
-    value = headers.get("retry-after")
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, (when - datetime.now(UTC)).total_seconds())
 
 
 def from_status(

@@ -1,6 +1,7 @@
 """Crossing into a tool: the one approved call, and what it did."""
 
 from datetime import datetime
+from enum import StrEnum
 from typing import Any
 
 from pydantic import BaseModel, Field
@@ -41,3 +42,24 @@ class ToolOutcome(BaseModel):
     executed_at: datetime
     # True when this key had already run and the stored result was returned instead of acting again.
     replayed: bool = False
+
+
+class LedgerStatus(StrEnum):
+    STARTED = "started"  # intent recorded; an attempt is running, or died before recording its result
+    SUCCEEDED = "succeeded"  # the result is recorded: the key never acts again
+    FAILED = "failed"  # the last attempt failed; a retry (Temporal's or an ADMIN's) may run it again
+
+
+class LedgerEntry(BaseModel):
+    """One idempotency key's row in the execution ledger (`countersign ledger list`)."""
+
+    idempotency_key: str
+    workflow_id: str
+    tool: str
+    args_sha256: str
+    status: LedgerStatus
+    attempts: int
+    result: dict[str, Any] | None = None
+    error: str | None = None
+    started_at: datetime
+    finished_at: datetime | None = None

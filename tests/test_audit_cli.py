@@ -4,11 +4,13 @@ import csv
 import io
 import json
 import sqlite3
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
 from countersign.audit_store import AuditStore
+from countersign.execution_ledger import ExecutionLedger
 from models.audit import StoredAuditEvent
 from tests.test_audit_store import EVENTS, batch
 from tests.test_cli import countersign
@@ -75,3 +77,26 @@ def test_an_unreachable_database_is_reported_without_its_password(tmp_path: Path
     assert done.returncode == 2
     assert "postgresql://audit:***@127.0.0.1:9/countersign" in done.stderr
     assert "s3cret-pw" not in done.stderr + done.stdout and "Traceback" not in done.stderr
+
+
+async def test_ledger_list_shows_attempts_and_outcomes(tmp_path: Path) -> None:
+    async with await ExecutionLedger.open(f"sqlite:///{tmp_path / 'audit.db'}") as ledger:
+        for key in ("req-a:v1", "req-b:v1"):
+            await ledger.begin(key=key, workflow_id=key[:5], tool="send_email", args_sha256="0" * 64)
+        await ledger.succeed("req-a:v1", {"message_id": "<m1@x>"}, datetime.now(UTC))
+        await ledger.fail("req-b:v1", "OSError: connection refused")
+        await ledger.begin(key="req-b:v1", workflow_id="req-b", tool="send_email", args_sha256="0" * 64)
+
+    wide = {"COLUMNS": "200"}  # one table row per line
+    listed = countersign("ledger", "list", "--data-dir", str(tmp_path), env=wide)
+    assert listed.returncode == 0, listed.stderr
+    rows = [line for line in listed.stdout.splitlines() if "req-" in line]
+    assert len(rows) == 2
+    assert any("req-a:v1" in r and "succeeded" in r and "m1@x" in r for r in rows)
+    # Retried after a failure: started again, and the last error still shown.
+    assert any("req-b:v1" in r and "started" in r and " 2 " in r and "connection refused" in r for r in rows)
+
+    succeeded = countersign("ledger", "list", "--status", "succeeded", "--data-dir", str(tmp_path), env=wide)
+    assert "req-a:v1" in succeeded.stdout and "req-b:v1" not in succeeded.stdout
+    wrong = countersign("ledger", "list", "--status", "done", "--data-dir", str(tmp_path))
+    assert wrong.returncode == 2 and "started, succeeded or failed" in wrong.stderr

@@ -4,26 +4,23 @@ import asyncio
 import csv
 import io
 import json
-import os
-import sqlite3
-import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
-import asyncpg
 import pytest
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
 from activities.audit import AuditActivities
-from countersign.audit_store import AuditConflict, AuditGap, AuditStore, chain_hash, masked_url
+from countersign.audit_store import AuditConflict, AuditGap, AuditStore, chain_hash
 from countersign.settings import Settings
+from countersign.sql import masked_url
 from models.audit import AuditBatch, AuditEvent, StoredAuditEvent
 from models.enums import ActorKind, Role, WorkflowState
+from tests.conftest import Location
 
-POSTGRES_URL = os.environ.get("COUNTERSIGN_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
 T0 = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
 
 
@@ -34,53 +31,14 @@ def _default_audit_url(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @dataclass
-class Location:
-    """An empty place for an audit log: a SQLite file, or a PostgreSQL schema of its own."""
-
-    url: str
-    schema: str | None
-    sql: Callable[[str], Awaitable[None]]  # a statement run behind the store's back, as an intruder would
-
-    async def open(self) -> AuditStore:
-        return await AuditStore.open(self.url, schema=self.schema)
-
-
-@dataclass
 class Backend:
     store: AuditStore
     sql: Callable[[str], Awaitable[None]]
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-async def location(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Location]:
-    if request.param == "sqlite":
-        path = tmp_path / "audit.db"
-
-        async def sqlite_sql(statement: str) -> None:
-            with sqlite3.connect(path) as db:
-                db.execute(statement)
-            db.close()
-
-        yield Location(f"sqlite:///{path}", None, sqlite_sql)
-        return
-    schema = f"audit_test_{uuid.uuid4().hex[:12]}"
-    # No skip: the PostgreSQL backend is a feature, and the machine that runs the suite has the server.
-    admin = await asyncpg.connect(POSTGRES_URL)
-    await admin.execute(f'CREATE SCHEMA "{schema}"')
-
-    async def postgres_sql(statement: str) -> None:
-        await admin.execute(f'SET search_path TO "{schema}"; {statement}')
-
-    try:
-        yield Location(POSTGRES_URL, schema, postgres_sql)
-    finally:
-        await admin.execute(f'DROP SCHEMA "{schema}" CASCADE')
-        await admin.close()
-
-
 @pytest.fixture
 async def backend(location: Location) -> AsyncIterator[Backend]:
-    async with await location.open() as store:
+    async with await AuditStore.open(location.url, schema=location.schema) as store:
         yield Backend(store, location.sql)
 
 
@@ -293,7 +251,7 @@ async def test_concurrent_appends_store_each_event_once(backend: Backend) -> Non
 
 async def test_concurrent_opens_create_the_table_once(location: Location) -> None:
     # The worker and the gateway may start together against one new database.
-    stores = await asyncio.gather(*(location.open() for _ in range(4)))
+    stores = await asyncio.gather(*(AuditStore.open(location.url, schema=location.schema) for _ in range(4)))
     try:
         acks = await asyncio.gather(*(store.append(batch(0, EVENTS)) for store in stores))
         assert sorted(ack.stored for ack in acks) == [0, 0, 0, 6]

@@ -62,6 +62,15 @@ class Tool(Generic[A, R]):
         )
 
 
+class RetryLater(Exception):
+    """A temporary failure (a 5xx, a rate limit): Temporal's retry policy tries again, after
+    `after_seconds` instead of its backoff when the other side said how long to wait (Retry-After)."""
+
+    def __init__(self, message: str, *, after_seconds: float | None = None) -> None:
+        super().__init__(message)
+        self.after_seconds = after_seconds
+
+
 class UnknownToolError(KeyError):
     pass
 

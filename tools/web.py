@@ -27,6 +27,7 @@ Tokens go in headers only: they are never logged, and never part of results or e
 
 import json
 import re
+import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
@@ -34,11 +35,12 @@ from typing import Any, Literal
 import httpx
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from countersign.retry_after import retry_after_seconds
 from models.enums import Risk, SideEffect
 from models.proposal import Finding
 from tools.effects import canonical_args_json, find_record, insert_record, key_digest, record_id
 from tools.integrations import Integrations, TicketConfig
-from tools.registry import ToolContext, ToolRun, tool
+from tools.registry import RetryLater, ToolContext, ToolRun, tool
 
 IDEMPOTENCY_KEY_HEADER = "Idempotency-Key"
 USER_AGENT = "countersign"
@@ -75,8 +77,9 @@ class HttpRefused(ValueError):
     """The server refused for good (3xx, 4xx): retrying cannot help, so the activity does not."""
 
 
-class HttpRetryable(Exception):
-    """A temporary failure (5xx, 408, 429, a rate limit): Temporal's retry policy tries again."""
+class HttpRetryable(RetryLater):
+    """A temporary failure (5xx, 408, 429, a rate limit): Temporal's retry policy tries again, when
+    the server asked (Retry-After, GitHub's rate-limit reset) after the wait it asked for."""
 
 
 # --- Args and results -----------------------------------------------------------------------------
@@ -315,6 +318,18 @@ def _temporary(response: httpx.Response) -> bool:
     return status == 403 and limited
 
 
+def _wait_asked(response: httpx.Response) -> float | None:
+    """Seconds the server asked us to wait: Retry-After, else GitHub's rate-limit reset time."""
+    asked = retry_after_seconds(response.headers)
+    reset = response.headers.get("x-ratelimit-reset")
+    if asked is None and response.headers.get("x-ratelimit-remaining") == "0" and reset:
+        try:
+            asked = max(0.0, float(reset) - time.time())
+        except ValueError:
+            return None
+    return asked
+
+
 def _snippet(text: str, secrets: tuple[str, ...]) -> str:
     for secret in secrets:
         if secret:
@@ -336,7 +351,7 @@ def _check_answer(
     if status < 400:
         raise HttpRefused(f"{what} answered {status} (redirects are not followed){detail}")
     if _temporary(response):
-        raise HttpRetryable(f"{what} answered {status}{detail}")
+        raise HttpRetryable(f"{what} answered {status}{detail}", after_seconds=_wait_asked(response))
     raise HttpRefused(f"{what} answered {status}{detail}")
 
 

@@ -71,6 +71,8 @@ EXECUTE_RETRY = RetryPolicy(
     maximum_interval=timedelta(minutes=1),
     non_retryable_error_types=["UnknownTool", "InvalidArgs", "ToolRefused"],
 )
+# The execution activity heartbeats every few seconds while it runs (`activities.execution.HEARTBEAT_EVERY`).
+EXECUTE_HEARTBEAT_TIMEOUT = timedelta(seconds=20)
 # How long `decide` waits for the workflow to act on the decision before answering with the view as is.
 SETTLE_TIMEOUT = timedelta(seconds=30)
 # Workflows started before this patch have one SLA timer per step (expiry), no notifications, and no
@@ -229,6 +231,8 @@ class ApprovalWorkflow:
                         idempotency_key=f"{workflow.info().workflow_id}:v{proposal.version}",
                     ),
                     start_to_close_timeout=timedelta(minutes=2),
+                    # A worker that dies mid-action is noticed in seconds, not at the 2-minute timeout.
+                    heartbeat_timeout=EXECUTE_HEARTBEAT_TIMEOUT,
                     retry_policy=EXECUTE_RETRY,
                     summary=f"execute {proposal.tool}",
                 )

@@ -7,9 +7,10 @@ from email.utils import format_datetime
 import pytest
 from pydantic import ValidationError
 
+from countersign.retry_after import retry_after_seconds
 from countersign.settings import Settings
 from countersign.worker import build_planners
-from llm.errors import redact, retry_after_seconds, status_kind
+from llm.errors import redact, status_kind
 from llm.parsing import parse_answer
 from llm.schema import plan_schema, strict_schema
 from llm.spec import ProviderSpec, SpecError, default_chain, parse_chain

@@ -11,6 +11,7 @@ import time
 from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -617,9 +618,12 @@ async def test_github_failures_are_permanent_or_retryable_and_never_show_the_tok
     with pytest.raises(HttpRetryable):
         await create_ticket(args, ctx(tmp_path, github_tickets(github)))
     # GitHub's rate limit is a 403 with no requests remaining: wait, do not give up.
-    github.fail(403, **{"x-ratelimit-remaining": "0"})
-    with pytest.raises(HttpRetryable, match="403"):
+    reset = int(time.time()) + 40
+    github.fail(403, **{"x-ratelimit-remaining": "0", "x-ratelimit-reset": str(reset)})
+    with pytest.raises(HttpRetryable, match="403") as limited:
         await create_ticket(args, ctx(tmp_path, github_tickets(github)))
+    # ... until the limit resets, as GitHub says.
+    assert limited.value.after_seconds is not None and 30 < limited.value.after_seconds <= 40
     github.fail(403)
     with pytest.raises(HttpRefused, match="403"):
         await create_ticket(args, ctx(tmp_path, github_tickets(github)))
@@ -705,8 +709,20 @@ async def test_the_execution_activity_retries_temporary_failures_only(
     env = ActivityEnvironment()
 
     slack.fail(500)
-    with pytest.raises(HttpRetryable):
+    with pytest.raises(ApplicationError) as temporary:
         await env.run(activities.execute, call)
+    assert temporary.value.type == "ToolUnavailable" and not temporary.value.non_retryable
+    assert temporary.value.next_retry_delay is None  # the retry policy's backoff
+    # A rate limit with Retry-After: the next attempt waits exactly as long as the server asked.
+    slack.fail(429, **{"retry-after": "7"})
+    with pytest.raises(ApplicationError) as limited:
+        await env.run(activities.execute, call)
+    assert limited.value.type == "ToolUnavailable" and limited.value.next_retry_delay == timedelta(seconds=7)
+    # An absurd wait is capped, so a typo on the other side cannot park the action for days.
+    slack.fail(503, **{"retry-after": "864000"})
+    with pytest.raises(ApplicationError) as capped:
+        await env.run(activities.execute, call)
+    assert capped.value.next_retry_delay == timedelta(minutes=5)
     slack.fail(400)
     with pytest.raises(ApplicationError) as refused:
         await env.run(activities.execute, call)
@@ -714,8 +730,10 @@ async def test_the_execution_activity_retries_temporary_failures_only(
 
     outcome = await env.run(activities.execute, call)
     assert outcome.replayed is False and outcome.result["status_code"] == 200
-    assert (await env.run(activities.execute, call)).replayed is True
-    assert len(slack.requests("POST")) == 3
+    # The ledger holds the result now: the tool is not called again, and the result is the same.
+    again = await env.run(activities.execute, call)
+    assert again.replayed is True and again.result == outcome.result
+    assert len(slack.requests("POST")) == 5
 
 
 # --- Settings -------------------------------------------------------------------------------------

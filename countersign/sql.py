@@ -1,0 +1,96 @@
+"""Opening Countersign's SQL store (SQLite by default, PostgreSQL for a shared deployment).
+
+The audit log and the execution ledger live in the same database, each with its own tables; both
+open it through `open_engine`, which picks the async driver and creates missing tables.
+"""
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any, Generic, Protocol, TypeVar
+
+import sqlalchemy as sa
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+_DRIVERS = {
+    "sqlite": "sqlite+aiosqlite",
+    "postgresql": "postgresql+asyncpg",
+    "postgres": "postgresql+asyncpg",
+}
+# Any fixed number: PostgreSQL's advisory lock that serialises table creation across processes.
+_CREATE_LOCK = 7140223
+
+
+def default_url(data_dir: Path) -> str:
+    """The store when no URL is configured: SQLite in the data dir."""
+    return f"sqlite:///{(data_dir / 'audit.db').as_posix()}"
+
+
+def masked_url(url: str) -> str:
+    """The URL fit to print: a PostgreSQL URL may carry a password."""
+    return make_url(url).render_as_string(hide_password=True)
+
+
+def async_url(url: str) -> URL:
+    parsed = make_url(url)
+    backend = parsed.drivername.split("+")[0]
+    if backend not in _DRIVERS:
+        raise ValueError(f"database URL: unsupported scheme {parsed.drivername!r}; use sqlite or postgresql")
+    return parsed.set(drivername=_DRIVERS[backend])
+
+
+async def open_engine(url: str, metadata: sa.MetaData, *, schema: str | None = None) -> AsyncEngine:
+    """An engine for `sqlite:///PATH` or `postgresql://...` with `metadata`'s tables created if missing.
+    `schema` (PostgreSQL only, must exist) puts the tables there instead of on the search path."""
+    parsed = async_url(url)
+    options: dict[str, Any] = {}
+    if parsed.get_backend_name() == "sqlite":
+        if schema is not None:
+            raise ValueError("a database schema is for PostgreSQL only")
+        if parsed.database and parsed.database != ":memory:":
+            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+    else:
+        options = {"pool_pre_ping": True, "execution_options": {"schema_translate_map": {None: schema}}}
+    engine = create_async_engine(parsed, **options)
+    try:
+        async with engine.connect() as conn:
+            # Serialised so that a worker and a gateway starting together do not both create a table.
+            if engine.dialect.name == "sqlite":
+                await conn.exec_driver_sql("BEGIN IMMEDIATE")
+            else:
+                await conn.execute(sa.text(f"SELECT pg_advisory_xact_lock({_CREATE_LOCK})"))
+            await conn.run_sync(metadata.create_all)
+            await conn.commit()
+    except BaseException:
+        await engine.dispose()
+        raise
+    return engine
+
+
+class _Closable(Protocol):
+    async def close(self) -> None: ...
+
+
+S = TypeVar("S", bound=_Closable)
+
+
+class OpenedOnFirstUse(Generic[S]):
+    """A store opened when first needed, once: a worker may start while its database is still coming
+    up, and a failed open is tried again by the next caller (an activity retry)."""
+
+    def __init__(self, opener: Callable[[], Awaitable[S]]) -> None:
+        self._opener = opener
+        self._store: S | None = None
+        self._opening = asyncio.Lock()
+
+    async def get(self) -> S:
+        async with self._opening:
+            if self._store is None:
+                self._store = await self._opener()
+            return self._store
+
+    async def close(self) -> None:
+        if self._store is not None:
+            await self._store.close()
+            self._store = None

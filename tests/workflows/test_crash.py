@@ -1,0 +1,126 @@
+"""Exactly once across a worker killed mid-execution: the worker is a real process (`countersign
+worker`'s code, configured from the environment), paused right after the tool acted and SIGKILLed
+there; a fresh `countersign worker` takes over. The SMTP server receives the email exactly once.
+
+Temporal notices the dead worker when its heartbeats stop (the execution activity's heartbeat timeout,
+20 s), so the test takes about that long; both crash points run at once."""
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+from temporalio.client import Client
+
+from countersign.execution_ledger import ExecutionLedger
+from countersign.mail_sink import MailSink, deliveries
+from countersign.sql import default_url
+from models.decisions import DecideInput
+from models.enums import Decision, WorkflowState
+from models.tools import LedgerEntry, LedgerStatus
+from models.views import WorkflowView
+from tests.helpers import MANAGER, eventually, start, wait_for_state
+from workflows.approval import ApprovalWorkflow
+
+FOLLOW_UP = "Follow up with ABC Logistics (sales@abclogistics.com) about pricing"
+
+
+class WorkerProcess:
+    def __init__(self, args: list[str], env: dict[str, str], log: Path) -> None:
+        self._log = log.open("w")
+        self.process = subprocess.Popen(
+            [sys.executable, *args], env=env, stdout=self._log, stderr=subprocess.STDOUT
+        )
+
+    def kill(self) -> None:
+        if self.process.poll() is None:
+            os.kill(self.process.pid, signal.SIGKILL)
+        self.process.wait(timeout=10)
+        self._log.close()
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.kill()
+        self._log.close()
+
+
+def worker_env(client: Client, task_queue: str, data_dir: Path, smtp_port: int) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("COUNTERSIGN_")}
+    env.update(
+        COUNTERSIGN_TEMPORAL_ADDRESS=client.service_client.config.target_host,
+        COUNTERSIGN_TASK_QUEUE=task_queue,
+        COUNTERSIGN_DATA_DIR=str(data_dir),
+        COUNTERSIGN_LLM="rules",
+        COUNTERSIGN_SMTP_HOST="127.0.0.1",
+        COUNTERSIGN_SMTP_PORT=str(smtp_port),
+    )
+    return env
+
+
+@dataclass
+class Crashed:
+    view: WorkflowView
+    delivered: list[list[str]]
+    entry: LedgerEntry | None
+
+
+async def kill_after(checkpoint: str, client: Client, work: Path) -> Crashed:
+    """Approve an email, SIGKILL the worker paused at `checkpoint`, start a fresh one; what came of it."""
+    task_queue, data_dir, marker = f"crash-{uuid.uuid4().hex[:8]}", work / "data", work / "paused"
+    work.mkdir()
+    with MailSink(work / "sink") as sink:
+        env = worker_env(client, task_queue, data_dir, sink.port)
+        doomed = WorkerProcess(
+            ["-m", "tests.crash_worker", checkpoint, str(marker)], env, work / "doomed.log"
+        )
+        try:
+            handle = await start(client, task_queue, FOLLOW_UP)
+            await wait_for_state(handle, WorkflowState.WAITING_FOR_APPROVAL)
+            await handle.signal(
+                ApprovalWorkflow.decision, DecideInput(reviewer=MANAGER, decision=Decision.APPROVED)
+            )
+            # Paused at the checkpoint: the email is sent, and Temporal has not heard of it.
+            await eventually(lambda: asyncio.to_thread(marker.exists), bool, timeout=60)
+            assert len(deliveries(work / "sink")) == 1
+        finally:
+            doomed.kill()
+        assert doomed.process.returncode == -signal.SIGKILL
+
+        # A fresh `countersign worker`. Temporal retries the action once the dead worker's heartbeats stop.
+        survivor = WorkerProcess(["-m", "countersign", "worker"], env, work / "survivor.log")
+        try:
+            view = await asyncio.wait_for(handle.result(), timeout=120)
+        finally:
+            survivor.stop()
+    assert view.result is not None
+    async with await ExecutionLedger.open(default_url(data_dir)) as ledger:
+        entry = await ledger.get(view.result.idempotency_key)
+    return Crashed(view, [d["to"] for d in deliveries(work / "sink")], entry)
+
+
+async def test_a_worker_killed_after_sending_an_email_never_sends_it_twice(
+    client: Client, tmp_path: Path
+) -> None:
+    # Both crash points at once: each waits out the same heartbeat timeout.
+    after_effect, after_record = await asyncio.gather(
+        kill_after("effect_done", client, tmp_path / "effect_done"),
+        kill_after("result_recorded", client, tmp_path / "result_recorded"),
+    )
+    for crashed in (after_effect, after_record):
+        assert crashed.view.state == WorkflowState.ACTION_EXECUTED
+        assert crashed.delivered == [["sales@abclogistics.com"]]
+        assert crashed.view.result is not None and crashed.view.result.replayed is True
+        assert crashed.entry is not None and crashed.entry.status == LedgerStatus.SUCCEEDED
+        assert crashed.entry.result == crashed.view.result.result
+    # Killed after the effect, before its result was recorded: the second attempt ran the tool, whose
+    # outbox mark said "sent". Killed after the result was recorded: the ledger answered, the tool never ran.
+    assert after_effect.entry is not None and after_effect.entry.attempts == 2
+    assert after_record.entry is not None and after_record.entry.attempts == 1
