@@ -4,9 +4,10 @@ The credential is a JWT when it has a JWT's shape and `jwt_algorithm` is set (co
 verifies it), an API key from `countersign principal add` otherwise.
 """
 
+import asyncio
 from typing import Annotated
 
-from fastapi import Depends, HTTPException, Request, status
+from fastapi import Depends, HTTPException, Request, WebSocket, WebSocketDisconnect, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from countersign.principals import PrincipalStore
@@ -46,13 +47,43 @@ async def current_principal(
 ) -> Principal:
     if credentials is None or credentials.scheme.lower() != "bearer":
         raise _unauthorized("a valid API key or token is required: Authorization: Bearer <credential>")
-    credential = credentials.credentials
+    principal, problem = await principal_for(credentials.credentials, store, tokens)
+    if principal is None:
+        raise _unauthorized(problem)
+    return principal
+
+
+async def principal_for(
+    credential: str, store: PrincipalStore, tokens: TokenVerifier | None
+) -> tuple[Principal | None, str]:
+    """The principal a credential (API key or JWT) stands for, or None and why not."""
     if tokens is not None and looks_like_jwt(credential):
         try:
-            return tokens.verify(credential)
+            return tokens.verify(credential), ""
         except TokenRejected as rejected:
-            raise _unauthorized(str(rejected)) from None
+            return None, str(rejected)
     principal = await store.authenticate(credential)
     if principal is None:
-        raise _unauthorized("a valid API key is required: Authorization: Bearer <key>")
+        return None, "a valid API key is required: Authorization: Bearer <key>"
+    return principal, ""
+
+
+async def websocket_principal(websocket: WebSocket) -> Principal | None:
+    """Accept the socket and return its principal: from its `Authorization: Bearer` header, or (browsers
+    cannot set that header) from a first message `{"authorization": "Bearer <credential>"}` sent within
+    10 seconds. Credentials never travel in the URL, where proxies and logs would keep them."""
+    store: PrincipalStore = websocket.app.state.principals
+    tokens = _tokens(websocket)  # type: ignore[arg-type]  # reads only .app.state, as a Request would
+    await websocket.accept()
+    header = websocket.headers.get("authorization", "")
+    if not header:
+        try:
+            first = await asyncio.wait_for(websocket.receive_json(), timeout=10)
+        except (TimeoutError, ValueError, KeyError, WebSocketDisconnect):
+            return None
+        header = str(first.get("authorization", "")) if isinstance(first, dict) else ""
+    scheme, _, credential = header.partition(" ")
+    if scheme.lower() != "bearer" or not credential.strip():
+        return None
+    principal, _ = await principal_for(credential.strip(), store, tokens)
     return principal

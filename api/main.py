@@ -7,15 +7,20 @@ from fastapi import FastAPI, Request, status
 from fastapi.responses import JSONResponse
 from temporalio.client import Client
 
-from api.routes import approvals, audit, health, principals, tools, workflows
+from api.routes import approvals, audit, graphs, health, principals, tools, workflows
 from countersign.approvals import ApprovalService
 from countersign.audit_log import AuditLog
 from countersign.audit_store import AuditStore
 from countersign.errors import Conflict, CountersignError, Forbidden, Invalid, NotFound
+from countersign.graph_runs import GraphService
+from countersign.graph_store import GraphStore
 from countersign.policy_file import load_policy
 from countersign.principals import PrincipalStore
 from countersign.settings import Settings
 from countersign.temporal import connect
+from graphs.registry import build_node_registry
+from graphs.shipped import shipped_definitions
+from graphs.validation import check_graph
 from tools.builtin import build_registry
 
 _STATUS = {
@@ -35,8 +40,7 @@ def create_app(settings: Settings, client: Client | None = None) -> FastAPI:
         try:
             yield
         finally:
-            await app.state.principals.close()
-            await app.state.audit_store.close()
+            await detach(app)
 
     app = FastAPI(
         title="Countersign",
@@ -51,6 +55,7 @@ def create_app(settings: Settings, client: Client | None = None) -> FastAPI:
     app.include_router(principals.router)
     app.include_router(tools.router)
     app.include_router(audit.router)
+    app.include_router(graphs.router)
 
     @app.exception_handler(CountersignError)
     async def domain_error(_: Request, error: CountersignError) -> JSONResponse:
@@ -77,3 +82,22 @@ async def attach(app: FastAPI, settings: Settings, client: Client | None = None)
         principals=app.state.principals,
         audit=app.state.audit,
     )
+    app.state.graph_store = await GraphStore.open(settings.audit_url)
+    functions = build_node_registry()
+    for definition in shipped_definitions():
+        await app.state.graph_store.ensure_builtin(check_graph(definition, functions.names()))
+    app.state.graphs = GraphService(
+        client,
+        app.state.graph_store,
+        functions,
+        task_queue=settings.task_queue,
+        principals=app.state.principals,
+        audit=app.state.audit,
+    )
+
+
+async def detach(app: FastAPI) -> None:
+    """Close what `attach` opened."""
+    await app.state.principals.close()
+    await app.state.audit_store.close()
+    await app.state.graph_store.close()

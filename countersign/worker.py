@@ -17,12 +17,14 @@ from temporalio.worker import Worker
 
 from activities.audit import AuditActivities
 from activities.execution import Checkpoint, ExecutionActivities
+from activities.graph import GraphActivities
 from activities.notify import EmailChannel, NotifyActivities, OutboxChannel
 from activities.planning import PlanningActivities, llm_task_queue
 from activities.validation import ValidationActivities
 from countersign.settings import Settings
 from countersign.sql import default_url
 from countersign.temporal import connect, ensure_search_attributes
+from graphs.registry import NodeRegistry, build_node_registry
 from llm.base import Planner
 from llm.factory import build_planner
 from llm.spec import default_chain, parse_chain
@@ -30,6 +32,7 @@ from tools.builtin import build_registry
 from tools.integrations import Integrations
 from tools.registry import ToolRegistry
 from workflows.approval import ApprovalWorkflow
+from workflows.graph import GraphWorkflow
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +82,7 @@ def build_worker(
     integrations: Integrations | None = None,
     audit_url: str | None = None,
     execution_checkpoint: Checkpoint | None = None,
+    node_registry: NodeRegistry | None = None,
 ) -> WorkerGroup:
     """Both workers; the audit log and the execution ledger share `audit_url` (default: SQLite in
     the data dir). `execution_checkpoint` is a fault-injection hook for the crash tests."""
@@ -93,12 +97,20 @@ def build_worker(
     email = EmailChannel(registry, data_dir, integrations)
     notify = NotifyActivities(data_dir, [OutboxChannel(data_dir), email])
     audit = AuditActivities(store_url)
+    graph = GraphActivities(node_registry or build_node_registry())
     main = Worker(
         client,
         task_queue=task_queue,
-        workflows=[ApprovalWorkflow],
+        workflows=[ApprovalWorkflow, GraphWorkflow],
         # `plan` stays here too, for workflows started before planning moved to its own queue.
-        activities=[planning.plan, validation.validate, execution.execute, notify.notify, audit.record],
+        activities=[
+            planning.plan,
+            validation.validate,
+            execution.execute,
+            notify.notify,
+            audit.record,
+            graph.run_node,
+        ],
     )
     llm = Worker(
         client,

@@ -48,8 +48,11 @@ def _evaluator(names: Mapping[str, Any]) -> EvalWithCompoundTypes:
     return EvalWithCompoundTypes(names={**_CONSTANTS, **names}, functions=dict(_FUNCTIONS))
 
 
-def check_expression(expression: str, allowed: frozenset[str] = POLICY_NAMES) -> None:
-    """Refuse an expression that does not parse or names something unknown, with the reason."""
+def check_expression(
+    expression: str, allowed: frozenset[str] = POLICY_NAMES, sample: Mapping[str, Any] | None = None
+) -> None:
+    """Refuse an expression that does not parse or names something unknown, with the reason. `sample`
+    gives the names values for the trial evaluation (default: None each)."""
     if len(expression) > MAX_LENGTH:
         raise ExpressionError(f"expression longer than {MAX_LENGTH} characters")
     try:
@@ -65,7 +68,7 @@ def check_expression(expression: str, allowed: frozenset[str] = POLICY_NAMES) ->
     # Evaluated once with every allowed name set to None, for what simpleeval refuses (dunder access,
     # unknown functions); comparisons on the missing values may fail, as they do at run time ("no match").
     try:
-        _evaluator(dict.fromkeys(allowed)).eval(expression)
+        _evaluator({**dict.fromkeys(allowed), **(sample or {})}).eval(expression)
     except InvalidExpression as error:
         raise ExpressionError(f"{expression!r} is not allowed: {error}") from None
     except (TypeError, ValueError, ArithmeticError, KeyError, IndexError, AttributeError):

@@ -4,10 +4,11 @@ from pathlib import Path
 
 import httpx
 import pytest
+from fastapi import FastAPI
 from temporalio.client import Client
 from temporalio.worker import Worker
 
-from api.main import attach, create_app
+from api.main import attach, create_app, detach
 from countersign.settings import Settings
 from models.enums import Role
 
@@ -16,6 +17,7 @@ from models.enums import Role
 class Api:
     http: httpx.AsyncClient
     keys: dict[str, str]
+    app: FastAPI
 
     def as_(self, who: str) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.keys[who]}"}
@@ -35,10 +37,10 @@ async def api(client: Client, task_queue: str, tmp_path: Path, worker: Worker) -
         "finance": ([Role.FINANCE], "default"),
         "director": ([Role.DIRECTOR], "default"),
         "globex_manager": ([Role.MANAGER], "globex"),
+        "admin": ([Role.ADMIN], "default"),
     }
     keys = {name: (await store.add(name, roles, tenant)).api_key for name, (roles, tenant) in people.items()}
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://countersign.test") as http:
-        yield Api(http=http, keys=keys)
-    await store.close()
-    await app.state.audit_store.close()
+        yield Api(http=http, keys=keys, app=app)
+    await detach(app)

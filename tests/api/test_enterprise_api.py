@@ -18,7 +18,7 @@ import pytest
 from temporalio.client import Client
 from temporalio.worker import Worker
 
-from api.main import attach, create_app
+from api.main import attach, create_app, detach
 from countersign.approvals import ApprovalService, _finished
 from countersign.principals import PrincipalStore
 from countersign.settings import Settings
@@ -98,8 +98,7 @@ async def org(client: Client, task_queue: str, tmp_path: Path, worker: Worker) -
         yield org
         # Let finished workflows close (their last notification) before the worker stops under them.
         await asyncio.gather(*(_let_close(client, workflow_id) for workflow_id in org.submitted))
-    await store.close()
-    await app.state.audit_store.close()
+    await detach(app)
 
 
 async def _let_close(client: Client, workflow_id: str) -> None:

@@ -7,7 +7,7 @@ import httpx
 import pytest
 from temporalio.client import Client
 
-from api.main import attach, create_app
+from api.main import attach, create_app, detach
 from countersign.settings import Settings
 from tests.api.conftest import Api
 from tests.helpers import eventually
@@ -213,8 +213,7 @@ async def test_health_is_503_when_temporal_is_unreachable(tmp_path: Path) -> Non
     await attach(app, settings, client)
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as http:
         response = await http.get("/healthz")
-    await app.state.principals.close()
-    await app.state.audit_store.close()
+    await detach(app)
     assert (response.status_code, response.json()["status"]) == (503, "unavailable")
 
 
@@ -231,11 +230,10 @@ async def test_policy_file_sets_the_chain(
     await attach(app, settings, client)
     key = (await app.state.principals.add("someone", [])).api_key
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as http:
-        api = Api(http=http, keys={"requester": key})
+        api = Api(http=http, keys={"requester": key}, app=app)
         workflow_id = await submit(api, LAPTOPS)
         view = await waiting(api, workflow_id)
-    await app.state.principals.close()
-    await app.state.audit_store.close()
+    await detach(app)
     chain = [(s["role"], s["quorum"], s["sla_seconds"], s["deadline_seconds"]) for s in view["chain"]]  # type: ignore[index, union-attr]
     assert chain == [("HR", 1, 3600, 7200), ("DIRECTOR", 2, 3600, 7200)]
     assert view["policy_version"] == "hr-7"  # type: ignore[index]

@@ -1,0 +1,173 @@
+"""What the gateway does for graph workflows: store definitions, start runs, read them, decide approval
+nodes and follow a run's event stream. Every call is scoped to the principal's tenant."""
+
+import secrets
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+
+from temporalio.client import Client, WorkflowUpdateFailedError
+from temporalio.contrib.workflow_streams import WorkflowStreamClient
+from temporalio.exceptions import ApplicationError
+from temporalio.service import RPCError, RPCStatusCode
+
+from countersign.approvals import _REFUSAL_ERRORS, _finished, _rpc_error
+from countersign.audit_log import AuditLog
+from countersign.errors import Conflict, Forbidden, Invalid, NotFound
+from countersign.graph_store import GraphStore
+from countersign.principals import PrincipalStore
+from graphs.registry import NodeRegistry
+from graphs.validation import GraphInvalid, check_graph
+from models.decisions import ApproveRequest, DecideInput, Refusal
+from models.enums import Role, WorkflowState
+from models.graph import (
+    GraphDefinition,
+    GraphRecord,
+    GraphRunInput,
+    GraphRunView,
+    NodeEvent,
+    RunGraphRequest,
+    RunStarted,
+)
+from models.principals import Principal
+from workflows.graph import EVENTS_TOPIC, GraphWorkflow
+
+
+def run_id_for(principal: Principal) -> str:
+    """Readable ids, like the approval workflows': `graph-<tenant>-<12 hex>`."""
+    return f"graph-{principal.tenant}-{secrets.token_hex(6)}"
+
+
+def snapshot(definition: GraphDefinition, functions: NodeRegistry) -> GraphDefinition:
+    """The definition a run is given: each task node's `local` fixed from its function's registration,
+    so the workflow decides nothing from code it cannot see."""
+    copy = definition.model_copy(deep=True)
+    for node in copy.nodes:
+        if node.fn is not None and node.local is None and node.fn in functions:
+            node.local = functions.get(node.fn).local
+    return copy
+
+
+class GraphService:
+    def __init__(
+        self,
+        client: Client,
+        store: GraphStore,
+        functions: NodeRegistry,
+        *,
+        task_queue: str,
+        principals: PrincipalStore,
+        audit: AuditLog | None = None,
+    ) -> None:
+        self._principals = principals
+        self._client = client
+        self._store = store
+        self._functions = functions
+        self._task_queue = task_queue
+        self._audit = audit
+
+    # ---- definitions ----------------------------------------------------------------------------
+
+    async def create(self, principal: Principal, definition: GraphDefinition) -> GraphRecord:
+        if Role.ADMIN not in principal.roles:
+            raise Forbidden("only an ADMIN may store graph definitions", Refusal.NOT_ALLOWED)
+        try:
+            check_graph(definition, self._functions.names())
+        except GraphInvalid as error:
+            raise Invalid(str(error), "GraphInvalid") from None
+        return await self._store.create(definition, tenant=principal.tenant, created_by=principal.id)
+
+    async def graphs(self, principal: Principal) -> list[GraphRecord]:
+        return await self._store.visible(principal.tenant)
+
+    async def get(self, principal: Principal, graph_id: str, version: int | None = None) -> GraphRecord:
+        record = (
+            await self._store.latest(principal.tenant, graph_id)
+            if version is None
+            else await self._store.get(principal.tenant, graph_id, version)
+        )
+        if record is None:
+            raise NotFound(f"no graph {graph_id}" + (f" version {version}" if version else ""))
+        return record
+
+    # ---- runs -----------------------------------------------------------------------------------
+
+    async def run(self, principal: Principal, request: RunGraphRequest) -> RunStarted:
+        record = await self.get(principal, request.graph_id, request.version)
+        definition = record.definition
+        data = request.input_data
+        if data is None:
+            data = {}
+        elif not isinstance(data, dict):
+            data = {definition.input_key: data}
+        # Checked again: a function may have left the registry since the definition was stored.
+        try:
+            check_graph(definition, self._functions.names())
+        except GraphInvalid as error:
+            raise Conflict(f"{error}; store a new version", "GraphInvalid") from None
+        run_id = run_id_for(principal)
+        await self._client.start_workflow(
+            GraphWorkflow.run,
+            GraphRunInput(
+                run_id=run_id,
+                graph_id=record.graph_id,
+                version=record.version,
+                definition=snapshot(definition, self._functions),
+                input=data,
+                requester=principal,
+            ),
+            id=run_id,
+            task_queue=self._task_queue,
+            static_summary=f"graph {record.graph_id} v{record.version} for {principal.name}",
+        )
+        return RunStarted(run_id=run_id, graph_id=record.graph_id, version=record.version)
+
+    async def state(self, principal: Principal, run_id: str) -> GraphRunView:
+        try:
+            view = await self._client.get_workflow_handle_for(GraphWorkflow.run, run_id).query(
+                GraphWorkflow.view
+            )
+        except RPCError as error:
+            raise _rpc_error(error, run_id) from error
+        if view.tenant != principal.tenant:
+            raise NotFound(f"no workflow {run_id}")
+        return view
+
+    async def decide(self, principal: Principal, run_id: str, body: ApproveRequest) -> GraphRunView:
+        await self.state(principal, run_id)  # another tenant's run looks like none at all
+        # Whoever delegates to the reviewer right now: they may decide for those, as in approvals.
+        acting_for = await self._principals.delegators_for(principal, datetime.now(UTC))
+        decision = DecideInput(
+            reviewer=principal, decision=body.decision, notes=body.notes, acting_for=acting_for
+        )
+        handle = self._client.get_workflow_handle_for(GraphWorkflow.run, run_id)
+        try:
+            return await handle.execute_update(GraphWorkflow.decide, decision)
+        except WorkflowUpdateFailedError as error:
+            cause = error.cause
+            if isinstance(cause, ApplicationError) and cause.type in _REFUSAL_ERRORS:
+                if self._audit is not None:
+                    await self._audit.refused(
+                        principal,
+                        run_id,
+                        "decision",
+                        str(cause.type),
+                        cause.message,
+                        WorkflowState.WAITING_FOR_APPROVAL,
+                    )
+                raise _REFUSAL_ERRORS[cause.type](cause.message, cause.type) from error
+            raise
+        except RPCError as error:
+            if error.status == RPCStatusCode.NOT_FOUND and _finished(error.message):
+                raise Conflict(f"run {run_id} has finished", Refusal.NOT_WAITING) from error
+            raise _rpc_error(error, run_id) from error
+
+    async def events(
+        self, principal: Principal, run_id: str, from_offset: int = 0
+    ) -> AsyncIterator[NodeEvent]:
+        """Every event of the run from `from_offset`, the backlog first, then live until the run ends."""
+        await self.state(principal, run_id)
+        stream = WorkflowStreamClient.create(self._client, run_id)
+        async for item in stream.subscribe(EVENTS_TOPIC, from_offset, result_type=NodeEvent):
+            yield item.data
+            if item.data.kind == "run_ended":
+                return

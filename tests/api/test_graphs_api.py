@@ -1,0 +1,225 @@
+"""Graph workflows through the gateway: seed 003's and seed 004's routes, with authentication, tenants,
+versioned definitions, an approval node, and the live stream on a real WebSocket (uvicorn)."""
+
+import asyncio
+import json
+import socket
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+import uvicorn
+from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed
+
+from tests.api.conftest import Api
+from tests.helpers import eventually
+
+SEED_003_CODE = (
+    "def messy_function():\n    if x:\n        for i in list:\n"
+    "            while True:\n                nested=True"
+)
+APPROVAL_GRAPH = {
+    "id": "reviewed-review",
+    "nodes": [
+        {"id": "extract", "fn": "review.extract"},
+        {"id": "sign-off", "kind": "approval", "approval": {"role": "MANAGER", "prompt": "Analyse {code}?"}},
+        {"id": "analyze", "fn": "review.analyze"},
+    ],
+    "edges": [{"from": "extract", "to": "sign-off"}, {"from": "sign-off", "to": "analyze"}],
+}
+
+
+async def run(api: Api, graph_id: str, data: Any, who: str = "requester") -> str:
+    started = await api.http.post(
+        "/graph/run", json={"graph_id": graph_id, "input_data": data}, headers=api.as_(who)
+    )
+    assert started.status_code == 202, started.text
+    return str(started.json()["run_id"])
+
+
+async def state(api: Api, run_id: str, who: str = "requester") -> dict[str, Any]:
+    response = await api.http.get(f"/graph/state/{run_id}", headers=api.as_(who))
+    assert response.status_code == 200, response.text
+    return dict(response.json())
+
+
+async def finished(api: Api, run_id: str) -> dict[str, Any]:
+    return await eventually(
+        lambda: state(api, run_id),
+        lambda s: s["status"] not in ("RUNNING", "WAITING_FOR_APPROVAL"),
+        timeout=60,
+    )
+
+
+async def test_seed_003_demo_review_runs_in_the_background_and_reports(api: Api) -> None:
+    run_id = await run(api, "demo-review", SEED_003_CODE)
+    assert run_id.startswith("graph-default-")
+    done = await finished(api, run_id)
+    assert done["status"] == "COMPLETED" and done["current_node"] is None
+    assert done["logs"][1] == "Executing Node: extract"
+    assert any(line.startswith("Calculated complexity score:") for line in done["logs"])
+    assert done["logs"][-1] == "Workflow reached END."
+    report = done["data"]["report"]
+    assert report["rounds"] >= 1 and report["functions"] == 1
+    assert '"""' in done["data"]["code"]  # a docstring stub was added
+    assert done["version"] == 1 and done["graph_id"] == "demo-review"
+
+
+async def test_definitions_are_versioned_validated_and_admin_only(api: Api) -> None:
+    assert (
+        await api.http.post("/graph/create", json=APPROVAL_GRAPH, headers=api.as_("manager"))
+    ).status_code == 403
+    broken = {**APPROVAL_GRAPH, "nodes": [*APPROVAL_GRAPH["nodes"][:2], {"id": "analyze", "fn": "nope"}]}  # type: ignore[misc]
+    refused = await api.http.post("/graph/create", json=broken, headers=api.as_("admin"))
+    assert refused.status_code == 422
+    assert "node 'analyze': unknown function 'nope'" in refused.json()["detail"]
+    malformed = await api.http.post("/graph/create", json={"id": "x", "nodes": []}, headers=api.as_("admin"))
+    assert malformed.status_code == 422
+
+    first = await api.http.post("/graph/create", json=APPROVAL_GRAPH, headers=api.as_("admin"))
+    second = await api.http.post("/graphs", json={**APPROVAL_GRAPH, "name": "v2"}, headers=api.as_("admin"))
+    assert (first.status_code, first.json()["version"]) == (201, 1)
+    assert (second.status_code, second.json()["version"]) == (201, 2)
+    listed = await api.http.get("/graphs", headers=api.as_("requester"))
+    assert {(g["graph_id"], g["version"]) for g in listed.json()["items"]} >= {
+        ("demo-review", 1),
+        ("reviewed-review", 2),
+    }
+    old = await api.http.get("/graph/reviewed-review", params={"version": 1}, headers=api.as_("requester"))
+    assert old.json()["definition"]["name"] == ""
+    assert (await api.http.get("/graph/reviewed-review", headers=api.as_("requester"))).json()["definition"][
+        "name"
+    ] == "v2"
+    # Another tenant sees the shipped graph, not this tenant's.
+    theirs = await api.http.get("/graphs", headers=api.as_("globex_manager"))
+    assert [g["graph_id"] for g in theirs.json()["items"]] == ["demo-review"]
+    assert (
+        await api.http.get("/graph/reviewed-review", headers=api.as_("globex_manager"))
+    ).status_code == 404
+    missing = await api.http.post(
+        "/graph/run", json={"graph_id": "nothing-here"}, headers=api.as_("requester")
+    )
+    assert missing.status_code == 404
+
+
+async def test_an_approval_node_is_decided_through_the_gateway(api: Api) -> None:
+    assert (
+        await api.http.post("/graph/create", json=APPROVAL_GRAPH, headers=api.as_("admin"))
+    ).status_code == 201
+    run_id = await run(api, "reviewed-review", {"code": "def f():\n    return 1\n"})
+    waiting = await eventually(lambda: state(api, run_id), lambda s: s["status"] == "WAITING_FOR_APPROVAL")
+    assert waiting["waiting"]["prompt"].startswith("Analyse def f():")
+    approve = {"decision": "approved"}
+    url = f"/graph/runs/{run_id}/approve"
+    assert (await api.http.post(url, json=approve, headers=api.as_("requester"))).status_code == 403
+    assert (await api.http.post(url, json=approve, headers=api.as_("finance"))).status_code == 403
+    assert (await api.http.post(url, json=approve, headers=api.as_("globex_manager"))).status_code == 404
+    assert (
+        await api.http.post(url, json={"decision": "rejected"}, headers=api.as_("manager"))
+    ).status_code == 422
+    decided = await api.http.post(url, json=approve, headers=api.as_("manager"))
+    assert decided.status_code == 200, decided.text
+    done = await finished(api, run_id)
+    assert done["status"] == "COMPLETED" and "score" in done["data"]
+    assert (await api.http.post(url, json=approve, headers=api.as_("manager2"))).status_code == 409
+    # The refused attempts are in the audit log too.
+    audit = await api.http.get(f"/workflows/{run_id}/audit", headers=api.as_("manager"))
+    assert audit.status_code == 200, audit.text
+    events = [e["event"] for e in audit.json()]
+    assert "decision_approved" in events and events.count("decision_refused") == 3, events
+
+
+async def test_every_graph_route_needs_a_credential_and_hides_other_tenants(api: Api) -> None:
+    run_id = await run(api, "demo-review", "x = 1\n")
+    for method, url in [
+        ("GET", "/graphs"),
+        ("GET", "/graph/demo-review"),
+        ("POST", "/graph/create"),
+        ("POST", "/graph/run"),
+        ("GET", f"/graph/state/{run_id}"),
+        ("POST", f"/graph/runs/{run_id}/approve"),
+    ]:
+        assert (await api.http.request(method, url)).status_code == 401, url
+    assert (
+        await api.http.get(f"/graph/state/{run_id}", headers=api.as_("globex_manager"))
+    ).status_code == 404
+    assert (
+        await api.http.get("/graph/state/graph-default-000000000000", headers=api.as_("requester"))
+    ).status_code == 404
+
+
+# --- The live stream, on a real server ---------------------------------------------------------------
+
+
+@pytest.fixture
+async def served(api: Api) -> AsyncIterator[str]:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = uvicorn.Server(
+        uvicorn.Config(api.app, host="127.0.0.1", port=port, log_level="warning", lifespan="off")
+    )
+    task = asyncio.create_task(server.serve())
+    await eventually(lambda: asyncio.sleep(0, server.started), bool)
+    yield f"127.0.0.1:{port}"
+    server.should_exit = True
+    await task
+
+
+async def collect(
+    url: str, headers: dict[str, str] | None = None, first: dict[str, str] | None = None
+) -> list[dict[str, Any]]:
+    events = []
+    async with connect(url, additional_headers=headers) as socket_:
+        if first is not None:
+            await socket_.send(json.dumps(first))
+        async for message in socket_:
+            events.append(json.loads(message))
+    return events
+
+
+async def test_the_websocket_streams_each_event_once_in_order_then_closes(api: Api, served: str) -> None:
+    run_id = await run(api, "demo-review", SEED_003_CODE)
+    url = f"ws://{served}/ws/{run_id}"
+    live = await asyncio.wait_for(collect(url, headers=api.as_("requester")), timeout=60)
+    done = await finished(api, run_id)
+    assert [e["seq"] for e in live] == list(range(done["events"]))
+    assert (
+        live[0]["kind"] == "run_started"
+        and live[-1]["kind"] == "run_ended"
+        and live[-1]["status"] == "COMPLETED"
+    )
+    assert [e["node"] for e in live if e["kind"] == "node_started"][:2] == ["extract", "analyze"]
+
+    # A late subscriber (a browser: the key in its first message) gets the whole backlog, then the close.
+    late = await asyncio.wait_for(
+        collect(url, first={"authorization": f"Bearer {api.keys['manager']}"}), timeout=30
+    )
+    assert late == live
+    # From a sequence number on: only what came after.
+    tail = await collect(f"{url}?from_seq=3", headers=api.as_("requester"))
+    assert tail == live[3:]
+
+
+async def test_the_websocket_refuses_bad_keys_and_other_tenants(api: Api, served: str) -> None:
+    run_id = await run(api, "demo-review", "x = 1\n")
+    url = f"ws://{served}/ws/{run_id}"
+    with pytest.raises(ConnectionClosed) as refused:
+        await collect(url, headers={"Authorization": "Bearer not-a-key"})
+    assert refused.value.rcvd is not None and refused.value.rcvd.code == 1008
+    with pytest.raises(ConnectionClosed) as hidden:
+        await collect(url, headers=api.as_("globex_manager"))
+    assert hidden.value.rcvd is not None and hidden.value.rcvd.code == 4404
+
+    page = await api.http.get(f"/ws-test/{run_id}")
+    assert page.status_code == 200 and f"Run <code>{run_id}</code>" in page.text
+    assert "new WebSocket" in page.text and "authorization" in page.text
+
+
+async def test_oversized_input_is_refused_before_a_run_starts(api: Api) -> None:
+    huge = "x = 1\n" * 50_000
+    refused = await api.http.post(
+        "/graph/run", json={"graph_id": "demo-review", "input_data": huge}, headers=api.as_("requester")
+    )
+    assert refused.status_code == 422 and "larger than 256 KB" in refused.text

@@ -1,0 +1,561 @@
+"""GraphWorkflow: one durable run of a graph definition (nodes, conditional edges, loops, parallel
+groups, approval nodes), with every step streamed live.
+
+The definition is a snapshot in the run's input, so later edits never change a running graph. Task nodes
+run their node function as an activity (local for short, pure ones); edges are evaluated here, by the
+pure `workflows.graph_routing`. Approval nodes wait for an Update `decide`, checked by the same rules as
+the approval workflow (role, tenant, never the requester, one vote per person, a reason to reject), with
+an SLA (escalation to ADMIN) and an optional deadline (EXPIRED); their events go to the SQL audit log.
+Each event is published to the run's workflow stream (topic `events`) and kept in `logs`; long runs
+continue as new, carrying their state and the stream.
+"""
+
+import asyncio
+import json
+from datetime import datetime, timedelta
+from typing import Any
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy, SearchAttributeUpdate
+from temporalio.exceptions import ActivityError, ApplicationError
+
+with workflow.unsafe.imports_passed_through():
+    from temporalio.contrib.workflow_streams import WorkflowStream
+
+    from activities.audit import AuditActivities
+    from activities.graph import GraphActivities
+    from models.audit import AuditBatch, AuditEvent
+    from models.decisions import ApprovalStep, DecideInput, DecisionRecord, StepStatus
+    from models.enums import ActorKind, Decision, Role, WorkflowState
+    from models.graph import (
+        MAX_STEPS,
+        EventKind,
+        GraphApproval,
+        GraphCarry,
+        GraphNode,
+        GraphRunInput,
+        GraphRunView,
+        NodeCall,
+        NodeEvent,
+        NodeKind,
+        NodeResult,
+        ParallelGroup,
+        RunStatus,
+    )
+    from workflows import search_attributes as sa
+    from workflows.graph_routing import NoRoute, next_step
+    from workflows.policy import Authority, check_decision
+
+EVENTS_TOPIC = "events"
+# The run's view keeps the latest log lines; the stream keeps the latest events across continue-as-new.
+MAX_LOGS = 2000
+MAX_RETAINED_EVENTS = 2000
+AUDIT_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(minutes=1))
+
+
+class _RunFailed(Exception):
+    pass
+
+
+def _node_retry(node: GraphNode) -> RetryPolicy:
+    return RetryPolicy(
+        maximum_attempts=node.retry.max_attempts,
+        initial_interval=timedelta(seconds=node.retry.initial_interval),
+        backoff_coefficient=node.retry.backoff,
+        maximum_interval=timedelta(seconds=max(node.retry.max_interval, node.retry.initial_interval)),
+        non_retryable_error_types=["NodeOutputInvalid"],
+    )
+
+
+@workflow.defn
+class GraphWorkflow:
+    @workflow.init
+    def __init__(self, input: GraphRunInput) -> None:
+        carry = input.carry
+        # Constructed here, in __init__, as the stream requires; it carries its log across continue-as-new.
+        self._stream = WorkflowStream(prior_state=carry.stream if carry else None)
+        self._events_topic = self._stream.topic(EVENTS_TOPIC, type=NodeEvent)
+        self._input = input
+        self._definition = input.definition
+        if carry is not None:
+            self._state = dict(carry.state)
+            self._visits = dict(carry.visits)
+            self._steps, self._events = carry.steps, carry.events
+            self._logs, self._logs_dropped = list(carry.logs), carry.logs_dropped
+            self._started_at = carry.started_at
+        else:
+            self._state = {**input.definition.defaults, **input.input}
+            self._visits, self._steps, self._events = {}, 0, 0
+            self._logs, self._logs_dropped = [], 0
+            self._started_at = workflow.now()
+        self._status = RunStatus.RUNNING
+        self._current: str | None = None
+        self._error: str | None = None
+        self._waiting: GraphApproval | None = None
+        self._ended_at: datetime | None = None
+        self._audit: list[AuditEvent] = []
+        self._audited = 0
+
+    # ---- the run --------------------------------------------------------------------------------
+
+    @workflow.run
+    async def run(self, input: GraphRunInput) -> GraphRunView:
+        node_id: str | None = input.carry.next_node if input.carry else self._definition.start_node
+        if input.carry is None:
+            self._emit("run_started", message=f"Starting graph {input.graph_id} v{input.version}")
+        self._publish_attributes()
+        try:
+            while node_id is not None:
+                if self._should_continue_as_new():
+                    await self._continue_as_new(node_id)
+                node_id = await self._step(node_id)
+            if self._status == RunStatus.RUNNING:
+                self._status = RunStatus.COMPLETED
+                self._log("Workflow reached END.")
+        except _RunFailed as failure:
+            self._status, self._error = RunStatus.FAILED, str(failure)
+            self._log(f"Run failed: {failure}")
+        self._current, self._ended_at = None, workflow.now()
+        self._emit("run_ended", status=self._status, message=self._error or self._status.value, log=False)
+        self._publish_attributes()
+        await workflow.wait_condition(workflow.all_handlers_finished)
+        return self.view()
+
+    async def _step(self, node_id: str) -> str | None:
+        """Run one node (or parallel group) and return where the run goes next (None: it ends)."""
+        self._count_visit(node_id)
+        self._current = node_id
+        group = self._definition.group(node_id)
+        if group is not None:
+            await self._run_parallel(group)
+        else:
+            node = self._definition.node(node_id)
+            assert node is not None  # validated before the run started
+            if node.kind == NodeKind.END:
+                return None
+            if node.kind == NodeKind.APPROVAL:
+                outcome = await self._approve(node)
+                if outcome != StepStatus.APPROVED:
+                    return self._after_refusal(node, outcome)
+            else:
+                await self._run_task(node)
+        try:
+            following = next_step(self._definition, node_id, self._state)
+        except NoRoute as error:
+            raise _RunFailed(str(error)) from None
+        if following is not None:
+            self._emit("routed", node=node_id, message=f"Routing to: {following}")
+        return following
+
+    def _count_visit(self, node_id: str) -> None:
+        visits = self._visits.get(node_id, 0) + 1
+        self._visits[node_id] = visits
+        self._steps += 1
+        node = self._definition.node(node_id)
+        if node is not None and node.max_visits is not None and visits > node.max_visits:
+            raise _RunFailed(
+                f"node {node_id!r} was reached {visits} times; its max_visits is {node.max_visits}"
+            )
+        if self._steps > MAX_STEPS:
+            raise _RunFailed(f"the run took more than {MAX_STEPS} steps")
+
+    async def _call(self, node: GraphNode, state: dict[str, Any]) -> NodeResult:
+        assert node.fn is not None
+        call = NodeCall(run_id=self._input.run_id, node=node.id, fn=node.fn, state=state)
+        timeout = timedelta(seconds=node.timeout)
+        if node.local:
+            return await workflow.execute_local_activity_method(
+                GraphActivities.run_node,
+                call,
+                start_to_close_timeout=timeout,
+                retry_policy=_node_retry(node),
+                summary=f"node {node.id}",
+            )
+        return await workflow.execute_activity_method(
+            GraphActivities.run_node,
+            call,
+            start_to_close_timeout=timeout,
+            retry_policy=_node_retry(node),
+            summary=f"node {node.id}",
+        )
+
+    async def _run_task(self, node: GraphNode) -> None:
+        self._emit("node_started", node=node.id, message=f"Executing Node: {node.id}")
+        started = workflow.now()
+        try:
+            result = await self._call(node, self._state)
+        except ActivityError as error:
+            raise self._node_failed(node, error) from None
+        self._state.update(result.updates)
+        self._finished(node.id, started, result)
+
+    async def _run_parallel(self, group: ParallelGroup) -> None:
+        branches = [self._definition.node(b) for b in group.branches]
+        self._emit(
+            "node_started",
+            node=group.id,
+            message=f"Executing branches in parallel: {', '.join(group.branches)}",
+        )
+        started = workflow.now()
+        for branch in branches:
+            assert branch is not None
+            self._emit("node_started", node=branch.id, message=f"Executing Node: {branch.id}")
+        # Each branch sees the state as it was when the group started; their outputs are merged after.
+        snapshot = dict(self._state)
+        outcomes = await asyncio.gather(
+            *(self._call(branch, snapshot) for branch in branches if branch is not None),
+            return_exceptions=True,
+        )
+        written: dict[str, str] = {}
+        for branch, outcome in zip(branches, outcomes, strict=True):
+            assert branch is not None
+            if isinstance(outcome, ActivityError):
+                raise self._node_failed(branch, outcome)
+            if isinstance(outcome, BaseException):
+                raise outcome
+            for key in outcome.updates:
+                if key in written and outcome.updates[key] != self._state.get(key):
+                    raise _RunFailed(f"parallel branches {written[key]!r} and {branch.id!r} both set {key!r}")
+                written[key] = branch.id
+            self._state.update(outcome.updates)
+            self._finished(branch.id, started, outcome)
+        self._emit(
+            "node_finished",
+            node=group.id,
+            message=f"Joined {len(branches)} branches",
+            duration_ms=self._ms(started),
+        )
+
+    def _finished(self, node_id: str, started: datetime, result: NodeResult) -> None:
+        for line in result.logs:
+            self._log(line)
+        keys = sorted(result.updates)
+        self._emit(
+            "node_finished",
+            node=node_id,
+            message=f"Finished Node: {node_id}" + (f" (set {', '.join(keys)})" if keys else ""),
+            duration_ms=self._ms(started),
+            output_keys=keys,
+            log=False,
+        )
+
+    def _node_failed(self, node: GraphNode, error: ActivityError) -> _RunFailed:
+        cause = error.cause
+        reason = cause.message if isinstance(cause, ApplicationError) else str(cause or error)
+        self._emit("node_failed", node=node.id, message=f"Node {node.id} failed: {reason}")
+        return _RunFailed(f"node {node.id!r} failed: {reason}")
+
+    def _ms(self, started: datetime) -> int:
+        return int((workflow.now() - started).total_seconds() * 1000)
+
+    # ---- approval nodes -------------------------------------------------------------------------
+
+    async def _approve(self, node: GraphNode) -> StepStatus:
+        """Wait for the node's reviewers; `<node>_approved` in the state says how it went."""
+        spec = node.approval
+        assert spec is not None
+        now = workflow.now()
+        step = ApprovalStep(
+            role=spec.role,
+            quorum=spec.quorum,
+            sla_seconds=spec.sla,
+            deadline_seconds=spec.deadline,
+            escalate_to=Role.ADMIN if spec.role != Role.ADMIN else None,
+            status=StepStatus.WAITING,
+            started_at=now.isoformat(),
+            sla_due_at=(now + timedelta(seconds=spec.sla)).isoformat(),
+        )
+        prompt = _fill(spec.prompt, self._state)
+        self._waiting = GraphApproval(node=node.id, prompt=prompt, step=step)
+        self._status = RunStatus.WAITING_FOR_APPROVAL
+        self._emit("waiting", node=node.id, message=f"Waiting for {spec.quorum} x {spec.role}: {prompt}")
+        self._audit_event(
+            "approval_requested", "graph", ActorKind.SYSTEM, WorkflowState.WAITING_FOR_APPROVAL, prompt
+        )
+        self._publish_attributes()
+        await self._flush_audit()
+        outcome = await self._wait_for_decisions(step, spec.deadline)
+        self._waiting = None
+        self._status = RunStatus.RUNNING
+        self._state[f"{node.id}_approved"] = outcome == StepStatus.APPROVED
+        self._publish_attributes()
+        await self._flush_audit()
+        return outcome
+
+    def _after_refusal(self, node: GraphNode, outcome: StepStatus) -> str | None:
+        """Where a rejected or expired approval leads: its `on_reject` node, or the end of the run."""
+        assert node.approval is not None
+        if outcome == StepStatus.EXPIRED:
+            self._status = RunStatus.EXPIRED
+            return None
+        if node.approval.on_reject is not None:
+            self._emit("routed", node=node.id, message=f"Rejected. Routing to: {node.approval.on_reject}")
+            return node.approval.on_reject
+        self._status = RunStatus.REJECTED
+        return None
+
+    async def _wait_for_decisions(self, step: ApprovalStep, deadline: int | None) -> StepStatus:
+        decided = lambda: step.status != StepStatus.WAITING  # noqa: E731 - a condition, read twice
+        try:
+            await workflow.wait_condition(
+                decided, timeout=timedelta(seconds=step.sla_seconds), timeout_summary="approval SLA"
+            )
+            return step.status
+        except TimeoutError:
+            pass
+        step.escalated = True
+        self._emit(
+            "escalated",
+            node=self._current,
+            message=f"SLA passed: {step.escalate_to or step.role} may decide too",
+        )
+        self._audit_event("escalated", "sla", ActorKind.SYSTEM, WorkflowState.ESCALATED, "SLA passed")
+        self._publish_attributes()
+        await self._flush_audit()
+        remaining = None if deadline is None else max(deadline - step.sla_seconds, 1)
+        try:
+            await workflow.wait_condition(
+                decided,
+                timeout=None if remaining is None else timedelta(seconds=remaining),
+                timeout_summary="approval deadline",
+            )
+            return step.status
+        except TimeoutError:
+            step.status = StepStatus.EXPIRED
+            self._emit("decided", node=self._current, message="Deadline passed: expired")
+            self._audit_event(
+                "expired", "deadline", ActorKind.SYSTEM, WorkflowState.EXPIRED, "deadline passed"
+            )
+            return step.status
+
+    def _check(self, decision: DecideInput) -> Authority:
+        waiting = self._waiting
+        checked = check_decision(
+            decision,
+            waiting=waiting is not None,
+            step=waiting.step if waiting else None,
+            chain=[waiting.step] if waiting else [],
+            proposal_version=1 if waiting else None,
+            proposal_valid=True,
+            requester_id=self._input.requester.id,
+            tenant=self._input.requester.tenant,
+        )
+        if isinstance(checked, Authority):
+            return checked
+        code, message = checked
+        raise ApplicationError(message, type=code, non_retryable=True)
+
+    @workflow.update
+    async def decide(self, decision: DecideInput) -> GraphRunView:
+        authority = self._check(decision)
+        waiting = self._waiting
+        assert waiting is not None
+        step = waiting.step
+        role = next((r for r in step.deciding_roles if r in authority.principal.roles), step.role)
+        step.decisions.append(
+            DecisionRecord(
+                reviewer_id=decision.reviewer.id,
+                reviewer_name=decision.reviewer.name,
+                role=role,
+                decision=decision.decision,
+                notes=decision.notes,
+                proposal_version=1,
+                at=workflow.now().isoformat(),
+                on_behalf_of_id=authority.principal.id if authority.delegate else None,
+                on_behalf_of_name=authority.principal.name if authority.delegate else None,
+            )
+        )
+        approvals = sum(1 for d in step.decisions if d.decision == Decision.APPROVED)
+        if decision.decision == Decision.REJECTED:
+            step.status = StepStatus.REJECTED
+        elif approvals >= step.quorum:
+            step.status = StepStatus.APPROVED
+        verdict = decision.decision.value
+        self._emit(
+            "decided",
+            node=waiting.node,
+            message=f"{decision.reviewer.name} ({role}) {verdict}"
+            + (f": {decision.notes}" if decision.notes else ""),
+        )
+        state = WorkflowState.APPROVED if decision.decision == Decision.APPROVED else WorkflowState.REJECTED
+        self._audit_event(
+            f"decision_{verdict}", decision.reviewer, ActorKind.HUMAN, state, decision.notes or "", role=role
+        )
+        return self.view()
+
+    @decide.validator
+    def _validate_decide(self, decision: DecideInput) -> None:
+        self._check(decision)
+
+    # ---- the SQL audit log (approval nodes only: who decided what) ------------------------------
+
+    def _audit_event(
+        self,
+        event: str,
+        actor: Any,
+        kind: ActorKind,
+        state: WorkflowState,
+        detail: str,
+        role: Role | None = None,
+    ) -> None:
+        name = actor.name if hasattr(actor, "name") else str(actor)
+        data: dict[str, str | int | float | None] = {"graph_id": self._input.graph_id, "node": self._current}
+        if hasattr(actor, "id"):
+            data["principal_id"] = actor.id
+        self._audit.append(
+            AuditEvent(
+                event=event,
+                actor=name,
+                actor_kind=kind,
+                role=role,
+                at=workflow.now().isoformat(),
+                state=state,
+                detail=detail[:500],
+                data=data,
+            )
+        )
+
+    async def _flush_audit(self) -> None:
+        while self._audited < len(self._audit):
+            first, events = self._audited, self._audit[self._audited :]
+            try:
+                await workflow.execute_activity_method(
+                    AuditActivities.record,
+                    AuditBatch(
+                        workflow_id=workflow.info().workflow_id,
+                        tenant=self._input.requester.tenant,
+                        first_seq=first,
+                        events=events,
+                    ),
+                    start_to_close_timeout=timedelta(seconds=30),
+                    retry_policy=AUDIT_RETRY,
+                    summary=f"audit {events[0].event}",
+                )
+            except ActivityError as error:
+                # Never overwrite someone else's log; the run's own view still has every event.
+                workflow.logger.error("audit log refused events from %d: %s", first, error.cause or error)
+            self._audited = first + len(events)
+
+    # ---- events, logs, search attributes ----------------------------------------------------------
+
+    def _emit(
+        self,
+        kind: EventKind,
+        *,
+        node: str | None = None,
+        message: str = "",
+        duration_ms: int | None = None,
+        output_keys: list[str] | None = None,
+        status: RunStatus | None = None,
+        log: bool = True,
+    ) -> None:
+        event = NodeEvent(
+            seq=self._events,
+            kind=kind,
+            at=workflow.now(),
+            node=node,
+            message=message,
+            duration_ms=duration_ms,
+            output_keys=output_keys or [],
+            status=status,
+        )
+        self._events += 1
+        self._events_topic.publish(event)
+        if log and message:
+            self._log(message)
+
+    def _log(self, line: str) -> None:
+        self._logs.append(line)
+        if len(self._logs) > MAX_LOGS:
+            drop = len(self._logs) - MAX_LOGS
+            del self._logs[:drop]
+            self._logs_dropped += drop
+
+    def _publish_attributes(self) -> None:
+        waiting = self._waiting
+        updates: list[SearchAttributeUpdate[Any]] = [
+            sa.STATE.value_set(self._status.value),
+            sa.REQUEST_TYPE.value_set("GRAPH"),
+            sa.TENANT.value_set(self._input.requester.tenant),
+            sa.REQUESTER.value_set(self._input.requester.id),
+        ]
+        if waiting is not None and waiting.step.sla_due_at:
+            updates += [
+                sa.AWAITING_ROLE.value_set(waiting.step.role.value),
+                sa.DECIDERS.value_set([role.value for role in waiting.step.deciding_roles]),
+                sa.SLA_DUE.value_set(datetime.fromisoformat(waiting.step.sla_due_at)),
+            ]
+        else:
+            updates += [sa.AWAITING_ROLE.value_unset(), sa.DECIDERS.value_unset(), sa.SLA_DUE.value_unset()]
+        workflow.upsert_search_attributes(updates)
+        details = self._status.value + (f" at {self._current}" if self._current else "")
+        if waiting is not None:
+            details += f": waiting for {waiting.step.role} ({waiting.prompt})"
+        workflow.set_current_details(details)
+
+    # ---- continue-as-new ----------------------------------------------------------------------------
+
+    def _should_continue_as_new(self) -> bool:
+        # Well before Temporal's history limits (50k events / 50 MB).
+        info = workflow.info()
+        limit = self._input.continue_after_events
+        return info.is_continue_as_new_suggested() or info.get_current_history_length() > limit
+
+    async def _continue_as_new(self, next_node: str) -> None:
+        retained_from = max(0, self._events - MAX_RETAINED_EVENTS)
+        self._stream.truncate(retained_from)
+        await self._flush_audit()
+
+        def carry(stream: Any) -> list[GraphRunInput]:
+            return [
+                self._input.model_copy(
+                    update={
+                        "carry": GraphCarry(
+                            state=self._state,
+                            next_node=next_node,
+                            visits=self._visits,
+                            steps=self._steps,
+                            logs=self._logs,
+                            logs_dropped=self._logs_dropped,
+                            events=self._events,
+                            started_at=self._started_at,
+                            stream=stream,
+                        )
+                    }
+                )
+            ]
+
+        await self._stream.continue_as_new(carry)
+
+    # ---- queries ----------------------------------------------------------------------------------------
+
+    @workflow.query
+    def view(self) -> GraphRunView:
+        return GraphRunView(
+            run_id=self._input.run_id,
+            graph_id=self._input.graph_id,
+            version=self._input.version,
+            status=self._status,
+            current_node=self._current,
+            logs=list(self._logs),
+            logs_dropped=self._logs_dropped,
+            data=dict(self._state),
+            visits=dict(self._visits),
+            events=self._events,
+            waiting=self._waiting,
+            error=self._error,
+            tenant=self._input.requester.tenant,
+            requester_id=self._input.requester.id,
+            started_at=self._started_at,
+            ended_at=self._ended_at,
+        )
+
+
+def _fill(template: str, state: dict[str, Any]) -> str:
+    """`{key}` in an approval prompt replaced by the state's value (JSON for non-strings)."""
+    out = template
+    for key, value in state.items():
+        marker = "{" + key + "}"
+        if marker in out:
+            out = out.replace(marker, value if isinstance(value, str) else json.dumps(value, default=str))
+    return out[:1000]
