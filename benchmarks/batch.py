@@ -13,27 +13,15 @@ measured in the same run, never a pass/fail threshold.
 import argparse
 import asyncio
 import json
-import os
-import platform
-import sys
-import tempfile
 import time
-import uuid
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 import httpx
-from temporalio.contrib.pydantic import pydantic_data_converter
-from temporalio.testing import WorkflowEnvironment
 
-from api.main import attach, create_app
-from countersign.settings import Settings
-from countersign.stack import temporal_binary
-from countersign.worker import build_worker
-from llm.rules import RulesPlanner
+from benchmarks.harness import machine, stack
 from models.enums import Role
-from workflows import search_attributes as sa
 
 TEXT = "Follow up with ABC Logistics (sales@abclogistics.com) about pricing"
 BATCH_LIMIT = 100  # BatchRequest.items max_length
@@ -64,75 +52,43 @@ async def timed(run: Callable[[], Awaitable[int]]) -> tuple[float, int]:
 
 
 async def bench(items: int) -> dict[str, Any]:
-    # The dev server prints a banner on the stdout it inherits: give it stderr so stdout is only JSON.
-    sys.stdout.flush()
-    saved_stdout = os.dup(1)
-    os.dup2(2, 1)
-    try:
-        env = await WorkflowEnvironment.start_local(
-            dev_server_existing_path=temporal_binary(),
-            data_converter=pydantic_data_converter,
-            search_attributes=sa.ALL,
-            dev_server_log_level="error",
-        )
-    finally:
-        os.dup2(saved_stdout, 1)
-        os.close(saved_stdout)
-    try:
-        with tempfile.TemporaryDirectory(prefix="countersign-bench-") as tmp:
-            data_dir, queue = Path(tmp), f"bench-{uuid.uuid4().hex[:12]}"
-            settings = Settings(_env_file=None, data_dir=data_dir, task_queue=queue)
-            app = create_app(settings, client=env.client)
-            await attach(app, settings, env.client)
-            store = app.state.principals
-            keys = {
-                name: (await store.add(name, roles, "default")).api_key
-                for name, roles in (("requester", []), ("manager", [Role.MANAGER]))
-            }
-            requester, manager = ({"Authorization": f"Bearer {keys[n]}"} for n in ("requester", "manager"))
-            worker = build_worker(env.client, task_queue=queue, data_dir=data_dir, planner=RulesPlanner())
-            transport = httpx.ASGITransport(app=app)
-            async with (
-                worker,
-                httpx.AsyncClient(transport=transport, base_url="http://bench", timeout=120) as http,
-            ):
-                pending = await prepare(http, requester, 3 * items)
-                batch_set, seq_set, conc_set = (pending[k * items : (k + 1) * items] for k in range(3))
+    async with stack({"requester": [], "manager": [Role.MANAGER]}) as bench_stack:
+        http, env = bench_stack.http, bench_stack.env
+        requester, manager = bench_stack.headers["requester"], bench_stack.headers["manager"]
+        pending = await prepare(http, requester, 3 * items)
+        batch_set, seq_set, conc_set = (pending[k * items : (k + 1) * items] for k in range(3))
 
-                async def single(workflow_id: str, version: int) -> int:
-                    body = {"decision": "approved", "proposal_version": version}
-                    reply = await http.post(f"/workflows/{workflow_id}/approve", json=body, headers=manager)
-                    return 0 if reply.is_success else 1
+        async def single(workflow_id: str, version: int) -> int:
+            body = {"decision": "approved", "proposal_version": version}
+            reply = await http.post(f"/workflows/{workflow_id}/approve", json=body, headers=manager)
+            return 0 if reply.is_success else 1
 
-                async def batch() -> int:
-                    failures = 0
-                    for at in range(0, len(batch_set), BATCH_LIMIT):
-                        chunk = batch_set[at : at + BATCH_LIMIT]
-                        body = {
-                            "items": [{"workflow_id": w, "proposal_version": v} for w, v in chunk],
-                            "decision": "approved",
-                            "notes": "bench",
-                        }
-                        reply = await http.post("/approvals/batch", json=body, headers=manager)
-                        ok = reply.is_success
-                        failures += sum(not r["ok"] for r in reply.json()["results"]) if ok else len(chunk)
-                    return failures
+        async def batch() -> int:
+            failures = 0
+            for at in range(0, len(batch_set), BATCH_LIMIT):
+                chunk = batch_set[at : at + BATCH_LIMIT]
+                body = {
+                    "items": [{"workflow_id": w, "proposal_version": v} for w, v in chunk],
+                    "decision": "approved",
+                    "notes": "bench",
+                }
+                reply = await http.post("/approvals/batch", json=body, headers=manager)
+                ok = reply.is_success
+                failures += sum(not r["ok"] for r in reply.json()["results"]) if ok else len(chunk)
+            return failures
 
-                async def sequential() -> int:
-                    return sum([await single(w, v) for w, v in seq_set])
+        async def sequential() -> int:
+            return sum([await single(w, v) for w, v in seq_set])
 
-                async def concurrent() -> int:
-                    return sum(await asyncio.gather(*(single(w, v) for w, v in conc_set)))
+        async def concurrent() -> int:
+            return sum(await asyncio.gather(*(single(w, v) for w, v in conc_set)))
 
-                (batch_s, f1), (seq_s, f2), (conc_s, f3) = [
-                    await timed(run) for run in (batch, sequential, concurrent)
-                ]
-                # Untimed: let every workflow finish (notifications) so the teardown cuts nothing off.
-                results = (env.client.get_workflow_handle(w).result() for w, _ in pending)
-                await asyncio.wait_for(asyncio.gather(*results, return_exceptions=True), timeout=120)
-            await store.close()
-    finally:
-        await env.shutdown()
+        (batch_s, f1), (seq_s, f2), (conc_s, f3) = [
+            await timed(run) for run in (batch, sequential, concurrent)
+        ]
+        # Untimed: let every workflow finish (notifications) so the teardown cuts nothing off.
+        results = (env.client.get_workflow_handle(w).result() for w, _ in pending)
+        await asyncio.wait_for(asyncio.gather(*results, return_exceptions=True), timeout=120)
     return {
         "items": items,
         "batch_seconds": round(batch_s, 3),
@@ -141,11 +97,7 @@ async def bench(items: int) -> dict[str, Any]:
         "speedup_vs_sequential": round(seq_s / batch_s, 2),
         "speedup_vs_concurrent": round(conc_s / batch_s, 2),
         "failures": f1 + f2 + f3,
-        "machine": {
-            "cores": os.cpu_count(),
-            "python": platform.python_version(),
-            "system": platform.platform(),
-        },
+        "machine": machine(),
     }
 
 

@@ -5,7 +5,13 @@ import secrets
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
-from temporalio.client import Client, WorkflowUpdateFailedError
+from temporalio.client import (
+    Client,
+    WorkflowFailureError,
+    WorkflowQueryRejectedError,
+    WorkflowUpdateFailedError,
+)
+from temporalio.common import QueryRejectCondition
 from temporalio.contrib.workflow_streams import WorkflowStreamClient
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
@@ -122,10 +128,17 @@ class GraphService:
         return RunStarted(run_id=run_id, graph_id=record.graph_id, version=record.version)
 
     async def state(self, principal: Principal, run_id: str) -> GraphRunView:
+        handle = self._client.get_workflow_handle_for(GraphWorkflow.run, run_id)
         try:
-            view = await self._client.get_workflow_handle_for(GraphWorkflow.run, run_id).query(
-                GraphWorkflow.view
-            )
+            try:
+                # Refused by the server at once when the run has closed: its result is the final
+                # view, read from history, with no worker replaying the run to answer a query.
+                view = await handle.query(GraphWorkflow.view, reject_condition=QueryRejectCondition.NOT_OPEN)
+            except WorkflowQueryRejectedError:
+                try:
+                    view = await handle.result()
+                except WorkflowFailureError:  # terminated or cancelled from outside: ask the worker
+                    view = await handle.query(GraphWorkflow.view)
         except RPCError as error:
             raise _rpc_error(error, run_id) from error
         if view.tenant != principal.tenant:

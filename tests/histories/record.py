@@ -1,41 +1,51 @@
 """Record the histories the replay test checks: `uv run python -m tests.histories.record`.
 
+`... record graph` (or `approval`) records only that workflow type's histories.
+
 Re-record only when a change is meant to alter the command sequence, and then behind
 `workflow.patched(...)`: first rename the current files with the next `_vN` suffix and commit them,
 so that the older histories keep proving that running workflows still replay.
 """
 
 import asyncio
+import functools
 import os
+import sys
 import tempfile
 import uuid
 from pathlib import Path
+from typing import Any
 
 from temporalio.client import Client, WorkflowHandle
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
+from countersign.graph_runs import snapshot
 from countersign.stack import temporal_binary
 from countersign.worker import build_worker
+from graphs.registry import build_node_registry
+from graphs.shipped import shipped_definitions
+from graphs.validation import check_graph
 from llm.factory import build_planner
 from llm.rules import RulesPlanner
 from llm.spec import LLMOptions, parse_chain
 from models.decisions import CancelInput, DecideInput, EditInput
 from models.enums import Decision, Role, WorkflowState
+from models.graph import GraphDefinition, GraphRunInput
 from models.policy import ApprovalPolicy
 from models.principals import Principal
-from models.views import WorkflowView
 from tests.fake_llm import FakeLLM, follow_up_plan, openai_answer
 from tests.helpers import FINANCE, MANAGER, MANAGER_2, REQUESTER, eventually, start, wait_for_state
 from tools.builtin import build_registry
 from workflows import search_attributes as sa
 from workflows.approval import ApprovalWorkflow
+from workflows.graph import GraphWorkflow
 
 HERE = Path(__file__).parent
 ADMIN = Principal(id="p-adm", name="Ada Admin", roles=[Role.ADMIN])
 
 
-async def _save(handle: WorkflowHandle[ApprovalWorkflow, WorkflowView], name: str) -> None:
+async def _save(handle: WorkflowHandle[Any, Any], name: str) -> None:
     await handle.result()
     history = await handle.fetch_history()
     (HERE / f"{name}.json").write_text(history.to_json())
@@ -144,7 +154,60 @@ async def _record_model_planning(client: Client, data_dir: Path) -> None:
         fake.stop()
 
 
-async def main() -> None:
+async def _record_graphs(client: Client, data_dir: Path) -> None:
+    """demo-review as shipped; and a parallel group joined into an approval node."""
+    queue = f"record-{uuid.uuid4().hex[:8]}"
+    functions = build_node_registry()
+    (demo,) = shipped_definitions()
+    fan = GraphDefinition.model_validate(
+        {
+            "id": "fan-in-review",
+            "nodes": [
+                {"id": "extract", "fn": "review.extract"},
+                {"id": "report", "fn": "review.report"},
+                {
+                    "id": "sign-off",
+                    "kind": "approval",
+                    "approval": {"role": "MANAGER", "on_reject": "report"},
+                },
+                {"id": "analyze", "fn": "review.analyze", "local": False},
+            ],
+            "parallel": [{"id": "both", "branches": ["extract", "report"], "join": "sign-off"}],
+            "edges": [{"from": "sign-off", "to": "analyze"}],
+            "start": "both",
+        }
+    )
+    check_graph(fan, functions.names())
+    async with build_worker(client, task_queue=queue, data_dir=data_dir, planner=RulesPlanner()):
+        for name, definition, data in (
+            ("graph_demo_review", demo, {"code": "def f(x):\n    if x == None:\n        return 1\n"}),
+            ("graph_parallel_approval", fan, {"code": "x = 1\n"}),
+        ):
+            run_id = f"graph-default-{uuid.uuid4().hex[:12]}"
+            graph = await client.start_workflow(
+                GraphWorkflow.run,
+                GraphRunInput(
+                    run_id=run_id,
+                    graph_id=definition.id,
+                    version=1,
+                    definition=snapshot(definition, functions),
+                    input=data,
+                    requester=REQUESTER,
+                ),
+                id=run_id,
+                task_queue=queue,
+            )
+            if definition is fan:
+                await eventually(
+                    functools.partial(graph.query, GraphWorkflow.view), lambda v: v.waiting is not None
+                )
+                await graph.execute_update(
+                    GraphWorkflow.decide, DecideInput(reviewer=MANAGER, decision=Decision.APPROVED)
+                )
+            await _save(graph, name)
+
+
+async def main(which: str = "all") -> None:
     env = await WorkflowEnvironment.start_local(
         dev_server_existing_path=temporal_binary(),
         data_converter=pydantic_data_converter,
@@ -153,11 +216,15 @@ async def main() -> None:
     )
     try:
         with tempfile.TemporaryDirectory() as data_dir:
-            await _record(env.client, Path(data_dir))
-            await _record_model_planning(env.client, Path(data_dir))
+            if which in ("all", "approval"):
+                await _record(env.client, Path(data_dir))
+                await _record_model_planning(env.client, Path(data_dir))
+            if which in ("all", "graph"):
+                await _record_graphs(env.client, Path(data_dir))
     finally:
         await env.shutdown()
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    # `graph` or `approval` records only that workflow type's histories.
+    asyncio.run(main(sys.argv[1] if len(sys.argv) > 1 else "all"))

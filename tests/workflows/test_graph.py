@@ -14,13 +14,16 @@ from temporalio.contrib.workflow_streams import WorkflowStreamClient
 from temporalio.testing import WorkflowEnvironment
 
 from countersign.audit_store import AuditStore
+from countersign.graph_runs import snapshot
 from countersign.worker import WorkerGroup, build_worker
-from graphs.registry import NodeContext, NodeRegistry, node_fn
+from graphs.registry import NodeContext, NodeRegistry, build_node_registry, node_fn
+from graphs.shipped import shipped_definitions
 from llm.rules import RulesPlanner
 from models.decisions import DecideInput
 from models.enums import Decision, Role
 from models.graph import GraphDefinition, GraphRunInput, GraphRunView, NodeEvent, RunStatus
 from models.principals import Principal
+from tests.graphs import test_review as review_cases
 from tests.helpers import FINANCE, MANAGER, MANAGER_2, OTHER_TENANT_MANAGER, REQUESTER, eventually
 from workflows.graph import EVENTS_TOPIC, GraphWorkflow
 
@@ -388,3 +391,37 @@ async def test_an_unanswered_approval_node_escalates_then_expires(
     assert expired.status == RunStatus.EXPIRED
     assert expired.data["review_approved"] is False and "publish" not in expired.visits
     assert expired.logs[-1] == "Deadline passed: expired"
+
+
+@pytest.mark.parametrize(
+    ("case", "stopped"),
+    [
+        ("CLEAN", "threshold met"),
+        ("COMPLEX", "no further automatic fixes"),
+        ("BUGGY", None),
+        ("BROKEN", "syntax error"),
+    ],
+)
+@pytest.mark.usefixtures("worker")
+async def test_demo_review_ends_on_every_input(
+    client: Client, task_queue: str, case: str, stopped: str | None
+) -> None:
+    """The shipped graph on Temporal, with the shipped node functions: the loop always ends, and the
+    short but complex function (seed 004's endless loop) stops once nothing more can be fixed."""
+    codes = {
+        **{name: getattr(review_cases, name) for name in ("CLEAN", "COMPLEX", "BUGGY")},
+        "BROKEN": "def f(:\n",
+    }
+    (demo,) = shipped_definitions()
+    view = await (
+        await run_graph(client, task_queue, snapshot(demo, build_node_registry()), {"code": codes[case]})
+    ).result()
+    assert view.status == RunStatus.COMPLETED, view.error
+    report = view.data["report"]
+    if stopped is not None:
+        assert report["stopped_because"] == stopped
+    assert report["rounds"] <= demo.defaults["max_rounds"]
+    # analyze runs once, then once after each improvement round (a syntax error is never improved).
+    assert view.visits["analyze"] == report["rounds"] + 1
+    if case == "BUGGY":
+        assert "except:" not in view.data["code"] and "== None" not in view.data["code"]

@@ -9,6 +9,7 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer
 
 from workflows.approval import ApprovalWorkflow
+from workflows.graph import GraphWorkflow
 
 HISTORIES = sorted((Path(__file__).parent.parent / "histories").glob("*.json"))
 
@@ -42,12 +43,15 @@ def test_histories_are_committed() -> None:
         "approval_model_triage_rejected",
         "approval_edited_withdrawn",
         "approval_escalated_by_deadline",
+        # Graph runs: demo-review as shipped, and a parallel group joined into an approval node.
+        "graph_demo_review",
+        "graph_parallel_approval",
     }
 
 
 @pytest.mark.parametrize("path", HISTORIES, ids=lambda p: p.stem)
 async def test_history_replays(path: Path) -> None:
     history = WorkflowHistory.from_json(f"replay-{path.stem}", path.read_text())
-    replayer = Replayer(workflows=[ApprovalWorkflow], data_converter=pydantic_data_converter)
+    replayer = Replayer(workflows=[ApprovalWorkflow, GraphWorkflow], data_converter=pydantic_data_converter)
     result = await replayer.replay_workflow(history, raise_on_replay_failure=True)
     assert result.replay_failure is None

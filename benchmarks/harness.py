@@ -1,0 +1,107 @@
+"""The stack a benchmark runs on, all real and in one process: a Temporal dev server started for the
+run (its banner kept off stdout, which carries only JSON), the gateway app, a worker with the rules
+planner, principals with API keys, and an HTTP client: over ASGI, or over TCP to uvicorn."""
+
+import asyncio
+import os
+import platform
+import socket
+import sys
+import tempfile
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import uvicorn
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.testing import WorkflowEnvironment
+
+from api.main import attach, create_app, detach
+from countersign.settings import Settings
+from countersign.stack import temporal_binary
+from countersign.worker import build_worker
+from llm.rules import RulesPlanner
+from models.enums import Role
+from workflows import search_attributes as sa
+
+
+@dataclass
+class Stack:
+    env: WorkflowEnvironment
+    http: httpx.AsyncClient
+    headers: dict[str, dict[str, str]]  # principal name -> Authorization header
+
+
+def machine() -> dict[str, Any]:
+    return {"cores": os.cpu_count(), "python": platform.python_version(), "system": platform.platform()}
+
+
+async def _dev_server() -> WorkflowEnvironment:
+    sys.stdout.flush()
+    saved_stdout = os.dup(1)
+    os.dup2(2, 1)
+    try:
+        return await WorkflowEnvironment.start_local(
+            dev_server_existing_path=temporal_binary(),
+            data_converter=pydantic_data_converter,
+            search_attributes=sa.ALL,
+            dev_server_log_level="error",
+        )
+    finally:
+        os.dup2(saved_stdout, 1)
+        os.close(saved_stdout)
+
+
+@asynccontextmanager
+async def stack(principals: dict[str, list[Role]], *, over_tcp: bool = False) -> AsyncIterator[Stack]:
+    env = await _dev_server()
+    try:
+        with tempfile.TemporaryDirectory(prefix="countersign-bench-") as tmp:
+            data_dir, queue = Path(tmp), f"bench-{uuid.uuid4().hex[:12]}"
+            settings = Settings(_env_file=None, data_dir=data_dir, task_queue=queue)
+            app = create_app(settings, client=env.client)
+            await attach(app, settings, env.client)
+            try:
+                headers = {}
+                for name, roles in principals.items():
+                    key = (await app.state.principals.add(name, roles, "default")).api_key
+                    headers[name] = {"Authorization": f"Bearer {key}"}
+                worker = build_worker(env.client, task_queue=queue, data_dir=data_dir, planner=RulesPlanner())
+                async with worker, _client(app, over_tcp) as http:
+                    yield Stack(env=env, http=http, headers=headers)
+            finally:
+                await detach(app)
+    finally:
+        await env.shutdown()
+
+
+@asynccontextmanager
+async def _client(app: Any, over_tcp: bool) -> AsyncIterator[httpx.AsyncClient]:
+    limits = httpx.Limits(max_connections=500, max_keepalive_connections=500)
+    if not over_tcp:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://bench", timeout=120) as http:
+            yield http
+        return
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    config = uvicorn.Config(
+        app, host="127.0.0.1", port=port, log_level="warning", lifespan="off", backlog=2048
+    )
+    server = uvicorn.Server(config)
+    task = asyncio.create_task(server.serve())
+    for _ in range(1000):  # uvicorn offers no event for "listening"
+        if server.started:
+            break
+        await asyncio.sleep(0.01)
+    try:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=120, limits=limits) as http:
+            yield http
+    finally:
+        server.should_exit = True
+        await task
