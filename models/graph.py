@@ -226,6 +226,8 @@ class GraphCarry(BaseModel):
     logs_dropped: int
     events: int
     started_at: datetime
+    # Audit events already sent by earlier runs: this run's continue the workflow's chain from here.
+    audited: int = 0
     # Typed, not Any: the converter rebuilds the dataclass only when it knows the type.
     stream: WorkflowStreamState | None = None
 

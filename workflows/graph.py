@@ -93,8 +93,10 @@ class GraphWorkflow:
         self._error: str | None = None
         self._waiting: GraphApproval | None = None
         self._ended_at: datetime | None = None
+        # This run's audit events; the workflow's chain in the SQL log continues from `_audit_base`.
         self._audit: list[AuditEvent] = []
         self._audited = 0
+        self._audit_base = carry.audited if carry is not None else 0
 
     # ---- the run --------------------------------------------------------------------------------
 
@@ -424,7 +426,7 @@ class GraphWorkflow:
                     AuditBatch(
                         workflow_id=workflow.info().workflow_id,
                         tenant=self._input.requester.tenant,
-                        first_seq=first,
+                        first_seq=self._audit_base + first,
                         events=events,
                     ),
                     start_to_close_timeout=timedelta(seconds=30),
@@ -520,6 +522,7 @@ class GraphWorkflow:
                             events=self._events,
                             started_at=self._started_at,
                             stream=stream,
+                            audited=self._audit_base + self._audited,
                         )
                     }
                 )

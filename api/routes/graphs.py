@@ -4,7 +4,7 @@
 from pathlib import Path as FilePath
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Query, Request, WebSocket, status
+from fastapi import APIRouter, Path, Query, Request, WebSocket, WebSocketDisconnect, status
 from fastapi.responses import HTMLResponse
 
 from api.auth import websocket_principal
@@ -96,6 +96,8 @@ async def stream_run(websocket: WebSocket, run_id: str, from_seq: int = 0) -> No
     except CountersignError as error:
         await websocket.close(_WS_NOT_FOUND, error.message[:120])
         return
+    except WebSocketDisconnect:
+        return  # the subscriber left; the run goes on
     await websocket.close()
 
 

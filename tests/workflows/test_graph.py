@@ -425,3 +425,40 @@ async def test_demo_review_ends_on_every_input(
     assert view.visits["analyze"] == report["rounds"] + 1
     if case == "BUGGY":
         assert "except:" not in view.data["code"] and "== None" not in view.data["code"]
+
+
+@pytest.mark.usefixtures("graph_worker")
+async def test_the_audit_chain_continues_across_continue_as_new(
+    client: Client, task_queue: str, tmp_path: Path
+) -> None:
+    twice = graph(
+        nodes=[
+            {"id": "first", "kind": "approval", "approval": {"role": "MANAGER"}},
+            {"id": "inc", "fn": "t.inc", "max_visits": 100},
+            {"id": "second", "kind": "approval", "approval": {"role": "MANAGER"}},
+        ],
+        edges=[
+            {"from": "first", "to": "inc"},
+            {"from": "inc", "to": "inc", "when": "state.count < 40"},
+            {"from": "inc", "to": "second"},
+        ],
+    )
+    handle = await run_graph(client, task_queue, twice, continue_after_events=50)
+    for node in ("first", "second"):
+        await eventually(
+            lambda: handle.query(GraphWorkflow.view),
+            lambda v, n=node: v.waiting is not None and v.waiting.node == n,
+        )
+        await handle.execute_update(GraphWorkflow.decide, decide(MANAGER, Decision.APPROVED))
+    view = await handle.result()
+    assert view.status == RunStatus.COMPLETED and view.data["count"] == 40
+    assert (await handle.describe()).run_id != handle.first_execution_run_id
+    async with await AuditStore.open(f"sqlite:///{tmp_path / 'audit.db'}") as store:
+        audited = await store.for_workflow(handle.id)
+        assert (await store.verify(handle.id)).broken == []
+    assert [(e.seq, e.event, (e.data or {}).get("node")) for e in audited] == [
+        (0, "approval_requested", "first"),
+        (1, "decision_approved", "first"),
+        (2, "approval_requested", "second"),
+        (3, "decision_approved", "second"),
+    ]
