@@ -4,13 +4,26 @@
 from pathlib import Path as FilePath
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Query, Request, WebSocket, WebSocketDisconnect, status
+from fastapi import (
+    APIRouter,
+    Depends,
+    HTTPException,
+    Path,
+    Query,
+    Request,
+    WebSocket,
+    WebSocketDisconnect,
+    status,
+)
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse
+from pydantic import ValidationError
 
 from api.auth import websocket_principal
 from api.deps import PrincipalDep
 from countersign.errors import CountersignError
 from countersign.graph_runs import GraphService
+from graphs.validation import parse_definition
 from models.decisions import ApproveRequest
 from models.graph import (
     GRAPH_ID_PATTERN,
@@ -36,14 +49,40 @@ def _service(request: Request) -> GraphService:
     return service
 
 
+_DEFINITION_BODY = {
+    "required": True,
+    "content": {
+        media: {"schema": {"$ref": "#/components/schemas/GraphDefinition"}}
+        for media in ("application/json", "application/yaml")
+    },
+}
+
+
+async def _definition(request: Request) -> GraphDefinition:
+    """The body as a definition: JSON, or YAML when the Content-Type says so."""
+    text = (await request.body()).decode("utf-8", errors="replace")
+    try:
+        if "yaml" in request.headers.get("content-type", ""):
+            return parse_definition(text)
+        return GraphDefinition.model_validate_json(text)
+    except ValidationError as error:
+        raise RequestValidationError(error.errors(include_url=False)) from None
+    except ValueError as error:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(error)) from None
+
+
 @router.post(
     "/graph/create",
     status_code=status.HTTP_201_CREATED,
-    summary="Store a graph definition (ADMIN); each create of an id is a new version",
+    summary="Store a graph definition, JSON or YAML (ADMIN); each create of an id is a new version",
+    openapi_extra={"requestBody": _DEFINITION_BODY},
 )
 @router.post("/graphs", status_code=status.HTTP_201_CREATED, include_in_schema=False)
-async def create_graph(body: GraphDefinition, principal: PrincipalDep, request: Request) -> GraphRecord:
-    return await _service(request).create(principal, body)
+async def create_graph(
+    principal: PrincipalDep, definition: Annotated[GraphDefinition, Depends(_definition)], request: Request
+) -> GraphRecord:
+    # The principal comes first: an unauthenticated caller learns nothing about the body.
+    return await _service(request).create(principal, definition)
 
 
 @router.get("/graphs", summary="The latest version of every graph the caller's tenant can run")

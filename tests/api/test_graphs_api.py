@@ -223,3 +223,33 @@ async def test_oversized_input_is_refused_before_a_run_starts(api: Api) -> None:
         "/graph/run", json={"graph_id": "demo-review", "input_data": huge}, headers=api.as_("requester")
     )
     assert refused.status_code == 422 and "larger than 256 KB" in refused.text
+
+
+async def test_a_definition_may_be_posted_as_yaml(api: Api) -> None:
+    text = """
+id: yaml-review
+nodes:
+  - {id: extract, fn: review.extract}
+  - {id: analyze, fn: review.analyze}
+edges:
+  - {from: extract, to: analyze, when: "not state.error"}
+"""
+    yaml_headers = {**api.as_("admin"), "Content-Type": "application/yaml"}
+    stored = await api.http.post("/graph/create", content=text, headers=yaml_headers)
+    assert stored.status_code == 201, stored.text
+    assert stored.json()["definition"]["edges"][0] == {
+        "from": "extract",
+        "to": "analyze",
+        "when": "not state.error",
+    }
+    bad = await api.http.post("/graph/create", content="id: [oops", headers=yaml_headers)
+    assert bad.status_code == 422 and "not JSON or YAML" in bad.text
+    shapeless = await api.http.post("/graph/create", content="id: x\nnodes: []\n", headers=yaml_headers)
+    assert shapeless.status_code == 422 and "nodes" in shapeless.text
+    garbage = await api.http.post("/graph/create", content=b"\xff{", headers=api.as_("admin"))
+    assert garbage.status_code == 422
+    assert (
+        await api.http.post(
+            "/graph/create", content="id: [oops", headers={"Content-Type": "application/yaml"}
+        )
+    ).status_code == 401
