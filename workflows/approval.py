@@ -33,7 +33,6 @@ with workflow.unsafe.imports_passed_through():
         ApprovalStep,
         CancelInput,
         DecideInput,
-        DecisionRecord,
         EditInput,
         ReassignInput,
         Refusal,
@@ -49,7 +48,14 @@ with workflow.unsafe.imports_passed_through():
     from models.tools import ToolCall, ToolOutcome
     from models.views import WorkflowView
     from workflows import search_attributes as sa
-    from workflows.policy import Authority, build_chain, check_decision, check_reviewer
+    from workflows.policy import (
+        Authority,
+        acting_role,
+        build_chain,
+        check_decision,
+        check_reviewer,
+        record_decision,
+    )
 
 VALIDATE_RETRY = RetryPolicy(maximum_attempts=5, initial_interval=timedelta(seconds=1))
 # Model APIs have outages and rate limits: about six minutes of backoff before a request FAILS.
@@ -640,21 +646,11 @@ class ApprovalWorkflow:
     def _apply(self, decision: DecideInput, authority: Authority) -> None:
         assert self._step is not None and self._proposal is not None
         step = self._chain[self._step]
-        role = _acting_role(authority.principal, step)
-        delegator = authority.principal if authority.delegate is not None else None
-        step.decisions.append(
-            DecisionRecord(
-                reviewer_id=decision.reviewer.id,
-                reviewer_name=decision.reviewer.name,
-                role=role,
-                decision=decision.decision,
-                notes=decision.notes,
-                proposal_version=self._proposal.version,
-                at=workflow.now().isoformat(),
-                on_behalf_of_id=delegator.id if delegator else None,
-                on_behalf_of_name=delegator.name if delegator else None,
-            )
+        record = record_decision(
+            step, decision, authority, self._proposal.version, workflow.now().isoformat()
         )
+        role = record.role
+        delegator = authority.principal if authority.delegate is not None else None
         detail = decision.notes or ""
         if delegator is not None:
             detail = f"on behalf of {delegator.name} (delegation)" + (f": {detail}" if detail else "")
@@ -773,7 +769,7 @@ class ApprovalWorkflow:
                 type=Refusal.NOT_WAITING,
                 non_retryable=True,
             )
-        role = _acting_role(authority.principal, step)
+        role = acting_role(authority.principal, step)
         if not report.ok:
             findings = "; ".join(f.message for f in report.findings)
             self._record("edit_refused", request.reviewer, ActorKind.HUMAN, role=role, detail=findings)
@@ -1071,11 +1067,6 @@ def _or_refuse(checked: tuple[str, str] | Authority) -> Authority:
         return checked
     code, message = checked
     raise ApplicationError(message, type=code, non_retryable=True)
-
-
-def _acting_role(principal: Principal, step: ApprovalStep) -> Role:
-    """The role a decision is made in: the awaited role when held, else the escalation role."""
-    return next((role for role in step.deciding_roles if role in principal.roles), step.role)
 
 
 def _cost(provenance: PlanProvenance | None) -> str:

@@ -25,7 +25,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.audit import AuditActivities
     from activities.graph import GraphActivities
     from models.audit import AuditBatch, AuditEvent
-    from models.decisions import ApprovalStep, DecideInput, DecisionRecord, StepStatus
+    from models.decisions import ApprovalStep, DecideInput, StepStatus
     from models.enums import ActorKind, Decision, Role, WorkflowState
     from models.graph import (
         MAX_STEPS,
@@ -44,7 +44,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from workflows import search_attributes as sa
     from workflows.graph_routing import NoRoute, next_step
-    from workflows.policy import Authority, check_decision
+    from workflows.policy import Authority, check_decision, record_decision
 
 EVENTS_TOPIC = "events"
 # The run's view keeps the latest log lines; the stream keeps the latest events across continue-as-new.
@@ -353,20 +353,7 @@ class GraphWorkflow:
         waiting = self._waiting
         assert waiting is not None
         step = waiting.step
-        role = next((r for r in step.deciding_roles if r in authority.principal.roles), step.role)
-        step.decisions.append(
-            DecisionRecord(
-                reviewer_id=decision.reviewer.id,
-                reviewer_name=decision.reviewer.name,
-                role=role,
-                decision=decision.decision,
-                notes=decision.notes,
-                proposal_version=1,
-                at=workflow.now().isoformat(),
-                on_behalf_of_id=authority.principal.id if authority.delegate else None,
-                on_behalf_of_name=authority.principal.name if authority.delegate else None,
-            )
-        )
+        role = record_decision(step, decision, authority, 1, workflow.now().isoformat()).role
         approvals = sum(1 for d in step.decisions if d.decision == Decision.APPROVED)
         if decision.decision == Decision.REJECTED:
             step.status = StepStatus.REJECTED

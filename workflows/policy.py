@@ -5,8 +5,8 @@ Nothing here does I/O or reads the clock; the workflow passes everything in.
 
 from dataclasses import dataclass
 
-from models.decisions import ApprovalStep, DecideInput, Refusal, StepStatus
-from models.enums import Decision, Risk, SideEffect
+from models.decisions import ApprovalStep, DecideInput, DecisionRecord, Refusal, StepStatus
+from models.enums import Decision, Risk, Role, SideEffect
 from models.policy import ApprovalPolicy, ChainRule, LegacyPolicy, StepSpec, resolve_timing
 from models.principals import Principal
 from models.proposal import Plan
@@ -208,3 +208,28 @@ def check_decision(
             "the proposal failed validation and cannot be executed; reject it with a reason",
         )
     return checked
+
+
+def acting_role(principal: Principal, step: ApprovalStep) -> Role:
+    """The role a decision is made in: the awaited role when held, else the escalation role."""
+    return next((role for role in step.deciding_roles if role in principal.roles), step.role)
+
+
+def record_decision(
+    step: ApprovalStep, decision: DecideInput, authority: Authority, proposal_version: int, at: str
+) -> DecisionRecord:
+    """Add the (already checked) decision to the step's record, naming a delegator it was made for."""
+    delegator = authority.principal if authority.delegate is not None else None
+    record = DecisionRecord(
+        reviewer_id=decision.reviewer.id,
+        reviewer_name=decision.reviewer.name,
+        role=acting_role(authority.principal, step),
+        decision=decision.decision,
+        notes=decision.notes,
+        proposal_version=proposal_version,
+        at=at,
+        on_behalf_of_id=delegator.id if delegator else None,
+        on_behalf_of_name=delegator.name if delegator else None,
+    )
+    step.decisions.append(record)
+    return record
