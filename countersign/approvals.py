@@ -24,7 +24,16 @@ from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from countersign.audit_log import AuditLog
-from countersign.errors import Conflict, CountersignError, Forbidden, Invalid, NotFound
+from countersign.errors import (
+    REFUSAL_ERRORS,
+    Conflict,
+    CountersignError,
+    Forbidden,
+    Invalid,
+    NotFound,
+    finished_workflow,
+    rpc_error,
+)
 from countersign.principals import PrincipalStore
 from models.decisions import (
     ApproveRequest,
@@ -50,20 +59,6 @@ from models.views import InboxFilter, WorkflowSummary, WorkflowView
 from workflows import search_attributes as sa
 from workflows.approval import ApprovalWorkflow
 
-_REFUSAL_ERRORS: dict[str, type[CountersignError]] = {
-    Refusal.NOT_WAITING: Conflict,
-    Refusal.STALE_PROPOSAL: Conflict,
-    Refusal.ALREADY_DECIDED: Conflict,
-    Refusal.INVALID_PROPOSAL: Conflict,
-    Refusal.EDIT_IN_PROGRESS: Conflict,
-    Refusal.TOO_LATE: Conflict,
-    Refusal.ROLE_MISSING: Forbidden,
-    Refusal.SELF_APPROVAL: Forbidden,
-    Refusal.NOT_ALLOWED: Forbidden,
-    Refusal.REASON_REQUIRED: Invalid,
-    Refusal.INVALID_EDIT: Invalid,
-    Refusal.BAD_REQUEST: Invalid,
-}
 # How many waiting items the inbox reads to find the most urgent; beyond this a reviewer must filter.
 INBOX_SCAN = 2000
 _HTTP_STATUS = {NotFound: 404, Forbidden: 403, Conflict: 409, Invalid: 422}
@@ -139,7 +134,7 @@ class ApprovalService:
         try:
             view = await handle.query(ApprovalWorkflow.view)
         except RPCError as error:
-            raise _rpc_error(error, workflow_id) from error
+            raise rpc_error(error, workflow_id) from error
         if view.requester.tenant != principal.tenant:
             raise NotFound(f"no workflow {workflow_id}")
         return view
@@ -166,16 +161,16 @@ class ApprovalService:
             if isinstance(cause, ApplicationError) and cause.type == Refusal.WRONG_TENANT:
                 # Another tenant's workflow must look exactly like one that does not exist.
                 raise NotFound(f"no workflow {workflow_id}") from error
-            if isinstance(cause, ApplicationError) and cause.type in _REFUSAL_ERRORS:
+            if isinstance(cause, ApplicationError) and cause.type in REFUSAL_ERRORS:
                 await self._audit_refusal(principal, workflow_id, what, str(cause.type), cause.message)
-                raise _REFUSAL_ERRORS[cause.type](cause.message, cause.type) from error
+                raise REFUSAL_ERRORS[cause.type](cause.message, cause.type) from error
             raise
         except RPCError as error:
-            if error.status == RPCStatusCode.NOT_FOUND and _finished(error.message):
+            if error.status == RPCStatusCode.NOT_FOUND and finished_workflow(error.message):
                 # Only the owning tenant may learn that the workflow exists and has finished.
                 await self._require_tenant(principal, workflow_id)
                 raise Conflict(f"workflow {workflow_id} has finished", closed) from error
-            raise _rpc_error(error, workflow_id) from error
+            raise rpc_error(error, workflow_id) from error
 
     async def _audit_refusal(
         self, principal: Principal, workflow_id: str, what: str, code: str, message: str
@@ -198,7 +193,7 @@ class ApprovalService:
         try:
             description = await self._handle(workflow_id).describe()
         except RPCError as error:
-            raise _rpc_error(error, workflow_id) from error
+            raise rpc_error(error, workflow_id) from error
         if description.typed_search_attributes.get(sa.TENANT) != principal.tenant:
             raise NotFound(f"no workflow {workflow_id}")
 
@@ -396,14 +391,3 @@ async def _summary(execution: WorkflowExecution) -> WorkflowSummary:
         started_at=execution.start_time,
         text=text if isinstance(text, str) else None,
     )
-
-
-def _finished(message: str) -> bool:
-    """Temporal's NOT_FOUND for a workflow that exists but has finished or is finishing."""
-    return any(word in message for word in ("completed", "closed", "closing"))
-
-
-def _rpc_error(error: RPCError, workflow_id: str) -> CountersignError | RPCError:
-    if error.status == RPCStatusCode.NOT_FOUND:
-        return NotFound(f"no workflow {workflow_id}")
-    return error

@@ -16,9 +16,16 @@ from temporalio.contrib.workflow_streams import WorkflowStreamClient
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
-from countersign.approvals import _REFUSAL_ERRORS, _finished, _rpc_error
 from countersign.audit_log import AuditLog
-from countersign.errors import Conflict, Forbidden, Invalid, NotFound
+from countersign.errors import (
+    REFUSAL_ERRORS,
+    Conflict,
+    Forbidden,
+    Invalid,
+    NotFound,
+    finished_workflow,
+    rpc_error,
+)
 from countersign.graph_store import GraphStore
 from countersign.principals import PrincipalStore
 from graphs.registry import NodeRegistry
@@ -140,7 +147,7 @@ class GraphService:
                 except WorkflowFailureError:  # terminated or cancelled from outside: ask the worker
                     view = await handle.query(GraphWorkflow.view)
         except RPCError as error:
-            raise _rpc_error(error, run_id) from error
+            raise rpc_error(error, run_id) from error
         if view.tenant != principal.tenant:
             raise NotFound(f"no workflow {run_id}")
         return view
@@ -157,7 +164,7 @@ class GraphService:
             return await handle.execute_update(GraphWorkflow.decide, decision)
         except WorkflowUpdateFailedError as error:
             cause = error.cause
-            if isinstance(cause, ApplicationError) and cause.type in _REFUSAL_ERRORS:
+            if isinstance(cause, ApplicationError) and cause.type in REFUSAL_ERRORS:
                 if self._audit is not None:
                     await self._audit.refused(
                         principal,
@@ -167,12 +174,12 @@ class GraphService:
                         cause.message,
                         WorkflowState.WAITING_FOR_APPROVAL,
                     )
-                raise _REFUSAL_ERRORS[cause.type](cause.message, cause.type) from error
+                raise REFUSAL_ERRORS[cause.type](cause.message, cause.type) from error
             raise
         except RPCError as error:
-            if error.status == RPCStatusCode.NOT_FOUND and _finished(error.message):
+            if error.status == RPCStatusCode.NOT_FOUND and finished_workflow(error.message):
                 raise Conflict(f"run {run_id} has finished", Refusal.NOT_WAITING) from error
-            raise _rpc_error(error, run_id) from error
+            raise rpc_error(error, run_id) from error
 
     async def events(
         self, principal: Principal, run_id: str, from_offset: int = 0

@@ -19,7 +19,8 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 
 from api.main import attach, create_app, detach
-from countersign.approvals import ApprovalService, _finished
+from countersign.approvals import ApprovalService
+from countersign.errors import finished_workflow
 from countersign.principals import PrincipalStore
 from countersign.settings import Settings
 from models.enums import Role
@@ -790,8 +791,8 @@ async def test_another_tenant_cannot_tell_a_finished_workflow_exists(org: Org) -
 )
 def test_temporals_words_for_a_finished_workflow_are_recognised(message: str) -> None:
     """An Update racing the workflow's completion is told it finished (409), not that it is unknown."""
-    assert _finished(message)
-    assert not _finished("workflow not found for ID: req-x")
+    assert finished_workflow(message)
+    assert not finished_workflow("workflow not found for ID: req-x")
 
 
 # ---- the SQL audit log through the gateway ---------------------------------------------------------
