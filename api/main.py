@@ -7,7 +7,8 @@ from fastapi import FastAPI, Request, status
 from fastapi.responses import JSONResponse
 from temporalio.client import Client
 
-from api.routes import approvals, audit, graphs, health, principals, tools, workflows
+from api.routes import approvals, audit, codec, graphs, health, principals, tools, workflows
+from api.routes.ui import mount_ui
 from countersign.approvals import ApprovalService
 from countersign.audit_log import AuditLog
 from countersign.audit_store import AuditStore
@@ -56,6 +57,10 @@ def create_app(settings: Settings, client: Client | None = None) -> FastAPI:
     app.include_router(tools.router)
     app.include_router(audit.router)
     app.include_router(graphs.router)
+    app.include_router(codec.router)
+    mount_ui(app)  # last: /ui serves static files under its whole path
+    # The Web UI calls /codec from the browser, from its own origin.
+    app.add_middleware(codec.CodecCorsMiddleware, origins=settings.codec_cors_origins)
 
     @app.exception_handler(CountersignError)
     async def domain_error(_: Request, error: CountersignError) -> JSONResponse:
@@ -67,8 +72,9 @@ def create_app(settings: Settings, client: Client | None = None) -> FastAPI:
 
 async def attach(app: FastAPI, settings: Settings, client: Client | None = None) -> None:
     """Connect what the routes depend on: one Temporal client, the principal store, the service."""
+    app.state.codec = settings.payload_codec()
     if client is None:
-        client = await connect(settings.resolved_temporal_address, settings.namespace)
+        client = await connect(settings.resolved_temporal_address, settings.namespace, codec=app.state.codec)
     app.state.client = client
     app.state.settings = settings
     app.state.registry = build_registry()

@@ -6,6 +6,7 @@ Temporal's errors are turned into the domain errors of `countersign.errors`.
 
 import asyncio
 import hashlib
+import logging
 import secrets
 from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
@@ -63,6 +64,7 @@ from workflows.approval import ApprovalWorkflow
 INBOX_SCAN = 2000
 _HTTP_STATUS = {NotFound: 404, Forbidden: 403, Conflict: 409, Invalid: 422}
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 
 def _request_digest(request: SubmitRequest) -> str:
@@ -333,6 +335,8 @@ class ApprovalService:
             legacy = f"{sa.DECIDERS.name} IS NULL AND {sa.AWAITING_ROLE.name} IN ({_quoted(sorted(roles))})"
             decidable = f"({decidable} OR ({legacy}))"
         clauses = [
+            # A workflow terminated from outside keeps its last state attribute: only running ones wait.
+            "ExecutionStatus = 'Running'",
             f"{sa.TENANT.name} = '{principal.tenant}'",
             f"{sa.STATE.name} IN ({_quoted([s.value for s in states])})",
             decidable,
@@ -378,7 +382,12 @@ def _quoted(values: Sequence[str]) -> str:
 async def _summary(execution: WorkflowExecution) -> WorkflowSummary:
     attrs = execution.typed_search_attributes
     state, kind, role = attrs.get(sa.STATE), attrs.get(sa.REQUEST_TYPE), attrs.get(sa.AWAITING_ROLE)
-    text = await execution.memo_value("text", default=None)
+    try:
+        text = await execution.memo_value("text", default=None)
+    except (KeyError, ValueError, RuntimeError) as error:
+        # Encrypted with a key this process lacks (or malformed): list it without its text.
+        log.warning("memo of %s unreadable: %s", execution.id, error)
+        text = None
     return WorkflowSummary(
         workflow_id=execution.id,
         state=WorkflowState(state) if state else None,

@@ -420,7 +420,9 @@ def dlq_list(
     settings = _settings(data_dir=data_dir, temporal_address=temporal_address)
 
     async def rows() -> list[tuple[str, str, str, str]]:
-        client = await connect(settings.resolved_temporal_address, settings.namespace)
+        client = await connect(
+            settings.resolved_temporal_address, settings.namespace, codec=settings.payload_codec()
+        )
         found = await list_dead_letters(client, tenant, limit=1000)
         return [(r.workflow_id, r.tenant or "", str(r.started_at or ""), (r.text or "")[:60]) for r in found]
 

@@ -131,6 +131,11 @@ class GraphService:
             id=run_id,
             task_queue=self._task_queue,
             static_summary=f"graph {record.graph_id} v{record.version} for {principal.name}",
+            static_details=(
+                f"**Graph** {definition.name or record.graph_id} (v{record.version}), started by "
+                f"{principal.name} ({principal.tenant})\n\n{definition.description}\n\n"
+                f"Input keys: {', '.join(sorted(data)) or 'none'}"
+            ),
         )
         return RunStarted(run_id=run_id, graph_id=record.graph_id, version=record.version)
 

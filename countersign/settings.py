@@ -1,11 +1,14 @@
 """The one Settings class. Read only by entrypoints (CLI, worker, gateway), never by workflows."""
 
+import re
 from pathlib import Path
 from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from temporalio.converter import PayloadCodec
 
+from countersign.codec import KEY_ID_PATTERN, EncryptionCodec, parse_keys
 from countersign.sql import default_url
 from llm.spec import LLMOptions, parse_chain
 from tools.integrations import (
@@ -37,6 +40,8 @@ class Settings(BaseSettings):
     api_port: int = Field(default=8000, ge=1, le=65535)
     temporal_port: int = Field(default=7233, ge=1, le=65535)
     ui_port: int = Field(default=8233, ge=1, le=65535)
+    # Where reviewers open the Temporal Web UI (the inbox links to it); None: the embedded one at ui_port.
+    temporal_ui_url: str | None = Field(default=None, pattern=r"^https?://[^\s/]+(/[^\s]*)?$")
     # HOST:PORT of an existing Temporal server; None means `up` starts the embedded dev server.
     temporal_address: str | None = None
     namespace: str = "default"
@@ -104,6 +109,13 @@ class Settings(BaseSettings):
     ticket_token: SecretStr | None = None
     ticket_email: str | None = None
     ticket_issue_type: str = Field(default="Task", min_length=1)
+    # Payload encryption (countersign/codec.py): `id:base64key,...`, 32-byte keys; None: payloads in clear.
+    encryption_keys: SecretStr | None = None
+    # The key new payloads are encrypted with; the others only decrypt (rotation). None: the first key.
+    encryption_key_id: str | None = Field(default=None, pattern=KEY_ID_PATTERN)
+    # Browser origins allowed to call /codec. Unset: the embedded Temporal Web UI, on 127.0.0.1 and
+    # localhost at `ui_port` (so http://127.0.0.1:8233,http://localhost:8233 by default).
+    codec_cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
 
     @field_validator("email_allowed_domains", mode="before")
     @classmethod
@@ -113,10 +125,16 @@ class Settings(BaseSettings):
             return [part.strip().lower().lstrip("@") for part in value.split(",") if part.strip()]
         return value
 
-    @field_validator("webhook_allowed_urls", "http_allowed_hosts", "http_allowed_methods", mode="before")
+    @field_validator(
+        "webhook_allowed_urls",
+        "http_allowed_hosts",
+        "http_allowed_methods",
+        "codec_cors_origins",
+        mode="before",
+    )
     @classmethod
     def _comma_separated(cls, value: object) -> object:
-        # Comma-separated in the environment; a list in code. Integrations normalises the entries.
+        # Comma-separated in the environment; a list in code. Integrations (or _origins) normalises them.
         if isinstance(value, str):
             return [part.strip() for part in value.split(",") if part.strip()]
         return value
@@ -140,6 +158,50 @@ class Settings(BaseSettings):
         ):
             raise ValueError("must start with sqlite:/// or postgresql://")
         return value
+
+    @field_validator("encryption_keys")
+    @classmethod
+    def _keys_are_aes256(cls, value: SecretStr | None) -> SecretStr | None:
+        # parse_keys names the entry or the key id that is wrong, never the key material.
+        if value is not None:
+            try:
+                parse_keys(value.get_secret_value())
+            except ValueError as error:
+                raise ValueError(f"COUNTERSIGN_ENCRYPTION_KEYS: {error}") from None
+        return value
+
+    @field_validator("codec_cors_origins")
+    @classmethod
+    def _origins(cls, value: list[str]) -> list[str]:
+        # Browsers send `Origin: scheme://host[:port]` exactly; anything else (a path, a `*`) never matches
+        # or matches too much, so it is refused here rather than silently ignored.
+        origins = []
+        for entry in value:
+            origin = entry.rstrip("/")
+            if not re.fullmatch(r"https?://[^/\s*]+", origin):
+                raise ValueError(
+                    f"COUNTERSIGN_CODEC_CORS_ORIGINS: {entry!r} is not an origin (scheme://host[:port])"
+                )
+            origins.append(origin)
+        return origins
+
+    @model_validator(mode="after")
+    def _embedded_web_ui_by_default(self) -> "Settings":
+        # Derived rather than a fixed default: a moved Web UI (COUNTERSIGN_UI_PORT) keeps its codec access.
+        if "codec_cors_origins" not in self.model_fields_set:
+            self.codec_cors_origins = [f"http://127.0.0.1:{self.ui_port}", f"http://localhost:{self.ui_port}"]
+        return self
+
+    @model_validator(mode="after")
+    def _active_key_is_configured(self) -> "Settings":
+        key_ids = list(self._encryption_keys())
+        if self.encryption_key_id is not None and self.encryption_key_id not in key_ids:
+            configured = ", ".join(repr(k) for k in key_ids) or "none"
+            raise ValueError(
+                f"COUNTERSIGN_ENCRYPTION_KEY_ID {self.encryption_key_id!r} is not one of "
+                f"COUNTERSIGN_ENCRYPTION_KEYS (configured: {configured})"
+            )
+        return self
 
     @model_validator(mode="after")
     def _calls_fit_one_attempt(self) -> "Settings":
@@ -183,6 +245,10 @@ class Settings(BaseSettings):
             max_repairs=self.llm_max_repairs,
             compatible_api_key=key,
         )
+
+    @property
+    def resolved_temporal_ui_url(self) -> str:
+        return (self.temporal_ui_url or f"http://127.0.0.1:{self.ui_port}").rstrip("/")
 
     @property
     def resolved_temporal_address(self) -> str:
@@ -238,6 +304,16 @@ class Settings(BaseSettings):
             tickets=self.ticket_config(),
             http_timeout_seconds=self.http_timeout_seconds,
         )
+
+    def _encryption_keys(self) -> dict[str, bytes]:
+        return parse_keys(self.encryption_keys.get_secret_value()) if self.encryption_keys else {}
+
+    def payload_codec(self) -> PayloadCodec | None:
+        """The codec every Temporal client encrypts payloads with; None when no keys are configured."""
+        keys = self._encryption_keys()
+        if not keys:
+            return None
+        return EncryptionCodec(keys, self.encryption_key_id or next(iter(keys)))
 
     @property
     def audit_url(self) -> str:

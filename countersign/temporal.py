@@ -6,9 +6,10 @@ from temporalio.api.operatorservice.v1 import (
     ListSearchAttributesRequest,
 )
 from temporalio.client import Client
-from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.converter import PayloadCodec
 from temporalio.service import RPCError, RPCStatusCode
 
+from countersign.codec import data_converter
 from workflows import search_attributes as sa
 
 _INDEXED_TYPE = {
@@ -19,8 +20,9 @@ _INDEXED_TYPE = {
 }
 
 
-async def connect(address: str, namespace: str = "default") -> Client:
-    return await Client.connect(address, namespace=namespace, data_converter=pydantic_data_converter)
+async def connect(address: str, namespace: str = "default", codec: PayloadCodec | None = None) -> Client:
+    """A client whose payloads are encrypted by `codec` (Settings.payload_codec()) when there is one."""
+    return await Client.connect(address, namespace=namespace, data_converter=data_converter(codec))
 
 
 def dev_server_flags() -> list[str]:

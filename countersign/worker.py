@@ -128,7 +128,9 @@ async def run_worker(
     planners = build_planners(settings, registry)
     chain = " -> ".join(p.name for p in planners)
     log.info("planning with %s%s", chain, "" if settings.llm else " (default: COUNTERSIGN_LLM is unset)")
-    client = await connect(settings.resolved_temporal_address, settings.namespace)
+    client = await connect(
+        settings.resolved_temporal_address, settings.namespace, codec=settings.payload_codec()
+    )
     await ensure_search_attributes(client, settings.namespace)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     worker = build_worker(

@@ -1,9 +1,12 @@
+import asyncio
+import socket
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 import pytest
+import uvicorn
 from fastapi import FastAPI
 from temporalio.client import Client
 from temporalio.worker import Worker
@@ -11,6 +14,7 @@ from temporalio.worker import Worker
 from api.main import attach, create_app, detach
 from countersign.settings import Settings
 from models.enums import Role
+from tests.helpers import eventually
 
 
 @dataclass
@@ -44,3 +48,18 @@ async def api(client: Client, task_queue: str, tmp_path: Path, worker: Worker) -
     async with httpx.AsyncClient(transport=transport, base_url="http://countersign.test") as http:
         yield Api(http=http, keys=keys, app=app)
     await detach(app)
+
+
+@pytest.fixture
+async def served(api: Api) -> AsyncIterator[str]:
+    """The same app on a real socket (uvicorn), for WebSockets and browsers: `127.0.0.1:<port>`."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    config = uvicorn.Config(api.app, host="127.0.0.1", port=port, log_level="warning", lifespan="off")
+    server = uvicorn.Server(config)
+    task = asyncio.create_task(server.serve())
+    await eventually(lambda: asyncio.sleep(0, server.started), bool)
+    yield f"127.0.0.1:{port}"
+    server.should_exit = True
+    await task

@@ -3,12 +3,9 @@ versioned definitions, an approval node, and the live stream on a real WebSocket
 
 import asyncio
 import json
-import socket
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-import uvicorn
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
@@ -150,21 +147,6 @@ async def test_every_graph_route_needs_a_credential_and_hides_other_tenants(api:
 
 
 # --- The live stream, on a real server ---------------------------------------------------------------
-
-
-@pytest.fixture
-async def served(api: Api) -> AsyncIterator[str]:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    server = uvicorn.Server(
-        uvicorn.Config(api.app, host="127.0.0.1", port=port, log_level="warning", lifespan="off")
-    )
-    task = asyncio.create_task(server.serve())
-    await eventually(lambda: asyncio.sleep(0, server.started), bool)
-    yield f"127.0.0.1:{port}"
-    server.should_exit = True
-    await task
 
 
 async def collect(

@@ -82,3 +82,15 @@ async def test_a_step_assigned_to_a_person_leaves_the_role_inbox(
     assert view.chain[0].assignee_id == who["colleague"].id
     await until_listed(svc, who["colleague"], workflow_id, True)
     await until_listed(svc, who["manager"], workflow_id, False)
+
+
+async def test_a_workflow_terminated_from_outside_leaves_the_inbox(
+    client: Client, task_queue: str, store: PrincipalStore
+) -> None:
+    svc = service(client, task_queue, store, load_policy())
+    who = await people(store)
+    submitted = await svc.submit(who["requester"], FOLLOW_UP, None)
+    await until_listed(svc, who["manager"], submitted.workflow_id, True)
+    # An operator terminates it in the Web UI: its search attributes still say WAITING_FOR_APPROVAL.
+    await client.get_workflow_handle(submitted.workflow_id).terminate("stopped by an operator")
+    await until_listed(svc, who["manager"], submitted.workflow_id, False)

@@ -1,0 +1,379 @@
+// The reviewer's inbox: a keyboard-first client of the gateway's own API. No data is ever written
+// into the page as HTML (textContent only), and a decision always names the proposal version shown.
+import { argsForm, readArgs } from "/ui/form.js";
+
+const KEY_STORE = "countersign-credential";
+const REFRESH_MS = 5000;
+const $ = (id) => document.getElementById(id);
+
+const state = {
+  credential: sessionStorage.getItem(KEY_STORE),
+  me: null,
+  config: { temporal_ui_url: "", namespace: "default" },
+  tools: new Map(),
+  items: [],          // the inbox, most urgent first
+  currentId: null,    // the row the cursor is on
+  selected: new Map(), // workflow id -> the proposal version seen when it was selected
+  detail: null,       // the workflow view shown in the detail pane
+  filter: "",
+};
+
+// ---- talking to the gateway -------------------------------------------------------------------
+
+async function api(path, options = {}) {
+  const headers = { Authorization: `Bearer ${state.credential}` };
+  if (options.body !== undefined) headers["Content-Type"] = "application/json";
+  const response = await fetch(path, {
+    method: options.method || "GET",
+    headers,
+    body: options.body === undefined ? undefined : JSON.stringify(options.body),
+  });
+  let body = null;
+  try { body = await response.json(); } catch { body = null; }
+  if (response.status === 401) signOut("Your key was refused; sign in again.");
+  return { ok: response.ok, status: response.status, body };
+}
+
+function problem(reply) {
+  const detail = reply.body && reply.body.detail;
+  if (Array.isArray(detail)) return detail.map((d) => `${(d.loc || []).slice(1).join(".")}: ${d.msg}`).join("; ");
+  return detail || `HTTP ${reply.status}`;
+}
+
+function say(message) {
+  $("result").textContent = message;
+}
+
+// ---- signing in -------------------------------------------------------------------------------
+
+async function signIn(credential) {
+  state.credential = credential;
+  const me = await api("/principals/me");
+  if (!me.ok) {
+    state.credential = null;
+    $("sign-in-error").textContent = me.status === 401 ? "That key or token was not accepted." : problem(me);
+    return;
+  }
+  sessionStorage.setItem(KEY_STORE, credential);
+  state.me = me.body.principal;
+  const [config, tools] = await Promise.all([api("/ui/config"), api("/tools")]);
+  if (config.ok) state.config = config.body;
+  if (tools.ok) for (const tool of tools.body.items) state.tools.set(tool.name, tool);
+  $("who").textContent = `${state.me.name} · ${state.me.roles.join(", ") || "no roles"} · ${state.me.tenant}`;
+  $("sign-in").hidden = true;
+  $("inbox").hidden = false;
+  $("sign-out").hidden = false;
+  $("help-button").hidden = false;
+  $("items").focus();  // the sign-in form is gone: keys go to the list
+  await refresh();
+  setInterval(refresh, REFRESH_MS);
+}
+
+function signOut(message = "") {
+  sessionStorage.removeItem(KEY_STORE);
+  state.credential = null;
+  $("inbox").hidden = true;
+  $("sign-in").hidden = false;
+  $("sign-out").hidden = true;
+  $("help-button").hidden = true;
+  $("sign-in-error").textContent = message;
+  $("credential").focus();
+}
+
+// ---- the list ---------------------------------------------------------------------------------
+
+async function refresh() {
+  if (!state.credential) return;
+  const reply = await api("/approvals/inbox?limit=200");
+  if (!reply.ok) { say(`Could not load the inbox: ${problem(reply)}`); return; }
+  state.items = reply.body.items;
+  const present = new Set(state.items.map((i) => i.workflow_id));
+  for (const id of [...state.selected.keys()]) if (!present.has(id)) state.selected.delete(id);
+  if (!present.has(state.currentId)) state.currentId = visible()[0]?.workflow_id ?? null;
+  renderList();
+}
+
+function visible() {
+  const needle = state.filter.trim().toLowerCase();
+  if (!needle) return state.items;
+  return state.items.filter((i) =>
+    [i.workflow_id, i.text, i.request_type, i.requester, i.state].some((v) => (v || "").toLowerCase().includes(needle)));
+}
+
+function renderList() {
+  const rows = visible();
+  const body = $("items").tBodies[0];
+  body.replaceChildren(...rows.map(row));
+  $("count").textContent = `(${rows.length})`;
+  $("empty").hidden = rows.length > 0;
+  $("approve-selected").disabled = state.selected.size === 0;
+  $("approve-selected").textContent = `Approve selected (A)${state.selected.size ? ` · ${state.selected.size}` : ""}`;
+}
+
+function row(item) {
+  const tr = document.createElement("tr");
+  tr.dataset.id = item.workflow_id;
+  const escalated = item.state === "ESCALATED";
+  tr.classList.toggle("current", item.workflow_id === state.currentId);
+  tr.classList.toggle("escalated", escalated);
+  if (item.workflow_id === state.currentId) tr.setAttribute("aria-current", "true");
+
+  const pick = document.createElement("input");
+  pick.type = "checkbox";
+  pick.checked = state.selected.has(item.workflow_id);
+  pick.setAttribute("aria-label", `Select ${item.workflow_id}`);
+  pick.addEventListener("click", (event) => { event.stopPropagation(); toggleSelect(item.workflow_id); });
+
+  const text = document.createElement("td");
+  const line = document.createElement("div");
+  line.textContent = item.text || item.workflow_id;
+  const meta = document.createElement("div");
+  meta.className = "muted";
+  meta.textContent = `${item.workflow_id} · ${item.awaiting_role || ""}`;
+  text.append(line, meta);
+  if (escalated) text.prepend(badge("escalated", "Escalated"));
+
+  tr.append(cell(pick), text, cell(item.request_type || ""), cell(item.amount == null ? "" : money(item.amount)),
+    cell(until(item.sla_due_at)));
+  tr.addEventListener("click", () => { state.currentId = item.workflow_id; renderList(); open(item.workflow_id); });
+  return tr;
+}
+
+function cell(content) {
+  const td = document.createElement("td");
+  if (content instanceof Node) td.append(content); else td.textContent = content;
+  return td;
+}
+
+function badge(kind, label) {
+  const span = document.createElement("span");
+  span.className = `badge ${kind}`;
+  span.textContent = label;
+  return span;
+}
+
+function money(amount) {
+  return amount.toLocaleString(undefined, { maximumFractionDigits: 2 });
+}
+
+function until(iso) {
+  if (!iso) return "";
+  const minutes = Math.round((new Date(iso).getTime() - Date.now()) / 60000);
+  const span = Math.abs(minutes);
+  const text = span >= 1440 ? `${Math.floor(span / 1440)}d ${Math.floor((span % 1440) / 60)}h`
+    : span >= 60 ? `${Math.floor(span / 60)}h ${span % 60}m` : `${span}m`;
+  return minutes < 0 ? `overdue ${text}` : `in ${text}`;
+}
+
+function move(step) {
+  const rows = visible();
+  if (!rows.length) return;
+  const at = rows.findIndex((i) => i.workflow_id === state.currentId);
+  const next = Math.min(rows.length - 1, Math.max(0, (at < 0 ? 0 : at + step)));
+  state.currentId = rows[next].workflow_id;
+  renderList();
+  document.querySelector("#items tr.current")?.scrollIntoView({ block: "nearest" });
+}
+
+async function toggleSelect(id) {
+  if (state.selected.has(id)) {
+    state.selected.delete(id);
+  } else {
+    // The version is read now, so a batch approves what was there when the reviewer picked it.
+    const view = await api(`/workflows/${encodeURIComponent(id)}`);
+    if (!view.ok || !view.body.proposal) { say(`Cannot select ${id}: ${problem(view)}`); return; }
+    state.selected.set(id, view.body.proposal.version);
+  }
+  renderList();
+}
+
+// ---- the detail pane --------------------------------------------------------------------------
+
+async function open(id) {
+  const reply = await api(`/workflows/${encodeURIComponent(id)}`);
+  if (!reply.ok) { say(`Could not open ${id}: ${problem(reply)}`); return; }
+  state.detail = reply.body;
+  renderDetail();
+}
+
+function renderDetail() {
+  const view = state.detail;
+  const proposal = view.proposal;
+  $("detail-title").textContent = view.workflow_id;
+  $("detail-body").hidden = false;
+  $("d-text").textContent = view.request.text;
+  $("d-summary").textContent = proposal ? proposal.summary : "";
+  $("d-tool").textContent = proposal ? proposal.tool : "(no proposal)";
+  $("d-version").textContent = proposal ? `version ${proposal.version}${proposal.edited_by ? `, edited by ${proposal.edited_by}` : ""}` : "";
+  $("d-confidence").value = proposal ? proposal.confidence : 0;
+  $("d-confidence-text").textContent = proposal ? `${Math.round(proposal.confidence * 100)}%` : "";
+  $("d-rationale").textContent = proposal ? proposal.rationale : "";
+  const findings = view.validation ? view.validation.findings : [];
+  $("d-findings").replaceChildren(...(findings.length ? findings : [{ message: "none" }]).map((f) => li(f.message)));
+  if (view.validation && view.validation.needs_triage) $("d-findings").prepend(li("", badge("triage", "Needs triage"))); 
+  const step = view.current_step == null ? null : view.chain[view.current_step];
+  $("d-sla").textContent = step && step.sla_due_at ? `${until(step.sla_due_at)} (${new Date(step.sla_due_at).toLocaleString()})` : "";
+  const ui = state.config.temporal_ui_url;
+  $("d-temporal").href = ui ? `${ui}/namespaces/${encodeURIComponent(state.config.namespace)}/workflows/${encodeURIComponent(view.workflow_id)}` : "#";
+
+  const args = proposal ? Object.entries(proposal.args) : [];
+  $("d-args").tBodies[0].replaceChildren(...args.map(([name, value]) => {
+    const tr = document.createElement("tr");
+    tr.append(cell(name), cell(typeof value === "string" ? value : JSON.stringify(value)));
+    return tr;
+  }));
+  $("d-chain").replaceChildren(...view.chain.map((s) => {
+    const who = s.decisions.map((d) => `${d.reviewer_name} ${d.decision}${d.notes ? ` (“${d.notes}”)` : ""}`).join("; ");
+    return li(`${s.quorum} × ${s.role}: ${s.status}${s.escalated ? ", escalated" : ""}${who ? ` — ${who}` : ""}`);
+  }));
+  $("d-audit").replaceChildren(...view.audit.map((e) =>
+    li(`${new Date(e.at).toLocaleTimeString()} ${e.event} · ${e.actor}${e.detail ? ` — ${e.detail}` : ""}`)));
+}
+
+function li(text, extra) {
+  const item = document.createElement("li");
+  item.textContent = text;
+  if (extra) item.append(extra);
+  return item;
+}
+
+// ---- decisions --------------------------------------------------------------------------------
+
+// Only what the reviewer sees may be decided: the detail pane must show the current row.
+function shown() {
+  if (!state.currentId) return null;
+  if (!state.detail || state.detail.workflow_id !== state.currentId) {
+    open(state.currentId);
+    say("Opened the request: read it, then decide.");
+    return null;
+  }
+  if (!state.detail.proposal) { say("There is no proposal to decide on."); return null; }
+  return state.detail;
+}
+
+async function decide(decision, notes) {
+  const view = shown();
+  if (!view) return;
+  const id = view.workflow_id;
+  const reply = await api(`/workflows/${encodeURIComponent(id)}/approve`, {
+    method: "POST",
+    body: { decision, notes: notes || null, proposal_version: view.proposal.version },
+  });
+  if (!reply.ok) { say(`${id}: not ${decision} — ${problem(reply)}`); return; }
+  say(`${id}: ${decision} (now ${reply.body.state})`);
+  afterDecision(id);
+}
+
+function afterDecision(id) {
+  state.selected.delete(id);
+  move(1);
+  if (state.currentId && state.currentId !== id) open(state.currentId);
+  refresh();
+}
+
+function askReject() {
+  if (!shown()) return;
+  $("reason").value = "";
+  $("reject-error").textContent = "";
+  $("reject-dialog").showModal();
+  $("reason").focus();
+}
+
+async function submitReject(event) {
+  event.preventDefault();
+  const reason = $("reason").value.trim();
+  if (!reason) { $("reject-error").textContent = "A rejection needs a reason."; $("reason").focus(); return; }
+  $("reject-dialog").close();
+  await decide("rejected", reason);
+}
+
+function askEdit() {
+  const view = shown();
+  if (!view) return;
+  const tool = state.tools.get(view.proposal.tool);
+  if (!tool) { say(`No form for ${view.proposal.tool}.`); return; }
+  $("edit-fields").replaceChildren(...argsForm(tool.args_schema, view.proposal.args));
+  $("edit-notes").value = "";
+  $("edit-error").textContent = "";
+  $("edit-dialog").showModal();
+  $("edit-fields").querySelector("input, select, textarea")?.focus();
+}
+
+async function submitEdit(event) {
+  event.preventDefault();
+  const form = $("edit-form");
+  if (!form.reportValidity()) return;
+  const view = state.detail;
+  const tool = state.tools.get(view.proposal.tool);
+  const args = readArgs(tool.args_schema, $("edit-fields"));
+  const reply = await api(`/workflows/${encodeURIComponent(view.workflow_id)}/edit`, {
+    method: "POST",
+    body: { proposal_version: view.proposal.version, args, notes: $("edit-notes").value || null },
+  });
+  if (!reply.ok) { $("edit-error").textContent = problem(reply); return; }
+  $("edit-dialog").close();
+  state.detail = reply.body;
+  renderDetail();
+  say(`${view.workflow_id}: edited, now version ${reply.body.proposal ? reply.body.proposal.version : "?"}`);
+  refresh();
+}
+
+async function approveSelected() {
+  if (!state.selected.size) { say("Select requests with x first."); return; }
+  const items = [...state.selected].map(([workflow_id, proposal_version]) => ({ workflow_id, proposal_version }));
+  const reply = await api("/approvals/batch", { method: "POST", body: { items, decision: "approved" } });
+  if (!reply.ok) { say(`Batch refused: ${problem(reply)}`); return; }
+  const done = reply.body.results.filter((r) => r.ok).length;
+  const failed = reply.body.results.filter((r) => !r.ok);
+  say(`Approved ${done} of ${items.length}` + (failed.length ? `; refused: ${failed.map((r) => `${r.workflow_id} (${r.detail})`).join(", ")}` : ""));
+  for (const result of reply.body.results) if (result.ok) state.selected.delete(result.workflow_id);
+  refresh();
+}
+
+// ---- keyboard ---------------------------------------------------------------------------------
+
+const KEYS = {
+  j: () => move(1),
+  k: () => move(-1),
+  Enter: () => state.currentId && open(state.currentId),
+  a: () => decide("approved"),
+  r: () => askReject(),
+  e: () => askEdit(),
+  x: () => state.currentId && toggleSelect(state.currentId),
+  A: () => approveSelected(),
+  "/": () => $("filter").focus(),
+  "?": () => $("help").showModal(),
+};
+
+function onKey(event) {
+  if ($("inbox").hidden || event.ctrlKey || event.metaKey || event.altKey) return;
+  if (document.querySelector("dialog[open]")) return;
+  const target = event.target;
+  if (target.matches && target.matches("input, textarea, select")) {
+    if (event.key === "Escape") target.blur();
+    if (target.type !== "checkbox") return;
+  }
+  if (target.matches && target.matches("button, a") && event.key === "Enter") return;
+  const action = KEYS[event.key];
+  if (!action) return;
+  event.preventDefault();
+  action();
+}
+
+// ---- wiring -----------------------------------------------------------------------------------
+
+$("sign-in").addEventListener("submit", (event) => { event.preventDefault(); signIn($("credential").value.trim()); });
+$("sign-out").addEventListener("click", () => signOut());
+$("help-button").addEventListener("click", () => $("help").showModal());
+$("filter").addEventListener("input", (event) => { state.filter = event.target.value; renderList(); });
+$("approve-selected").addEventListener("click", approveSelected);
+$("approve").addEventListener("click", () => decide("approved"));
+$("reject").addEventListener("click", askReject);
+$("edit").addEventListener("click", askEdit);
+$("reject-form").addEventListener("submit", submitReject);
+$("reject-cancel").addEventListener("click", () => $("reject-dialog").close());
+$("edit-form").addEventListener("submit", submitEdit);
+$("edit-cancel").addEventListener("click", () => $("edit-dialog").close());
+document.addEventListener("keydown", onKey);
+
+if (state.credential) signIn(state.credential); else $("credential").focus();

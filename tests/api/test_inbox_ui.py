@@ -1,0 +1,174 @@
+"""The reviewer's inbox at /ui in a real browser (Debian's Chromium driven by Playwright) against the real
+gateway, worker and Temporal dev server: sign in, approve with `a`, reject with `r`, batch-approve with
+`x x x A`, edit with `e`, and screenshots at desktop and phone widths."""
+
+import shutil
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from playwright.async_api import Browser, Page, async_playwright, expect
+
+from models.enums import Role
+from tests.api.conftest import Api
+from tests.api.test_workflows_api import FOLLOW_UP, submit, waiting
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+
+
+@pytest.fixture
+async def team(api: Api) -> Api:
+    """`api` with a requester and a manager of a tenant of their own: the dev server is shared by the
+    whole suite, and an inbox lists every request of its tenant."""
+    tenant = f"ui-{uuid.uuid4().hex[:8]}"
+    keys = {
+        name: (await api.app.state.principals.add(name, roles, tenant)).api_key
+        for name, roles in (("requester", []), ("manager", [Role.MANAGER]))
+    }
+    return Api(http=api.http, keys=keys, app=api.app)
+
+
+@pytest.fixture
+async def browser() -> AsyncIterator[Browser]:
+    async with async_playwright() as playwright:
+        launched = await playwright.chromium.launch(executable_path=CHROMIUM)
+        yield launched
+        await launched.close()
+
+
+async def signed_in(browser: Browser, served: str, api: Api, who: str = "manager", **size: int) -> Page:
+    page = await browser.new_page(
+        viewport={"width": size.get("width", 1280), "height": size.get("height", 800)}
+    )
+    await page.goto(f"http://{served}/ui/")
+    await page.get_by_label("API key or token").fill(api.keys[who])
+    await page.get_by_role("button", name="Sign in").click()
+    await expect(page.locator("#who")).to_contain_text(who)
+    await expect(page.locator("#count")).to_contain_text("(")  # the first load of the inbox is in
+    await expect(page.get_by_role("button", name="Sign in")).to_be_hidden()
+    return page
+
+
+async def state(api: Api, workflow_id: str) -> str:
+    reply = await api.http.get(f"/workflows/{workflow_id}", headers=api.as_("requester"))
+    return str(reply.json()["state"])
+
+
+async def test_sign_in_refuses_a_bad_key_and_lists_what_waits(
+    team: Api, served: str, browser: Browser
+) -> None:
+    workflow_id = await submit(team, FOLLOW_UP)
+    await waiting(team, workflow_id)
+    page = await browser.new_page()
+    await page.goto(f"http://{served}/ui/")
+    await page.get_by_label("API key or token").fill("not-a-key")
+    await page.get_by_role("button", name="Sign in").click()
+    await expect(page.get_by_role("alert")).to_contain_text("not accepted")
+    page = await signed_in(browser, served, team)
+    row = page.locator(f'#items tr[data-id="{workflow_id}"]')
+    await expect(row).to_contain_text("Follow up with ABC Logistics")
+    # The requester's own request never appears in their own inbox.
+    own = await signed_in(browser, served, team, "requester")
+    await expect(own.locator("#empty")).to_be_visible()
+
+
+async def test_approve_with_a_only_what_was_opened(team: Api, served: str, browser: Browser) -> None:
+    workflow_id = await submit(team, FOLLOW_UP)
+    await waiting(team, workflow_id)
+    page = await signed_in(browser, served, team)
+    await expect(page.locator(f'#items tr[data-id="{workflow_id}"]')).to_be_visible()
+    # `a` before the request was read opens it instead of approving it.
+    await page.keyboard.press("a")
+    await expect(page.locator("#detail-title")).to_have_text(workflow_id)
+    await expect(page.locator("#result")).to_contain_text("read it, then decide")
+    assert await state(team, workflow_id) == "WAITING_FOR_APPROVAL"
+    await expect(page.locator("#d-tool")).to_have_text("send_email")
+    await expect(page.locator("#d-version")).to_contain_text("version 1")
+    await page.keyboard.press("a")
+    await expect(page.locator("#result")).to_contain_text(f"{workflow_id}: approved")
+    assert await state(team, workflow_id) in ("APPROVED", "ACTION_EXECUTED")
+
+
+async def test_reject_with_r_needs_a_reason(team: Api, served: str, browser: Browser) -> None:
+    workflow_id = await submit(team, FOLLOW_UP)
+    await waiting(team, workflow_id)
+    page = await signed_in(browser, served, team)
+    await page.locator(f'#items tr[data-id="{workflow_id}"]').click()
+    await expect(page.locator("#detail-title")).to_have_text(workflow_id)
+    await page.keyboard.press("r")
+    dialog = page.get_by_role("dialog", name="Reject")
+    await expect(dialog).to_be_visible()
+    await dialog.get_by_role("button", name="Reject").click()
+    await expect(dialog.get_by_role("alert")).to_have_text("A rejection needs a reason.")
+    assert await state(team, workflow_id) == "WAITING_FOR_APPROVAL"
+    await dialog.get_by_label("Reason (required)").fill("We already have a quote")
+    await dialog.get_by_role("button", name="Reject").click()
+    await expect(page.locator("#result")).to_contain_text(f"{workflow_id}: rejected")
+    assert await state(team, workflow_id) == "REJECTED"
+
+
+async def test_batch_approve_three_with_x_x_x_A(
+    team: Api, served: str, browser: Browser, tmp_path: Path
+) -> None:
+    ids = [await submit(team, FOLLOW_UP) for _ in range(3)]
+    for workflow_id in ids:
+        await waiting(team, workflow_id)
+    page = await signed_in(browser, served, team)
+    await expect(page.locator("#items tbody tr")).to_have_count(3)
+    for key in ("x", "j", "x", "j", "x"):
+        await page.keyboard.press(key)
+    await expect(page.get_by_role("button", name="Approve selected (A) · 3")).to_be_visible()
+    await page.screenshot(path=tmp_path / "inbox-1280x800.png")
+    await page.keyboard.press("A")
+    await expect(page.locator("#result")).to_contain_text("Approved 3 of 3")
+    for workflow_id in ids:
+        assert await state(team, workflow_id) in ("APPROVED", "ACTION_EXECUTED")
+
+
+async def test_edit_args_with_e_makes_a_new_version(
+    team: Api, served: str, browser: Browser, tmp_path: Path
+) -> None:
+    workflow_id = await submit(team, FOLLOW_UP)
+    await waiting(team, workflow_id)
+    page = await signed_in(browser, served, team)
+    await page.keyboard.press("Enter")
+    await expect(page.locator("#detail-title")).to_have_text(workflow_id)
+    await page.keyboard.press("e")
+    dialog = page.get_by_role("dialog", name="Edit arguments")
+    subject = dialog.get_by_label("Subject (required)")
+    await expect(subject).to_be_visible()
+    # The form checks the schema before sending: an invalid address is refused by the browser.
+    recipient = dialog.get_by_label("To (required)")
+    await recipient.fill("not an address")
+    await dialog.get_by_role("button", name="Save as a new version").click()
+    await expect(dialog).to_be_visible()
+    await recipient.fill("pricing@abclogistics.com")
+    await subject.fill("Pricing for Q3")
+    await dialog.get_by_role("button", name="Save as a new version").click()
+    await expect(page.locator("#d-version")).to_contain_text("version 2")
+    view = (await team.http.get(f"/workflows/{workflow_id}", headers=team.as_("manager"))).json()
+    assert view["proposal"]["version"] == 2
+    assert view["proposal"]["args"]["subject"] == "Pricing for Q3"
+    assert view["proposal"]["args"]["to"] == "pricing@abclogistics.com"
+    await page.screenshot(path=tmp_path / "detail-1280x800.png", full_page=True)
+    phone = await signed_in(browser, served, team, width=390, height=844)
+    await phone.keyboard.press("Enter")
+    await expect(phone.locator("#detail-title")).to_have_text(workflow_id)
+    await phone.screenshot(path=tmp_path / "inbox-390x844.png", full_page=True)
+    assert (tmp_path / "inbox-390x844.png").stat().st_size > 10_000
+
+
+async def test_help_and_filter_from_the_keyboard(team: Api, served: str, browser: Browser) -> None:
+    workflow_id = await submit(team, FOLLOW_UP)
+    await waiting(team, workflow_id)
+    page = await signed_in(browser, served, team)
+    await page.keyboard.press("?")
+    await expect(page.get_by_role("dialog", name="Keyboard")).to_be_visible()
+    await page.keyboard.press("Escape")
+    await page.keyboard.press("/")
+    await expect(page.get_by_label("Filter")).to_be_focused()
+    await page.keyboard.type("no such request")
+    await expect(page.locator("#items tbody tr")).to_have_count(0)
+    await page.get_by_label("Filter").fill("ABC Logistics")
+    await expect(page.locator(f'#items tr[data-id="{workflow_id}"]')).to_be_visible()
