@@ -89,7 +89,13 @@ def _start_temporal(settings: Settings) -> subprocess.Popen[bytes]:
     ):
         if not _port_free(port):
             raise StackError(f"port {port} is in use; pick another with {name}")
-    args = [
+    return _spawn(dev_server_args(settings), settings.data_dir / "logs" / "temporal.log")
+
+
+def dev_server_args(settings: Settings) -> list[str]:
+    """`temporal server start-dev` for `up`; with encrypted payloads, its Web UI decodes through /codec."""
+    codec = ["--ui-codec-endpoint", f"http://{settings.api_host}:{settings.api_port}/codec"]
+    return [
         temporal_binary(),
         "server",
         "start-dev",
@@ -106,8 +112,8 @@ def _start_temporal(settings: Settings) -> subprocess.Popen[bytes]:
         "--log-level",
         "warn",
         *dev_server_flags(),
+        *(codec if settings.payload_codec() is not None else []),
     ]
-    return _spawn(args, settings.data_dir / "logs" / "temporal.log")
 
 
 async def _wait_for_temporal(settings: Settings, server: subprocess.Popen[bytes] | None) -> None:

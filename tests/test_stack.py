@@ -1,6 +1,7 @@
 """`countersign up` as a user runs it: the whole stack in subprocesses, stopped and started again on the
 same data dir, with a request waiting across the restart."""
 
+import base64
 import os
 import re
 import signal
@@ -15,7 +16,8 @@ import httpx
 import pytest
 
 from countersign.mail_sink import deliveries
-from countersign.stack import temporal_binary
+from countersign.settings import Settings
+from countersign.stack import dev_server_args, temporal_binary
 
 KEY_LINE = re.compile(r"^\s+(demo-[a-z0-9-]+)\s+\S+\s+(cs_\S+)\s*$")
 
@@ -218,3 +220,13 @@ def test_up_against_an_existing_temporal_server(stack: Stack) -> None:
     finally:
         server.terminate()
         server.wait(timeout=30)
+
+
+def test_the_web_ui_decodes_through_the_gateway_when_payloads_are_encrypted(tmp_path: Path) -> None:
+    key = base64.b64encode(bytes(range(32))).decode()
+    plain = dev_server_args(Settings(_env_file=None, data_dir=tmp_path))
+    encrypted = dev_server_args(
+        Settings(_env_file=None, data_dir=tmp_path, api_port=8123, encryption_keys=f"k1:{key}")
+    )
+    assert "--ui-codec-endpoint" not in plain
+    assert encrypted[encrypted.index("--ui-codec-endpoint") + 1] == "http://127.0.0.1:8123/codec"

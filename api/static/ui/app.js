@@ -91,6 +91,7 @@ async function refresh() {
   for (const id of [...state.selected.keys()]) if (!present.has(id)) state.selected.delete(id);
   if (!present.has(state.currentId)) state.currentId = visible()[0]?.workflow_id ?? null;
   renderList();
+  renderSla();
 }
 
 function visible() {
@@ -211,8 +212,7 @@ function renderDetail() {
   const findings = view.validation ? view.validation.findings : [];
   $("d-findings").replaceChildren(...(findings.length ? findings : [{ message: "none" }]).map((f) => li(f.message)));
   if (view.validation && view.validation.needs_triage) $("d-findings").prepend(li("", badge("triage", "Needs triage"))); 
-  const step = view.current_step == null ? null : view.chain[view.current_step];
-  $("d-sla").textContent = step && step.sla_due_at ? `${until(step.sla_due_at)} (${new Date(step.sla_due_at).toLocaleString()})` : "";
+  renderSla();
   const ui = state.config.temporal_ui_url;
   $("d-temporal").href = ui ? `${ui}/namespaces/${encodeURIComponent(state.config.namespace)}/workflows/${encodeURIComponent(view.workflow_id)}` : "#";
 
@@ -228,6 +228,13 @@ function renderDetail() {
   }));
   $("d-audit").replaceChildren(...view.audit.map((e) =>
     li(`${new Date(e.at).toLocaleTimeString()} ${e.event} · ${e.actor}${e.detail ? ` — ${e.detail}` : ""}`)));
+}
+
+// Called on every refresh too, so the countdown stays current while the reviewer reads.
+function renderSla() {
+  const view = state.detail;
+  const step = !view || view.current_step == null ? null : view.chain[view.current_step];
+  $("d-sla").textContent = step && step.sla_due_at ? `${until(step.sla_due_at)} (${new Date(step.sla_due_at).toLocaleString()})` : "";
 }
 
 function li(text, extra) {
