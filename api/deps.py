@@ -8,6 +8,7 @@ from temporalio.client import Client
 from api.auth import current_principal
 from countersign.approvals import ApprovalService
 from countersign.audit_log import AuditLog
+from countersign.graph_runs import GraphService
 from countersign.principals import PrincipalStore
 from models.principals import Principal
 
@@ -19,6 +20,11 @@ def _client(request: Request) -> Client:
 
 def _service(request: Request) -> ApprovalService:
     service: ApprovalService = request.app.state.service
+    return service
+
+
+def _graphs(request: Request) -> GraphService:
+    service: GraphService = request.app.state.graphs
     return service
 
 
@@ -34,6 +40,7 @@ def _audit(request: Request) -> AuditLog:
 
 ClientDep = Annotated[Client, Depends(_client)]
 ServiceDep = Annotated[ApprovalService, Depends(_service)]
+GraphServiceDep = Annotated[GraphService, Depends(_graphs)]
 PrincipalDep = Annotated[Principal, Depends(current_principal)]
 PrincipalStoreDep = Annotated[PrincipalStore, Depends(_principals)]
 AuditLogDep = Annotated[AuditLog, Depends(_audit)]

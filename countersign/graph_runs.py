@@ -158,7 +158,6 @@ class GraphService:
         return view
 
     async def decide(self, principal: Principal, run_id: str, body: ApproveRequest) -> GraphRunView:
-        await self.state(principal, run_id)  # another tenant's run looks like none at all
         # Whoever delegates to the reviewer right now: they may decide for those, as in approvals.
         acting_for = await self._principals.delegators_for(principal, datetime.now(UTC))
         decision = DecideInput(
@@ -169,6 +168,9 @@ class GraphService:
             return await handle.execute_update(GraphWorkflow.decide, decision)
         except WorkflowUpdateFailedError as error:
             cause = error.cause
+            if isinstance(cause, ApplicationError) and cause.type == Refusal.WRONG_TENANT:
+                # The workflow checks the tenant first: another tenant's run looks like none at all.
+                raise NotFound(f"no workflow {run_id}") from error
             if isinstance(cause, ApplicationError) and cause.type in REFUSAL_ERRORS:
                 if self._audit is not None:
                     await self._audit.refused(
@@ -183,6 +185,7 @@ class GraphService:
             raise
         except RPCError as error:
             if error.status == RPCStatusCode.NOT_FOUND and finished_workflow(error.message):
+                await self.state(principal, run_id)  # only its own tenant learns that it has finished
                 raise Conflict(f"run {run_id} has finished", Refusal.NOT_WAITING) from error
             raise rpc_error(error, run_id) from error
 

@@ -20,7 +20,7 @@ from fastapi.responses import HTMLResponse
 from pydantic import ValidationError
 
 from api.auth import websocket_principal
-from api.deps import PrincipalDep
+from api.deps import GraphServiceDep, PrincipalDep
 from countersign.errors import CountersignError
 from countersign.graph_runs import GraphService
 from graphs.validation import parse_definition
@@ -42,11 +42,6 @@ RunId = Annotated[str, Path(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9_
 _WS_TEST_PAGE = FilePath(__file__).parent.parent / "static" / "ws-test.html"
 # WebSocket close codes: 1008 policy violation (no or bad credential), 4404 no such run for this caller.
 _WS_UNAUTHORIZED, _WS_NOT_FOUND = 1008, 4404
-
-
-def _service(request: Request) -> GraphService:
-    service: GraphService = request.app.state.graphs
-    return service
 
 
 _DEFINITION_BODY = {
@@ -79,44 +74,46 @@ async def _definition(request: Request) -> GraphDefinition:
 )
 @router.post("/graphs", status_code=status.HTTP_201_CREATED, include_in_schema=False)
 async def create_graph(
-    principal: PrincipalDep, definition: Annotated[GraphDefinition, Depends(_definition)], request: Request
+    principal: PrincipalDep,
+    definition: Annotated[GraphDefinition, Depends(_definition)],
+    service: GraphServiceDep,
 ) -> GraphRecord:
     # The principal comes first: an unauthenticated caller learns nothing about the body.
-    return await _service(request).create(principal, definition)
+    return await service.create(principal, definition)
 
 
 @router.get("/graphs", summary="The latest version of every graph the caller's tenant can run")
-async def list_graphs(principal: PrincipalDep, request: Request) -> GraphList:
-    return GraphList(items=await _service(request).graphs(principal))
+async def list_graphs(principal: PrincipalDep, service: GraphServiceDep) -> GraphList:
+    return GraphList(items=await service.graphs(principal))
 
 
 @router.get("/graph/{graph_id}", summary="A graph definition: the latest version, or `?version=N`")
 async def get_graph(
     graph_id: GraphId,
     principal: PrincipalDep,
-    request: Request,
+    service: GraphServiceDep,
     version: Annotated[int | None, Query(ge=1)] = None,
 ) -> GraphRecord:
-    return await _service(request).get(principal, graph_id, version)
+    return await service.get(principal, graph_id, version)
 
 
 @router.post(
     "/graph/run", status_code=status.HTTP_202_ACCEPTED, summary="Start a run; returns its run_id at once"
 )
-async def run_graph(body: RunGraphRequest, principal: PrincipalDep, request: Request) -> RunStarted:
-    return await _service(request).run(principal, body)
+async def run_graph(body: RunGraphRequest, principal: PrincipalDep, service: GraphServiceDep) -> RunStarted:
+    return await service.run(principal, body)
 
 
 @router.get("/graph/state/{run_id}", summary="A run's status, current node, logs and data (seed 003)")
-async def graph_state(run_id: RunId, principal: PrincipalDep, request: Request) -> GraphRunView:
-    return await _service(request).state(principal, run_id)
+async def graph_state(run_id: RunId, principal: PrincipalDep, service: GraphServiceDep) -> GraphRunView:
+    return await service.state(principal, run_id)
 
 
 @router.post("/graph/runs/{run_id}/approve", summary="Approve or reject the approval node a run waits on")
 async def approve_node(
-    run_id: RunId, body: ApproveRequest, principal: PrincipalDep, request: Request
+    run_id: RunId, body: ApproveRequest, principal: PrincipalDep, service: GraphServiceDep
 ) -> GraphRunView:
-    return await _service(request).decide(principal, run_id, body)
+    return await service.decide(principal, run_id, body)
 
 
 @router.websocket("/ws/{run_id}")
