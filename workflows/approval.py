@@ -20,7 +20,7 @@ from typing import Any
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy, SearchAttributeUpdate
-from temporalio.exceptions import ActivityError, ApplicationError
+from temporalio.exceptions import ActivityError, ApplicationError, CancelledError
 
 with workflow.unsafe.imports_passed_through():
     from activities.audit import AuditActivities
@@ -88,6 +88,11 @@ NOTIFY_RETRY = RetryPolicy(maximum_attempts=5, initial_interval=timedelta(second
 # Workflows started after this patch stay open when they fail, as dead letters an ADMIN may retry.
 DLQ_PATCH = "dead-letter-retry"
 DEAD_LETTER_RETENTION = timedelta(days=30)
+# Workflows started after this patch end CANCELLED when a Temporal cancellation arrives while an
+# activity runs. The SDK cancels the activity on the workflow's behalf and hands the workflow an
+# ActivityError instead of the cancellation; before the patch `_notify` took it for a failed
+# notification (and the execute loop for a dead letter), and the cancelled workflow kept waiting.
+CANCEL_PATCH = "cancel-during-activity"
 # Workflows started after this patch copy every audit event into the SQL audit log as it happens.
 AUDIT_PATCH = "sql-audit-log"
 # The audit log must not lose an event: retried until the database answers, backing off to 5 minutes.
@@ -244,6 +249,9 @@ class ApprovalWorkflow:
                 )
                 break
             except ActivityError as error:
+                if _cancelled_with_workflow(error):
+                    # Whether the tool acted before the cancellation reached it, its ledger row says.
+                    raise asyncio.CancelledError(f"cancelled while {proposal.tool} executed") from error
                 # A retried dead letter runs the approved action again: no second approval.
                 if not await self._dead_letter(f"{proposal.tool} failed", error, WorkflowState.APPROVED):
                     return await self._finish()
@@ -508,6 +516,9 @@ class ApprovalWorkflow:
                 summary=f"notify {kind}",
             )
         except ActivityError as error:
+            # Once an outcome is reached it stands: a cancellation during its notification is moot.
+            if not self._state.is_final and _cancelled_with_workflow(error):
+                raise asyncio.CancelledError("cancelled while notifying") from error
             cause = error.cause
             message = cause.message if isinstance(cause, ApplicationError) else str(cause or error)
             self._record("notify_failed", "notify", ActorKind.SYSTEM, detail=f"{kind}: {message}"[:500])
@@ -1056,6 +1067,15 @@ class ApprovalWorkflow:
         if self._error:
             lines.append(f"Error: {self._error}")
         return "\n\n".join(lines)
+
+
+def _cancelled_with_workflow(error: ActivityError) -> bool:
+    """The activity was cancelled because the workflow was (see CANCEL_PATCH)."""
+    return (
+        isinstance(error.cause, CancelledError)
+        and workflow.cancellation_reason() is not None
+        and workflow.patched(CANCEL_PATCH)
+    )
 
 
 def _rank(state: WorkflowState) -> int:

@@ -1,14 +1,17 @@
 """Every audit event reaches the SQL audit log (SQLite in the data dir here), chained and verifiable."""
 
+import asyncio
 import itertools
 from pathlib import Path
 
 import pytest
 from temporalio.client import Client, WorkflowFailureError
 
+from activities.notify import OutboxChannel
 from countersign.audit_store import AuditStore
 from models.decisions import DecideInput
 from models.enums import Decision, WorkflowState
+from models.notifications import Notification, NotificationKind
 from tests.helpers import MANAGER, start, wait_for_state
 from workflows.approval import ApprovalWorkflow
 
@@ -53,3 +56,27 @@ async def test_a_cancelled_workflow_still_writes_its_last_event(
         await handle.result()
     events = await stored(tmp_path, handle.id)
     assert events[-1] == "cancelled" and "awaiting_approval" in events
+
+
+async def test_a_cancellation_during_a_notification_ends_the_workflow(
+    client: Client, task_queue: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The SDK hands a workflow cancelled mid-activity an ActivityError, not the cancellation: it must
+    not pass for a failed notification, or the cancelled workflow goes on waiting for a reviewer."""
+    notifying = asyncio.Event()
+    deliver = OutboxChannel.deliver
+
+    async def slow_deliver(self: OutboxChannel, note: Notification, recipients: list) -> int:  # type: ignore[type-arg]
+        if note.kind == NotificationKind.PENDING:
+            notifying.set()
+            await asyncio.sleep(2)
+        return await deliver(self, note, recipients)
+
+    monkeypatch.setattr(OutboxChannel, "deliver", slow_deliver)
+    handle = await start(client, task_queue, FOLLOW_UP)
+    await asyncio.wait_for(notifying.wait(), timeout=30)
+    await handle.cancel()
+    with pytest.raises(WorkflowFailureError):
+        await asyncio.wait_for(handle.result(), timeout=30)
+    events = await stored(tmp_path, handle.id)
+    assert events[-1] == "cancelled" and "notify_failed" not in events
