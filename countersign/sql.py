@@ -5,6 +5,8 @@ open it through `open_engine`, which picks the async driver and creates missing 
 """
 
 import asyncio
+import contextlib
+import sqlite3
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, Generic, Protocol, TypeVar
@@ -18,6 +20,8 @@ _DRIVERS = {
     "postgresql": "postgresql+asyncpg",
     "postgres": "postgresql+asyncpg",
 }
+# How long a SQLite writer waits for another (a worker's activities and the gateway share the file).
+SQLITE_BUSY_SECONDS = 30.0
 # Any fixed number: PostgreSQL's advisory lock that serialises table creation across processes.
 _CREATE_LOCK = 7140223
 
@@ -40,19 +44,44 @@ def async_url(url: str) -> URL:
     return parsed.set(drivername=_DRIVERS[backend])
 
 
+def _share_sqlite_between_writers(engine: AsyncEngine) -> None:
+    """A worker's concurrent activities (audit batches, ledger rows) and the gateway share one SQLite
+    file. In the default rollback journal a reader blocks the writer, and under load writers gave up
+    after sqlite3's 5-second default with "database is locked". WAL lets readers go on beside the one
+    writer, and writers wait up to SQLITE_BUSY_SECONDS. (Transactions that read before they write
+    take the lock up front with BEGIN IMMEDIATE where they run, so they never need an upgrade.)"""
+
+    @sa.event.listens_for(engine.sync_engine, "connect")
+    def _connected(dbapi_connection: Any, _record: Any) -> None:
+        cursor = dbapi_connection.cursor()
+        try:
+            cursor.execute("PRAGMA journal_mode")
+            if cursor.fetchone()[0] not in ("wal", "memory"):
+                # Needs a moment alone with the file; if another process holds it, the next
+                # connection switches instead (the mode is stored in the file once set).
+                with contextlib.suppress(sqlite3.OperationalError):
+                    cursor.execute("PRAGMA journal_mode=WAL")
+        finally:
+            cursor.close()
+
+
 async def open_engine(url: str, metadata: sa.MetaData, *, schema: str | None = None) -> AsyncEngine:
     """An engine for `sqlite:///PATH` or `postgresql://...` with `metadata`'s tables created if missing.
     `schema` (PostgreSQL only, must exist) puts the tables there instead of on the search path."""
     parsed = async_url(url)
     options: dict[str, Any] = {}
-    if parsed.get_backend_name() == "sqlite":
+    sqlite = parsed.get_backend_name() == "sqlite"
+    if sqlite:
         if schema is not None:
             raise ValueError("a database schema is for PostgreSQL only")
         if parsed.database and parsed.database != ":memory:":
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        options = {"connect_args": {"timeout": SQLITE_BUSY_SECONDS}}
     else:
         options = {"pool_pre_ping": True, "execution_options": {"schema_translate_map": {None: schema}}}
     engine = create_async_engine(parsed, **options)
+    if sqlite:
+        _share_sqlite_between_writers(engine)
     try:
         async with engine.connect() as conn:
             # Serialised so that a worker and a gateway starting together do not both create a table.
