@@ -1,8 +1,9 @@
-"""Annotated dependencies shared by the routes."""
+"""Annotated dependencies shared by the routes, and the refusals each route documents in the OpenAPI."""
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, Request
+from pydantic import BaseModel
 from temporalio.client import Client
 
 from api.auth import current_principal
@@ -44,3 +45,50 @@ GraphServiceDep = Annotated[GraphService, Depends(_graphs)]
 PrincipalDep = Annotated[Principal, Depends(current_principal)]
 PrincipalStoreDep = Annotated[PrincipalStore, Depends(_principals)]
 AuditLogDep = Annotated[AuditLog, Depends(_audit)]
+
+
+class ErrorBody(BaseModel):
+    """A refusal: why, and for the service's refusals a stable machine-readable code."""
+
+    detail: str
+    code: str | None = None
+
+
+class FieldError(BaseModel):
+    loc: list[str | int]
+    msg: str
+    type: str
+
+
+class ValidationErrorBody(BaseModel):
+    """A malformed request: one entry per field that is wrong."""
+
+    detail: list[FieldError]
+
+
+_WHY = {
+    400: "The body is not JSON (malformed, not UTF-8, or nested too deeply)",
+    401: "No credential, or not a valid API key or token",
+    403: "The caller may not do this: a role they lack, or their own request",
+    404: "No such resource for the caller (another tenant's answers the same)",
+    409: "Not in a state that allows this: finished, already decided, a stale version",
+    413: "The request body is larger than the gateway accepts",
+    422: "A malformed request (field errors) or one the service refuses (detail and code)",
+    503: "Temporal cannot be reached",
+}
+
+
+def refusals(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """The `responses=` of a route that may answer these error statuses."""
+    return {
+        code: {
+            "model": ErrorBody | ValidationErrorBody if code == 422 else ErrorBody,
+            "description": _WHY[code],
+        }
+        for code in codes
+    }
+
+
+# The usual sets: any authenticated route; one that reads a JSON body too.
+AUTHENTICATED = (401, 422)
+WITH_BODY = (400, 401, 413, 422)

@@ -4,9 +4,13 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request, status
+from fastapi.encoders import jsonable_encoder
+from fastapi.exception_handlers import request_validation_exception_handler
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from temporalio.client import Client
 
+from api.limits import RequestLimitMiddleware
 from api.routes import approvals, audit, codec, graphs, health, principals, tools, workflows
 from api.routes.ui import mount_ui
 from countersign.approvals import ApprovalService
@@ -59,8 +63,27 @@ def create_app(settings: Settings, client: Client | None = None) -> FastAPI:
     app.include_router(graphs.router)
     app.include_router(codec.router)
     mount_ui(app)  # last: /ui serves static files under its whole path
+    # Oversized bodies and headers are refused before any route reads them (inside CORS, so the Web UI
+    # can read the 413).
+    app.add_middleware(
+        RequestLimitMiddleware,
+        limit=settings.max_request_bytes,
+        prefixes=[(codec.PREFIX + "/", settings.max_codec_request_bytes)],
+    )
     # The Web UI calls /codec from the browser, from its own origin.
     app.add_middleware(codec.CodecCorsMiddleware, origins=settings.codec_cors_origins)
+
+    @app.exception_handler(RequestValidationError)
+    async def malformed(request: Request, error: RequestValidationError) -> JSONResponse:
+        try:
+            return await request_validation_exception_handler(request, error)
+        except ValueError:
+            # An input JSON cannot carry (NaN, Infinity; bytes that are not UTF-8) made the errors
+            # unrenderable, which was a 500: the same errors, without their inputs.
+            errors = [{k: v for k, v in e.items() if k not in ("input", "ctx")} for e in error.errors()]
+            return JSONResponse(
+                {"detail": jsonable_encoder(errors)}, status_code=status.HTTP_422_UNPROCESSABLE_CONTENT
+            )
 
     @app.exception_handler(CountersignError)
     async def domain_error(_: Request, error: CountersignError) -> JSONResponse:

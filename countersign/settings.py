@@ -116,6 +116,12 @@ class Settings(BaseSettings):
     # Browser origins allowed to call /codec. Unset: the embedded Temporal Web UI, on 127.0.0.1 and
     # localhost at `ui_port` (so http://127.0.0.1:8233,http://localhost:8233 by default).
     codec_cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    # The largest request body the gateway reads (413 beyond it, by Content-Length or as it streams in).
+    # 1 MiB holds the largest body the models accept (a graph run's 256 KB input_data) with room to spare.
+    max_request_bytes: int = Field(default=1024 * 1024, ge=64 * 1024, le=64 * 1024 * 1024)
+    # /codec/encode and /codec/decode carry Temporal payloads, base64 in JSON: a 4 MB gRPC message (the
+    # server's default cap) is about 5.4 MB of base64, hence a limit of their own.
+    max_codec_request_bytes: int = Field(default=8 * 1024 * 1024, ge=64 * 1024, le=256 * 1024 * 1024)
 
     @field_validator("email_allowed_domains", mode="before")
     @classmethod

@@ -2,14 +2,18 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
-from api.deps import PrincipalDep, ServiceDep
+from api.deps import AUTHENTICATED, WITH_BODY, PrincipalDep, ServiceDep, refusals
 from models.decisions import BatchRequest, BatchResponse
 from models.views import InboxFilter, WorkflowList
 
 router = APIRouter(prefix="/approvals", tags=["approvals"])
 
 
-@router.get("/inbox", summary="What the caller may decide now, earliest SLA first")
+@router.get(
+    "/inbox",
+    summary="What the caller may decide now, earliest SLA first",
+    responses=refusals(*AUTHENTICATED),
+)
 async def inbox(
     principal: PrincipalDep,
     service: ServiceDep,
@@ -18,7 +22,11 @@ async def inbox(
     return WorkflowList(items=await service.inbox(principal, filters))
 
 
-@router.post("/batch", summary="One decision on up to 100 proposals, each named with its version")
+@router.post(
+    "/batch",
+    summary="One decision on up to 100 proposals, each named with its version",
+    responses=refusals(*WITH_BODY),
+)
 async def batch(body: BatchRequest, principal: PrincipalDep, service: ServiceDep) -> BatchResponse:
     return await service.batch(principal, body)
 
@@ -27,7 +35,9 @@ dead_letters_router = APIRouter(tags=["workflows"])
 
 
 @dead_letters_router.get(
-    "/dead-letters", summary="Failed workflows an ADMIN may retry, in the caller's tenant"
+    "/dead-letters",
+    summary="Failed workflows an ADMIN may retry, in the caller's tenant",
+    responses=refusals(*AUTHENTICATED),
 )
 async def dead_letters(
     principal: PrincipalDep, service: ServiceDep, limit: Annotated[int, Query(ge=1, le=500)] = 100

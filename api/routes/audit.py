@@ -3,21 +3,29 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
-from api.deps import AuditLogDep, PrincipalDep
+from api.deps import AUTHENTICATED, AuditLogDep, PrincipalDep, refusals
 from api.routes.workflows import WorkflowId
 from models.audit import StoredAuditEvent
 
 router = APIRouter(tags=["audit"])
 
 
-@router.get("/workflows/{workflow_id}/audit", summary="The workflow's audit trail from the SQL audit log")
+@router.get(
+    "/workflows/{workflow_id}/audit",
+    summary="The workflow's audit trail from the SQL audit log",
+    responses=refusals(*AUTHENTICATED, 404),
+)
 async def workflow_audit(
     workflow_id: WorkflowId, principal: PrincipalDep, audit: AuditLogDep
 ) -> list[StoredAuditEvent]:
     return await audit.for_workflow(principal, workflow_id)
 
 
-@router.get("/audit", summary="Audit events of the caller's tenant, by actor and time (since ≤ at < until)")
+@router.get(
+    "/audit",
+    summary="Audit events of the caller's tenant, by actor and time (since ≤ at < until)",
+    responses=refusals(*AUTHENTICATED),
+)
 async def search_audit(
     principal: PrincipalDep,
     audit: AuditLogDep,

@@ -9,12 +9,14 @@ from collections.abc import Awaitable, Callable, Sequence
 
 from fastapi import APIRouter, Request, Response
 from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import JSONResponse
 from google.protobuf import json_format
 from starlette.types import ASGIApp, Receive, Scope, Send
 from temporalio.api.common.v1 import Payload, Payloads
 from temporalio.converter import PayloadCodec
 
-from api.deps import PrincipalDep
+from api.deps import PrincipalDep, refusals
+from api.limits import route_path
 from countersign.codec import PayloadCodecError
 from countersign.errors import Forbidden, Invalid, NotFound
 from models.enums import Role
@@ -60,22 +62,35 @@ async def _apply(
     request: Request, convert: Callable[[Sequence[Payload]], Awaitable[list[Payload]]]
 ) -> Response:
     try:
-        payloads = json_format.Parse(await request.body(), Payloads())
+        payloads = json_format.Parse((await request.body()).decode("utf-8"), Payloads())
+    except UnicodeDecodeError as error:
+        raise Invalid(f"the body is not UTF-8: {error.reason} at byte {error.start}") from None
     except json_format.ParseError as error:
         raise Invalid(f"the body must be {{'payloads': [...]}} in proto3 JSON: {error}") from None
     try:
         converted = await convert(payloads.payloads)
     except PayloadCodecError as error:
         raise Invalid(str(error)) from None
-    return Response(json_format.MessageToJson(Payloads(payloads=converted)), media_type="application/json")
+    # `payloads` even when empty (proto3 JSON would leave it out), as the protocol's schema requires.
+    return JSONResponse({"payloads": [json_format.MessageToDict(payload) for payload in converted]})
 
 
-@router.post("/encode", summary="Encrypt payloads with the active key", openapi_extra=_OPENAPI)
+@router.post(
+    "/encode",
+    summary="Encrypt payloads with the active key",
+    openapi_extra=_OPENAPI,
+    responses=refusals(401, 404, 413, 422),
+)
 async def encode(_: PrincipalDep, request: Request) -> Response:
     return await _apply(request, _codec(request).encode)
 
 
-@router.post("/decode", summary="Decrypt payloads (ADMIN only)", openapi_extra=_OPENAPI)
+@router.post(
+    "/decode",
+    summary="Decrypt payloads (ADMIN only)",
+    openapi_extra=_OPENAPI,
+    responses=refusals(401, 403, 404, 413, 422),
+)
 async def decode(principal: PrincipalDep, request: Request) -> Response:
     codec = _codec(request)
     if Role.ADMIN not in principal.roles:
@@ -97,14 +112,7 @@ class CodecCorsMiddleware:
         )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and _route_path(scope).startswith(PREFIX + "/"):
+        if scope["type"] == "http" and route_path(scope).startswith(PREFIX + "/"):
             await self._cors(scope, receive, send)
         else:
             await self._app(scope, receive, send)
-
-
-def _route_path(scope: Scope) -> str:
-    # Behind a proxy prefix (root_path), Starlette's `path` includes the prefix.
-    path: str = scope["path"]
-    root: str = scope.get("root_path", "")
-    return path[len(root) :] if root and path.startswith(root) else path

@@ -4,6 +4,7 @@
 from pathlib import Path as FilePath
 from typing import Annotated
 
+import yaml
 from fastapi import (
     APIRouter,
     Depends,
@@ -20,8 +21,8 @@ from fastapi.responses import HTMLResponse
 from pydantic import ValidationError
 
 from api.auth import websocket_principal
-from api.deps import GraphServiceDep, PrincipalDep
-from countersign.errors import CountersignError
+from api.deps import AUTHENTICATED, WITH_BODY, GraphServiceDep, PrincipalDep, refusals
+from countersign.errors import CountersignError, NotFound
 from countersign.graph_runs import GraphService
 from graphs.validation import parse_definition
 from models.decisions import ApproveRequest
@@ -39,9 +40,16 @@ router = APIRouter(tags=["graphs"])
 
 GraphId = Annotated[str, Path(pattern=GRAPH_ID_PATTERN)]
 RunId = Annotated[str, Path(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9_.:-]+$")]
+# Graph runs are `graph-<tenant>-<hex>` (countersign/graph_runs.py, run_id_for); approval workflows share
+# query and update names with them, so an approval's id here would reach the wrong workflow type.
+RUN_ID_PREFIX = "graph-"
 _WS_TEST_PAGE = FilePath(__file__).parent.parent / "static" / "ws-test.html"
 # WebSocket close codes: 1008 policy violation (no or bad credential), 4404 no such run for this caller.
 _WS_UNAUTHORIZED, _WS_NOT_FOUND = 1008, 4404
+# Versions are counted per graph id; the bound keeps a made-up one inside what the SQL store can compare.
+MAX_VERSION = 2**31 - 1
+# A definition is a few levels deep (nodes, a node's approval, its fields); anything deeper is not one.
+MAX_YAML_DEPTH = 32
 
 
 _DEFINITION_BODY = {
@@ -55,9 +63,16 @@ _DEFINITION_BODY = {
 
 async def _definition(request: Request) -> GraphDefinition:
     """The body as a definition: JSON, or YAML when the Content-Type says so."""
-    text = (await request.body()).decode("utf-8", errors="replace")
+    try:
+        text = (await request.body()).decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise HTTPException(
+            status.HTTP_422_UNPROCESSABLE_CONTENT,
+            f"the body is not UTF-8: {error.reason} at byte {error.start}",
+        ) from None
     try:
         if "yaml" in request.headers.get("content-type", ""):
+            _plain_yaml(text)
             return parse_definition(text)
         return GraphDefinition.model_validate_json(text)
     except ValidationError as error:
@@ -66,13 +81,45 @@ async def _definition(request: Request) -> GraphDefinition:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(error)) from None
 
 
+def graph_run(run_id: str) -> str:
+    """The id, when it can name a graph run; anything else is not found, like a missing run."""
+    if not run_id.startswith(RUN_ID_PREFIX):
+        raise NotFound(f"no workflow {run_id}")
+    return run_id
+
+
+def _plain_yaml(text: str) -> None:
+    """Refuse, before anything is built from it, YAML a definition never needs and an attacker would send:
+    aliases (a few hundred bytes of `*a` expand into billions of values, and a validation error echoing
+    them never ends) and deep nesting (the YAML composer recurses). The event stream is read iteratively."""
+    depth = 0
+    try:
+        for event in yaml.parse(text, Loader=yaml.SafeLoader):
+            if isinstance(event, yaml.AliasEvent):
+                raise ValueError("YAML aliases (*name) are not accepted in a graph definition")
+            if isinstance(event, yaml.CollectionStartEvent):
+                depth += 1
+                if depth > MAX_YAML_DEPTH:
+                    raise ValueError(f"the YAML is nested deeper than {MAX_YAML_DEPTH} levels")
+            elif isinstance(event, yaml.CollectionEndEvent):
+                depth -= 1
+    except yaml.YAMLError as error:
+        raise ValueError(f"not JSON or YAML: {error}".splitlines()[0]) from None
+
+
 @router.post(
     "/graph/create",
     status_code=status.HTTP_201_CREATED,
     summary="Store a graph definition, JSON or YAML (ADMIN); each create of an id is a new version",
     openapi_extra={"requestBody": _DEFINITION_BODY},
+    responses=refusals(401, 403, 413, 422),
 )
-@router.post("/graphs", status_code=status.HTTP_201_CREATED, include_in_schema=False)
+@router.post(
+    "/graphs",
+    status_code=status.HTTP_201_CREATED,
+    include_in_schema=False,
+    responses=refusals(401, 403, 413, 422),
+)
 async def create_graph(
     principal: PrincipalDep,
     definition: Annotated[GraphDefinition, Depends(_definition)],
@@ -82,38 +129,59 @@ async def create_graph(
     return await service.create(principal, definition)
 
 
-@router.get("/graphs", summary="The latest version of every graph the caller's tenant can run")
+@router.get(
+    "/graphs",
+    summary="The latest version of every graph the caller's tenant can run",
+    responses=refusals(401),
+)
 async def list_graphs(principal: PrincipalDep, service: GraphServiceDep) -> GraphList:
     return GraphList(items=await service.graphs(principal))
 
 
-@router.get("/graph/{graph_id}", summary="A graph definition: the latest version, or `?version=N`")
+@router.get(
+    "/graph/{graph_id}",
+    summary="A graph definition: the latest version, or `?version=N`",
+    responses=refusals(*AUTHENTICATED, 404),
+)
 async def get_graph(
     graph_id: GraphId,
     principal: PrincipalDep,
     service: GraphServiceDep,
-    version: Annotated[int | None, Query(ge=1)] = None,
+    version: Annotated[int | None, Query(ge=1, le=MAX_VERSION)] = None,
 ) -> GraphRecord:
     return await service.get(principal, graph_id, version)
 
 
 @router.post(
-    "/graph/run", status_code=status.HTTP_202_ACCEPTED, summary="Start a run; returns its run_id at once"
+    "/graph/run",
+    status_code=status.HTTP_202_ACCEPTED,
+    summary="Start a run; returns its run_id at once",
+    responses=refusals(*WITH_BODY, 404, 409),
 )
 async def run_graph(body: RunGraphRequest, principal: PrincipalDep, service: GraphServiceDep) -> RunStarted:
+    if body.version is not None and body.version > MAX_VERSION:
+        raise NotFound(f"no graph {body.graph_id} version {body.version}")  # nor could there be
     return await service.run(principal, body)
 
 
-@router.get("/graph/state/{run_id}", summary="A run's status, current node, logs and data (seed 003)")
+@router.get(
+    "/graph/state/{run_id}",
+    summary="A run's status, current node, logs and data (seed 003)",
+    responses=refusals(*AUTHENTICATED, 404),
+)
 async def graph_state(run_id: RunId, principal: PrincipalDep, service: GraphServiceDep) -> GraphRunView:
-    return await service.state(principal, run_id)
+    return await service.state(principal, graph_run(run_id))
 
 
-@router.post("/graph/runs/{run_id}/approve", summary="Approve or reject the approval node a run waits on")
+@router.post(
+    "/graph/runs/{run_id}/approve",
+    summary="Approve or reject the approval node a run waits on",
+    responses=refusals(*WITH_BODY, 403, 404, 409),
+)
 async def approve_node(
     run_id: RunId, body: ApproveRequest, principal: PrincipalDep, service: GraphServiceDep
 ) -> GraphRunView:
-    return await service.decide(principal, run_id, body)
+    return await service.decide(principal, graph_run(run_id), body)
 
 
 @router.websocket("/ws/{run_id}")
@@ -127,7 +195,7 @@ async def stream_run(websocket: WebSocket, run_id: str, from_seq: int = 0) -> No
         return
     service: GraphService = websocket.app.state.graphs
     try:
-        async for event in service.events(principal, run_id, max(0, from_seq)):
+        async for event in service.events(principal, graph_run(run_id), max(0, from_seq)):
             await websocket.send_text(event.model_dump_json())
     except CountersignError as error:
         await websocket.close(_WS_NOT_FOUND, error.message[:120])

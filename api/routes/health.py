@@ -5,7 +5,11 @@ from api.deps import ClientDep
 router = APIRouter(tags=["health"])
 
 
-@router.get("/healthz", summary="200 when the gateway reaches Temporal, 503 otherwise")
+@router.get(
+    "/healthz",
+    summary="200 when the gateway reaches Temporal, 503 otherwise",
+    responses={503: {"model": dict[str, str], "description": "Temporal cannot be reached"}},
+)
 async def healthz(client: ClientDep, response: Response) -> dict[str, str]:
     try:
         await client.service_client.check_health()

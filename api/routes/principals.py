@@ -2,11 +2,11 @@ from datetime import UTC, datetime
 
 from fastapi import APIRouter, Response, status
 
-from api.deps import PrincipalDep, PrincipalStoreDep
+from api.deps import WITH_BODY, PrincipalDep, PrincipalStoreDep, refusals
 from models.principals import DelegateRequest, Delegation, DelegationEvent
 from models.views import PrincipalProfile
 
-router = APIRouter(prefix="/principals", tags=["principals"])
+router = APIRouter(prefix="/principals", tags=["principals"], responses=refusals(401))
 
 
 @router.get("/me", summary="Who the caller is, and their delegation if they set one")
@@ -19,7 +19,11 @@ async def delegation_log(principal: PrincipalDep, store: PrincipalStoreDep) -> l
     return await store.delegation_log(principal.id)
 
 
-@router.put("/me/delegate", summary="Out of office: let a colleague decide with your roles for a period")
+@router.put(
+    "/me/delegate",
+    summary="Out of office: let a colleague decide with your roles for a period",
+    responses=refusals(*WITH_BODY, 404),
+)
 async def set_delegate(
     body: DelegateRequest, principal: PrincipalDep, store: PrincipalStoreDep
 ) -> Delegation:

@@ -1,10 +1,10 @@
 from fastapi import APIRouter, Request
 
-from api.deps import PrincipalDep
+from api.deps import PrincipalDep, refusals
 from models.tools import ToolList
 from tools.registry import ToolRegistry
 
-router = APIRouter(prefix="/tools", tags=["tools"])
+router = APIRouter(prefix="/tools", tags=["tools"], responses=refusals(401))
 
 
 @router.get("", summary="Every tool the planner may propose: args and result schemas, side effect, risk")

@@ -7,7 +7,7 @@ from fastapi import APIRouter, FastAPI, Request
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel
 
-from api.deps import PrincipalDep
+from api.deps import PrincipalDep, refusals
 from countersign.settings import Settings
 
 UI_DIR = Path(__file__).parent.parent / "static" / "ui"
@@ -20,7 +20,7 @@ class UiConfig(BaseModel):
     namespace: str
 
 
-@router.get("/config", summary="Where the Temporal Web UI is, for the inbox's links")
+@router.get("/config", summary="Where the Temporal Web UI is, for the inbox's links", responses=refusals(401))
 async def ui_config(_: PrincipalDep, request: Request) -> UiConfig:
     settings: Settings = request.app.state.settings
     return UiConfig(temporal_ui_url=settings.resolved_temporal_ui_url, namespace=settings.namespace)

@@ -2,18 +2,36 @@ from typing import Annotated
 
 from fastapi import APIRouter, Header, Path, Query, status
 
-from api.deps import PrincipalDep, ServiceDep
+from api.deps import AUTHENTICATED, WITH_BODY, PrincipalDep, ServiceDep, refusals
+from countersign.errors import NotFound
 from models.decisions import ApproveRequest, CancelRequest, EditRequest, ReassignRequest, RetryRequest
 from models.enums import RequestType, WorkflowState
 from models.requests import SubmitRequest, SubmitResponse
 from models.views import WorkflowList, WorkflowView
 
 router = APIRouter(prefix="/workflows", tags=["workflows"])
+# What a decision on one workflow may answer besides 200 (the README's "Refusals").
+DECISION = refusals(*WITH_BODY, 403, 404, 409)
 
 WorkflowId = Annotated[str, Path(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9_.:-]+$")]
+# Approval workflows are `req-<tenant>-<hex>` (countersign/approvals.py); graph runs, `graph-…`, share
+# query and update names with them, so a run's id here would reach the wrong workflow type.
+APPROVAL_ID_PREFIX = "req-"
 
 
-@router.post("", status_code=status.HTTP_201_CREATED, summary="Submit a request in plain words")
+def approval(workflow_id: str) -> str:
+    """The id, when it can name an approval workflow; anything else is not found, like a missing one."""
+    if not workflow_id.startswith(APPROVAL_ID_PREFIX):
+        raise NotFound(f"no workflow {workflow_id}")
+    return workflow_id
+
+
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    summary="Submit a request in plain words",
+    responses=refusals(*WITH_BODY, 409),
+)
 async def submit(
     body: SubmitRequest,
     principal: PrincipalDep,
@@ -23,7 +41,11 @@ async def submit(
     return await service.submit(principal, body, idempotency_key)
 
 
-@router.get("", summary="List workflows of the caller's tenant, from Temporal visibility")
+@router.get(
+    "",
+    summary="List workflows of the caller's tenant, from Temporal visibility",
+    responses=refusals(*AUTHENTICATED),
+)
 async def list_workflows(
     principal: PrincipalDep,
     service: ServiceDep,
@@ -35,43 +57,63 @@ async def list_workflows(
     return WorkflowList(items=items)
 
 
-@router.get("/{workflow_id}", summary="The whole view of one workflow")
+@router.get(
+    "/{workflow_id}", summary="The whole view of one workflow", responses=refusals(*AUTHENTICATED, 404)
+)
 async def get_workflow(workflow_id: WorkflowId, principal: PrincipalDep, service: ServiceDep) -> WorkflowView:
-    return await service.view(principal, workflow_id)
-
-
-@router.post("/{workflow_id}/approve", summary="Approve or reject the proposal awaiting the caller")
-async def approve(
-    workflow_id: WorkflowId, body: ApproveRequest, principal: PrincipalDep, service: ServiceDep
-) -> WorkflowView:
-    return await service.decide(principal, workflow_id, body)
-
-
-@router.post("/{workflow_id}/edit", summary="Approve with changes: new args make a new proposal version")
-async def edit(
-    workflow_id: WorkflowId, body: EditRequest, principal: PrincipalDep, service: ServiceDep
-) -> WorkflowView:
-    return await service.edit(principal, workflow_id, body)
+    return await service.view(principal, approval(workflow_id))
 
 
 @router.post(
-    "/{workflow_id}/cancel", summary="Withdraw a request before its action starts (requester or ADMIN)"
+    "/{workflow_id}/approve",
+    summary="Approve or reject the proposal awaiting the caller",
+    responses=DECISION,
+)
+async def approve(
+    workflow_id: WorkflowId, body: ApproveRequest, principal: PrincipalDep, service: ServiceDep
+) -> WorkflowView:
+    return await service.decide(principal, approval(workflow_id), body)
+
+
+@router.post(
+    "/{workflow_id}/edit",
+    summary="Approve with changes: new args make a new proposal version",
+    responses=DECISION,
+)
+async def edit(
+    workflow_id: WorkflowId, body: EditRequest, principal: PrincipalDep, service: ServiceDep
+) -> WorkflowView:
+    return await service.edit(principal, approval(workflow_id), body)
+
+
+@router.post(
+    "/{workflow_id}/cancel",
+    summary="Withdraw a request before its action starts (requester or ADMIN)",
+    responses=DECISION,
 )
 async def cancel(
     workflow_id: WorkflowId, body: CancelRequest, principal: PrincipalDep, service: ServiceDep
 ) -> WorkflowView:
-    return await service.cancel(principal, workflow_id, body)
+    return await service.cancel(principal, approval(workflow_id), body)
 
 
-@router.post("/{workflow_id}/reassign", summary="Hand the waiting step to a role or a person (ADMIN)")
+@router.post(
+    "/{workflow_id}/reassign",
+    summary="Hand the waiting step to a role or a person (ADMIN)",
+    responses=DECISION,
+)
 async def reassign(
     workflow_id: WorkflowId, body: ReassignRequest, principal: PrincipalDep, service: ServiceDep
 ) -> WorkflowView:
-    return await service.reassign(principal, workflow_id, body)
+    return await service.reassign(principal, approval(workflow_id), body)
 
 
-@router.post("/{workflow_id}/retry", summary="Retry a dead letter: the approved action, or planning (ADMIN)")
+@router.post(
+    "/{workflow_id}/retry",
+    summary="Retry a dead letter: the approved action, or planning (ADMIN)",
+    responses=DECISION,
+)
 async def retry(
     workflow_id: WorkflowId, body: RetryRequest, principal: PrincipalDep, service: ServiceDep
 ) -> WorkflowView:
-    return await service.retry(principal, workflow_id, body)
+    return await service.retry(principal, approval(workflow_id), body)

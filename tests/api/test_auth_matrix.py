@@ -1,0 +1,353 @@
+"""The authorization matrix: every route of the app x {no key, bad key, wrong role, the requester deciding
+their own request, another tenant}, on the real app over a real worker.
+
+The routes are read from the app itself, so a route added without a row here fails the suite. Expected:
+401 without a valid credential except on the public pages listed in PUBLIC; 403 for a role the route
+needs and the caller lacks; 403 for the requester deciding their own request; 404 for another tenant's
+workflow, graph run, graph or colleague, exactly as for one that does not exist. The WebSocket closes
+with 1008 for a missing or bad credential and 4404 for another tenant's run.
+"""
+
+import base64
+import json
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+import pytest
+from fastapi import FastAPI
+from fastapi.routing import iter_route_contexts
+from starlette.routing import Mount, WebSocketRoute
+from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed
+
+from api.main import create_app
+from countersign.settings import Settings
+from models.enums import Role
+from tests.api.conftest import Api
+from tests.api.test_graphs_api import APPROVAL_GRAPH
+from tests.helpers import eventually
+
+WS = "WS"
+# Answer without a credential: the API docs, the health probe, the static inbox and the stream test page
+# (static HTML that asks for a key; the socket it opens authenticates).
+PUBLIC = {
+    ("GET", "/openapi.json"),
+    ("GET", "/docs"),
+    ("GET", "/docs/oauth2-redirect"),
+    ("GET", "/redoc"),
+    ("GET", "/healthz"),
+    ("GET", "/ws-test/{run_id}"),
+    ("GET", "/ui"),
+}
+
+
+@dataclass(frozen=True)
+class Ids:
+    workflow: str  # an approval workflow of tenant `default`, waiting for a MANAGER, by `requester`
+    run: str  # a graph run of tenant `default`, waiting on its approval node for a MANAGER, by `requester`
+    graph: str  # a graph definition of tenant `default` only
+    colleague: str  # a principal of tenant `default`
+
+
+Body = Callable[[Ids], Any]
+
+
+@dataclass(frozen=True)
+class Row:
+    url: str  # with {workflow}, {run}, {graph} for the ids above
+    body: Body | None = None
+    # A principal of the right tenant without the role the route needs: 403.
+    wrong_role: str | None = None
+    # The requester deciding their own request: 403.
+    own: bool = False
+    # Another tenant's principals (a MANAGER and an ADMIN) get 404: the resource is not theirs.
+    scoped: bool = False
+    # Statuses of a batch's items rather than of the call: the call succeeds, each item is refused.
+    per_item: bool = False
+    notes: str = field(default="", compare=False)
+
+
+def approve(_: Ids) -> dict[str, Any]:
+    return {"decision": "approved", "proposal_version": 1, "notes": "ok"}
+
+
+def batch(ids: Ids) -> dict[str, Any]:
+    return {"items": [{"workflow_id": ids.workflow, "proposal_version": 1}], "decision": "approved"}
+
+
+def delegate(ids: Ids) -> dict[str, Any]:
+    until = (datetime.now(UTC) + timedelta(days=2)).isoformat()
+    return {"delegate_id": ids.colleague, "until": until, "reason": "out of office"}
+
+
+PAYLOADS = {
+    "payloads": [{"metadata": {"encoding": base64.b64encode(b"json/plain").decode()}, "data": "e30="}]
+}
+
+MATRIX: dict[tuple[str, str], Row] = {
+    ("GET", "/openapi.json"): Row("/openapi.json"),
+    ("GET", "/docs"): Row("/docs"),
+    ("GET", "/docs/oauth2-redirect"): Row("/docs/oauth2-redirect"),
+    ("GET", "/redoc"): Row("/redoc"),
+    ("GET", "/healthz"): Row("/healthz"),
+    ("GET", "/ws-test/{run_id}"): Row("/ws-test/{run}"),
+    ("GET", "/ui"): Row("/ui/"),
+    ("POST", "/workflows"): Row("/workflows", lambda _: {"text": "Buy 3 chairs for $300"}),
+    ("GET", "/workflows"): Row("/workflows"),
+    ("GET", "/workflows/{workflow_id}"): Row("/workflows/{workflow}", scoped=True),
+    ("POST", "/workflows/{workflow_id}/approve"): Row(
+        "/workflows/{workflow}/approve", approve, wrong_role="finance", own=True, scoped=True
+    ),
+    ("POST", "/workflows/{workflow_id}/edit"): Row(
+        "/workflows/{workflow}/edit",
+        lambda _: {"proposal_version": 1, "args": {"to": "ops@example.com"}, "notes": "changed"},
+        wrong_role="finance",
+        own=True,
+        scoped=True,
+    ),
+    ("POST", "/workflows/{workflow_id}/cancel"): Row(
+        "/workflows/{workflow}/cancel",
+        lambda _: {"reason": "no longer needed"},
+        wrong_role="manager",
+        scoped=True,
+    ),
+    ("POST", "/workflows/{workflow_id}/reassign"): Row(
+        "/workflows/{workflow}/reassign",
+        lambda _: {"to_role": "DIRECTOR", "reason": "away"},
+        wrong_role="manager",
+        own=True,
+        scoped=True,
+    ),
+    ("POST", "/workflows/{workflow_id}/retry"): Row(
+        "/workflows/{workflow}/retry",
+        lambda _: {"reason": "try again"},
+        wrong_role="manager",
+        own=True,
+        scoped=True,
+    ),
+    ("GET", "/workflows/{workflow_id}/audit"): Row("/workflows/{workflow}/audit", scoped=True),
+    ("GET", "/approvals/inbox"): Row("/approvals/inbox"),
+    ("POST", "/approvals/batch"): Row(
+        "/approvals/batch", batch, wrong_role="finance", own=True, scoped=True, per_item=True
+    ),
+    ("GET", "/dead-letters"): Row("/dead-letters"),
+    ("GET", "/principals/me"): Row("/principals/me"),
+    ("GET", "/principals/me/delegations"): Row("/principals/me/delegations"),
+    # Another tenant's colleague cannot be named: 404, as for no such principal.
+    ("PUT", "/principals/me/delegate"): Row("/principals/me/delegate", delegate, scoped=True),
+    ("DELETE", "/principals/me/delegate"): Row("/principals/me/delegate"),
+    ("GET", "/tools"): Row("/tools"),
+    ("GET", "/audit"): Row("/audit"),
+    ("POST", "/graphs"): Row("/graphs", lambda _: APPROVAL_GRAPH, wrong_role="manager"),
+    ("POST", "/graph/create"): Row("/graph/create", lambda _: APPROVAL_GRAPH, wrong_role="manager"),
+    ("GET", "/graphs"): Row("/graphs"),
+    ("GET", "/graph/{graph_id}"): Row("/graph/{graph}", scoped=True),
+    ("POST", "/graph/run"): Row("/graph/run", lambda ids: {"graph_id": ids.graph}, scoped=True),
+    ("GET", "/graph/state/{run_id}"): Row("/graph/state/{run}", scoped=True),
+    ("POST", "/graph/runs/{run_id}/approve"): Row(
+        "/graph/runs/{run}/approve",
+        lambda _: {"decision": "approved"},
+        wrong_role="finance",
+        own=True,
+        scoped=True,
+    ),
+    ("POST", "/codec/encode"): Row("/codec/encode", lambda _: PAYLOADS),
+    ("POST", "/codec/decode"): Row("/codec/decode", lambda _: PAYLOADS, wrong_role="manager"),
+    ("GET", "/ui/config"): Row("/ui/config"),
+    (WS, "/ws/{run_id}"): Row("/ws/{run}", scoped=True),
+}
+
+
+def app_routes(app: FastAPI) -> set[tuple[str, str]]:
+    """(method, path) of every route the app serves, WebSockets and mounts included."""
+    found = set()
+    for route in iter_route_contexts(app.routes):
+        original = route.original_route
+        if isinstance(original, Mount):
+            found.add(("GET", original.path))
+        elif isinstance(original, WebSocketRoute) or type(original).__name__ == "APIWebSocketRoute":
+            found.add((WS, str(route.path)))
+        else:
+            found.update((method, str(route.path)) for method in route.methods or () if method != "HEAD")
+    return found
+
+
+def test_every_route_of_the_app_has_a_row() -> None:
+    served = app_routes(create_app(Settings(_env_file=None)))
+    assert served == set(MATRIX), {
+        "routes without a row": sorted(served - set(MATRIX)),
+        "rows without a route": sorted(set(MATRIX) - served),
+    }
+    assert set(MATRIX) >= PUBLIC
+
+
+# --- Driving the matrix ---------------------------------------------------------------------------------
+
+
+async def setup(api: Api) -> Ids:
+    """A waiting approval workflow, a graph of tenant default and a run of it waiting for a MANAGER."""
+    # Payload encryption on, so /codec/decode reaches its role check rather than answer 404.
+    keys = f"k1:{base64.b64encode(os.urandom(32)).decode()}"
+    api.app.state.codec = Settings(_env_file=None, encryption_keys=keys).payload_codec()
+    store = api.app.state.principals
+    api.keys["globex_admin"] = (await store.add("globex_admin", [Role.ADMIN], "globex")).api_key
+    submitted = await api.http.post(
+        "/workflows",
+        json={"text": "Follow up with ABC Logistics (sales@abclogistics.com) about pricing"},
+        headers=api.as_("requester"),
+    )
+    assert submitted.status_code == 201, submitted.text
+    workflow = str(submitted.json()["workflow_id"])
+    created = await api.http.post("/graph/create", json=APPROVAL_GRAPH, headers=api.as_("admin"))
+    assert created.status_code == 201, created.text
+    started = await api.http.post(
+        "/graph/run",
+        json={"graph_id": APPROVAL_GRAPH["id"], "input_data": {"code": "x = 1\n"}},
+        headers=api.as_("requester"),
+    )
+    assert started.status_code == 202, started.text
+    run = str(started.json()["run_id"])
+
+    async def workflow_state() -> Any:
+        return (
+            (await api.http.get(f"/workflows/{workflow}", headers=api.as_("requester"))).json().get("state")
+        )
+
+    async def run_status() -> Any:
+        return (await api.http.get(f"/graph/state/{run}", headers=api.as_("requester"))).json().get("status")
+
+    await eventually(workflow_state, lambda s: s == "WAITING_FOR_APPROVAL", timeout=60)
+    await eventually(run_status, lambda s: s == "WAITING_FOR_APPROVAL", timeout=60)
+    me = await api.http.get("/principals/me", headers=api.as_("manager2"))
+    return Ids(
+        workflow=workflow, run=run, graph=str(APPROVAL_GRAPH["id"]), colleague=me.json()["principal"]["id"]
+    )
+
+
+async def call(
+    http: httpx.AsyncClient, method: str, row: Row, ids: Ids, headers: dict[str, str]
+) -> httpx.Response:
+    url = row.url.format(workflow=ids.workflow, run=ids.run, graph=ids.graph)
+    body = row.body(ids) if row.body is not None else None
+    return await http.request(method, url, json=body, headers=headers)
+
+
+def item_status(response: httpx.Response) -> int:
+    assert response.status_code == 200, response.text
+    results = response.json()["results"]
+    assert len(results) == 1 and not results[0]["ok"], results
+    return int(results[0]["status"])
+
+
+def refusal(response: httpx.Response, status: int, what: str) -> None:
+    assert response.status_code == status, f"{what}: {response.status_code} {response.text[:300]}"
+    assert isinstance(response.json()["detail"], str), f"{what}: {response.text[:300]}"
+
+
+async def ws_close_code(url: str, headers: dict[str, str] | None, first: dict[str, str] | None = None) -> int:
+    with pytest.raises(ConnectionClosed) as closed:
+        async with connect(url, additional_headers=headers, open_timeout=30) as socket_:
+            if first is not None:
+                await socket_.send(json.dumps(first))
+            async for _ in socket_:
+                pass
+    assert closed.value.rcvd is not None, closed.value
+    return closed.value.rcvd.code
+
+
+async def test_the_authorization_matrix(api: Api, served: str) -> None:
+    ids = await setup(api)
+    http = api.http
+    nobody: dict[str, str] = {}
+    bad = {"Authorization": "Bearer cs_not-a-key"}
+    checked = 0
+    for (method, path), row in MATRIX.items():
+        what = f"{method} {path}"
+        if method == WS:
+            url = f"ws://{served}{row.url.format(run=ids.run)}"
+            # No credential at all: the first message carries none either.
+            assert await ws_close_code(url, None, first={"hello": "there"}) == 1008, what
+            assert await ws_close_code(url, bad) == 1008, what
+            for who in ("globex_manager", "globex_admin"):
+                assert await ws_close_code(url, api.as_(who)) == 4404, f"{what} as {who}"
+            checked += 1
+            continue
+        if (method, path) in PUBLIC:
+            for headers in (nobody, bad):
+                response = await call(http, method, row, ids, headers)
+                assert response.status_code == 200, f"{what}: {response.status_code}"
+            checked += 1
+            continue
+        for headers, name in ((nobody, "no key"), (bad, "bad key")):
+            response = await call(http, method, row, ids, headers)
+            refusal(response, 401, f"{what} with {name}")
+            assert response.headers["www-authenticate"] == "Bearer", what
+        if row.wrong_role is not None:
+            response = await call(http, method, row, ids, api.as_(row.wrong_role))
+            if row.per_item:
+                assert item_status(response) == 403, f"{what} as {row.wrong_role}"
+            else:
+                refusal(response, 403, f"{what} as {row.wrong_role}")
+        if row.own:
+            response = await call(http, method, row, ids, api.as_("requester"))
+            if row.per_item:
+                assert item_status(response) == 403, f"{what} by the requester"
+            else:
+                refusal(response, 403, f"{what} by the requester")
+        if row.scoped:
+            for who in ("globex_manager", "globex_admin"):
+                response = await call(http, method, row, ids, api.as_(who))
+                if row.per_item:
+                    assert item_status(response) == 404, f"{what} as {who}"
+                else:
+                    refusal(response, 404, f"{what} as {who}")
+        checked += 1
+    assert checked == len(MATRIX)
+
+    # Nothing above changed anything: both still wait, and their owner still sees them.
+    view = await http.get(f"/workflows/{ids.workflow}", headers=api.as_("requester"))
+    assert view.json()["state"] == "WAITING_FOR_APPROVAL"
+    state = await http.get(f"/graph/state/{ids.run}", headers=api.as_("requester"))
+    assert state.json()["status"] == "WAITING_FOR_APPROVAL"
+    # And the right people are served: the manager decides both.
+    decided = await http.post(
+        f"/workflows/{ids.workflow}/approve", json=approve(ids), headers=api.as_("manager")
+    )
+    assert decided.status_code == 200, decided.text
+    node = await http.post(
+        f"/graph/runs/{ids.run}/approve", json={"decision": "approved"}, headers=api.as_("manager")
+    )
+    assert node.status_code == 200, node.text
+
+
+OTHER_KIND = [
+    ("GET", "/workflows/{run}", None),
+    ("POST", "/workflows/{run}/approve", {"decision": "approved"}),
+    ("POST", "/workflows/{run}/edit", {"proposal_version": 1, "args": {}}),
+    ("POST", "/workflows/{run}/cancel", {"reason": "r"}),
+    ("POST", "/workflows/{run}/reassign", {"to_role": "DIRECTOR", "reason": "r"}),
+    ("POST", "/workflows/{run}/retry", {"reason": "r"}),
+    ("GET", "/graph/state/{workflow}", None),
+    ("POST", "/graph/runs/{workflow}/approve", {"decision": "approved"}),
+]
+
+
+async def test_an_id_of_the_other_kind_is_not_found(api: Api, served: str) -> None:
+    """Approval workflows and graph runs share query and update names; each route reaches only its own
+    kind, and its owner, a reviewer or an ADMIN gets the same 404 as for an id that does not exist."""
+    ids = await setup(api)
+    for method, template, body in OTHER_KIND:
+        url = template.format(run=ids.run, workflow=ids.workflow)
+        for who in ("requester", "manager", "admin"):
+            response = await api.http.request(method, url, json=body, headers=api.as_(who))
+            refusal(response, 404, f"{method} {url} as {who}")
+    assert await ws_close_code(f"ws://{served}/ws/{ids.workflow}", api.as_("requester")) == 4404
+    # The graph route decided nothing on the approval workflow, nor the approval routes on the run.
+    view = await api.http.get(f"/workflows/{ids.workflow}", headers=api.as_("requester"))
+    assert view.json()["state"] == "WAITING_FOR_APPROVAL"
+    state = await api.http.get(f"/graph/state/{ids.run}", headers=api.as_("requester"))
+    assert state.json()["status"] == "WAITING_FOR_APPROVAL"
