@@ -36,6 +36,10 @@ def test_histories_are_committed() -> None:
         "approval_model_triage_rejected_v4",
         "approval_edited_withdrawn_v4",
         "approval_escalated_by_deadline_v4",
+        # Failures before dead letters (recorded from the code of 7b9fb99^): closed FAILED at once. They
+        # fail to replay if `dead-letter-retry` loses its old branch (see docs/determinism.md).
+        "approval_action_failed_v4",
+        "approval_planning_failed_v4",
         # Current code: the rules planner, a model planner that repairs and ends in triage, approve
         # with changes then withdrawal, and reminder/escalation/deadline hand-over with a delegate.
         "approval_executed",
@@ -43,9 +47,37 @@ def test_histories_are_committed() -> None:
         "approval_model_triage_rejected",
         "approval_edited_withdrawn",
         "approval_escalated_by_deadline",
+        # Current code, more ends: a valid plan rejected by update; a plan that never validates (rules
+        # planner, re-planned) rejected; reassigned to a role then a person who approves; Temporal
+        # cancellation; withdrawn while the model plans.
+        "approval_rejected_by_update",
+        "approval_invalid_plan_rejected",
+        "approval_reassigned",
+        "approval_cancelled_by_temporal",
+        "approval_withdrawn_while_planning",
+        # Dead letters (`dead-letter-retry`): planning fails then an ADMIN retries; the action fails
+        # then an ADMIN retries; nobody retries and the retention passes (closes FAILED).
+        "approval_planning_dead_letter_retried",
+        "approval_dead_letter_retried",
+        "approval_dead_letter_expired",
+        # Deadlines on the time-skipping server: EXPIRED, and `on_deadline: reject`.
+        "approval_expired",
+        "approval_deadline_rejected",
         # Graph runs: demo-review as shipped, and a parallel group joined into an approval node.
         "graph_demo_review",
         "graph_parallel_approval",
+        # Graph approval nodes: rejected to `on_reject`, rejected with no route (REJECTED), escalated
+        # at the SLA then expired at the deadline.
+        "graph_approval_rejected_rerouted",
+        "graph_approval_rejected",
+        "graph_approval_expired",
+        # A graph run that continues as new: its first run, and its last (started from a GraphCarry).
+        "graph_continued_as_new_first",
+        "graph_continued_as_new_last",
+        # Graph runs that fail: a loop past max_visits, no edge holds, a node that keeps raising.
+        "graph_failed_max_visits",
+        "graph_failed_no_route",
+        "graph_failed_node",
     }
 
 
