@@ -10,7 +10,7 @@ import logging
 import secrets
 from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 from pydantic import TypeAdapter
@@ -60,8 +60,12 @@ from models.views import InboxFilter, WorkflowSummary, WorkflowView
 from workflows import search_attributes as sa
 from workflows.approval import ApprovalWorkflow
 
-# How many waiting items the inbox reads to find the most urgent; beyond this a reviewer must filter.
+# The most rows the inbox lists to sort them by SLA due. With more matching, it first narrows to a band
+# of the earliest due (see `_most_urgent`), found with count queries that list nothing.
 INBOX_SCAN = 2000
+# Where the band is looked for: SLA due times this far either side of now, halved at most this often.
+_BAND_SPAN = timedelta(days=800)
+_BAND_PROBES = 32
 _HTTP_STATUS = {NotFound: 404, Forbidden: 403, Conflict: 409, Invalid: 422}
 T = TypeVar("T")
 log = logging.getLogger(__name__)
@@ -349,9 +353,7 @@ class ApprovalService:
             clauses.append(f"{sa.AMOUNT.name} >= {float(filters.min_amount)!r}")
         if filters.max_amount is not None:
             clauses.append(f"{sa.AMOUNT.name} <= {float(filters.max_amount)!r}")
-        # SQL visibility cannot ORDER BY a custom attribute: read up to INBOX_SCAN rows, sort, then cut,
-        # so the most urgent items are on the first page whatever order visibility returns.
-        rows = await self._query(clauses, INBOX_SCAN)
+        rows = await self._most_urgent(clauses, filters.limit)
         latest = datetime.max.replace(tzinfo=UTC)
         rows.sort(key=lambda row: (row.sla_due_at or latest, row.workflow_id))
         return rows[: filters.limit]
@@ -359,10 +361,49 @@ class ApprovalService:
     async def _query(self, clauses: list[str], limit: int) -> list[WorkflowSummary]:
         return await _list(self._client, clauses, limit)
 
+    async def _count(self, clauses: list[str]) -> int:
+        return (await self._client.count_workflows(_query_text(clauses))).count
+
+    async def _most_urgent(self, clauses: list[str], limit: int) -> list[WorkflowSummary]:
+        """Rows among which the `limit` earliest-due are sure to be, at most INBOX_SCAN of them.
+
+        SQL visibility cannot ORDER BY a custom attribute and lists in an order of its own, so listing
+        INBOX_SCAN of 10,000 waiting rows could miss the most urgent. Beyond INBOX_SCAN matches, a
+        bisection over the due time (count queries only) finds a bound with between `limit` and
+        INBOX_SCAN rows due before it; every row due earlier than the last one shown is among them.
+        """
+        if await self._count(clauses) <= INBOX_SCAN:
+            return await self._query(clauses, INBOX_SCAN)
+        now = datetime.now(UTC)
+        low, high = now - _BAND_SPAN, now + _BAND_SPAN
+
+        def before(bound: datetime) -> str:
+            # A datetime rendered by Python, never text from the caller.
+            return f"{sa.SLA_DUE.name} < '{bound.isoformat()}'"
+
+        for _ in range(_BAND_PROBES):
+            middle = low + (high - low) / 2
+            due = await self._count([*clauses, before(middle)])
+            if due < limit:
+                low = middle
+            elif due > INBOX_SCAN:
+                high = middle
+            else:
+                return await self._query([*clauses, before(middle)], INBOX_SCAN)
+        # More than INBOX_SCAN due within moments of each other, or most rows have no SLA at all:
+        # the earliest band as well as it can be cut.
+        if await self._count([*clauses, before(high)]) < limit:
+            return await self._query(clauses, INBOX_SCAN)
+        return await self._query([*clauses, before(high)], INBOX_SCAN)
+
+
+def _query_text(clauses: list[str]) -> str:
+    # Every interpolated value is an enum member or a pattern-checked tenant/id, never free text.
+    return " AND ".join([f"WorkflowType = '{ApprovalWorkflow.__name__}'", *clauses])
+
 
 async def _list(client: Client, clauses: list[str], limit: int) -> list[WorkflowSummary]:
-    # Every interpolated value is an enum member or a pattern-checked tenant/id, never free text.
-    query = " AND ".join([f"WorkflowType = '{ApprovalWorkflow.__name__}'", *clauses])
+    query = _query_text(clauses)
     return [await _summary(execution) async for execution in client.list_workflows(query, limit=limit)]
 
 

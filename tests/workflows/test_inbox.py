@@ -1,6 +1,7 @@
 """The inbox follows who may decide now: escalation widens it, reassignment to a person narrows it.
 The service layer against the real dev server and a real principal store."""
 
+import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -94,3 +95,26 @@ async def test_a_workflow_terminated_from_outside_leaves_the_inbox(
     # An operator terminates it in the Web UI: its search attributes still say WAITING_FOR_APPROVAL.
     await client.get_workflow_handle(submitted.workflow_id).terminate("stopped by an operator")
     await until_listed(svc, who["manager"], submitted.workflow_id, False)
+
+
+async def test_the_most_urgent_come_first_when_more_wait_than_the_inbox_lists(
+    client: Client, task_queue: str, store: PrincipalStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Visibility lists in an order of its own and cannot sort by SLA: with more waiting than the inbox
+    lists at once, it must still find the earliest due, not sort whichever rows came back."""
+    tenant = f"t{task_queue[-8:]}"
+    requester = (await store.add("requester", [], tenant)).principal
+    manager = (await store.add("manager", [Role.MANAGER], tenant)).principal
+    svc = service(client, task_queue, store, load_policy(None))
+    ids = []
+    for _ in range(12):
+        ids.append((await svc.submit(requester, FOLLOW_UP, None)).workflow_id)
+        await asyncio.sleep(0.2)  # distinct due times, whatever the clock's resolution
+    waiting = InboxFilter(limit=20)
+    await eventually(lambda: svc.inbox(manager, waiting), lambda rows: len(rows) == 12)
+    every = await svc.inbox(manager, waiting)
+    assert [r.workflow_id for r in every] == ids  # same SLA: due in the order they were submitted
+
+    monkeypatch.setattr("countersign.approvals.INBOX_SCAN", 5)
+    first = await svc.inbox(manager, InboxFilter(limit=3))
+    assert [r.workflow_id for r in first] == ids[:3]
