@@ -24,6 +24,8 @@ from tools.smtp import SmtpConfig
 # every call of an attempt must fit, with room to spare.
 PLANNING_BUDGET_SECONDS = 280
 
+# The worker's workflow cache by default (Settings.max_cached_workflows).
+MAX_CACHED_WORKFLOWS = 250
 # RFC 7518 section 3.2: an HS256 key must be at least as long as the hash output.
 JWT_MIN_SECRET_BYTES = 32
 JWT_MIN_RSA_BITS = 2048
@@ -60,6 +62,10 @@ class Settings(BaseSettings):
     llm_attempts_per_provider: int = Field(default=3, ge=1, le=10)
     # Planning activities started per second across all workers; provider rate limits are per account.
     llm_rate_limit: float | None = Field(default=None, gt=0)
+    # Workflows a worker keeps in memory between their tasks (Temporal's sticky cache). Each costs about
+    # a third of a megabyte; one that was evicted is replayed from its history when next needed, so a
+    # small cache bounds memory when thousands wait for approval for days, at a little CPU per decision.
+    max_cached_workflows: int = Field(default=MAX_CACHED_WORKFLOWS, ge=0, le=100_000)
     # A YAML approval policy (countersign/policy_file.py); the shipped default_policy.yaml when unset.
     policy_file: Path | None = None
     # Bearer JWTs from an identity provider, accepted beside API keys; None: API keys only.

@@ -21,7 +21,7 @@ from activities.graph import GraphActivities
 from activities.notify import EmailChannel, NotifyActivities, OutboxChannel
 from activities.planning import PlanningActivities, llm_task_queue
 from activities.validation import ValidationActivities
-from countersign.settings import Settings
+from countersign.settings import MAX_CACHED_WORKFLOWS, Settings
 from countersign.sql import default_url
 from countersign.temporal import connect, ensure_search_attributes
 from graphs.registry import NodeRegistry, build_node_registry
@@ -83,6 +83,7 @@ def build_worker(
     audit_url: str | None = None,
     execution_checkpoint: Checkpoint | None = None,
     node_registry: NodeRegistry | None = None,
+    max_cached_workflows: int = MAX_CACHED_WORKFLOWS,
 ) -> WorkerGroup:
     """Both workers; the audit log and the execution ledger share `audit_url` (default: SQLite in
     the data dir). `execution_checkpoint` is a fault-injection hook for the crash tests."""
@@ -102,6 +103,9 @@ def build_worker(
         client,
         task_queue=task_queue,
         workflows=[ApprovalWorkflow, GraphWorkflow],
+        max_cached_workflows=max_cached_workflows,
+        # The SDK's default (100) must not exceed a small cache, and the SDK wants at least 2.
+        max_concurrent_workflow_tasks=min(100, max(2, max_cached_workflows)),
         # `plan` stays here too, for workflows started before planning moved to its own queue.
         activities=[
             planning.plan,
@@ -144,6 +148,7 @@ async def run_worker(
         audit_url=settings.audit_url,
         integrations=settings.integrations(),
         execution_checkpoint=execution_checkpoint,
+        max_cached_workflows=settings.max_cached_workflows,
     )
     async with worker:
         await (stop or asyncio.Event()).wait()
