@@ -4,6 +4,8 @@ driven through everything a provider does: answers, errors, 429s, garbage.
 
 Each request takes the next scripted `Reply`; an exhausted script answers 500 "script exhausted", so a
 test that makes more calls than it expected sees it. Every request body and header is recorded.
+With a `responder` (a function of the recorded request), requests the script does not cover are
+answered by it instead: for fault mixes drawn per request (the chaos tests).
 """
 
 import asyncio
@@ -12,6 +14,7 @@ import socket
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -117,8 +120,10 @@ def anthropic_error(status: int, message: str, headers: dict[str, str] | None = 
 
 
 class FakeLLM:
-    def __init__(self) -> None:
+    def __init__(self, responder: Callable[[Recorded], Reply] | None = None) -> None:
         self._replies: deque[Reply] = deque()
+        # Answers what the script does not: called (under the lock) with each such request.
+        self.responder = responder
         self.requests: list[Recorded] = []
         self._lock = threading.Lock()
         self.app = FastAPI()
@@ -145,11 +150,14 @@ class FakeLLM:
 
     async def _answer(self, request: Request) -> Response:
         raw = await request.body()
-        self.requests.append(
-            Recorded(request.url.path, dict(request.headers), json.loads(raw or b"{}"), time.monotonic())
+        recorded = Recorded(
+            request.url.path, dict(request.headers), json.loads(raw or b"{}"), time.monotonic()
         )
+        self.requests.append(recorded)
         with self._lock:
             reply = self._replies.popleft() if self._replies else None
+            if reply is None and self.responder is not None:
+                reply = self.responder(recorded)
         if reply is None:
             reply = openai_error(500, "script exhausted")
         if reply.delay:
