@@ -93,6 +93,10 @@ DEAD_LETTER_RETENTION = timedelta(days=30)
 # ActivityError instead of the cancellation; before the patch `_notify` took it for a failed
 # notification (and the execute loop for a dead letter), and the cancelled workflow kept waiting.
 CANCEL_PATCH = "cancel-during-activity"
+# Workflows started after this patch upsert only the search attributes that changed, and none when
+# nothing did: half the upserts of a lifecycle repeated what visibility already held, each one an
+# event and a visibility write on the server.
+LEAN_PUBLISH_PATCH = "changed-search-attributes-only"
 # Workflows started after this patch copy every audit event into the SQL audit log as it happens.
 AUDIT_PATCH = "sql-audit-log"
 # The audit log must not lose an event: retried until the database answers, backing off to 5 minutes.
@@ -126,6 +130,11 @@ class ApprovalWorkflow:
     @workflow.init
     def __init__(self, input: ApprovalInput) -> None:
         self._input = input
+        self._lean_publish = False
+        # What visibility holds, as far as this run knows: the attributes it was started with.
+        self._published: dict[str, Any] = {
+            pair.key.name: pair.value for pair in workflow.info().typed_search_attributes
+        }
         self._state = WorkflowState.RECEIVED
         self._proposal: Proposal | None = None
         self._validation: ValidationReport | None = None
@@ -171,6 +180,7 @@ class ApprovalWorkflow:
         self._v2 = workflow.patched(ENTERPRISE_PATCH)
         self._sql_audit = workflow.patched(AUDIT_PATCH)
         self._dlq = workflow.patched(DLQ_PATCH)
+        self._lean_publish = workflow.patched(LEAN_PUBLISH_PATCH)
         if self._sql_audit:
             # Runs beside the lifecycle; `_finish` waits until it has written every event.
             self._audit_writer = asyncio.ensure_future(self._write_audit())
@@ -1047,7 +1057,11 @@ class ApprovalWorkflow:
                 updates.append(sa.DECIDERS.value_set(deciders))
             else:
                 updates += [sa.SLA_DUE.value_unset(), sa.DECIDERS.value_unset()]
-        workflow.upsert_search_attributes(updates)
+        if self._lean_publish:
+            updates = [u for u in updates if self._published.get(u.key.name) != u.value]
+            self._published.update((u.key.name, u.value) for u in updates)
+        if updates:
+            workflow.upsert_search_attributes(updates)
         workflow.set_current_details(self._details())
 
     def _details(self) -> str:

@@ -25,6 +25,8 @@ ApprovalWorkflow, current code:
   findings and still fails (validation_failed): rejected by update → REJECTED.
 - approval_reassigned: an ADMIN reassigns the waiting step to a role, then to a person, who approves.
 - approval_cancelled_by_temporal: Temporal cancellation while waiting → CANCELLED (the run ends canceled).
+- approval_cancelled_while_notifying: Temporal cancellation while the "approval needed" notification
+  runs → CANCELLED (the `cancel-during-activity` patch; before it, the workflow kept waiting).
 - approval_withdrawn_while_planning: the requester withdraws while the model is still planning (the
   planning activity is cancelled) → CANCELLED.
 - approval_planning_dead_letter_retried: the model answers 401: FAILED, kept open as a dead letter; an
@@ -75,6 +77,7 @@ from temporalio.client import Client, WorkflowFailureError, WorkflowHandle
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
+from activities.notify import OutboxChannel
 from countersign.graph_runs import snapshot
 from countersign.mail_sink import MailSink
 from countersign.stack import temporal_binary
@@ -89,8 +92,9 @@ from llm.spec import LLMOptions, parse_chain
 from models.decisions import CancelInput, DecideInput, EditInput, ReassignInput, RetryInput
 from models.enums import Decision, Role, WorkflowState
 from models.graph import GraphDefinition, GraphRunInput, GraphRunView, RunStatus
+from models.notifications import Notification, NotificationKind
 from models.policy import ApprovalPolicy
-from models.principals import Principal
+from models.principals import Principal, Recipient
 from models.views import WorkflowView
 from tests.fake_llm import FakeLLM, follow_up_plan, openai_answer, openai_error
 from tests.helpers import FINANCE, MANAGER, MANAGER_2, REQUESTER, eventually, start, wait_for_state
@@ -116,6 +120,7 @@ DEV_APPROVAL = (
     "approval_invalid_plan_rejected",
     "approval_reassigned",
     "approval_cancelled_by_temporal",
+    "approval_cancelled_while_notifying",
     "approval_withdrawn_while_planning",
     "approval_planning_dead_letter_retried",
 )
@@ -346,6 +351,25 @@ async def _record(client: Client, data_dir: Path, rec: Recorder) -> None:
             await eventually(handle.describe, lambda d: not d.raw_description.pending_activities)
             await handle.cancel()
             await rec.save(handle, "approval_cancelled_by_temporal", canceled=True)
+
+        if rec.wants("approval_cancelled_while_notifying"):
+            notifying = asyncio.Event()
+            deliver = OutboxChannel.deliver
+
+            async def slow(self: OutboxChannel, note: Notification, recipients: list[Recipient]) -> int:
+                if note.kind == NotificationKind.PENDING:
+                    notifying.set()
+                    await asyncio.sleep(2)
+                return await deliver(self, note, recipients)
+
+            OutboxChannel.deliver = slow  # type: ignore[method-assign]
+            try:
+                handle = await start(client, queue, FOLLOW_UP)
+                await asyncio.wait_for(notifying.wait(), timeout=30)
+                await handle.cancel()
+                await rec.save(handle, "approval_cancelled_while_notifying", canceled=True)
+            finally:
+                OutboxChannel.deliver = deliver  # type: ignore[method-assign]
 
 
 async def _record_model_planning(client: Client, data_dir: Path, rec: Recorder) -> None:

@@ -40,6 +40,23 @@ def test_histories_are_committed() -> None:
         # fail to replay if `dead-letter-retry` loses its old branch (see docs/determinism.md).
         "approval_action_failed_v4",
         "approval_planning_failed_v4",
+        # Every search attribute upserted on each publish (no `changed-search-attributes-only`): the
+        # current scenarios as recorded before that patch.
+        "approval_cancelled_by_temporal_v5",
+        "approval_dead_letter_expired_v5",
+        "approval_dead_letter_retried_v5",
+        "approval_deadline_rejected_v5",
+        "approval_edited_withdrawn_v5",
+        "approval_escalated_by_deadline_v5",
+        "approval_executed_v5",
+        "approval_expired_v5",
+        "approval_invalid_plan_rejected_v5",
+        "approval_model_triage_rejected_v5",
+        "approval_planning_dead_letter_retried_v5",
+        "approval_reassigned_v5",
+        "approval_rejected_by_signal_v5",
+        "approval_rejected_by_update_v5",
+        "approval_withdrawn_while_planning_v5",
         # Current code: the rules planner, a model planner that repairs and ends in triage, approve
         # with changes then withdrawal, and reminder/escalation/deadline hand-over with a delegate.
         "approval_executed",
@@ -51,6 +68,8 @@ def test_histories_are_committed() -> None:
         # planner, re-planned) rejected; reassigned to a role then a person who approves; Temporal
         # cancellation; withdrawn while the model plans.
         "approval_rejected_by_update",
+        # A Temporal cancellation while an activity runs (the `cancel-during-activity` patch).
+        "approval_cancelled_while_notifying",
         "approval_invalid_plan_rejected",
         "approval_reassigned",
         "approval_cancelled_by_temporal",
