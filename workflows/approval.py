@@ -97,6 +97,10 @@ CANCEL_PATCH = "cancel-during-activity"
 # nothing did: half the upserts of a lifecycle repeated what visibility already held, each one an
 # event and a visibility write on the server.
 LEAN_PUBLISH_PATCH = "changed-search-attributes-only"
+# Workflows started after this patch take every patch above on this one marker: each `patched` call
+# costs a new workflow a marker event and a `TemporalChangeVersion` search-attribute upsert, and a
+# lifecycle paid for six. Replays of older workflows still ask each patch in turn.
+ALL_PATCHES = "all-patches-2026-12"
 # Workflows started after this patch copy every audit event into the SQL audit log as it happens.
 AUDIT_PATCH = "sql-audit-log"
 # The audit log must not lose an event: retried until the database answers, backing off to 5 minutes.
@@ -131,6 +135,7 @@ class ApprovalWorkflow:
     def __init__(self, input: ApprovalInput) -> None:
         self._input = input
         self._lean_publish = False
+        self._all_patches = False
         # What visibility holds, as far as this run knows: the attributes it was started with.
         self._published: dict[str, Any] = {
             pair.key.name: pair.value for pair in workflow.info().typed_search_attributes
@@ -177,10 +182,14 @@ class ApprovalWorkflow:
             raise
 
     async def _lifecycle(self, input: ApprovalInput) -> WorkflowView:
-        self._v2 = workflow.patched(ENTERPRISE_PATCH)
-        self._sql_audit = workflow.patched(AUDIT_PATCH)
-        self._dlq = workflow.patched(DLQ_PATCH)
-        self._lean_publish = workflow.patched(LEAN_PUBLISH_PATCH)
+        self._all_patches = workflow.patched(ALL_PATCHES)
+        if self._all_patches:
+            self._v2 = self._sql_audit = self._dlq = self._lean_publish = True
+        else:
+            self._v2 = workflow.patched(ENTERPRISE_PATCH)
+            self._sql_audit = workflow.patched(AUDIT_PATCH)
+            self._dlq = workflow.patched(DLQ_PATCH)
+            self._lean_publish = workflow.patched(LEAN_PUBLISH_PATCH)
         if self._sql_audit:
             # Runs beside the lifecycle; `_finish` waits until it has written every event.
             self._audit_writer = asyncio.ensure_future(self._write_audit())
@@ -259,7 +268,7 @@ class ApprovalWorkflow:
                 )
                 break
             except ActivityError as error:
-                if _cancelled_with_workflow(error):
+                if _cancelled_with_workflow(error, self._all_patches):
                     # Whether the tool acted before the cancellation reached it, its ledger row says.
                     raise asyncio.CancelledError(f"cancelled while {proposal.tool} executed") from error
                 # A retried dead letter runs the approved action again: no second approval.
@@ -306,7 +315,7 @@ class ApprovalWorkflow:
                 attempt=attempt,
                 feedback=feedback,
             )
-            if workflow.patched(LLM_QUEUE_PATCH):
+            if self._all_patches or workflow.patched(LLM_QUEUE_PATCH):
                 plan = await workflow.execute_activity_method(
                     PlanningActivities.plan,
                     plan_input,
@@ -527,7 +536,7 @@ class ApprovalWorkflow:
             )
         except ActivityError as error:
             # Once an outcome is reached it stands: a cancellation during its notification is moot.
-            if not self._state.is_final and _cancelled_with_workflow(error):
+            if not self._state.is_final and _cancelled_with_workflow(error, self._all_patches):
                 raise asyncio.CancelledError("cancelled while notifying") from error
             cause = error.cause
             message = cause.message if isinstance(cause, ApplicationError) else str(cause or error)
@@ -1083,12 +1092,12 @@ class ApprovalWorkflow:
         return "\n\n".join(lines)
 
 
-def _cancelled_with_workflow(error: ActivityError) -> bool:
+def _cancelled_with_workflow(error: ActivityError, all_patches: bool) -> bool:
     """The activity was cancelled because the workflow was (see CANCEL_PATCH)."""
     return (
         isinstance(error.cause, CancelledError)
         and workflow.cancellation_reason() is not None
-        and workflow.patched(CANCEL_PATCH)
+        and (all_patches or workflow.patched(CANCEL_PATCH))
     )
 
 

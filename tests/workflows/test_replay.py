@@ -57,6 +57,24 @@ def test_histories_are_committed() -> None:
         "approval_rejected_by_signal_v5",
         "approval_rejected_by_update_v5",
         "approval_withdrawn_while_planning_v5",
+        # Each patch on a marker of its own (no `all-patches-2026-12`): the current scenarios as
+        # recorded before that patch.
+        "approval_cancelled_by_temporal_v6",
+        "approval_cancelled_while_notifying_v6",
+        "approval_dead_letter_expired_v6",
+        "approval_dead_letter_retried_v6",
+        "approval_deadline_rejected_v6",
+        "approval_edited_withdrawn_v6",
+        "approval_escalated_by_deadline_v6",
+        "approval_executed_v6",
+        "approval_expired_v6",
+        "approval_invalid_plan_rejected_v6",
+        "approval_model_triage_rejected_v6",
+        "approval_planning_dead_letter_retried_v6",
+        "approval_reassigned_v6",
+        "approval_rejected_by_signal_v6",
+        "approval_rejected_by_update_v6",
+        "approval_withdrawn_while_planning_v6",
         # Current code: the rules planner, a model planner that repairs and ends in triage, approve
         # with changes then withdrawal, and reminder/escalation/deadline hand-over with a delegate.
         "approval_executed",
