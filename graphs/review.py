@@ -38,6 +38,7 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from graphs.registry import NodeContext, node_fn
+from workflows.expressions import parse
 
 DEFAULT_THRESHOLD: Final = 8.0
 DEFAULT_MAX_ROUNDS: Final = 5
@@ -135,7 +136,9 @@ def _parse(code: object) -> ast.Module | _ParseError:
     if not code.strip():
         return _ParseError("empty input at line 1: there is no code to review", 1)
     try:
-        return ast.parse(code)
+        tree = parse(code)
+        assert isinstance(tree, ast.Module)
+        return tree
     except SyntaxError as exc:
         where = f" at line {exc.lineno}" if exc.lineno else ""
         return _ParseError(f"syntax error{where}: {exc.msg}", exc.lineno)

@@ -6,6 +6,8 @@ deterministic, so workflows may evaluate conditions themselves.
 """
 
 import ast
+import functools
+import threading
 from collections.abc import Mapping
 from typing import Any
 
@@ -44,6 +46,27 @@ class ExpressionError(ValueError):
     pass
 
 
+# CPython before 3.11.9 / 3.12.3 keeps the AST converter's recursion depth in state shared by threads
+# (gh-106905): two `ast.parse` calls at once in a worker's workflow-task threads failed with
+# "SystemError: AST constructor recursion depth mismatch", seen at 10,000 workflows started at once.
+# Every parse in a worker process goes through this lock, and conditions are parsed once.
+_PARSE_LOCK = threading.Lock()
+
+
+def parse(source: str, mode: str = "exec") -> ast.AST:
+    """`ast.parse`, one at a time in this process (see _PARSE_LOCK)."""
+    with _PARSE_LOCK:
+        return ast.parse(source, mode=mode)
+
+
+@functools.lru_cache(maxsize=4096)
+def _parsed(expression: str) -> ast.AST:
+    """The tree simpleeval would parse `expression` into, shared by every evaluation (it only reads)."""
+    with _PARSE_LOCK:
+        tree: ast.AST = EvalWithCompoundTypes.parse(expression)
+    return tree
+
+
 def _evaluator(names: Mapping[str, Any]) -> EvalWithCompoundTypes:
     return EvalWithCompoundTypes(names={**_CONSTANTS, **names}, functions=dict(_FUNCTIONS))
 
@@ -56,7 +79,7 @@ def check_expression(
     if len(expression) > MAX_LENGTH:
         raise ExpressionError(f"expression longer than {MAX_LENGTH} characters")
     try:
-        tree = ast.parse(expression.strip(), mode="eval")
+        tree = parse(expression.strip(), mode="eval")
     except SyntaxError as error:
         raise ExpressionError(f"{expression!r} is not a valid expression: {error.msg}") from None
     # Every name is checked, including those a short-circuiting `and` would never reach.
@@ -68,7 +91,7 @@ def check_expression(
     # Evaluated once with every allowed name set to None, for what simpleeval refuses (dunder access,
     # unknown functions); comparisons on the missing values may fail, as they do at run time ("no match").
     try:
-        _evaluator({**dict.fromkeys(allowed), **(sample or {})}).eval(expression)
+        _evaluator({**dict.fromkeys(allowed), **(sample or {})}).eval(expression, _parsed(expression))
     except InvalidExpression as error:
         raise ExpressionError(f"{expression!r} is not allowed: {error}") from None
     except (TypeError, ValueError, ArithmeticError, KeyError, IndexError, AttributeError):
@@ -78,6 +101,6 @@ def check_expression(
 def holds(expression: str, names: Mapping[str, Any]) -> bool:
     """True when `expression` evaluates truthy; a comparison with a missing value is simply false."""
     try:
-        return bool(_evaluator(names).eval(expression))
+        return bool(_evaluator(names).eval(expression, _parsed(expression)))
     except (TypeError, ValueError, ArithmeticError, KeyError, IndexError, AttributeError, NameNotDefined):
         return False
