@@ -1,5 +1,6 @@
 """The gateway: validate, authenticate, talk to Temporal, map errors to HTTP. No business logic here."""
 
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -9,6 +10,7 @@ from fastapi.exception_handlers import request_validation_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from temporalio.client import Client
+from temporalio.service import RPCError, RPCStatusCode
 
 from api.limits import RequestLimitMiddleware
 from api.routes import approvals, audit, codec, graphs, health, principals, tools, workflows
@@ -28,6 +30,15 @@ from graphs.shipped import shipped_definitions
 from graphs.validation import check_graph
 from tools.builtin import build_registry
 
+log = logging.getLogger(__name__)
+# RPC outcomes that mean "not now" rather than "never": answered 503 with Retry-After.
+_TRANSIENT = {
+    RPCStatusCode.UNAVAILABLE,
+    RPCStatusCode.DEADLINE_EXCEEDED,
+    RPCStatusCode.RESOURCE_EXHAUSTED,
+    RPCStatusCode.CANCELLED,
+    RPCStatusCode.ABORTED,
+}
 _STATUS = {
     NotFound: status.HTTP_404_NOT_FOUND,
     Forbidden: status.HTTP_403_FORBIDDEN,
@@ -84,6 +95,22 @@ def create_app(settings: Settings, client: Client | None = None) -> FastAPI:
             return JSONResponse(
                 {"detail": jsonable_encoder(errors)}, status_code=status.HTTP_422_UNPROCESSABLE_CONTENT
             )
+
+    @app.exception_handler(RPCError)
+    async def temporal_error(_: Request, error: RPCError) -> JSONResponse:
+        # Temporal overloaded or out of reach (a query no worker answered in time, say): the caller may
+        # try again. Anything else Temporal refused is a fault of ours, and stays a 500.
+        if error.status not in _TRANSIENT:
+            raise error
+        log.warning("Temporal did not answer: %s (%s)", error.message, error.status.name)
+        return JSONResponse(
+            {
+                "detail": f"Temporal did not answer in time ({error.status.name}); try again",
+                "code": "Unavailable",
+            },
+            status_code=status.HTTP_503_SERVICE_UNAVAILABLE,
+            headers={"Retry-After": "1"},
+        )
 
     @app.exception_handler(CountersignError)
     async def domain_error(_: Request, error: CountersignError) -> JSONResponse:

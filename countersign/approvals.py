@@ -66,6 +66,8 @@ INBOX_SCAN = 2000
 # Where the band is looked for: SLA due times this far either side of now, halved at most this often.
 _BAND_SPAN = timedelta(days=800)
 _BAND_PROBES = 32
+# How long a view waits for a worker to answer its query before the caller hears 503 (try again).
+QUERY_TIMEOUT = timedelta(seconds=10)
 _HTTP_STATUS = {NotFound: 404, Forbidden: 403, Conflict: 409, Invalid: 422}
 T = TypeVar("T")
 log = logging.getLogger(__name__)
@@ -92,8 +94,10 @@ class ApprovalService:
         policy: ApprovalPolicy,
         principals: PrincipalStore,
         audit: AuditLog | None = None,
+        query_timeout: timedelta = QUERY_TIMEOUT,
     ) -> None:
         self._client = client
+        self._query_timeout = query_timeout
         self._task_queue = task_queue
         self._policy = policy
         self._principals = principals
@@ -138,7 +142,7 @@ class ApprovalService:
     async def view(self, principal: Principal, workflow_id: str) -> WorkflowView:
         handle = self._client.get_workflow_handle_for(ApprovalWorkflow.run, workflow_id)
         try:
-            view = await handle.query(ApprovalWorkflow.view)
+            view = await handle.query(ApprovalWorkflow.view, rpc_timeout=self._query_timeout)
         except RPCError as error:
             raise rpc_error(error, workflow_id) from error
         if view.requester.tenant != principal.tenant:

@@ -1,6 +1,8 @@
 """The gateway over ASGI against the real dev server: seed 000's routes, auth, refusals, lists."""
 
 import socket
+import uuid
+from datetime import timedelta
 from pathlib import Path
 
 import httpx
@@ -8,9 +10,14 @@ import pytest
 from temporalio.client import Client
 
 from api.main import attach, create_app, detach
+from countersign.approvals import ApprovalService
+from countersign.policy_file import load_policy
 from countersign.settings import Settings
+from models.principals import Principal
+from models.requests import ApprovalInput, SubmitRequest
 from tests.api.conftest import Api
 from tests.helpers import eventually
+from workflows.approval import ApprovalWorkflow
 
 FOLLOW_UP = {"text": "Follow up with ABC Logistics (sales@abclogistics.com) about pricing"}
 LAPTOPS = {"text": "buy 40 laptops from Dell for $52,000"}
@@ -258,3 +265,34 @@ async def test_tools_are_listed_with_their_contracts(api: Api) -> None:
     assert (order["side_effect"], order["risk"], order["idempotent"]) == ("EXTERNAL", "HIGH", True)
     assert "amount" in order["args_schema"]["properties"]
     assert "po_number" in order["result_schema"]["properties"]
+
+
+async def test_a_query_no_worker_answers_is_a_503_to_retry(api: Api, client: Client) -> None:
+    """A view needs a worker to answer its query; overloaded or absent, the caller hears 503 with
+    Retry-After, not a 500, and the gateway stays up."""
+    settings: Settings = api.app.state.settings
+    api.app.state.service = ApprovalService(
+        client,
+        task_queue=settings.task_queue,
+        policy=load_policy(None),
+        principals=api.app.state.principals,
+        query_timeout=timedelta(seconds=1),
+    )
+    requester = (await api.http.get("/principals/me", headers=api.as_("requester"))).json()
+    request = SubmitRequest(text="Follow up with ABC Logistics (sales@abclogistics.com) about pricing")
+    nobody = f"idle-{uuid.uuid4().hex[:8]}"  # a task queue no worker polls
+    workflow_id = f"req-default-{uuid.uuid4().hex[:12]}"
+    await client.start_workflow(
+        ApprovalWorkflow.run,
+        ApprovalInput(
+            request=request,
+            requester=Principal.model_validate(requester["principal"]),
+            policy=load_policy(None),
+        ),
+        id=workflow_id,
+        task_queue=nobody,
+    )
+    reply = await api.http.get(f"/workflows/{workflow_id}", headers=api.as_("requester"))
+    assert reply.status_code == 503, reply.text
+    assert reply.headers["retry-after"] == "1" and reply.json()["code"] == "Unavailable"
+    assert (await api.http.get("/healthz")).status_code == 200
