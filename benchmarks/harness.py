@@ -3,6 +3,7 @@ run (its banner kept off stdout, which carries only JSON), the gateway app, a wo
 planner, principals with API keys, and an HTTP client: over ASGI, or over TCP to uvicorn."""
 
 import asyncio
+import contextlib
 import os
 import platform
 import socket
@@ -34,6 +35,47 @@ class Stack:
     env: WorkflowEnvironment
     http: httpx.AsyncClient
     headers: dict[str, dict[str, str]]  # principal name -> Authorization header
+    task_queue: str = ""
+    worker_pid: int | None = None  # the worker's process, when it has its own
+
+
+def rss_megabytes(pid: int) -> float:
+    """Resident set size of a process, from /proc (Linux)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return round(int(line.split()[1]) / 1024, 1)
+    raise RuntimeError(f"no VmRSS for process {pid}")
+
+
+@asynccontextmanager
+async def _worker_process(address: str, queue: str, data_dir: Path) -> AsyncIterator[int]:
+    """`benchmarks.worker_process` in a child process; yields its pid once it polls."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "benchmarks.worker_process",
+        "--address",
+        address,
+        "--queue",
+        queue,
+        "--data-dir",
+        str(data_dir),
+        stdout=asyncio.subprocess.PIPE,
+    )
+    try:
+        assert process.stdout is not None
+        line = await asyncio.wait_for(process.stdout.readline(), timeout=60)
+        if line.strip() != b"ready":
+            raise RuntimeError(f"the worker process did not start (exit code {await process.wait()})")
+        yield process.pid
+    finally:
+        if process.returncode is None:
+            process.terminate()
+            try:
+                await asyncio.wait_for(process.wait(), timeout=30)
+            except TimeoutError:
+                process.kill()
+                await process.wait()
 
 
 def machine() -> dict[str, Any]:
@@ -57,7 +99,10 @@ async def _dev_server() -> WorkflowEnvironment:
 
 
 @asynccontextmanager
-async def stack(principals: dict[str, list[Role]], *, over_tcp: bool = False) -> AsyncIterator[Stack]:
+async def stack(
+    principals: dict[str, list[Role]], *, over_tcp: bool = False, worker_process: bool = False
+) -> AsyncIterator[Stack]:
+    """`worker_process`: run the worker (and the floor's) in a child process instead of this one."""
     env = await _dev_server()
     try:
         with tempfile.TemporaryDirectory(prefix="countersign-bench-") as tmp:
@@ -70,9 +115,19 @@ async def stack(principals: dict[str, list[Role]], *, over_tcp: bool = False) ->
                 for name, roles in principals.items():
                     key = (await app.state.principals.add(name, roles, "default")).api_key
                     headers[name] = {"Authorization": f"Bearer {key}"}
-                worker = build_worker(env.client, task_queue=queue, data_dir=data_dir, planner=RulesPlanner())
-                async with worker, _client(app, over_tcp) as http:
-                    yield Stack(env=env, http=http, headers=headers)
+                async with contextlib.AsyncExitStack() as running:
+                    pid = None
+                    if worker_process:
+                        address = env.client.service_client.config.target_host
+                        pid = await running.enter_async_context(_worker_process(address, queue, data_dir))
+                    else:
+                        await running.enter_async_context(
+                            build_worker(
+                                env.client, task_queue=queue, data_dir=data_dir, planner=RulesPlanner()
+                            )
+                        )
+                    http = await running.enter_async_context(_client(app, over_tcp))
+                    yield Stack(env=env, http=http, headers=headers, task_queue=queue, worker_pid=pid)
             finally:
                 await detach(app)
     finally:
@@ -91,7 +146,15 @@ async def _client(app: Any, over_tcp: bool) -> AsyncIterator[httpx.AsyncClient]:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     config = uvicorn.Config(
-        app, host="127.0.0.1", port=port, log_level="warning", lifespan="off", backlog=2048
+        app,
+        host="127.0.0.1",
+        port=port,
+        log_level="warning",
+        lifespan="off",
+        backlog=2048,
+        # Like a reverse proxy: clients keep connections between lifecycles; uvicorn's 5 s default
+        # closes idle ones while a client is about to reuse them (httpx ReadError at concurrency 200).
+        timeout_keep_alive=75,
     )
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve())

@@ -1,0 +1,51 @@
+"""The benchmark's worker, in its own process as in production, so its memory can be read and the
+gateway does not share its interpreter: Countersign's worker (rules planner) on `--queue`, and the
+floor's bare worker on `<queue>-floor`. Prints `ready` once both poll."""
+
+import argparse
+import asyncio
+import sys
+from pathlib import Path
+
+from temporalio.worker import Worker
+
+from benchmarks.floor import FLOOR_QUEUE_SUFFIX, FloorWorkflow, floor_step
+from countersign.settings import Settings
+from countersign.temporal import connect
+from countersign.worker import build_worker
+from llm.rules import RulesPlanner
+
+
+async def serve(address: str, queue: str, data_dir: Path) -> None:
+    client = await connect(address)
+    # The cache as configured (COUNTERSIGN_MAX_CACHED_WORKFLOWS), as `countersign worker` has it.
+    cache = Settings(_env_file=None).max_cached_workflows
+    ours = build_worker(
+        client, task_queue=queue, data_dir=data_dir, planner=RulesPlanner(), max_cached_workflows=cache
+    )
+    floor = Worker(
+        client,
+        task_queue=queue + FLOOR_QUEUE_SUFFIX,
+        workflows=[FloorWorkflow],
+        activities=[floor_step],
+        max_cached_workflows=cache,
+    )
+    async with ours, floor:
+        print("ready", flush=True)
+        await asyncio.Event().wait()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--address", required=True)
+    parser.add_argument("--queue", required=True)
+    parser.add_argument("--data-dir", type=Path, required=True)
+    args = parser.parse_args()
+    try:
+        asyncio.run(serve(args.address, args.queue, args.data_dir))
+    except KeyboardInterrupt:
+        sys.exit(0)
+
+
+if __name__ == "__main__":
+    main()
