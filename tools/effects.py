@@ -234,17 +234,28 @@ async def was_sent(path: Path) -> bool:
 
 
 async def mark_sent(path: Path) -> None:
-    """Record that the SMTP server accepted the message at `path` (durably, before reporting success)."""
+    """Record that the SMTP server accepted the message at `path` (durably, before reporting success).
 
-    def write() -> None:
-        marker = _sent_marker(path)
-        with marker.open("w") as f:
-            f.write(datetime.now(UTC).isoformat())
-            f.flush()
-            os.fsync(f.fileno())
+    A worker killed after the server's 250 and before this mark sends the message again on retry (SMTP
+    has no idempotency; the copy carries the same Message-ID). The mark is written at once, in the
+    event loop, rather than after a hop to a thread: a killed process's write survives in the OS's
+    cache, so that window is one small write. The fsyncs, against a machine crash, follow."""
+    marker = _sent_marker(path)
+    fd = os.open(marker, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    try:
+        os.write(fd, datetime.now(UTC).isoformat().encode())
+    finally:
+        os.close(fd)
+
+    def sync() -> None:
+        fd = os.open(marker, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
         _fsync_dir(marker.parent)
 
-    await asyncio.to_thread(write)
+    await asyncio.to_thread(sync)
 
 
 async def read_message(path: Path) -> EmailMessage:

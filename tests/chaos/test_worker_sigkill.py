@@ -9,9 +9,11 @@ writes) is retried after its timeout (the execute activity's heartbeat timeout i
 start-to-close 30 s), so the test takes about a minute.
 
 Afterwards: every lifecycle is ACTION_EXECUTED with exactly one approval and one execution in its audit,
-the sink received each approved email exactly once (one SMTP delivery per Message-ID, and the
-Message-ID is the one the workflow's result names), and the execution ledger holds exactly one
-SUCCEEDED row per workflow.
+the sink received each approved email once (one SMTP delivery per Message-ID, and the Message-ID is
+the one the workflow's result names), and the execution ledger holds exactly one SUCCEEDED row per
+workflow. The one exception SMTP forces: a worker killed between the server's 250 and the outbox's
+sent mark resends that message, same Message-ID; a second copy is accepted only for an execution the
+ledger shows was cut off, never a third copy, never a lost message.
 """
 
 import asyncio
@@ -140,12 +142,21 @@ async def test_sigkilled_workers_lose_nothing_and_send_every_email_once(
         expected[wid] = view.result.result["message_id"]
     assert len(set(expected.values())) == LIFECYCLES
 
-    # Exactly once at the SMTP server: one delivery per approved email, to its recipient, nothing more.
-    assert exactly_once(sent, expected) == []
-    assert len(sent) == LIFECYCLES and all(d["to"] == [RECIPIENT] for d in sent)
-
     # The ledger agrees: one SUCCEEDED row per workflow, under the workflow's key.
     entries = await ledger_entries(data_dir)
+    attempts = {e.workflow_id: e.attempts for e in entries}
+
+    # Once at the SMTP server, to its recipient, nothing lost, nothing stray. SMTP has no idempotency:
+    # a worker killed after the server's 250 and before the outbox's sent mark (one small write, see
+    # tools/effects.mark_sent) sends that message again, under the same Message-ID. So a second copy
+    # is allowed only for an execution a kill cut off (retried in the ledger), never a third.
+    copies = Counter(d["message_id"] for d in sent)
+    resent = {wid for wid, mid in expected.items() if copies[mid] == 2 and attempts.get(wid, 0) > 1}
+    allowed = sorted(f"{wid}: {expected[wid]} delivered 2 times" for wid in resent)
+    assert sorted(exactly_once(sent, expected)) == allowed
+    assert len(sent) == LIFECYCLES + len(resent) and all(d["to"] == [RECIPIENT] for d in sent)
+    if resent:
+        print(f"sent twice after a kill between the SMTP server's 250 and the sent mark: {sorted(resent)}")
     assert sorted(e.workflow_id for e in entries) == sorted(by_id)
     assert all(e.status == LedgerStatus.SUCCEEDED and e.tool == "send_email" for e in entries)
     assert {e.idempotency_key for e in entries} == {f"{wid}:v1" for wid in by_id}
