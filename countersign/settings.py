@@ -25,7 +25,7 @@ from tools.smtp import SmtpConfig
 PLANNING_BUDGET_SECONDS = 280
 
 # The worker's workflow cache by default (Settings.max_cached_workflows).
-MAX_CACHED_WORKFLOWS = 250
+MAX_CACHED_WORKFLOWS = 1000
 # RFC 7518 section 3.2: an HS256 key must be at least as long as the hash output.
 JWT_MIN_SECRET_BYTES = 32
 JWT_MIN_RSA_BITS = 2048
@@ -63,8 +63,9 @@ class Settings(BaseSettings):
     # Planning activities started per second across all workers; provider rate limits are per account.
     llm_rate_limit: float | None = Field(default=None, gt=0)
     # Workflows a worker keeps in memory between their tasks (Temporal's sticky cache). Each costs about
-    # a third of a megabyte; one that was evicted is replayed from its history when next needed, so a
-    # small cache bounds memory when thousands wait for approval for days, at a little CPU per decision.
+    # a third of a megabyte; one that was evicted is replayed from its history when next needed. The
+    # SDK's default: with 250, 10,000 workflows started at once stopped the worker's workflow poller
+    # (twice, not understood yet; 2,000 were fine), so a smaller cache is for steady loads only.
     max_cached_workflows: int = Field(default=MAX_CACHED_WORKFLOWS, ge=0, le=100_000)
     # A YAML approval policy (countersign/policy_file.py); the shipped default_policy.yaml when unset.
     policy_file: Path | None = None
