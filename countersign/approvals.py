@@ -60,6 +60,8 @@ from models.views import InboxFilter, WorkflowSummary, WorkflowView
 from workflows import search_attributes as sa
 from workflows.approval import ApprovalWorkflow
 
+# Every approval workflow's id starts so; a graph run's never does (see graph_runs.RUN_ID_PREFIX).
+WORKFLOW_ID_PREFIX = "req-"
 # The most rows the inbox lists to sort them by SLA due. With more matching, it first narrows to a band
 # of the earliest due (see `_most_urgent`), found with count queries that list nothing.
 INBOX_SCAN = 2000
@@ -80,9 +82,9 @@ def _request_digest(request: SubmitRequest) -> str:
 def _workflow_id(principal: Principal, idempotency_key: str | None) -> str:
     """Readable ids: `req-<tenant>-<12 hex>`; an Idempotency-Key maps to the same id every time."""
     if idempotency_key is None:
-        return f"req-{principal.tenant}-{secrets.token_hex(6)}"
+        return f"{WORKFLOW_ID_PREFIX}{principal.tenant}-{secrets.token_hex(6)}"
     scoped = f"{principal.tenant}\x00{principal.id}\x00{idempotency_key}"
-    return f"req-{principal.tenant}-{hashlib.sha256(scoped.encode()).hexdigest()[:12]}"
+    return f"{WORKFLOW_ID_PREFIX}{principal.tenant}-{hashlib.sha256(scoped.encode()).hexdigest()[:12]}"
 
 
 class ApprovalService:

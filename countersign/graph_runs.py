@@ -44,10 +44,13 @@ from models.graph import (
 from models.principals import Principal
 from workflows.graph import EVENTS_TOPIC, GraphWorkflow
 
+# Every graph run's id starts so; an approval workflow's never does (see approvals.WORKFLOW_ID_PREFIX).
+RUN_ID_PREFIX = "graph-"
+
 
 def run_id_for(principal: Principal) -> str:
     """Readable ids, like the approval workflows': `graph-<tenant>-<12 hex>`."""
-    return f"graph-{principal.tenant}-{secrets.token_hex(6)}"
+    return f"{RUN_ID_PREFIX}{principal.tenant}-{secrets.token_hex(6)}"
 
 
 def snapshot(definition: GraphDefinition, functions: NodeRegistry) -> GraphDefinition:

@@ -7,6 +7,7 @@ provider's rate limit is per account, not per worker.
 
 import asyncio
 import contextlib
+import functools
 import logging
 import py_compile
 import sys
@@ -83,6 +84,12 @@ def cache_workflow_bytecode(data_dir: Path) -> None:
         return  # Python caches them beside the sources on first import
     if sys.pycache_prefix is None:
         sys.pycache_prefix = str(data_dir / "pycache")
+    _compile_workflow_modules()
+
+
+@functools.cache
+def _compile_workflow_modules() -> None:
+    """Once per process: every worker built after the first reads the same cache."""
     for module in (workflows.approval, workflows.graph):
         source = module.__file__
         if source is not None and source.endswith(".py"):

@@ -23,7 +23,7 @@ from pydantic import ValidationError
 from api.auth import websocket_principal
 from api.deps import AUTHENTICATED, WITH_BODY, GraphServiceDep, PrincipalDep, refusals
 from countersign.errors import CountersignError, NotFound
-from countersign.graph_runs import GraphService
+from countersign.graph_runs import RUN_ID_PREFIX, GraphService
 from graphs.validation import parse_definition
 from models.decisions import ApproveRequest
 from models.graph import (
@@ -40,9 +40,6 @@ router = APIRouter(tags=["graphs"])
 
 GraphId = Annotated[str, Path(pattern=GRAPH_ID_PATTERN)]
 RunId = Annotated[str, Path(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9_.:-]+$")]
-# Graph runs are `graph-<tenant>-<hex>` (countersign/graph_runs.py, run_id_for); approval workflows share
-# query and update names with them, so an approval's id here would reach the wrong workflow type.
-RUN_ID_PREFIX = "graph-"
 _WS_TEST_PAGE = FilePath(__file__).parent.parent / "static" / "ws-test.html"
 # WebSocket close codes: 1008 policy violation (no or bad credential), 4404 no such run for this caller.
 _WS_UNAUTHORIZED, _WS_NOT_FOUND = 1008, 4404
@@ -82,7 +79,8 @@ async def _definition(request: Request) -> GraphDefinition:
 
 
 def graph_run(run_id: str) -> str:
-    """The id, when it can name a graph run; anything else is not found, like a missing run."""
+    """The id, when it can name a graph run; anything else is not found, like a missing run. Approval
+    workflows share query and update names with runs: an approval's id here would reach the wrong type."""
     if not run_id.startswith(RUN_ID_PREFIX):
         raise NotFound(f"no workflow {run_id}")
     return run_id

@@ -3,6 +3,7 @@ from typing import Annotated
 from fastapi import APIRouter, Header, Path, Query, status
 
 from api.deps import AUTHENTICATED, WITH_BODY, PrincipalDep, ServiceDep, refusals
+from countersign.approvals import WORKFLOW_ID_PREFIX
 from countersign.errors import NotFound
 from models.decisions import ApproveRequest, CancelRequest, EditRequest, ReassignRequest, RetryRequest
 from models.enums import RequestType, WorkflowState
@@ -14,14 +15,12 @@ router = APIRouter(prefix="/workflows", tags=["workflows"])
 DECISION = refusals(*WITH_BODY, 403, 404, 409)
 
 WorkflowId = Annotated[str, Path(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9_.:-]+$")]
-# Approval workflows are `req-<tenant>-<hex>` (countersign/approvals.py); graph runs, `graph-…`, share
-# query and update names with them, so a run's id here would reach the wrong workflow type.
-APPROVAL_ID_PREFIX = "req-"
 
 
 def approval(workflow_id: str) -> str:
-    """The id, when it can name an approval workflow; anything else is not found, like a missing one."""
-    if not workflow_id.startswith(APPROVAL_ID_PREFIX):
+    """The id, when it can name an approval workflow; anything else is not found, like a missing one.
+    Graph runs share query and update names with approvals: a run's id here would reach the wrong type."""
+    if not workflow_id.startswith(WORKFLOW_ID_PREFIX):
         raise NotFound(f"no workflow {workflow_id}")
     return workflow_id
 

@@ -6,10 +6,7 @@ Temporal notices the dead worker when its heartbeats stop (the execution activit
 20 s), so the test takes about that long; both crash points run at once."""
 
 import asyncio
-import os
 import signal
-import subprocess
-import sys
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,46 +20,11 @@ from models.decisions import DecideInput
 from models.enums import Decision, WorkflowState
 from models.tools import LedgerEntry, LedgerStatus
 from models.views import WorkflowView
+from tests.chaos.support import WorkerProcess, worker_env
 from tests.helpers import MANAGER, eventually, start, wait_for_state
 from workflows.approval import ApprovalWorkflow
 
 FOLLOW_UP = "Follow up with ABC Logistics (sales@abclogistics.com) about pricing"
-
-
-class WorkerProcess:
-    def __init__(self, args: list[str], env: dict[str, str], log: Path) -> None:
-        self._log = log.open("w")
-        self.process = subprocess.Popen(
-            [sys.executable, *args], env=env, stdout=self._log, stderr=subprocess.STDOUT
-        )
-
-    def kill(self) -> None:
-        if self.process.poll() is None:
-            os.kill(self.process.pid, signal.SIGKILL)
-        self.process.wait(timeout=10)
-        self._log.close()
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.kill()
-        self._log.close()
-
-
-def worker_env(client: Client, task_queue: str, data_dir: Path, smtp_port: int) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("COUNTERSIGN_")}
-    env.update(
-        COUNTERSIGN_TEMPORAL_ADDRESS=client.service_client.config.target_host,
-        COUNTERSIGN_TASK_QUEUE=task_queue,
-        COUNTERSIGN_DATA_DIR=str(data_dir),
-        COUNTERSIGN_LLM="rules",
-        COUNTERSIGN_SMTP_HOST="127.0.0.1",
-        COUNTERSIGN_SMTP_PORT=str(smtp_port),
-    )
-    return env
 
 
 @dataclass
@@ -77,7 +39,7 @@ async def kill_after(checkpoint: str, client: Client, work: Path) -> Crashed:
     task_queue, data_dir, marker = f"crash-{uuid.uuid4().hex[:8]}", work / "data", work / "paused"
     work.mkdir()
     with MailSink(work / "sink") as sink:
-        env = worker_env(client, task_queue, data_dir, sink.port)
+        env = worker_env(client.service_client.config.target_host, task_queue, data_dir, sink.port)
         doomed = WorkerProcess(
             ["-m", "tests.crash_worker", checkpoint, str(marker)], env, work / "doomed.log"
         )
