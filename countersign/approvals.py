@@ -5,6 +5,7 @@ Temporal's errors are turned into the domain errors of `countersign.errors`.
 """
 
 import asyncio
+import contextlib
 import hashlib
 import logging
 import secrets
@@ -14,7 +15,13 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 from pydantic import TypeAdapter
-from temporalio.client import Client, WorkflowExecution, WorkflowUpdateFailedError
+from temporalio.client import (
+    Client,
+    WithStartWorkflowOperation,
+    WorkflowExecution,
+    WorkflowUpdateFailedError,
+    WorkflowUpdateRPCTimeoutOrCancelledError,
+)
 from temporalio.common import (
     SearchAttributePair,
     TypedSearchAttributes,
@@ -55,16 +62,25 @@ from models.decisions import (
 from models.enums import Decision, RequestType, Role, WorkflowState
 from models.policy import ApprovalPolicy
 from models.principals import Principal, Tenant
-from models.requests import ApprovalInput, SubmitRequest, SubmitResponse
-from models.views import InboxFilter, WorkflowSummary, WorkflowView
+from models.requests import ApprovalInput, SubmitRequest
+from models.views import InboxFilter, SubmitResponse, WorkflowSummary, WorkflowView
 from workflows import search_attributes as sa
 from workflows.approval import ApprovalWorkflow
 
 # Every approval workflow's id starts so; a graph run's never does (see graph_runs.RUN_ID_PREFIX).
 WORKFLOW_ID_PREFIX = "req-"
-# The most rows the inbox lists to sort them by SLA due. With more matching, it first narrows to a band
-# of the earliest due (see `_most_urgent`), found with count queries that list nothing.
+# The most rows the inbox lists to sort them by SLA due. With more matching than a few pages, it first
+# narrows to a band of the earliest due (see `_most_urgent`), found with count queries that list nothing.
 INBOX_SCAN = 2000
+_BAND_PAGES = 4
+_BAND_MIN_ROWS = 100
+
+
+def _scan(limit: int) -> int:
+    """Rows listed for a page of `limit`: a few pages' worth, so a band is cheap to list whole."""
+    return min(INBOX_SCAN, max(_BAND_PAGES * limit, _BAND_MIN_ROWS))
+
+
 # Where the band is looked for: SLA due times this far either side of now, halved at most this often.
 _BAND_SPAN = timedelta(days=800)
 _BAND_PROBES = 32
@@ -87,6 +103,12 @@ def _workflow_id(principal: Principal, idempotency_key: str | None) -> str:
     return f"{WORKFLOW_ID_PREFIX}{principal.tenant}-{hashlib.sha256(scoped.encode()).hexdigest()[:12]}"
 
 
+# The start options travel as one dict (start and update-with-start take the same ones); mypy cannot
+# solve the SDK's overloads for a typed workflow method with `**kwargs`, and its wrong guess then
+# leaks into every later `get_workflow_handle_for(ApprovalWorkflow.run, ...)` in this module.
+_RUN: Any = ApprovalWorkflow.run
+
+
 class ApprovalService:
     def __init__(
         self,
@@ -106,40 +128,83 @@ class ApprovalService:
         self._audit = audit
 
     async def submit(
-        self, principal: Principal, request: SubmitRequest, idempotency_key: str | None
+        self,
+        principal: Principal,
+        request: SubmitRequest,
+        idempotency_key: str | None,
+        wait: timedelta | None = None,
     ) -> SubmitResponse:
+        """Start the workflow. With `wait`, also wait up to that long for it to settle (a proposal
+        awaiting a reviewer, or an end) and answer with its view: one call instead of polling."""
         workflow_id = _workflow_id(principal, idempotency_key)
         digest = _request_digest(request)
+        options = self._start_options(principal, request, workflow_id, digest)
+        settled: WorkflowView | None = None
         try:
-            handle = await self._client.start_workflow(
-                ApprovalWorkflow.run,
-                ApprovalInput(request=request, requester=principal, policy=self._policy),
-                id=workflow_id,
-                task_queue=self._task_queue,
-                # A retried submit with the same key lands on the same workflow, running or finished.
-                id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
-                id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
-                memo={"request_digest": digest, "text": request.text[:200]},
-                search_attributes=TypedSearchAttributes(
-                    [
-                        SearchAttributePair(sa.STATE, WorkflowState.RECEIVED.value),
-                        SearchAttributePair(sa.REQUESTER, principal.id),
-                        SearchAttributePair(sa.TENANT, principal.tenant),
-                    ]
-                ),
-                static_summary=f"{principal.name}: {request.text[:120]}",
-                static_details=(f"**Request** from {principal.name} ({principal.tenant})\n\n{request.text}"),
-            )
+            if wait is None:
+                handle = await self._client.start_workflow(_RUN, **options)
+            else:
+                settled = await self._start_and_wait(options, wait)
+                handle = self._client.get_workflow_handle_for(ApprovalWorkflow.run, workflow_id)
         except WorkflowAlreadyStartedError:
             # Closed already: the earlier submission under this key stands.
             handle = self._client.get_workflow_handle_for(ApprovalWorkflow.run, workflow_id)
-        if idempotency_key is None:
+        if idempotency_key is not None:
+            description = await handle.describe()
+            if await description.memo_value("request_digest", default=None) != digest:
+                raise Conflict("this Idempotency-Key was already used for a different request")
+            if settled is None:
+                state = description.typed_search_attributes.get(sa.STATE)
+                return SubmitResponse(workflow_id=handle.id, state=state or WorkflowState.RECEIVED)
+        if settled is None:
             return SubmitResponse(workflow_id=handle.id, state=WorkflowState.RECEIVED)
-        description = await handle.describe()
-        if await description.memo_value("request_digest", default=None) != digest:
-            raise Conflict("this Idempotency-Key was already used for a different request")
-        state = description.typed_search_attributes.get(sa.STATE)
-        return SubmitResponse(workflow_id=handle.id, state=state or WorkflowState.RECEIVED)
+        return SubmitResponse(workflow_id=handle.id, state=settled.state, view=settled)
+
+    def _start_options(
+        self, principal: Principal, request: SubmitRequest, workflow_id: str, digest: str
+    ) -> dict[str, Any]:
+        return {
+            "arg": ApprovalInput(request=request, requester=principal, policy=self._policy),
+            "id": workflow_id,
+            "task_queue": self._task_queue,
+            # A retried submit with the same key lands on the same workflow, running or finished.
+            "id_conflict_policy": WorkflowIDConflictPolicy.USE_EXISTING,
+            "id_reuse_policy": WorkflowIDReusePolicy.REJECT_DUPLICATE,
+            "memo": {"request_digest": digest, "text": request.text[:200]},
+            "search_attributes": TypedSearchAttributes(
+                [
+                    SearchAttributePair(sa.STATE, WorkflowState.RECEIVED.value),
+                    SearchAttributePair(sa.REQUESTER, principal.id),
+                    SearchAttributePair(sa.TENANT, principal.tenant),
+                ]
+            ),
+            "static_summary": f"{principal.name}: {request.text[:120]}",
+            "static_details": f"**Request** from {principal.name} ({principal.tenant})\n\n{request.text}",
+        }
+
+    async def _start_and_wait(self, options: dict[str, Any], wait: timedelta) -> WorkflowView | None:
+        """Update-with-start: the start and the `proposed` update in one request, so the update is
+        accepted in the workflow's first task. Past `wait` (a busy or stopped worker) the workflow is
+        still started, without its view: a client polls from there."""
+        operation: WithStartWorkflowOperation[ApprovalWorkflow, WorkflowView] = WithStartWorkflowOperation(
+            _RUN, **options
+        )
+        try:
+            return await asyncio.wait_for(
+                self._client.execute_update_with_start_workflow(
+                    ApprovalWorkflow.proposed, start_workflow_operation=operation
+                ),
+                timeout=wait.total_seconds(),
+            )
+        except (TimeoutError, WorkflowUpdateRPCTimeoutOrCancelledError):
+            # The SDK settles the start's future with the cancellation too: collect it, unlogged.
+            with contextlib.suppress(BaseException):
+                await asyncio.wait_for(operation.workflow_handle(), timeout=1)
+            # The start may or may not have reached the server: the same id makes this a no-op if it did.
+            await self._client.start_workflow(_RUN, **options)
+            return None
+        except WorkflowUpdateFailedError:
+            return None  # started, and ended before the update could answer: the client reads it
 
     async def view(self, principal: Principal, workflow_id: str) -> WorkflowView:
         handle = self._client.get_workflow_handle_for(ApprovalWorkflow.run, workflow_id)
@@ -371,15 +436,17 @@ class ApprovalService:
         return (await self._client.count_workflows(_query_text(clauses))).count
 
     async def _most_urgent(self, clauses: list[str], limit: int) -> list[WorkflowSummary]:
-        """Rows among which the `limit` earliest-due are sure to be, at most INBOX_SCAN of them.
+        """Rows among which the `limit` earliest-due are sure to be: at most `_scan(limit)` of them.
 
         SQL visibility cannot ORDER BY a custom attribute and lists in an order of its own, so listing
-        INBOX_SCAN of 10,000 waiting rows could miss the most urgent. Beyond INBOX_SCAN matches, a
+        a few thousand of 10,000 waiting rows could miss the most urgent, and listing them all to sort
+        them is what made a first page slow (1 s at 1,000 waiting). Beyond `_scan(limit)` matches, a
         bisection over the due time (count queries only) finds a bound with between `limit` and
-        INBOX_SCAN rows due before it; every row due earlier than the last one shown is among them.
+        `_scan(limit)` rows due before it; every row due earlier than the last one shown is among them.
         """
-        if await self._count(clauses) <= INBOX_SCAN:
-            return await self._query(clauses, INBOX_SCAN)
+        scan = _scan(limit)
+        if await self._count(clauses) <= scan:
+            return await self._query(clauses, scan)
         now = datetime.now(UTC)
         low, high = now - _BAND_SPAN, now + _BAND_SPAN
 
@@ -392,12 +459,12 @@ class ApprovalService:
             due = await self._count([*clauses, before(middle)])
             if due < limit:
                 low = middle
-            elif due > INBOX_SCAN:
+            elif due > scan:
                 high = middle
             else:
-                return await self._query([*clauses, before(middle)], INBOX_SCAN)
-        # More than INBOX_SCAN due within moments of each other, or most rows have no SLA at all:
-        # the earliest band as well as it can be cut.
+                return await self._query([*clauses, before(middle)], scan)
+        # More than `scan` due within moments of each other, or most rows have no SLA at all:
+        # the earliest band as well as it can be cut, up to INBOX_SCAN rows.
         if await self._count([*clauses, before(high)]) < limit:
             return await self._query(clauses, INBOX_SCAN)
         return await self._query([*clauses, before(high)], INBOX_SCAN)

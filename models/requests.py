@@ -25,11 +25,6 @@ class SubmitRequest(BaseModel):
     )
 
 
-class SubmitResponse(BaseModel):
-    workflow_id: str
-    state: str
-
-
 class ApprovalInput(BaseModel):
     """The workflow's one input. The policy is frozen into history so an audit shows the rules applied.
 

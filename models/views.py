@@ -29,6 +29,15 @@ class WorkflowView(BaseModel):
     policy_version: str | None = None
 
 
+class SubmitResponse(BaseModel):
+    """`POST /workflows` answer. `view` is there when the caller asked to wait (`wait_seconds`) and the
+    workflow reached a settled state in that time: a proposal awaiting a reviewer, or an end."""
+
+    workflow_id: str
+    state: str
+    view: WorkflowView | None = None
+
+
 class WorkflowSummary(BaseModel):
     workflow_id: str
     state: WorkflowState | None

@@ -984,6 +984,14 @@ class ApprovalWorkflow:
     def _validate_retry(self, request: RetryInput) -> None:
         self._check_retry(request)
 
+    @workflow.update
+    async def proposed(self) -> WorkflowView:
+        """Answers once a submission has a result a client can act on: the proposal awaits a
+        reviewer, or the workflow has ended or become a dead letter. The gateway sends it with the
+        start (update-with-start) so a client that wants the proposal needs no polling."""
+        await workflow.wait_condition(self._settled)
+        return self.view()
+
     @workflow.query
     def view(self) -> WorkflowView:
         return WorkflowView(

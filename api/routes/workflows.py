@@ -1,3 +1,4 @@
+from datetime import timedelta
 from typing import Annotated
 
 from fastapi import APIRouter, Header, Path, Query, status
@@ -7,10 +8,12 @@ from countersign.approvals import WORKFLOW_ID_PREFIX
 from countersign.errors import NotFound
 from models.decisions import ApproveRequest, CancelRequest, EditRequest, ReassignRequest, RetryRequest
 from models.enums import RequestType, WorkflowState
-from models.requests import SubmitRequest, SubmitResponse
-from models.views import WorkflowList, WorkflowView
+from models.requests import SubmitRequest
+from models.views import SubmitResponse, WorkflowList, WorkflowView
 
 router = APIRouter(prefix="/workflows", tags=["workflows"])
+# A submit that waits holds an HTTP request open; past a minute a client is better off polling.
+MAX_SUBMIT_WAIT_SECONDS = 60
 # What a decision on one workflow may answer besides 200 (the README's "Refusals").
 DECISION = refusals(*WITH_BODY, 403, 404, 409)
 
@@ -36,8 +39,18 @@ async def submit(
     principal: PrincipalDep,
     service: ServiceDep,
     idempotency_key: Annotated[str | None, Header(min_length=1, max_length=200)] = None,
+    wait_seconds: Annotated[
+        float | None,
+        Query(
+            gt=0,
+            le=MAX_SUBMIT_WAIT_SECONDS,
+            description="Wait up to this long for the proposal (or an end) and answer with the "
+            "workflow's view; past it, the answer is as without waiting and the client polls.",
+        ),
+    ] = None,
 ) -> SubmitResponse:
-    return await service.submit(principal, body, idempotency_key)
+    wait = None if wait_seconds is None else timedelta(seconds=wait_seconds)
+    return await service.submit(principal, body, idempotency_key, wait)
 
 
 @router.get(
