@@ -77,6 +77,7 @@ def worker(data_dir: DataDir = None, temporal_address: TemporalAddress = None) -
     import logging
 
     from countersign.worker import run_worker
+    from countersign.worker_watchdog import WorkerStalled
     from llm.spec import SpecError
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -86,6 +87,9 @@ def worker(data_dir: DataDir = None, temporal_address: TemporalAddress = None) -
     except SpecError as error:  # a planner that cannot be built: a missing key, a bad endpoint
         err.print(f"[bold red]error:[/] {error}")
         raise typer.Exit(2) from None
+    except WorkerStalled as error:  # its supervisor (compose, systemd, `countersign up`) restarts it
+        err.print(f"[bold red]error:[/] {error}")
+        raise typer.Exit(3) from None
 
 
 @app.command()

@@ -67,6 +67,12 @@ class Settings(BaseSettings):
     # SDK's default: with 250, 10,000 workflows started at once stopped the worker's workflow poller
     # (twice, not understood yet; 2,000 were fine), so a smaller cache is for steady loads only.
     max_cached_workflows: int = Field(default=MAX_CACHED_WORKFLOWS, ge=0, le=100_000)
+    # A worker whose task queue has had workflow tasks waiting, none of them dispatched, for this long
+    # exits (code 3) so its supervisor restarts it (countersign/worker_watchdog.py); 0 turns it off.
+    worker_stall_timeout_seconds: float = Field(default=180, ge=0, le=86_400)
+    # On SIGTERM or SIGINT, how long running activities get to finish before they are cancelled
+    # (a cancelled one is retried on another worker; the execution ledger keeps tools to once).
+    worker_shutdown_grace_seconds: float = Field(default=10, ge=0, le=600)
     # A YAML approval policy (countersign/policy_file.py); the shipped default_policy.yaml when unset.
     policy_file: Path | None = None
     # Bearer JWTs from an identity provider, accepted beside API keys; None: API keys only.

@@ -10,10 +10,13 @@ import contextlib
 import functools
 import logging
 import py_compile
+import signal
 import sys
 from collections.abc import Awaitable, Callable, Sequence
+from datetime import timedelta
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 from temporalio.client import Client
 from temporalio.worker import Worker
@@ -29,6 +32,7 @@ from activities.validation import ValidationActivities
 from countersign.settings import MAX_CACHED_WORKFLOWS, Settings
 from countersign.sql import default_url
 from countersign.temporal import connect, ensure_search_attributes
+from countersign.worker_watchdog import watch_workflow_queue
 from graphs.registry import NodeRegistry, build_node_registry
 from llm.base import Planner
 from llm.factory import build_planner
@@ -110,6 +114,7 @@ def build_worker(
     execution_checkpoint: Checkpoint | None = None,
     node_registry: NodeRegistry | None = None,
     max_cached_workflows: int = MAX_CACHED_WORKFLOWS,
+    shutdown_grace: timedelta = timedelta(0),
 ) -> WorkerGroup:
     """Both workers; the audit log and the execution ledger share `audit_url` (default: SQLite in
     the data dir). `execution_checkpoint` is a fault-injection hook for the crash tests."""
@@ -131,6 +136,7 @@ def build_worker(
         task_queue=task_queue,
         workflows=[ApprovalWorkflow, GraphWorkflow],
         max_cached_workflows=max_cached_workflows,
+        graceful_shutdown_timeout=shutdown_grace,
         # The SDK's default (100) must not exceed a small cache, and the SDK wants at least 2.
         max_concurrent_workflow_tasks=min(100, max(2, max_cached_workflows)),
         # `plan` stays here too, for workflows started before planning moved to its own queue.
@@ -148,6 +154,7 @@ def build_worker(
         task_queue=llm_task_queue(task_queue),
         activities=[planning.plan],
         max_task_queue_activities_per_second=llm_rate_limit,
+        graceful_shutdown_timeout=shutdown_grace,
     )
     return WorkerGroup([main, llm], closers=[audit.close, execution.close])
 
@@ -155,6 +162,8 @@ def build_worker(
 async def run_worker(
     settings: Settings, stop: asyncio.Event | None = None, *, execution_checkpoint: Checkpoint | None = None
 ) -> None:
+    """Until `stop` is set, or SIGTERM/SIGINT arrives (then activities get the shutdown grace);
+    raises `WorkerStalled` when the watchdog finds the workflow task queue undrained."""
     registry = build_registry()
     planners = build_planners(settings, registry)
     chain = " -> ".join(p.name for p in planners)
@@ -176,6 +185,30 @@ async def run_worker(
         integrations=settings.integrations(),
         execution_checkpoint=execution_checkpoint,
         max_cached_workflows=settings.max_cached_workflows,
+        shutdown_grace=timedelta(seconds=settings.worker_shutdown_grace_seconds),
     )
-    async with worker:
-        await (stop or asyncio.Event()).wait()
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    try:
+        async with worker:
+            waits: list[asyncio.Future[Any]] = [asyncio.ensure_future(stop.wait())]
+            if settings.worker_stall_timeout_seconds > 0:
+                stall = timedelta(seconds=settings.worker_stall_timeout_seconds)
+                waits.append(
+                    asyncio.ensure_future(
+                        watch_workflow_queue(
+                            client, settings.namespace, settings.task_queue, stall_timeout=stall
+                        )
+                    )
+                )
+            done, pending = await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+            for task in pending:
+                task.cancel()
+            for task in done:
+                task.result()  # the watchdog's WorkerStalled: the workers stop, then it propagates
+            log.info("stopping: running activities get %ss", settings.worker_shutdown_grace_seconds)
+    finally:
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(signum)
