@@ -64,8 +64,9 @@ class Settings(BaseSettings):
     llm_rate_limit: float | None = Field(default=None, gt=0)
     # Workflows a worker keeps in memory between their tasks (Temporal's sticky cache). Each costs about
     # a third of a megabyte; one that was evicted is replayed from its history when next needed. The
-    # SDK's default: with 250, 10,000 workflows started at once stopped the worker's workflow poller
-    # (twice, not understood yet; 2,000 were fine), so a smaller cache is for steady loads only.
+    # SDK's default: with 250, 10,000 workflows started at once twice left the worker taking no workflow
+    # tasks (not understood yet; 2,000 were fine; the watchdog below restarts such a worker), so a
+    # smaller cache is for steady loads only.
     max_cached_workflows: int = Field(default=MAX_CACHED_WORKFLOWS, ge=0, le=100_000)
     # A worker whose task queue has had workflow tasks waiting, none of them dispatched, for this long
     # exits (code 3) so its supervisor restarts it (countersign/worker_watchdog.py); 0 turns it off.
