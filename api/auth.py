@@ -5,7 +5,7 @@ verifies it), an API key from `countersign principal add` otherwise.
 """
 
 import asyncio
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, HTTPException, Request, WebSocket, WebSocketDisconnect, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -21,19 +21,24 @@ _bearer = HTTPBearer(
 )
 
 
-def _store(request: Request) -> PrincipalStore:
+async def _store(request: Request) -> PrincipalStore:
     store: PrincipalStore = request.app.state.principals
     return store
 
 
-def _tokens(request: Request) -> TokenVerifier | None:
+def _verifier(state: Any) -> TokenVerifier | None:
     """Built on first use from `app.state.settings`, then kept; no settings there means API keys only."""
-    state = request.app.state
     if not hasattr(state, "tokens"):
         settings: Settings | None = getattr(state, "settings", None)
         state.tokens = TokenVerifier.from_settings(settings) if settings else None
     tokens: TokenVerifier | None = state.tokens
     return tokens
+
+
+# Dependencies are `async def`: FastAPI runs a plain `def` one in its thread pool, a thread hop per
+# request each (a third of the gateway's CPU per lifecycle in the benchmark, py-spy).
+async def _tokens(request: Request) -> TokenVerifier | None:
+    return _verifier(request.app.state)
 
 
 def _unauthorized(detail: str) -> HTTPException:
@@ -73,7 +78,7 @@ async def websocket_principal(websocket: WebSocket) -> Principal | None:
     cannot set that header) from a first message `{"authorization": "Bearer <credential>"}` sent within
     10 seconds. Credentials never travel in the URL, where proxies and logs would keep them."""
     store: PrincipalStore = websocket.app.state.principals
-    tokens = _tokens(websocket)  # type: ignore[arg-type]  # reads only .app.state, as a Request would
+    tokens = _verifier(websocket.app.state)
     await websocket.accept()
     header = websocket.headers.get("authorization", "")
     if not header:

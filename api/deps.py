@@ -14,27 +14,28 @@ from countersign.principals import PrincipalStore
 from models.principals import Principal
 
 
-def _client(request: Request) -> Client:
+# `async def`, not `def`: FastAPI runs plain functions in its thread pool, one hop per request each.
+async def _client(request: Request) -> Client:
     client: Client = request.app.state.client
     return client
 
 
-def _service(request: Request) -> ApprovalService:
+async def _service(request: Request) -> ApprovalService:
     service: ApprovalService = request.app.state.service
     return service
 
 
-def _graphs(request: Request) -> GraphService:
+async def _graphs(request: Request) -> GraphService:
     service: GraphService = request.app.state.graphs
     return service
 
 
-def _principals(request: Request) -> PrincipalStore:
+async def _principals(request: Request) -> PrincipalStore:
     store: PrincipalStore = request.app.state.principals
     return store
 
 
-def _audit(request: Request) -> AuditLog:
+async def _audit(request: Request) -> AuditLog:
     audit: AuditLog = request.app.state.audit
     return audit
 
