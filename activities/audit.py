@@ -7,6 +7,7 @@ retry after a lost acknowledgement stores nothing twice.
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from countersign import metrics
 from countersign.audit_store import AuditConflict, AuditGap, AuditStore
 from countersign.sql import OpenedOnFirstUse
 from models.audit import AuditAck, AuditBatch
@@ -23,7 +24,7 @@ class AuditActivities:
     async def record(self, batch: AuditBatch) -> AuditAck:
         store = await self._store.get()
         try:
-            return await store.append(batch)
+            ack = await store.append(batch)
         except AuditConflict as error:
             # A stored event is never rewritten: retrying the same batch would fail the same way.
             raise ApplicationError(str(error), type="AuditConflict", non_retryable=True) from None
@@ -31,3 +32,6 @@ class AuditActivities:
             # Retrying cannot fill the gap (e.g. a new, empty database); the workflow can resend its
             # events from `next_seq`, the first one the log lacks, given here as the only detail.
             raise ApplicationError(str(error), error.next_seq, type="AuditGap", non_retryable=True) from None
+        # Decisions, SLA breaches and events by kind: only those this append stored, so never twice.
+        metrics.record_audit(batch, ack)
+        return ack

@@ -19,6 +19,7 @@ from pydantic import ValidationError
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from countersign import metrics
 from countersign.execution_ledger import ExecutionLedger, LedgerConflict
 from countersign.retry_after import capped_delay
 from countersign.sql import OpenedOnFirstUse, default_url
@@ -83,10 +84,12 @@ class ExecutionActivities:
                 args_sha256=hashlib.sha256(canonical_args_json(args).encode()).hexdigest(),
             )
         except LedgerConflict as error:
+            metrics.record_execution(call.tool, "refused")
             raise ApplicationError(str(error), type="ToolRefused", non_retryable=True) from None
         if entry.status == LedgerStatus.SUCCEEDED:
             activity.logger.info("%s already executed under %s: the recorded result stands", call.tool, key)
             assert entry.result is not None and entry.finished_at is not None
+            metrics.record_execution(call.tool, "already_done")
             return ToolOutcome(
                 tool=call.tool,
                 idempotency_key=key,
@@ -106,14 +109,17 @@ class ExecutionActivities:
             run = await tool.handler(args, context)
         except RetryLater as error:
             await self._failed(ledger, key, error)
+            metrics.record_execution(call.tool, "retry_later")
             delay = None if error.after_seconds is None else capped_delay(error.after_seconds)
             raise ApplicationError(str(error), type="ToolUnavailable", next_retry_delay=delay) from None
         except ValueError as error:
             # A handler's ValueError means retrying cannot help (e.g. a recipient refused for good).
             await self._failed(ledger, key, error)
+            metrics.record_execution(call.tool, "refused")
             raise ApplicationError(str(error), type="ToolRefused", non_retryable=True) from None
         except Exception as error:
             await self._failed(ledger, key, error)
+            metrics.record_execution(call.tool, "error")
             raise
         if self._checkpoint is not None:
             await self._checkpoint("effect_done", call)
@@ -123,6 +129,7 @@ class ExecutionActivities:
         if self._checkpoint is not None:
             await self._checkpoint("result_recorded", call)
         activity.logger.info("executed %s (replayed=%s)", call.tool, run.replayed)
+        metrics.record_execution(call.tool, "succeeded")
         return ToolOutcome(
             tool=call.tool, idempotency_key=key, result=result, executed_at=executed_at, replayed=run.replayed
         )

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from countersign import metrics
 from countersign.retry_after import capped_delay
 from llm.base import Planner
 from llm.errors import ProviderError
@@ -69,6 +70,7 @@ class PlanningActivities:
             plan = await planner.plan(request, self._registry.specs())
         except ProviderError as error:
             activity.logger.warning("planner %s failed: %s", planner.name, error.message)
+            metrics.record_plan_error(planner.name, error.kind)
             # `from None`: the SDK's exception chain stays out of workflow history.
             raise provider_failure(error) from None
         provenance = plan.provenance or PlanProvenance(
@@ -76,4 +78,6 @@ class PlanningActivities:
         )
         if planner is not primary:
             provenance = provenance.model_copy(update={"fallback_from": primary.name})
-        return plan.model_copy(update={"provenance": provenance})
+        planned = plan.model_copy(update={"provenance": provenance})
+        metrics.record_plan(planned)
+        return planned

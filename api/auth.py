@@ -26,7 +26,7 @@ async def _store(request: Request) -> PrincipalStore:
     return store
 
 
-def _verifier(state: Any) -> TokenVerifier | None:
+def token_verifier(state: Any) -> TokenVerifier | None:
     """Built on first use from `app.state.settings`, then kept; no settings there means API keys only."""
     if not hasattr(state, "tokens"):
         settings: Settings | None = getattr(state, "settings", None)
@@ -38,7 +38,7 @@ def _verifier(state: Any) -> TokenVerifier | None:
 # Dependencies are `async def`: FastAPI runs a plain `def` one in its thread pool, a thread hop per
 # request each (a third of the gateway's CPU per lifecycle in the benchmark, py-spy).
 async def _tokens(request: Request) -> TokenVerifier | None:
-    return _verifier(request.app.state)
+    return token_verifier(request.app.state)
 
 
 def _unauthorized(detail: str) -> HTTPException:
@@ -78,7 +78,7 @@ async def websocket_principal(websocket: WebSocket) -> Principal | None:
     cannot set that header) from a first message `{"authorization": "Bearer <credential>"}` sent within
     10 seconds. Credentials never travel in the URL, where proxies and logs would keep them."""
     store: PrincipalStore = websocket.app.state.principals
-    tokens = _verifier(websocket.app.state)
+    tokens = token_verifier(websocket.app.state)
     await websocket.accept()
     header = websocket.headers.get("authorization", "")
     if not header:

@@ -13,8 +13,9 @@ from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
 from api.limits import RequestLimitMiddleware
-from api.routes import approvals, audit, codec, graphs, health, principals, tools, workflows
+from api.routes import approvals, audit, codec, graphs, health, metrics, principals, tools, workflows
 from api.routes.ui import mount_ui
+from countersign import tracing
 from countersign.approvals import ApprovalService
 from countersign.audit_log import AuditLog
 from countersign.audit_store import AuditStore
@@ -73,6 +74,7 @@ def create_app(settings: Settings, client: Client | None = None) -> FastAPI:
     app.include_router(audit.router)
     app.include_router(graphs.router)
     app.include_router(codec.router)
+    app.include_router(metrics.router)
     mount_ui(app)  # last: /ui serves static files under its whole path
     # Oversized bodies and headers are refused before any route reads them (inside CORS, so the Web UI
     # can read the 413).
@@ -83,6 +85,12 @@ def create_app(settings: Settings, client: Client | None = None) -> FastAPI:
     )
     # The Web UI calls /codec from the browser, from its own origin.
     app.add_middleware(codec.CodecCorsMiddleware, origins=settings.codec_cors_origins)
+    # Outermost: every request is counted by route template and status, refusals of the others included.
+    app.state.metrics = metrics.GatewayMetrics()
+    app.add_middleware(metrics.HttpMetricsMiddleware, metrics=app.state.metrics)
+    # With COUNTERSIGN_OTLP_ENDPOINT: a server span per request, continued by the Temporal client's spans.
+    app.state.tracer_provider = tracing.tracer_provider(settings.otlp_endpoint, tracing.API_SERVICE)
+    tracing.instrument_app(app, app.state.tracer_provider)
 
     @app.exception_handler(RequestValidationError)
     async def malformed(request: Request, error: RequestValidationError) -> JSONResponse:
@@ -124,7 +132,12 @@ async def attach(app: FastAPI, settings: Settings, client: Client | None = None)
     """Connect what the routes depend on: one Temporal client, the principal store, the service."""
     app.state.codec = settings.payload_codec()
     if client is None:
-        client = await connect(settings.resolved_temporal_address, settings.namespace, codec=app.state.codec)
+        client = await connect(
+            settings.resolved_temporal_address,
+            settings.namespace,
+            codec=app.state.codec,
+            plugins=tracing.temporal_plugins(getattr(app.state, "tracer_provider", None)),
+        )
     app.state.client = client
     app.state.settings = settings
     app.state.registry = build_registry()
@@ -157,3 +170,4 @@ async def detach(app: FastAPI) -> None:
     await app.state.principals.close()
     await app.state.audit_store.close()
     await app.state.graph_store.close()
+    tracing.shutdown(getattr(app.state, "tracer_provider", None))

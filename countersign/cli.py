@@ -74,14 +74,15 @@ def up(
 @app.command()
 def worker(data_dir: DataDir = None, temporal_address: TemporalAddress = None) -> None:
     """Run the worker against a Temporal server."""
-    import logging
-
+    from countersign.logs import configure_logging
+    from countersign.tracing import WORKER_SERVICE
     from countersign.worker import run_worker
     from countersign.worker_watchdog import WorkerStalled
     from llm.spec import SpecError
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     settings = _settings(data_dir=data_dir, temporal_address=temporal_address)
+    # COUNTERSIGN_LOG_FORMAT: text or JSON lines, with workflow ids; secrets and request texts redacted.
+    configure_logging(settings, WORKER_SERVICE)
     try:
         asyncio.run(run_worker(settings))
     except SpecError as error:  # a planner that cannot be built: a missing key, a bad endpoint
@@ -102,7 +103,9 @@ def api(
     import uvicorn
 
     from api.main import create_app
+    from countersign.logs import configure_logging
     from countersign.policy_file import PolicyFileError, load_policy
+    from countersign.tracing import API_SERVICE
 
     settings = _settings(data_dir=data_dir, temporal_address=temporal_address, api_port=api_port)
     try:
@@ -110,7 +113,15 @@ def api(
     except PolicyFileError as error:
         err.print(f"error: {error}", markup=False)
         raise typer.Exit(2) from None
-    uvicorn.run(create_app(settings), host=settings.api_host, port=settings.api_port, log_level="info")
+    # Uvicorn's own lines too (log_config=None) go through COUNTERSIGN_LOG_FORMAT and its redaction.
+    configure_logging(settings, API_SERVICE)
+    uvicorn.run(
+        create_app(settings),
+        host=settings.api_host,
+        port=settings.api_port,
+        log_level="info",
+        log_config=None,
+    )
 
 
 def _parse_roles(value: str) -> list[Role]:

@@ -68,6 +68,11 @@ class Settings(BaseSettings):
     # tasks (not understood yet; 2,000 were fine; the watchdog below restarts such a worker), so a
     # smaller cache is for steady loads only.
     max_cached_workflows: int = Field(default=MAX_CACHED_WORKFLOWS, ge=0, le=100_000)
+    # Run workflow code in the Temporal SDK's sandbox (restricted calls fail the workflow task; each
+    # workflow gets its own copy of its modules). Off: Countersign's workflows are fixed code, replayed
+    # against recorded histories in its suite, which runs them sandboxed; the sandbox cost half the
+    # worker's CPU per lifecycle and most of a cached workflow's memory (benchmarks/README.md).
+    workflow_sandbox: bool = False
     # A worker whose task queue has had workflow tasks waiting, none of them dispatched, for this long
     # exits (code 3) so its supervisor restarts it (countersign/worker_watchdog.py); 0 turns it off.
     worker_stall_timeout_seconds: float = Field(default=180, ge=0, le=86_400)
@@ -136,6 +141,22 @@ class Settings(BaseSettings):
     # /codec/encode and /codec/decode carry Temporal payloads, base64 in JSON: a 4 MB gRPC message (the
     # server's default cap) is about 5.4 MB of base64, hence a limit of their own.
     max_codec_request_bytes: int = Field(default=8 * 1024 * 1024, ge=64 * 1024, le=256 * 1024 * 1024)
+    # HOST:PORT where `countersign worker` serves Prometheus metrics at /metrics: the Temporal SDK's and
+    # Countersign's own (countersign/metrics.py). None: no endpoint, and no metrics are kept.
+    worker_metrics_address: str | None = Field(
+        default=None, pattern=r"^(\[[0-9a-fA-F:.]+\]|[^\s:\[\]]+):\d+$"
+    )
+    # A bearer token that may read the gateway's /metrics (for Prometheus), besides ADMIN principals.
+    # At least 16 characters; None: only ADMIN principals may.
+    metrics_token: SecretStr | None = Field(default=None, min_length=16)
+    # An OTLP/HTTP traces endpoint (e.g. http://otel-collector:4318/v1/traces): the worker and the
+    # gateway then export OpenTelemetry spans there (countersign/tracing.py). None: no tracing at all.
+    otlp_endpoint: str | None = Field(default=None, pattern=r"^https?://[^\s/]+(/\S*)?$")
+    # How the worker and the gateway log: `text` (one readable line) or `json` (one object per line,
+    # with workflow_id and run_id from workflow and activity code).
+    log_format: Literal["text", "json"] = "text"
+    # Whether request texts may appear in logs as they are; false: they are replaced by a marker.
+    log_request_text: bool = False
 
     @field_validator("email_allowed_domains", mode="before")
     @classmethod

@@ -1,12 +1,15 @@
 """Connecting to Temporal: one data converter everywhere, and the search attributes Countersign needs."""
 
+from collections.abc import Sequence
+
 from temporalio.api.enums.v1 import IndexedValueType
 from temporalio.api.operatorservice.v1 import (
     AddSearchAttributesRequest,
     ListSearchAttributesRequest,
 )
-from temporalio.client import Client
+from temporalio.client import Client, Plugin
 from temporalio.converter import PayloadCodec
+from temporalio.runtime import Runtime
 from temporalio.service import RPCError, RPCStatusCode
 
 from countersign.codec import data_converter
@@ -20,9 +23,26 @@ _INDEXED_TYPE = {
 }
 
 
-async def connect(address: str, namespace: str = "default", codec: PayloadCodec | None = None) -> Client:
-    """A client whose payloads are encrypted by `codec` (Settings.payload_codec()) when there is one."""
-    return await Client.connect(address, namespace=namespace, data_converter=data_converter(codec))
+async def connect(
+    address: str,
+    namespace: str = "default",
+    codec: PayloadCodec | None = None,
+    *,
+    runtime: Runtime | None = None,
+    plugins: Sequence[Plugin] = (),
+) -> Client:
+    """A client whose payloads are encrypted by `codec` (Settings.payload_codec()) when there is one.
+
+    `runtime`: one with telemetry (countersign/metrics.py), else the default; `plugins`: tracing and
+    logging interceptors (countersign/tracing.py, countersign/logs.py), also applied to every worker
+    built from this client."""
+    return await Client.connect(
+        address,
+        namespace=namespace,
+        data_converter=data_converter(codec),
+        runtime=runtime,
+        plugins=plugins,
+    )
 
 
 def dev_server_flags() -> list[str]:

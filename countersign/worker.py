@@ -19,7 +19,8 @@ from types import TracebackType
 from typing import Any
 
 from temporalio.client import Client
-from temporalio.worker import Worker
+from temporalio.worker import UnsandboxedWorkflowRunner, Worker
+from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
 
 import workflows.approval
 import workflows.graph
@@ -29,6 +30,7 @@ from activities.graph import GraphActivities
 from activities.notify import EmailChannel, NotifyActivities, OutboxChannel
 from activities.planning import PlanningActivities, llm_task_queue
 from activities.validation import ValidationActivities
+from countersign import logs, metrics, tracing
 from countersign.settings import MAX_CACHED_WORKFLOWS, Settings
 from countersign.sql import default_url
 from countersign.temporal import connect, ensure_search_attributes
@@ -115,10 +117,17 @@ def build_worker(
     node_registry: NodeRegistry | None = None,
     max_cached_workflows: int = MAX_CACHED_WORKFLOWS,
     shutdown_grace: timedelta = timedelta(0),
+    sandboxed: bool = True,
 ) -> WorkerGroup:
     """Both workers; the audit log and the execution ledger share `audit_url` (default: SQLite in
-    the data dir). `execution_checkpoint` is a fault-injection hook for the crash tests."""
-    cache_workflow_bytecode(data_dir)
+    the data dir). `execution_checkpoint` is a fault-injection hook for the crash tests.
+
+    `sandboxed`: run workflow code in the SDK's sandbox, which fails a workflow task on any
+    non-deterministic call and gives each workflow its own copy of the modules it imports. The
+    tests build workers this way; `countersign worker` does not by default (COUNTERSIGN_WORKFLOW_SANDBOX):
+    the sandbox was half the worker's CPU and most of its memory per cached workflow."""
+    if sandboxed:
+        cache_workflow_bytecode(data_dir)
     registry = registry or build_registry()
     store_url = audit_url or default_url(data_dir)
     planning = PlanningActivities(planner, registry, attempts_per_planner=attempts_per_planner)
@@ -135,6 +144,7 @@ def build_worker(
         client,
         task_queue=task_queue,
         workflows=[ApprovalWorkflow, GraphWorkflow],
+        workflow_runner=SandboxedWorkflowRunner() if sandboxed else UnsandboxedWorkflowRunner(),
         max_cached_workflows=max_cached_workflows,
         graceful_shutdown_timeout=shutdown_grace,
         # The SDK's default (100) must not exceed a small cache, and the SDK wants at least 2.
@@ -156,7 +166,7 @@ def build_worker(
         max_task_queue_activities_per_second=llm_rate_limit,
         graceful_shutdown_timeout=shutdown_grace,
     )
-    return WorkerGroup([main, llm], closers=[audit.close, execution.close])
+    return WorkerGroup([main, llm], closers=[audit.close, execution.close, notify.close])
 
 
 async def run_worker(
@@ -168,8 +178,19 @@ async def run_worker(
     planners = build_planners(settings, registry)
     chain = " -> ".join(p.name for p in planners)
     log.info("planning with %s%s", chain, "" if settings.llm else " (default: COUNTERSIGN_LLM is unset)")
+    # Telemetry: each part only when its setting asks for it (metrics, traces, JSON core logs).
+    runtime = metrics.worker_runtime(
+        settings.worker_metrics_address, forward_logs=settings.log_format == "json"
+    )
+    if settings.worker_metrics_address is not None:
+        log.info("metrics at http://%s/metrics", settings.worker_metrics_address)
+    traces = tracing.tracer_provider(settings.otlp_endpoint, tracing.WORKER_SERVICE)
     client = await connect(
-        settings.resolved_temporal_address, settings.namespace, codec=settings.payload_codec()
+        settings.resolved_temporal_address,
+        settings.namespace,
+        codec=settings.payload_codec(),
+        runtime=runtime,
+        plugins=[*tracing.temporal_plugins(traces), *logs.temporal_plugins(settings)],
     )
     await ensure_search_attributes(client, settings.namespace)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
@@ -186,6 +207,7 @@ async def run_worker(
         execution_checkpoint=execution_checkpoint,
         max_cached_workflows=settings.max_cached_workflows,
         shutdown_grace=timedelta(seconds=settings.worker_shutdown_grace_seconds),
+        sandboxed=settings.workflow_sandbox,
     )
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -212,3 +234,4 @@ async def run_worker(
     finally:
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(signum)
+        tracing.shutdown(traces)  # spans still batched are exported before the process ends

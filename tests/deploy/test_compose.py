@@ -344,14 +344,35 @@ def test_observability_is_a_profile_and_scrapes_real_services() -> None:
     assert profiled == {"prometheus", "grafana"}
     assert all(found[name]["profiles"] == ["observability"] for name in profiled)
     config = yaml.safe_load((DEPLOY / "prometheus.yml").read_text(encoding="utf-8"))
-    ports = {"prometheus": "9090", "temporal": environment(found["temporal"])["PROMETHEUS_ENDPOINT"]}
+    ports = {
+        "prometheus": "9090",
+        "temporal": environment(found["temporal"])["PROMETHEUS_ENDPOINT"],
+        "api": fixed_environment("api")["COUNTERSIGN_API_PORT"],
+        "worker": fixed_environment("worker")["COUNTERSIGN_WORKER_METRICS_ADDRESS"],
+    }
+    scraped = set()
     for job in config["scrape_configs"]:
-        for static in job["static_configs"]:
-            for target in static["targets"]:
-                host, port = target.split(":")
-                service = "prometheus" if host == "localhost" else host
-                assert service in found, f"{job['job_name']}: {host} is not a service"
-                assert str(ports[service]).endswith(port), f"{target}: not where {service} serves metrics"
+        # Fixed targets, or (for a scaled service) the service name resolved to each of its containers.
+        targets = [target for static in job.get("static_configs", []) for target in static["targets"]]
+        targets += [f"{name}:{sd['port']}" for sd in job.get("dns_sd_configs", []) for name in sd["names"]]
+        assert targets, f"{job['job_name']} scrapes nothing"
+        for target in targets:
+            host, port = target.split(":")
+            service = "prometheus" if host == "localhost" else host
+            assert service in found, f"{job['job_name']}: {host} is not a service"
+            assert str(ports[service]).endswith(port), f"{target}: not where {service} serves metrics"
+            scraped.add(service)
+    assert {"temporal", "worker", "api"} <= scraped
+    # The gateway's /metrics needs a credential: the token, written by Prometheus' entrypoint to the file
+    # its job reads.
+    api_job = next(job for job in config["scrape_configs"] if "api:8000" in str(job))
+    token_file = api_job["authorization"]["credentials_file"]
+    prometheus = found["prometheus"]
+    assert environment(prometheus)["COUNTERSIGN_METRICS_TOKEN"] is None  # passed on from .env
+    script = prometheus["entrypoint"][-1]
+    mounted = {v.split(":")[1]: REPO / v.split(":")[0] for v in prometheus["volumes"] if v.startswith("./")}
+    directory, _, name = script.rpartition("/")
+    assert f"> {token_file}" in (mounted[directory] / name).read_text(encoding="utf-8")
 
 
 def test_worker_healthcheck_needs_a_recent_poll_from_its_own_host() -> None:
