@@ -4,9 +4,12 @@
 
 Starts its own dev server, a worker process (Countersign's worker and a bare one for the floor) and the
 gateway over TCP, then measures: `floor` (a bare workflow of the lifecycle's shape, driven by a Temporal
-client), `lifecycle` (the full lifecycle through the gateway), their `ratio`, `decision_latency` (the
-approve call vs a raw update round trip) and `pending_10k` (many workflows waiting for approval). Only
-stdout carries the JSON. Figures are for comparing within one run; no test asserts on them.
+client), `lifecycle` (the full lifecycle through the gateway, the submit waiting for the proposal),
+their `ratio`, `floor_unsandboxed_c50` (the floor on a worker without the SDK's workflow sandbox, as
+Countersign's runs by default), `lifecycle_polling_c50` (the lifecycle for a client that polls instead),
+`decision_latency` (the approve call vs a raw update round trip) and `pending_10k` (many workflows
+waiting for approval). Only stdout carries the JSON. Figures are for comparing within one run; no
+test asserts on them.
 """
 
 import argparse
@@ -16,7 +19,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks.floor import FloorShape, floor_lifecycle, raw_update_round_trip, shape_of
+from benchmarks.floor import (
+    PLAIN_FLOOR_QUEUE_SUFFIX,
+    FloorShape,
+    floor_lifecycle,
+    raw_update_round_trip,
+    shape_of,
+)
 from benchmarks.harness import Stack, machine, stack
 from benchmarks.lifecycle import RETRIED_503, lifecycle
 from benchmarks.pending import pending
@@ -46,6 +55,7 @@ async def run(counts: dict[str, int], with_pending: bool, poll: float) -> dict[s
         requester, manager = bench.headers["requester"], bench.headers["manager"]
         shape = await _shape(bench, poll)
         await floor_lifecycle(client, queue, shape)  # warm-up
+        await floor_lifecycle(client, queue, shape, PLAIN_FLOOR_QUEUE_SUFFIX)
 
         def ours() -> Any:
             return lifecycle(bench.http, requester, manager, poll)
@@ -64,6 +74,14 @@ async def run(counts: dict[str, int], with_pending: bool, poll: float) -> dict[s
         }
         floor["c200"] = await level(bare, 200, counts["c200"])
         ratio = {key: round(ours_by_level[key]["per_second"] / floor[key]["per_second"], 3) for key in floor}
+        # The floor without the SDK's sandbox, which Countersign's worker runs without by default.
+        plain = await level(
+            lambda: floor_lifecycle(client, queue, shape, PLAIN_FLOOR_QUEUE_SUFFIX), 50, counts["c50"]
+        )
+        # The same lifecycle for a client that does not ask the submit to wait and polls instead.
+        polling = await level(
+            lambda: lifecycle(bench.http, requester, manager, poll, wait=False), 50, counts["c50"]
+        )
 
         approve: list[float] = []
         raw: list[float] = []
@@ -82,6 +100,14 @@ async def run(counts: dict[str, int], with_pending: bool, poll: float) -> dict[s
             "floor": floor,
             "lifecycle": ours_by_level,
             "ratio": ratio,
+            "floor_unsandboxed_c50": {
+                **plain,
+                "ratio": round(ours_by_level["c50"]["per_second"] / plain["per_second"], 3),
+            },
+            "lifecycle_polling_c50": {
+                **polling,
+                "ratio": round(polling["per_second"] / floor["c50"]["per_second"], 3),
+            },
             "decision_latency": decision_latency,
             "polls_answered_503_and_retried": len(RETRIED_503),
         }

@@ -16,6 +16,8 @@ from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client, WorkflowHandle
 
 FLOOR_QUEUE_SUFFIX = "-floor"
+# The same floor on a worker without the SDK's workflow sandbox, as `countersign worker` runs by default.
+PLAIN_FLOOR_QUEUE_SUFFIX = "-floor-plain"
 
 
 class FloorShape(BaseModel):
@@ -59,13 +61,15 @@ class FloorWorkflow:
         return True
 
 
-async def shape_of(handle: WorkflowHandle) -> FloorShape:
-    """Activities scheduled before and after the first accepted update in a finished workflow."""
+async def shape_of(handle: WorkflowHandle, decision: str = "decide") -> FloorShape:
+    """Activities scheduled before and after the approval (the first accepted update named
+    `decision`; a submit that waits sends another update, `proposed`, with the start)."""
     before = after = 0
     updated = False
     async for event in handle.fetch_history_events():
         if event.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_ACCEPTED:
-            updated = True
+            accepted = event.workflow_execution_update_accepted_event_attributes.accepted_request
+            updated = updated or accepted.input.name == decision
         elif event.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED:
             if updated:
                 after += 1
@@ -74,11 +78,13 @@ async def shape_of(handle: WorkflowHandle) -> FloorShape:
     return FloorShape(before=before, after=after)
 
 
-async def floor_lifecycle(client: Client, task_queue: str, shape: FloorShape) -> float:
+async def floor_lifecycle(
+    client: Client, task_queue: str, shape: FloorShape, suffix: str = FLOOR_QUEUE_SUFFIX
+) -> float:
     """Start, approve once it waits, await the result: seconds from start to result."""
     started = time.perf_counter()
     handle = await client.start_workflow(
-        FloorWorkflow.run, shape, id=f"floor-{uuid.uuid4().hex}", task_queue=task_queue + FLOOR_QUEUE_SUFFIX
+        FloorWorkflow.run, shape, id=f"floor-{uuid.uuid4().hex}", task_queue=task_queue + suffix
     )
     await handle.execute_update(FloorWorkflow.approve)
     await handle.result()

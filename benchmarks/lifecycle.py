@@ -9,6 +9,8 @@ import httpx
 
 TEXT = "Follow up with ABC Logistics (sales@abclogistics.com) about pricing"
 WAITING, EXECUTED = "WAITING_FOR_APPROVAL", "ACTION_EXECUTED"
+# Long enough for c=200 on two cores; a submit past it falls back to polling.
+SUBMIT_WAIT_SECONDS = 60
 FINAL = {"ACTION_EXECUTED", "REJECTED", "EXPIRED", "CANCELLED", "FAILED"}
 
 
@@ -46,16 +48,23 @@ async def lifecycle(
     poll: float,
     approve_latencies: list[float] | None = None,
     workflow_ids: list[str] | None = None,
+    wait: bool = True,
 ) -> float:
-    """Seconds from submit to seeing ACTION_EXECUTED; raises LifecycleFailed on anything else."""
+    """Seconds from submit to seeing ACTION_EXECUTED; raises LifecycleFailed on anything else.
+
+    `wait`: the submit waits for the proposal (`wait_seconds`), as a client that wants it does;
+    without, the client polls GET /workflows/{id} every `poll` seconds until it appears."""
     started = time.perf_counter()
-    reply = await http.post("/workflows", json={"text": TEXT}, headers=requester)
+    params = {"wait_seconds": SUBMIT_WAIT_SECONDS} if wait else {}
+    reply = await http.post("/workflows", json={"text": TEXT}, headers=requester, params=params)
     if reply.status_code != 201:
         raise LifecycleFailed(f"submit: {reply.status_code} {reply.text[:200]}")
     workflow_id = reply.json()["workflow_id"]
     if workflow_ids is not None:
         workflow_ids.append(workflow_id)
-    view = await _await_state(http, requester, workflow_id, WAITING, poll)
+    view = reply.json().get("view")
+    if view is None or view["state"] != WAITING:  # not settled within the wait, or not asked to wait
+        view = await _await_state(http, requester, workflow_id, WAITING, poll)
     body = {"decision": "approved", "proposal_version": view["proposal"]["version"]}
     asked = time.perf_counter()
     reply = await http.post(f"/workflows/{workflow_id}/approve", json=body, headers=manager)

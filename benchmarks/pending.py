@@ -8,7 +8,7 @@ from typing import Any
 import httpx
 
 from benchmarks.harness import Stack, rss_megabytes
-from benchmarks.lifecycle import TEXT, WAITING
+from benchmarks.lifecycle import SUBMIT_WAIT_SECONDS, TEXT, WAITING
 from benchmarks.stats import percentile
 from countersign.settings import Settings
 from workflows import search_attributes as sa
@@ -27,7 +27,14 @@ async def _submit(http: httpx.AsyncClient, requester: dict[str, str], count: int
         nonlocal remaining
         while remaining > 0:
             remaining -= 1
-            reply = await http.post("/workflows", json={"text": TEXT}, headers=requester)
+            # Waiting for the proposal keeps at most SUBMITTERS workflows planning at once, as a steady
+            # stream of requests would: a burst of thousands only measures the backlog.
+            reply = await http.post(
+                "/workflows",
+                json={"text": TEXT},
+                headers=requester,
+                params={"wait_seconds": SUBMIT_WAIT_SECONDS},
+            )
             reply.raise_for_status()
             ids.append(reply.json()["workflow_id"])
 
@@ -90,6 +97,7 @@ async def pending(bench: Stack, count: int) -> dict[str, Any]:
         "fill_seconds": round(filled, 1),
         "worker_rss_mb": rss,
         "worker_max_cached_workflows": Settings(_env_file=None).max_cached_workflows,
+        "worker_workflow_sandbox": Settings(_env_file=None).workflow_sandbox,
         "inbox_first_page_at_100": inbox_100,
         "inbox_first_page_at_all": inbox_all,
         "inbox_ratio": round(inbox_all["p50_seconds"] / inbox_100["p50_seconds"], 2),

@@ -1,15 +1,17 @@
 """The benchmark's worker, in its own process as in production, so its memory can be read and the
-gateway does not share its interpreter: Countersign's worker (rules planner) on `--queue`, and the
-floor's bare worker on `<queue>-floor`. Prints `ready` once both poll."""
+gateway does not share its interpreter: Countersign's worker (rules planner) on `--queue`, configured
+as `countersign worker` is (cache, sandbox), and the floor's bare workers: on `<queue>-floor` with the
+SDK's defaults (workflows sandboxed), on `<queue>-floor-plain` without the sandbox. Prints `ready`
+once all poll."""
 
 import argparse
 import asyncio
 import sys
 from pathlib import Path
 
-from temporalio.worker import Worker
+from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 
-from benchmarks.floor import FLOOR_QUEUE_SUFFIX, FloorWorkflow, floor_step
+from benchmarks.floor import FLOOR_QUEUE_SUFFIX, PLAIN_FLOOR_QUEUE_SUFFIX, FloorWorkflow, floor_step
 from countersign.settings import Settings
 from countersign.temporal import connect
 from countersign.worker import build_worker
@@ -18,19 +20,30 @@ from llm.rules import RulesPlanner
 
 async def serve(address: str, queue: str, data_dir: Path) -> None:
     client = await connect(address)
-    # The cache as configured (COUNTERSIGN_MAX_CACHED_WORKFLOWS), as `countersign worker` has it.
-    cache = Settings(_env_file=None).max_cached_workflows
+    # As configured (COUNTERSIGN_MAX_CACHED_WORKFLOWS, COUNTERSIGN_WORKFLOW_SANDBOX), as `countersign
+    # worker` has it.
+    settings = Settings(_env_file=None)
+    cache = settings.max_cached_workflows
     ours = build_worker(
-        client, task_queue=queue, data_dir=data_dir, planner=RulesPlanner(), max_cached_workflows=cache
-    )
-    floor = Worker(
         client,
-        task_queue=queue + FLOOR_QUEUE_SUFFIX,
-        workflows=[FloorWorkflow],
-        activities=[floor_step],
+        task_queue=queue,
+        data_dir=data_dir,
+        planner=RulesPlanner(),
         max_cached_workflows=cache,
+        sandboxed=settings.workflow_sandbox,
     )
-    async with ours, floor:
+    floor, plain = (
+        Worker(
+            client,
+            task_queue=queue + suffix,
+            workflows=[FloorWorkflow],
+            activities=[floor_step],
+            max_cached_workflows=cache,
+            **({} if suffix == FLOOR_QUEUE_SUFFIX else {"workflow_runner": UnsandboxedWorkflowRunner()}),
+        )
+        for suffix in (FLOOR_QUEUE_SUFFIX, PLAIN_FLOOR_QUEUE_SUFFIX)
+    )
+    async with ours, floor, plain:
         print("ready", flush=True)
         await asyncio.Event().wait()
 

@@ -141,6 +141,8 @@ def tool(
 class ToolRegistry:
     def __init__(self, tools: Iterable[Tool[Any, Any]] = ()) -> None:
         self._tools: dict[str, Tool[Any, Any]] = {}
+        # Every plan sends the specs; building their JSON schemas was a twentieth of the worker's CPU.
+        self._specs: list[ToolSpec] | None = None
         for tool in tools:
             self.register(tool)
 
@@ -148,6 +150,7 @@ class ToolRegistry:
         if tool.name in self._tools:
             raise ValueError(f"tool {tool.name!r} is registered twice")
         self._tools[tool.name] = tool
+        self._specs = None
 
     def get(self, name: str) -> Tool[Any, Any]:
         try:
@@ -162,7 +165,9 @@ class ToolRegistry:
         return sorted(self._tools)
 
     def specs(self) -> list[ToolSpec]:
-        return [self._tools[name].spec() for name in self.names()]
+        if self._specs is None:
+            self._specs = [self._tools[name].spec() for name in self.names()]
+        return [spec.model_copy(deep=True) for spec in self._specs]
 
     def check_args(self, name: str, args: dict[str, Any]) -> list[Finding]:
         """Why `args` do not fit tool `name` (empty when they do)."""
