@@ -8,17 +8,16 @@ before the result was recorded) calls the tool again, and the tool's own idempot
 acting twice.
 """
 
-import asyncio
-import contextlib
 import hashlib
-from collections.abc import AsyncIterator, Awaitable, Callable
-from datetime import UTC, datetime, timedelta
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 from pathlib import Path
 
 from pydantic import ValidationError
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities.heartbeat import heartbeating
 from countersign import metrics
 from countersign.execution_ledger import ExecutionLedger, LedgerConflict
 from countersign.retry_after import capped_delay
@@ -27,9 +26,6 @@ from models.tools import LedgerStatus, ToolCall, ToolOutcome
 from tools.effects import canonical_args_json
 from tools.integrations import Integrations
 from tools.registry import RetryLater, ToolContext, ToolRegistry
-
-# Well inside the workflow's heartbeat timeout (20 s), so only a dead or frozen worker misses it.
-HEARTBEAT_EVERY = timedelta(seconds=5)
 
 # Called at "effect_done" (the tool returned, its result not yet recorded) and "result_recorded"
 # (recorded, the activity not yet complete): the crash tests pause the worker there and kill it.
@@ -58,7 +54,8 @@ class ExecutionActivities:
 
     @activity.defn(name="execute")
     async def execute(self, call: ToolCall) -> ToolOutcome:
-        async with _heartbeating():
+        # The ledger and the tool's idempotency keep a retry after a dead worker from acting twice.
+        async with heartbeating():
             return await self._execute(call)
 
     async def _execute(self, call: ToolCall) -> ToolOutcome:
@@ -140,22 +137,3 @@ class ExecutionActivities:
             await ledger.fail(key, f"{type(error).__name__}: {error}")
         except Exception as ledger_error:
             activity.logger.warning("could not record the failure of %s: %s", key, ledger_error)
-
-
-@contextlib.asynccontextmanager
-async def _heartbeating() -> AsyncIterator[None]:
-    """Heartbeat in the background while the tool runs: Temporal then retries on another worker soon
-    after this one dies, and the ledger and the tool's idempotency keep the retry from acting twice."""
-
-    async def beat() -> None:
-        while True:
-            activity.heartbeat()
-            await asyncio.sleep(HEARTBEAT_EVERY.total_seconds())
-
-    task = asyncio.create_task(beat())
-    try:
-        yield
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task

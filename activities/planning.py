@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities.heartbeat import heartbeating
 from countersign import metrics
 from countersign.retry_after import capped_delay
 from llm.base import Planner
@@ -67,7 +68,10 @@ class PlanningActivities:
         )
         started = time.monotonic()
         try:
-            plan = await planner.plan(request, self._registry.specs())
+            # A model can think for minutes: a worker that dies meanwhile is noticed within the
+            # workflow's heartbeat timeout, not after the whole PLANNING_TIMEOUT.
+            async with heartbeating():
+                plan = await planner.plan(request, self._registry.specs())
         except ProviderError as error:
             activity.logger.warning("planner %s failed: %s", planner.name, error.message)
             metrics.record_plan_error(planner.name, error.kind)

@@ -69,6 +69,10 @@ PLANNING_RETRY = RetryPolicy(
 # Long enough for one model call plus the bounded repairs, each under the provider timeout
 # (Settings refuses a timeout and repair count that would not fit).
 PLANNING_TIMEOUT = timedelta(minutes=5)
+# The planning activity heartbeats every few seconds while the model thinks (activities/heartbeat.py):
+# a planning attempt on a worker that died is retried after this, not after PLANNING_TIMEOUT. Only
+# activity attributes change, not the commands, so histories from before replay unchanged.
+PLANNING_HEARTBEAT_TIMEOUT = timedelta(seconds=30)
 # Workflows started before this patch plan on the workflow task queue; later ones on `<queue>-llm`.
 LLM_QUEUE_PATCH = "plan-on-llm-task-queue"
 EXECUTE_RETRY = RetryPolicy(
@@ -77,7 +81,7 @@ EXECUTE_RETRY = RetryPolicy(
     maximum_interval=timedelta(minutes=1),
     non_retryable_error_types=["UnknownTool", "InvalidArgs", "ToolRefused"],
 )
-# The execution activity heartbeats every few seconds while it runs (`activities.execution.HEARTBEAT_EVERY`).
+# The execution activity heartbeats every few seconds while it runs (`activities.heartbeat.HEARTBEAT_EVERY`).
 EXECUTE_HEARTBEAT_TIMEOUT = timedelta(seconds=20)
 # How long `decide` waits for the workflow to act on the decision before answering with the view as is.
 SETTLE_TIMEOUT = timedelta(seconds=30)
@@ -321,6 +325,7 @@ class ApprovalWorkflow:
                     plan_input,
                     task_queue=llm_task_queue(workflow.info().task_queue),
                     start_to_close_timeout=PLANNING_TIMEOUT,
+                    heartbeat_timeout=PLANNING_HEARTBEAT_TIMEOUT,
                     retry_policy=PLANNING_RETRY,
                     summary=f"plan request (attempt {attempt})",
                 )

@@ -6,6 +6,7 @@ Temporal notices the dead worker when its heartbeats stop (the execution activit
 20 s), so the test takes about that long; both crash points run at once."""
 
 import asyncio
+import dataclasses
 import signal
 import uuid
 from dataclasses import dataclass
@@ -21,6 +22,7 @@ from models.enums import Decision, WorkflowState
 from models.tools import LedgerEntry, LedgerStatus
 from models.views import WorkflowView
 from tests.chaos.support import WorkerProcess, worker_env
+from tests.fake_llm import FakeLLM, follow_up_plan, openai_answer
 from tests.helpers import MANAGER, eventually, start, wait_for_state
 from workflows.approval import ApprovalWorkflow
 
@@ -86,3 +88,59 @@ async def test_a_worker_killed_after_sending_an_email_never_sends_it_twice(
     # outbox mark said "sent". Killed after the result was recorded: the ledger answered, the tool never ran.
     assert after_effect.entry is not None and after_effect.entry.attempts == 2
     assert after_record.entry is not None and after_record.entry.attempts == 1
+
+
+async def test_a_worker_killed_while_planning_is_replaced_within_the_heartbeat_timeout(
+    client: Client, fake_llm: FakeLLM, tmp_path: Path
+) -> None:
+    """The model is slow; the worker asking it dies. The planning activity's heartbeats stop, so
+    Temporal retries it on a fresh worker after PLANNING_HEARTBEAT_TIMEOUT (30 s), not after the whole
+    PLANNING_TIMEOUT (5 minutes, beyond this test's wait)."""
+    fake_llm.script(
+        dataclasses.replace(openai_answer(follow_up_plan()), delay=45),  # what the dead worker asked
+        openai_answer(follow_up_plan()),
+    )
+    task_queue = f"crash-plan-{uuid.uuid4().hex[:8]}"
+    with MailSink(tmp_path / "sink") as sink:
+        env = worker_env(client.service_client.config.target_host, task_queue, tmp_path / "data", sink.port)
+        env.update(
+            {
+                "COUNTERSIGN_LLM": "openai:gpt-4.1-mini",
+                "COUNTERSIGN_LLM_MAX_REPAIRS": "0",
+                **fake_llm.vendor_env("sk-test-crash-while-planning", "sk-test-unused"),
+            }
+        )
+        doomed = WorkerProcess(["-m", "countersign", "worker"], env, tmp_path / "doomed.log")
+        try:
+            handle = await start(client, task_queue, FOLLOW_UP)
+            await eventually(lambda: asyncio.sleep(0, len(fake_llm.requests)), lambda n: n == 1, timeout=60)
+        finally:
+            doomed.kill()
+        survivor = WorkerProcess(["-m", "countersign", "worker"], env, tmp_path / "survivor.log")
+        try:
+            view = await eventually(
+                lambda: handle.query(ApprovalWorkflow.view),
+                lambda v: v.state == WorkflowState.WAITING_FOR_APPROVAL,
+                timeout=150,
+            )
+        finally:
+            survivor.stop()
+    assert view.proposal is not None and view.proposal.tool == "send_email"
+    assert len(fake_llm.requests) == 2
+    # Temporal retries an activity without writing the failed attempt to history: the plan's
+    # started event says which attempt finished it.
+    events = (await handle.fetch_history()).events
+    plan = next(
+        e.event_id
+        for e in events
+        if e.HasField("activity_task_scheduled_event_attributes")
+        and e.activity_task_scheduled_event_attributes.activity_type.name == "plan"
+    )
+    attempts = [
+        e.activity_task_started_event_attributes.attempt
+        for e in events
+        if e.HasField("activity_task_started_event_attributes")
+        and e.activity_task_started_event_attributes.scheduled_event_id == plan
+    ]
+    assert attempts == [2]
+    await handle.terminate("test over")
