@@ -73,7 +73,8 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from temporalio.client import Client, WorkflowFailureError, WorkflowHandle
+from temporalio.client import Client, WithStartWorkflowOperation, WorkflowFailureError, WorkflowHandle
+from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
@@ -95,9 +96,19 @@ from models.graph import GraphDefinition, GraphRunInput, GraphRunView, RunStatus
 from models.notifications import Notification, NotificationKind
 from models.policy import ApprovalPolicy
 from models.principals import Principal, Recipient
+from models.requests import ApprovalInput, SubmitRequest
 from models.views import WorkflowView
 from tests.fake_llm import FakeLLM, follow_up_plan, openai_answer, openai_error
-from tests.helpers import FINANCE, MANAGER, MANAGER_2, REQUESTER, eventually, start, wait_for_state
+from tests.helpers import (
+    DEFAULT_POLICY,
+    FINANCE,
+    MANAGER,
+    MANAGER_2,
+    REQUESTER,
+    eventually,
+    start,
+    wait_for_state,
+)
 from tools.builtin import build_registry
 from tools.integrations import Integrations
 from tools.smtp import SmtpConfig
@@ -112,6 +123,7 @@ FOLLOW_UP = "Follow up with ABC Logistics (sales@abclogistics.com) about pricing
 
 DEV_APPROVAL = (
     "approval_executed",
+    "approval_submitted_waiting",
     "approval_rejected_by_signal",
     "approval_edited_withdrawn",
     "approval_escalated_by_deadline",
@@ -244,6 +256,26 @@ async def _record(client: Client, data_dir: Path, rec: Recorder) -> None:
                 ),
             )
             await rec.save(handle, "approval_executed")
+
+        if rec.wants("approval_submitted_waiting"):
+            # A submit that waits for the proposal: the `proposed` update sent with the start.
+            operation = WithStartWorkflowOperation(
+                ApprovalWorkflow.run,
+                ApprovalInput(
+                    request=SubmitRequest(text=FOLLOW_UP), requester=REQUESTER, policy=DEFAULT_POLICY
+                ),
+                id=f"req-default-{uuid.uuid4().hex[:12]}",
+                task_queue=queue,
+                id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+            )
+            await client.execute_update_with_start_workflow(
+                ApprovalWorkflow.proposed, start_workflow_operation=operation
+            )
+            handle = await operation.workflow_handle()
+            await handle.execute_update(
+                ApprovalWorkflow.decide, DecideInput(reviewer=MANAGER, decision=Decision.APPROVED)
+            )
+            await rec.save(handle, "approval_submitted_waiting")
 
         if rec.wants("approval_rejected_by_signal"):
             # Rejected by signal, after one refused signal.

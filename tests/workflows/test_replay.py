@@ -78,6 +78,8 @@ def test_histories_are_committed() -> None:
         # Current code: the rules planner, a model planner that repairs and ends in triage, approve
         # with changes then withdrawal, and reminder/escalation/deadline hand-over with a delegate.
         "approval_executed",
+        # Submitted with `wait_seconds`: the `proposed` update arrives with the start.
+        "approval_submitted_waiting",
         "approval_rejected_by_signal",
         "approval_model_triage_rejected",
         "approval_edited_withdrawn",
