@@ -24,8 +24,9 @@ from tools.smtp import SmtpConfig
 # every call of an attempt must fit, with room to spare.
 PLANNING_BUDGET_SECONDS = 280
 
-# The worker's workflow cache by default (Settings.max_cached_workflows).
-MAX_CACHED_WORKFLOWS = 1000
+# The worker's workflow cache by default (Settings.max_cached_workflows): half the SDK's 1,000, so that
+# a worker with 10,000 waiting stays under 300 MB (benchmarks/README.md).
+MAX_CACHED_WORKFLOWS = 500
 # RFC 7518 section 3.2: an HS256 key must be at least as long as the hash output.
 JWT_MIN_SECRET_BYTES = 32
 JWT_MIN_RSA_BITS = 2048
@@ -63,10 +64,9 @@ class Settings(BaseSettings):
     # Planning activities started per second across all workers; provider rate limits are per account.
     llm_rate_limit: float | None = Field(default=None, gt=0)
     # Workflows a worker keeps in memory between their tasks (Temporal's sticky cache). Each costs about
-    # a third of a megabyte; one that was evicted is replayed from its history when next needed. The
-    # SDK's default: with 250, 10,000 workflows started at once twice left the worker taking no workflow
-    # tasks (not understood yet; 2,000 were fine; the watchdog below restarts such a worker), so a
-    # smaller cache is for steady loads only.
+    # a sixth of a megabyte without the sandbox; one that was evicted is replayed from its history when
+    # next needed. Sandboxed, with 250, 10,000 workflows started at once twice left the worker taking no
+    # workflow tasks (not understood; the watchdog below restarts such a worker).
     max_cached_workflows: int = Field(default=MAX_CACHED_WORKFLOWS, ge=0, le=100_000)
     # Run workflow code in the Temporal SDK's sandbox (restricted calls fail the workflow task; each
     # workflow gets its own copy of its modules). Off: Countersign's workflows are fixed code, replayed
