@@ -17,7 +17,7 @@ from typing import Any
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy, SearchAttributeUpdate
-from temporalio.exceptions import ActivityError, ApplicationError
+from temporalio.exceptions import ActivityError, ApplicationError, CancelledError
 
 with workflow.unsafe.imports_passed_through():
     from temporalio.contrib.workflow_streams import WorkflowStream
@@ -48,6 +48,10 @@ with workflow.unsafe.imports_passed_through():
 
 EVENTS_TOPIC = "events"
 # The run's view keeps the latest log lines; the stream keeps the latest events across continue-as-new.
+# Runs started after this patch end CANCELLED when cancelled through Temporal: with their status,
+# `run_ended` and search attributes saying so. Before it a cancellation during a node ended the run
+# FAILED ("node failed: cancelled"), and one during an approval wait left the status WAITING.
+CANCEL_PATCH = "graph-cancellation"
 MAX_LOGS = 2000
 MAX_RETAINED_EVENTS = 2000
 AUDIT_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(minutes=1))
@@ -106,6 +110,7 @@ class GraphWorkflow:
         if input.carry is None:
             self._emit("run_started", message=f"Starting graph {input.graph_id} v{input.version}")
         self._publish_attributes()
+        cancelled = False
         try:
             while node_id is not None:
                 if self._should_continue_as_new():
@@ -117,10 +122,20 @@ class GraphWorkflow:
         except _RunFailed as failure:
             self._status, self._error = RunStatus.FAILED, str(failure)
             self._log(f"Run failed: {failure}")
+        except asyncio.CancelledError:
+            # Cancelled through Temporal: said where the run's viewers look, then ended as cancelled.
+            # Before the patch the cancellation ended the run at once, its status left as it was.
+            if not workflow.patched(CANCEL_PATCH):
+                raise
+            cancelled = True
+            self._status, self._error, self._waiting = RunStatus.CANCELLED, "cancelled", None
+            self._log("Run cancelled.")
         self._current, self._ended_at = None, workflow.now()
         self._emit("run_ended", status=self._status, message=self._error or self._status.value, log=False)
         self._publish_attributes()
         await workflow.wait_condition(workflow.all_handlers_finished)
+        if cancelled:
+            raise asyncio.CancelledError("graph run cancelled")
         return self.view()
 
     async def _step(self, node_id: str) -> str | None:
@@ -241,7 +256,16 @@ class GraphWorkflow:
             log=False,
         )
 
-    def _node_failed(self, node: GraphNode, error: ActivityError) -> _RunFailed:
+    def _node_failed(self, node: GraphNode, error: ActivityError) -> _RunFailed | asyncio.CancelledError:
+        if (
+            isinstance(error.cause, CancelledError)
+            and workflow.cancellation_reason() is not None
+            and workflow.patched(CANCEL_PATCH)
+        ):
+            # The SDK cancelled the node's activity because the run was cancelled, and hands the run
+            # an ActivityError for it: the run was cancelled, the node did not fail.
+            self._log(f"Node {node.id} cancelled with the run.")
+            return asyncio.CancelledError(f"node {node.id} cancelled with the run")
         cause = error.cause
         reason = cause.message if isinstance(cause, ApplicationError) else str(cause or error)
         self._emit("node_failed", node=node.id, message=f"Node {node.id} failed: {reason}")

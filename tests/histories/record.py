@@ -141,6 +141,8 @@ DEV_GRAPH = (
     "graph_parallel_approval",
     "graph_approval_rejected_rerouted",
     "graph_approval_rejected",
+    "graph_cancelled_during_node",
+    "graph_cancelled_waiting",
     "graph_continued_as_new_first",
     "graph_continued_as_new_last",
     "graph_failed_max_visits",
@@ -175,6 +177,11 @@ def _double(ctx: NodeContext) -> dict[str, Any]:
 @node_fn("rec.nothing", registry=NODES)
 def _nothing(ctx: NodeContext) -> None:
     return None
+
+
+@node_fn("rec.slow", registry=NODES)
+async def _slow(ctx: NodeContext) -> None:
+    await asyncio.sleep(60)  # until the run is cancelled
 
 
 @node_fn("rec.boom", registry=NODES)
@@ -552,6 +559,25 @@ async def _record_graph_paths(client: Client, data_dir: Path, rec: Recorder) -> 
                 view = await handle.result()
                 assert view.status == (RunStatus.COMPLETED if definition is REVIEWED else RunStatus.REJECTED)
                 await rec.save(handle, name)
+
+        # Cancelled through Temporal during a node, and while an approval node waits (`graph-cancellation`).
+        if rec.wants("graph_cancelled_during_node"):
+            slow = GraphDefinition.model_validate(
+                {
+                    "id": "slow",
+                    "nodes": [{"id": "slow", "fn": "rec.slow"}, {"id": "done", "kind": "end"}],
+                    "edges": [{"from": "slow", "to": "done"}],
+                }
+            )
+            handle = await _start_graph(client, queue, slow, NODES, {})
+            await eventually(lambda: handle.query(GraphWorkflow.view), lambda v: v.current_node == "slow")
+            await handle.cancel()
+            await rec.save(handle, "graph_cancelled_during_node", canceled=True)
+        if rec.wants("graph_cancelled_waiting"):
+            handle = await _start_graph(client, queue, REVIEWED, NODES, {})
+            await _graph_waiting(handle)
+            await handle.cancel()
+            await rec.save(handle, "graph_cancelled_waiting", canceled=True)
 
         if rec.wants("graph_continued_as_new_first") or rec.wants("graph_continued_as_new_last"):
             long_loop = GraphDefinition.model_validate(

@@ -9,8 +9,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from temporalio.client import Client, WorkflowHandle, WorkflowUpdateFailedError
+from temporalio.client import (
+    Client,
+    WorkflowExecutionStatus,
+    WorkflowFailureError,
+    WorkflowHandle,
+    WorkflowUpdateFailedError,
+)
 from temporalio.contrib.workflow_streams import WorkflowStreamClient
+from temporalio.exceptions import CancelledError
 from temporalio.testing import WorkflowEnvironment
 
 from countersign.audit_store import AuditStore
@@ -25,6 +32,7 @@ from models.graph import GraphDefinition, GraphRunInput, GraphRunView, NodeEvent
 from models.principals import Principal
 from tests.graphs import test_review as review_cases
 from tests.helpers import FINANCE, MANAGER, MANAGER_2, OTHER_TENANT_MANAGER, REQUESTER, eventually
+from workflows import search_attributes as sa
 from workflows.graph import EVENTS_TOPIC, GraphWorkflow
 
 NODES = NodeRegistry()
@@ -71,6 +79,11 @@ def boom(ctx: NodeContext) -> None:
 @node_fn("t.nothing", registry=NODES)
 def nothing(ctx: NodeContext) -> None:
     return None
+
+
+@node_fn("t.slow", registry=NODES)
+async def slow(ctx: NodeContext) -> None:
+    await asyncio.sleep(60)  # until the run is cancelled (the worker cancels it at shutdown)
 
 
 @pytest.fixture
@@ -462,3 +475,41 @@ async def test_the_audit_chain_continues_across_continue_as_new(
         (2, "approval_requested", "second"),
         (3, "decision_approved", "second"),
     ]
+
+
+async def cancelled_view(handle: WorkflowHandle[GraphWorkflow, GraphRunView]) -> GraphRunView:
+    """Cancel the run; it must end cancelled in Temporal and say so in its view and attributes."""
+    await handle.cancel()
+    with pytest.raises(WorkflowFailureError) as ended:
+        await handle.result()
+    assert isinstance(ended.value.cause, CancelledError)
+    description = await handle.describe()
+    assert description.status == WorkflowExecutionStatus.CANCELED
+    assert description.typed_search_attributes.get(sa.STATE) == RunStatus.CANCELLED.value
+    return await handle.query(GraphWorkflow.view)
+
+
+@pytest.mark.usefixtures("graph_worker")
+async def test_a_run_cancelled_during_a_node_ends_cancelled_not_failed(
+    client: Client, task_queue: str
+) -> None:
+    definition = graph(nodes=[{"id": "slow", "fn": "t.slow"}, {"id": "done", "kind": "end"}], edges=[])
+    handle = await run_graph(client, task_queue, definition)
+    await eventually(lambda: handle.query(GraphWorkflow.view), lambda v: v.current_node == "slow")
+    view = await cancelled_view(handle)
+    assert (view.status, view.error, view.current_node) == (RunStatus.CANCELLED, "cancelled", None)
+    events = await events_of(client, handle.id)
+    assert "node_failed" not in [e.kind for e in events]
+    assert (events[-1].kind, events[-1].status) == ("run_ended", RunStatus.CANCELLED)
+
+
+@pytest.mark.usefixtures("graph_worker")
+async def test_a_run_cancelled_while_waiting_for_approval_ends_cancelled(
+    client: Client, task_queue: str
+) -> None:
+    handle = await run_graph(client, task_queue, APPROVAL)
+    await waiting(handle)
+    view = await cancelled_view(handle)
+    assert (view.status, view.waiting) == (RunStatus.CANCELLED, None)
+    events = await events_of(client, handle.id)
+    assert (events[-1].kind, events[-1].status) == ("run_ended", RunStatus.CANCELLED)

@@ -107,6 +107,12 @@ def test_histories_are_committed() -> None:
         "graph_parallel_approval",
         # Graph approval nodes: rejected to `on_reject`, rejected with no route (REJECTED), escalated
         # at the SLA then expired at the deadline.
+        # Graph runs cancelled through Temporal, during a node and while an approval node waits; `_v7`:
+        # the same before the `graph-cancellation` patch (FAILED, and cancelled with the status as it was).
+        "graph_cancelled_during_node",
+        "graph_cancelled_waiting",
+        "graph_cancelled_during_node_v7",
+        "graph_cancelled_waiting_v7",
         "graph_approval_rejected_rerouted",
         "graph_approval_rejected",
         "graph_approval_expired",
