@@ -51,6 +51,12 @@ async def test_a_submit_that_waits_keeps_its_idempotency(api: Api) -> None:
     assert again.json()["view"]["proposal"] == first.json()["view"]["proposal"]
     other = await api.http.post("/workflows", params={"wait_seconds": 30}, json=FOLLOW_UP, headers=headers)
     assert other.status_code == 409
+    # Once the workflow has finished, the same submit still lands on it and reports how it ended.
+    status, _ = await decide(api, first.json()["workflow_id"], "manager", decision="rejected", notes="no")
+    assert status == 200
+    after = await api.http.post("/workflows", params={"wait_seconds": 30}, json=LAPTOPS, headers=headers)
+    assert after.status_code == 201, after.text
+    assert (after.json()["workflow_id"], after.json()["state"]) == (first.json()["workflow_id"], "REJECTED")
 
 
 async def test_a_submit_that_waits_refuses_a_wait_out_of_range(api: Api) -> None:
