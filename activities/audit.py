@@ -8,13 +8,16 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from countersign import metrics
+from countersign.audit_keys import AuditKeyring
 from countersign.audit_store import AuditConflict, AuditGap, AuditStore
 from countersign.sql import OpenedOnFirstUse
 from models.audit import AuditAck, AuditBatch
 
 
 class AuditActivities:
-    def __init__(self, store_url: str) -> None:
+    def __init__(self, store_url: str, keyring: AuditKeyring | None = None) -> None:
+        # The keyring makes each link an HMAC the database alone cannot recompute (audit_store.py).
+        self._keyring = keyring
         self._store = OpenedOnFirstUse(lambda: AuditStore.open(store_url))
 
     async def close(self) -> None:

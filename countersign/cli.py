@@ -1,17 +1,17 @@
-"""`countersign` command line: up, worker, api, principal, eval, policy-check, audit, ledger, dlq."""
+"""`countersign` command line: up, worker, api, principal, keys, eval, policy-check, audit, ledger, dlq."""
 
 import asyncio
-import json
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated
 
 import typer
-from pydantic import ValidationError
 from rich.console import Console
 
-from countersign.principals import PrincipalStore
-from countersign.settings import Settings
-from models.enums import Role
+from countersign.audit_commands import audit_app, ledger_app
+from countersign.cli_common import ApiPort, DataDir, TemporalAddress, err
+from countersign.cli_common import settings_from as _settings
+from countersign.key_commands import keys_app
+from countersign.principal_commands import principal_app
 
 # Locals stay out of tracebacks: they can hold API keys.
 app = typer.Typer(
@@ -19,35 +19,12 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_show_locals=False,
 )
-principal_app = typer.Typer(help="Manage principals (reviewers and requesters) and their API keys.")
 app.add_typer(principal_app, name="principal")
-audit_app = typer.Typer(help="Check and export the SQL audit log (COUNTERSIGN_AUDIT_DATABASE_URL).")
 app.add_typer(audit_app, name="audit")
-ledger_app = typer.Typer(help="The execution ledger: each approved action's key, attempts and result.")
 app.add_typer(ledger_app, name="ledger")
+app.add_typer(keys_app, name="keys")
 dlq_app = typer.Typer(help="Dead letters: failed workflows an ADMIN may retry (POST /workflows/{id}/retry).")
 app.add_typer(dlq_app, name="dlq")
-# soft_wrap: an error message is one line, whatever the terminal width, so scripts can grep it.
-err = Console(stderr=True, soft_wrap=True)
-
-DataDir = Annotated[Path | None, typer.Option("--data-dir", help="Where state is kept [.countersign]")]
-TemporalAddress = Annotated[
-    str | None,
-    typer.Option("--temporal-address", help="HOST:PORT of an existing Temporal server"),
-]
-ApiPort = Annotated[int | None, typer.Option("--api-port", help="Gateway port [8000]")]
-
-
-def _settings(**overrides: Any) -> Settings:
-    """Flags override COUNTERSIGN_* environment variables, which override the defaults."""
-    try:
-        return Settings(**{k: v for k, v in overrides.items() if v is not None})
-    except ValidationError as error:
-        for problem in error.errors():
-            name = ".".join(str(p) for p in problem["loc"])
-            where = f"setting {name} (COUNTERSIGN_{name.upper()})" if name else "settings"
-            err.print(f"[bold red]error:[/] {where}: {problem['msg']}")
-        raise typer.Exit(2) from None
 
 
 @app.command()
@@ -74,6 +51,7 @@ def up(
 @app.command()
 def worker(data_dir: DataDir = None, temporal_address: TemporalAddress = None) -> None:
     """Run the worker against a Temporal server."""
+    from countersign.gateway_keys import MissingKey
     from countersign.logs import configure_logging
     from countersign.tracing import WORKER_SERVICE
     from countersign.worker import run_worker
@@ -85,7 +63,7 @@ def worker(data_dir: DataDir = None, temporal_address: TemporalAddress = None) -
     configure_logging(settings, WORKER_SERVICE)
     try:
         asyncio.run(run_worker(settings))
-    except SpecError as error:  # a planner that cannot be built: a missing key, a bad endpoint
+    except (SpecError, MissingKey) as error:  # a planner that cannot be built, a key it lacks
         err.print(f"[bold red]error:[/] {error}")
         raise typer.Exit(2) from None
     except WorkerStalled as error:  # its supervisor (compose, systemd, `countersign up`) restarts it
@@ -103,6 +81,7 @@ def api(
     import uvicorn
 
     from api.main import create_app
+    from countersign.gateway_keys import MissingKey
     from countersign.logs import configure_logging
     from countersign.policy_file import PolicyFileError, load_policy
     from countersign.tracing import API_SERVICE
@@ -110,7 +89,8 @@ def api(
     settings = _settings(data_dir=data_dir, temporal_address=temporal_address, api_port=api_port)
     try:
         load_policy(settings.policy_file)  # refused here, by line, rather than inside the server's start-up
-    except PolicyFileError as error:
+        settings.gateway_signer()  # and a gateway that could sign nothing never starts
+    except (PolicyFileError, MissingKey) as error:
         err.print(f"error: {error}", markup=False)
         raise typer.Exit(2) from None
     # Uvicorn's own lines too (log_config=None) go through COUNTERSIGN_LOG_FORMAT and its redaction.
@@ -122,50 +102,6 @@ def api(
         log_level="info",
         log_config=None,
     )
-
-
-def _parse_roles(value: str) -> list[Role]:
-    roles = []
-    for name in filter(None, (part.strip().upper() for part in value.split(","))):
-        try:
-            roles.append(Role(name))
-        except ValueError:
-            raise typer.BadParameter(
-                f"unknown role {name!r}; roles are {', '.join(Role)}", param_hint="--roles"
-            ) from None
-    return roles
-
-
-@principal_app.command("add")
-def principal_add(
-    name: Annotated[str, typer.Argument(help="Display name")],
-    roles: Annotated[str, typer.Option("--roles", help="Comma-separated roles, e.g. MANAGER,FINANCE")] = "",
-    tenant: Annotated[str, typer.Option("--tenant")] = "default",
-    email: Annotated[
-        str | None, typer.Option("--email", help="Where approval notifications go, e.g. ada@example.com")
-    ] = None,
-    data_dir: DataDir = None,
-) -> None:
-    """Create a principal; its new API key is printed as the last line of stdout, and never again."""
-    settings = _settings(data_dir=data_dir)
-    parsed = _parse_roles(roles)
-
-    async def add() -> str:
-        async with await PrincipalStore.open(settings.principals_db) as store:
-            created = await store.add(name, parsed, tenant, email=email)
-        contact = f", email {email}" if email else ""
-        err.print(
-            f"created {created.principal.id} ({name}, tenant {tenant}, "
-            f"roles {','.join(created.principal.roles) or 'none'}{contact}); the key is shown once:"
-        )
-        return created.api_key
-
-    try:
-        key = asyncio.run(add())
-    except ValidationError as error:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in error.errors())
-        raise typer.BadParameter(problems) from None
-    print(key)
 
 
 def main() -> None:
@@ -286,136 +222,6 @@ def policy_check(
     for extra in policy.extra_steps:
         out.print(f"+ {escape(extra.name or '(extra step)')} when: {escape(extra.when)}")
         out.print(f"   {step(extra.step)}")
-
-
-def _audit_failure(url: str, error: Exception, what: str = "audit log") -> typer.Exit:
-    """A SQL store that cannot be opened or read: one line, its URL without the password, exit 2."""
-    from countersign.sql import masked_url
-
-    where = masked_url(url) if "://" in url else "(malformed URL)"
-    reason = str(error).splitlines()[0] if str(error) else type(error).__name__
-    err.print(f"error: {what} {where}: {reason}", markup=False)
-    return typer.Exit(2)
-
-
-@audit_app.command("verify")
-def audit_verify(
-    workflow: Annotated[
-        str | None, typer.Option("--workflow", metavar="ID", help="Only this workflow's chain.")
-    ] = None,
-    data_dir: DataDir = None,
-) -> None:
-    """Recompute the audit log's hash chains; exit 1, naming each chain's first broken link, if any is."""
-    from rich.markup import escape
-    from sqlalchemy.exc import SQLAlchemyError
-
-    from countersign.audit_store import AuditStore
-    from countersign.sql import masked_url
-    from models.audit import VerifyReport
-
-    url = _settings(data_dir=data_dir).audit_url
-
-    async def verify() -> VerifyReport:
-        async with await AuditStore.open(url) as store:
-            return await store.verify(workflow)
-
-    try:
-        report = asyncio.run(verify())
-    except (OSError, ValueError, SQLAlchemyError) as error:
-        raise _audit_failure(url, error) from None
-    out = Console(soft_wrap=True)
-    for problem in report.broken:
-        out.print(
-            f"[bold red]BROKEN[/] workflow {escape(problem.workflow_id)} at seq {problem.seq}: "
-            f"{escape(problem.reason)}"
-        )
-    verdict = "[bold red]tampered[/]" if report.broken else "[bold green]intact[/]"
-    out.print(
-        f"{escape(masked_url(url))}: {report.chains} chains, {report.events} events, "
-        f"{len(report.broken)} broken: {verdict}"
-    )
-    if report.broken:
-        raise typer.Exit(1)
-
-
-@audit_app.command("export")
-def audit_export(
-    fmt: Annotated[Literal["jsonl", "csv"], typer.Option("--format", help="JSON Lines or CSV.")] = "jsonl",
-    out: Annotated[Path | None, typer.Option("--out", metavar="FILE", help="Default: stdout.")] = None,
-    tenant: Annotated[str | None, typer.Option("--tenant", help="Only this tenant's events.")] = None,
-    data_dir: DataDir = None,
-) -> None:
-    """Write every audit event, chain by chain, hashes included: for auditors and archives."""
-    import sys
-
-    from sqlalchemy.exc import SQLAlchemyError
-
-    from countersign.audit_store import AuditStore
-
-    url = _settings(data_dir=data_dir).audit_url
-
-    async def export() -> int:
-        async with await AuditStore.open(url) as store:
-            if out is None:
-                return await store.export(fmt, sys.stdout, tenant)
-            # newline="": the csv module writes its own line endings.
-            with out.open("w", encoding="utf-8", newline="") as file:
-                return await store.export(fmt, file, tenant)
-
-    try:
-        count = asyncio.run(export())
-    except (OSError, ValueError, SQLAlchemyError) as error:
-        raise _audit_failure(url, error) from None
-    err.print(f"exported {count} audit events" + (f" to {out}" if out else ""), markup=False)
-
-
-@ledger_app.command("list")
-def ledger_list(
-    workflow: Annotated[
-        str | None, typer.Option("--workflow", metavar="ID", help="Only this workflow's.")
-    ] = None,
-    status: Annotated[
-        str | None,
-        typer.Option("--status", help="started, succeeded or failed (started: maybe interrupted)."),
-    ] = None,
-    limit: Annotated[int, typer.Option("--limit", min=1, max=10_000)] = 50,
-    data_dir: DataDir = None,
-) -> None:
-    """List executions, newest first: which key ran which tool, how many attempts, and how it ended."""
-    from rich.markup import escape
-    from rich.table import Table
-    from sqlalchemy.exc import SQLAlchemyError
-
-    from countersign.execution_ledger import ExecutionLedger
-    from models.tools import LedgerEntry, LedgerStatus
-
-    try:
-        wanted = None if status is None else LedgerStatus(status)
-    except ValueError:
-        raise typer.BadParameter("use started, succeeded or failed", param_hint="--status") from None
-    url = _settings(data_dir=data_dir).audit_url
-
-    async def entries() -> list[LedgerEntry]:
-        async with await ExecutionLedger.open(url) as ledger:
-            return await ledger.entries(workflow_id=workflow, status=wanted, limit=limit)
-
-    try:
-        found = asyncio.run(entries())
-    except (OSError, ValueError, SQLAlchemyError) as error:
-        raise _audit_failure(url, error, "execution ledger") from None
-    table = Table("key", "tool", "status", "attempts", "started", "outcome")
-    for entry in found:
-        # The result once it succeeded; otherwise the last attempt's error, if one failed.
-        outcome = json.dumps(entry.result) if entry.result is not None else entry.error
-        table.add_row(
-            escape(entry.idempotency_key),
-            entry.tool,
-            entry.status.value,
-            str(entry.attempts),
-            entry.started_at.isoformat(timespec="seconds"),
-            escape((outcome or "")[:80]),
-        )
-    Console(soft_wrap=True).print(table)
 
 
 @dlq_app.command("list")

@@ -95,8 +95,9 @@ class EncryptionCodec(PayloadCodec):
         return original
 
 
-def parse_keys(text: str) -> dict[str, bytes]:
-    """`id:base64key,id:base64key` into {id: key}. Errors never repeat the text: it is key material."""
+def parse_keys(text: str, purpose: str = "AES-256") -> dict[str, bytes]:
+    """`id:base64key,id:base64key` into {id: 32-byte key}. Errors never repeat the text: it is key
+    material. `purpose` names what the keys are for in the messages."""
     keys: dict[str, bytes] = {}
     for number, entry in enumerate((part.strip() for part in text.split(",") if part.strip()), start=1):
         key_id, colon, encoded = (piece.strip() for piece in entry.partition(":"))
@@ -112,7 +113,7 @@ def parse_keys(text: str) -> dict[str, bytes]:
         except (binascii.Error, ValueError):
             raise ValueError(f"key {key_id!r} is not valid base64") from None
         if len(key) != KEY_BYTES:
-            raise ValueError(f"key {key_id!r} is {len(key)} bytes, AES-256 needs {KEY_BYTES}")
+            raise ValueError(f"key {key_id!r} is {len(key)} bytes, {purpose} needs {KEY_BYTES}")
         keys[key_id] = key
     return keys
 

@@ -1,16 +1,21 @@
 """The one Settings class. Read only by entrypoints (CLI, worker, gateway), never by workflows."""
 
 import re
+from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from temporalio.converter import PayloadCodec
 
+from countersign import audit_keys, gateway_keys
+from countersign.audit_keys import AuditKeyring
 from countersign.codec import KEY_ID_PATTERN, EncryptionCodec, parse_keys
+from countersign.gateway_keys import GatewaySigner, MissingKey, trust_from_text
 from countersign.sql import default_url
 from llm.spec import LLMOptions, parse_chain
+from models.signatures import GatewayTrust
 from tools.integrations import (
     GITHUB_API_URL,
     PROJECT_KEY_PATTERN,
@@ -157,6 +162,26 @@ class Settings(BaseSettings):
     log_format: Literal["text", "json"] = "text"
     # Whether request texts may appear in logs as they are; false: they are replaced by a marker.
     log_request_text: bool = False
+    # The gateway's Ed25519 signing keys, `id:base64(32-byte seed)`, comma-separated: every message it
+    # sends a workflow is signed with each (countersign/gateway_keys.py). Unset: the key `countersign up`
+    # made in <data_dir>/keys/gateway.key; with neither, `countersign api` refuses to start.
+    gateway_signing_keys: SecretStr | None = None
+    # The public halves, `id:base64(32-byte key)`, for workers: a workflow whose start no such key
+    # signed is refused. Unset: derived from the signing keys (same process, or <data_dir>/keys).
+    gateway_public_keys: str | None = None
+    # How long a signed message stays valid (a workflow refuses it after that, and refuses it twice).
+    signature_ttl_seconds: int = Field(default=3600, ge=60, le=7 * 86_400)
+    # The audit log's HMAC keys, `id:base64(32-byte key)`, comma-separated, kept outside its database
+    # (countersign/audit_keys.py); new links use audit_key_id (default: the first). Unset: the key
+    # `countersign up` made in <data_dir>/keys/audit.key; with neither, the worker refuses to start.
+    audit_keys: SecretStr | None = None
+    audit_key_id: str | None = Field(default=None, pattern=KEY_ID_PATTERN)
+    # How long an approved action, a notification or an audit write keeps retrying transient failures
+    # (connection refused, timeouts, 4xx-temporary, 5xx) with capped backoff before it is a dead letter.
+    outage_window_seconds: int = Field(default=86_400, ge=60, le=30 * 86_400)
+    # Failed authentications a source address (and, separately, a credential's prefix) may make per
+    # minute before the gateway answers 429 for the rest of that minute.
+    auth_failures_per_minute: int = Field(default=20, ge=1, le=10_000)
 
     @field_validator("email_allowed_domains", mode="before")
     @classmethod
@@ -198,6 +223,35 @@ class Settings(BaseSettings):
             "postgres",
         ):
             raise ValueError("must start with sqlite:/// or postgresql://")
+        return value
+
+    @field_validator("gateway_signing_keys", "audit_keys", "gateway_public_keys", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        # `COUNTERSIGN_AUDIT_KEYS=` (as .env.example leaves it for compose to require) means no key.
+        if isinstance(value, str) and not value.strip():
+            return None
+        return value
+
+    @field_validator("gateway_signing_keys", "audit_keys")
+    @classmethod
+    def _key_lists(cls, value: SecretStr | None, info: ValidationInfo) -> SecretStr | None:
+        # Parsed at start-up; the message names the entry that is wrong, never the key material.
+        if value is not None:
+            try:
+                parse_keys(value.get_secret_value(), purpose="a key")
+            except ValueError as error:
+                raise ValueError(f"COUNTERSIGN_{(info.field_name or '').upper()}: {error}") from None
+        return value
+
+    @field_validator("gateway_public_keys")
+    @classmethod
+    def _public_keys(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                trust_from_text(value)
+            except ValueError as error:
+                raise ValueError(f"COUNTERSIGN_GATEWAY_PUBLIC_KEYS: {error}") from None
         return value
 
     @field_validator("encryption_keys")
@@ -355,6 +409,43 @@ class Settings(BaseSettings):
         if not keys:
             return None
         return EncryptionCodec(keys, self.encryption_key_id or next(iter(keys)))
+
+    def gateway_signer(self) -> GatewaySigner:
+        """The gateway's signer: COUNTERSIGN_GATEWAY_SIGNING_KEYS, else the key `up` made in the data dir.
+        Raises MissingKey, saying how to make one, when there is neither."""
+        text = self.gateway_signing_keys.get_secret_value() if self.gateway_signing_keys else None
+        text = text or gateway_keys.dev_key_text(self.data_dir)
+        if not text:
+            raise MissingKey(
+                "the gateway has no signing key: set COUNTERSIGN_GATEWAY_SIGNING_KEYS "
+                "(`countersign keys generate` prints one) or run `countersign up` once with this data dir"
+            )
+        return GatewaySigner.from_text(text, timedelta(seconds=self.signature_ttl_seconds))
+
+    def gateway_trust(self) -> GatewayTrust:
+        """The gateway keys a worker accepts workflow starts from: COUNTERSIGN_GATEWAY_PUBLIC_KEYS, else
+        the public halves of the signing keys this process can see. Raises MissingKey with neither."""
+        if self.gateway_public_keys:
+            return trust_from_text(self.gateway_public_keys)
+        try:
+            return self.gateway_signer().trust()
+        except MissingKey:
+            raise MissingKey(
+                "the worker trusts no gateway: set COUNTERSIGN_GATEWAY_PUBLIC_KEYS "
+                "(`countersign keys generate` prints one) or run `countersign up` once with this data dir"
+            ) from None
+
+    def audit_keyring(self) -> AuditKeyring:
+        """COUNTERSIGN_AUDIT_KEYS, else the key `up` made in the data dir; MissingKey with neither."""
+        text = (
+            self.audit_keys.get_secret_value() if self.audit_keys else audit_keys.dev_key_text(self.data_dir)
+        )
+        if not text:
+            raise MissingKey(
+                "the audit log has no key: set COUNTERSIGN_AUDIT_KEYS "
+                "(`countersign keys generate` prints one) or run `countersign up` once with this data dir"
+            )
+        return AuditKeyring.from_text(text, self.audit_key_id)
 
     @property
     def audit_url(self) -> str:

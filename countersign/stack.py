@@ -19,6 +19,7 @@ from types import FrameType
 from rich.console import Console
 from rich.markup import escape
 
+from countersign import audit_keys, gateway_keys
 from countersign.mail_sink import MailSink
 from countersign.principals import PrincipalStore
 from countersign.settings import Settings
@@ -214,6 +215,15 @@ def _policy(settings: Settings) -> str:
     return f"{settings.policy_file or DEFAULT_POLICY_FILE.name} (version {policy.version})"
 
 
+def _ensure_keys(settings: Settings) -> None:
+    """First run: a gateway signing key and an audit key in the data dir, unless the settings name
+    their own. The gateway and the worker started below read them from there."""
+    if settings.gateway_signing_keys is None:
+        gateway_keys.ensure_dev_key(settings.data_dir)
+    if settings.audit_keys is None:
+        audit_keys.ensure_dev_key(settings.data_dir)
+
+
 def _print_ready(
     settings: Settings,
     created: list[NewPrincipal],
@@ -257,6 +267,7 @@ def run_stack(settings: Settings) -> int:
     try:
         planners = _planner_chain(settings)
         policy = _policy(settings)
+        _ensure_keys(settings)
         server = _start_temporal(settings) if settings.temporal_address is None else None
         if server is not None:
             children.append(server)

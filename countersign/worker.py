@@ -13,6 +13,7 @@ import py_compile
 import signal
 import sys
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from types import TracebackType
@@ -31,6 +32,7 @@ from activities.notify import EmailChannel, NotifyActivities, OutboxChannel
 from activities.planning import PlanningActivities, llm_task_queue
 from activities.validation import ValidationActivities
 from countersign import logs, metrics, tracing
+from countersign.audit_keys import AuditKeyring
 from countersign.settings import MAX_CACHED_WORKFLOWS, Settings
 from countersign.sql import default_url
 from countersign.temporal import connect, ensure_search_attributes
@@ -39,6 +41,7 @@ from graphs.registry import NodeRegistry, build_node_registry
 from llm.base import Planner
 from llm.factory import build_planner
 from llm.spec import default_chain, parse_chain
+from models.signatures import GatewayTrust
 from tools.builtin import build_registry
 from tools.integrations import Integrations
 from tools.registry import ToolRegistry
@@ -46,6 +49,20 @@ from workflows.approval import ApprovalWorkflow
 from workflows.graph import GraphWorkflow
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class WorkerTrust:
+    """The keys a worker holds: whose workflow starts it accepts (the gateways' public keys), and the
+    audit chain's keys. Both come from outside the workflows and the database they protect."""
+
+    gateway: GatewayTrust
+    audit: AuditKeyring
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> "WorkerTrust":
+        """Raises MissingKey, saying how to make one, when a key is missing."""
+        return cls(gateway=settings.gateway_trust(), audit=settings.audit_keyring())
 
 
 def build_planners(settings: Settings, registry: ToolRegistry) -> list[Planner]:
@@ -108,6 +125,7 @@ def build_worker(
     task_queue: str,
     data_dir: Path,
     planner: Planner | Sequence[Planner],
+    trust: WorkerTrust,
     registry: ToolRegistry | None = None,
     attempts_per_planner: int = 3,
     llm_rate_limit: float | None = None,
@@ -138,7 +156,7 @@ def build_worker(
     # Every notification is kept in the data dir's outbox and emailed to recipients with an address.
     email = EmailChannel(registry, data_dir, integrations)
     notify = NotifyActivities(data_dir, [OutboxChannel(data_dir), email])
-    audit = AuditActivities(store_url)
+    audit = AuditActivities(store_url, trust.audit)
     graph = GraphActivities(node_registry or build_node_registry())
     main = Worker(
         client,
@@ -174,6 +192,7 @@ async def run_worker(
 ) -> None:
     """Until `stop` is set, or SIGTERM/SIGINT arrives (then activities get the shutdown grace);
     raises `WorkerStalled` when the watchdog finds the workflow task queue undrained."""
+    trust = WorkerTrust.from_settings(settings)  # before anything starts: a missing key stops here
     registry = build_registry()
     planners = build_planners(settings, registry)
     chain = " -> ".join(p.name for p in planners)
@@ -199,6 +218,7 @@ async def run_worker(
         task_queue=settings.task_queue,
         data_dir=settings.data_dir,
         planner=planners,
+        trust=trust,
         registry=registry,
         attempts_per_planner=settings.llm_attempts_per_provider,
         llm_rate_limit=settings.llm_rate_limit,

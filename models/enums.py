@@ -17,6 +17,14 @@ class Role(StrEnum):
     HR = "HR"
     SUPPORT_L2 = "SUPPORT_L2"
     ADMIN = "ADMIN"
+    # Reads everything in its tenant (every workflow, its audit trail, /audit) and decides nothing.
+    AUDITOR = "AUDITOR"
+    # Runs the service: reads /metrics across tenants, and nothing of any tenant's workflows.
+    OPERATOR = "OPERATOR"
+
+
+# Roles that may never be asked to approve: they exist to read, not to decide.
+READ_ONLY_ROLES = frozenset({Role.AUDITOR, Role.OPERATOR})
 
 
 class WorkflowState(StrEnum):

@@ -8,7 +8,8 @@ from models.enums import RequestType
 from models.policy import ApprovalPolicy, LegacyPolicy
 from models.principals import Principal
 
-FieldHint = str | int | float | bool
+# Finite numbers only: JSON has no NaN or Infinity, and a workflow could never decode an input with one.
+FieldHint = str | int | Annotated[float, Field(allow_inf_nan=False)] | bool
 
 RequestText = Annotated[str, StringConstraints(strip_whitespace=True, min_length=3, max_length=8000)]
 

@@ -6,7 +6,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from models.enums import Risk, SideEffect
+from models.enums import RequestType, Risk, SideEffect
 
 
 class ToolSpec(BaseModel):
@@ -18,6 +18,8 @@ class ToolSpec(BaseModel):
     risk: Risk = Risk.MEDIUM
     # Running it twice with the same idempotency key acts once.
     idempotent: bool = True
+    # The request type a call of this tool is, for approval routing (the planner's label never is).
+    request_type: RequestType = RequestType.GENERAL
     args_schema: dict[str, Any]
     result_schema: dict[str, Any]
 

@@ -20,7 +20,11 @@ from countersign.temporal import ensure_search_attributes
 from countersign.worker import WorkerGroup, build_worker
 from llm.rules import RulesPlanner
 from tests.fake_llm import FakeLLM
+from tests.helpers import KEY_ENVIRONMENT, TEST_TRUST
 from workflows import search_attributes as sa
+
+# Every Settings() of the suite, and every process it starts, holds the session's gateway and audit keys.
+os.environ.update(KEY_ENVIRONMENT)
 
 
 @pytest.fixture(scope="session")
@@ -58,7 +62,9 @@ def task_queue() -> str:
 
 @pytest.fixture
 async def worker(client: Client, task_queue: str, tmp_path: Path) -> AsyncIterator[WorkerGroup]:
-    worker = build_worker(client, task_queue=task_queue, data_dir=tmp_path, planner=RulesPlanner())
+    worker = build_worker(
+        client, task_queue=task_queue, data_dir=tmp_path, planner=RulesPlanner(), trust=TEST_TRUST
+    )
     async with worker:
         yield worker
 

@@ -7,7 +7,11 @@ from typing import TypeVar
 
 from temporalio.client import Client, WorkflowHandle
 
+from countersign import audit_keys, gateway_keys
+from countersign.audit_keys import AuditKeyring
+from countersign.gateway_keys import GatewaySigner
 from countersign.policy_file import load_policy
+from countersign.worker import WorkerTrust
 from models.enums import Role, WorkflowState
 from models.principals import Principal
 from models.requests import ApprovalInput, SubmitRequest
@@ -24,6 +28,19 @@ DIRECTOR = Principal(id="p-dir", name="Dana Director", roles=[Role.DIRECTOR])
 OTHER_TENANT_MANAGER = Principal(id="p-x", name="Xan", roles=[Role.MANAGER], tenant="globex")
 # The shipped policy file, as the gateway would load it.
 DEFAULT_POLICY = load_policy()
+
+# One gateway key and one audit key for the whole test session: tests/conftest.py puts them in the
+# environment (so every Settings() finds them, and worker processes inherit them), and workers built
+# in-process trust them through TEST_TRUST.
+GATEWAY_SIGNING_KEY, GATEWAY_PUBLIC_KEY = gateway_keys.generate("test-gateway")
+AUDIT_KEY = audit_keys.generate("test-audit")
+SIGNER = GatewaySigner.from_text(GATEWAY_SIGNING_KEY)
+TEST_TRUST = WorkerTrust(gateway=SIGNER.trust(), audit=AuditKeyring.from_text(AUDIT_KEY))
+KEY_ENVIRONMENT = {
+    "COUNTERSIGN_GATEWAY_SIGNING_KEYS": GATEWAY_SIGNING_KEY,
+    "COUNTERSIGN_GATEWAY_PUBLIC_KEYS": GATEWAY_PUBLIC_KEY,
+    "COUNTERSIGN_AUDIT_KEYS": AUDIT_KEY,
+}
 
 
 async def eventually(probe: Callable[[], Awaitable[T]], ok: Callable[[T], bool], timeout: float = 20) -> T:

@@ -29,7 +29,7 @@ from models.enums import Role, WorkflowState
 from models.principals import Principal
 from models.requests import ApprovalInput, SubmitRequest
 from models.views import InboxFilter
-from tests.helpers import DEFAULT_POLICY, REQUESTER, wait_for_state
+from tests.helpers import DEFAULT_POLICY, REQUESTER, TEST_TRUST, wait_for_state
 from workflows.approval import ApprovalWorkflow
 
 K1 = os.urandom(32)
@@ -224,7 +224,9 @@ async def test_the_server_stores_only_ciphertext(client: Client, task_queue: str
     principals = await PrincipalStore.open(tmp_path / "principals.db")
     # The gateway's own submit path: workflow input, memo and summaries, as production writes them.
     service = ApprovalService(encrypting, task_queue=task_queue, policy=DEFAULT_POLICY, principals=principals)
-    worker = build_worker(encrypting, task_queue=task_queue, data_dir=tmp_path, planner=RulesPlanner())
+    worker = build_worker(
+        encrypting, task_queue=task_queue, data_dir=tmp_path, planner=RulesPlanner(), trust=TEST_TRUST
+    )
     try:
         async with worker:
             # A tenant of its own: other tests' inboxes on the shared server never list this workflow.

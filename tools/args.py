@@ -6,20 +6,26 @@ from pydantic import BaseModel, ConfigDict, EmailStr, Field
 
 
 class _Args(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+
+# One line: every character Python, mail clients or HTTP stacks may take for a line break refused
+# (CR, LF, VT, FF, the file/group/record separators, NEL, U+2028, U+2029). A header value with one
+# would be refused at send time, after approval, or split into headers nobody approved.
+ONE_LINE = "^[^\r\n\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029]*$"
 
 
 class SendEmailArgs(_Args):
     to: EmailStr
-    # One line: a newline in a header would be refused at send time, after approval.
-    subject: str = Field(min_length=1, max_length=200, pattern=r"^[^\r\n]*$")
+    subject: str = Field(min_length=1, max_length=200, pattern=ONE_LINE)
     body: str = Field(min_length=1, max_length=20_000)
     cc: list[EmailStr] = Field(default_factory=list, max_length=20)
 
 
 class SendEmailResult(BaseModel):
     message_id: str
-    outbox_path: str
+    # The message's file in the outbox (`<sha256 of the key>.eml`), named without its directory.
+    outbox_file: str
 
 
 class CreateTaskArgs(_Args):

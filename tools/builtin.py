@@ -19,7 +19,8 @@ from email.utils import format_datetime
 
 from pydantic import BaseModel
 
-from models.enums import Risk, SideEffect
+from models.enums import RequestType, Risk, SideEffect
+from models.facts import ActionFacts
 from models.proposal import Finding
 from tools.args import (
     CreatePurchaseOrderArgs,
@@ -105,13 +106,15 @@ def recipients_allowed(args: SendEmailArgs, integrations: Integrations) -> list[
     side_effect=SideEffect.EXTERNAL,
     risk=Risk.MEDIUM,
     check=recipients_allowed,
+    facts=lambda args: ActionFacts(recipients=[str(args.to), *(str(cc) for cc in args.cc)]),
 )
 async def send_email(args: SendEmailArgs, ctx: ToolContext) -> ToolRun[SendEmailResult]:
     """Keep the message in the outbox (the intent, once per key), then hand it to the SMTP server
     unless the outbox says it was already accepted (the result)."""
     message = build_email(args, ctx.idempotency_key, ctx.integrations.email_from)
     stored = await write_message(ctx.data_dir, ctx.idempotency_key, message)
-    result = SendEmailResult(message_id=stored.message_id, outbox_path=str(stored.path))
+    # The file's name only: views show results, and a server path is nobody's business there.
+    result = SendEmailResult(message_id=stored.message_id, outbox_file=stored.path.name)
     smtp = ctx.integrations.smtp
     if smtp is None:
         return ToolRun(result=result, replayed=stored.replayed)
@@ -154,6 +157,8 @@ async def create_task(args: CreateTaskArgs, ctx: ToolContext) -> ToolRun[CreateT
     result=CreatePurchaseOrderResult,
     side_effect=SideEffect.EXTERNAL,
     risk=Risk.HIGH,
+    implies=RequestType.PROCUREMENT,
+    facts=lambda args: ActionFacts(amount=args.amount, currency=args.currency, quantity=args.quantity),
 )
 async def create_purchase_order(
     args: CreatePurchaseOrderArgs, ctx: ToolContext
@@ -170,6 +175,8 @@ async def create_purchase_order(
     result=RecordLeaveResult,
     side_effect=SideEffect.INTERNAL,
     risk=Risk.LOW,
+    implies=RequestType.LEAVE,
+    facts=lambda args: ActionFacts(days=args.days),
 )
 async def record_leave(args: RecordLeaveArgs, ctx: ToolContext) -> ToolRun[RecordLeaveResult]:
     stored = await _record("record_leave", "LEAVE", args, ctx)
@@ -184,6 +191,8 @@ async def record_leave(args: RecordLeaveArgs, ctx: ToolContext) -> ToolRun[Recor
     result=OpenSupportTicketResult,
     side_effect=SideEffect.INTERNAL,
     risk=Risk.LOW,
+    implies=RequestType.SUPPORT,
+    facts=lambda args: ActionFacts(severity=args.severity),
 )
 async def open_support_ticket(
     args: OpenSupportTicketArgs, ctx: ToolContext

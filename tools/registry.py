@@ -13,7 +13,8 @@ from typing import Any, Generic, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from models.enums import Risk, SideEffect
+from models.enums import RequestType, Risk, SideEffect
+from models.facts import ActionFacts
 from models.proposal import Finding
 from models.tools import ToolSpec
 from tools.integrations import Integrations
@@ -49,6 +50,15 @@ class Tool(Generic[A, R]):
     idempotent: bool = True
     # Deterministic checks against the configuration (allow-lists): findings block the proposal.
     check: Callable[[A, Integrations], list[Finding]] | None = None
+    # The request type the action is, whatever the planner called the request, and how its args state
+    # the facts approval policy routes on (amount, days, severity, recipients...).
+    implies: RequestType = RequestType.GENERAL
+    facts: Callable[[A], ActionFacts] | None = None
+
+    def derive_facts(self, args: A) -> ActionFacts:
+        """The facts of a call with these (validated) args: the policy's only view of the action."""
+        stated = self.facts(args) if self.facts is not None else ActionFacts()
+        return stated.model_copy(update={"type": self.implies})
 
     def spec(self) -> ToolSpec:
         return ToolSpec(
@@ -57,6 +67,7 @@ class Tool(Generic[A, R]):
             side_effect=self.side_effect,
             risk=self.risk,
             idempotent=self.idempotent,
+            request_type=self.implies,
             args_schema=self.args_model.model_json_schema(),
             result_schema=self.result_model.model_json_schema(),
         )
@@ -115,6 +126,8 @@ def tool(
     risk: Risk,
     idempotent: bool = True,
     check: Callable[[A, Integrations], list[Finding]] | None = None,
+    implies: RequestType = RequestType.GENERAL,
+    facts: Callable[[A], ActionFacts] | None = None,
     catalog: ToolCatalog | None = None,
 ) -> Callable[[Handler[A, R]], Handler[A, R]]:
     """Declare the decorated handler as a tool; the handler itself is returned unchanged."""
@@ -131,6 +144,8 @@ def tool(
                 risk=risk,
                 idempotent=idempotent,
                 check=check,
+                implies=implies,
+                facts=facts,
             )
         )
         return handler

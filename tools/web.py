@@ -37,7 +37,9 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from countersign.retry_after import retry_after_seconds
 from models.enums import Risk, SideEffect
+from models.facts import ActionFacts
 from models.proposal import Finding
+from tools.args import ONE_LINE
 from tools.effects import canonical_args_json, find_record, insert_record, key_digest, record_id
 from tools.integrations import Integrations, TicketConfig
 from tools.registry import RetryLater, ToolContext, ToolRun, tool
@@ -86,7 +88,7 @@ class HttpRetryable(RetryLater):
 
 
 class _Args(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 def _json_document(value: str | None, *, array_of_objects: bool = False) -> str | None:
@@ -126,7 +128,7 @@ class PostWebhookResult(BaseModel):
 
 
 class CreateTicketArgs(_Args):
-    title: str = Field(min_length=1, max_length=250, pattern=r"^[^\r\n]*$")
+    title: str = Field(min_length=1, max_length=250, pattern=ONE_LINE)
     body: str = Field(default="", max_length=20_000, description="The description (Markdown on GitHub)")
 
 
@@ -139,7 +141,7 @@ class CreateTicketResult(BaseModel):
 
 class HttpHeader(_Args):
     name: str = Field(min_length=1, max_length=100)
-    value: str = Field(max_length=1000, pattern=r"^[^\r\n]*$")
+    value: str = Field(max_length=1000, pattern=ONE_LINE)
 
     @field_validator("name")
     @classmethod
@@ -211,6 +213,12 @@ def _under(url: httpx.URL, prefix: httpx.URL) -> bool:
     if allowed.endswith("/"):
         return path.startswith(allowed)
     return path == allowed or path.startswith(allowed + "/")
+
+
+def _reached(url: str) -> str:
+    """The origin a call reaches (`https://hooks.example.com:443`), as policy facts name it."""
+    parsed = _parse(url)
+    return "(not a valid URL)" if isinstance(parsed, str) else _origin(parsed)
 
 
 def _url_finding(message: str) -> Finding:
@@ -402,6 +410,7 @@ def _split_status(stored: str) -> tuple[str, int]:
     side_effect=SideEffect.EXTERNAL,
     risk=Risk.MEDIUM,
     check=webhook_allowed,
+    facts=lambda args: ActionFacts(recipients=[_reached(args.url)]),
 )
 async def post_webhook(args: PostWebhookArgs, ctx: ToolContext) -> ToolRun[PostWebhookResult]:
     _refuse_unless_allowed(webhook_allowed(args, ctx.integrations))
@@ -449,6 +458,7 @@ async def _read_limited(response: httpx.Response) -> tuple[str, bool]:
     side_effect=SideEffect.EXTERNAL,
     risk=Risk.HIGH,
     check=request_allowed,
+    facts=lambda args: ActionFacts(recipients=[_reached(args.url)]),
 )
 async def http_request(args: HttpRequestArgs, ctx: ToolContext) -> ToolRun[HttpRequestResult]:
     _refuse_unless_allowed(request_allowed(args, ctx.integrations))

@@ -42,7 +42,7 @@ from models.enums import Decision, WorkflowState
 from models.views import WorkflowView
 from tests.chaos.support import FOLLOW_UP, exactly_once, ledger_entries
 from tests.fake_llm import FakeLLM, Recorded, Reply, follow_up_plan, openai_answer, openai_error
-from tests.helpers import MANAGER, eventually, start
+from tests.helpers import MANAGER, TEST_TRUST, eventually, start
 from tools.builtin import build_registry, list_outbox
 from tools.integrations import Integrations
 from tools.smtp import SmtpConfig
@@ -216,6 +216,7 @@ async def test_every_workflow_ends_where_its_faults_say_and_nothing_unvalidated_
         planner=planner,
         registry=REGISTRY,
         integrations=integrations,
+        trust=TEST_TRUST,
     ):
         handles = {
             ref: await start(client, task_queue, f"{FOLLOW_UP} (ref {ref})") for ref in range(WORKFLOWS)

@@ -12,6 +12,8 @@ from sqlalchemy.engine import make_url
 from temporalio.api.taskqueue.v1 import PollerInfo
 from typer.testing import CliRunner
 
+from countersign.audit_keys import generate as generate_audit_key
+from countersign.gateway_keys import generate as generate_gateway_key
 from tests.deploy import (
     COMPOSE_FILE,
     COUNTERSIGN_SERVICES,
@@ -31,8 +33,17 @@ from workflows import search_attributes as sa
 # Settings only `countersign up` reads (the embedded dev server, its Web UI and its SMTP sink): a stack
 # with its own Temporal server and COUNTERSIGN_TEMPORAL_ADDRESS set has no use for them.
 UP_ONLY_SETTINGS = {"temporal_port", "ui_port", "smtp_sink_port"}
+# The gateway's private key: the api's setting, which no worker may hold.
+GATEWAY_ONLY_SETTINGS = {"gateway_signing_keys"}
+_SIGNING_KEY, _PUBLIC_KEY = generate_gateway_key("compose")
 # Placeholders for the required secrets when a test interpolates the file.
-SECRETS = {"POSTGRES_PASSWORD": "pg-secret", "AUDIT_DB_PASSWORD": "audit-secret"}
+SECRETS = {
+    "POSTGRES_PASSWORD": "pg-secret",
+    "AUDIT_DB_PASSWORD": "audit-secret",
+    "COUNTERSIGN_GATEWAY_SIGNING_KEYS": _SIGNING_KEY,
+    "COUNTERSIGN_GATEWAY_PUBLIC_KEYS": _PUBLIC_KEY,
+    "COUNTERSIGN_AUDIT_KEYS": generate_audit_key("compose"),
+}
 # Columns that PostgreSQL visibility (Temporal's schema postgresql/v12/visibility) pre-allocates per
 # namespace for each type of custom search attribute.
 SQL_VISIBILITY_SLOTS = {
@@ -182,8 +193,11 @@ def test_countersign_services_get_every_setting_and_only_real_ones(name: str) ->
     settings = setting_variables()
     passed = {key for key in env if key.startswith("COUNTERSIGN_")}
     assert passed <= set(settings), f"not settings: {sorted(passed - set(settings))}"
-    missing = {settings[key] for key in set(settings) - passed} - UP_ONLY_SETTINGS
+    not_here = UP_ONLY_SETTINGS | (GATEWAY_ONLY_SETTINGS if name == "worker" else set())
+    missing = {settings[key] for key in set(settings) - passed} - not_here
     assert not missing, f"settings {sorted(missing)} cannot be set for {name}: add them to x-countersign-env"
+    if name == "worker":
+        assert not {settings[key] for key in passed} & GATEWAY_ONLY_SETTINGS, "the worker got a private key"
     others = set(env) - passed
     assert others <= vendor_variables(), f"{name}: unexpected variables {sorted(others)}"
 

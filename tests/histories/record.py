@@ -105,6 +105,7 @@ from tests.helpers import (
     MANAGER,
     MANAGER_2,
     REQUESTER,
+    TEST_TRUST,
     eventually,
     start,
     wait_for_state,
@@ -247,7 +248,9 @@ class Recorder:
 
 async def _record(client: Client, data_dir: Path, rec: Recorder) -> None:
     queue = f"record-{uuid.uuid4().hex[:8]}"
-    async with build_worker(client, task_queue=queue, data_dir=data_dir, planner=RulesPlanner()):
+    async with build_worker(
+        client, task_queue=queue, data_dir=data_dir, planner=RulesPlanner(), trust=TEST_TRUST
+    ):
         if rec.wants("approval_executed"):
             # Executed: a three-step procurement chain, approved by update at each step.
             handle = await start(client, queue, "buy 40 laptops from Dell for $52,000")
@@ -421,7 +424,7 @@ async def _record_model_planning(client: Client, data_dir: Path, rec: Recorder) 
     queue = f"record-{uuid.uuid4().hex[:8]}"
     try:
         async with build_worker(
-            client, task_queue=queue, data_dir=data_dir, planner=planner, registry=registry
+            client, task_queue=queue, data_dir=data_dir, planner=planner, registry=registry, trust=TEST_TRUST
         ):
             if rec.wants("approval_model_triage_rejected"):
                 bad = follow_up_plan(action={"tool": "delete_all_records", "args": {}})
@@ -523,7 +526,9 @@ async def _record_graphs(client: Client, data_dir: Path, rec: Recorder) -> None:
         }
     )
     check_graph(fan, functions.names())
-    async with build_worker(client, task_queue=queue, data_dir=data_dir, planner=RulesPlanner()):
+    async with build_worker(
+        client, task_queue=queue, data_dir=data_dir, planner=RulesPlanner(), trust=TEST_TRUST
+    ):
         for name, definition, data in (
             ("graph_demo_review", demo, {"code": "def f(x):\n    if x == None:\n        return 1\n"}),
             ("graph_parallel_approval", fan, {"code": "x = 1\n"}),
@@ -543,7 +548,12 @@ async def _record_graph_paths(client: Client, data_dir: Path, rec: Recorder) -> 
     """Rejected approval nodes, continue-as-new, and the ways a run fails."""
     queue = f"record-{uuid.uuid4().hex[:8]}"
     async with build_worker(
-        client, task_queue=queue, data_dir=data_dir, planner=RulesPlanner(), node_registry=NODES
+        client,
+        task_queue=queue,
+        data_dir=data_dir,
+        planner=RulesPlanner(),
+        node_registry=NODES,
+        trust=TEST_TRUST,
     ):
         for name, definition in (
             ("graph_approval_rejected_rerouted", REVIEWED),
@@ -647,7 +657,12 @@ async def _record_time_skipping(env: WorkflowEnvironment, data_dir: Path, rec: R
     client = env.client
     queue = f"record-{uuid.uuid4().hex[:8]}"
     async with build_worker(
-        client, task_queue=queue, data_dir=data_dir, planner=RulesPlanner(), node_registry=NODES
+        client,
+        task_queue=queue,
+        data_dir=data_dir,
+        planner=RulesPlanner(),
+        node_registry=NODES,
+        trust=TEST_TRUST,
     ):
         if rec.wants("approval_expired"):
             # The shipped policy: MANAGER, reminder at 6h, escalation at 8h, expiry at the 72h deadline.
@@ -679,7 +694,12 @@ async def _record_time_skipping(env: WorkflowEnvironment, data_dir: Path, rec: R
         smtp = Integrations(smtp=SmtpConfig(host="127.0.0.1", port=port, timeout_seconds=2))
         queue = f"record-{uuid.uuid4().hex[:8]}"
         async with build_worker(
-            client, task_queue=queue, data_dir=data_dir, planner=RulesPlanner(), integrations=smtp
+            client,
+            task_queue=queue,
+            data_dir=data_dir,
+            planner=RulesPlanner(),
+            integrations=smtp,
+            trust=TEST_TRUST,
         ):
             handle = await start(client, queue, FOLLOW_UP)
             await wait_for_state(handle, WorkflowState.WAITING_FOR_APPROVAL)
@@ -705,6 +725,7 @@ async def _record_time_skipping(env: WorkflowEnvironment, data_dir: Path, rec: R
             data_dir=blocked,
             planner=RulesPlanner(),
             audit_url=f"sqlite:///{data_dir / 'dead-letter-audit.db'}",
+            trust=TEST_TRUST,
         ):
             handle = await start(client, queue, FOLLOW_UP)
             await wait_for_state(handle, WorkflowState.WAITING_FOR_APPROVAL)

@@ -89,6 +89,12 @@ def email_args(**overrides: Any) -> SendEmailArgs:
     return SendEmailArgs(**(fields | overrides))
 
 
+def outbox_file(tmp_path: Path, run: Any) -> Path:
+    """Where a send_email run's message is: results name the file, never the server's directory."""
+    assert "/" not in run.result.outbox_file
+    return tmp_path / "data" / "outbox" / run.result.outbox_file
+
+
 def parse(path: Path) -> EmailMessage:
     with path.open("rb") as f:
         message = BytesParser(policy=policy.default).parse(f)
@@ -109,7 +115,7 @@ async def test_send_email_writes_an_rfc5322_message(tmp_path: Path) -> None:
     run = await send_email(email_args(), ctx(tmp_path))
 
     assert not run.replayed
-    path = Path(run.result.outbox_path)
+    path = outbox_file(tmp_path, run)
     assert path.parent == tmp_path / "data" / "outbox"
     assert list_outbox(tmp_path / "data") == [path]
     message = parse(path)
@@ -127,7 +133,7 @@ async def test_send_email_writes_an_rfc5322_message(tmp_path: Path) -> None:
 
 async def test_send_email_without_cc_has_no_cc_header(tmp_path: Path) -> None:
     run = await send_email(email_args(cc=[]), ctx(tmp_path))
-    assert parse(Path(run.result.outbox_path))["Cc"] is None
+    assert parse(outbox_file(tmp_path, run))["Cc"] is None
 
 
 async def test_send_email_message_id_is_derived_from_the_key(tmp_path: Path) -> None:
@@ -142,7 +148,7 @@ async def test_send_email_message_id_is_derived_from_the_key(tmp_path: Path) -> 
 
 async def test_send_email_same_key_twice_sends_once(tmp_path: Path) -> None:
     first = await send_email(email_args(), ctx(tmp_path))
-    content = Path(first.result.outbox_path).read_bytes()
+    content = outbox_file(tmp_path, first).read_bytes()
     second = await send_email(email_args(), ctx(tmp_path))
 
     assert not first.replayed
@@ -150,7 +156,7 @@ async def test_send_email_same_key_twice_sends_once(tmp_path: Path) -> None:
     assert second.result == first.result
     assert len(list_outbox(tmp_path / "data")) == 1
     # The replay leaves the stored message untouched (its Date header, in particular).
-    assert Path(first.result.outbox_path).read_bytes() == content
+    assert outbox_file(tmp_path, first).read_bytes() == content
 
 
 async def test_send_email_concurrent_calls_with_one_key_send_once(tmp_path: Path) -> None:
@@ -161,7 +167,7 @@ async def test_send_email_concurrent_calls_with_one_key_send_once(tmp_path: Path
     outbox = tmp_path / "data" / "outbox"
     assert len(list_outbox(tmp_path / "data")) == 1
     # Every temp file was cleaned up: the outbox holds the one message and nothing else.
-    assert [p.name for p in outbox.iterdir()] == [Path(runs[0].result.outbox_path).name]
+    assert [p.name for p in outbox.iterdir()] == [outbox_file(tmp_path, runs[0]).name]
 
 
 async def test_send_email_different_keys_send_different_messages(tmp_path: Path) -> None:
@@ -169,7 +175,7 @@ async def test_send_email_different_keys_send_different_messages(tmp_path: Path)
     second = await send_email(email_args(), ctx(tmp_path, key="req-default-bbb:v1"))
 
     assert not second.replayed
-    assert first.result.outbox_path != second.result.outbox_path
+    assert first.result.outbox_file != second.result.outbox_file
     assert first.result.message_id != second.result.message_id
     assert len(list_outbox(tmp_path / "data")) == 2
 
@@ -188,7 +194,7 @@ async def test_send_email_key_with_slashes_and_colons_stays_in_the_outbox(tmp_pa
     key = "../../etc/passwd:v1/..\\x:y"
     run = await send_email(email_args(), ctx(tmp_path, key=key))
 
-    path = Path(run.result.outbox_path)
+    path = outbox_file(tmp_path, run)
     outbox = tmp_path / "data" / "outbox"
     assert path.parent == outbox
     assert path.resolve().parent == outbox.resolve()
@@ -210,7 +216,7 @@ async def test_list_outbox_ignores_leftover_temp_files(tmp_path: Path) -> None:
     (outbox / ".abc123.eml.part").write_bytes(b"partial")
     run = await send_email(email_args(), ctx(tmp_path))
 
-    assert list_outbox(tmp_path / "data") == [Path(run.result.outbox_path)]
+    assert list_outbox(tmp_path / "data") == [outbox_file(tmp_path, run)]
 
 
 # --- record tools -------------------------------------------------------------------------------
@@ -366,4 +372,24 @@ async def test_send_email_replays_with_a_long_key(tmp_path: Path) -> None:
 
     assert second.replayed
     assert second.result == first.result
-    assert parse(Path(first.result.outbox_path))["X-Countersign-Idempotency-Key"] == key
+    assert parse(outbox_file(tmp_path, first))["X-Countersign-Idempotency-Key"] == key
+
+
+@pytest.mark.parametrize(
+    "separator", ["\r", "\n", "\x0b", "\x0c", "\x1c", "\x1d", "\x1e", "\x85", "\u2028", "\u2029"]
+)
+def test_one_line_fields_refuse_every_line_separator(separator: str) -> None:
+    """Each character str.splitlines() breaks on is refused in a header-bound value at validation,
+    before anyone approves it (U+2028 in a subject used to pass and fail at send time)."""
+    from pydantic import ValidationError
+
+    from tools.web import CreateTicketArgs, HttpHeader
+
+    assert f"a{separator}b".splitlines() == ["a", "b"]
+    with pytest.raises(ValidationError):
+        email_args(subject=f"Hello{separator}Bcc: evil@example.com")
+    with pytest.raises(ValidationError):
+        CreateTicketArgs(title=f"Broken{separator}title")
+    with pytest.raises(ValidationError):
+        HttpHeader(name="X-Note", value=f"a{separator}b")
+    assert email_args(subject="Hello — über · 你好").subject == "Hello — über · 你好"

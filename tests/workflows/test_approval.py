@@ -22,6 +22,7 @@ from tests.helpers import (
     MANAGER_2,
     OTHER_TENANT_MANAGER,
     REQUESTER,
+    TEST_TRUST,
     eventually,
     start,
     wait_for_state,
@@ -212,13 +213,17 @@ async def test_invalid_proposal_is_triaged_and_cannot_be_approved(client: Client
 
 async def test_worker_restart_while_waiting(client: Client, tmp_path: Path) -> None:
     queue = "restart-" + tmp_path.name[-12:]
-    first = build_worker(client, task_queue=queue, data_dir=tmp_path, planner=RulesPlanner())
+    first = build_worker(
+        client, task_queue=queue, data_dir=tmp_path, planner=RulesPlanner(), trust=TEST_TRUST
+    )
     async with first:
         handle = await start(client, queue, FOLLOW_UP)
         await wait_for_state(handle, WorkflowState.WAITING_FOR_APPROVAL)
     # No worker at all for a moment: the workflow is durable state on the server, not in memory.
     await asyncio.sleep(0.5)
-    second = build_worker(client, task_queue=queue, data_dir=tmp_path, planner=RulesPlanner())
+    second = build_worker(
+        client, task_queue=queue, data_dir=tmp_path, planner=RulesPlanner(), trust=TEST_TRUST
+    )
     async with second:
         view = await handle.execute_update(ApprovalWorkflow.decide, approve(MANAGER))
         assert view.state == WorkflowState.ACTION_EXECUTED

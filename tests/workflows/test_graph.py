@@ -31,7 +31,7 @@ from models.enums import Decision, Role
 from models.graph import GraphDefinition, GraphRunInput, GraphRunView, NodeEvent, RunStatus
 from models.principals import Principal
 from tests.graphs import test_review as review_cases
-from tests.helpers import FINANCE, MANAGER, MANAGER_2, OTHER_TENANT_MANAGER, REQUESTER, eventually
+from tests.helpers import FINANCE, MANAGER, MANAGER_2, OTHER_TENANT_MANAGER, REQUESTER, TEST_TRUST, eventually
 from workflows import search_attributes as sa
 from workflows.graph import EVENTS_TOPIC, GraphWorkflow
 
@@ -89,7 +89,12 @@ async def slow(ctx: NodeContext) -> None:
 @pytest.fixture
 async def graph_worker(client: Client, task_queue: str, tmp_path: Path) -> AsyncIterator[WorkerGroup]:
     worker = build_worker(
-        client, task_queue=task_queue, data_dir=tmp_path, planner=RulesPlanner(), node_registry=NODES
+        client,
+        task_queue=task_queue,
+        data_dir=tmp_path,
+        planner=RulesPlanner(),
+        node_registry=NODES,
+        trust=TEST_TRUST,
     )
     async with worker:
         yield worker
@@ -366,7 +371,12 @@ async def test_a_run_waiting_for_approval_survives_a_worker_restart(
 ) -> None:
     def new_worker() -> WorkerGroup:
         return build_worker(
-            client, task_queue=task_queue, data_dir=tmp_path, planner=RulesPlanner(), node_registry=NODES
+            client,
+            task_queue=task_queue,
+            data_dir=tmp_path,
+            planner=RulesPlanner(),
+            node_registry=NODES,
+            trust=TEST_TRUST,
         )
 
     async with new_worker():
@@ -387,7 +397,12 @@ async def test_an_unanswered_approval_node_escalates_then_expires(
     slow.nodes[1].approval.sla = 3600
     slow.nodes[1].approval.deadline = 3 * 3600
     worker = build_worker(
-        time_env.client, task_queue=task_queue, data_dir=tmp_path, planner=RulesPlanner(), node_registry=NODES
+        time_env.client,
+        task_queue=task_queue,
+        data_dir=tmp_path,
+        planner=RulesPlanner(),
+        node_registry=NODES,
+        trust=TEST_TRUST,
     )
     async with worker:
         handle = await run_graph(time_env.client, task_queue, slow)

@@ -29,7 +29,7 @@ from tests.fake_llm import (
     openai_answer,
     openai_error,
 )
-from tests.helpers import MANAGER, REQUESTER, eventually, start, wait_for_state
+from tests.helpers import MANAGER, REQUESTER, TEST_TRUST, eventually, start, wait_for_state
 from tools.builtin import build_registry, list_outbox
 from workflows.approval import PLANNING_RETRY, ApprovalWorkflow
 
@@ -53,7 +53,12 @@ def model_planner(spec: str = "openai:gpt-4.1-mini") -> Planner:
 @pytest.fixture
 async def llm_worker(client: Client, task_queue: str, tmp_path: Path) -> AsyncIterator[WorkerGroup]:
     async with build_worker(
-        client, task_queue=task_queue, data_dir=tmp_path, planner=model_planner(), registry=REGISTRY
+        client,
+        task_queue=task_queue,
+        data_dir=tmp_path,
+        planner=model_planner(),
+        registry=REGISTRY,
+        trust=TEST_TRUST,
     ) as group:
         yield group
 
@@ -225,7 +230,12 @@ async def test_fallback_plans_when_the_primary_keeps_failing(
     fake_llm.script(*(openai_error(503, "overloaded") for _ in range(2)))
     chain: Sequence[Planner] = [model_planner(), RulesPlanner()]
     async with build_worker(
-        client, task_queue=task_queue, data_dir=tmp_path, planner=chain, attempts_per_planner=2
+        client,
+        task_queue=task_queue,
+        data_dir=tmp_path,
+        planner=chain,
+        attempts_per_planner=2,
+        trust=TEST_TRUST,
     ):
         handle = await start(client, task_queue, "buy 40 laptops from Dell for $52,000")
         view = await wait_for_state(handle, WorkflowState.WAITING_FOR_APPROVAL)
@@ -243,7 +253,9 @@ async def test_anthropic_plans_a_three_step_procurement(
 ) -> None:
     fake_llm.script(anthropic_answer(laptops_plan()))
     planner = model_planner("anthropic:claude-sonnet-5-5")
-    async with build_worker(client, task_queue=task_queue, data_dir=tmp_path, planner=planner):
+    async with build_worker(
+        client, task_queue=task_queue, data_dir=tmp_path, planner=planner, trust=TEST_TRUST
+    ):
         handle = await start(client, task_queue, "buy 40 laptops from Dell for $52,000")
         view = await wait_for_state(handle, WorkflowState.WAITING_FOR_APPROVAL)
         await handle.cancel()
@@ -265,6 +277,7 @@ async def test_a_provider_that_never_recovers_ends_failed_after_the_retry_budget
         data_dir=tmp_path,
         planner=model_planner(),
         attempts_per_planner=PLANNING_RETRY.maximum_attempts,
+        trust=TEST_TRUST,
     ):
         handle = await start(time_env.client, task_queue, FOLLOW_UP)
         view = await handle.result()

@@ -23,7 +23,7 @@ from models.enums import Decision, Role, WorkflowState
 from models.policy import ApprovalPolicy
 from models.principals import Principal
 from models.views import WorkflowView
-from tests.helpers import MANAGER, start
+from tests.helpers import MANAGER, TEST_TRUST, start
 from tools.builtin import list_outbox
 from tools.integrations import Integrations
 from tools.smtp import SmtpConfig
@@ -47,7 +47,9 @@ def one_step(**step: Any) -> ApprovalPolicy:
 async def skipping_worker(
     time_env: WorkflowEnvironment, task_queue: str, tmp_path: Path
 ) -> AsyncIterator[WorkerGroup]:
-    worker = build_worker(time_env.client, task_queue=task_queue, data_dir=tmp_path, planner=RulesPlanner())
+    worker = build_worker(
+        time_env.client, task_queue=task_queue, data_dir=tmp_path, planner=RulesPlanner(), trust=TEST_TRUST
+    )
     async with worker:
         yield worker
 
@@ -197,7 +199,12 @@ async def test_a_tool_that_keeps_failing_ends_failed_with_an_audit_entry(
     # The audit log lives elsewhere: a workflow does not finish before its log is written.
     audit = f"sqlite:///{tmp_path / 'audit.db'}"
     worker = build_worker(
-        time_env.client, task_queue=task_queue, data_dir=blocked, planner=RulesPlanner(), audit_url=audit
+        time_env.client,
+        task_queue=task_queue,
+        data_dir=blocked,
+        planner=RulesPlanner(),
+        audit_url=audit,
+        trust=TEST_TRUST,
     )
     async with worker:
         handle = await start(time_env.client, task_queue, FOLLOW_UP)
@@ -221,7 +228,12 @@ async def test_smtp_down_fails_then_an_admin_retry_delivers_once(
         port = sink.port
     smtp = Integrations(smtp=SmtpConfig(host="127.0.0.1", port=port, timeout_seconds=2))
     worker = build_worker(
-        time_env.client, task_queue=task_queue, data_dir=tmp_path, planner=RulesPlanner(), integrations=smtp
+        time_env.client,
+        task_queue=task_queue,
+        data_dir=tmp_path,
+        planner=RulesPlanner(),
+        integrations=smtp,
+        trust=TEST_TRUST,
     )
     async with worker:
         handle = await start(time_env.client, task_queue, FOLLOW_UP)

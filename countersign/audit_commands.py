@@ -1,0 +1,146 @@
+"""`countersign audit ...` and `countersign ledger ...`: check and export the SQL audit log, and read
+the execution ledger."""
+
+import asyncio
+import json
+from pathlib import Path
+from typing import Annotated, Literal
+
+import typer
+from rich.console import Console
+
+from countersign.cli_common import DataDir, err
+from countersign.cli_common import settings_from as _settings
+
+audit_app = typer.Typer(help="Check and export the SQL audit log (COUNTERSIGN_AUDIT_DATABASE_URL).")
+ledger_app = typer.Typer(help="The execution ledger: each approved action's key, attempts and result.")
+
+
+def _audit_failure(url: str, error: Exception, what: str = "audit log") -> typer.Exit:
+    """A SQL store that cannot be opened or read: one line, its URL without the password, exit 2."""
+    from countersign.sql import masked_url
+
+    where = masked_url(url) if "://" in url else "(malformed URL)"
+    reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+    err.print(f"error: {what} {where}: {reason}", markup=False)
+    return typer.Exit(2)
+
+
+@audit_app.command("verify")
+def audit_verify(
+    workflow: Annotated[
+        str | None, typer.Option("--workflow", metavar="ID", help="Only this workflow's chain.")
+    ] = None,
+    data_dir: DataDir = None,
+) -> None:
+    """Recompute the audit log's hash chains; exit 1, naming each chain's first broken link, if any is."""
+    from rich.markup import escape
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from countersign.audit_store import AuditStore
+    from countersign.sql import masked_url
+    from models.audit import VerifyReport
+
+    url = _settings(data_dir=data_dir).audit_url
+
+    async def verify() -> VerifyReport:
+        async with await AuditStore.open(url) as store:
+            return await store.verify(workflow)
+
+    try:
+        report = asyncio.run(verify())
+    except (OSError, ValueError, SQLAlchemyError) as error:
+        raise _audit_failure(url, error) from None
+    out = Console(soft_wrap=True)
+    for problem in report.broken:
+        out.print(
+            f"[bold red]BROKEN[/] workflow {escape(problem.workflow_id)} at seq {problem.seq}: "
+            f"{escape(problem.reason)}"
+        )
+    verdict = "[bold red]tampered[/]" if report.broken else "[bold green]intact[/]"
+    out.print(
+        f"{escape(masked_url(url))}: {report.chains} chains, {report.events} events, "
+        f"{len(report.broken)} broken: {verdict}"
+    )
+    if report.broken:
+        raise typer.Exit(1)
+
+
+@audit_app.command("export")
+def audit_export(
+    fmt: Annotated[Literal["jsonl", "csv"], typer.Option("--format", help="JSON Lines or CSV.")] = "jsonl",
+    out: Annotated[Path | None, typer.Option("--out", metavar="FILE", help="Default: stdout.")] = None,
+    tenant: Annotated[str | None, typer.Option("--tenant", help="Only this tenant's events.")] = None,
+    data_dir: DataDir = None,
+) -> None:
+    """Write every audit event, chain by chain, hashes included: for auditors and archives."""
+    import sys
+
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from countersign.audit_store import AuditStore
+
+    url = _settings(data_dir=data_dir).audit_url
+
+    async def export() -> int:
+        async with await AuditStore.open(url) as store:
+            if out is None:
+                return await store.export(fmt, sys.stdout, tenant)
+            # newline="": the csv module writes its own line endings.
+            with out.open("w", encoding="utf-8", newline="") as file:
+                return await store.export(fmt, file, tenant)
+
+    try:
+        count = asyncio.run(export())
+    except (OSError, ValueError, SQLAlchemyError) as error:
+        raise _audit_failure(url, error) from None
+    err.print(f"exported {count} audit events" + (f" to {out}" if out else ""), markup=False)
+
+
+@ledger_app.command("list")
+def ledger_list(
+    workflow: Annotated[
+        str | None, typer.Option("--workflow", metavar="ID", help="Only this workflow's.")
+    ] = None,
+    status: Annotated[
+        str | None,
+        typer.Option("--status", help="started, succeeded or failed (started: maybe interrupted)."),
+    ] = None,
+    limit: Annotated[int, typer.Option("--limit", min=1, max=10_000)] = 50,
+    data_dir: DataDir = None,
+) -> None:
+    """List executions, newest first: which key ran which tool, how many attempts, and how it ended."""
+    from rich.markup import escape
+    from rich.table import Table
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from countersign.execution_ledger import ExecutionLedger
+    from models.tools import LedgerEntry, LedgerStatus
+
+    try:
+        wanted = None if status is None else LedgerStatus(status)
+    except ValueError:
+        raise typer.BadParameter("use started, succeeded or failed", param_hint="--status") from None
+    url = _settings(data_dir=data_dir).audit_url
+
+    async def entries() -> list[LedgerEntry]:
+        async with await ExecutionLedger.open(url) as ledger:
+            return await ledger.entries(workflow_id=workflow, status=wanted, limit=limit)
+
+    try:
+        found = asyncio.run(entries())
+    except (OSError, ValueError, SQLAlchemyError) as error:
+        raise _audit_failure(url, error, "execution ledger") from None
+    table = Table("key", "tool", "status", "attempts", "started", "outcome")
+    for entry in found:
+        # The result once it succeeded; otherwise the last attempt's error, if one failed.
+        outcome = json.dumps(entry.result) if entry.result is not None else entry.error
+        table.add_row(
+            escape(entry.idempotency_key),
+            entry.tool,
+            entry.status.value,
+            str(entry.attempts),
+            entry.started_at.isoformat(timespec="seconds"),
+            escape((outcome or "")[:80]),
+        )
+    Console(soft_wrap=True).print(table)

@@ -1,0 +1,33 @@
+"""What every `countersign` command shares: settings from flags and the environment, and one way to
+say what went wrong."""
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from pydantic import ValidationError
+from rich.console import Console
+
+from countersign.settings import Settings
+
+# soft_wrap: an error message is one line, whatever the terminal width, so scripts can grep it.
+err = Console(stderr=True, soft_wrap=True)
+
+DataDir = Annotated[Path | None, typer.Option("--data-dir", help="Where state is kept [.countersign]")]
+TemporalAddress = Annotated[
+    str | None,
+    typer.Option("--temporal-address", help="HOST:PORT of an existing Temporal server"),
+]
+ApiPort = Annotated[int | None, typer.Option("--api-port", help="Gateway port [8000]")]
+
+
+def settings_from(**overrides: Any) -> Settings:
+    """Flags override COUNTERSIGN_* environment variables, which override the defaults."""
+    try:
+        return Settings(**{k: v for k, v in overrides.items() if v is not None})
+    except ValidationError as error:
+        for problem in error.errors():
+            name = ".".join(str(p) for p in problem["loc"])
+            where = f"setting {name} (COUNTERSIGN_{name.upper()})" if name else "settings"
+            err.print(f"[bold red]error:[/] {where}: {problem['msg']}")
+        raise typer.Exit(2) from None
