@@ -18,7 +18,7 @@ class AuditActivities:
     def __init__(self, store_url: str, keyring: AuditKeyring | None = None) -> None:
         # The keyring makes each link an HMAC the database alone cannot recompute (audit_store.py).
         self._keyring = keyring
-        self._store = OpenedOnFirstUse(lambda: AuditStore.open(store_url))
+        self._store = OpenedOnFirstUse(lambda: AuditStore.open(store_url, keyring=keyring))
 
     async def close(self) -> None:
         await self._store.close()

@@ -19,6 +19,7 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from countersign.audit_keys import AuditKeyring
 from countersign.sql import open_engine
 from models.audit import AuditAck, AuditBatch, ChainBreak, StoredAuditEvent, VerifyReport
 
@@ -104,15 +105,19 @@ def _from_row(row: sa.Row[Any]) -> StoredAuditEvent:
 
 
 class AuditStore:
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(self, engine: AsyncEngine, keyring: AuditKeyring | None = None) -> None:
         self._engine = engine
         self._sqlite = engine.dialect.name == "sqlite"
+        self._keyring = keyring
 
     @classmethod
-    async def open(cls, url: str, *, schema: str | None = None) -> "AuditStore":
+    async def open(
+        cls, url: str, *, schema: str | None = None, keyring: AuditKeyring | None = None
+    ) -> "AuditStore":
         """`sqlite:///PATH` or `postgresql://...`; creates the table if missing. `schema` (PostgreSQL
-        only, must exist) puts the table there instead of on the search path."""
-        return cls(await open_engine(url, _metadata, schema=schema))
+        only, must exist) puts the table there instead of on the search path. `keyring`: the audit
+        keys (countersign/audit_keys.py), which appending and verifying need; reading does not."""
+        return cls(await open_engine(url, _metadata, schema=schema), keyring)
 
     async def close(self) -> None:
         await self._engine.dispose()

@@ -99,6 +99,8 @@ class Settings(BaseSettings):
     jwt_roles_claim: str = Field(default="roles", min_length=1)
     jwt_tenant_claim: str = Field(default="tenant", min_length=1)
     jwt_name_claim: str = Field(default="name", min_length=1)
+    # Where notifications reach a JWT principal (principals are kept on first sign-in).
+    jwt_email_claim: str = Field(default="email", min_length=1)
     # Clock skew tolerated on exp, nbf and iat.
     jwt_leeway_seconds: int = Field(default=30, ge=0, le=300)
     # The SQL audit log (countersign/audit_store.py): sqlite:///PATH or postgresql://USER:PASSWORD@HOST/DB.

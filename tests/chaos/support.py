@@ -23,6 +23,7 @@ from models.enums import Decision
 from models.principals import Principal
 from models.tools import LedgerEntry
 from models.views import WorkflowView
+from tests.helpers import KEY_ENVIRONMENT
 from workflows.approval import ApprovalWorkflow
 
 FOLLOW_UP = "Follow up with ABC Logistics (sales@abclogistics.com) about pricing"
@@ -72,6 +73,7 @@ class WorkerProcess:
 def worker_env(address: str, task_queue: str, data_dir: Path, smtp_port: int) -> dict[str, str]:
     """`countersign worker` configured from the environment alone, emailing through the sink."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("COUNTERSIGN_")}
+    env.update(KEY_ENVIRONMENT)  # the session's gateway and audit keys (tests/helpers.py)
     env.update(
         COUNTERSIGN_TEMPORAL_ADDRESS=address,
         COUNTERSIGN_TASK_QUEUE=task_queue,
