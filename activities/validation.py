@@ -3,38 +3,51 @@
 Blocking findings (unknown tool, args that do not fit the tool, business rules) make `ok` false, which
 sends the plan back to the planner and, if it stays wrong, to humans flagged for triage. A confidence
 under the threshold does not block; it flags the proposal for triage.
-"""
 
-from typing import Any
+It also derives the action's facts (the tool's own declaration over the validated args), from which
+the workflow chooses the approval chain. The planner's labels (its request type and extracted fields)
+route nothing; where they disagree with the facts, reviewers see a finding.
+"""
 
 from pydantic import BaseModel, ValidationError
 from temporalio import activity
 
-from models.enums import RequestType
+from models.facts import ActionFacts
 from models.proposal import Finding, Plan, RequestFields, ValidateInput, ValidationReport
 from tools.integrations import Integrations
 from tools.registry import ToolRegistry, arg_findings
 
 
-def _business_findings(plan: Plan, args: BaseModel) -> list[Finding]:
-    """Rules that hold whatever the tool: the action must agree with what the request said."""
+def _label_findings(plan: Plan, facts: ActionFacts) -> list[Finding]:
+    """Where the planner's labels disagree with what the action states (blocking for a stated fact, a
+    note for the type): the action is what runs, and what the approval chain follows."""
     findings: list[Finding] = []
-    parsed: dict[str, Any] = args.model_dump()
     fields = plan.fields
-    if plan.request_type == RequestType.PROCUREMENT:
-        if fields.amount is None:
-            findings.append(Finding(code="missing_field", message="no amount was found", field="amount"))
-        elif "amount" in parsed and abs(float(parsed["amount"]) - fields.amount) > 0.005:
+    for name in ("amount", "days", "severity"):
+        labelled, stated = getattr(fields, name), getattr(facts, name)
+        if labelled is not None and stated is not None and abs(float(labelled) - float(stated)) > 0.005:
             findings.append(
                 Finding(
                     code="inconsistent",
-                    message=f"action amount {parsed['amount']} differs from requested {fields.amount}",
-                    field="amount",
+                    message=f"action {name} {stated:g} differs from the {labelled:g} the planner read "
+                    "in the request",
+                    field=name,
                 )
             )
-    if plan.request_type == RequestType.LEAVE and fields.days is None:
-        findings.append(Finding(code="missing_field", message="no leave length found", field="days"))
     return findings
+
+
+def _type_finding(plan: Plan, facts: ActionFacts) -> list[Finding]:
+    if plan.request_type == facts.type:
+        return []
+    return [
+        Finding(
+            code="label_mismatch",
+            message=f"the planner called the request {plan.request_type}; the action is {facts.type} "
+            f"({plan.tool}), and approvals follow the action",
+            field="request_type",
+        )
+    ]
 
 
 class ValidationActivities:
@@ -66,10 +79,12 @@ class ValidationActivities:
         if request.align_fields:
             fields = _aligned_fields(plan.fields, args)
             plan = plan.model_copy(update={"fields": fields})
-        findings += _business_findings(plan, args)
+        facts = tool.derive_facts(args)
+        findings += _label_findings(plan, facts)
         if tool.check is not None:
             findings += tool.check(args, self._integrations)
         blocking = bool(findings)
+        findings += _type_finding(plan, facts)
         if plan.confidence < request.confidence_threshold:
             findings.append(
                 Finding(
@@ -86,6 +101,7 @@ class ValidationActivities:
             risk=tool.risk,
             normalized_args=args.model_dump(mode="json"),
             fields=fields,
+            facts=facts,
         )
 
 

@@ -3,6 +3,8 @@
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import timedelta
+from pathlib import Path
 
 from fastapi import FastAPI, Request, status
 from fastapi.encoders import jsonable_encoder
@@ -20,6 +22,7 @@ from countersign.approvals import ApprovalService
 from countersign.audit_log import AuditLog
 from countersign.audit_store import AuditStore
 from countersign.errors import Conflict, CountersignError, Forbidden, Invalid, NotFound
+from countersign.gateway_signing import GatewaySigning
 from countersign.graph_runs import GraphService
 from countersign.graph_store import GraphStore
 from countersign.policy_file import load_policy
@@ -137,6 +140,8 @@ async def attach(app: FastAPI, settings: Settings, client: Client | None = None)
             settings.namespace,
             codec=app.state.codec,
             plugins=tracing.temporal_plugins(getattr(app.state, "tracer_provider", None)),
+            # Every start, decision, edit, withdrawal, reassignment, retry and refusal it sends is signed.
+            interceptors=[GatewaySigning(settings.gateway_signer())],
         )
     app.state.client = client
     app.state.settings = settings
@@ -150,6 +155,9 @@ async def attach(app: FastAPI, settings: Settings, client: Client | None = None)
         policy=load_policy(settings.policy_file),
         principals=app.state.principals,
         audit=app.state.audit,
+        outage_window=timedelta(seconds=settings.outage_window_seconds),
+        # Never shown to callers: where this server keeps its data, and where it runs.
+        server_paths=[settings.data_dir, Path.cwd()],
     )
     app.state.graph_store = await GraphStore.open(settings.audit_url)
     functions = build_node_registry()

@@ -1,7 +1,9 @@
 """What the gateway does with Temporal: start, read, decide, list. Routes stay thin by calling these.
 
-Every function takes the authenticated principal and scopes what it touches to that principal's tenant.
-Temporal's errors are turned into the domain errors of `countersign.errors`.
+Every function takes the authenticated principal and scopes what it touches to that principal's tenant,
+and to what that principal may read (countersign/access.py). Temporal's errors are turned into the
+domain errors of `countersign.errors`. The client this service is given signs every message it sends
+(countersign/gateway_signing.py); a value the workflow could not decode is refused before it is sent.
 """
 
 import asyncio
@@ -12,9 +14,10 @@ import secrets
 from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any, TypeVar
 
-from pydantic import TypeAdapter
+from pydantic import BaseModel, TypeAdapter
 from temporalio.client import (
     Client,
     WithStartWorkflowOperation,
@@ -31,6 +34,7 @@ from temporalio.common import (
 from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
+from countersign.access import PathScrubber, in_trail, may_read, reads_everything
 from countersign.audit_log import AuditLog
 from countersign.errors import (
     REFUSAL_ERRORS,
@@ -43,6 +47,7 @@ from countersign.errors import (
     rpc_error,
 )
 from countersign.principals import PrincipalStore
+from models.audit import StoredAuditEvent
 from models.decisions import (
     ApproveRequest,
     BatchItemResult,
@@ -56,6 +61,7 @@ from models.decisions import (
     ReassignInput,
     ReassignRequest,
     Refusal,
+    RefusalInput,
     RetryInput,
     RetryRequest,
 )
@@ -64,6 +70,7 @@ from models.policy import ApprovalPolicy
 from models.principals import Principal, Tenant
 from models.requests import ApprovalInput, SubmitRequest
 from models.views import InboxFilter, SubmitResponse, WorkflowSummary, WorkflowView
+from models.wire import WireError, check_round_trip
 from workflows import search_attributes as sa
 from workflows.approval import ApprovalWorkflow
 
@@ -119,6 +126,8 @@ class ApprovalService:
         principals: PrincipalStore,
         audit: AuditLog | None = None,
         query_timeout: timedelta = QUERY_TIMEOUT,
+        outage_window: timedelta = timedelta(days=1),
+        server_paths: Sequence[Path] = (),
     ) -> None:
         self._client = client
         self._query_timeout = query_timeout
@@ -126,6 +135,8 @@ class ApprovalService:
         self._policy = policy
         self._principals = principals
         self._audit = audit
+        self._outage_window = outage_window
+        self._scrub = PathScrubber(server_paths)
 
     async def submit(
         self,
@@ -139,6 +150,7 @@ class ApprovalService:
         workflow_id = _workflow_id(principal, idempotency_key)
         digest = _request_digest(request)
         options = self._start_options(principal, request, workflow_id, digest)
+        _carried(options["arg"])
         settled: WorkflowView | None = None
         try:
             if wait is None:
@@ -164,7 +176,12 @@ class ApprovalService:
         self, principal: Principal, request: SubmitRequest, workflow_id: str, digest: str
     ) -> dict[str, Any]:
         return {
-            "arg": ApprovalInput(request=request, requester=principal, policy=self._policy),
+            "arg": ApprovalInput(
+                request=request,
+                requester=principal,
+                policy=self._policy,
+                outage_window_seconds=int(self._outage_window.total_seconds()),
+            ),
             "id": workflow_id,
             "task_queue": self._task_queue,
             # A retried submit with the same key lands on the same workflow, running or finished.
@@ -207,6 +224,14 @@ class ApprovalService:
             return None  # started, and ended before the update could answer: the client reads it
 
     async def view(self, principal: Principal, workflow_id: str) -> WorkflowView:
+        """The workflow as `principal` may read it: their tenant's, and theirs to read (access.py);
+        any other answers exactly like a workflow that does not exist."""
+        view = await self._query_view(principal, workflow_id)
+        if not may_read(principal, view, await self._acting_for(principal)):
+            raise NotFound(f"no workflow {workflow_id}")
+        return self._scrub.view(view)
+
+    async def _query_view(self, principal: Principal, workflow_id: str) -> WorkflowView:
         handle = self._client.get_workflow_handle_for(ApprovalWorkflow.run, workflow_id)
         try:
             view = await handle.query(ApprovalWorkflow.view, rpc_timeout=self._query_timeout)
@@ -215,6 +240,37 @@ class ApprovalService:
         if view.requester.tenant != principal.tenant:
             raise NotFound(f"no workflow {workflow_id}")
         return view
+
+    async def trail(self, principal: Principal, workflow_id: str) -> list[StoredAuditEvent]:
+        """The workflow's SQL audit trail, for those who may read the workflow (or appear in its trail,
+        which outlives Temporal's retention of the workflow itself)."""
+        if self._audit is None:
+            raise NotFound(f"no audit trail for workflow {workflow_id}")
+        events = await self._audit.for_workflow(principal, workflow_id)
+        if reads_everything(principal) or in_trail(principal, events):
+            return [e.model_copy(update={"detail": self._scrub.text(e.detail)}) for e in events]
+        try:
+            await self.view(principal, workflow_id)
+        except CountersignError:
+            raise NotFound(f"no audit trail for workflow {workflow_id}") from None
+        return [e.model_copy(update={"detail": self._scrub.text(e.detail)}) for e in events]
+
+    async def search_audit(
+        self,
+        principal: Principal,
+        *,
+        actor: str | None,
+        since: datetime | None,
+        until: datetime | None,
+        limit: int,
+    ) -> list[StoredAuditEvent]:
+        """The tenant's whole audit log: for ADMIN and AUDITOR only."""
+        if not reads_everything(principal):
+            raise Forbidden("the tenant's audit log is for ADMIN and AUDITOR", Refusal.ROLE_MISSING)
+        if self._audit is None:
+            return []
+        events = await self._audit.search(principal, actor=actor, since=since, until=until, limit=limit)
+        return [e.model_copy(update={"detail": self._scrub.text(e.detail)}) for e in events]
 
     def _handle(self, workflow_id: str) -> Any:
         return self._client.get_workflow_handle_for(ApprovalWorkflow.run, workflow_id)
@@ -238,8 +294,16 @@ class ApprovalService:
             if isinstance(cause, ApplicationError) and cause.type == Refusal.WRONG_TENANT:
                 # Another tenant's workflow must look exactly like one that does not exist.
                 raise NotFound(f"no workflow {workflow_id}") from error
+            if isinstance(cause, ApplicationError) and cause.type == Refusal.UNAUTHENTICATED:
+                # This gateway signed it: the workflow does not trust this gateway's keys (a rotation
+                # that dropped a key too early?). The workflow has audited it; an operator must act.
+                log.error("workflow %s refused this gateway's signature: %s", workflow_id, cause.message)
+                raise CountersignError(
+                    "the workflow does not accept this gateway's signature; see the gateway's log",
+                    str(cause.type),
+                ) from error
             if isinstance(cause, ApplicationError) and cause.type in REFUSAL_ERRORS:
-                await self._audit_refusal(principal, workflow_id, what, str(cause.type), cause.message)
+                await self._record_refusal(principal, workflow_id, what, str(cause.type), cause.message)
                 raise REFUSAL_ERRORS[cause.type](cause.message, cause.type) from error
             raise
         except RPCError as error:
@@ -249,22 +313,19 @@ class ApprovalService:
                 raise Conflict(f"workflow {workflow_id} has finished", closed) from error
             raise rpc_error(error, workflow_id) from error
 
-    async def _audit_refusal(
+    async def _record_refusal(
         self, principal: Principal, workflow_id: str, what: str, code: str, message: str
     ) -> None:
-        """The validator refused before anything reached history: the audit log keeps the attempt."""
-        if self._audit is None:
-            return
-        description = await self._handle(workflow_id).describe()
-        state = description.typed_search_attributes.get(sa.STATE)
-        await self._audit.refused(
-            principal,
-            workflow_id,
-            what,
-            code,
-            message,
-            WorkflowState(state) if state else WorkflowState.RECEIVED,
-        )
+        """A validator refused before anything reached history: the workflow keeps the attempt in its
+        own trail (Signal `refused`), so it reaches the audit log whenever that database can take it and
+        a slow or locked database never turns a refusal into an error. Best effort: a workflow that
+        closed meanwhile has nothing left to record."""
+        refusal = RefusalInput(principal=principal, what=what, code=code, message=message[:1000])
+        try:
+            check_round_trip(refusal)
+            await self._handle(workflow_id).signal(ApprovalWorkflow.refused, refusal)
+        except (RPCError, WireError) as error:
+            log.warning("refusal on %s not recorded in its trail: %s", workflow_id, error)
 
     async def _require_tenant(self, principal: Principal, workflow_id: str) -> None:
         try:
@@ -279,27 +340,29 @@ class ApprovalService:
         return await self._principals.delegators_for(principal, datetime.now(UTC))
 
     async def decide(self, principal: Principal, workflow_id: str, body: ApproveRequest) -> WorkflowView:
-        decision = DecideInput(
-            reviewer=principal, acting_for=await self._acting_for(principal), **body.model_dump()
+        decision = _carried(
+            DecideInput(reviewer=principal, acting_for=await self._acting_for(principal), **body.model_dump())
         )
         return await self._update(
             principal, workflow_id, lambda h: h.execute_update(ApprovalWorkflow.decide, decision)
         )
 
     async def edit(self, principal: Principal, workflow_id: str, body: EditRequest) -> WorkflowView:
-        request = EditInput(
-            reviewer=principal,
-            proposal_version=body.proposal_version,
-            args=body.args,
-            notes=body.notes,
-            acting_for=await self._acting_for(principal),
+        request = _carried(
+            EditInput(
+                reviewer=principal,
+                proposal_version=body.proposal_version,
+                args=body.args,
+                notes=body.notes,
+                acting_for=await self._acting_for(principal),
+            )
         )
         return await self._update(
             principal, workflow_id, lambda h: h.execute_update(ApprovalWorkflow.edit, request), what="edit"
         )
 
     async def cancel(self, principal: Principal, workflow_id: str, body: CancelRequest) -> WorkflowView:
-        request = CancelInput(principal=principal, reason=body.reason)
+        request = _carried(CancelInput(principal=principal, reason=body.reason))
         return await self._update(
             principal,
             workflow_id,
@@ -314,8 +377,8 @@ class ApprovalService:
             target = await self._principals.get(body.to_principal_id)
             if target is None or target.tenant != principal.tenant:
                 raise Invalid(f"no principal {body.to_principal_id} in this tenant", "UnknownPrincipal")
-        request = ReassignInput(
-            admin=principal, to_role=body.to_role, to_principal=target, reason=body.reason
+        request = _carried(
+            ReassignInput(admin=principal, to_role=body.to_role, to_principal=target, reason=body.reason)
         )
         return await self._update(
             principal,
@@ -325,7 +388,7 @@ class ApprovalService:
         )
 
     async def retry(self, principal: Principal, workflow_id: str, body: RetryRequest) -> WorkflowView:
-        request = RetryInput(admin=principal, reason=body.reason)
+        request = _carried(RetryInput(admin=principal, reason=body.reason))
         return await self._update(
             principal,
             workflow_id,
@@ -344,6 +407,8 @@ class ApprovalService:
         duplicates = {workflow_id for workflow_id, seen in counts.items() if seen > 1}
         if duplicates:
             raise Invalid(f"each workflow may appear once per batch: {', '.join(sorted(duplicates))}")
+
+        _carried(DecideInput(reviewer=principal, decision=body.decision, notes=body.notes))
 
         async def one(workflow_id: str, version: int) -> BatchItemResult:
             decision = DecideInput(
@@ -385,11 +450,26 @@ class ApprovalService:
         limit: int = 100,
     ) -> list[WorkflowSummary]:
         clauses = [f"{sa.TENANT.name} = '{principal.tenant}'"]
+        if not reads_everything(principal):
+            clauses.append(await self._readable(principal))
         if state is not None:
             clauses.append(f"{sa.STATE.name} = '{state.value}'")
         if request_type is not None:
             clauses.append(f"{sa.REQUEST_TYPE.name} = '{request_type.value}'")
         return await self._query(clauses, limit)
+
+    async def _readable(self, principal: Principal) -> str:
+        """The visibility clause for what a reader without ADMIN or AUDITOR may list (access.py): their
+        own requests, what they acted on, and what they (or someone they stand in for) may decide now."""
+        roles = {role.value for role in principal.roles}
+        for delegator in await self._acting_for(principal):
+            roles.update(role.value for role in delegator.roles)
+        deciders = _quoted(sorted(roles | {sa.principal_decider(principal.id)}))
+        # Every value is an enum member or a pattern-checked id, never free text.
+        return (
+            f"({sa.REQUESTER.name} = '{principal.id}' OR {sa.PARTICIPANTS.name} = '{principal.id}' "
+            f"OR {sa.DECIDERS.name} IN ({deciders}))"
+        )
 
     async def inbox(self, principal: Principal, filters: InboxFilter) -> list[WorkflowSummary]:
         """What `principal` may decide now, most urgent (earliest SLA) first: waiting on one of their
@@ -468,6 +548,20 @@ class ApprovalService:
         if await self._count([*clauses, before(high)]) < limit:
             return await self._query(clauses, INBOX_SCAN)
         return await self._query([*clauses, before(high)], INBOX_SCAN)
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def _carried(message: M) -> M:
+    """`message`, when Temporal's data converter carries it to the workflow unchanged; else refused
+    (422) before anything is sent: a workflow whose input it cannot decode could never be read,
+    decided or cancelled again."""
+    try:
+        check_round_trip(message)
+    except WireError as error:
+        raise Invalid(str(error), "Undeliverable") from None
+    return message
 
 
 def _query_text(clauses: list[str]) -> str:

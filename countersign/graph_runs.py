@@ -1,6 +1,7 @@
 """What the gateway does for graph workflows: store definitions, start runs, read them, decide approval
 nodes and follow a run's event stream. Every call is scoped to the principal's tenant."""
 
+import contextlib
 import secrets
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
@@ -30,8 +31,8 @@ from countersign.graph_store import GraphStore
 from countersign.principals import PrincipalStore
 from graphs.registry import NodeRegistry
 from graphs.validation import GraphInvalid, check_graph
-from models.decisions import ApproveRequest, DecideInput, Refusal
-from models.enums import Role, WorkflowState
+from models.decisions import DecideInput, NodeDecisionRequest, Refusal, RefusalInput
+from models.enums import Role
 from models.graph import (
     GraphDefinition,
     GraphRecord,
@@ -42,6 +43,7 @@ from models.graph import (
     RunStarted,
 )
 from models.principals import Principal
+from models.wire import WireError, check_round_trip
 from workflows.graph import EVENTS_TOPIC, GraphWorkflow
 
 # Every graph run's id starts so; an approval workflow's never does (see approvals.WORKFLOW_ID_PREFIX).
@@ -121,16 +123,21 @@ class GraphService:
         except GraphInvalid as error:
             raise Conflict(f"{error}; store a new version", "GraphInvalid") from None
         run_id = run_id_for(principal)
+        start = GraphRunInput(
+            run_id=run_id,
+            graph_id=record.graph_id,
+            version=record.version,
+            definition=snapshot(definition, self._functions),
+            input=data,
+            requester=principal,
+        )
+        try:
+            check_round_trip(start)
+        except WireError as error:
+            raise Invalid(str(error), "Undeliverable") from None
         await self._client.start_workflow(
             GraphWorkflow.run,
-            GraphRunInput(
-                run_id=run_id,
-                graph_id=record.graph_id,
-                version=record.version,
-                definition=snapshot(definition, self._functions),
-                input=data,
-                requester=principal,
-            ),
+            start,
             id=run_id,
             task_queue=self._task_queue,
             static_summary=f"graph {record.graph_id} v{record.version} for {principal.name}",
@@ -160,12 +167,21 @@ class GraphService:
             raise NotFound(f"no workflow {run_id}")
         return view
 
-    async def decide(self, principal: Principal, run_id: str, body: ApproveRequest) -> GraphRunView:
+    async def decide(self, principal: Principal, run_id: str, body: NodeDecisionRequest) -> GraphRunView:
         # Whoever delegates to the reviewer right now: they may decide for those, as in approvals.
         acting_for = await self._principals.delegators_for(principal, datetime.now(UTC))
         decision = DecideInput(
-            reviewer=principal, decision=body.decision, notes=body.notes, acting_for=acting_for
+            reviewer=principal,
+            decision=body.decision,
+            notes=body.notes,
+            # An approval node has one version; the run's workflow requires every decision to name it.
+            proposal_version=1,
+            acting_for=acting_for,
         )
+        try:
+            check_round_trip(decision)
+        except WireError as error:
+            raise Invalid(str(error), "Undeliverable") from None
         handle = self._client.get_workflow_handle_for(GraphWorkflow.run, run_id)
         try:
             return await handle.execute_update(GraphWorkflow.decide, decision)
@@ -175,15 +191,12 @@ class GraphService:
                 # The workflow checks the tenant first: another tenant's run looks like none at all.
                 raise NotFound(f"no workflow {run_id}") from error
             if isinstance(cause, ApplicationError) and cause.type in REFUSAL_ERRORS:
-                if self._audit is not None:
-                    await self._audit.refused(
-                        principal,
-                        run_id,
-                        "decision",
-                        str(cause.type),
-                        cause.message,
-                        WorkflowState.WAITING_FOR_APPROVAL,
-                    )
+                # Kept in the run's own trail (Signal `refused`): see ApprovalService._record_refusal.
+                refusal = RefusalInput(
+                    principal=principal, what="decision", code=str(cause.type), message=cause.message[:1000]
+                )
+                with contextlib.suppress(RPCError):
+                    await handle.signal(GraphWorkflow.refused, refusal)
                 raise REFUSAL_ERRORS[cause.type](cause.message, cause.type) from error
             raise
         except RPCError as error:

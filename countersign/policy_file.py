@@ -13,7 +13,7 @@ import yaml
 from pydantic import ValidationError
 from pydantic_core import ErrorDetails
 
-from models.policy import ApprovalPolicy
+from models.policy import FACTS_ONLY, ApprovalPolicy
 
 DEFAULT_POLICY_FILE = Path(__file__).with_name("default_policy.yaml")
 
@@ -103,7 +103,8 @@ def load_policy(path: Path | None = None) -> ApprovalPolicy:
             [f"{path} line {line}: the policy must be a mapping (version, rules, ...), got {found}"]
         )
     try:
-        return ApprovalPolicy.model_validate(data)
+        # A policy loaded for new workflows routes on the action's facts only (models/policy.py).
+        return ApprovalPolicy.model_validate(data, context={FACTS_ONLY: True})
     except ValidationError as error:
         # In file order, which is how someone fixing them reads; pydantic's order among the same line.
         problems = sorted((_problem(root, e) for e in error.errors()), key=lambda problem: problem[0])

@@ -7,7 +7,7 @@ from temporalio.api.operatorservice.v1 import (
     AddSearchAttributesRequest,
     ListSearchAttributesRequest,
 )
-from temporalio.client import Client, Plugin
+from temporalio.client import Client, Interceptor, Plugin
 from temporalio.converter import PayloadCodec
 from temporalio.runtime import Runtime
 from temporalio.service import RPCError, RPCStatusCode
@@ -30,18 +30,20 @@ async def connect(
     *,
     runtime: Runtime | None = None,
     plugins: Sequence[Plugin] = (),
+    interceptors: Sequence[Interceptor] = (),
 ) -> Client:
     """A client whose payloads are encrypted by `codec` (Settings.payload_codec()) when there is one.
 
     `runtime`: one with telemetry (countersign/metrics.py), else the default; `plugins`: tracing and
     logging interceptors (countersign/tracing.py, countersign/logs.py), also applied to every worker
-    built from this client."""
+    built from this client; `interceptors`: the gateway's signing (countersign/gateway_signing.py)."""
     return await Client.connect(
         address,
         namespace=namespace,
         data_converter=data_converter(codec),
         runtime=runtime,
         plugins=plugins,
+        interceptors=interceptors,
     )
 
 

@@ -30,6 +30,7 @@ from activities.execution import Checkpoint, ExecutionActivities
 from activities.graph import GraphActivities
 from activities.notify import EmailChannel, NotifyActivities, OutboxChannel
 from activities.planning import PlanningActivities, llm_task_queue
+from activities.trust import TrustActivities
 from activities.validation import ValidationActivities
 from countersign import logs, metrics, tracing
 from countersign.audit_keys import AuditKeyring
@@ -158,6 +159,7 @@ def build_worker(
     notify = NotifyActivities(data_dir, [OutboxChannel(data_dir), email])
     audit = AuditActivities(store_url, trust.audit)
     graph = GraphActivities(node_registry or build_node_registry())
+    trusted = TrustActivities(trust.gateway)
     main = Worker(
         client,
         task_queue=task_queue,
@@ -175,6 +177,7 @@ def build_worker(
             notify.notify,
             audit.record,
             graph.run_node,
+            trusted.verify_start,
         ],
     )
     llm = Worker(

@@ -405,7 +405,12 @@ def _decide_type(request: PlanInput, fields: RequestFields, ev: _Evidence) -> Re
     rtype, hits = _classify(request.request.text, fields)
     hint = request.request.type
     if hint is not None:
-        ev.add("type given by requester", 0.30)
+        # A hint is a claim, not evidence: it sets the type but earns confidence only as far as the
+        # words of the request bear it out (it once added 0.30 on its own, whatever the text said).
+        if hint == rtype and hits:
+            ev.add(f"keywords: {', '.join(hits)}", min(0.25, 0.15 + 0.05 * (len(hits) - 1)))
+        else:
+            ev.add(f"nothing in the text supports the hinted type {hint}", -0.10)
         seen = f" (keywords suggested {rtype}: {', '.join(hits) or 'none'})" if hint != rtype else ""
         ev.notes.append(f"type {hint} given as a hint{seen}")
         return hint
@@ -461,8 +466,9 @@ def _choose_tool(preferred: str, tools: list[ToolSpec], unknown_tool: bool, ev: 
 class RulesPlanner:
     """Keyword/regex planner. Confidence = 0.35 plus evidence, clamped to [0.05, 0.95]:
 
-    - type: +0.30 for an explicit type hint; else +0.15 for the first keyword hit and +0.05 for
-      each further hit (at most +0.25); -0.10 when nothing matched and GENERAL is the fallback.
+    - type: +0.15 for the first keyword hit and +0.05 for each further hit (at most +0.25); -0.10 when
+      nothing matched and GENERAL is the fallback. An explicit type hint sets the type but adds
+      nothing the keywords do not bear out.
     - key fields of the preferred action (`_KEY_FIELDS`): e.g. amount +0.20 when found, -0.20
       when missing; a severity inferred from words like "outage" earns half its bonus.
     - -0.15 when the preferred tool is not used, -0.20 more when no arguments can be built.

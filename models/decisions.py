@@ -8,20 +8,33 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from models.enums import Decision, Role
 from models.policy import OnDeadline
 from models.principals import Principal
+from models.signatures import Signed
 
 
 class ApproveRequest(BaseModel):
-    """Seed 000's `POST /workflows/{id}/approve` body."""
+    """Seed 000's `POST /workflows/{id}/approve` body, with the proposal version the reviewer saw:
+    without it a decision would approve whatever version is current, an edit made a moment ago too."""
 
     model_config = ConfigDict(extra="forbid")
 
     decision: Decision
     notes: str | None = Field(default=None, max_length=4000)
-    proposal_version: int | None = Field(default=None, ge=1)
+    proposal_version: int = Field(ge=1)
 
 
-class DecideInput(BaseModel):
-    """Update `decide` and Signal `decision`. The reviewer is set by the gateway from the API key."""
+class NodeDecisionRequest(BaseModel):
+    """`POST /graph/runs/{run_id}/approve`: a graph approval node has one version, so none is named."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    decision: Decision
+    notes: str | None = Field(default=None, max_length=4000)
+
+
+class DecideInput(Signed):
+    """Update `decide` and Signal `decision`. The reviewer is set by the gateway from the API key, and
+    the gateway signs the whole message (models/signatures.py): the workflow believes no identity,
+    role or delegation that no trusted gateway signed."""
 
     reviewer: Principal
     decision: Decision
@@ -78,7 +91,7 @@ class EditRequest(BaseModel):
     notes: str | None = Field(default=None, max_length=4000)
 
 
-class EditInput(BaseModel):
+class EditInput(Signed):
     """Update `edit`: the reviewer (set by the gateway) and the changed args for a named version."""
 
     reviewer: Principal
@@ -94,7 +107,7 @@ class CancelRequest(BaseModel):
     reason: str = Field(min_length=1, max_length=2000)
 
 
-class CancelInput(BaseModel):
+class CancelInput(Signed):
     """Update `withdraw`: the requester (or an ADMIN) takes the request back before execution."""
 
     principal: Principal
@@ -117,7 +130,7 @@ class ReassignRequest(BaseModel):
         return self
 
 
-class ReassignInput(BaseModel):
+class ReassignInput(Signed):
     admin: Principal
     to_role: Role | None = None
     # Resolved from the principal store by the gateway.
@@ -176,6 +189,8 @@ class ApprovalStep(BaseModel):
     reassigned_from: Role | None = None
     assignee_id: str | None = None
     assignee_name: str | None = None
+    # Who reassigned the step last: they may not approve it themselves.
+    reassigned_by_id: str | None = None
 
     @property
     def deciding_roles(self) -> list[Role]:
@@ -209,6 +224,20 @@ class Refusal(StrEnum):
     NOT_ALLOWED = "NotAllowed"
     TOO_LATE = "TooLate"
     BAD_REQUEST = "BadRequest"
+    # Not signed by a gateway key the workflow trusts, signed for another message, expired, or sent twice.
+    UNAUTHENTICATED = "Unauthenticated"
+
+
+class RefusalInput(Signed):
+    """Signal `refused`: a message the workflow's validator refused before anything was written, sent
+    back by the gateway so that the refusal is kept in the workflow's own trail (and reaches the SQL
+    audit log with the rest of it, whenever that database can take it)."""
+
+    principal: Principal
+    # What was refused: decision, edit, withdrawal, reassignment, retry.
+    what: str = Field(min_length=1, max_length=32, pattern=r"^[a-z_]+$")
+    code: str = Field(min_length=1, max_length=64)
+    message: str = Field(max_length=1000)
 
 
 class RetryRequest(BaseModel):
@@ -219,6 +248,6 @@ class RetryRequest(BaseModel):
     reason: str = Field(min_length=1, max_length=2000)
 
 
-class RetryInput(BaseModel):
+class RetryInput(Signed):
     admin: Principal
     reason: str

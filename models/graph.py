@@ -19,6 +19,7 @@ from models.decisions import ApprovalStep
 from models.enums import Role
 from models.policy import Duration
 from models.principals import Principal
+from models.signatures import GatewayTrust, Signed
 
 ID_PATTERN = r"^[a-z][a-z0-9_-]{0,63}$"
 GRAPH_ID_PATTERN = r"^[a-z][a-z0-9-]{0,63}$"
@@ -232,7 +233,10 @@ class GraphCarry(BaseModel):
     stream: WorkflowStreamState | None = None
 
 
-class GraphRunInput(BaseModel):
+class GraphRunInput(Signed):
+    """A run's input, signed by the gateway that started it ("start"; see ApprovalInput): `trust` names
+    the gateway keys whose signatures its approval nodes accept."""
+
     run_id: str
     graph_id: str
     version: int
@@ -242,6 +246,7 @@ class GraphRunInput(BaseModel):
     carry: GraphCarry | None = None
     # Continue as new once the history is this long (or when Temporal suggests it), at a node boundary.
     continue_after_events: int = Field(default=10_000, ge=50, le=40_000)
+    trust: GatewayTrust | None = None
 
 
 class NodeCall(BaseModel):

@@ -10,10 +10,39 @@ import re
 from enum import StrEnum
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
-from models.enums import RequestType, Role
-from workflows.expressions import check_expression
+from models.enums import READ_ONLY_ROLES, RequestType, Role
+from workflows.expressions import EXTRA_STEP_NAMES, FACT_NAMES, PLANNER_LABELS, check_expression, names_in
+
+# Validation context that `countersign.policy_file.load_policy` passes: the policy is being loaded for
+# new workflows, so its conditions may name only what the action states about itself.
+FACTS_ONLY = "facts_only"
+
+
+def _facts_only(expression: str, allowed: frozenset[str], where: str) -> str:
+    """Refuse names that would let anything but the action's facts choose approvers."""
+    for name in sorted(names_in(expression)):
+        if name in PLANNER_LABELS:
+            raise ValueError(
+                f"{name!r} is what the planner read from the request, which never chooses approvers; "
+                f"name the action's facts instead ({', '.join(sorted(FACT_NAMES))})"
+            )
+        if name == "confidence" and "confidence" not in allowed:
+            raise ValueError(
+                f"'confidence' is the model's own figure: it may add a step (extra_steps), never choose "
+                f"the chain ({where})"
+            )
+    return expression
+
 
 DAY = 24 * 3600
 
@@ -88,6 +117,14 @@ class StepSpec(BaseModel):
 
     role: Role
     quorum: int = Field(default=1, ge=1, le=20, strict=True)
+
+    @field_validator("role")
+    @classmethod
+    def _may_decide(cls, role: Role) -> Role:
+        if role in READ_ONLY_ROLES:
+            raise ValueError(f"{role} reads and never decides: it cannot be an approval step's role")
+        return role
+
     sla: Duration | None = None
     reminder_at: Duration | None = None
     deadline: Duration | None = None
@@ -104,6 +141,13 @@ class PolicyRule(BaseModel):
     name: str | None = Field(default=None, max_length=100)
     steps: list[StepSpec] = Field(min_length=1, max_length=20)
 
+    @field_validator("when")
+    @classmethod
+    def _facts(cls, when: str, info: ValidationInfo) -> str:
+        if info.context and info.context.get(FACTS_ONLY):
+            return _facts_only(when, FACT_NAMES, "rules")
+        return when
+
 
 class ExtraStep(BaseModel):
     """A step appended to whatever chain matched, when its condition holds (low confidence, risky tool)."""
@@ -113,6 +157,13 @@ class ExtraStep(BaseModel):
     when: Expression
     name: str | None = Field(default=None, max_length=100)
     step: StepSpec
+
+    @field_validator("when")
+    @classmethod
+    def _facts(cls, when: str, info: ValidationInfo) -> str:
+        if info.context and info.context.get(FACTS_ONLY):
+            return _facts_only(when, EXTRA_STEP_NAMES, "extra_steps")
+        return when
 
 
 class ApprovalPolicy(BaseModel):

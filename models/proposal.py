@@ -5,6 +5,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from models.enums import RequestType, Risk, SideEffect
+from models.facts import ActionFacts
 from models.requests import SubmitRequest
 
 
@@ -106,3 +107,6 @@ class ValidationReport(BaseModel):
     normalized_args: dict[str, Any] | None = None
     # With `align_fields`: the plan's fields after taking over what the edited args state.
     fields: RequestFields | None = None
+    # What the action states about itself (its tool's declaration over the validated args): the
+    # approval chain is chosen from these. None when the tool is unknown or the args do not fit it.
+    facts: ActionFacts | None = None

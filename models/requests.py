@@ -7,6 +7,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 from models.enums import RequestType
 from models.policy import ApprovalPolicy, LegacyPolicy
 from models.principals import Principal
+from models.signatures import GatewayTrust, Signed
 
 # Finite numbers only: JSON has no NaN or Infinity, and a workflow could never decode an input with one.
 FieldHint = str | int | Annotated[float, Field(allow_inf_nan=False)] | bool
@@ -26,8 +27,12 @@ class SubmitRequest(BaseModel):
     )
 
 
-class ApprovalInput(BaseModel):
+class ApprovalInput(Signed):
     """The workflow's one input. The policy is frozen into history so an audit shows the rules applied.
+
+    Signed by the gateway that started the workflow ("start"); a worker runs only workflows whose start
+    a gateway key it trusts signed, and `trust` names the keys whose signatures the workflow accepts on
+    every later message. Workflows started before signatures carry no trust and no proofs.
 
     Workflows started before policy files carry a `LegacyPolicy`; the shapes cannot be confused
     because both refuse unknown keys.
@@ -37,3 +42,7 @@ class ApprovalInput(BaseModel):
     requester: Principal
     policy: ApprovalPolicy | LegacyPolicy
     max_plan_attempts: int = Field(default=2, ge=1, le=5)
+    trust: GatewayTrust | None = None
+    # How long the approved action and each notification retry transient failures (an outage) before
+    # they give up: the action as a dead letter, a notification as a `notify_failed` audit entry.
+    outage_window_seconds: int = Field(default=86_400, ge=1, le=30 * 86_400)

@@ -15,7 +15,7 @@ import base64
 import binascii
 import hashlib
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
@@ -103,22 +103,35 @@ def check(
 ) -> tuple[Proof | None, str]:
     """The first proof of `message` that a trusted key made for this workflow and message and that has
     not expired, or None and why none does. `now` is the workflow's time (`workflow.now()`)."""
+    return check_content(
+        body(message), message.proofs, workflow_id=workflow_id, name=name, trust=trust, now=now
+    )
+
+
+def check_content(
+    content: Mapping[str, Any],
+    proofs: Sequence[Proof],
+    *,
+    workflow_id: str,
+    name: str,
+    trust: GatewayTrust | Mapping[str, str],
+    now: datetime,
+) -> tuple[Proof | None, str]:
+    """`check` for a message already reduced to its signed content (`body(message)`)."""
     keys = trust.keys if isinstance(trust, GatewayTrust) else trust
     if name not in MESSAGES:
         return None, f"{name!r} is not a message the gateway signs"
-    if not message.proofs:
+    if not proofs:
         return None, "the message is not signed by a Countersign gateway"
-    content = body(message)
     problems = []
-    for proof in message.proofs:
+    for proof in proofs:
         encoded = keys.get(proof.key_id)
         if encoded is None:
             problems.append(f"key {proof.key_id!r} is not trusted by this workflow")
             continue
         if proof.expires_at <= now:
-            problems.append(
-                f"the signature by key {proof.key_id!r} expired at {proof.expires_at.isoformat()}"
-            )
+            expired = proof.expires_at.isoformat()
+            problems.append(f"the signature by key {proof.key_id!r} expired at {expired}")
             continue
         try:
             public_key(encoded).verify(
@@ -137,3 +150,21 @@ def check(
             continue
         return proof, ""
     return None, "; ".join(problems)
+
+
+class StartCheck(BaseModel):
+    """The `verify_start` local activity's input: a workflow's start, as the workflow received it."""
+
+    workflow_id: str
+    # The start's signed content (`body(input)`) and its proofs.
+    content: dict[str, Any]
+    proofs: list[Proof]
+    # When Temporal started the workflow: a start is judged by when it was made, not by when a worker
+    # (perhaps back from an outage) first ran it.
+    started_at: AwareDatetime
+
+
+class StartVerdict(BaseModel):
+    ok: bool
+    key_id: str | None = None
+    reason: str = ""

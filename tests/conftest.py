@@ -15,12 +15,13 @@ from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
+from countersign.gateway_signing import GatewaySigning
 from countersign.stack import temporal_binary
 from countersign.temporal import ensure_search_attributes
 from countersign.worker import WorkerGroup, build_worker
 from llm.rules import RulesPlanner
 from tests.fake_llm import FakeLLM
-from tests.helpers import KEY_ENVIRONMENT, TEST_TRUST
+from tests.helpers import KEY_ENVIRONMENT, SIGNER, TEST_TRUST
 from workflows import search_attributes as sa
 
 # Every Settings() of the suite, and every process it starts, holds the session's gateway and audit keys.
@@ -32,6 +33,8 @@ async def dev_env() -> AsyncIterator[WorkflowEnvironment]:
     env = await WorkflowEnvironment.start_local(
         dev_server_existing_path=temporal_binary(),
         data_converter=pydantic_data_converter,
+        # The suite's clients stand in for the gateway: they sign what they send, as it does.
+        interceptors=[GatewaySigning(SIGNER)],
         search_attributes=sa.ALL,
         dev_server_log_level="error",
     )
@@ -42,9 +45,14 @@ async def dev_env() -> AsyncIterator[WorkflowEnvironment]:
 @pytest.fixture(scope="session")
 async def time_env() -> AsyncIterator[WorkflowEnvironment]:
     binary = Path(sys.executable).parent / "temporal-test-server"
+    signing = GatewaySigning(SIGNER)
     env = await WorkflowEnvironment.start_time_skipping(
-        test_server_existing_path=str(binary), data_converter=pydantic_data_converter
+        test_server_existing_path=str(binary),
+        data_converter=pydantic_data_converter,
+        interceptors=[signing],
     )
+    # Its clock runs ahead of ours (it skips): signatures count from its time, as workflows read it.
+    signing.clock = env.get_current_time
     await ensure_search_attributes(env.client, "default")
     yield env
     await env.shutdown()
@@ -53,6 +61,14 @@ async def time_env() -> AsyncIterator[WorkflowEnvironment]:
 @pytest.fixture
 def client(dev_env: WorkflowEnvironment) -> Client:
     return dev_env.client
+
+
+@pytest.fixture
+def raw_client(client: Client) -> Client:
+    """The same server without the gateway's signature: what anyone who reaches Temporal can send."""
+    config = client.config()
+    config["interceptors"] = []
+    return Client(**config)
 
 
 @pytest.fixture

@@ -21,6 +21,7 @@ from countersign.codec import (
     PayloadCodecError,
     data_converter,
 )
+from countersign.gateway_signing import GatewaySigning
 from countersign.principals import PrincipalStore
 from countersign.settings import Settings
 from countersign.worker import build_worker
@@ -29,7 +30,7 @@ from models.enums import Role, WorkflowState
 from models.principals import Principal
 from models.requests import ApprovalInput, SubmitRequest
 from models.views import InboxFilter
-from tests.helpers import DEFAULT_POLICY, REQUESTER, TEST_TRUST, wait_for_state
+from tests.helpers import DEFAULT_POLICY, REQUESTER, SIGNER, TEST_TRUST, wait_for_state
 from workflows.approval import ApprovalWorkflow
 
 K1 = os.urandom(32)
@@ -220,6 +221,7 @@ async def test_the_server_stores_only_ciphertext(client: Client, task_queue: str
         client.service_client.config.target_host,
         namespace=client.namespace,
         data_converter=data_converter(codec),
+        interceptors=[GatewaySigning(SIGNER)],  # as the gateway's client signs what it sends
     )
     principals = await PrincipalStore.open(tmp_path / "principals.db")
     # The gateway's own submit path: workflow input, memo and summaries, as production writes them.

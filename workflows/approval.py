@@ -7,7 +7,14 @@ the next step of a chain, or an edited proposal, waits afresh.)
 
 Messages: Update `decide` (and Signal `decision`), Update `edit` (approve with changes: a new proposal
 version whose approvals start over), Update `withdraw` (the requester takes the request back),
-Update `reassign` (an ADMIN hands the waiting step to a role or a person), Query `view`.
+Update `reassign` (an ADMIN hands the waiting step to a role or a person), Update `retry` (an ADMIN
+retries a dead letter), Signal `refused` (a refusal the gateway saw, kept in the trail), Query `view`.
+
+Trust (TRUST_PATCH): the workflow believes nothing a message merely says. Its start must be signed by a
+gateway key the worker trusts (the `verify_start` local activity), and every message after it by one
+of the keys that start named (models/signatures.py); anything else is refused and audited. The
+approval chain is chosen from facts the tool derives from the validated args of the version being
+approved, never from the planner's labels; a model's confidence may add a step, never remove one.
 """
 
 import asyncio
@@ -27,6 +34,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.execution import ExecutionActivities
     from activities.notify import NotifyActivities
     from activities.planning import PlanningActivities, llm_task_queue
+    from activities.trust import TrustActivities
     from activities.validation import ValidationActivities
     from models.audit import AuditBatch, AuditEvent
     from models.decisions import (
@@ -36,6 +44,7 @@ with workflow.unsafe.imports_passed_through():
         EditInput,
         ReassignInput,
         Refusal,
+        RefusalInput,
         RetryInput,
         StepStatus,
     )
@@ -45,13 +54,16 @@ with workflow.unsafe.imports_passed_through():
     from models.principals import Principal
     from models.proposal import Plan, PlanInput, PlanProvenance, Proposal, ValidateInput, ValidationReport
     from models.requests import ApprovalInput
+    from models.signatures import Signed, StartCheck, body, check, proof_digest
     from models.tools import ToolCall, ToolOutcome
     from models.views import WorkflowView
     from workflows import search_attributes as sa
     from workflows.policy import (
         Authority,
         acting_role,
+        action_names,
         build_chain,
+        chain_for_action,
         check_decision,
         check_reviewer,
         record_decision,
@@ -89,6 +101,21 @@ SETTLE_TIMEOUT = timedelta(seconds=30)
 # edit/withdraw/reassign; their steps carry no reminder or deadline, so the same loop replays them.
 ENTERPRISE_PATCH = "enterprise-approvals"
 NOTIFY_RETRY = RetryPolicy(maximum_attempts=5, initial_interval=timedelta(seconds=2))
+# TRUST_PATCH: an outage (SMTP, a webhook's host, a ticket tracker down) is waited out, backing off to
+# five minutes, for the input's `outage_window_seconds` (the activity's schedule-to-close timeout),
+# before a dead letter; only errors retrying cannot help stop it at once.
+OUTAGE_BACKOFF = timedelta(minutes=5)
+EXECUTE_OUTAGE_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=1),
+    maximum_interval=OUTAGE_BACKOFF,
+    non_retryable_error_types=["UnknownTool", "InvalidArgs", "ToolRefused"],
+)
+NOTIFY_OUTAGE_RETRY = RetryPolicy(initial_interval=timedelta(seconds=2), maximum_interval=OUTAGE_BACKOFF)
+# A start's check is a local computation; a worker without the key answers the same however often.
+VERIFY_START_RETRY = RetryPolicy(maximum_attempts=3, initial_interval=timedelta(seconds=1))
+# Refusals the gateway reports (Signal `refused`) kept in the trail; beyond this many, only counted, so
+# a reviewer hammering a button cannot grow the history without bound.
+MAX_RECORDED_REFUSALS = 200
 # Workflows started after this patch stay open when they fail, as dead letters an ADMIN may retry.
 DLQ_PATCH = "dead-letter-retry"
 DEAD_LETTER_RETENTION = timedelta(days=30)
@@ -105,6 +132,14 @@ LEAN_PUBLISH_PATCH = "changed-search-attributes-only"
 # costs a new workflow a marker event and a `TemporalChangeVersion` search-attribute upsert, and a
 # lifecycle paid for six. Replays of older workflows still ask each patch in turn.
 ALL_PATCHES = "all-patches-2026-12"
+# Workflows started after this patch are the trusted protocol, and take every patch above with it on
+# this one marker: a gateway-signed start checked by the worker (`verify_start`) and signed messages
+# after it; the approval chain chosen from the action's facts; the approved action, notifications and
+# the audit retrying an outage for `outage_window_seconds` (notifications in the background, so a
+# step waits for its reviewers at once); a terminal `rejected` event after a human rejection; no
+# approving a step one reassigned; a decision must name its proposal version; subjects and titles made
+# of deterministic fields only.
+TRUST_PATCH = "trust-2026-12"
 # Workflows started after this patch copy every audit event into the SQL audit log as it happens.
 AUDIT_PATCH = "sql-audit-log"
 # The audit log must not lose an event: retried until the database answers, backing off to 5 minutes.
@@ -165,6 +200,15 @@ class ApprovalWorkflow:
         self._persisted = 0
         self._sql_audit = False
         self._audit_writer: asyncio.Future[None] | None = None
+        # TRUST_PATCH. Signatures are required of every message once the workflow is of the trusted
+        # protocol, or whenever its input names trusted keys (a signal may arrive before `run` starts).
+        self._trusted = False
+        self._signed = input.trust is not None
+        # Proofs already used: a signed message is accepted once.
+        self._seen: set[str] = set()
+        # Notifications still being delivered (in the background, retrying through an outage).
+        self._deliveries: list[asyncio.Task[None]] = []
+        self._refusals = 0
 
     # ---- the lifecycle -------------------------------------------------------------------
 
@@ -182,13 +226,18 @@ class ApprovalWorkflow:
                 )
                 self._step = None
                 self._publish()
+            for delivery in self._deliveries:
+                delivery.cancel()  # nobody needs telling about a workflow cancelled from outside
+            await self._delivered()
             await self._audit_written()
             raise
 
     async def _lifecycle(self, input: ApprovalInput) -> WorkflowView:
-        self._all_patches = workflow.patched(ALL_PATCHES)
+        self._trusted = workflow.patched(TRUST_PATCH)
+        self._all_patches = self._trusted or workflow.patched(ALL_PATCHES)
         if self._all_patches:
             self._v2 = self._sql_audit = self._dlq = self._lean_publish = True
+            self._signed = self._signed or self._trusted
         else:
             self._v2 = workflow.patched(ENTERPRISE_PATCH)
             self._sql_audit = workflow.patched(AUDIT_PATCH)
@@ -197,6 +246,10 @@ class ApprovalWorkflow:
         if self._sql_audit:
             # Runs beside the lifecycle; `_finish` waits until it has written every event.
             self._audit_writer = asyncio.ensure_future(self._write_audit())
+        if self._trusted:
+            refused = await self._verify_start(input)
+            if refused is not None:
+                return await self._refuse_start(refused)
         requester = input.requester
         self._record("received", requester, ActorKind.HUMAN, detail=input.request.text[:500])
         self._publish()
@@ -265,9 +318,11 @@ class ApprovalWorkflow:
                         idempotency_key=f"{workflow.info().workflow_id}:v{proposal.version}",
                     ),
                     start_to_close_timeout=timedelta(minutes=2),
+                    # An outage is waited out for the window; before TRUST_PATCH, ten attempts.
+                    schedule_to_close_timeout=self._outage_window() if self._trusted else None,
                     # A worker that dies mid-action is noticed in seconds, not at the 2-minute timeout.
                     heartbeat_timeout=EXECUTE_HEARTBEAT_TIMEOUT,
-                    retry_policy=EXECUTE_RETRY,
+                    retry_policy=EXECUTE_OUTAGE_RETRY if self._trusted else EXECUTE_RETRY,
                     summary=f"execute {proposal.tool}",
                 )
                 break
@@ -287,9 +342,47 @@ class ApprovalWorkflow:
         )
         return await self._finish()
 
+    def _outage_window(self) -> timedelta:
+        return timedelta(seconds=self._input.outage_window_seconds)
+
+    async def _verify_start(self, input: ApprovalInput) -> str | None:
+        """None when a gateway the worker trusts signed this start, else why not."""
+        info = workflow.info()
+        verdict = await workflow.execute_local_activity_method(
+            TrustActivities.verify_start,
+            StartCheck(
+                workflow_id=info.workflow_id,
+                content=body(input),
+                proofs=input.proofs,
+                started_at=info.start_time,
+            ),
+            start_to_close_timeout=timedelta(seconds=10),
+            retry_policy=VERIFY_START_RETRY,
+            summary="verify the start's signature",
+        )
+        if verdict.ok and input.trust is None:
+            return "the start names no gateway keys to trust"
+        return None if verdict.ok else verdict.reason
+
+    async def _refuse_start(self, reason: str) -> WorkflowView:
+        """Not started by a trusted gateway: nothing in the input is believed, nothing is planned,
+        nobody is told (the requester, the tenant and the policy are only what the input claims)."""
+        self._error = f"not started by a trusted gateway: {reason}"
+        self._move(WorkflowState.FAILED)
+        self._record("start_refused", "gateway", ActorKind.SYSTEM, detail=self._error[:500])
+        self._publish()
+        await workflow.wait_condition(workflow.all_handlers_finished)
+        await self._audit_written()
+        return self.view()
+
     def _build_chain(self, plan: Plan, report: ValidationReport) -> list[ApprovalStep]:
         policy = self._input.policy
-        chain = build_chain(plan, report.side_effect, policy, report.risk)
+        if self._trusted:
+            # The facts of the action that would run, never what the planner called the request.
+            names = action_names(report.facts, plan.tool, report.side_effect, report.risk)
+            chain = chain_for_action(names, policy, plan.confidence)
+        else:
+            chain = build_chain(plan, report.side_effect, policy, report.risk)
         if isinstance(policy, ApprovalPolicy):
             self._record(
                 "chain_built",
@@ -443,6 +536,16 @@ class ApprovalWorkflow:
             return _Chain.RESTART
         if step.status == StepStatus.REJECTED:
             self._move(WorkflowState.REJECTED)
+            if self._trusted:
+                # The trail ends with its outcome, as an expiry or a deadline rejection's does.
+                last = step.decisions[-1]
+                self._record(
+                    "rejected",
+                    "chain",
+                    ActorKind.SYSTEM,
+                    role=last.role,
+                    detail=f"rejected by {last.reviewer_name} at step {index + 1}: {last.notes or ''}"[:500],
+                )
             return _Chain.ENDED
         return None
 
@@ -515,7 +618,11 @@ class ApprovalWorkflow:
         roles: list[Role] | None = None,
         principal_ids: list[str] | None = None,
     ) -> None:
-        """Tell people through the `notify` activity; a failure is audited, never fatal."""
+        """Tell people through the `notify` activity; a failure is audited, never fatal.
+
+        With TRUST_PATCH the notification is delivered in the background, retrying an outage for the
+        outage window: a step waits for its reviewers (and takes their decisions) at once, whatever
+        the mail server is doing. Before it, the workflow waited for the activity's five attempts."""
         if not self._v2:
             return
         self._notifications += 1
@@ -526,11 +633,14 @@ class ApprovalWorkflow:
             tenant=self._input.requester.tenant,
             kind=kind,
             subject=subject[:200],
-            body=f"{body}\n\nRequest: {self._input.request.text[:1000]}\nWorkflow: {workflow_id}",
+            body=self._body(body, workflow_id),
             roles=roles or [],
             principal_ids=principal_ids or [],
             exclude_ids=[] if kind == NotificationKind.OUTCOME else [self._input.requester.id],
         )
+        if self._trusted:
+            self._deliveries.append(asyncio.create_task(self._deliver(note)))
+            return
         try:
             await workflow.execute_activity_method(
                 NotifyActivities.notify,
@@ -543,14 +653,73 @@ class ApprovalWorkflow:
             # Once an outcome is reached it stands: a cancellation during its notification is moot.
             if not self._state.is_final and _cancelled_with_workflow(error, self._all_patches):
                 raise asyncio.CancelledError("cancelled while notifying") from error
-            cause = error.cause
-            message = cause.message if isinstance(cause, ApplicationError) else str(cause or error)
-            self._record("notify_failed", "notify", ActorKind.SYSTEM, detail=f"{kind}: {message}"[:500])
+            self._notify_failed(note, error)
+
+    async def _deliver(self, note: Notification) -> None:
+        try:
+            await workflow.execute_activity_method(
+                NotifyActivities.notify,
+                note,
+                start_to_close_timeout=timedelta(seconds=30),
+                schedule_to_close_timeout=self._outage_window(),
+                retry_policy=NOTIFY_OUTAGE_RETRY,
+                summary=f"notify {note.kind}",
+            )
+        except ActivityError as error:
+            if isinstance(error.cause, CancelledError):
+                return  # the workflow was cancelled: nobody needs telling any more
+            self._notify_failed(note, error)
+        except asyncio.CancelledError:
+            return
+
+    def _notify_failed(self, note: Notification, error: ActivityError) -> None:
+        cause = error.cause
+        message = cause.message if isinstance(cause, ApplicationError) else str(cause or error)
+        self._record("notify_failed", "notify", ActorKind.SYSTEM, detail=f"{note.kind}: {message}"[:500])
+
+    async def _delivered(self) -> None:
+        """Wait for the notifications still being delivered (an outage may keep one for hours)."""
+        while self._deliveries:
+            pending, self._deliveries = self._deliveries, []
+            await asyncio.gather(*pending)
+
+    def _body(self, text: str, workflow_id: str) -> str:
+        if not self._trusted:
+            return f"{text}\n\nRequest: {self._input.request.text[:1000]}\nWorkflow: {workflow_id}"
+        lines = [text, "", f"Workflow: {workflow_id}", f"Requested by: {self._input.requester.name}"]
+        plan = self._proposal
+        if plan is not None:
+            lines.append(f"Proposed action: {plan.tool} (version {plan.version})")
+            # Model text is quoted, as what the AI wrote, never as the message's own words.
+            lines += [
+                "",
+                "The AI's summary (unverified):",
+                *(f"> {line}" for line in plan.summary.splitlines()),
+            ]
+        lines += ["", "The request:", *(f"> {line}" for line in self._input.request.text[:1000].splitlines())]
+        return "\n".join(lines)
 
     def _subject(self) -> str:
+        """What a notification is about. With TRUST_PATCH only deterministic fields (the action's
+        type, tool and facts, the requester's name, the workflow id): nothing a model wrote, which a
+        reader could take for the message's own instruction."""
         plan = self._proposal
-        what = plan.summary if plan is not None else self._input.request.text
-        return what.replace("\r", " ").replace("\n", " ")[:150]
+        if not self._trusted:
+            what = plan.summary if plan is not None else self._input.request.text
+            return what.replace("\r", " ").replace("\n", " ")[:150]
+        facts = self._validation.facts if self._validation is not None else None
+        parts = [facts.type.value if facts is not None else "request"]
+        if plan is not None and plan.tool:
+            parts.append(plan.tool)
+        if facts is not None and facts.amount is not None:
+            parts.append(f"{facts.amount:,.2f} {facts.currency or ''}".strip())
+        if facts is not None and facts.days is not None:
+            parts.append(f"{facts.days:g} days")
+        if facts is not None and facts.severity is not None:
+            parts.append(f"severity {facts.severity}")
+        who = self._input.requester.name
+        line = f"{' '.join(parts)} for {who} [{workflow.info().workflow_id}]"
+        return "".join(c if c.isprintable() else " " for c in line)[:150]
 
     async def _dead_letter(self, what: str, error: ActivityError, retry_from: WorkflowState) -> bool:
         """FAILED, kept open as a dead letter: True when an ADMIN retries it (from `retry_from`),
@@ -617,6 +786,8 @@ class ApprovalWorkflow:
             f"Your request ended {self._state.value}." + (f" {self._error}" if self._error else ""),
             principal_ids=[self._input.requester.id],
         )
+        # Nothing lost: every notification is delivered (or its window has passed) before the end.
+        await self._delivered()
         await workflow.wait_condition(workflow.all_handlers_finished)
         await self._audit_written()
         return self.view()
@@ -663,8 +834,72 @@ class ApprovalWorkflow:
     def _current(self) -> ApprovalStep | None:
         return self._chain[self._step] if self._step is not None else None
 
+    # ---- authentication: every message signed by a gateway this workflow trusts ------------------
+
+    def _unauthenticated(self, message: Signed, name: str) -> str | None:
+        """Why `message` cannot be believed, or None when it can (or the workflow predates signatures).
+        Checked before anything else the message says, its tenant included: unsigned, it says nothing."""
+        if not self._signed:
+            return None
+        trust = self._input.trust
+        if trust is None:
+            return "this workflow trusts no gateway key"
+        proof, why = check(
+            message, workflow_id=workflow.info().workflow_id, name=name, trust=trust, now=workflow.now()
+        )
+        if proof is None:
+            return why
+        if proof_digest(proof) in self._seen:
+            return "this signed message was already used once"
+        return None
+
+    def _accept_message(self, message: Signed) -> None:
+        """Remember the message's proofs: the same signed message sent again is refused."""
+        if self._signed:
+            self._seen.update(proof_digest(proof) for proof in message.proofs)
+
+    def _refuse_unauthenticated(self, what: str, claimed: Principal, why: str) -> ApplicationError:
+        """Audit a message no trusted gateway signed, naming whom it claims to come from as a claim only;
+        returns the error an update raises for it."""
+        self._record(
+            f"{what}_refused",
+            f"unverified claim: {claimed.name}"[:128],
+            ActorKind.SYSTEM,
+            detail=f"{Refusal.UNAUTHENTICATED}: {why}"[:500],
+            data={"code": Refusal.UNAUTHENTICATED, "claimed_principal_id": claimed.id},
+        )
+        return ApplicationError(
+            f"not signed by a gateway this workflow trusts: {why}",
+            type=Refusal.UNAUTHENTICATED,
+            non_retryable=True,
+        )
+
+    @workflow.signal
+    def refused(self, refusal: RefusalInput) -> None:
+        """A message the gateway saw refused by a validator (so never in history): kept in the trail."""
+        why = self._unauthenticated(refusal, "refusal")
+        if why is not None:
+            self._refuse_unauthenticated("refusal", refusal.principal, why)
+            return
+        if refusal.principal.tenant != self._input.requester.tenant:
+            return  # another tenant's attempt leaves no trace in this tenant's trail
+        self._accept_message(refusal)
+        self._refusals += 1
+        if self._refusals > MAX_RECORDED_REFUSALS:
+            return
+        self._record(
+            f"{refusal.what}_refused",
+            refusal.principal,
+            ActorKind.HUMAN,
+            detail=f"{refusal.code}: {refusal.message}"[:500],
+            data={"code": refusal.code},
+        )
+
     def _refusal(self, decision: DecideInput) -> tuple[str, str] | Authority:
-        if self._editing and decision.reviewer.tenant == self._input.requester.tenant:
+        # The tenant first: another tenant learns nothing, not even that an edit is under way.
+        if decision.reviewer.tenant != self._input.requester.tenant:
+            return Refusal.WRONG_TENANT, "reviewer belongs to another tenant"
+        if self._editing:
             return Refusal.EDIT_IN_PROGRESS, "the proposal is being edited; decide on the new version"
         return check_decision(
             decision,
@@ -676,6 +911,7 @@ class ApprovalWorkflow:
             requester_id=self._input.requester.id,
             tenant=self._input.requester.tenant,
             editor_id=self._proposal.edited_by_id if self._proposal else None,
+            require_version=self._trusted,
         )
 
     def _apply(self, decision: DecideInput, authority: Authority) -> None:
@@ -712,6 +948,9 @@ class ApprovalWorkflow:
 
     @workflow.update
     async def decide(self, decision: DecideInput) -> WorkflowView:
+        if (why := self._unauthenticated(decision, "decide")) is not None:
+            raise self._refuse_unauthenticated("decision", decision.reviewer, why)
+        self._accept_message(decision)
         # Checked again: another decision accepted in the same workflow task may have moved the chain on.
         self._apply(decision, self._authority_or_refuse(decision))
         # Still executing after the timeout: the caller gets the view as it stands and can poll.
@@ -721,6 +960,8 @@ class ApprovalWorkflow:
 
     @decide.validator
     def _validate_decide(self, decision: DecideInput) -> None:
+        if self._unauthenticated(decision, "decide") is not None:
+            return  # accepted only so that the handler records the attempt, then refuses it
         self._authority_or_refuse(decision)
 
     def _authority_or_refuse(self, decision: DecideInput) -> Authority:
@@ -728,6 +969,10 @@ class ApprovalWorkflow:
 
     @workflow.signal
     def decision(self, decision: DecideInput) -> None:
+        if (why := self._unauthenticated(decision, "decide")) is not None:
+            self._refuse_unauthenticated("decision", decision.reviewer, why)
+            return
+        self._accept_message(decision)
         checked = self._refusal(decision)
         if not isinstance(checked, Authority):
             # A signal cannot be refused to its sender, so the refusal is kept where auditors look.
@@ -744,6 +989,8 @@ class ApprovalWorkflow:
     # ---- approve with changes: a new proposal version ---------------------------------------
 
     def _edit_authority(self, request: EditInput) -> Authority:
+        if request.reviewer.tenant != self._input.requester.tenant:
+            raise ApplicationError("another tenant", type=Refusal.WRONG_TENANT, non_retryable=True)
         if not self._v2:
             raise ApplicationError(
                 "this workflow predates editing", type=Refusal.NOT_ALLOWED, non_retryable=True
@@ -776,6 +1023,9 @@ class ApprovalWorkflow:
 
     @workflow.update
     async def edit(self, request: EditInput) -> WorkflowView:
+        if (why := self._unauthenticated(request, "edit")) is not None:
+            raise self._refuse_unauthenticated("edit", request.reviewer, why)
+        self._accept_message(request)
         authority = self._edit_authority(request)
         assert self._proposal is not None and self._plan is not None
         base = self._proposal
@@ -846,6 +1096,8 @@ class ApprovalWorkflow:
 
     @edit.validator
     def _validate_edit(self, request: EditInput) -> None:
+        if self._unauthenticated(request, "edit") is not None:
+            return  # recorded and refused by the handler
         self._edit_authority(request)
 
     def _threshold(self) -> float:
@@ -880,6 +1132,9 @@ class ApprovalWorkflow:
 
     @workflow.update
     async def withdraw(self, request: CancelInput) -> WorkflowView:
+        if (why := self._unauthenticated(request, "withdraw")) is not None:
+            raise self._refuse_unauthenticated("withdrawal", request.principal, why)
+        self._accept_message(request)
         self._check_withdraw(request)
         self._withdrawal = request
         with contextlib.suppress(TimeoutError):
@@ -888,6 +1143,8 @@ class ApprovalWorkflow:
 
     @withdraw.validator
     def _validate_withdraw(self, request: CancelInput) -> None:
+        if self._unauthenticated(request, "withdraw") is not None:
+            return  # recorded and refused by the handler
         self._check_withdraw(request)
 
     def _check_admin(self, admin: Principal, action: str) -> None:
@@ -913,6 +1170,11 @@ class ApprovalWorkflow:
                 non_retryable=True,
             )
         target = request.to_principal
+        if self._trusted and target is not None and target.id == request.admin.id:
+            # Otherwise an ADMIN could hand themselves a step and approve it alone.
+            raise ApplicationError(
+                "an ADMIN may not assign a step to themselves", type=Refusal.NOT_ALLOWED, non_retryable=True
+            )
         if target is not None and (
             target.tenant != self._input.requester.tenant or target.id == self._input.requester.id
         ):
@@ -929,8 +1191,13 @@ class ApprovalWorkflow:
 
     @workflow.update
     async def reassign(self, request: ReassignInput) -> WorkflowView:
+        if (why := self._unauthenticated(request, "reassign")) is not None:
+            raise self._refuse_unauthenticated("reassignment", request.admin, why)
+        self._accept_message(request)
         step = self._check_reassign(request)
         before = step.assignee_name or step.role
+        if self._trusted:
+            step.reassigned_by_id = request.admin.id  # who may not approve this step now
         if request.to_role is not None:
             step.reassigned_from = step.reassigned_from or step.role
             step.role = request.to_role
@@ -960,6 +1227,8 @@ class ApprovalWorkflow:
 
     @reassign.validator
     def _validate_reassign(self, request: ReassignInput) -> None:
+        if self._unauthenticated(request, "reassign") is not None:
+            return  # recorded and refused by the handler
         self._check_reassign(request)
 
     # ---- dead letters ------------------------------------------------------------------------
@@ -977,6 +1246,9 @@ class ApprovalWorkflow:
 
     @workflow.update
     async def retry(self, request: RetryInput) -> WorkflowView:
+        if (why := self._unauthenticated(request, "retry")) is not None:
+            raise self._refuse_unauthenticated("retry", request.admin, why)
+        self._accept_message(request)
         self._check_retry(request)
         self._retry = request
         with contextlib.suppress(TimeoutError):
@@ -987,6 +1259,8 @@ class ApprovalWorkflow:
 
     @retry.validator
     def _validate_retry(self, request: RetryInput) -> None:
+        if self._unauthenticated(request, "retry") is not None:
+            return  # recorded and refused by the handler
         self._check_retry(request)
 
     @workflow.update
@@ -1065,7 +1339,17 @@ class ApprovalWorkflow:
             sa.TENANT.value_set(self._input.requester.tenant),
             sa.AWAITING_ROLE.value_set(awaiting.value) if awaiting else sa.AWAITING_ROLE.value_unset(),
         ]
-        if plan is not None:
+        facts = self._validation.facts if self._validation is not None else None
+        if self._trusted:
+            # Lists and the inbox filter on what the action is, as the chain does, not on labels.
+            if facts is not None:
+                updates.append(sa.REQUEST_TYPE.value_set(facts.type.value))
+                if facts.amount is not None:
+                    updates.append(sa.AMOUNT.value_set(facts.amount))
+            participants = sorted(_participants(self._chain, self._proposal))
+            if participants:
+                updates.append(sa.PARTICIPANTS.value_set(participants))
+        elif plan is not None:
             updates.append(sa.REQUEST_TYPE.value_set(plan.request_type.value))
             if plan.fields.amount is not None:
                 updates.append(sa.AMOUNT.value_set(plan.fields.amount))
@@ -1095,7 +1379,8 @@ class ApprovalWorkflow:
             lines[0] += f": waiting for {who} (step {self._step + 1} of {len(self._chain)})"
             lines[0] += f", {step.approvals()} of {step.quorum} approvals, SLA due {step.sla_due_at}"
         if plan is not None:
-            lines.append(plan.summary)
+            # Quoted: the AI's words, shown as such.
+            lines.append(f"> {plan.summary}" if self._trusted else plan.summary)
             lines.append(f"Proposed `{plan.tool}` v{plan.version}, confidence {plan.confidence:.2f}")
             lines.append(f"Planned by {plan.planner}{_cost(plan.provenance)}")
             if plan.planning_findings:
@@ -1112,6 +1397,15 @@ def _cancelled_with_workflow(error: ActivityError, all_patches: bool) -> bool:
         and workflow.cancellation_reason() is not None
         and (all_patches or workflow.patched(CANCEL_PATCH))
     )
+
+
+def _participants(chain: list[ApprovalStep], proposal: Proposal | None) -> set[str]:
+    """Everyone who has acted on the chain (decided, stood in for, edited): they may read it later."""
+    ids = {d.reviewer_id for step in chain for d in step.decisions}
+    ids |= {d.on_behalf_of_id for step in chain for d in step.decisions if d.on_behalf_of_id}
+    if proposal is not None and proposal.edited_by_id:
+        ids.add(proposal.edited_by_id)
+    return ids
 
 
 def _rank(state: WorkflowState) -> int:

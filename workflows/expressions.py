@@ -17,26 +17,28 @@ from simpleeval import (  # type: ignore[import-untyped]
     NameNotDefined,
 )
 
-# The names a policy condition may use: the plan's type, tool and confidence, and its extracted fields.
-POLICY_NAMES = frozenset(
+# What a policy condition may name about an action: the facts its tool derives from the validated args
+# (models/facts.py), the tool, its side effect and its risk. `confidence` (the model's own figure) is
+# for extra steps only: it may add a step, never choose the chain.
+FACT_NAMES = frozenset(
     {
         "type",
         "tool",
-        "confidence",
         "side_effect",
         "risk",
         "amount",
         "currency",
         "quantity",
-        "item",
         "days",
-        "start_date",
         "severity",
-        "counterparty",
-        "email",
-        "topic",
+        "recipients",
     }
 )
+EXTRA_STEP_NAMES = FACT_NAMES | {"confidence"}
+# What the planner read from the request: policies of workflows started before facts (frozen in their
+# inputs) may name these, so such inputs still decode; a policy file loaded today may not.
+PLANNER_LABELS = frozenset({"item", "start_date", "counterparty", "email", "topic"})
+POLICY_NAMES = EXTRA_STEP_NAMES | PLANNER_LABELS
 _CONSTANTS = {"true": True, "false": False, "null": None, "True": True, "False": False, "None": None}
 _FUNCTIONS = {"min": min, "max": max, "abs": abs, "len": len, "lower": str.lower, "upper": str.upper}
 MAX_LENGTH = 500
@@ -69,6 +71,13 @@ def _parsed(expression: str) -> ast.AST:
 
 def _evaluator(names: Mapping[str, Any]) -> EvalWithCompoundTypes:
     return EvalWithCompoundTypes(names={**_CONSTANTS, **names}, functions=dict(_FUNCTIONS))
+
+
+def names_in(expression: str) -> set[str]:
+    """The names an expression uses (it must parse)."""
+    return {
+        node.id for node in ast.walk(parse(expression.strip(), mode="eval")) if isinstance(node, ast.Name)
+    }
 
 
 def check_expression(

@@ -24,8 +24,9 @@ with workflow.unsafe.imports_passed_through():
 
     from activities.audit import AuditActivities
     from activities.graph import GraphActivities
+    from activities.trust import TrustActivities
     from models.audit import AuditBatch, AuditEvent
-    from models.decisions import ApprovalStep, DecideInput, StepStatus
+    from models.decisions import ApprovalStep, DecideInput, Refusal, RefusalInput, StepStatus
     from models.enums import ActorKind, Decision, Role, WorkflowState
     from models.graph import (
         MAX_STEPS,
@@ -42,6 +43,8 @@ with workflow.unsafe.imports_passed_through():
         ParallelGroup,
         RunStatus,
     )
+    from models.principals import Principal
+    from models.signatures import Signed, StartCheck, body, check, proof_digest
     from workflows import search_attributes as sa
     from workflows.graph_routing import NoRoute, next_step
     from workflows.policy import Authority, check_decision, record_decision
@@ -52,6 +55,12 @@ EVENTS_TOPIC = "events"
 # `run_ended` and search attributes saying so. Before it a cancellation during a node ended the run
 # FAILED ("node failed: cancelled"), and one during an approval wait left the status WAITING.
 CANCEL_PATCH = "graph-cancellation"
+# Runs started after this patch believe nothing a message merely says: the first run's start must be
+# signed by a gateway key the worker trusts (`verify_start`), a run carrying state must have been
+# continued by this workflow itself, and every decision must be signed by a key the start named.
+TRUST_PATCH = "graph-trust-2026-12"
+VERIFY_START_RETRY = RetryPolicy(maximum_attempts=3, initial_interval=timedelta(seconds=1))
+MAX_RECORDED_REFUSALS = 200
 MAX_LOGS = 2000
 MAX_RETAINED_EVENTS = 2000
 AUDIT_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(minutes=1))
@@ -101,11 +110,22 @@ class GraphWorkflow:
         self._audit: list[AuditEvent] = []
         self._audited = 0
         self._audit_base = carry.audited if carry is not None else 0
+        # TRUST_PATCH: signatures are required once the run is of the trusted protocol, or whenever
+        # its input names trusted keys (a message may arrive before `run` starts).
+        self._trusted = False
+        self._signed = input.trust is not None
+        self._seen: set[str] = set()
+        self._refusals = 0
 
     # ---- the run --------------------------------------------------------------------------------
 
     @workflow.run
     async def run(self, input: GraphRunInput) -> GraphRunView:
+        if workflow.patched(TRUST_PATCH):
+            self._trusted = self._signed = True
+            refused = await self._verify_start(input)
+            if refused is not None:
+                return await self._refuse_start(refused)
         node_id: str | None = input.carry.next_node if input.carry else self._definition.start_node
         if input.carry is None:
             self._emit("run_started", message=f"Starting graph {input.graph_id} v{input.version}")
@@ -137,6 +157,96 @@ class GraphWorkflow:
         if cancelled:
             raise asyncio.CancelledError("graph run cancelled")
         return self.view()
+
+    async def _verify_start(self, input: GraphRunInput) -> str | None:
+        """None when a trusted gateway started this run (or this workflow continued it), else why not."""
+        info = workflow.info()
+        if input.carry is not None:
+            # Carried state (next node, visits, data) comes only from this workflow's continue-as-new;
+            # a run started with it from outside could skip an approval node.
+            return None if info.continued_run_id is not None else "a run may carry state only when continued"
+        verdict = await workflow.execute_local_activity_method(
+            TrustActivities.verify_start,
+            StartCheck(
+                workflow_id=info.workflow_id,
+                content=body(input),
+                proofs=input.proofs,
+                started_at=info.start_time,
+            ),
+            start_to_close_timeout=timedelta(seconds=10),
+            retry_policy=VERIFY_START_RETRY,
+            summary="verify the start's signature",
+        )
+        if verdict.ok and input.trust is None:
+            return "the start names no gateway keys to trust"
+        return None if verdict.ok else verdict.reason
+
+    async def _refuse_start(self, reason: str) -> GraphRunView:
+        self._status, self._error = RunStatus.FAILED, f"not started by a trusted gateway: {reason}"
+        self._audit_event("start_refused", "gateway", ActorKind.SYSTEM, WorkflowState.FAILED, self._error)
+        self._ended_at = workflow.now()
+        self._emit("run_ended", status=self._status, message=self._error, log=False)
+        self._publish_attributes()
+        await self._flush_audit()
+        await workflow.wait_condition(workflow.all_handlers_finished)
+        return self.view()
+
+    # ---- authentication ----------------------------------------------------------------------------
+
+    def _unauthenticated(self, message: Signed, name: str) -> str | None:
+        """Why `message` cannot be believed; None when it can (or the run predates signatures)."""
+        if not self._signed:
+            return None
+        trust = self._input.trust
+        if trust is None:
+            return "this run trusts no gateway key"
+        proof, why = check(
+            message, workflow_id=workflow.info().workflow_id, name=name, trust=trust, now=workflow.now()
+        )
+        if proof is None:
+            return why
+        if proof_digest(proof) in self._seen:
+            return "this signed message was already used once"
+        return None
+
+    def _accept_message(self, message: Signed) -> None:
+        if self._signed:
+            self._seen.update(proof_digest(proof) for proof in message.proofs)
+
+    def _refuse_unauthenticated(self, what: str, claimed: Principal, why: str) -> ApplicationError:
+        """Audit a message no trusted gateway signed; the error an update raises for it."""
+        self._audit_event(
+            f"{what}_refused",
+            f"unverified claim: {claimed.name}"[:128],
+            ActorKind.SYSTEM,
+            WorkflowState.WAITING_FOR_APPROVAL,
+            f"{Refusal.UNAUTHENTICATED}: {why}",
+        )
+        return ApplicationError(
+            f"not signed by a gateway this run trusts: {why}",
+            type=Refusal.UNAUTHENTICATED,
+            non_retryable=True,
+        )
+
+    @workflow.signal
+    def refused(self, refusal: RefusalInput) -> None:
+        """A decision the gateway saw refused by the validator, kept in the run's audit trail."""
+        why = self._unauthenticated(refusal, "refusal")
+        if why is not None:
+            self._refuse_unauthenticated("refusal", refusal.principal, why)
+            return
+        if refusal.principal.tenant != self._input.requester.tenant:
+            return  # another tenant's attempt leaves no trace here
+        self._accept_message(refusal)
+        self._refusals += 1
+        if self._refusals <= MAX_RECORDED_REFUSALS:
+            self._audit_event(
+                f"{refusal.what}_refused",
+                refusal.principal,
+                ActorKind.HUMAN,
+                WorkflowState.WAITING_FOR_APPROVAL,
+                f"{refusal.code}: {refusal.message}",
+            )
 
     async def _step(self, node_id: str) -> str | None:
         """Run one node (or parallel group) and return where the run goes next (None: it ends)."""
@@ -365,6 +475,7 @@ class GraphWorkflow:
             proposal_valid=True,
             requester_id=self._input.requester.id,
             tenant=self._input.requester.tenant,
+            require_version=self._trusted,
         )
         if isinstance(checked, Authority):
             return checked
@@ -373,6 +484,9 @@ class GraphWorkflow:
 
     @workflow.update
     async def decide(self, decision: DecideInput) -> GraphRunView:
+        if (why := self._unauthenticated(decision, "decide")) is not None:
+            raise self._refuse_unauthenticated("decision", decision.reviewer, why)
+        self._accept_message(decision)
         authority = self._check(decision)
         waiting = self._waiting
         assert waiting is not None
@@ -398,6 +512,8 @@ class GraphWorkflow:
 
     @decide.validator
     def _validate_decide(self, decision: DecideInput) -> None:
+        if self._unauthenticated(decision, "decide") is not None:
+            return  # accepted only so that the handler records the attempt, then refuses it
         self._check(decision)
 
     # ---- the SQL audit log (approval nodes only: who decided what) ------------------------------

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from models.decisions import ApprovalStep, DecideInput, DecisionRecord, Refusal, StepStatus
 from models.enums import Decision, Risk, Role, SideEffect
+from models.facts import ActionFacts
 from models.policy import ApprovalPolicy, ChainRule, LegacyPolicy, StepSpec, resolve_timing
 from models.principals import Principal
 from models.proposal import Plan
@@ -14,8 +15,8 @@ from workflows.expressions import holds
 
 
 def plan_names(plan: Plan, side_effect: SideEffect | None, risk: Risk | None = None) -> dict[str, object]:
-    """What a policy condition can see: the plan's type, tool, confidence, the tool's side effect and
-    risk, and the extracted fields."""
+    """What a policy condition saw in workflows started before TRUST_PATCH: the planner's type, fields
+    and confidence. Kept so those workflows replay; newer ones route on `action_names` only."""
     return {
         **plan.fields.model_dump(),
         "type": plan.request_type.value,
@@ -24,6 +25,34 @@ def plan_names(plan: Plan, side_effect: SideEffect | None, risk: Risk | None = N
         "side_effect": side_effect.value if side_effect else None,
         "risk": risk.value if risk else None,
     }
+
+
+def action_names(
+    facts: ActionFacts | None, tool: str, side_effect: SideEffect | None, risk: Risk | None
+) -> dict[str, object]:
+    """What a policy rule sees of an action: the facts its tool derives from the validated args (type,
+    amount, currency, quantity, days, severity, recipients), the tool, its side effect and its risk.
+    Nothing the planner wrote. Without facts (an unknown tool, args that do not fit), each is None."""
+    stated: dict[str, object] = dict.fromkeys(ActionFacts.model_fields)
+    if facts is not None:
+        stated = {**facts.model_dump(), "type": facts.type.value}
+    return {
+        **stated,
+        "tool": tool,
+        "side_effect": side_effect.value if side_effect else None,
+        "risk": risk.value if risk else None,
+    }
+
+
+def chain_for_action(
+    names: dict[str, object], policy: ApprovalPolicy | LegacyPolicy, confidence: float
+) -> list[ApprovalStep]:
+    """The ordered approval steps for an action with these `action_names`: the first matching rule's
+    steps, then every extra step whose condition holds. Only extra steps see the model's `confidence`,
+    so it may add a step but never choose a shorter chain."""
+    if isinstance(policy, LegacyPolicy):
+        raise ValueError("workflows of the trusted protocol carry an approval policy file, not a legacy one")
+    return _chain(names, {**names, "confidence": confidence}, policy)
 
 
 def _step(spec: StepSpec, policy: ApprovalPolicy, rule: str) -> ApprovalStep:
@@ -51,14 +80,20 @@ def build_chain(
     if isinstance(policy, LegacyPolicy):
         return _legacy_chain(plan, side_effect, policy)
     names = plan_names(plan, side_effect, risk)
+    return _chain(names, names, policy)
+
+
+def _chain(
+    rule_names: dict[str, object], extra_names: dict[str, object], policy: ApprovalPolicy
+) -> list[ApprovalStep]:
     steps: list[ApprovalStep] = []
     for index, rule in enumerate(policy.rules):
-        if holds(rule.when, names):
+        if holds(rule.when, rule_names):
             label = rule.name or f"rules[{index}]: {rule.when}"
             steps = [_step(spec, policy, label) for spec in rule.steps]
             break
     for index, extra in enumerate(policy.extra_steps):
-        if holds(extra.when, names) and all(step.role != extra.step.role for step in steps):
+        if holds(extra.when, extra_names) and all(step.role != extra.step.role for step in steps):
             steps.append(_step(extra.step, policy, extra.name or f"extra_steps[{index}]: {extra.when}"))
     if not steps:
         # A policy whose rules all miss (no `when: "true"` at the end) still needs someone to look.
@@ -180,8 +215,12 @@ def check_decision(
     requester_id: str,
     tenant: str,
     editor_id: str | None = None,
+    require_version: bool = False,
 ) -> tuple[Refusal, str] | Authority:
-    """Why `decision` may not be applied now, or the authority it is made with; checked before any write."""
+    """Why `decision` may not be applied now, or the authority it is made with; checked before any write.
+    `require_version`: a decision must name the proposal version it is about (the trusted protocol)."""
+    if require_version and decision.proposal_version is None and decision.reviewer.tenant == tenant:
+        return Refusal.BAD_REQUEST, "a decision must name the proposal version it is about"
     checked = check_reviewer(
         decision.reviewer,
         decision.acting_for,
@@ -197,6 +236,15 @@ def check_decision(
         return checked
     if decision.decision == Decision.REJECTED and not (decision.notes or "").strip():
         return Refusal.REASON_REQUIRED, "a rejection needs a reason in notes"
+    reassigned_by = step.reassigned_by_id if step is not None else None
+    if decision.decision == Decision.APPROVED and reassigned_by in (
+        decision.reviewer.id,
+        checked.principal.id,
+    ):
+        return (
+            Refusal.SELF_APPROVAL,
+            "you reassigned this step; someone else must approve it (you may still reject it)",
+        )
     if decision.decision == Decision.APPROVED and editor_id in (decision.reviewer.id, checked.principal.id):
         return (
             Refusal.SELF_APPROVAL,

@@ -15,7 +15,11 @@ SLA_DUE = SearchAttributeKey.for_datetime("CountersignSlaDue")
 # `principal:<id>` for a named assignee. The inbox matches on it; AWAITING_ROLE stays the step's role.
 DECIDERS = SearchAttributeKey.for_keyword_list("CountersignDeciders")
 
-ALL = (STATE, REQUEST_TYPE, AWAITING_ROLE, REQUESTER, TENANT, AMOUNT, SLA_DUE, DECIDERS)
+# Who has acted on the workflow (decided, stood in for someone, edited): besides the requester and those
+# who may decide now, the people a non-privileged reader's list shows it to.
+PARTICIPANTS = SearchAttributeKey.for_keyword_list("CountersignParticipants")
+
+ALL = (STATE, REQUEST_TYPE, AWAITING_ROLE, REQUESTER, TENANT, AMOUNT, SLA_DUE, DECIDERS, PARTICIPANTS)
 
 
 def principal_decider(principal_id: str) -> str:

@@ -3,7 +3,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
-from api.deps import AUTHENTICATED, AuditLogDep, PrincipalDep, refusals
+from api.deps import AUTHENTICATED, PrincipalDep, ServiceDep, refusals
 from api.routes.workflows import WorkflowId
 from models.audit import StoredAuditEvent
 
@@ -16,22 +16,22 @@ router = APIRouter(tags=["audit"])
     responses=refusals(*AUTHENTICATED, 404),
 )
 async def workflow_audit(
-    workflow_id: WorkflowId, principal: PrincipalDep, audit: AuditLogDep
+    workflow_id: WorkflowId, principal: PrincipalDep, service: ServiceDep
 ) -> list[StoredAuditEvent]:
-    return await audit.for_workflow(principal, workflow_id)
+    return await service.trail(principal, workflow_id)
 
 
 @router.get(
     "/audit",
-    summary="Audit events of the caller's tenant, by actor and time (since ≤ at < until)",
-    responses=refusals(*AUTHENTICATED),
+    summary="Audit events of the caller's tenant, by actor and time (since ≤ at < until): ADMIN, AUDITOR",
+    responses=refusals(*AUTHENTICATED, 403),
 )
 async def search_audit(
     principal: PrincipalDep,
-    audit: AuditLogDep,
+    service: ServiceDep,
     actor: Annotated[str | None, Query(min_length=1, max_length=128)] = None,
     since: datetime | None = None,
     until: datetime | None = None,
     limit: Annotated[int, Query(ge=1, le=5000)] = 500,
 ) -> list[StoredAuditEvent]:
-    return await audit.search(principal, actor=actor, since=since, until=until, limit=limit)
+    return await service.search_audit(principal, actor=actor, since=since, until=until, limit=limit)

@@ -25,7 +25,7 @@ from api.deps import AUTHENTICATED, WITH_BODY, GraphServiceDep, PrincipalDep, re
 from countersign.errors import CountersignError, NotFound
 from countersign.graph_runs import RUN_ID_PREFIX, GraphService
 from graphs.validation import parse_definition
-from models.decisions import ApproveRequest
+from models.decisions import NodeDecisionRequest
 from models.graph import (
     GRAPH_ID_PATTERN,
     GraphDefinition,
@@ -177,7 +177,7 @@ async def graph_state(run_id: RunId, principal: PrincipalDep, service: GraphServ
     responses=refusals(*WITH_BODY, 403, 404, 409),
 )
 async def approve_node(
-    run_id: RunId, body: ApproveRequest, principal: PrincipalDep, service: GraphServiceDep
+    run_id: RunId, body: NodeDecisionRequest, principal: PrincipalDep, service: GraphServiceDep
 ) -> GraphRunView:
     return await service.decide(principal, graph_run(run_id), body)
 

@@ -21,6 +21,7 @@ CountersignTenant:Keyword
 CountersignAmount:Double
 CountersignSlaDue:Datetime
 CountersignDeciders:KeywordList
+CountersignParticipants:KeywordList
 "
 
 retry() { # what, then a command that must succeed within about two minutes

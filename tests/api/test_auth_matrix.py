@@ -328,7 +328,7 @@ async def test_the_authorization_matrix(api: Api, served: str) -> None:
 
 OTHER_KIND = [
     ("GET", "/workflows/{run}", None),
-    ("POST", "/workflows/{run}/approve", {"decision": "approved"}),
+    ("POST", "/workflows/{run}/approve", {"decision": "approved", "proposal_version": 1}),
     ("POST", "/workflows/{run}/edit", {"proposal_version": 1, "args": {}}),
     ("POST", "/workflows/{run}/cancel", {"reason": "r"}),
     ("POST", "/workflows/{run}/reassign", {"to_role": "DIRECTOR", "reason": "r"}),

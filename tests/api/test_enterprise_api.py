@@ -79,6 +79,7 @@ async def org(client: Client, task_queue: str, tmp_path: Path, worker: Worker) -
         "finance": ([Role.FINANCE], tenant),
         "director": ([Role.DIRECTOR], tenant),
         "admin": ([Role.ADMIN], tenant),
+        "auditor": ([Role.AUDITOR], tenant),
         "globex_manager": ([Role.MANAGER], other),
         "globex_admin": ([Role.ADMIN], other),
     }
@@ -136,6 +137,7 @@ async def waiting(org: Org, workflow_id: str, who: str = "requester", step: int 
 
 
 async def decide(org: Org, workflow_id: str, who: str, **body: object) -> tuple[int, Json]:
+    body.setdefault("proposal_version", 1)  # every decision names the version it is about
     status, answer = await org.post(f"/workflows/{workflow_id}/approve", who, body)
     return status, dict(answer)
 
@@ -191,7 +193,9 @@ async def test_batch_of_fifty_with_mixed_refusals(org: Org) -> None:
     assert len(set(ids)) == 50
     mine, own, theirs = ids[:45], ids[45:48], ids[48:]
     await asyncio.gather(
-        *(waiting(org, i) for i in mine + own), *(waiting(org, i, "globex_manager") for i in theirs)
+        *(waiting(org, i) for i in mine),
+        *(waiting(org, i, "manager") for i in own),
+        *(waiting(org, i, "globex_manager") for i in theirs),
     )
     stale, good = mine[:5], mine[5:]
     nowhere = missing_id(org)
@@ -232,8 +236,10 @@ async def test_batch_of_fifty_with_mixed_refusals(org: Org) -> None:
         assert done["result"]["tool"] == "send_email"
         assert done["chain"][0]["decisions"][0]["reviewer_id"] == org.ids["manager"]
         assert done["chain"][0]["decisions"][0]["notes"] == "bulk ok"
-    for i in stale + own:
+    for i in stale:
         assert (await view(org, i))["state"] == "WAITING_FOR_APPROVAL"
+    for i in own:  # the manager's own requests: theirs to read, not the other requester's
+        assert (await view(org, i, "manager"))["state"] == "WAITING_FOR_APPROVAL"
     for i in theirs:
         assert (await view(org, i, "globex_manager"))["state"] == "WAITING_FOR_APPROVAL"
 
@@ -408,9 +414,9 @@ async def test_edit_restarts_the_chain_for_the_new_version(org: Org) -> None:
     edit_entry = next(e for e in edited["audit"] if e["event"] == "edited")
     assert (edit_entry["actor"], edit_entry["proposal_version"]) == ("manager", 2)
     assert "budget cut" in edit_entry["detail"]
-    # The list reflects the new amount.
+    # The list reflects the new amount (the editor lists what they acted on).
     await eventually(
-        lambda: org.get("/workflows?type=PROCUREMENT", "director"),
+        lambda: org.get("/workflows?type=PROCUREMENT", "manager"),
         lambda answer: any(
             i["amount"] == 8000 for i in answer[1]["items"] if i["workflow_id"] == workflow_id
         ),
@@ -714,9 +720,15 @@ async def test_another_tenant_sees_nothing(org: Org) -> None:
         args = {**current["proposal"]["args"], "amount": 8000}
         return [
             await org.get(f"/workflows/{target}", "globex_manager"),
-            await org.post(f"/workflows/{target}/approve", "globex_manager", {"decision": "approved"}),
             await org.post(
-                f"/workflows/{target}/approve", "globex_manager", {"decision": "rejected", "notes": "no"}
+                f"/workflows/{target}/approve",
+                "globex_manager",
+                {"decision": "approved", "proposal_version": 1},
+            ),
+            await org.post(
+                f"/workflows/{target}/approve",
+                "globex_manager",
+                {"decision": "rejected", "notes": "no", "proposal_version": 1},
             ),
             await org.post(
                 f"/workflows/{target}/edit", "globex_manager", {"proposal_version": 1, "args": args}
@@ -771,7 +783,7 @@ async def test_another_tenant_cannot_tell_a_finished_workflow_exists(org: Org) -
     nowhere = missing_id(org)
     assert (await org.get(f"/workflows/{workflow_id}", "globex_manager"))[0] == 404
     for path, who, payload in (
-        ("approve", "globex_manager", {"decision": "approved"}),
+        ("approve", "globex_manager", {"decision": "approved", "proposal_version": 1}),
         ("cancel", "globex_admin", {"reason": "x"}),
         ("reassign", "globex_admin", {"to_role": "MANAGER", "reason": "x"}),
     ):
@@ -820,9 +832,12 @@ async def test_the_audit_log_holds_the_trail_and_the_refusals(org: Org) -> None:
     # Another tenant cannot read it.
     assert (await org.get(f"/workflows/{workflow_id}/audit", "globex_manager"))[0] == 404
 
-    status, mine = await org.get("/audit?actor=manager", "requester")
+    # The tenant's whole log is for ADMIN and AUDITOR; nobody else reads it, another tenant's auditor
+    # reads nothing of it.
+    assert (await org.get("/audit?actor=manager", "requester"))[0] == 403
+    status, mine = await org.get("/audit?actor=manager", "auditor")
     assert status == 200 and {e["event"] for e in mine} == {"decision_approved"}
-    status, theirs = await org.get("/audit?actor=manager", "globex_manager")
+    status, theirs = await org.get("/audit?actor=manager", "globex_admin")
     assert status == 200 and theirs == []
     later = (datetime.now(UTC) + timedelta(hours=1)).isoformat()
-    assert (await org.get(f"/audit?since={later.replace('+', '%2B')}", "requester"))[1] == []
+    assert (await org.get(f"/audit?since={later.replace('+', '%2B')}", "admin"))[1] == []

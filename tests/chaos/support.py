@@ -96,7 +96,7 @@ async def approve_durably(
         try:
             await handle.start_update(
                 ApprovalWorkflow.decide,
-                DecideInput(reviewer=reviewer, decision=Decision.APPROVED, notes="chaos"),
+                DecideInput(reviewer=reviewer, decision=Decision.APPROVED, notes="chaos", proposal_version=1),
                 id=f"approve-{handle.id}",
                 wait_for_stage=WorkflowUpdateStage.ACCEPTED,
                 rpc_timeout=timedelta(seconds=10),

@@ -253,21 +253,26 @@ async def test_every_workflow_ends_where_its_faults_say_and_nothing_unvalidated_
         for ref, handle in handles.items():
             if expected[ref].kind == "waiting":
                 view = await handle.execute_update(
-                    ApprovalWorkflow.decide, DecideInput(reviewer=MANAGER, decision=Decision.APPROVED)
+                    ApprovalWorkflow.decide,
+                    DecideInput(reviewer=MANAGER, decision=Decision.APPROVED, proposal_version=1),
                 )
                 assert view.state == WorkflowState.ACTION_EXECUTED and view.result is not None
                 executed[handle.id] = view.result.result["message_id"]
                 continue
             with pytest.raises(WorkflowUpdateFailedError) as refused:
                 await handle.execute_update(
-                    ApprovalWorkflow.decide, DecideInput(reviewer=MANAGER, decision=Decision.APPROVED)
+                    ApprovalWorkflow.decide,
+                    DecideInput(reviewer=MANAGER, decision=Decision.APPROVED, proposal_version=1),
                 )
             assert isinstance(refused.value.cause, ApplicationError)
             assert refused.value.cause.type == Refusal.INVALID_PROPOSAL
             view = await handle.execute_update(
                 ApprovalWorkflow.decide,
                 DecideInput(
-                    reviewer=MANAGER, decision=Decision.REJECTED, notes="planner output never validated"
+                    reviewer=MANAGER,
+                    decision=Decision.REJECTED,
+                    notes="planner output never validated",
+                    proposal_version=1,
                 ),
             )
             assert view.state == WorkflowState.REJECTED and view.result is None

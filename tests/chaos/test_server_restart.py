@@ -140,7 +140,7 @@ async def test_waiting_workflows_survive_a_server_restart_and_run_once(
                 view = await handle.query(ApprovalWorkflow.view)
                 assert view.state == WorkflowState.WAITING_FOR_APPROVAL and view.current_step == 0
 
-            approve = DecideInput(reviewer=MANAGER, decision=Decision.APPROVED)
+            approve = DecideInput(reviewer=MANAGER, decision=Decision.APPROVED, proposal_version=1)
             decided = await asyncio.gather(
                 *(h.execute_update(ApprovalWorkflow.decide, approve) for h in handles)
             )

@@ -257,12 +257,15 @@ async def _record(client: Client, data_dir: Path, rec: Recorder) -> None:
             for reviewer in (MANAGER, FINANCE):
                 await wait_for_state(handle, WorkflowState.WAITING_FOR_APPROVAL)
                 await handle.execute_update(
-                    ApprovalWorkflow.decide, DecideInput(reviewer=reviewer, decision=Decision.APPROVED)
+                    ApprovalWorkflow.decide,
+                    DecideInput(reviewer=reviewer, decision=Decision.APPROVED, proposal_version=1),
                 )
             await handle.execute_update(
                 ApprovalWorkflow.decide,
                 DecideInput(
-                    reviewer=MANAGER_2.model_copy(update={"roles": ["DIRECTOR"]}), decision=Decision.APPROVED
+                    reviewer=MANAGER_2.model_copy(update={"roles": ["DIRECTOR"]}),
+                    decision=Decision.APPROVED,
+                    proposal_version=1,
                 ),
             )
             await rec.save(handle, "approval_executed")
@@ -283,7 +286,8 @@ async def _record(client: Client, data_dir: Path, rec: Recorder) -> None:
             )
             handle = await operation.workflow_handle()
             await handle.execute_update(
-                ApprovalWorkflow.decide, DecideInput(reviewer=MANAGER, decision=Decision.APPROVED)
+                ApprovalWorkflow.decide,
+                DecideInput(reviewer=MANAGER, decision=Decision.APPROVED, proposal_version=1),
             )
             await rec.save(handle, "approval_submitted_waiting")
 
@@ -292,11 +296,14 @@ async def _record(client: Client, data_dir: Path, rec: Recorder) -> None:
             handle = await start(client, queue, "Follow up with ABC Logistics about pricing")
             await wait_for_state(handle, WorkflowState.WAITING_FOR_APPROVAL)
             await handle.signal(
-                ApprovalWorkflow.decision, DecideInput(reviewer=FINANCE, decision=Decision.APPROVED)
+                ApprovalWorkflow.decision,
+                DecideInput(reviewer=FINANCE, decision=Decision.APPROVED, proposal_version=1),
             )
             await handle.signal(
                 ApprovalWorkflow.decision,
-                DecideInput(reviewer=MANAGER, decision=Decision.REJECTED, notes="handled by phone"),
+                DecideInput(
+                    reviewer=MANAGER, decision=Decision.REJECTED, notes="handled by phone", proposal_version=1
+                ),
             )
             await rec.save(handle, "approval_rejected_by_signal")
 
@@ -305,7 +312,8 @@ async def _record(client: Client, data_dir: Path, rec: Recorder) -> None:
             handle = await start(client, queue, "buy 40 laptops from Dell for $52,000")
             view = await wait_for_state(handle, WorkflowState.WAITING_FOR_APPROVAL)
             await handle.execute_update(
-                ApprovalWorkflow.decide, DecideInput(reviewer=MANAGER, decision=Decision.APPROVED)
+                ApprovalWorkflow.decide,
+                DecideInput(reviewer=MANAGER, decision=Decision.APPROVED, proposal_version=1),
             )
             assert view.proposal is not None
             edit = EditInput(
@@ -343,7 +351,11 @@ async def _record(client: Client, data_dir: Path, rec: Recorder) -> None:
             await handle.execute_update(
                 ApprovalWorkflow.decide,
                 DecideInput(
-                    reviewer=MANAGER_2, decision=Decision.APPROVED, acting_for=[ADMIN], notes="for the admin"
+                    reviewer=MANAGER_2,
+                    decision=Decision.APPROVED,
+                    acting_for=[ADMIN],
+                    notes="for the admin",
+                    proposal_version=1,
                 ),
             )
             await rec.save(handle, "approval_escalated_by_deadline")
@@ -353,7 +365,12 @@ async def _record(client: Client, data_dir: Path, rec: Recorder) -> None:
             await wait_for_state(handle, WorkflowState.WAITING_FOR_APPROVAL)
             await handle.execute_update(
                 ApprovalWorkflow.decide,
-                DecideInput(reviewer=MANAGER, decision=Decision.REJECTED, notes="we wait for their offer"),
+                DecideInput(
+                    reviewer=MANAGER,
+                    decision=Decision.REJECTED,
+                    notes="we wait for their offer",
+                    proposal_version=1,
+                ),
             )
             await rec.save(handle, "approval_rejected_by_update")
 
@@ -364,7 +381,9 @@ async def _record(client: Client, data_dir: Path, rec: Recorder) -> None:
             assert view.validation is not None and not view.validation.ok
             await handle.execute_update(
                 ApprovalWorkflow.decide,
-                DecideInput(reviewer=MANAGER, decision=Decision.REJECTED, notes="no amount given"),
+                DecideInput(
+                    reviewer=MANAGER, decision=Decision.REJECTED, notes="no amount given", proposal_version=1
+                ),
             )
             await rec.save(handle, "approval_invalid_plan_rejected")
 
@@ -380,7 +399,8 @@ async def _record(client: Client, data_dir: Path, rec: Recorder) -> None:
                 ReassignInput(admin=ADMIN, to_principal=COLLEAGUE, reason="director on leave"),
             )
             await handle.execute_update(
-                ApprovalWorkflow.decide, DecideInput(reviewer=COLLEAGUE, decision=Decision.APPROVED)
+                ApprovalWorkflow.decide,
+                DecideInput(reviewer=COLLEAGUE, decision=Decision.APPROVED, proposal_version=1),
             )
             await rec.save(handle, "approval_reassigned")
 
@@ -433,7 +453,12 @@ async def _record_model_planning(client: Client, data_dir: Path, rec: Recorder) 
                 await wait_for_state(handle, WorkflowState.WAITING_FOR_APPROVAL)
                 await handle.execute_update(
                     ApprovalWorkflow.decide,
-                    DecideInput(reviewer=MANAGER, decision=Decision.REJECTED, notes="not a real request"),
+                    DecideInput(
+                        reviewer=MANAGER,
+                        decision=Decision.REJECTED,
+                        notes="not a real request",
+                        proposal_version=1,
+                    ),
                 )
                 await rec.save(handle, "approval_model_triage_rejected")
 
@@ -459,7 +484,8 @@ async def _record_model_planning(client: Client, data_dir: Path, rec: Recorder) 
                 )
                 await wait_for_state(handle, WorkflowState.WAITING_FOR_APPROVAL)
                 await handle.execute_update(
-                    ApprovalWorkflow.decide, DecideInput(reviewer=MANAGER, decision=Decision.APPROVED)
+                    ApprovalWorkflow.decide,
+                    DecideInput(reviewer=MANAGER, decision=Decision.APPROVED, proposal_version=1),
                 )
                 await rec.save(handle, "approval_planning_dead_letter_retried")
     finally:
@@ -539,7 +565,8 @@ async def _record_graphs(client: Client, data_dir: Path, rec: Recorder) -> None:
             if definition is fan:
                 await _graph_waiting(graph)
                 await graph.execute_update(
-                    GraphWorkflow.decide, DecideInput(reviewer=MANAGER, decision=Decision.APPROVED)
+                    GraphWorkflow.decide,
+                    DecideInput(reviewer=MANAGER, decision=Decision.APPROVED, proposal_version=1),
                 )
             await rec.save(graph, name)
 
@@ -564,7 +591,9 @@ async def _record_graph_paths(client: Client, data_dir: Path, rec: Recorder) -> 
                 await _graph_waiting(handle)
                 await handle.execute_update(
                     GraphWorkflow.decide,
-                    DecideInput(reviewer=MANAGER, decision=Decision.REJECTED, notes="not yet"),
+                    DecideInput(
+                        reviewer=MANAGER, decision=Decision.REJECTED, notes="not yet", proposal_version=1
+                    ),
                 )
                 view = await handle.result()
                 assert view.status == (RunStatus.COMPLETED if definition is REVIEWED else RunStatus.REJECTED)
@@ -704,7 +733,8 @@ async def _record_time_skipping(env: WorkflowEnvironment, data_dir: Path, rec: R
             handle = await start(client, queue, FOLLOW_UP)
             await wait_for_state(handle, WorkflowState.WAITING_FOR_APPROVAL)
             await handle.signal(
-                ApprovalWorkflow.decision, DecideInput(reviewer=MANAGER, decision=Decision.APPROVED)
+                ApprovalWorkflow.decision,
+                DecideInput(reviewer=MANAGER, decision=Decision.APPROVED, proposal_version=1),
             )
             await _skip_until_failed(env, handle)
             with MailSink(data_dir / "sink", port=port):
@@ -730,7 +760,8 @@ async def _record_time_skipping(env: WorkflowEnvironment, data_dir: Path, rec: R
             handle = await start(client, queue, FOLLOW_UP)
             await wait_for_state(handle, WorkflowState.WAITING_FOR_APPROVAL)
             await handle.signal(
-                ApprovalWorkflow.decision, DecideInput(reviewer=MANAGER, decision=Decision.APPROVED)
+                ApprovalWorkflow.decision,
+                DecideInput(reviewer=MANAGER, decision=Decision.APPROVED, proposal_version=1),
             )
             view = await handle.result()  # 30 days of retention skipped
             assert view.state == WorkflowState.FAILED and [e.event for e in view.audit][-1] != "retried"

@@ -305,10 +305,17 @@ async def test_type_hint_overrides_classification() -> None:
     validated_args(result)
 
 
-async def test_type_hint_counts_as_strong_evidence() -> None:
+async def test_a_type_hint_adds_no_confidence() -> None:
+    """A hint is the requester's claim, not evidence: it once added 0.30 on its own, so that any
+    request could be pushed over the confidence threshold by naming a type."""
     vague = await plan("sort out the thing with Globex Corporation")
     hinted = await plan("sort out the thing with Globex Corporation", type=RequestType.GENERAL)
-    assert hinted.confidence > vague.confidence
+    assert hinted.confidence <= vague.confidence
+    laptops = await plan("buy 40 laptops for $52,000")
+    agreeing = await plan("buy 40 laptops for $52,000", type=RequestType.PROCUREMENT)
+    assert agreeing.confidence == laptops.confidence
+    contrary = await plan("buy 40 laptops for $52,000", type=RequestType.SUPPORT)
+    assert contrary.confidence < laptops.confidence
 
 
 async def test_field_hints_override_extraction() -> None:

@@ -38,11 +38,11 @@ LAPTOPS = "buy 40 laptops from Dell for $52,000"
 
 
 def approve(reviewer: Principal, **kwargs: object) -> DecideInput:
-    return DecideInput(reviewer=reviewer, decision=Decision.APPROVED, **kwargs)  # type: ignore[arg-type]
+    return DecideInput(reviewer=reviewer, decision=Decision.APPROVED, **{"proposal_version": 1, **kwargs})  # type: ignore[arg-type]
 
 
 def reject(reviewer: Principal, notes: str | None) -> DecideInput:
-    return DecideInput(reviewer=reviewer, decision=Decision.REJECTED, notes=notes)
+    return DecideInput(reviewer=reviewer, decision=Decision.REJECTED, notes=notes, proposal_version=1)
 
 
 async def refused(handle: object, decision: DecideInput) -> str:

@@ -30,7 +30,7 @@ async def test_the_whole_trail_is_in_the_sql_log(client: Client, task_queue: str
     handle = await start(client, task_queue, FOLLOW_UP)
     await wait_for_state(handle, WorkflowState.WAITING_FOR_APPROVAL)
     view = await handle.execute_update(
-        ApprovalWorkflow.decide, DecideInput(reviewer=MANAGER, decision=Decision.APPROVED)
+        ApprovalWorkflow.decide, DecideInput(reviewer=MANAGER, decision=Decision.APPROVED, proposal_version=1)
     )
     final = await handle.result()
     assert final.state == WorkflowState.ACTION_EXECUTED

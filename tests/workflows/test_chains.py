@@ -45,7 +45,7 @@ Handle = WorkflowHandle[ApprovalWorkflow, WorkflowView]
 
 
 def approve(reviewer: Principal, **kwargs: object) -> DecideInput:
-    return DecideInput(reviewer=reviewer, decision=Decision.APPROVED, **kwargs)  # type: ignore[arg-type]
+    return DecideInput(reviewer=reviewer, decision=Decision.APPROVED, **{"proposal_version": 1, **kwargs})  # type: ignore[arg-type]
 
 
 async def refusal(call: object) -> str:

@@ -49,7 +49,8 @@ async def kill_after(checkpoint: str, client: Client, work: Path) -> Crashed:
             handle = await start(client, task_queue, FOLLOW_UP)
             await wait_for_state(handle, WorkflowState.WAITING_FOR_APPROVAL)
             await handle.signal(
-                ApprovalWorkflow.decision, DecideInput(reviewer=MANAGER, decision=Decision.APPROVED)
+                ApprovalWorkflow.decision,
+                DecideInput(reviewer=MANAGER, decision=Decision.APPROVED, proposal_version=1),
             )
             # Paused at the checkpoint: the email is sent, and Temporal has not heard of it.
             await eventually(lambda: asyncio.to_thread(marker.exists), bool, timeout=60)

@@ -307,7 +307,7 @@ async def waiting(handle: WorkflowHandle[GraphWorkflow, GraphRunView]) -> GraphR
 
 
 def decide(reviewer: Principal, decision: Decision, notes: str | None = None) -> DecideInput:
-    return DecideInput(reviewer=reviewer, decision=decision, notes=notes)
+    return DecideInput(reviewer=reviewer, decision=decision, notes=notes, proposal_version=1)
 
 
 @pytest.mark.usefixtures("graph_worker")

@@ -115,7 +115,7 @@ async def test_valid_answer_is_recorded_on_the_proposal_and_in_the_audit(
     }
 
     final = await handle.execute_update(
-        ApprovalWorkflow.decide, DecideInput(reviewer=MANAGER, decision=Decision.APPROVED)
+        ApprovalWorkflow.decide, DecideInput(reviewer=MANAGER, decision=Decision.APPROVED, proposal_version=1)
     )
     assert final.state == WorkflowState.ACTION_EXECUTED
     assert len(list_outbox(tmp_path)) == 1
@@ -213,13 +213,16 @@ async def test_output_that_never_validates_goes_to_triage_and_cannot_be_approved
     assert [s.role for s in view.chain] == [Role.MANAGER], "still needs a human"
     with pytest.raises(WorkflowUpdateFailedError) as caught:
         await handle.execute_update(
-            ApprovalWorkflow.decide, DecideInput(reviewer=MANAGER, decision=Decision.APPROVED)
+            ApprovalWorkflow.decide,
+            DecideInput(reviewer=MANAGER, decision=Decision.APPROVED, proposal_version=1),
         )
     assert isinstance(caught.value.cause, ApplicationError)
     assert caught.value.cause.type == Refusal.INVALID_PROPOSAL
     final = await handle.execute_update(
         ApprovalWorkflow.decide,
-        DecideInput(reviewer=MANAGER, decision=Decision.REJECTED, notes="prompt injection"),
+        DecideInput(
+            reviewer=MANAGER, decision=Decision.REJECTED, notes="prompt injection", proposal_version=1
+        ),
     )
     assert final.state == WorkflowState.REJECTED
 
