@@ -5,7 +5,7 @@ timeout of this worker dying, instead of waiting out the whole start-to-close ti
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import timedelta
 
 from temporalio import activity
@@ -15,16 +15,37 @@ HEARTBEAT_EVERY = timedelta(seconds=5)
 
 
 @contextlib.asynccontextmanager
-async def heartbeating(every: timedelta = HEARTBEAT_EVERY) -> AsyncIterator[None]:
+async def heartbeating(
+    every: timedelta = HEARTBEAT_EVERY, *, renew: Callable[[], Awaitable[None]] | None = None
+) -> AsyncIterator[None]:
+    """Heartbeat every `every`; with `renew`, also call it on the same beat (the execution ledger's
+    lease), so what keeps the attempt alive for Temporal keeps its lease alive too. `renew` runs in a
+    loop of its own: a slow database must not delay the heartbeats, or Temporal would give up on a
+    live attempt. It handles its own errors; any it lets through is logged and the beat goes on."""
+
     async def beat() -> None:
         while True:
             activity.heartbeat()
             await asyncio.sleep(every.total_seconds())
 
-    task = asyncio.create_task(beat())
+    async def renewing(renew: Callable[[], Awaitable[None]]) -> None:
+        while True:
+            await asyncio.sleep(every.total_seconds())
+            try:
+                await renew()
+            except Exception as error:
+                activity.logger.warning(
+                    "renewing on the heartbeat failed: %s: %s", type(error).__name__, error
+                )
+
+    tasks = [asyncio.create_task(beat())]
+    if renew is not None:
+        tasks.append(asyncio.create_task(renewing(renew)))
     try:
         yield
     finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task

@@ -65,3 +65,10 @@ class LedgerEntry(BaseModel):
     error: str | None = None
     started_at: datetime
     finished_at: datetime | None = None
+    # Bumped by every attempt that took the key: only the attempt holding the current fence may act
+    # or record. 0 on rows made before the lease.
+    fence: int = 0
+    # Who holds the lease (host, process, attempt) and until when, by the database's clock; both
+    # None once the holder finished (or on rows made before the lease).
+    lease_owner: str | None = None
+    lease_expires_at: datetime | None = None

@@ -121,7 +121,11 @@ async def send_email(args: SendEmailArgs, ctx: ToolContext) -> ToolRun[SendEmail
     if await was_sent(stored.path):
         return ToolRun(result=result, replayed=True)
     # The stored bytes, not `message`: a retry sends exactly what the first attempt meant to send.
-    await send_message(smtp, await read_message(stored.path))
+    outgoing = await read_message(stored.path)
+    # SMTP has no idempotency: between the look at the sent mark and the send, only the execution
+    # ledger's lease keeps an attempt that paused here from sending beside the retry that took over.
+    await ctx.before_effect()
+    await send_message(smtp, outgoing)
     await mark_sent(stored.path)
     return ToolRun(result=result, replayed=False)
 

@@ -3,7 +3,8 @@
 A tool is declared where its handler is written, with the `@tool(...)` decorator, which adds it to a
 `ToolCatalog` (the default `CATALOG` unless another is given); `ToolRegistry` is what a worker runs
 with. The planner is shown `specs()`; validation parses args with `args_model`; execution calls
-`handler`. Handlers must be idempotent on `ToolContext.idempotency_key`: the same key twice acts once.
+`handler`. Handlers must be idempotent on `ToolContext.idempotency_key`: the same key twice acts once,
+and must await `ToolContext.before_effect()` right before an irreversible step that is not atomic on it.
 """
 
 from collections.abc import Awaitable, Callable, Iterable
@@ -23,11 +24,22 @@ A = TypeVar("A", bound=BaseModel)
 R = TypeVar("R", bound=BaseModel)
 
 
+async def _no_check() -> None:
+    return None
+
+
 @dataclass(frozen=True)
 class ToolContext:
     data_dir: Path
     idempotency_key: str
     integrations: Integrations = field(default_factory=Integrations)
+    # Awaited by a handler immediately before its irreversible step (the SMTP send, the HTTP call that
+    # acts), after its own "already done?" look: the execution activity raises there when its attempt
+    # lost the key to another one (`countersign.execution_ledger.LeaseLost`), so a paused attempt that
+    # wakes beside a retry does not act too. Steps that are atomic on the key (an insert that does
+    # nothing when the key is there) need no call. Callers without a ledger (notifications, tests)
+    # leave the default, which lets the handler act.
+    before_effect: Callable[[], Awaitable[None]] = _no_check
 
 
 @dataclass(frozen=True)

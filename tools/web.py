@@ -421,6 +421,9 @@ async def post_webhook(args: PostWebhookArgs, ctx: ToolContext) -> ToolRun[PostW
     payload: dict[str, Any] = {"text": args.text}
     if args.blocks is not None:
         payload["blocks"] = json.loads(args.blocks)
+    # The record is written only after the server answered: until then only the execution ledger's
+    # lease keeps an attempt that paused here from posting beside the retry that took over.
+    await ctx.before_effect()
     async with _client(ctx.integrations) as client:
         response = await client.post(
             args.url, json=payload, headers={IDEMPOTENCY_KEY_HEADER: ctx.idempotency_key}
@@ -474,6 +477,8 @@ async def http_request(args: HttpRequestArgs, ctx: ToolContext) -> ToolRun[HttpR
         headers.setdefault("Content-Type", "application/json")
     async with _client(ctx.integrations) as client:
         request = client.build_request(args.method, args.url, headers=headers, content=content)
+        # As in post_webhook: recorded only after the answer, so the lease guards the gap.
+        await ctx.before_effect()
         response = await client.send(request, stream=True)
         try:
             body, truncated = await _read_limited(response)
@@ -638,6 +643,12 @@ async def create_ticket(args: CreateTicketArgs, ctx: ToolContext) -> ToolRun[Cre
         tracker = tracker_type(config, client, ctx.idempotency_key)
         # A crash after creating but before recording: the tracker knows the key.
         existing = await tracker.find()
-        result = existing or await tracker.create(args)
+        if existing is None:
+            # The tracker cannot be asked atomically; the lease keeps a paused attempt from creating
+            # a second issue beside the retry that took over.
+            await ctx.before_effect()
+            result = await tracker.create(args)
+        else:
+            result = existing
     await _record(ctx, "create_ticket", args, result.url)
     return ToolRun(result=result, replayed=existing is not None)

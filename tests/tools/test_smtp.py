@@ -1,6 +1,7 @@
 """`send_email` over real SMTP: to a local aiosmtpd server (the same sink `countersign up` runs)."""
 
 import asyncio
+import dataclasses
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -8,6 +9,7 @@ import pytest
 from aiosmtpd.smtp import AuthResult, LoginPassword
 
 from activities.validation import ValidationActivities
+from countersign.execution_ledger import LeaseLost
 from countersign.mail_sink import MailSink, deliveries
 from countersign.settings import Settings
 from models.enums import RequestType
@@ -67,6 +69,31 @@ async def test_a_server_that_is_down_raises_a_retryable_error_and_sends_later(tm
         retried = await send_email(ARGS, context(tmp_path, port))
     assert retried.replayed is False
     assert len(deliveries(tmp_path / "sink")) == 1
+
+
+async def test_the_message_is_sent_only_after_the_last_look_at_the_lease(
+    tmp_path: Path, sink: MailSink
+) -> None:
+    """`before_effect` comes after the outbox's "already sent?" and right before the send: an attempt
+    that lost its key there sends nothing and marks nothing; the one that holds the key sends once."""
+    looks: list[int] = []
+
+    async def lost() -> None:
+        looks.append(len(deliveries(tmp_path / "sink")))
+        raise LeaseLost(KEY, 1, "taken over under fence 2 by the retry")
+
+    with pytest.raises(LeaseLost):
+        await send_email(ARGS, dataclasses.replace(context(tmp_path, sink.port), before_effect=lost))
+    assert looks == [0] and deliveries(tmp_path / "sink") == []
+
+    async def held() -> None:
+        looks.append(len(deliveries(tmp_path / "sink")))
+
+    sent = await send_email(ARGS, dataclasses.replace(context(tmp_path, sink.port), before_effect=held))
+    again = await send_email(ARGS, dataclasses.replace(context(tmp_path, sink.port), before_effect=held))
+    assert (sent.replayed, again.replayed) == (False, True)
+    # Looked at once more, before the one send; the replay found the sent mark and did not ask.
+    assert looks == [0, 0] and len(deliveries(tmp_path / "sink")) == 1
 
 
 class _Passwords:

@@ -10,7 +10,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -24,6 +24,7 @@ from temporalio.testing import ActivityEnvironment
 
 from activities.execution import ExecutionActivities
 from activities.validation import ValidationActivities
+from countersign.execution_ledger import LeaseLost
 from countersign.settings import Settings
 from models.enums import RequestType, Risk, SideEffect
 from models.proposal import Plan, RequestFields, ValidateInput, ValidationReport
@@ -696,6 +697,67 @@ async def test_jira_bearer_tokens_and_refusals(tmp_path: Path, jira: FakeJira) -
     other_type.tickets.issue_type = "Bug"
     with pytest.raises(HttpRefused, match="400"):
         await create_ticket(CreateTicketArgs(title="x"), ctx(tmp_path, other_type))
+
+
+# --- The last look before acting -------------------------------------------------------------------
+
+
+class Looks:
+    """A `before_effect` that counts the requests the server had seen when it was called, and
+    refuses (as when the attempt lost its key to a retry) while `lost` is set."""
+
+    def __init__(self, server: FakeServer) -> None:
+        self.server = server
+        self.seen_then: list[list[str]] = []
+        self.lost = True
+
+    async def __call__(self) -> None:
+        self.seen_then.append([s.method for s in self.server.seen])
+        if self.lost:
+            raise LeaseLost(KEY, 1, "taken over under fence 2 by the retry")
+
+
+async def test_a_webhook_is_posted_only_after_the_last_look(tmp_path: Path, slack: FakeSlack) -> None:
+    looks = Looks(slack)
+    with pytest.raises(LeaseLost):
+        await post_webhook(hook_args(slack), replace(ctx(tmp_path, hooks(slack)), before_effect=looks))
+    assert slack.seen == [] and list_records(tmp_path / "data") == []
+    looks.lost = False
+    await post_webhook(hook_args(slack), replace(ctx(tmp_path, hooks(slack)), before_effect=looks))
+    replayed = await post_webhook(hook_args(slack), replace(ctx(tmp_path, hooks(slack)), before_effect=looks))
+    assert replayed.replayed is True
+    assert looks.seen_then == [[], []] and len(slack.requests("POST")) == 1
+
+
+async def test_a_request_is_sent_only_after_the_last_look(tmp_path: Path, api: FakeApi) -> None:
+    looks = Looks(api)
+    args = HttpRequestArgs(method="POST", url=f"{api.url}/items", body="{}")
+    access = api_access(("POST",))
+    with pytest.raises(LeaseLost):
+        await http_request(args, replace(ctx(tmp_path, access), before_effect=looks))
+    assert api.seen == []
+    looks.lost = False
+    await http_request(args, replace(ctx(tmp_path, access), before_effect=looks))
+    await http_request(args, replace(ctx(tmp_path, access), before_effect=looks))
+    assert looks.seen_then == [[], []] and len(api.seen) == 1
+
+
+async def test_an_issue_is_created_only_after_the_tracker_was_asked_and_the_last_look(
+    tmp_path: Path, github: FakeGitHub
+) -> None:
+    looks = Looks(github)
+    args = CreateTicketArgs(title="VPN down")
+    with pytest.raises(LeaseLost):
+        await create_ticket(args, replace(ctx(tmp_path, github_tickets(github)), before_effect=looks))
+    assert github.requests("POST") == [] and list_records(tmp_path / "data") == []
+    looks.lost = False
+    await create_ticket(args, replace(ctx(tmp_path, github_tickets(github)), before_effect=looks))
+    # Found on the tracker (another data dir: the record is not there): no last look, nothing created.
+    found = await create_ticket(
+        args, replace(ctx(tmp_path / "other", github_tickets(github)), before_effect=looks)
+    )
+    assert found.replayed is True
+    assert looks.seen_then == [["GET"], ["GET", "GET"]] and len(github.requests("POST")) == 1
 
 
 # --- Through the execution activity ---------------------------------------------------------------
