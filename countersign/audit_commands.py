@@ -107,6 +107,96 @@ def audit_verify(
         raise typer.Exit(1)
 
 
+@audit_app.command("anchor")
+def audit_anchor(
+    out: Annotated[
+        Path | None,
+        typer.Option("--out", metavar="FILE", help="Append the anchor to this file (keep it elsewhere)."),
+    ] = None,
+    url: Annotated[
+        str | None, typer.Option("--url", metavar="URL", help="POST the anchor (JSON) to this URL.")
+    ] = None,
+    data_dir: DataDir = None,
+) -> None:
+    """Write a signed checkpoint of every chain's last event, one JSON line: to FILE, to URL, or to
+    stdout. Keep anchors where the database's users cannot change them (WORM storage, another host):
+    `audit verify --anchors` then finds chains deleted, truncated or rewritten since. A chain that does
+    not verify is left out, named, and makes the exit status 1."""
+    from rich.markup import escape
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from countersign.audit_store import AuditStore, anchor_line
+    from models.audit import AuditAnchor, VerifyReport
+
+    settings = _settings(data_dir=data_dir)
+    store_url, keyring = settings.audit_url, _keyring(settings)
+
+    async def anchor() -> tuple[AuditAnchor, VerifyReport]:
+        async with await AuditStore.open(store_url, keyring=keyring) as store:
+            return await store.anchor()
+
+    try:
+        made, report = asyncio.run(anchor())
+    except (OSError, ValueError, SQLAlchemyError) as error:
+        raise _audit_failure(store_url, error) from None
+    line = anchor_line(made)
+    where = []
+    if out is not None:
+        try:
+            _append_line(out, line)
+        except OSError as error:
+            err.print(f"error: anchor file {out}: {error}", markup=False)
+            raise typer.Exit(2) from None
+        where.append(str(out))
+    if url is not None:
+        problem = _post(url, line)
+        if problem is not None:
+            err.print(f"error: anchor URL {url}: {problem}", markup=False)
+            raise typer.Exit(2)
+        where.append(url)
+    if not where:
+        print(line)
+        where.append("stdout")
+    for broken in report.broken:
+        err.print(
+            f"[bold red]BROKEN[/] workflow {escape(broken.workflow_id)} at seq {broken.seq}: "
+            f"{escape(broken.reason)} (left out of the anchor)"
+        )
+    for trouble in report.problems:
+        err.print(f"[bold red]BROKEN[/] {escape(trouble.where)}: {escape(trouble.reason)}")
+    err.print(
+        f"anchored {len(made.chains)} chains at {made.at} to {', '.join(where)}, signed with audit key "
+        f"{made.key_id} (anchor public key {made.public_key})",
+        markup=False,
+    )
+    if not report.ok:
+        raise typer.Exit(1)
+
+
+def _append_line(path: Path, line: str) -> None:
+    """One whole line, on disk before the command says it is there."""
+    import os
+
+    with path.open("a", encoding="utf-8") as file:
+        file.write(line + "\n")
+        file.flush()
+        os.fsync(file.fileno())
+
+
+def _post(url: str, line: str) -> str | None:
+    """POST the anchor; why it was not accepted (no 2xx), or None."""
+    import httpx
+
+    try:
+        response = httpx.post(
+            url, content=line.encode(), headers={"Content-Type": "application/json"}, timeout=30
+        )
+        response.raise_for_status()
+    except httpx.HTTPError as error:
+        return str(error).splitlines()[0] if str(error) else type(error).__name__
+    return None
+
+
 @audit_app.command("export")
 def audit_export(
     fmt: Annotated[Literal["jsonl", "csv"], typer.Option("--format", help="JSON Lines or CSV.")] = "jsonl",
