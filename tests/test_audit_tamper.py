@@ -3,6 +3,7 @@
 links passed off as legacy ones, last rows or whole chains deleted (found with an anchor), forged
 anchors; and that keys rotate, and that a log written before the keys opens and keeps verifying."""
 
+import asyncio
 import base64
 import hashlib
 import itertools
@@ -487,3 +488,23 @@ async def test_a_changed_seal_record_is_reported(location: Location) -> None:
     ]
     # Neither chain is vouched for by the seal any more: their legacy links are not trusted.
     assert breaks(report) == [("wf-old", 0), ("wf-other", 0)]
+
+
+async def test_processes_upgrading_a_log_together_add_the_column_and_seal_it_once(location: Location) -> None:
+    # A worker and a gateway started together on a log from before the keys.
+    await todays_log(location, {"wf-old": 3})
+    stores = await asyncio.gather(
+        *(AuditStore.open(location.url, schema=location.schema, keyring=KEYS) for _ in range(4))
+    )
+    try:
+        acks = await asyncio.gather(
+            *(store.append(batch(0, EVENTS, workflow_id="wf-old")) for store in stores)
+        )
+        assert sorted(ack.stored for ack in acks) == [0, 0, 0, 3]
+        reports = await asyncio.gather(*(store.verify() for store in stores))
+        assert {(r.ok, r.legacy_chains, r.legacy_seal) for r in reports} == {
+            (True, 1, reports[0].legacy_seal)
+        }
+    finally:
+        for store in stores:
+            await store.close()
