@@ -15,9 +15,10 @@ different where the anchor saw it.
 
 Rows from before the log had keys (no `key_id`) are legacy links, plain SHA-256 of the same JSON
 without `key_id`, and verify as before. So that nobody can pass off a keyed chain as legacy by
-recomputing it with SHA-256, the first process that opens such a log with the keys *seals* it: it
-records, under the key, each chain's last legacy link then (`audit_legacy_seal`). Afterwards a legacy
-link is valid only within a sealed chain, up to its sealed head, and never after a keyed link.
+recomputing it with SHA-256, the first process that appends to, verifies or anchors such a log with
+the keys *seals* it first: it records, under the key, each chain's last legacy link then
+(`audit_legacy_seal`). Afterwards a legacy link is valid only within a sealed chain, up to its sealed
+head, and never after a keyed link. (A new log is sealed the same way, empty.)
 """
 
 import csv
