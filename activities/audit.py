@@ -15,8 +15,9 @@ from models.audit import AuditAck, AuditBatch
 
 
 class AuditActivities:
-    def __init__(self, store_url: str, keyring: AuditKeyring | None = None) -> None:
-        # The keyring makes each link an HMAC the database alone cannot recompute (audit_store.py).
+    def __init__(self, store_url: str, keyring: AuditKeyring) -> None:
+        # Required: every link is an HMAC under the active key, which the database does not hold
+        # (audit_store.py); a worker that could not write its workflows' trail must not start.
         self._keyring = keyring
         self._store = OpenedOnFirstUse(lambda: AuditStore.open(store_url, keyring=keyring))
 

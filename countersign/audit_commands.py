@@ -1,10 +1,10 @@
-"""`countersign audit ...` and `countersign ledger ...`: check and export the SQL audit log, and read
-the execution ledger."""
+"""`countersign audit ...` and `countersign ledger ...`: check, anchor and export the SQL audit log, and
+read the execution ledger."""
 
 import asyncio
 import json
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 import typer
 from rich.console import Console
@@ -12,7 +12,11 @@ from rich.console import Console
 from countersign.cli_common import DataDir, err
 from countersign.cli_common import settings_from as _settings
 
-audit_app = typer.Typer(help="Check and export the SQL audit log (COUNTERSIGN_AUDIT_DATABASE_URL).")
+if TYPE_CHECKING:
+    from countersign.audit_keys import AuditKeyring
+    from countersign.settings import Settings
+
+audit_app = typer.Typer(help="Check, anchor and export the SQL audit log (COUNTERSIGN_AUDIT_DATABASE_URL).")
 ledger_app = typer.Typer(help="The execution ledger: each approved action's key, attempts and result.")
 
 
@@ -26,29 +30,58 @@ def _audit_failure(url: str, error: Exception, what: str = "audit log") -> typer
     return typer.Exit(2)
 
 
+def _keyring(settings: "Settings") -> "AuditKeyring":
+    """The audit keys from settings; without them, say how to get them and exit 2."""
+    from countersign.gateway_keys import MissingKey
+
+    try:
+        return settings.audit_keyring()
+    except (MissingKey, ValueError) as error:
+        err.print(f"error: {error}", markup=False)
+        raise typer.Exit(2) from None
+
+
 @audit_app.command("verify")
 def audit_verify(
     workflow: Annotated[
         str | None, typer.Option("--workflow", metavar="ID", help="Only this workflow's chain.")
     ] = None,
+    anchors: Annotated[
+        Path | None,
+        typer.Option(
+            "--anchors",
+            metavar="FILE",
+            help="Anchors (`audit anchor --out`): also find chains deleted, truncated or rewritten since.",
+        ),
+    ] = None,
     data_dir: DataDir = None,
 ) -> None:
-    """Recompute the audit log's hash chains; exit 1, naming each chain's first broken link, if any is."""
+    """Recheck the audit log's keyed chains (COUNTERSIGN_AUDIT_KEYS), and its anchors if given; exit
+    1, naming each broken chain's first bad event and each anchor that does not verify, if any."""
     from rich.markup import escape
     from sqlalchemy.exc import SQLAlchemyError
 
-    from countersign.audit_store import AuditStore
+    from countersign.audit_store import Anchors, AuditStore
     from countersign.sql import masked_url
     from models.audit import VerifyReport
 
-    url = _settings(data_dir=data_dir).audit_url
+    settings = _settings(data_dir=data_dir)
+    url, keyring = settings.audit_url, _keyring(settings)
 
-    async def verify() -> VerifyReport:
-        async with await AuditStore.open(url) as store:
-            return await store.verify(workflow)
+    async def verify(checked: Anchors | None) -> VerifyReport:
+        async with await AuditStore.open(url, keyring=keyring) as store:
+            return await store.verify(workflow, checked)
 
+    checked = None
+    if anchors is not None:
+        try:
+            with anchors.open(encoding="utf-8") as lines:
+                checked = Anchors.read(lines, keyring, str(anchors))
+        except (OSError, UnicodeDecodeError) as error:
+            err.print(f"error: anchors {anchors}: {error}", markup=False)
+            raise typer.Exit(2) from None
     try:
-        report = asyncio.run(verify())
+        report = asyncio.run(verify(checked))
     except (OSError, ValueError, SQLAlchemyError) as error:
         raise _audit_failure(url, error) from None
     out = Console(soft_wrap=True)
@@ -57,13 +90,111 @@ def audit_verify(
             f"[bold red]BROKEN[/] workflow {escape(problem.workflow_id)} at seq {problem.seq}: "
             f"{escape(problem.reason)}"
         )
-    verdict = "[bold red]tampered[/]" if report.broken else "[bold green]intact[/]"
+    for trouble in report.problems:
+        out.print(f"[bold red]BROKEN[/] {escape(trouble.where)}: {escape(trouble.reason)}")
+    verdict = "[bold red]tampered[/]" if not report.ok else "[bold green]intact[/]"
+    extra = ""
+    if report.legacy_chains:
+        extra += f"; {report.legacy_chains} legacy (unkeyed, sealed) chains"
+    if anchors is not None:
+        failed = sum(1 for trouble in report.problems if trouble.where.startswith("anchor "))
+        extra += f"; {report.anchors} anchors, {failed} not valid"
     out.print(
         f"{escape(masked_url(url))}: {report.chains} chains, {report.events} events, "
-        f"{len(report.broken)} broken: {verdict}"
+        f"{len(report.broken)} broken{extra}: {verdict}"
     )
-    if report.broken:
+    if not report.ok:
         raise typer.Exit(1)
+
+
+@audit_app.command("anchor")
+def audit_anchor(
+    out: Annotated[
+        Path | None,
+        typer.Option("--out", metavar="FILE", help="Append the anchor to this file (keep it elsewhere)."),
+    ] = None,
+    url: Annotated[
+        str | None, typer.Option("--url", metavar="URL", help="POST the anchor (JSON) to this URL.")
+    ] = None,
+    data_dir: DataDir = None,
+) -> None:
+    """Write a signed checkpoint of every chain's last event, one JSON line: to FILE, to URL, or to
+    stdout. Keep anchors where the database's users cannot change them (WORM storage, another host):
+    `audit verify --anchors` then finds chains deleted, truncated or rewritten since. A chain that does
+    not verify is left out, named, and makes the exit status 1."""
+    from rich.markup import escape
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from countersign.audit_store import AuditStore, anchor_line
+    from models.audit import AuditAnchor, VerifyReport
+
+    settings = _settings(data_dir=data_dir)
+    store_url, keyring = settings.audit_url, _keyring(settings)
+
+    async def anchor() -> tuple[AuditAnchor, VerifyReport]:
+        async with await AuditStore.open(store_url, keyring=keyring) as store:
+            return await store.anchor()
+
+    try:
+        made, report = asyncio.run(anchor())
+    except (OSError, ValueError, SQLAlchemyError) as error:
+        raise _audit_failure(store_url, error) from None
+    line = anchor_line(made)
+    where = []
+    if out is not None:
+        try:
+            _append_line(out, line)
+        except OSError as error:
+            err.print(f"error: anchor file {out}: {error}", markup=False)
+            raise typer.Exit(2) from None
+        where.append(str(out))
+    if url is not None:
+        problem = _post(url, line)
+        if problem is not None:
+            err.print(f"error: anchor URL {url}: {problem}", markup=False)
+            raise typer.Exit(2)
+        where.append(url)
+    if not where:
+        print(line)
+        where.append("stdout")
+    for broken in report.broken:
+        err.print(
+            f"[bold red]BROKEN[/] workflow {escape(broken.workflow_id)} at seq {broken.seq}: "
+            f"{escape(broken.reason)} (left out of the anchor)"
+        )
+    for trouble in report.problems:
+        err.print(f"[bold red]BROKEN[/] {escape(trouble.where)}: {escape(trouble.reason)}")
+    err.print(
+        f"anchored {len(made.chains)} chains at {made.at} to {', '.join(where)}, signed with audit key "
+        f"{made.key_id} (anchor public key {made.public_key})",
+        markup=False,
+    )
+    if not report.ok:
+        raise typer.Exit(1)
+
+
+def _append_line(path: Path, line: str) -> None:
+    """One whole line, on disk before the command says it is there."""
+    import os
+
+    with path.open("a", encoding="utf-8") as file:
+        file.write(line + "\n")
+        file.flush()
+        os.fsync(file.fileno())
+
+
+def _post(url: str, line: str) -> str | None:
+    """POST the anchor; why it was not accepted (no 2xx), or None."""
+    import httpx
+
+    try:
+        response = httpx.post(
+            url, content=line.encode(), headers={"Content-Type": "application/json"}, timeout=30
+        )
+        response.raise_for_status()
+    except httpx.HTTPError as error:
+        return str(error).splitlines()[0] if str(error) else type(error).__name__
+    return None
 
 
 @audit_app.command("export")

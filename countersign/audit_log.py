@@ -8,6 +8,7 @@ sequence numbers, and both chains are read back together.
 
 from datetime import UTC, datetime
 
+from countersign.audit_keys import AuditKeyring
 from countersign.audit_store import AuditConflict, AuditGap, AuditStore
 from countersign.errors import NotFound
 from models.audit import AuditBatch, AuditEvent, StoredAuditEvent
@@ -19,8 +20,11 @@ _ATTEMPTS = 5
 
 
 class AuditLog:
-    def __init__(self, store: AuditStore) -> None:
+    def __init__(self, store: AuditStore, keyring: AuditKeyring | None = None) -> None:
+        """`keyring`: the audit keys refusals are linked with (`settings.audit_keyring()`); not needed
+        when `store` was opened with them. Without either, reading works and `refused` raises MissingKey."""
         self._store = store
+        self._writer = store if keyring is None else store.with_keyring(keyring)
 
     async def for_workflow(self, principal: Principal, workflow_id: str) -> list[StoredAuditEvent]:
         """The workflow's trail and the refusals around it, by time; another tenant's is not found."""
@@ -66,7 +70,7 @@ class AuditLog:
             first = len(await self._store.for_workflow(chain))
             batch = AuditBatch(workflow_id=chain, tenant=principal.tenant, first_seq=first, events=[event])
             try:
-                await self._store.append(batch)
+                await self._writer.append(batch)
                 return
             except (AuditConflict, AuditGap):
                 continue  # another refusal was written at the same moment: take the next number

@@ -1,6 +1,8 @@
 """One line of the audit trail: who (principal and role, AI or human), what, when, on which proposal."""
 
-from pydantic import BaseModel, Field
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
 
 from models.enums import ActorKind, Role, WorkflowState
 
@@ -39,10 +41,13 @@ class AuditAck(BaseModel):
 
 
 class StoredAuditEvent(BaseModel):
-    """One row of the SQL audit log: an AuditEvent, where it belongs, and its link in a hash chain.
+    """One row of the SQL audit log: an AuditEvent, where it belongs, and its link in a keyed chain.
 
-    `hash` is the SHA-256 (hex) of the canonical JSON (sorted keys, no whitespace, UTF-8) of every
-    other field, `prev_hash` included: changing, removing or reordering an event breaks the chain.
+    `hash` is the row's link: HMAC-SHA256 (hex), under the audit key `key_id`, of the canonical JSON
+    (sorted keys, no whitespace, UTF-8) of every other field, `prev_hash` and `key_id` included.
+    Changing, removing or reordering an event breaks the chain, and without the key (which is not in
+    the database) nobody can make a new valid link. A row with no `key_id` is a legacy link from before
+    the log had keys: plain SHA-256 of the same JSON without `key_id` (countersign/audit_store.py).
     """
 
     workflow_id: str
@@ -58,7 +63,8 @@ class StoredAuditEvent(BaseModel):
     detail: str = ""
     data: dict[str, str | int | float | None] | None = None
     at: str
-    prev_hash: str  # the previous event's hash; "" for seq 0
+    prev_hash: str  # the previous event's link; "" for seq 0
+    key_id: str | None = None  # the audit key `hash` was made with; None: a legacy SHA-256 link
     hash: str
 
 
@@ -68,11 +74,53 @@ class ChainBreak(BaseModel):
     reason: str
 
 
+class LogProblem(BaseModel):
+    """Something wrong beyond any one chain: an anchor that does not verify, the legacy seal."""
+
+    where: str  # e.g. "anchor at line 3 of anchors.jsonl"
+    reason: str
+
+
 class VerifyReport(BaseModel):
     chains: int
     events: int
+    # Chains holding legacy (unkeyed SHA-256) links: written before the log had keys, sealed since.
+    legacy_chains: int = 0
+    anchors: int = 0  # anchors checked (`verify --anchors`)
+    legacy_seal: str | None = None  # the id of the log's legacy seal (audit_store.py); None: missing
     broken: list[ChainBreak] = []
+    problems: list[LogProblem] = []
 
     @property
     def ok(self) -> bool:
-        return not self.broken
+        return not self.broken and not self.problems
+
+
+ANCHOR_FORMAT: Literal["countersign-audit-anchor/1"] = "countersign-audit-anchor/1"
+
+
+class AnchoredHead(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    seq: int = Field(ge=0)  # the chain's last event when anchored
+    link: str  # that event's link (`StoredAuditEvent.hash`)
+
+
+class AuditAnchor(BaseModel):
+    """A signed checkpoint of the audit log, written somewhere the database's users cannot rewrite.
+
+    Signed (Ed25519, `signature`, base64) over the canonical JSON (sorted keys, no whitespace, UTF-8)
+    of every other field, with the anchor key derived from audit key `key_id` (audit_keys.py), whose
+    public half `public_key` names. Every chain that verified when it was made, at its last event.
+    """
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    format: Literal["countersign-audit-anchor/1"] = ANCHOR_FORMAT
+    at: str  # when, UTC ISO 8601
+    key_id: str
+    public_key: str
+    # The id of the log's legacy seal then: a seal removed and made again since shows.
+    legacy_seal: str | None
+    chains: dict[str, AnchoredHead]
+    signature: str = ""

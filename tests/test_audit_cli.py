@@ -12,6 +12,7 @@ import pytest
 from countersign.audit_store import AuditStore
 from countersign.execution_ledger import ExecutionLedger
 from models.audit import StoredAuditEvent
+from tests.helpers import TEST_TRUST
 from tests.test_audit_store import EVENTS, batch
 from tests.test_cli import countersign
 
@@ -23,7 +24,8 @@ def _default_audit_url(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 async def fill(data_dir: Path) -> None:
-    async with await AuditStore.open(f"sqlite:///{data_dir / 'audit.db'}") as store:
+    # The session's audit key: the one the CLI finds in the environment (tests/conftest.py).
+    async with await AuditStore.open(f"sqlite:///{data_dir / 'audit.db'}", keyring=TEST_TRUST.audit) as store:
         await store.append(batch(0, EVENTS, workflow_id="wf-1"))
         await store.append(batch(0, EVENTS[:3], workflow_id="wf-2", tenant="globex"))
 

@@ -1,4 +1,5 @@
-"""The SQL audit log, on SQLite and on PostgreSQL: append-only, idempotent, hash-chained, searchable."""
+"""The SQL audit log, on SQLite and on PostgreSQL: append-only, idempotent, chained under the audit key,
+searchable. (Tampering, anchors, key rotation and legacy logs: tests/test_audit_tamper.py.)"""
 
 import asyncio
 import csv
@@ -14,12 +15,13 @@ from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
 from activities.audit import AuditActivities
-from countersign.audit_store import AuditConflict, AuditGap, AuditStore, chain_hash
+from countersign.audit_store import AuditConflict, AuditGap, AuditStore, chain_link
 from countersign.settings import Settings
 from countersign.sql import masked_url
 from models.audit import AuditBatch, AuditEvent, StoredAuditEvent
 from models.enums import ActorKind, Role, WorkflowState
 from tests.conftest import Location
+from tests.helpers import TEST_TRUST
 
 T0 = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
 
@@ -38,7 +40,7 @@ class Backend:
 
 @pytest.fixture
 async def backend(location: Location) -> AsyncIterator[Backend]:
-    async with await AuditStore.open(location.url, schema=location.schema) as store:
+    async with await AuditStore.open(location.url, schema=location.schema, keyring=TEST_TRUST.audit) as store:
         yield Backend(store, location.sql)
 
 
@@ -79,7 +81,8 @@ async def test_append_reads_back_as_a_valid_chain(backend: Backend) -> None:
     assert [s.seq for s in stored] == [0, 1, 2]
     assert {s.tenant for s in stored} == {"acme"}
     assert [s.prev_hash for s in stored] == ["", stored[0].hash, stored[1].hash]
-    assert all(chain_hash(s) == s.hash for s in stored)
+    assert all(chain_link(s, TEST_TRUST.audit) == s.hash for s in stored)
+    assert {s.key_id for s in stored} == {TEST_TRUST.audit.active_key_id}
     assert (ack.stored, ack.last_seq, ack.last_hash) == (3, 2, stored[2].hash)
     assert await store.for_workflow("wf-other") == []
     report = await store.verify()
@@ -153,8 +156,9 @@ async def test_verify_names_a_changed_row(backend: Backend) -> None:
 
 async def test_rehashing_a_changed_row_breaks_the_next_link(backend: Backend) -> None:
     await backend.store.append(batch(0, EVENTS))
+    # Even with the key (which an intruder does not have): the next link covers this one.
     forged = (await backend.store.for_workflow("wf-1"))[2].model_copy(update={"detail": "forged"})
-    forged_hash = chain_hash(forged)
+    forged_hash = chain_link(forged, TEST_TRUST.audit)
     await backend.sql(
         f"UPDATE audit_events SET detail = 'forged', hash = '{forged_hash}' "
         "WHERE workflow_id = 'wf-1' AND seq = 2"
@@ -221,16 +225,20 @@ async def test_export_round_trips_as_jsonl_and_csv(backend: Backend) -> None:
     assert await backend.store.export("csv", table) == 8
     rows = list(csv.DictReader(io.StringIO(table.getvalue(), newline="")))
     assert list(rows[0]) == list(StoredAuditEvent.model_fields)
+    # Each row names the key its link was made with: an auditor needs it to recheck the link.
+    assert {row["key_id"] for row in rows} == {TEST_TRUST.audit.active_key_id}
+    assert {json.loads(line)["key_id"] for line in jsonl.getvalue().splitlines()} == {"test-audit"}
 
     def parse(row: dict[str, str]) -> StoredAuditEvent:
-        optional = ("role", "proposal_version", "proposal_hash")
+        optional = ("role", "proposal_version", "proposal_hash", "key_id")
         values = {k: (None if k in optional and v == "" else v) for k, v in row.items()}
         values["data"] = json.loads(row["data"]) if row["data"] else None
         return StoredAuditEvent.model_validate(values)
 
     parsed = [parse(row) for row in rows]
     assert parsed == everything
-    assert all(chain_hash(s) == s.hash for s in parsed)  # an auditor can re-verify an export offline
+    # An auditor holding the keys can re-verify an export offline.
+    assert all(chain_link(s, TEST_TRUST.audit) == s.hash for s in parsed)
 
     only = io.StringIO()
     assert await backend.store.export("jsonl", only, tenant="globex") == 2
@@ -251,7 +259,9 @@ async def test_concurrent_appends_store_each_event_once(backend: Backend) -> Non
 
 async def test_concurrent_opens_create_the_table_once(location: Location) -> None:
     # The worker and the gateway may start together against one new database.
-    stores = await asyncio.gather(*(AuditStore.open(location.url, schema=location.schema) for _ in range(4)))
+    stores = await asyncio.gather(
+        *(AuditStore.open(location.url, schema=location.schema, keyring=TEST_TRUST.audit) for _ in range(4))
+    )
     try:
         acks = await asyncio.gather(*(store.append(batch(0, EVENTS)) for store in stores))
         assert sorted(ack.stored for ack in acks) == [0, 0, 0, 6]
@@ -279,7 +289,7 @@ async def test_open_refuses_unknown_databases(tmp_path: Path) -> None:
 
 
 async def test_activity_records_and_refuses_rewrites(tmp_path: Path) -> None:
-    activities = AuditActivities(f"sqlite:///{tmp_path / 'nested' / 'audit.db'}")
+    activities = AuditActivities(f"sqlite:///{tmp_path / 'nested' / 'audit.db'}", TEST_TRUST.audit)
     env = ActivityEnvironment()
     try:
         ack = await env.run(activities.record, batch(0, EVENTS[:2]))
