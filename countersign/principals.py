@@ -42,6 +42,7 @@ from models.principals import (
     PrincipalRecord,
     Recipient,
     RotatedKey,
+    is_reserved_tenant,
 )
 
 # `source`: 'api-key' for `countersign principal add`, 'jwt' for a token's subject (sign_in). The table
@@ -140,6 +141,11 @@ _KEYS_OF = (
 _ALL_KEYS = (
     "SELECT principal_id, prefix, created_at, expires_at, revoked_at FROM api_keys "
     "ORDER BY principal_id, created_at, rowid"
+)
+_KEYS_OF_TENANT = (
+    "SELECT k.principal_id, k.prefix, k.created_at, k.expires_at, k.revoked_at "
+    "FROM api_keys k JOIN principals p ON p.id = k.principal_id WHERE p.tenant = ? "
+    "ORDER BY k.principal_id, k.created_at, k.rowid"
 )
 _ADD_KEY = "INSERT INTO api_keys (key_hash, principal_id, prefix, created_at) VALUES (?, ?, ?, ?)"
 # Both on the keys that still work at `now` (the same test as _PRINCIPAL_BY_KEY's).
@@ -362,12 +368,11 @@ class PrincipalStore:
         if row is None:
             return None
         if row[5] is None:
-            async with self._writing:
+            async with self._transaction():
                 await self._db.execute(
                     "UPDATE api_keys SET prefix = ? WHERE key_hash = ? AND prefix IS NULL",
                     (api_key[:PREFIX_LENGTH], digest),
                 )
-                await self._db.commit()
         return _principal(row[:5])
 
     async def key_problem(self, api_key: str) -> str:
@@ -382,7 +387,7 @@ class PrincipalStore:
             return "this API key has expired: it was replaced by a newer key"
         if disabled_at is not None:
             return "this API key's principal is disabled"
-        if tenant is not None:
+        if tenant is not None and is_reserved_tenant(tenant):
             return f"this API key's principal has the reserved tenant {tenant!r} and cannot sign in"
         return "a valid API key is required: Authorization: Bearer <key>"
 
@@ -397,7 +402,7 @@ class PrincipalStore:
         """
         row = await self._one(_SIGN_IN, principal.id)
         if row is None:
-            async with self._writing:
+            async with self._transaction():
                 cursor = await self._db.execute(
                     "INSERT INTO principals (id, name, roles, tenant, email, source, created_at) "
                     "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING",
@@ -411,7 +416,6 @@ class PrincipalStore:
                         _instant(self._now()),
                     ),
                 )
-                await self._db.commit()
             if cursor.rowcount == 1:
                 return
             row = await self._one(_SIGN_IN, principal.id)  # another request recorded it just now
@@ -429,7 +433,7 @@ class PrincipalStore:
         stored = (name, sorted(json.loads(roles)), tenant, stored_email)
         if stored == (principal.name, sorted(principal.roles), principal.tenant, email):
             return
-        async with self._writing:
+        async with self._transaction():
             await self._db.execute(
                 "UPDATE principals SET name = ?, roles = ?, tenant = ?, email = ? "
                 "WHERE id = ? AND source = ? AND disabled_at IS NULL",
@@ -442,7 +446,6 @@ class PrincipalStore:
                     JWT_SOURCE,
                 ),
             )
-            await self._db.commit()
 
     # ---- administration (countersign principal ...) ---------------------------------------------
 
@@ -450,12 +453,13 @@ class PrincipalStore:
         """Every principal (or a tenant's), with its keys' prefixes and states: never a key."""
         now = self._now()
         if tenant is None:
-            cursor = await self._db.execute(_RECORDS)
+            rows = await (await self._db.execute(_RECORDS)).fetchall()
+            key_rows = await (await self._db.execute(_ALL_KEYS)).fetchall()
         else:
-            cursor = await self._db.execute(_RECORDS_OF_TENANT, (tenant,))
-        rows = list(await cursor.fetchall())
+            rows = await (await self._db.execute(_RECORDS_OF_TENANT, (tenant,))).fetchall()
+            key_rows = await (await self._db.execute(_KEYS_OF_TENANT, (tenant,))).fetchall()
         keys: dict[str, list[ApiKeyRecord]] = {}
-        for key in await (await self._db.execute(_ALL_KEYS)).fetchall():
+        for key in key_rows:
             keys.setdefault(key[0], []).append(_key_record(key, now))
         return [_record(row, keys.get(row[0], [])) for row in rows]
 

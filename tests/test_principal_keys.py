@@ -1,6 +1,7 @@
 """The principal store's administration: API keys (rotation with and without a grace period,
 revocation), disabling, roles, reserved tenants, and principals recorded from their tokens."""
 
+import asyncio
 import sqlite3
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -176,7 +177,8 @@ async def test_records_list_keys_by_prefix_and_never_the_key(store: PrincipalSto
         ("acme", "Cyd", "jwt"),
         ("globex", "Bob", "api-key"),
     ]
-    assert [r.name for r in await store.records("globex")] == ["Bob"]
+    globex = await store.records("globex")
+    assert [(r.name, [k.prefix for k in r.keys]) for r in globex] == [("Bob", [bob.api_key[:10]])]
     assert await store.records("nowhere") == []
     text = "".join(r.model_dump_json() for r in everyone)
     assert ada.api_key not in text and bob.api_key not in text
@@ -306,3 +308,14 @@ async def test_token_principals_delegate_and_are_delegated_to(store: PrincipalSt
     # A token principal that moved to another tenant lends nothing in its old one.
     await store.sign_in(jwt_principal(tenant="globex"), "ada@example.com")
     assert await store.delegators_for(bob, START) == []
+
+
+async def test_concurrent_first_requests_record_a_token_principal_once(tmp_path: Path, clock: Clock) -> None:
+    async with (
+        await PrincipalStore.open(tmp_path / "principals.db", clock=clock) as gateway,
+        await PrincipalStore.open(tmp_path / "principals.db", clock=clock) as other,
+    ):
+        ada = jwt_principal()
+        await asyncio.gather(*(store.sign_in(ada, "ada@example.com") for store in [gateway, other] * 4))
+        assert [r.id for r in await gateway.records()] == ["u-ada"]
+        assert await other.get("u-ada") == ada
