@@ -498,7 +498,8 @@ class PrincipalStore:
         The principal stays, for history; `rotate` gives it a new key. Raises NotFound, or Invalid for
         a token principal (it has no key: disable it instead).
         """
-        await self._key_principal(principal_id)
+        # Even a principal of a reserved tenant: shutting it out is what it needs.
+        await self._key_principal(principal_id, reserved_ok=True)
         async with self._transaction():
             now = _instant(self._now())
             cursor = await self._db.execute(_REVOKE_WORKING, (now, principal_id))
@@ -543,13 +544,17 @@ class PrincipalStore:
                 )
         return before, after
 
-    async def _key_principal(self, principal_id: str) -> PrincipalRecord:
+    async def _key_principal(self, principal_id: str, reserved_ok: bool = False) -> PrincipalRecord:
+        """An API-key principal's record; Invalid for a token principal, and (unless `reserved_ok`)
+        for one whose tenant is reserved, which must get no new key or role."""
         record = await self.record(principal_id)
         if record.source != API_KEY_SOURCE:
             raise Invalid(
                 f"{principal_id} signs in with a token: it has no API key, and its roles come from its "
                 "identity provider (disable it to shut it out)"
             )
+        if reserved_ok:
+            return record
         try:
             Principal(id=record.id, name=record.name, roles=record.roles, tenant=record.tenant)
         except ValidationError:

@@ -223,9 +223,12 @@ async def test_a_stored_reserved_tenant_cannot_sign_in_but_is_listed(tmp_path: P
         assert await store.recipients("_builtin", [Role.ADMIN]) == []
         record = await store.record(principal_id)
         assert record.tenant == "_builtin" and record.status == "unusable (reserved tenant)"
-        with pytest.raises(Invalid, match="reserved tenant"):
-            await store.rotate(principal_id)
+        for action in (store.rotate(principal_id), store.set_roles(principal_id, [Role.HR])):
+            with pytest.raises(Invalid, match="reserved tenant"):
+                await action
+        # What it needs, it can get: disabled, and its keys revoked.
         assert await store.set_disabled(principal_id, True) is True
+        assert await store.revoke(principal_id) == 1
 
 
 async def test_sign_in_records_a_token_principal_and_writes_only_on_change(
