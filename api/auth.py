@@ -1,7 +1,10 @@
 """Bearer authentication: every route but /healthz and /docs depends on `current_principal`.
 
 The credential is a JWT when it has a JWT's shape and `jwt_algorithm` is set (countersign/tokens.py
-verifies it), an API key from `countersign principal add` otherwise.
+verifies it), an API key from `countersign principal add` otherwise. Either way the principal store has
+the last word: a token's principal is recorded there (or refused, when disabled or when its `sub` is an
+API-key principal's), and a key must be neither revoked, past its grace period, nor a disabled
+principal's.
 """
 
 import asyncio
@@ -10,7 +13,7 @@ from typing import Annotated, Any
 from fastapi import Depends, HTTPException, Request, WebSocket, WebSocketDisconnect, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from countersign.principals import PrincipalStore
+from countersign.principals import PrincipalStore, SignInRefused
 from countersign.settings import Settings
 from countersign.tokens import TokenRejected, TokenVerifier, looks_like_jwt
 from models.principals import Principal
@@ -64,12 +67,17 @@ async def principal_for(
     """The principal a credential (API key or JWT) stands for, or None and why not."""
     if tokens is not None and looks_like_jwt(credential):
         try:
-            return tokens.verify(credential), ""
-        except TokenRejected as rejected:
+            verified = tokens.verify(credential)
+            # One indexed read per request; a write only on the first, or when the token says something
+            # new (its roles, name, tenant or email), so notifications and delegations see the same.
+            await store.sign_in(verified.principal, verified.email)
+        except (TokenRejected, SignInRefused) as rejected:
             return None, str(rejected)
+        return verified.principal, ""
     principal = await store.authenticate(credential)
     if principal is None:
-        return None, "a valid API key is required: Authorization: Bearer <key>"
+        # A second read, on refusals only: a revoked or expired key is told so.
+        return None, await store.key_problem(credential)
     return principal, ""
 
 

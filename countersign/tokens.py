@@ -3,14 +3,18 @@
 Only the one configured algorithm is accepted (never `none`, never HS256 against an RS256 key), the
 issuer and audience must match, and `exp` and `sub` are required. Error messages say what was wrong
 with a token but never repeat it.
+
+The gateway then records the principal in the principal store (PrincipalStore.sign_in), with the
+address in the `COUNTERSIGN_JWT_EMAIL_CLAIM` claim (default `email`) for its notifications.
 """
 
 import re
+from dataclasses import dataclass
 from typing import Any
 
 import jwt
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
-from pydantic import ValidationError
+from pydantic import EmailStr, TypeAdapter, ValidationError
 
 from countersign.settings import Settings
 from models.enums import Role
@@ -22,6 +26,16 @@ _JWT_SHAPE = re.compile(r"^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*$")
 _ROLE_SEPARATORS = re.compile(r"[\s,]+")
 _NAME_MAX = 128  # Principal.name max_length
 _API_KEY_ID = re.compile(r"p-[0-9a-f]{10}")
+_EMAIL_MAX = 254  # RFC 5321's limit on a forward path
+_email = TypeAdapter(EmailStr)
+
+
+@dataclass(frozen=True)
+class VerifiedToken:
+    """Who a valid token names, and where their notifications go (None: nowhere usable)."""
+
+    principal: Principal
+    email: str | None
 
 
 class TokenRejected(Exception):
@@ -52,13 +66,14 @@ class TokenVerifier:
         self._roles_claim = settings.jwt_roles_claim
         self._tenant_claim = settings.jwt_tenant_claim
         self._name_claim = settings.jwt_name_claim
+        self._email_claim = settings.jwt_email_claim
 
     @classmethod
     def from_settings(cls, settings: Settings) -> "TokenVerifier | None":
         return None if settings.jwt_algorithm is None else cls(settings)
 
-    def verify(self, token: str) -> Principal:
-        """The principal a valid token names; raises TokenRejected saying why otherwise."""
+    def verify(self, token: str) -> VerifiedToken:
+        """The principal a valid token names, and its email; raises TokenRejected saying why otherwise."""
         try:
             claims = jwt.decode(
                 token,
@@ -71,7 +86,19 @@ class TokenVerifier:
             )
         except jwt.PyJWTError as error:
             raise TokenRejected(_reason(error)) from None
-        return self._principal(claims)
+        return VerifiedToken(principal=self._principal(claims), email=self._email(claims))
+
+    def _email(self, claims: dict[str, Any]) -> str | None:
+        """The claim's address; like the name, an unusable one is dropped, not worth refusing the token
+        over. So is one the identity provider says it has not verified (OIDC `email_verified: false`):
+        approval notifications must not go to whoever typed someone else's address at sign-up."""
+        value = claims.get(self._email_claim)
+        if not isinstance(value, str) or len(value) > _EMAIL_MAX or claims.get("email_verified") is False:
+            return None
+        try:
+            return _email.validate_python(value)
+        except ValidationError:
+            return None
 
     def _principal(self, claims: dict[str, Any]) -> Principal:
         subject = claims["sub"]

@@ -4,6 +4,7 @@ import base64
 import hashlib
 import hmac
 import json
+import sqlite3
 import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -104,13 +105,121 @@ def assert_refused(response: httpx.Response, reason: str, token: str) -> None:
     assert all(part not in detail for part in token.split(".") if len(part) > 8)
 
 
-async def test_a_valid_hs256_token_is_a_principal(serve: Serve, tmp_path: Path) -> None:
-    response = await me(serve(jwt_settings(tmp_path)), hs256(claims()))
+async def test_a_valid_hs256_token_is_a_principal(
+    serve: Serve, store: PrincipalStore, tmp_path: Path
+) -> None:
+    response = await me(serve(jwt_settings(tmp_path)), hs256(claims(email="ada@example.com")))
     assert response.status_code == 200, response.text
     # Unknown roles (CEO) are ignored; role names match whatever their case.
-    assert Principal.model_validate(response.json()) == Principal(
-        id="u-ada", name="Ada Lovelace", roles=[Role.FINANCE, Role.MANAGER], tenant="acme"
+    ada = Principal(id="u-ada", name="Ada Lovelace", roles=[Role.FINANCE, Role.MANAGER], tenant="acme")
+    assert Principal.model_validate(response.json()) == ada
+    # Recorded on its first request, email and all: notifications and delegations can find it.
+    assert await store.get("u-ada") == ada
+    recipient = await store.recipient("u-ada")
+    assert recipient is not None and recipient.email == "ada@example.com"
+    record = await store.record("u-ada")
+    assert (record.source, record.keys) == ("jwt", [])
+
+
+async def test_a_token_principal_is_written_once_and_again_only_when_its_claims_change(
+    serve: Serve, store: PrincipalStore, tmp_path: Path
+) -> None:
+    http = serve(jwt_settings(tmp_path))
+    token = hs256(claims(email="ada@example.com"))
+    async with http:
+        assert (await http.get("/me", headers=bearer(token))).status_code == 200
+        changes = store._db.total_changes
+        for _ in range(5):
+            assert (await http.get("/me", headers=bearer(token))).status_code == 200
+        assert store._db.total_changes == changes
+        promoted = hs256(claims(roles=["DIRECTOR"], name="Ada L.", email="ada@example.com"))
+        assert (await http.get("/me", headers=bearer(promoted))).status_code == 200
+        assert store._db.total_changes == changes + 1
+    assert await store.get("u-ada") == Principal(
+        id="u-ada", name="Ada L.", roles=[Role.DIRECTOR], tenant="acme"
     )
+
+
+@pytest.mark.parametrize(
+    ("extra", "settings", "email"),
+    [
+        ({"email": "ada@example.com"}, {}, "ada@example.com"),
+        ({"mail": "ada@example.com"}, {"jwt_email_claim": "mail"}, "ada@example.com"),
+        ({"email": "ada@example.com"}, {"jwt_email_claim": "mail"}, None),
+        # Unusable or unverified addresses are dropped; the token still signs in.
+        ({"email": "not an address"}, {}, None),
+        ({"email": ["ada@example.com"]}, {}, None),
+        ({"email": "ada@example.com", "email_verified": False}, {}, None),
+        ({"email": "ada@example.com", "email_verified": True}, {}, "ada@example.com"),
+    ],
+    ids=["email", "configured-claim", "other-claim", "malformed", "not-a-string", "unverified", "verified"],
+)
+async def test_the_email_claim(
+    serve: Serve,
+    store: PrincipalStore,
+    tmp_path: Path,
+    extra: dict[str, Any],
+    settings: dict[str, Any],
+    email: str | None,
+) -> None:
+    response = await me(serve(jwt_settings(tmp_path, **settings)), hs256(claims(**extra)))
+    assert response.status_code == 200, response.text
+    assert (await store.record("u-ada")).email == email
+
+
+async def test_a_disabled_token_principal_is_refused(
+    serve: Serve, store: PrincipalStore, tmp_path: Path
+) -> None:
+    token = hs256(claims())
+    assert (await me(serve(jwt_settings(tmp_path)), token)).status_code == 200
+    assert await store.set_disabled("u-ada", True)
+    assert_refused(await me(serve(jwt_settings(tmp_path)), token), "principal u-ada is disabled", token)
+    await store.set_disabled("u-ada", False)
+    assert (await me(serve(jwt_settings(tmp_path)), token)).status_code == 200
+
+
+@pytest.mark.parametrize("tenant", ["_builtin", "_x", ".hidden", "system", "Builtin"])
+async def test_a_reserved_tenant_claim_is_refused(
+    serve: Serve, store: PrincipalStore, tmp_path: Path, tenant: str
+) -> None:
+    token = hs256(claims(tenant=tenant))
+    response = await me(serve(jwt_settings(tmp_path)), token)
+    assert_refused(response, "token claim 'tenant' is not usable", token)
+    assert "reserved" in response.json()["detail"]
+    assert await store.count() == 0
+
+
+async def test_a_token_cannot_take_over_a_principal_of_another_tenant(
+    serve: Serve, store: PrincipalStore, tmp_path: Path
+) -> None:
+    """An API-key principal whose id is not of the p-<hex> form (an older release's, or written by
+    hand) is protected by the store: a token naming it, in any tenant, is refused."""
+    created = await store.add("keyholder", [Role.ADMIN], "globex")
+    with sqlite3.connect(tmp_path / "principals.db") as db:
+        db.execute("UPDATE principals SET id = 'u-ada' WHERE id = ?", (created.principal.id,))
+        db.execute("UPDATE api_keys SET principal_id = 'u-ada'")
+    db.close()
+    token = hs256(claims(tenant="acme", roles=["ADMIN"]))
+    assert_refused(await me(serve(jwt_settings(tmp_path)), token), "another tenant", token)
+    # The key still works, and the principal is unchanged.
+    response = await me(serve(jwt_settings(tmp_path)), created.api_key)
+    assert response.json() == {"id": "u-ada", "name": "keyholder", "roles": ["ADMIN"], "tenant": "globex"}
+
+
+async def test_revoked_expired_and_disabled_keys_are_refused_saying_why(
+    serve: Serve, store: PrincipalStore, tmp_path: Path
+) -> None:
+    created = await store.add("Grace", [Role.DIRECTOR], "acme")
+    key = created.api_key
+    assert (await me(serve(None), key)).status_code == 200
+    await store.set_disabled(created.principal.id, True)
+    assert_refused(await me(serve(None), key), "principal is disabled", key)
+    await store.set_disabled(created.principal.id, False)
+    rotated = await store.rotate(created.principal.id)
+    assert_refused(await me(serve(None), key), "revoked", key)
+    assert (await me(serve(None), rotated.api_key)).status_code == 200
+    await store.revoke(created.principal.id)
+    assert_refused(await me(serve(None), rotated.api_key), "revoked", rotated.api_key)
 
 
 async def test_a_token_cannot_take_over_an_api_key_principal(
