@@ -148,7 +148,7 @@ async def attach(app: FastAPI, settings: Settings, client: Client | None = None)
     app.state.registry = build_registry()
     app.state.principals = await PrincipalStore.open(settings.principals_db)
     app.state.audit_store = await AuditStore.open(settings.audit_url)
-    app.state.audit = AuditLog(app.state.audit_store)
+    app.state.audit = AuditLog(app.state.audit_store, settings.audit_keyring())
     app.state.service = ApprovalService(
         client,
         task_queue=settings.task_queue,

@@ -4,7 +4,7 @@ import csv
 import io
 import json
 import sqlite3
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -83,11 +83,22 @@ def test_an_unreachable_database_is_reported_without_its_password(tmp_path: Path
 
 async def test_ledger_list_shows_attempts_and_outcomes(tmp_path: Path) -> None:
     async with await ExecutionLedger.open(f"sqlite:///{tmp_path / 'audit.db'}") as ledger:
-        for key in ("req-a:v1", "req-b:v1"):
-            await ledger.begin(key=key, workflow_id=key[:5], tool="send_email", args_sha256="0" * 64)
-        await ledger.succeed("req-a:v1", {"message_id": "<m1@x>"}, datetime.now(UTC))
-        await ledger.fail("req-b:v1", "OSError: connection refused")
-        await ledger.begin(key="req-b:v1", workflow_id="req-b", tool="send_email", args_sha256="0" * 64)
+
+        async def begin(key: str) -> int:
+            taken = await ledger.begin(
+                key=key,
+                workflow_id=key[:5],
+                tool="send_email",
+                args_sha256="0" * 64,
+                owner="worker-1",
+                ttl=timedelta(seconds=20),
+            )
+            return taken.fence
+
+        a, b = await begin("req-a:v1"), await begin("req-b:v1")
+        await ledger.succeed("req-a:v1", a, {"message_id": "<m1@x>"}, datetime.now(UTC))
+        await ledger.fail("req-b:v1", b, "OSError: connection refused")
+        await begin("req-b:v1")
 
     wide = {"COLUMNS": "200"}  # one table row per line
     listed = countersign("ledger", "list", "--data-dir", str(tmp_path), env=wide)

@@ -12,7 +12,7 @@ from countersign.audit_store import AuditStore
 from models.decisions import DecideInput
 from models.enums import Decision, WorkflowState
 from models.notifications import Notification, NotificationKind
-from tests.helpers import MANAGER, start, wait_for_state
+from tests.helpers import MANAGER, TEST_TRUST, start, wait_for_state
 from workflows.approval import ApprovalWorkflow
 
 pytestmark = pytest.mark.usefixtures("worker")
@@ -21,7 +21,7 @@ FOLLOW_UP = "Follow up with ABC Logistics (sales@abclogistics.com) about pricing
 
 
 async def stored(tmp_path: Path, workflow_id: str) -> list[str]:
-    async with await AuditStore.open(f"sqlite:///{tmp_path / 'audit.db'}") as store:
+    async with await AuditStore.open(f"sqlite:///{tmp_path / 'audit.db'}", keyring=TEST_TRUST.audit) as store:
         assert (await store.verify(workflow_id)).ok
         return [e.event for e in await store.for_workflow(workflow_id)]
 
@@ -36,7 +36,7 @@ async def test_the_whole_trail_is_in_the_sql_log(client: Client, task_queue: str
     assert final.state == WorkflowState.ACTION_EXECUTED
     # The workflow returns only once its log is written: the same events, in order, chained.
     assert await stored(tmp_path, handle.id) == [e.event for e in final.audit]
-    async with await AuditStore.open(f"sqlite:///{tmp_path / 'audit.db'}") as store:
+    async with await AuditStore.open(f"sqlite:///{tmp_path / 'audit.db'}", keyring=TEST_TRUST.audit) as store:
         rows = await store.for_workflow(handle.id)
     decision = next(r for r in rows if r.event == "decision_approved")
     assert (decision.actor, decision.role, decision.tenant) == (MANAGER.name, "MANAGER", "default")

@@ -335,7 +335,7 @@ async def test_an_approval_node_waits_for_the_right_reviewer(
     assert done.status == RunStatus.COMPLETED
     assert done.data == {"count": 1, "review_approved": True, "doubled": 2}
     assert "redo" not in done.visits
-    async with await AuditStore.open(f"sqlite:///{tmp_path / 'audit.db'}") as store:
+    async with await AuditStore.open(f"sqlite:///{tmp_path / 'audit.db'}", keyring=TEST_TRUST.audit) as store:
         audited = await store.for_workflow(handle.id)
     assert [(e.event, e.actor) for e in audited] == [
         ("approval_requested", "graph"),
@@ -481,7 +481,7 @@ async def test_the_audit_chain_continues_across_continue_as_new(
     view = await handle.result()
     assert view.status == RunStatus.COMPLETED and view.data["count"] == 40
     assert (await handle.describe()).run_id != handle.first_execution_run_id
-    async with await AuditStore.open(f"sqlite:///{tmp_path / 'audit.db'}") as store:
+    async with await AuditStore.open(f"sqlite:///{tmp_path / 'audit.db'}", keyring=TEST_TRUST.audit) as store:
         audited = await store.for_workflow(handle.id)
         assert (await store.verify(handle.id)).broken == []
     assert [(e.seq, e.event, (e.data or {}).get("node")) for e in audited] == [
