@@ -21,7 +21,7 @@ from typing import Any
 
 from temporalio.client import Client
 from temporalio.worker import UnsandboxedWorkflowRunner, Worker
-from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
+from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 import workflows.approval
 import workflows.graph
@@ -50,6 +50,13 @@ from workflows.approval import ApprovalWorkflow
 from workflows.graph import GraphWorkflow
 
 log = logging.getLogger(__name__)
+# Workflows verify gateway signatures (Ed25519) themselves. `cryptography`'s native code imports its
+# exception classes when a signature fails; inside the sandbox that import of a module the sandbox
+# re-imports broke the interpreter (a panic at the FFI boundary, an abort). Its classes are pure and
+# deterministic, so the one copy is shared with every workflow.
+SANDBOXED = SandboxedWorkflowRunner(
+    restrictions=SandboxRestrictions.default.with_passthrough_modules("cryptography")
+)
 
 
 @dataclass(frozen=True)
@@ -164,7 +171,7 @@ def build_worker(
         client,
         task_queue=task_queue,
         workflows=[ApprovalWorkflow, GraphWorkflow],
-        workflow_runner=SandboxedWorkflowRunner() if sandboxed else UnsandboxedWorkflowRunner(),
+        workflow_runner=SANDBOXED if sandboxed else UnsandboxedWorkflowRunner(),
         max_cached_workflows=max_cached_workflows,
         graceful_shutdown_timeout=shutdown_grace,
         # The SDK's default (100) must not exceed a small cache, and the SDK wants at least 2.
