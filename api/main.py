@@ -12,6 +12,7 @@ from fastapi.responses import JSONResponse
 from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
+from api.json_gate import JsonBodyGate
 from api.limits import RequestLimitMiddleware
 from api.routes import approvals, audit, codec, graphs, health, metrics, principals, tools, workflows
 from api.routes.ui import mount_ui
@@ -76,6 +77,10 @@ def create_app(settings: Settings, client: Client | None = None) -> FastAPI:
     app.include_router(codec.router)
     app.include_router(metrics.router)
     mount_ui(app)  # last: /ui serves static files under its whole path
+    # Middleware runs outermost last-added. A JSON body holding what JSON has not (NaN, Infinity, a lone
+    # surrogate) or nested too deeply is refused before any route parses it; inside the size limit, which
+    # has capped what it buffers.
+    app.add_middleware(JsonBodyGate)
     # Oversized bodies and headers are refused before any route reads them (inside CORS, so the Web UI
     # can read the 413).
     app.add_middleware(
