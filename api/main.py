@@ -16,6 +16,7 @@ from api.json_gate import JsonBodyGate
 from api.limits import RequestLimitMiddleware
 from api.routes import approvals, audit, codec, graphs, health, metrics, principals, tools, workflows
 from api.routes.ui import mount_ui
+from api.security_headers import SecurityHeadersMiddleware
 from countersign import tracing
 from countersign.approvals import ApprovalService
 from countersign.audit_log import AuditLog
@@ -90,6 +91,9 @@ def create_app(settings: Settings, client: Client | None = None) -> FastAPI:
     )
     # The Web UI calls /codec from the browser, from its own origin.
     app.add_middleware(codec.CodecCorsMiddleware, origins=settings.codec_cors_origins)
+    # CSP, anti-framing and nosniff on every answer, refusals included; the docs keep their CDN scripts.
+    docs = (app.docs_url, app.redoc_url, app.swagger_ui_oauth2_redirect_url)
+    app.add_middleware(SecurityHeadersMiddleware, docs=docs)
     # Outermost: every request is counted by route template and status, refusals of the others included.
     app.state.metrics = metrics.GatewayMetrics()
     app.add_middleware(metrics.HttpMetricsMiddleware, metrics=app.state.metrics)
