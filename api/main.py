@@ -12,6 +12,7 @@ from fastapi.responses import JSONResponse
 from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
+from api.auth_limits import AuthFailureLimiter
 from api.json_gate import JsonBodyGate
 from api.limits import RequestLimitMiddleware
 from api.routes import approvals, audit, codec, graphs, health, metrics, principals, tools, workflows
@@ -89,6 +90,8 @@ def create_app(settings: Settings, client: Client | None = None) -> FastAPI:
         limit=settings.max_request_bytes,
         prefixes=[(codec.PREFIX + "/", settings.max_codec_request_bytes)],
     )
+    # Past its failed authentications an address or a credential gets 429 before anything else runs.
+    app.add_middleware(AuthFailureLimiter, failures_per_minute=settings.auth_failures_per_minute)
     # The Web UI calls /codec from the browser, from its own origin.
     app.add_middleware(codec.CodecCorsMiddleware, origins=settings.codec_cors_origins)
     # CSP, anti-framing and nosniff on every answer, refusals included; the docs keep their CDN scripts.
