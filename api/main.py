@@ -14,9 +14,12 @@ from fastapi.responses import JSONResponse
 from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
+from api.auth_limits import AuthFailureLimiter
+from api.json_gate import JsonBodyGate
 from api.limits import RequestLimitMiddleware
 from api.routes import approvals, audit, codec, graphs, health, metrics, principals, tools, workflows
 from api.routes.ui import mount_ui
+from api.security_headers import SecurityHeadersMiddleware
 from countersign import tracing
 from countersign.approvals import ApprovalService
 from countersign.audit_log import AuditLog
@@ -79,6 +82,10 @@ def create_app(settings: Settings, client: Client | None = None) -> FastAPI:
     app.include_router(codec.router)
     app.include_router(metrics.router)
     mount_ui(app)  # last: /ui serves static files under its whole path
+    # Middleware runs outermost last-added. A JSON body holding what JSON has not (NaN, Infinity, a lone
+    # surrogate) or nested too deeply is refused before any route parses it; inside the size limit, which
+    # has capped what it buffers.
+    app.add_middleware(JsonBodyGate)
     # Oversized bodies and headers are refused before any route reads them (inside CORS, so the Web UI
     # can read the 413).
     app.add_middleware(
@@ -86,8 +93,13 @@ def create_app(settings: Settings, client: Client | None = None) -> FastAPI:
         limit=settings.max_request_bytes,
         prefixes=[(codec.PREFIX + "/", settings.max_codec_request_bytes)],
     )
+    # Past its failed authentications an address or a credential gets 429 before anything else runs.
+    app.add_middleware(AuthFailureLimiter, failures_per_minute=settings.auth_failures_per_minute)
     # The Web UI calls /codec from the browser, from its own origin.
     app.add_middleware(codec.CodecCorsMiddleware, origins=settings.codec_cors_origins)
+    # CSP, anti-framing and nosniff on every answer, refusals included; the docs keep their CDN scripts.
+    docs = (app.docs_url, app.redoc_url, app.swagger_ui_oauth2_redirect_url)
+    app.add_middleware(SecurityHeadersMiddleware, docs=docs)
     # Outermost: every request is counted by route template and status, refusals of the others included.
     app.state.metrics = metrics.GatewayMetrics()
     app.add_middleware(metrics.HttpMetricsMiddleware, metrics=app.state.metrics)

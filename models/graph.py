@@ -7,6 +7,7 @@ continues at its `join`. Every node on a cycle needs `max_visits`. `graphs.valid
 """
 
 import json
+import math
 import re
 from datetime import datetime
 from enum import StrEnum
@@ -28,6 +29,31 @@ MAX_NODES = 200
 MAX_INPUT_BYTES = 256 * 1024
 # A run that visits this many nodes in all is stopped, whatever its guards say.
 MAX_STEPS = 10_000
+# Free-form JSON a graph carries into its workflow (a run's input, a definition's defaults) is at most this
+# deep: Temporal's data converter stops decoding at about 200 levels, wrappers included, and a workflow
+# whose input cannot be decoded can never start, be read or be cancelled.
+MAX_VALUE_DEPTH = 32
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def carried_json(value: Any, what: str) -> Any:
+    """`value`, if the data converter carries it to a workflow and back unchanged: finite numbers (JSON
+    and YAML can both spell NaN and Infinity, pydantic's JSON parser reads them), strings and keys that are
+    Unicode (a lone surrogate, `"\\ud800"`, is not), at most MAX_VALUE_DEPTH levels. Iterative, so that
+    no value exhausts the stack."""
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, float) and not math.isfinite(item):
+            raise ValueError(f"{what} holds {item}, which JSON cannot carry: numbers must be finite")
+        if isinstance(item, str) and _SURROGATE.search(item):
+            raise ValueError(f"{what} holds a string that is not Unicode (a lone surrogate)")
+        if isinstance(item, dict | list | tuple):
+            if depth > MAX_VALUE_DEPTH:
+                raise ValueError(f"{what} is nested deeper than {MAX_VALUE_DEPTH} levels")
+            children = [*item.keys(), *item.values()] if isinstance(item, dict) else item
+            stack.extend((child, depth + 1) for child in children)
+    return value
 
 
 class NodeKind(StrEnum):
@@ -122,6 +148,12 @@ class GraphDefinition(_Strict):
     # Initial state, under the run's input.
     defaults: dict[str, Any] = Field(default_factory=dict)
 
+    @field_validator("defaults")
+    @classmethod
+    def _carried(cls, value: dict[str, Any]) -> dict[str, Any]:
+        # Every run of the definition carries these in its input.
+        return dict(carried_json(value, "defaults"))
+
     @property
     def start_node(self) -> str:
         return self.start or self.nodes[0].id
@@ -164,6 +196,8 @@ class RunGraphRequest(_Strict):
     @field_validator("input_data")
     @classmethod
     def _fits_in_history(cls, value: Any) -> Any:
+        # Depth and finiteness first: json.dumps below would recurse into any depth.
+        carried_json(value, "input_data")
         # The input travels in the run's history, whose payloads Temporal caps at 2 MB.
         if len(json.dumps(value, default=str)) > MAX_INPUT_BYTES:
             raise ValueError(f"input_data is larger than {MAX_INPUT_BYTES // 1024} KB")

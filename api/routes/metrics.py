@@ -1,4 +1,4 @@
-"""`GET /metrics`: the gateway's metrics in Prometheus' text format, for an ADMIN or for Prometheus.
+"""`GET /metrics`: the gateway's metrics in Prometheus' text format, for the service's operators.
 
 - `countersign_http_requests_total{method, route, status}` and
   `countersign_http_request_duration_seconds{method, route}`: every HTTP request, by route template
@@ -9,9 +9,11 @@
   PENDING_TTL_SECONDS (countersign/metrics.py, pending_by_role). No samples while Temporal cannot answer.
 - the process collector's `process_*` (CPU, memory, open files).
 
-Like every route but health and docs, it needs a credential: a principal with the ADMIN role, or
-`Authorization: Bearer <COUNTERSIGN_METRICS_TOKEN>` (compared in constant time). Without one: 401; with a
-principal lacking ADMIN: 403. It is left out of the OpenAPI (it is not part of the API).
+The counts cover every tenant, so they are not for a tenant's ADMIN: the route needs
+`Authorization: Bearer <COUNTERSIGN_METRICS_TOKEN>` (compared in constant time) or a principal with the
+OPERATOR role (a global role that runs the service and reads no tenant's workflows). Without a valid
+credential: 401; with a principal lacking OPERATOR, an ADMIN included: 403. It is left out of the OpenAPI
+(it is not part of the API).
 """
 
 import asyncio
@@ -163,13 +165,15 @@ class HttpMetricsMiddleware:
             )
 
 
-_bearer = HTTPBearer(auto_error=False, description="An ADMIN's API key or JWT, or COUNTERSIGN_METRICS_TOKEN")
+_bearer = HTTPBearer(
+    auto_error=False, description="An OPERATOR's API key or JWT, or COUNTERSIGN_METRICS_TOKEN"
+)
 
 
 async def may_read_metrics(
     request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
 ) -> None:
-    """The metrics token, or an ADMIN principal; 401 without a valid credential, 403 without ADMIN."""
+    """The metrics token, or an OPERATOR principal; 401 without a valid credential, 403 without OPERATOR."""
     token: SecretStr | None = request.app.state.settings.metrics_token
     if (
         token is not None
@@ -181,13 +185,16 @@ async def may_read_metrics(
     principal = await current_principal(
         credentials, request.app.state.principals, token_verifier(request.app.state)
     )
-    if Role.ADMIN not in principal.roles:
-        raise Forbidden("the metrics need the ADMIN role, or the metrics token (COUNTERSIGN_METRICS_TOKEN)")
+    if Role.OPERATOR not in principal.roles:
+        # A tenant's ADMIN included: the counts are every tenant's.
+        raise Forbidden(
+            "the metrics need the OPERATOR role, or the metrics token (COUNTERSIGN_METRICS_TOKEN)"
+        )
 
 
 @router.get(
     "/metrics",
-    summary="Prometheus metrics (ADMIN, or COUNTERSIGN_METRICS_TOKEN)",
+    summary="Prometheus metrics (OPERATOR, or COUNTERSIGN_METRICS_TOKEN)",
     include_in_schema=False,
     dependencies=[Depends(may_read_metrics)],
 )

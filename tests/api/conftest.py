@@ -30,7 +30,9 @@ class Api:
 @pytest.fixture
 async def api(client: Client, task_queue: str, tmp_path: Path, worker: Worker) -> AsyncIterator[Api]:
     """The real app over ASGI, against the real dev server and a real worker on this test's queue."""
-    settings = Settings(data_dir=tmp_path, task_queue=task_queue)
+    # The authorization matrix alone sends dozens of bad credentials a minute, all from one address: the
+    # limiter on failed authentications (tests/api/test_auth_limits.py) would answer them 429.
+    settings = Settings(data_dir=tmp_path, task_queue=task_queue, auth_failures_per_minute=10_000)
     app = create_app(settings, client=client)
     await attach(app, settings, client)
     store = app.state.principals

@@ -158,8 +158,9 @@ MATRIX: dict[tuple[str, str], Row] = {
     ("POST", "/codec/encode"): Row("/codec/encode", lambda _: PAYLOADS),
     ("POST", "/codec/decode"): Row("/codec/decode", lambda _: PAYLOADS, wrong_role="manager"),
     ("GET", "/ui/config"): Row("/ui/config"),
-    # ADMIN only, or the metrics token (COUNTERSIGN_METRICS_TOKEN, unset here): Prometheus text.
-    ("GET", "/metrics"): Row("/metrics", wrong_role="manager"),
+    # OPERATOR only, or the metrics token (COUNTERSIGN_METRICS_TOKEN, unset here): Prometheus text of
+    # every tenant, so a tenant's ADMIN is refused.
+    ("GET", "/metrics"): Row("/metrics", wrong_role="admin"),
     (WS, "/ws/{run_id}"): Row("/ws/{run}", scoped=True),
 }
 

@@ -196,7 +196,10 @@ async def test_the_websocket_refuses_bad_keys_and_other_tenants(api: Api, served
 
     page = await api.http.get(f"/ws-test/{run_id}")
     assert page.status_code == 200 and f"Run <code>{run_id}</code>" in page.text
-    assert "new WebSocket" in page.text and "authorization" in page.text
+    # Its script is a file (the page's CSP runs no inline script), which reads the run id from the page.
+    assert f'data-run-id="{run_id}"' in page.text and 'src="/ui/ws-test.js"' in page.text
+    script = (await api.http.get("/ui/ws-test.js")).text
+    assert "new WebSocket" in script and "authorization" in script
 
 
 async def test_oversized_input_is_refused_before_a_run_starts(api: Api) -> None:

@@ -1,7 +1,7 @@
 """Hostile input on a real uvicorn server: oversized bodies (declared or streamed), deeply nested JSON and
-YAML, a YAML alias bomb, invalid UTF-8, huge texts, wrong content types and huge headers. Each gets a
-clear 4xx with a JSON `detail` (413 too large, 400 or 422 malformed), and the same server answers the
-next request."""
+YAML, a YAML alias bomb, invalid UTF-8, huge texts, wrong content types, JSON that Python reads and JSON
+has not (NaN, Infinity, lone surrogates) and huge headers. Each gets a clear 4xx with a JSON `detail`
+(413 too large, 400 or 422 malformed), and the same server answers the next request."""
 
 import base64
 import os
@@ -213,6 +213,73 @@ async def test_wrong_content_types_and_shapes_are_refused(
     headers = {"Content-Type": content_type} if content_type else {}
     response = await http.post("/workflows", content=body, headers=headers)
     refused(response, 400, 415, 422)
+    await still_up(http)
+
+
+# --- What Python's JSON parser reads and JSON has not --------------------------------------------------
+
+NOT_JSON = [
+    (b'{"text": "hello there", "fields": {"zzz": NaN}}', "NaN is not JSON"),
+    (b'{"text": "hello there", "fields": {"zzz": Infinity}}', "Infinity is not JSON"),
+    (b'{"items": [-Infinity]}', "-Infinity is not JSON"),
+    # A backslash, then `ud800`: text, which the gate lets through.
+    (rb'{"text": "hello \\ud800 there"}', None),
+    (rb'{"input_data": "\ud800", "args": {"k": "\udfff"}}', "not Unicode"),
+    ('{"input_data": "\udc80"}'.encode("utf-8", "surrogatepass"), "not Unicode"),  # a surrogate's bytes
+    (b'{"args": ' + b'{"k": [' * 40 + b"1" + b"]}" * 40 + b"}", "nested deeper than 64"),
+]
+
+
+@pytest.mark.parametrize(("body", "why"), NOT_JSON, ids=lambda v: str(v)[:40] if isinstance(v, bytes) else v)
+async def test_json_bodies_hold_only_json_on_every_route(
+    http: httpx.AsyncClient, body: bytes, why: str | None
+) -> None:
+    """The finding: `{"fields": {"zzz": NaN}}` was a 201 and a workflow no worker could ever decode (its
+    GET and cancel answered 500 for ever). Every body route now refuses such a body, before the route."""
+    where = await ids(http)
+    for method, template in BODY_ROUTES:
+        url = template.format(**where)
+        for content_type in ("application/json", "application/merge-patch+json", None):
+            headers = {"Content-Type": content_type} if content_type else {}
+            response = await http.request(method, url, content=body, headers=headers)
+            if why is None:
+                assert response.status_code != 500, (url, response.text[:300])
+                continue
+            (error,) = refused(response, 422)
+            assert error["type"] == "json_invalid" and error["loc"] == ["body"], error
+            assert why in error["msg"], (url, error)
+    await still_up(http)
+
+
+async def test_the_poisoned_submit_of_the_finding_starts_nothing(api: Api, http: httpx.AsyncClient) -> None:
+    before = (await http.get("/workflows", params={"limit": 500})).json()["items"]
+    response = await http.post(
+        "/workflows",
+        content=b'{"text":"hello there","fields":{"zzz":NaN}}',
+        headers={"Content-Type": "application/json", "Idempotency-Key": "poison-1"},
+    )
+    assert "NaN is not JSON" in refused(response, 422)[0]["msg"]
+    # The same key with a body that is JSON starts a workflow, which a GET and a cancel can reach.
+    fine = await http.post(
+        "/workflows",
+        json={"text": "hello there", "fields": {"zzz": 1.5}},
+        headers={"Idempotency-Key": "poison-1"},
+    )
+    assert fine.status_code == 201, fine.text
+    workflow_id = fine.json()["workflow_id"]
+    assert workflow_id not in {item["workflow_id"] for item in before}
+    assert (await http.get(f"/workflows/{workflow_id}")).status_code == 200
+    cancelled = await http.post(f"/workflows/{workflow_id}/cancel", json={"reason": "a test"})
+    assert cancelled.status_code in (200, 409), cancelled.text
+
+
+async def test_yaml_definitions_refuse_what_json_has_not(http: httpx.AsyncClient) -> None:
+    """YAML has its own NaN (`.nan`) and is not the gate's: the definition's model refuses it."""
+    for value in (".nan", ".inf", "[-.inf]"):
+        text = f"id: yaml-nan\nnodes: [{{id: extract, fn: review.extract}}]\ndefaults: {{x: {value}}}\n"
+        yaml_headers = {"Content-Type": "application/yaml"}
+        response = await http.post("/graph/create", content=text, headers=yaml_headers)
+        assert "finite" in str(refused(response, 422)), value
     await still_up(http)
 
 

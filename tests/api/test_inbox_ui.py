@@ -1,15 +1,19 @@
 """The reviewer's inbox at /ui in a real browser (Debian's Chromium driven by Playwright) against the real
 gateway, worker and Temporal dev server: sign in, approve with `a`, reject with `r`, batch-approve with
-`x x x A`, edit with `e`, and screenshots at desktop and phone widths."""
+`x x x A`, edit with `e`, and screenshots at desktop and phone widths. All of it under the gateway's
+Content-Security-Policy (api/security_headers.py), which the last tests check the browser enforces: no
+framing by another page, no inline script, and the stream page still streams."""
 
 import shutil
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from playwright.async_api import Browser, Page, async_playwright, expect
 
+from api.security_headers import STRICT_CSP
 from models.enums import Role
 from tests.api.conftest import Api
 from tests.api.test_workflows_api import FOLLOW_UP, submit, waiting
@@ -41,6 +45,7 @@ async def signed_in(browser: Browser, served: str, api: Api, who: str = "manager
     page = await browser.new_page(
         viewport={"width": size.get("width", 1280), "height": size.get("height", 800)}
     )
+    await page.add_init_script(RECORD_VIOLATIONS)
     await page.goto(f"http://{served}/ui/")
     await page.get_by_label("API key or token").fill(api.keys[who])
     await page.get_by_role("button", name="Sign in").click()
@@ -48,6 +53,20 @@ async def signed_in(browser: Browser, served: str, api: Api, who: str = "manager
     await expect(page.locator("#count")).to_contain_text("(")  # the first load of the inbox is in
     await expect(page.get_by_role("button", name="Sign in")).to_be_hidden()
     return page
+
+
+# Run by Playwright before the page's own scripts (and, like them, not inline: the CSP does not apply).
+RECORD_VIOLATIONS = """
+window.cspViolations = [];
+document.addEventListener("securitypolicyviolation", (e) => {
+  window.cspViolations.push(`${e.violatedDirective} ${e.blockedURI}`);
+});
+"""
+
+
+async def violations(page: Page) -> list[Any]:
+    found: list[Any] = await page.evaluate("window.cspViolations")
+    return found
 
 
 async def state(api: Api, workflow_id: str) -> str:
@@ -172,3 +191,76 @@ async def test_help_and_filter_from_the_keyboard(team: Api, served: str, browser
     await expect(page.locator("#items tbody tr")).to_have_count(0)
     await page.get_by_label("Filter").fill("ABC Logistics")
     await expect(page.locator(f'#items tr[data-id="{workflow_id}"]')).to_be_visible()
+
+
+# --- Under the Content-Security-Policy ------------------------------------------------------------------
+
+
+async def test_the_inbox_works_under_its_csp_without_a_violation(
+    team: Api, served: str, browser: Browser
+) -> None:
+    workflow_id = await submit(team, FOLLOW_UP)
+    await waiting(team, workflow_id)
+    page = await signed_in(browser, served, team)  # its CSP: test_security_headers.py
+    await page.keyboard.press("Enter")
+    await expect(page.locator("#detail-title")).to_have_text(workflow_id)
+    await page.keyboard.press("e")  # the form generated from the tool's schema
+    edit = page.get_by_role("dialog", name="Edit arguments")
+    await expect(edit.get_by_label("Subject (required)")).to_be_visible()
+    await page.keyboard.press("Escape")
+    await page.keyboard.press("?")
+    await expect(page.get_by_role("dialog", name="Keyboard")).to_be_visible()
+    assert await violations(page) == []
+
+
+async def test_another_site_cannot_frame_the_inbox(served: str, browser: Browser, api: Api) -> None:
+    """Clickjacking: a page of another origin frames the inbox under something to click or type over."""
+    page = await browser.new_page()
+    refusals: list[str] = []
+    page.on("console", lambda message: refusals.append(message.text))
+    # The framing page is about:blank, another origin; `frame-ancestors 'none'` refuses any, ours too.
+    await page.set_content(f'<iframe id="f" src="http://{served}/ui/"></iframe>')
+    await page.wait_for_timeout(1000)
+    framed = page.frame_locator("#f")
+    assert await framed.locator("#sign-in").count() == 0  # nothing of the inbox was shown
+    assert any("frame-ancestors" in text or "X-Frame-Options" in text for text in refusals), refusals
+
+
+async def test_an_injected_inline_script_does_not_run(served: str, browser: Browser, api: Api) -> None:
+    """Were some text ever rendered as HTML, a script in it would not run: the CSP allows files only."""
+    page = await browser.new_page()
+    await page.add_init_script(RECORD_VIOLATIONS)
+    await page.goto(f"http://{served}/ui/")
+    await page.evaluate(
+        """() => {
+            const script = document.createElement("script");
+            script.textContent = "window.injected = true";
+            document.body.append(script);
+            const img = document.createElement("img");
+            img.setAttribute("onerror", "window.injected = true");
+            img.src = "/no-such-image";
+            document.body.append(img);
+        }"""
+    )
+    await page.wait_for_timeout(500)
+    assert await page.evaluate("window.injected") is None
+    assert any(v.startswith("script-src") for v in await violations(page)), await violations(page)
+
+
+async def test_the_stream_page_streams_under_its_csp(api: Api, served: str, browser: Browser) -> None:
+    started = await api.http.post(
+        "/graph/run",
+        json={"graph_id": "demo-review", "input_data": "def f():\n    return 1\n"},
+        headers=api.as_("requester"),
+    )
+    assert started.status_code == 202, started.text
+    run_id = started.json()["run_id"]
+    page = await browser.new_page()
+    await page.add_init_script(RECORD_VIOLATIONS)
+    response = await page.goto(f"http://{served}/ws-test/{run_id}")
+    assert response is not None and response.headers["content-security-policy"] == STRICT_CSP
+    await page.get_by_label("API key or token").fill(api.keys["requester"])
+    await page.get_by_role("button", name="Stream").click()
+    await expect(page.locator("#status")).to_have_text("COMPLETED", timeout=60_000)
+    await expect(page.locator("#events li").first).to_contain_text("run_started")
+    assert await violations(page) == []

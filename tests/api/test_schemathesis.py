@@ -2,6 +2,12 @@
 the schema allows (and, in negative mode, what it forbids), the gateway answers without a 5xx, with a
 status code the route documents, and with a body that matches the documented schema.
 
+Then statefully: sequences of calls that follow what each answer names (a submit's `workflow_id` into
+its view, decisions, edit, cancel; a run's `run_id`, a definition's `graph_id`), by links derived from the
+schema itself, and afterwards every workflow the sequences created still answers its GET and its cancel.
+A request the gateway accepts but its workflow cannot decode (a NaN in `fields` once) shows up there as
+a 500, for ever.
+
 Bounded and repeatable: a fixed number of examples per route and mode, derandomized (the same inputs on
 every run), no shrinking. The WebSocket route is not in the OpenAPI; test_auth_matrix.py covers it.
 """
@@ -9,9 +15,11 @@ every run), no shrinking. The WebSocket route is not in the OpenAPI; test_auth_m
 import asyncio
 import base64
 import os
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from functools import partial
+from typing import Any, ClassVar
 
 import httpx
 import requests
@@ -19,6 +27,7 @@ import schemathesis
 from hypothesis import HealthCheck, Phase, given, settings
 from schemathesis import Case, GenerationMode
 from schemathesis.checks import not_a_server_error
+from schemathesis.core.transport import Response
 from schemathesis.schemas import APIOperation
 from schemathesis.specs.openapi.checks import (
     content_type_conformance,
@@ -164,3 +173,163 @@ async def test_every_route_keeps_the_promises_of_its_openapi(api: Api, served: s
     # The server is still up and still answers.
     async with httpx.AsyncClient(base_url=f"http://{served}") as http:
         assert (await http.get("/principals/me", headers=api.as_("admin"))).status_code == 200
+
+
+# --- Stateful: follow what each answer names -----------------------------------------------------------
+
+# Scenarios and calls per scenario: each may submit (a real workflow, planned by the worker) and follow it.
+SCENARIOS = 30
+STEPS = 10
+ID_IN_PATH = re.compile(r"\{(\w+)\}")
+# The approval workflows' routes (graph runs have no start rule here: schemathesis makes no scenario root of
+# POST /graph/run, whose `input_data` is any JSON).
+FOLLOWED = r"^/workflows"
+
+
+def _properties(schema: dict[str, Any], raw: dict[str, Any]) -> set[str]:
+    """The top-level property names of a response schema ($ref resolved)."""
+    while "$ref" in schema:
+        schema = raw["components"]["schemas"][schema["$ref"].rsplit("/", 1)[-1]]
+    return set(schema.get("properties", {}))
+
+
+def with_links(raw: dict[str, Any]) -> tuple[dict[str, Any], int]:
+    """`raw` with an OpenAPI link from every operation whose success answer has a property named like a
+    path parameter (`workflow_id`, `run_id`, `graph_id`) to every operation taking it in its path, and the
+    number of links added. Read from the schema: a route added with such an id is followed too. Links the
+    schema already declares are kept."""
+    consumers: dict[str, list[tuple[str, str]]] = {}
+    for path, operations in raw["paths"].items():
+        for method in operations:
+            for name in ID_IN_PATH.findall(path):
+                pointer = "#/paths/" + path.replace("~", "~0").replace("/", "~1") + "/" + method
+                consumers.setdefault(name, []).append((pointer, f"{method.upper()}{path}"))
+    added = 0
+    for operations in raw["paths"].values():
+        for operation in operations.values():
+            for code, response in operation.get("responses", {}).items():
+                schema = response.get("content", {}).get("application/json", {}).get("schema")
+                if not code.startswith("2") or schema is None:
+                    continue
+                links = response.setdefault("links", {})
+                targets = {link.get("operationRef") for link in links.values()}
+                for name in sorted(_properties(schema, raw) & set(consumers)):
+                    for pointer, label in consumers[name]:
+                        if pointer not in targets:
+                            links[re.sub(r"\W", "_", f"{name}_to_{label}")] = {
+                                "operationRef": pointer,
+                                "parameters": {f"path.{name}": f"$response.body#/{name}"},
+                            }
+                            added += 1
+    return raw, added
+
+
+def has_settled(view: dict[str, Any]) -> bool:
+    return view["state"] not in ("RECEIVED", "AI_ANALYZED")
+
+
+async def test_every_created_workflow_can_be_followed_without_a_5xx(api: Api, served: str) -> None:
+    raw, added = with_links((await api.http.get("/openapi.json")).json())
+    assert added >= 10, added  # submit -> view, approve, edit, cancel, reassign, retry, audit at least
+    # What makes and follows workflows: scenarios start from a submit or a list.
+    schema = schemathesis.openapi.from_dict(raw).include(path_regex=FOLLOWED)
+    schema.config.generation.update(with_security_parameters=False, modes=[GenerationMode.POSITIVE])
+    base_url = f"http://{served}"
+    created: list[str] = []
+    failures: list[str] = []
+    statuses: dict[tuple[str, int], int] = {}
+
+    class Scenario(schema.as_state_machine()):  # type: ignore[misc]
+        """Creates as the requester; follows as a MANAGER (the step's reviewer), an ADMIN or the requester,
+        in turn, so that decisions, cancels and refusals all come up."""
+
+        followers: ClassVar[tuple[str, ...]] = ("manager", "admin", "requester")
+
+        def setup(self) -> None:
+            self.session = requests.Session()
+            self.turn = 0
+
+        def teardown(self) -> None:
+            self.session.close()
+
+        def before_call(self, case: Case) -> None:
+            for name in [h for h in case.headers or {} if h.lower() in HOP_BY_HOP]:
+                del case.headers[name]  # type: ignore[union-attr]
+
+        def get_call_kwargs(self, case: Case) -> dict[str, Any]:
+            if case.path_parameters:
+                self.turn += 1
+                who = self.followers[self.turn % len(self.followers)]
+            else:
+                who = "requester"
+            return {
+                "base_url": base_url,
+                "session": self.session,
+                "headers": {"Authorization": f"Bearer {api.keys[who]}"},
+                "timeout": TIMEOUT,
+            }
+
+        def after_call(self, response: Response, case: Case) -> None:
+            key = (f"{case.method} {case.operation.path}", response.status_code)
+            statuses[key] = statuses.get(key, 0) + 1
+            if case.operation.path == "/workflows" and case.method == "POST" and response.status_code == 201:
+                created.append(str(response.json()["workflow_id"]))
+
+        def validate_response(self, response: Response, case: Case, **kwargs: Any) -> None:
+            try:
+                case.validate_response(response, checks=CHECKS, transport_kwargs=kwargs or None)
+            except (Exception, BaseExceptionGroup) as error:
+                failures.append(f"{case.method} {case.formatted_path} -> {response.status_code}:\n{error}")
+                raise
+
+    def run() -> None:
+        Scenario.run(
+            settings=settings(
+                max_examples=SCENARIOS,
+                stateful_step_count=STEPS,
+                derandomize=True,
+                database=None,
+                deadline=None,
+                phases=[Phase.generate],
+                suppress_health_check=list(HealthCheck),
+            )
+        )
+
+    try:
+        await asyncio.to_thread(run)
+    except (Exception, BaseExceptionGroup) as error:
+        failures.append(f"the state machine stopped: {error}")
+    print(f"{len(created)} workflows created; {dict(sorted(statuses.items()))}")
+    assert not failures, "\n\n".join(failures)
+    # It did follow: submits, and views and decisions on the workflows they made.
+    assert created, statuses
+    followed = {op for (op, code) in statuses if "{workflow_id}" in op and code < 500}
+    assert {"GET /workflows/{workflow_id}"} <= followed, statuses
+    # Then every workflow the scenarios made, whatever they did to it: it is read, decided once it has
+    # settled (by its reviewer, naming the version on screen), cancelled, read again. Refusals are fine
+    # (403: another role's step; 409: decided, cancelled or finished already); a 5xx is not.
+    decided = 0
+    async with httpx.AsyncClient(base_url=base_url, timeout=TIMEOUT) as http:
+
+        async def view(workflow_id: str) -> dict[str, Any]:
+            answer = await http.get(f"/workflows/{workflow_id}", headers=api.as_("admin"))
+            assert answer.status_code == 200, (workflow_id, answer.status_code, answer.text[:300])
+            body: dict[str, Any] = answer.json()
+            return body
+
+        for workflow_id in created:
+            settled = await eventually(partial(view, workflow_id), has_settled, timeout=60)
+            decision: dict[str, Any] = {"decision": "approved", "notes": "end of the fuzz"}
+            if settled.get("proposal"):
+                decision["proposal_version"] = settled["proposal"]["version"]
+            approve = await http.post(
+                f"/workflows/{workflow_id}/approve", json=decision, headers=api.as_("manager")
+            )
+            assert approve.status_code in (200, 403, 409), (workflow_id, approve.text[:300])
+            decided += approve.status_code == 200
+            cancel = await http.post(
+                f"/workflows/{workflow_id}/cancel", json={"reason": "fuzz over"}, headers=api.as_("admin")
+            )
+            assert cancel.status_code in (200, 409), (workflow_id, cancel.text[:300])
+            await view(workflow_id)
+    assert decided, "no workflow of the fuzz was ever approved"

@@ -200,7 +200,7 @@ async def run(
     )
     app = create_app(settings)
     await attach(app, settings)  # its own client: the tracing interceptor on it
-    people = {"requester": [], "manager": [Role.MANAGER], "admin": [Role.ADMIN]}
+    people = {"requester": [], "manager": [Role.MANAGER], "admin": [Role.ADMIN], "operator": [Role.OPERATOR]}
     store = app.state.principals
     principal_keys = {name: (await store.add(name, roles)).api_key for name, roles in people.items()}
     transport = httpx.ASGITransport(app=app)
@@ -291,16 +291,17 @@ async def test_the_worker_endpoint_serves_the_sdks_metrics_and_countersigns(run:
     assert len(run.llm.requests) == plans
 
 
-async def test_the_gateway_metrics_need_an_admin_or_the_token_and_count_by_route_template(run: Run) -> None:
+async def test_the_gateway_metrics_need_an_operator_or_the_token_and_count_by_route(run: Run) -> None:
     http = run.http
     nobody = await http.get("/metrics")
     assert nobody.status_code == 401 and nobody.headers["www-authenticate"] == "Bearer", nobody.text
     wrong = await http.get("/metrics", headers={"Authorization": f"Bearer {METRICS_TOKEN}x"})
     assert wrong.status_code == 401, wrong.text
-    for who in ("requester", "manager"):  # authenticated, without ADMIN
+    # Authenticated without OPERATOR, a tenant's ADMIN included: the counts are every tenant's.
+    for who in ("requester", "manager", "admin"):
         refused = await http.get("/metrics", headers=run.as_(who))
-        assert refused.status_code == 403 and isinstance(refused.json()["detail"], str), refused.text
-    assert (await http.get("/metrics", headers=run.as_("admin"))).status_code == 200
+        assert refused.status_code == 403 and "OPERATOR" in refused.json()["detail"], refused.text
+    assert (await http.get("/metrics", headers=run.as_("operator"))).status_code == 200
     scraped = await http.get("/metrics", headers={"Authorization": f"Bearer {METRICS_TOKEN}"})
     assert scraped.status_code == 200, scraped.text
     assert scraped.headers["content-type"].startswith("text/plain")
@@ -316,8 +317,8 @@ async def test_the_gateway_metrics_need_an_admin_or_the_token_and_count_by_route
     assert requests("POST", "/workflows/{workflow_id}/approve", 200) == 2
     assert (requests("GET", "/workflows/{workflow_id}", 200) or 0) >= 3
     assert requests("GET", "/metrics", 401) == 2
-    assert requests("GET", "/metrics", 403) == 2
-    assert requests("GET", "/metrics", 200) == 1  # the admin's; this scrape is counted once it is answered
+    assert requests("GET", "/metrics", 403) == 3
+    assert requests("GET", "/metrics", 200) == 1  # the operator's; this scrape is counted once it is answered
     latency = metric_value(
         text, "countersign_http_request_duration_seconds_count", method="POST", route="/workflows"
     )
