@@ -1,6 +1,8 @@
 """Graph node failures of every kind on the Temporal dev server: MemoryError, RecursionError, other
 BaseExceptions, refusals and bad outputs end the run FAILED, with the reason in its view and
-`run_ended` last in its stream; those another attempt would repeat are not retried."""
+`run_ended` last in its stream; those another attempt would repeat are not retried. And the shipped
+demo-review refuses code past the parser's limits that way, instead of failing the execution with its
+view left RUNNING and no `run_ended` (what happened before)."""
 
 import ast
 from collections.abc import AsyncIterator
@@ -10,10 +12,13 @@ from typing import Any
 import pytest
 from temporalio.client import Client, WorkflowHandle
 
+from countersign.graph_runs import snapshot
 from countersign.worker import WorkerGroup, build_worker
-from graphs.registry import NodeContext, NodeError, NodeRegistry, node_fn
+from graphs.registry import NodeContext, NodeError, NodeRegistry, build_node_registry, node_fn
+from graphs.shipped import shipped_definitions
 from llm.rules import RulesPlanner
 from models.graph import GraphRunView, RunStatus
+from tests.graphs.test_review_limits import THE_ORIGINAL_INPUTS
 from tests.helpers import TEST_TRUST
 from tests.workflows.test_graph import events_of, graph, run_graph
 from workflows.graph import GraphWorkflow
@@ -144,3 +149,19 @@ async def test_a_local_node_failure_ends_the_run_failed_too(client: Client, task
     await assert_failed(
         client, handle, "node 'broken' failed: the node function ran out of memory (MemoryError)"
     )
+
+
+@pytest.mark.usefixtures("worker")
+@pytest.mark.parametrize("code", THE_ORIGINAL_INPUTS[:2], ids=["MemoryError", "RecursionError"])
+async def test_demo_review_refuses_code_past_the_parsers_limits(
+    client: Client, task_queue: str, code: str
+) -> None:
+    (demo,) = shipped_definitions()
+    handle = await run_graph(client, task_queue, snapshot(demo, build_node_registry()), {"code": code})
+    await assert_failed(
+        client,
+        handle,
+        "node 'extract' failed: code refused: it nests more than 1000 levels deep at line 1 "
+        "(counting blocks, elifs and the operators chained in one expression)",
+    )
+    assert await attempts(handle) == [1]
