@@ -88,8 +88,14 @@ class Stack:
 def stack(tmp_path: Path) -> Iterator[Stack]:
     stack = Stack(tmp_path / "data")
     yield stack
-    if stack.process is not None:
-        stack.process.kill()
+    if stack.process is not None and stack.process.poll() is None:
+        # SIGTERM, so that up stops its children (they run in sessions of their own); SIGKILL would
+        # leave them running after a failed test.
+        stack.process.terminate()
+        try:
+            stack.process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            stack.process.kill()
 
 
 def port_open(port: int) -> bool:
