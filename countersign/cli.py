@@ -27,7 +27,17 @@ dlq_app = typer.Typer(help="Dead letters: failed workflows an ADMIN may retry (P
 app.add_typer(dlq_app, name="dlq")
 
 
-@app.command()
+# One string per paragraph: the help is reflowed to the terminal, and a docstring's line breaks are kept.
+UP_HELP = (
+    "Start the whole stack: Temporal dev server (unless --temporal-address), worker and gateway.\n\n"
+    "A process that exits (a crash, a kill, the worker's stall watchdog) is started again after 1 s, "
+    "doubling to 30 s while it keeps exiting; five exits in a row, each within 10 s of its start, are a "
+    "crash loop, which stops everything with exit code 1. Ctrl-C or SIGTERM stops the gateway, then "
+    "the worker, then Temporal."
+)
+
+
+@app.command(help=UP_HELP)
 def up(
     data_dir: DataDir = None,
     api_port: ApiPort = None,
@@ -35,7 +45,6 @@ def up(
     ui_port: Annotated[int | None, typer.Option("--ui-port")] = None,
     temporal_address: TemporalAddress = None,
 ) -> None:
-    """Start the whole stack: Temporal dev server (unless --temporal-address), worker and gateway."""
     from countersign.stack import run_stack
 
     settings = _settings(

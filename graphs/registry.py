@@ -4,6 +4,10 @@ A graph's task node names its function (`fn: analyze`); the graph activity looks
 it with a `NodeContext`: a private copy of the run's state, and `log` for lines the run shows (seed 003's
 "Calculated complexity score: 20 (Round 0)"). The function returns the keys it changes (a dict, merged
 into the state) or None. Functions run in an activity, so they may do I/O; their results must be JSON.
+
+A function fails its node by raising: `NodeError` for a failure it understands (bad input: not retried,
+the message is what the run shows), anything else for the node's retry policy to try again
+(`activities.graph` says which exceptions are never retried).
 """
 
 import asyncio
@@ -15,6 +19,17 @@ from typing import Any
 
 Updates = dict[str, Any] | None
 NodeFunction = Callable[["NodeContext"], Updates | Awaitable[Updates]]
+
+
+class NodeError(Exception):
+    """Fail the node with this message. Not retried unless `retryable`: raised for input the function
+    refuses, on which another attempt would fail the same way. `type` names the failure in Temporal."""
+
+    def __init__(self, message: str, *, type: str = "NodeError", retryable: bool = False) -> None:
+        super().__init__(message)
+        self.message = message
+        self.type = type
+        self.retryable = retryable
 
 
 @dataclass
@@ -47,8 +62,10 @@ class NodeFn:
         if result is None:
             return {}
         if not isinstance(result, dict):
-            raise TypeError(
-                f"node function {self.name!r} returned {type(result).__name__}, not a dict or None"
+            # The same result on every attempt: not worth a retry.
+            raise NodeError(
+                f"node function {self.name!r} returned {type(result).__name__}, not a dict or None",
+                type="NodeOutputInvalid",
             )
         return result
 

@@ -25,6 +25,14 @@ Score, 0 to 10 (10 = no issues), always a multiple of 0.5 (so rounding never mee
 
 A syntax error (or empty input) scores 0.
 
+Input limits, checked before `ast.parse` (see `_input_problem`): at most MAX_CODE_CHARS characters,
+brackets nested at most MAX_BRACKET_DEPTH deep, and at most MAX_DEPTH levels of nesting counting blocks,
+`elif`s and operators chained in one expression. Code beyond them fails the node (`NodeError`, not
+retried) instead of reaching limits of CPython's parser that are not syntax errors: MemoryError or
+RecursionError, which failed the run without saying why. Lists in the state are cut at MAX_LISTED
+entries (the score still counts every issue), names at MAX_NAME_CHARS, so no output outgrows the
+activity's output limit however many functions the code declares.
+
 Fixes come in tiers (`FIX_TIERS`): each improve applies every fix of the first tier that still has
 work to do, so the behaviour-changing fixes (`except:`, `== None`) get a round and a diff of their
 own before the cosmetic docstring stubs. A tier's fixes remove all of its issues and create none of
@@ -32,12 +40,17 @@ an earlier tier, so after at most len(FIX_TIERS) changing rounds an improve chan
 """
 
 import ast
+import functools
+import io
+import re
+import tokenize
 from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
-from graphs.registry import NodeContext, node_fn
+from graphs.registry import NodeContext, NodeError, node_fn
+from models.graph import MAX_INPUT_BYTES
 from workflows.expressions import parse
 
 DEFAULT_THRESHOLD: Final = 8.0
@@ -63,6 +76,20 @@ WEIGHTS: Final[Mapping[str, float]] = {
 }
 # Per point of complexity above MAX_COMPLEXITY, on top of the high_complexity weight.
 COMPLEXITY_WEIGHT: Final = 0.5
+
+# Input limits (see the module docstring). CPython 3.11's parser fails, with no syntax error, at about
+# 3,000 nested levels (RecursionError while building the tree: a chain of `-`, `not`, `+`, `.`, calls,
+# ternaries or `elif`s) or when its stack of 6,000 frames overflows (MemoryError: a few thousand
+# `lambda:` or `**`, or 200 brackets, its own limit, with a few hundred operators inside: each bracket
+# costs it about 26 frames). Real code is far from both: a dozen brackets, a few dozen levels.
+MAX_CODE_CHARS: Final = MAX_INPUT_BYTES  # what the gateway accepts as a run's whole input
+MAX_BRACKET_DEPTH: Final = 50  # ~1,300 of the parser's frames
+MAX_DEPTH: Final = 1000  # a third of where the tree fails; ~2,000 frames at 2 per operator
+CODE_REFUSED: Final = "CodeRefused"  # the node's failure type in Temporal
+# Output bounds: a function's entry is ~300 bytes of JSON, an issue ~400.
+MAX_LISTED: Final = 500
+MAX_SUGGESTIONS: Final = 100
+MAX_NAME_CHARS: Final = 200
 
 FIX_TIERS: Final = (
     frozenset({"bare_except", "compare_to_none"}),
@@ -131,8 +158,12 @@ def should_improve(state: Mapping[str, Any]) -> bool:
 
 
 def _parse(code: object) -> ast.Module | _ParseError:
+    """The module, or why it is not Python. Raises NodeError for code beyond the input limits."""
     if not isinstance(code, str):
         return _ParseError(f"the code to review must be a string, not {type(code).__name__}", None)
+    problem = _input_problem(code)
+    if problem is not None:
+        raise NodeError(f"code refused: {problem}", type=CODE_REFUSED)
     if not code.strip():
         return _ParseError("empty input at line 1: there is no code to review", 1)
     try:
@@ -142,8 +173,124 @@ def _parse(code: object) -> ast.Module | _ParseError:
     except SyntaxError as exc:
         where = f" at line {exc.lineno}" if exc.lineno else ""
         return _ParseError(f"syntax error{where}: {exc.msg}", exc.lineno)
-    except (ValueError, RecursionError) as exc:  # null bytes; code nested past the parser's limits
+    except ValueError as exc:  # null bytes
         return _ParseError(f"cannot parse the code: {exc}", None)
+    except (MemoryError, RecursionError) as exc:
+        # Past the limits' checks only if this CPython's parser has other limits than 3.11's.
+        raise NodeError(
+            f"code refused: it is nested too deeply for Python's parser ({type(exc).__name__})",
+            type=CODE_REFUSED,
+        ) from None
+
+
+_OPERATOR_WORDS: Final = frozenset({"not", "and", "or", "if", "else", "lambda", "await", "in", "is", "for"})
+_FIELD_WORDS: Final = re.compile(r"\b(?:not|and|or|if|else|lambda|await|in|is|for|yield)\b")
+_FIELD_OPERATORS: Final = frozenset("+-*/%@<>=!&|^~.:")
+# Operator tokens that never nest what follows them: separators, assignments, annotations.
+_FLAT: Final = frozenset({",", ";", ":", "=", "->"})
+
+
+@functools.lru_cache(maxsize=16)  # analyze and improve check the same code again, round after round
+def _input_problem(code: str) -> str | None:
+    """Why `code` is beyond the input limits, or None.
+
+    The depth is counted on tokens, so nothing recursive runs on hostile input, and never falls below
+    the depth of the tree `ast.parse` builds: one level per indented block and per `elif` of a chain
+    (each is the `else` of the one before), and per operator, keyword operator, call, subscript or
+    bracket chained in one expression (a comma starts a sibling). Operators of `and`/`or` chains and
+    comparisons make flat trees and are counted anyway: a thousand of them in one expression is not
+    code a person reviews. f-strings are one token; the operators inside their {fields} are counted.
+    """
+    if len(code) > MAX_CODE_CHARS:
+        return f"it is {len(code):,} characters long (limit {MAX_CODE_CHARS:,})"
+    chains = [0]  # per open bracket (index 0: none open): operators chained since the last comma
+    elifs = [0]  # per indented block (index 0: the module): the `elif`s continuing the current `if`
+    chained = elif_total = 0  # sum(chains), sum(elifs), kept as they change (no sum per token)
+    line_start = True
+    try:
+        for token in tokenize.generate_tokens(io.StringIO(code).readline):
+            kind, text, row = token.type, token.string, token.start[0]
+            if kind == tokenize.INDENT:
+                elifs.append(0)
+                continue
+            if kind == tokenize.DEDENT:
+                elif_total -= elifs.pop() if len(elifs) > 1 else 0
+                continue
+            if kind == tokenize.NEWLINE or (text == ";" and len(chains) == 1):
+                chains, chained, line_start = [0], 0, True
+                continue
+            if kind in (tokenize.NL, tokenize.COMMENT):
+                continue
+            if line_start:
+                line_start = False
+                if text == "elif":
+                    elifs[-1] += 1
+                    elif_total += 1
+                elif text != "else":
+                    elif_total -= elifs[-1]
+                    elifs[-1] = 0
+            brackets = len(chains) - 1
+            if kind == tokenize.OP and text in ("(", "[", "{"):
+                chains[-1] += 1  # a call, subscript or bracket: one more level for what it holds
+                chained += 1
+                chains.append(0)
+                brackets += 1
+            elif kind == tokenize.OP and text in (")", "]", "}"):
+                if len(chains) > 1:
+                    chained -= chains.pop()
+            elif kind == tokenize.OP and text == ",":
+                chained -= chains[-1]
+                chains[-1] = 0
+            else:
+                added = 0
+                if (kind == tokenize.OP and text not in _FLAT) or (
+                    kind == tokenize.NAME and text in _OPERATOR_WORDS
+                ):
+                    added = 1
+                elif kind == tokenize.STRING and "f" in text[: text.find(text[-1])].lower():
+                    deepest, operators = _fstring_nesting(text)
+                    added, brackets = deepest + operators, brackets + deepest
+                chains[-1] += added
+                chained += added
+            if brackets > MAX_BRACKET_DEPTH:
+                return f"it nests brackets more than {MAX_BRACKET_DEPTH} deep at line {row}"
+            depth = len(elifs) - 1 + elif_total + chained
+            if depth > MAX_DEPTH:
+                return (
+                    f"it nests more than {MAX_DEPTH} levels deep at line {row} "
+                    "(counting blocks, elifs and the operators chained in one expression)"
+                )
+    except (tokenize.TokenError, SyntaxError):
+        # It does not tokenize: ast.parse stops there too, and says why; what came before was counted.
+        pass
+    return None
+
+
+def _fstring_nesting(token: str) -> tuple[int, int]:
+    """The bracket depth and the number of operators inside the {fields} of an f-string token, counted
+    generously (every operator character and keyword, a field's braces as one level)."""
+    depth = deepest = operators = 0
+    fields: list[str] = []
+    index = token.find(token[-1])  # the body starts at the first quote, after the prefix
+    while index < len(token):
+        char = token[index]
+        index += 1
+        if depth == 0:
+            if char == "{" and token.startswith("{", index):  # `{{`: a literal brace
+                index += 1
+            elif char == "{":
+                depth, deepest = 1, max(deepest, 1)
+                fields.append(" ")
+            continue
+        fields.append(char)
+        if char in "([{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif char in ")]}":
+            depth -= 1
+        elif char in _FIELD_OPERATORS:
+            operators += 1
+    return deepest, operators + len(_FIELD_WORDS.findall("".join(fields)))
 
 
 def _has_docstring(node: _Function) -> bool:
@@ -187,17 +334,22 @@ def _inner_bodies(stmt: ast.stmt) -> list[list[ast.stmt]]:
     return []
 
 
-def _nesting(body: list[ast.stmt], depth: int = 0) -> int:
-    """The depth of the deepest statement in `body`, whose statements are `depth` blocks deep."""
-    deepest = depth if body else 0
-    for stmt in body:
-        if isinstance(stmt, ast.If) and len(stmt.orelse) == 1 and isinstance(stmt.orelse[0], ast.If):
-            # An elif continues the chain at this level; ast.unparse writes `else: if` as one too,
-            # so counting it this way keeps the metric stable when improve rewrites the code.
-            deepest = max(deepest, _nesting(stmt.body, depth + 1), _nesting(stmt.orelse, depth))
-            continue
-        for inner in _inner_bodies(stmt):
-            deepest = max(deepest, _nesting(inner, depth + 1))
+def _nesting(body: list[ast.stmt]) -> int:
+    """The depth of the deepest statement in `body`, whose statements are 0 blocks deep. A loop: an
+    `elif` chain is a tree as deep as it is long, and a thousand of them would overflow a recursion."""
+    deepest = 0
+    todo = [(body, 0)]
+    while todo:
+        statements, depth = todo.pop()
+        if statements:
+            deepest = max(deepest, depth)
+        for stmt in statements:
+            if isinstance(stmt, ast.If) and len(stmt.orelse) == 1 and isinstance(stmt.orelse[0], ast.If):
+                # An elif continues the chain at this level; ast.unparse writes `else: if` as one too,
+                # so counting it this way keeps the metric stable when improve rewrites the code.
+                todo += [(stmt.body, depth + 1), (stmt.orelse, depth)]
+                continue
+            todo += [(inner, depth + 1) for inner in _inner_bodies(stmt)]
     return deepest
 
 
@@ -302,6 +454,11 @@ def _function_issues(node: _Function, info: Mapping[str, Any]) -> Iterator[_Issu
         )
 
 
+def _short(name: str) -> str:
+    """A name as the state shows it: identifiers are not limited in length, the state is."""
+    return name if len(name) <= MAX_NAME_CHARS else name[: MAX_NAME_CHARS - 1] + "…"
+
+
 def _scoped_nodes(tree: ast.Module) -> Iterator[tuple[ast.AST, tuple[str, ...], str | None]]:
     """Every node in source order, with the names of its enclosing classes and functions and the
     qualified name of its innermost function. A loop rather than an ast.NodeVisitor: recursion
@@ -311,9 +468,9 @@ def _scoped_nodes(tree: ast.Module) -> Iterator[tuple[ast.AST, tuple[str, ...], 
         node, names, function = stack.pop()
         yield node, names, function
         if isinstance(node, _SCOPES):
-            names = (*names, node.name)
+            names = (*names, _short(node.name))
             if not isinstance(node, ast.ClassDef):
-                function = ".".join(names)
+                function = _short(".".join(names))
         children = list(ast.iter_child_nodes(node))
         stack.extend((child, names, function) for child in reversed(children))
 
@@ -333,7 +490,7 @@ def _review(tree: ast.Module) -> _Review:
     review = _Review(functions=[], issues=[])
     for node, names, function in _scoped_nodes(tree):
         if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
-            info = _measure(node, ".".join((*names, node.name)))
+            info = _measure(node, _short(".".join((*names, _short(node.name)))))
             review.functions.append(info)
             review.issues.extend(_function_issues(node, info))
         review.issues.extend(_node_issues(node, function))
@@ -393,17 +550,34 @@ def _apply_fixes(tree: ast.Module, codes: frozenset[str]) -> tuple[str, Counter[
         code = ast.unparse(tree) + "\n"
     except RecursionError:  # ast.unparse recurses, and a long enough expression outruns it
         return "the code is nested too deeply for ast.unparse to rewrite; left as it is"
-    if isinstance(_parse(code), _ParseError):  # never expected; keep the old code rather than break it
+    try:
+        reparsed = _parse(code)
+    except NodeError:  # docstring stubs and ast.unparse's indentation can take it past MAX_CODE_CHARS
+        return "the rewritten code would be beyond the input limits; left as it is"
+    if isinstance(reparsed, _ParseError):  # never expected; keep the old code rather than break it
         return "the rewritten code would not parse; left as it is"
     return code, counts
 
 
 def _merge_suggestions(previous: object, issues: Sequence[_Issue]) -> list[str]:
-    suggestions = [str(item) for item in previous] if isinstance(previous, list) else []
+    """The previous suggestions and the new ones, once each, at most MAX_SUGGESTIONS (a set: checking a
+    list for each of a few thousand issues is quadratic)."""
+    suggestions = [str(item) for item in previous][:MAX_SUGGESTIONS] if isinstance(previous, list) else []
+    seen = set(suggestions)
     for issue in issues:
-        if issue.suggestion and issue.suggestion not in suggestions:
+        if len(suggestions) >= MAX_SUGGESTIONS:
+            break
+        if issue.suggestion and issue.suggestion not in seen:
             suggestions.append(issue.suggestion)
+            seen.add(issue.suggestion)
     return suggestions
+
+
+def _listed(items: list[Any], what: str, ctx: NodeContext) -> list[Any]:
+    """The first MAX_LISTED items, saying so in the log when there were more."""
+    if len(items) > MAX_LISTED:
+        ctx.log(f"Listing the first {MAX_LISTED} of {len(items)} {what}")
+    return items[:MAX_LISTED]
 
 
 # --- node functions --------------------------------------------------------------------------------
@@ -451,7 +625,7 @@ def extract(ctx: NodeContext) -> dict[str, Any]:
         return {**updates, "error": parsed.message, "functions": []}
     functions = _review(parsed).functions
     ctx.log(f"Extracted {len(functions)} function{'' if len(functions) == 1 else 's'}")
-    return {**updates, "error": None, "functions": functions}
+    return {**updates, "error": None, "functions": _listed(functions, "functions", ctx)}
 
 
 @node_fn("review.analyze", local=True)
@@ -475,8 +649,8 @@ def analyze(ctx: NodeContext) -> dict[str, Any]:
     ctx.log(f"Calculated complexity score: {complexity} (Round {round_})")
     ctx.log(f"Quality score: {score}/10 with {len(review.issues)} issue(s) (Round {round_})")
     return {
-        "functions": review.functions,
-        "issues": [issue.to_json() for issue in review.issues],
+        "functions": _listed(review.functions, "functions", ctx),
+        "issues": [issue.to_json() for issue in _listed(review.issues, "issues", ctx)],
         "score": score,
         "complexity_score": complexity,
     }

@@ -1,18 +1,30 @@
 """Checking a graph definition before it is stored or run; every problem names its node.
 
 Refused: unknown node functions, edges from or to nowhere, unreachable nodes, cycles without a
-`max_visits` guard, edges that can never be taken, end nodes with edges, malformed `when` conditions
-and parallel groups whose branches are not plain task nodes.
+`max_visits` guard, edges that can never be taken, end nodes with edges, malformed `when` conditions,
+conditions nested deeper than MAX_CONDITION_DEPTH, and parallel groups whose branches are not plain
+task nodes. Nothing here recurses on the definition: the graph walks are loops, and YAML aliases and
+deep nesting are refused from the event stream before a document is built.
 """
 
+import ast
 from collections.abc import Iterable
 from typing import Any
 
 import yaml
 
 from models.graph import GraphDefinition, NodeKind
-from workflows.expressions import ExpressionError
+from workflows.expressions import ExpressionError, parse
 from workflows.graph_routing import check_condition
+
+# A `when` is evaluated by simpleeval, which recurses two or three frames per level of its tree: the 500
+# characters a condition may have nest up to ~490 levels (`-` after `-`), past Python's recursion limit.
+# Unchecked, such a condition raised RecursionError out of validation (a 500 from POST /graph/create)
+# and, in a run, out of the workflow's routing (its workflow task failing for ever, the run stuck
+# RUNNING). Real conditions nest under 10 levels (the shipped loop condition: 6).
+MAX_CONDITION_DEPTH = 32
+# A definition is a few levels deep (nodes, a node's approval, its fields); PyYAML's composer recurses.
+MAX_YAML_DEPTH = 32
 
 
 class GraphInvalid(ValueError):
@@ -25,12 +37,44 @@ class GraphInvalid(ValueError):
 def parse_definition(text: str) -> GraphDefinition:
     """A definition from JSON or YAML text (JSON is YAML); pydantic's errors name the field."""
     try:
+        _plain_yaml(text)
         data: Any = yaml.safe_load(text)
     except yaml.YAMLError as error:
         raise ValueError(f"not JSON or YAML: {error}".splitlines()[0]) from None
     if not isinstance(data, dict):
         raise ValueError("a graph definition is an object with `id`, `nodes` and `edges`")
     return GraphDefinition.model_validate(data)
+
+
+def _plain_yaml(text: str) -> None:
+    """Refuse what no definition needs and hostile text sends, before a document is built from it:
+    aliases (a few hundred bytes of `*a` expand into billions of values) and nesting deeper than
+    MAX_YAML_DEPTH (the composer recurses). The event stream is read iteratively."""
+    depth = 0
+    for event in yaml.parse(text, Loader=yaml.SafeLoader):
+        if isinstance(event, yaml.AliasEvent):
+            raise ValueError("YAML aliases (*name) are not accepted in a graph definition")
+        if isinstance(event, yaml.CollectionStartEvent):
+            depth += 1
+            if depth > MAX_YAML_DEPTH:
+                raise ValueError(f"the YAML is nested deeper than {MAX_YAML_DEPTH} levels")
+        elif isinstance(event, yaml.CollectionEndEvent):
+            depth -= 1
+
+
+def condition_depth(expression: str) -> int | None:
+    """How many levels `expression`'s tree nests, or None when it does not parse (check_condition
+    says why). A loop over the tree; parsing 500 characters stays well within the parser's limits."""
+    try:
+        tree = parse(expression.strip(), mode="eval")
+    except (SyntaxError, ValueError, MemoryError, RecursionError):
+        return None
+    deepest, todo = 0, [(tree, 0)]
+    while todo:
+        node, depth = todo.pop()
+        deepest = max(deepest, depth)
+        todo += [(child, depth + 1) for child in ast.iter_child_nodes(node)]
+    return deepest
 
 
 def check_graph(definition: GraphDefinition, functions: Iterable[str]) -> GraphDefinition:
@@ -86,6 +130,14 @@ def _edges(definition: GraphDefinition) -> list[str]:
     problems: list[str] = []
     for edge in definition.edges:
         if edge.when is not None:
+            # The model keeps `when` to 500 characters; a longer one reaching here is refused by length.
+            depth = condition_depth(edge.when) if len(edge.when) <= 500 else None
+            if depth is not None and depth > MAX_CONDITION_DEPTH:
+                problems.append(
+                    f"edge {edge.source!r} -> {edge.to!r}: the condition nests {depth} levels deep "
+                    f"(limit {MAX_CONDITION_DEPTH})"
+                )
+                continue
             try:
                 check_condition(edge.when)
             except ExpressionError as error:

@@ -1,5 +1,5 @@
-"""`countersign up` as a user runs it: the whole stack in subprocesses, stopped and started again on the
-same data dir, with a request waiting across the restart."""
+"""`countersign up` as a user runs it: the whole stack in subprocesses, a worker killed and restarted
+under it, stopped and started again on the same data dir, with a request waiting across both."""
 
 import base64
 import os
@@ -20,6 +20,7 @@ from countersign.settings import Settings
 from countersign.stack import dev_server_args, temporal_binary
 
 KEY_LINE = re.compile(r"^\s+(demo-[a-z0-9-]+)\s+\S+\s+(cs_\S+)\s*$")
+PROCESSES = re.compile(r"^Processes:\s+Temporal dev server (\d+), worker (\d+), gateway (\d+) ")
 
 
 def free_port() -> int:
@@ -61,6 +62,20 @@ class Stack:
                 return lines
         raise AssertionError("stack did not become ready:\n" + "".join(lines))
 
+    def read_until(self, pattern: str, timeout: float = 60) -> re.Match[str]:
+        """Read `up`'s output up to the first line matching `pattern` (it prints a line per restart)."""
+        assert self.process is not None and self.process.stdout is not None
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            line = self.process.stdout.readline()
+            if not line:
+                break
+            self.output.append(line)
+            found = re.search(pattern, line)
+            if found:
+                return found
+        raise AssertionError(f"no line matching {pattern!r}:\n" + "".join(self.output))
+
     def stop(self) -> int:
         assert self.process is not None
         self.process.send_signal(signal.SIGTERM)
@@ -73,8 +88,14 @@ class Stack:
 def stack(tmp_path: Path) -> Iterator[Stack]:
     stack = Stack(tmp_path / "data")
     yield stack
-    if stack.process is not None:
-        stack.process.kill()
+    if stack.process is not None and stack.process.poll() is None:
+        # SIGTERM, so that up stops its children (they run in sessions of their own); SIGKILL would
+        # leave them running after a failed test.
+        stack.process.terminate()
+        try:
+            stack.process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            stack.process.kill()
 
 
 def port_open(port: int) -> bool:
@@ -109,6 +130,40 @@ def test_up_survives_a_restart_with_a_request_waiting(stack: Stack) -> None:
             time.sleep(0.2)
         assert state == "WAITING_FOR_APPROVAL"
 
+    # The worker SIGKILLed (an OOM kill, a crash): `up` says so, in its output and the worker's log,
+    # starts another, and the gateway answers throughout.
+    (processes,) = [m for m in map(PROCESSES.match, lines) if m]
+    temporal_pid, worker_pid, gateway_pid = map(int, processes.groups())
+    os.kill(worker_pid, signal.SIGKILL)
+    with httpx.Client(base_url=stack.url, timeout=30) as http:
+        for _ in range(5):  # within the restart's one-second wait
+            assert http.get("/healthz").status_code == 200
+            time.sleep(0.1)
+    stack.read_until(rf"^worker \(pid {worker_pid}\) was killed by SIGKILL after [\d.]+s; restarting in 1s")
+    new_pid = int(stack.read_until(r"^worker restarted \(pid (\d+)\)").group(1))
+    assert new_pid != worker_pid
+    os.kill(new_pid, 0)  # it is running
+    for pid in (temporal_pid, gateway_pid):
+        os.kill(pid, 0)  # and the others were left alone
+    log = (stack.data_dir / "logs" / "worker.log").read_text()
+    assert f"countersign up: pid {worker_pid} was killed by SIGKILL after " in log
+    assert f"countersign up: started again (pid {new_pid})" in log
+    # A request submitted now is planned by the new worker. (The one waiting is approved below, after
+    # a restart of the whole stack.)
+    with httpx.Client(base_url=stack.url, timeout=30) as http:
+        again = http.post(
+            "/workflows",
+            json={"text": "Follow up with Acme Supplies (orders@acme.example) about the late delivery"},
+            headers=auth("demo-requester"),
+        )
+        assert again.status_code == 201, again.text
+        second_id = again.json()["workflow_id"]
+        for _ in range(150):
+            state = http.get(f"/workflows/{second_id}", headers=auth("demo-requester")).json()["state"]
+            if state == "WAITING_FOR_APPROVAL":
+                break
+            time.sleep(0.2)
+        assert state == "WAITING_FOR_APPROVAL"
     assert stack.stop() == 0
     for port in (stack.api_port, stack.temporal_port, stack.ui_port):
         assert not port_open(port), f"port {port} still open after stop"
@@ -125,12 +180,12 @@ def test_up_survives_a_restart_with_a_request_waiting(stack: Stack) -> None:
         )
         assert approved.status_code == 200, approved.text
         assert approved.json()["state"] == "ACTION_EXECUTED"
-    # The action's one email, and the demo principals' notifications: pending to the manager, and the
-    # outcome to the requester (sent just after the approval's answer).
+    # The action's one email, and the demo principals' notifications: pending to the manager (one per
+    # waiting request: two), and the outcome to the requester (sent just after the approval's answer).
     deadline = time.monotonic() + 20
     while True:
         messages = [path.read_text() for path in (stack.data_dir / "outbox").glob("*.eml")]
-        if len(messages) >= 3 or time.monotonic() > deadline:
+        if len(messages) >= 4 or time.monotonic() > deadline:
             break
         time.sleep(0.2)
     assert sum("To: sales@abclogistics.com" in m for m in messages) == 1
@@ -138,7 +193,7 @@ def test_up_survives_a_restart_with_a_request_waiting(stack: Stack) -> None:
     received = deliveries(stack.data_dir)
     assert sum(d["to"] == ["sales@abclogistics.com"] for d in received) == 1
     assert len({d["message_id"] for d in received}) == len(received)
-    assert sum("To: demo-manager@example.com" in m for m in messages) == 1
+    assert sum("To: demo-manager@example.com" in m for m in messages) == 2
     assert sum("To: demo-requester@example.com" in m for m in messages) == 1
 
     # The Web UI's and the CLI's query language sees our search attributes.

@@ -131,3 +131,56 @@ edges:
         parse_definition("id: [unclosed")
     with pytest.raises(ValueError, match="is an object"):
         parse_definition("- just a list")
+
+
+# --- hostile definitions ------------------------------------------------------------------------------
+
+
+def recursing(depth: int, function: Any) -> Any:
+    """`function()` called `depth` frames down, as deep as a gateway request or a workflow task runs."""
+    return recursing(depth - 1, function) if depth else function()
+
+
+@pytest.mark.parametrize(
+    "condition",
+    [
+        "state.count < " + "-" * 485 + "1",  # 487 levels in 500 characters
+        "not " * 120 + "state.done",
+        "state.a" + ".b" * 200,
+        "[" * 199 + "]" * 199 + " == state.x",
+    ],
+)
+def test_a_condition_nested_deeper_than_the_limit_is_refused_not_a_recursion_error(condition: str) -> None:
+    found = recursing(
+        100,
+        lambda: problems(
+            nodes=[{"id": "a", "fn": "f.a"}, {"id": "b", "fn": "f.b"}],
+            edges=[{"from": "a", "to": "b", "when": condition}],
+        ),
+    )
+    assert len(found) == 1 and found[0].startswith("edge 'a' -> 'b': the condition nests ")
+    assert found[0].endswith(" levels deep (limit 32)")
+
+
+def test_real_conditions_are_far_within_the_depth_limit() -> None:
+    from graphs.review import IMPROVE_CONDITION
+    from graphs.validation import MAX_CONDITION_DEPTH, condition_depth
+
+    assert condition_depth(IMPROVE_CONDITION) == 6 < MAX_CONDITION_DEPTH
+    assert condition_depth("state.score < 7 and not state.error") == 5
+    assert condition_depth("state.x >") is None  # check_condition says why
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("id: &a [*a, *a]\n", "YAML aliases"),
+        ("a: " + "[" * 5_000 + "]" * 5_000 + "\n", "nested deeper than 32 levels"),
+        ('{"id": "g", "nodes": ' + "[" * 5_000 + "]" * 5_000 + "}", "nested deeper than 32 levels"),
+    ],
+)
+def test_parse_definition_refuses_aliases_and_deep_nesting_before_building_anything(
+    text: str, message: str
+) -> None:
+    with pytest.raises(ValueError, match=message):
+        parse_definition(text)
