@@ -17,7 +17,7 @@ from typing import Any
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy, SearchAttributeUpdate
-from temporalio.exceptions import ActivityError, ApplicationError, CancelledError
+from temporalio.exceptions import ActivityError, ApplicationError, CancelledError, FailureError
 
 with workflow.unsafe.imports_passed_through():
     from temporalio.contrib.workflow_streams import WorkflowStream
@@ -58,6 +58,10 @@ CANCEL_PATCH = "graph-cancellation"
 # Runs started after this patch believe nothing a message merely says: the first run's start must be
 # signed by a gateway key the worker trusts (`verify_start`), a run carrying state must have been
 # continued by this workflow itself, and every decision must be signed by a key the start named.
+# They also end FAILED, with `run_ended`, when a node run as a local activity fails: such a failure
+# reaches the workflow as the activity's own error (an ApplicationError, not wrapped in an
+# ActivityError as a regular activity's is: temporalio 1.35), which escaped `run` and failed the
+# execution, its view left RUNNING and no `run_ended` sent. Older runs replay as they were.
 TRUST_PATCH = "graph-trust-2026-12"
 VERIFY_START_RETRY = RetryPolicy(maximum_attempts=3, initial_interval=timedelta(seconds=1))
 MAX_RECORDED_REFUSALS = 200
@@ -313,6 +317,10 @@ class GraphWorkflow:
             result = await self._call(node, self._state)
         except ActivityError as error:
             raise self._node_failed(node, error) from None
+        except FailureError as error:
+            if not self._local_failure(node):
+                raise
+            raise self._node_failed(node, error) from None
         self._state.update(result.updates)
         self._finished(node.id, started, result)
 
@@ -336,7 +344,9 @@ class GraphWorkflow:
         written: dict[str, str] = {}
         for branch, outcome in zip(branches, outcomes, strict=True):
             assert branch is not None
-            if isinstance(outcome, ActivityError):
+            if isinstance(outcome, ActivityError) or (
+                isinstance(outcome, FailureError) and self._local_failure(branch)
+            ):
                 raise self._node_failed(branch, outcome)
             if isinstance(outcome, BaseException):
                 raise outcome
@@ -366,9 +376,15 @@ class GraphWorkflow:
             log=False,
         )
 
-    def _node_failed(self, node: GraphNode, error: ActivityError) -> _RunFailed | asyncio.CancelledError:
+    def _local_failure(self, node: GraphNode) -> bool:
+        """Whether a FailureError other than an ActivityError, out of running `node`, is its failure."""
+        return bool(node.local) and self._trusted
+
+    def _node_failed(self, node: GraphNode, error: FailureError) -> _RunFailed | asyncio.CancelledError:
+        """`error`: the ActivityError of a regular activity, or a local activity's own failure."""
+        cause = error.cause if isinstance(error, ActivityError) else error
         if (
-            isinstance(error.cause, CancelledError)
+            isinstance(cause, CancelledError)
             and workflow.cancellation_reason() is not None
             and workflow.patched(CANCEL_PATCH)
         ):
@@ -376,7 +392,6 @@ class GraphWorkflow:
             # an ActivityError for it: the run was cancelled, the node did not fail.
             self._log(f"Node {node.id} cancelled with the run.")
             return asyncio.CancelledError(f"node {node.id} cancelled with the run")
-        cause = error.cause
         reason = cause.message if isinstance(cause, ApplicationError) else str(cause or error)
         self._emit("node_failed", node=node.id, message=f"Node {node.id} failed: {reason}")
         return _RunFailed(f"node {node.id!r} failed: {reason}")

@@ -136,12 +136,6 @@ async def test_any_other_base_exception_fails_the_node_after_its_retries(
     assert await attempts(handle) == [2]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="GraphWorkflow catches ActivityError only, and a local activity's failure reaches it as the bare "
-    "ApplicationError (temporalio 1.35): the execution fails, the view stays RUNNING, no run_ended. "
-    "Needs the `graph-local-node-failure` patch to workflows/graph.py; remove this mark with it.",
-)
 @pytest.mark.usefixtures("failure_worker")
 async def test_a_local_node_failure_ends_the_run_failed_too(client: Client, task_queue: str) -> None:
     definition = graph(nodes=[{"id": "broken", "fn": "f.parse_bomb", "local": True}])

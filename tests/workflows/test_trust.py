@@ -64,10 +64,8 @@ Handle = WorkflowHandle[ApprovalWorkflow, WorkflowView]
 
 
 def _fields(**given: object) -> dict[str, object]:
-    blank = dict.fromkeys(
-        ["amount", "currency", "quantity", "item", "days", "start_date", "severity", "counterparty"]
-        + ["email", "topic"]
-    )
+    names = "amount currency quantity item days start_date severity counterparty email topic"
+    blank = dict.fromkeys(names.split())
     return {**blank, **given}
 
 
