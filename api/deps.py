@@ -68,13 +68,15 @@ class ValidationErrorBody(BaseModel):
 
 
 _WHY = {
-    400: "The body is not JSON (malformed, not UTF-8, or nested too deeply)",
+    400: "The body is not UTF-8",
     401: "No credential, or not a valid API key or token",
     403: "The caller may not do this: a role they lack, or their own request",
     404: "No such resource for the caller (another tenant's answers the same)",
     409: "Not in a state that allows this: finished, already decided, a stale version",
     413: "The request body is larger than the gateway accepts",
-    422: "A malformed request (field errors) or one the service refuses (detail and code)",
+    422: "A malformed request (field errors, or JSON that JSON does not allow: NaN, Infinity, a lone "
+    "surrogate, nesting past 64 levels) or one the service refuses (detail and code)",
+    429: "Too many failed authentications from this address or with this credential; see Retry-After",
     503: "Temporal cannot be reached",
 }
 
@@ -91,5 +93,5 @@ def refusals(*codes: int) -> dict[int | str, dict[str, Any]]:
 
 
 # The usual sets: any authenticated route; one that reads a JSON body too.
-AUTHENTICATED = (401, 422)
-WITH_BODY = (400, 401, 413, 422)
+AUTHENTICATED = (401, 422, 429)
+WITH_BODY = (400, 401, 413, 422, 429)

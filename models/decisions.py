@@ -3,12 +3,13 @@
 from enum import StrEnum
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from models.enums import Decision, Role
 from models.policy import OnDeadline
 from models.principals import Principal
 from models.signatures import Signed
+from models.wire import carried_json
 
 
 class ApproveRequest(BaseModel):
@@ -89,6 +90,12 @@ class EditRequest(BaseModel):
     proposal_version: int = Field(ge=1)
     args: dict[str, Any] = Field(max_length=50)
     notes: str | None = Field(default=None, max_length=4000)
+
+    @field_validator("args")
+    @classmethod
+    def _carried(cls, args: dict[str, Any]) -> dict[str, Any]:
+        # What the workflow could not decode (NaN, a lone surrogate, a value nested past 32 levels).
+        return dict(carried_json(args, "args"))
 
 
 class EditInput(Signed):

@@ -7,7 +7,6 @@ continues at its `join`. Every node on a cycle needs `max_visits`. `graphs.valid
 """
 
 import json
-import math
 import re
 from datetime import datetime
 from enum import StrEnum
@@ -21,6 +20,7 @@ from models.enums import Role
 from models.policy import Duration
 from models.principals import Principal
 from models.signatures import GatewayTrust, Signed
+from models.wire import carried_json
 
 ID_PATTERN = r"^[a-z][a-z0-9_-]{0,63}$"
 GRAPH_ID_PATTERN = r"^[a-z][a-z0-9-]{0,63}$"
@@ -29,31 +29,6 @@ MAX_NODES = 200
 MAX_INPUT_BYTES = 256 * 1024
 # A run that visits this many nodes in all is stopped, whatever its guards say.
 MAX_STEPS = 10_000
-# Free-form JSON a graph carries into its workflow (a run's input, a definition's defaults) is at most this
-# deep: Temporal's data converter stops decoding at about 200 levels, wrappers included, and a workflow
-# whose input cannot be decoded can never start, be read or be cancelled.
-MAX_VALUE_DEPTH = 32
-_SURROGATE = re.compile("[\ud800-\udfff]")
-
-
-def carried_json(value: Any, what: str) -> Any:
-    """`value`, if the data converter carries it to a workflow and back unchanged: finite numbers (JSON
-    and YAML can both spell NaN and Infinity, pydantic's JSON parser reads them), strings and keys that are
-    Unicode (a lone surrogate, `"\\ud800"`, is not), at most MAX_VALUE_DEPTH levels. Iterative, so that
-    no value exhausts the stack."""
-    stack: list[tuple[Any, int]] = [(value, 1)]
-    while stack:
-        item, depth = stack.pop()
-        if isinstance(item, float) and not math.isfinite(item):
-            raise ValueError(f"{what} holds {item}, which JSON cannot carry: numbers must be finite")
-        if isinstance(item, str) and _SURROGATE.search(item):
-            raise ValueError(f"{what} holds a string that is not Unicode (a lone surrogate)")
-        if isinstance(item, dict | list | tuple):
-            if depth > MAX_VALUE_DEPTH:
-                raise ValueError(f"{what} is nested deeper than {MAX_VALUE_DEPTH} levels")
-            children = [*item.keys(), *item.values()] if isinstance(item, dict) else item
-            stack.extend((child, depth + 1) for child in children)
-    return value
 
 
 class NodeKind(StrEnum):
