@@ -44,6 +44,7 @@ async def api(client: Client, task_queue: str, tmp_path: Path, worker: Worker) -
         "director": ([Role.DIRECTOR], "default"),
         "globex_manager": ([Role.MANAGER], "globex"),
         "admin": ([Role.ADMIN], "default"),
+        "auditor": ([Role.AUDITOR], "default"),
     }
     keys = {name: (await store.add(name, roles, tenant)).api_key for name, (roles, tenant) in people.items()}
     transport = httpx.ASGITransport(app=app)
