@@ -150,6 +150,7 @@ async def attach(app: FastAPI, settings: Settings, client: Client | None = None)
         client = await connect(
             settings.resolved_temporal_address,
             settings.namespace,
+            tls=settings.temporal_tls(),
             codec=app.state.codec,
             plugins=tracing.temporal_plugins(getattr(app.state, "tracer_provider", None)),
             # Every start, decision, edit, withdrawal, reassignment, retry and refusal it sends is signed.

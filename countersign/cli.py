@@ -251,7 +251,10 @@ def dlq_list(
 
     async def rows() -> list[tuple[str, str, str, str]]:
         client = await connect(
-            settings.resolved_temporal_address, settings.namespace, codec=settings.payload_codec()
+            settings.resolved_temporal_address,
+            settings.namespace,
+            codec=settings.payload_codec(),
+            tls=settings.temporal_tls(),
         )
         found = await list_dead_letters(client, tenant, limit=1000)
         return [(r.workflow_id, r.tenant or "", str(r.started_at or ""), (r.text or "")[:60]) for r in found]

@@ -136,7 +136,8 @@ def record_plan_error(provider: str, kind: str) -> None:
 
 def record_execution(tool: str, outcome: str) -> None:
     """One attempt of the execution activity: succeeded, already_done (the ledger had the result),
-    retry_later, refused (retrying cannot help) or error (retried by Temporal)."""
+    retry_later, refused (retrying cannot help), error (retried by Temporal) or lease_lost (paused past
+    its lease: neither acted nor recorded)."""
     counter = activity.metric_meter().create_counter(EXECUTIONS, "Attempts to execute an approved action")
     counter.add(1, {"tool": tool, "outcome": outcome})
 

@@ -8,6 +8,7 @@ from typing import Annotated, Literal
 from pydantic import Field, SecretStr, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from temporalio.converter import PayloadCodec
+from temporalio.service import TLSConfig
 
 from countersign import audit_keys, gateway_keys
 from countersign.audit_keys import AuditKeyring
@@ -52,6 +53,14 @@ class Settings(BaseSettings):
     temporal_ui_url: str | None = Field(default=None, pattern=r"^https?://[^\s/]+(/[^\s]*)?$")
     # HOST:PORT of an existing Temporal server; None means `up` starts the embedded dev server.
     temporal_address: str | None = None
+    # TLS to the Temporal frontend (docs/deployment.md): the CA that signed the server's certificate
+    # (PEM; unset with a client certificate: the system's roots), and this process's client certificate
+    # and key for mTLS (both or neither). Any of them set turns TLS on.
+    temporal_tls_ca_file: Path | None = None
+    temporal_tls_cert_file: Path | None = None
+    temporal_tls_key_file: Path | None = None
+    # The name the server's certificate is checked against, when it differs from the address's host.
+    temporal_tls_server_name: str | None = Field(default=None, min_length=1)
     namespace: str = "default"
     task_queue: str = "countersign"
     # Which planner proposes actions: `rules`, `openai:<model>`, `anthropic:<model>`, `azure:<deployment>`,
@@ -315,6 +324,35 @@ class Settings(BaseSettings):
         # At startup, not at the first tool call: a bad allow-list entry or ticket setting fails here.
         self.integrations()
         return self
+
+    @model_validator(mode="after")
+    def _temporal_tls_is_complete(self) -> "Settings":
+        # At start-up, not at the first connection: a half-configured mTLS names what is missing.
+        if (self.temporal_tls_cert_file is None) != (self.temporal_tls_key_file is None):
+            raise ValueError("temporal_tls_cert_file and temporal_tls_key_file go together (mTLS)")
+        self.temporal_tls()
+        return self
+
+    def temporal_tls(self) -> TLSConfig | None:
+        """The TLS configuration of every Temporal client this process makes; None: plain TCP."""
+        files = (self.temporal_tls_ca_file, self.temporal_tls_cert_file, self.temporal_tls_key_file)
+        if all(path is None for path in files) and self.temporal_tls_server_name is None:
+            return None
+
+        def read(path: Path | None, what: str) -> bytes | None:
+            if path is None:
+                return None
+            try:
+                return path.read_bytes()
+            except OSError as error:
+                raise ValueError(f"{what} {path} cannot be read: {error.strerror}") from None
+
+        return TLSConfig(
+            server_root_ca_cert=read(self.temporal_tls_ca_file, "temporal_tls_ca_file"),
+            client_cert=read(self.temporal_tls_cert_file, "temporal_tls_cert_file"),
+            client_private_key=read(self.temporal_tls_key_file, "temporal_tls_key_file"),
+            domain=self.temporal_tls_server_name,
+        )
 
     @model_validator(mode="after")
     def _jwt_is_verifiable(self) -> "Settings":

@@ -266,7 +266,9 @@ async def _wait_for_temporal(settings: Settings, server: subprocess.Popen[bytes]
                 f"see {settings.data_dir / 'logs' / 'temporal.log'}"
             )
         try:
-            client = await connect(settings.resolved_temporal_address, settings.namespace)
+            client = await connect(
+                settings.resolved_temporal_address, settings.namespace, tls=settings.temporal_tls()
+            )
             await ensure_search_attributes(client, settings.namespace)
             return
         except Exception as error:  # not up yet: keep polling until the deadline

@@ -10,7 +10,7 @@ from temporalio.api.operatorservice.v1 import (
 from temporalio.client import Client, Interceptor, Plugin
 from temporalio.converter import PayloadCodec
 from temporalio.runtime import Runtime
-from temporalio.service import RPCError, RPCStatusCode
+from temporalio.service import RPCError, RPCStatusCode, TLSConfig
 
 from countersign.codec import data_converter
 from workflows import search_attributes as sa
@@ -31,12 +31,14 @@ async def connect(
     runtime: Runtime | None = None,
     plugins: Sequence[Plugin] = (),
     interceptors: Sequence[Interceptor] = (),
+    tls: TLSConfig | None = None,
 ) -> Client:
     """A client whose payloads are encrypted by `codec` (Settings.payload_codec()) when there is one.
 
     `runtime`: one with telemetry (countersign/metrics.py), else the default; `plugins`: tracing and
     logging interceptors (countersign/tracing.py, countersign/logs.py), also applied to every worker
-    built from this client; `interceptors`: the gateway's signing (countersign/gateway_signing.py)."""
+    built from this client; `interceptors`: the gateway's signing (countersign/gateway_signing.py);
+    `tls`: Settings.temporal_tls(), for a frontend that requires TLS or mTLS."""
     return await Client.connect(
         address,
         namespace=namespace,
@@ -44,6 +46,7 @@ async def connect(
         runtime=runtime,
         plugins=plugins,
         interceptors=interceptors,
+        tls=tls or False,
     )
 
 

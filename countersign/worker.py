@@ -217,6 +217,7 @@ async def run_worker(
     client = await connect(
         settings.resolved_temporal_address,
         settings.namespace,
+        tls=settings.temporal_tls(),
         codec=settings.payload_codec(),
         runtime=runtime,
         plugins=[*tracing.temporal_plugins(traces), *logs.temporal_plugins(settings)],

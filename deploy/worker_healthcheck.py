@@ -38,7 +38,9 @@ async def check() -> str | None:
     from countersign.temporal import connect
 
     settings = Settings()
-    client = await connect(settings.resolved_temporal_address, settings.namespace)
+    client = await connect(
+        settings.resolved_temporal_address, settings.namespace, tls=settings.temporal_tls()
+    )
     response = await client.workflow_service.describe_task_queue(
         DescribeTaskQueueRequest(
             namespace=settings.namespace,

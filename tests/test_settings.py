@@ -20,3 +20,30 @@ def test_model_calls_must_fit_in_one_planning_attempt() -> None:
     assert Settings(llm_timeout_seconds=90, llm_max_repairs=2).llm_options().timeout_seconds == 90
     with pytest.raises(ValidationError, match="exceeds 280s"):
         Settings(llm_timeout_seconds=120, llm_max_repairs=2)
+
+
+def test_temporal_tls_settings_build_the_clients_tls(tmp_path: Path) -> None:
+    """mTLS to the Temporal frontend: certificate and key go together, files must be readable, and the
+    client configuration carries exactly what they hold."""
+
+    ca, cert, key = (tmp_path / name for name in ("ca.pem", "cert.pem", "key.pem"))
+    for path in (ca, cert, key):
+        path.write_bytes(f"-----{path.stem}-----".encode())
+    assert Settings().temporal_tls() is None
+    tls = Settings(
+        temporal_tls_ca_file=ca,
+        temporal_tls_cert_file=cert,
+        temporal_tls_key_file=key,
+        temporal_tls_server_name="temporal.internal",
+    ).temporal_tls()
+    assert tls is not None
+    assert (tls.server_root_ca_cert, tls.client_cert, tls.client_private_key, tls.domain) == (
+        b"-----ca-----",
+        b"-----cert-----",
+        b"-----key-----",
+        "temporal.internal",
+    )
+    with pytest.raises(ValidationError, match="go together"):
+        Settings(temporal_tls_cert_file=cert)
+    with pytest.raises(ValidationError, match="cannot be read"):
+        Settings(temporal_tls_ca_file=tmp_path / "missing.pem")

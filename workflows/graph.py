@@ -576,6 +576,14 @@ class GraphWorkflow:
                     summary=f"audit {events[0].event}",
                 )
             except ActivityError as error:
+                if (
+                    self._trusted
+                    and isinstance(error.cause, CancelledError)
+                    and workflow.cancellation_reason() is not None
+                ):
+                    # The run was cancelled while its log was written: the cancellation, not a refusal
+                    # (it once left the run waiting for a decision, cancelled in all but name).
+                    raise asyncio.CancelledError("cancelled while writing the audit log") from error
                 # Never overwrite someone else's log; the run's own view still has every event.
                 workflow.logger.error("audit log refused events from %d: %s", first, error.cause or error)
             self._audited = first + len(events)

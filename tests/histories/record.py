@@ -31,6 +31,12 @@ ApprovalWorkflow, current code:
   planning activity is cancelled) → CANCELLED.
 - approval_planning_dead_letter_retried: the model answers 401: FAILED, kept open as a dead letter; an
   ADMIN retries, it plans again and is approved → ACTION_EXECUTED (`dead-letter-retry`, from RECEIVED).
+- approval_start_refused: started unsigned (by someone who is not the gateway): `verify_start` refuses
+  it before anything is planned → FAILED.
+- approval_unsigned_refused: an unsigned `decision` signal and `decide` update refused and audited, a
+  refusal the gateway reports (Signal `refused`), then a signed approval → ACTION_EXECUTED.
+- approval_outage_waited_out (ts): the SMTP server down for ten minutes after the approval; the email goes
+  out once it is back → ACTION_EXECUTED, no dead letter.
 - approval_expired (ts): the shipped policy's one MANAGER step: reminder at 6h, escalation at 8h, the
   72h deadline passes → EXPIRED.
 - approval_deadline_rejected (ts): a step with `on_deadline: reject` → REJECTED by the deadline.
@@ -50,10 +56,12 @@ GraphWorkflow:
 - graph_continued_as_new_first / graph_continued_as_new_last: a long loop with a tiny
   `continue_after_events`: the first run (ends by continuing as new) and the last (starts from a
   GraphCarry, ends COMPLETED).
+- graph_failed_local_node: a node run as a local activity keeps raising → FAILED, with `run_ended`.
+- graph_unsigned_refused: an unsigned decision on an approval node refused and audited, then a signed one.
 - graph_failed_max_visits, graph_failed_no_route, graph_failed_node: a loop past its `max_visits`, a
   node from which no edge holds, a node function that keeps raising → FAILED.
 
-Older histories (`*_v1`..`*_v4`) pin earlier workflow code: never re-record or delete them. Two have no
+Older histories (`*_v1`..`*_v8`) pin earlier workflow code: never re-record or delete them. Two have no
 scenario here: approval_action_failed_v4 and approval_planning_failed_v4 (an action, and planning, that
 fail and close FAILED at once) were recorded from the code before `dead-letter-retry` (commit 7b9fb99^,
 see docs/determinism.md). Re-record
@@ -73,12 +81,19 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from temporalio.client import Client, WithStartWorkflowOperation, WorkflowFailureError, WorkflowHandle
+from temporalio.client import (
+    Client,
+    WithStartWorkflowOperation,
+    WorkflowFailureError,
+    WorkflowHandle,
+    WorkflowUpdateFailedError,
+)
 from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from activities.notify import OutboxChannel
+from countersign.gateway_signing import GatewaySigning
 from countersign.graph_runs import snapshot
 from countersign.mail_sink import MailSink
 from countersign.stack import temporal_binary
@@ -90,7 +105,7 @@ from graphs.validation import check_graph
 from llm.factory import build_planner
 from llm.rules import RulesPlanner
 from llm.spec import LLMOptions, parse_chain
-from models.decisions import CancelInput, DecideInput, EditInput, ReassignInput, RetryInput
+from models.decisions import CancelInput, DecideInput, EditInput, ReassignInput, RefusalInput, RetryInput
 from models.enums import Decision, Role, WorkflowState
 from models.graph import GraphDefinition, GraphRunInput, GraphRunView, RunStatus
 from models.notifications import Notification, NotificationKind
@@ -105,6 +120,7 @@ from tests.helpers import (
     MANAGER,
     MANAGER_2,
     REQUESTER,
+    SIGNER,
     TEST_TRUST,
     eventually,
     start,
@@ -136,6 +152,8 @@ DEV_APPROVAL = (
     "approval_cancelled_while_notifying",
     "approval_withdrawn_while_planning",
     "approval_planning_dead_letter_retried",
+    "approval_start_refused",
+    "approval_unsigned_refused",
 )
 DEV_GRAPH = (
     "graph_demo_review",
@@ -149,12 +167,15 @@ DEV_GRAPH = (
     "graph_failed_max_visits",
     "graph_failed_no_route",
     "graph_failed_node",
+    "graph_failed_local_node",
+    "graph_unsigned_refused",
 )
 SKIPPING = (
     "approval_expired",
     "approval_deadline_rejected",
     "approval_dead_letter_retried",
     "approval_dead_letter_expired",
+    "approval_outage_waited_out",
     "graph_approval_expired",
 )
 SCENARIOS = (*DEV_APPROVAL, *DEV_GRAPH, *SKIPPING)
@@ -241,6 +262,11 @@ class Recorder:
         else:
             await handle.result()
         history = await handle.fetch_history()
+        started = history.events[0].workflow_execution_started_event_attributes
+        if not started.workflow_id:
+            # The time-skipping server leaves it out; the replay test replays under it, since the
+            # gateway's signatures are bound to the workflow id (newer servers record it themselves).
+            started.workflow_id = handle.id
         self.out.mkdir(parents=True, exist_ok=True)
         (self.out / f"{name}.json").write_text(history.to_json())
         print(f"recorded {name}.json ({len(history.events)} events)")
@@ -413,6 +439,40 @@ async def _record(client: Client, data_dir: Path, rec: Recorder) -> None:
             await eventually(handle.describe, lambda d: not d.raw_description.pending_activities)
             await handle.cancel()
             await rec.save(handle, "approval_cancelled_by_temporal", canceled=True)
+
+        if rec.wants("approval_start_refused"):
+            # Started by someone who reaches Temporal but is not the gateway: refused before planning.
+            unsigned = ApprovalInput(
+                request=SubmitRequest(text=FOLLOW_UP), requester=REQUESTER, policy=DEFAULT_POLICY
+            )
+            raw = Client(**{**client.config(), "interceptors": []})
+            handle = await raw.start_workflow(
+                ApprovalWorkflow.run, unsigned, id=f"req-default-{uuid.uuid4().hex[:12]}", task_queue=queue
+            )
+            assert (await handle.result()).state == WorkflowState.FAILED
+            await rec.save(handle, "approval_start_refused")
+
+        if rec.wants("approval_unsigned_refused"):
+            # An unsigned signal and update refused and audited, a refusal the gateway reports (Signal
+            # `refused`), then a signed approval executes it.
+            handle = await start(client, queue, FOLLOW_UP)
+            await wait_for_state(handle, WorkflowState.WAITING_FOR_APPROVAL)
+            raw = Client(**{**client.config(), "interceptors": []})
+            forged = raw.get_workflow_handle_for(ApprovalWorkflow.run, handle.id)
+            mallory = Principal(id="mallory", name="Mallory", roles=[Role.MANAGER])
+            decision = DecideInput(reviewer=mallory, decision=Decision.APPROVED, proposal_version=1)
+            await forged.signal(ApprovalWorkflow.decision, decision)
+            with contextlib.suppress(WorkflowUpdateFailedError):
+                await forged.execute_update(ApprovalWorkflow.decide, decision)
+            refusal = RefusalInput(
+                principal=FINANCE, what="decision", code="RoleMissing", message="not yours"
+            )
+            await handle.signal(ApprovalWorkflow.refused, refusal)
+            await handle.execute_update(
+                ApprovalWorkflow.decide,
+                DecideInput(reviewer=MANAGER, decision=Decision.APPROVED, proposal_version=1),
+            )
+            await rec.save(handle, "approval_unsigned_refused")
 
         if rec.wants("approval_cancelled_while_notifying"):
             notifying = asyncio.Event()
@@ -671,6 +731,22 @@ async def _record_graph_paths(client: Client, data_dir: Path, rec: Recorder) -> 
                 },
                 "node 'save' failed: the disk is full",
             ),
+            # A node run as a local activity that fails: its failure arrives unwrapped (graph-trust).
+            "graph_failed_local_node": (
+                {
+                    "nodes": [
+                        {"id": "inc", "fn": "rec.count"},
+                        {
+                            "id": "save",
+                            "fn": "rec.boom",
+                            "local": True,
+                            "retry": {"max_attempts": 2, "initial_interval": "1s"},
+                        },
+                    ],
+                    "edges": [{"from": "inc", "to": "save"}],
+                },
+                "node 'save' failed: the disk is full",
+            ),
         }
         for name, (spec, error) in failing.items():
             if rec.wants(name):
@@ -679,6 +755,24 @@ async def _record_graph_paths(client: Client, data_dir: Path, rec: Recorder) -> 
                 view = await handle.result()
                 assert view.status == RunStatus.FAILED and view.error == error, view.error
                 await rec.save(handle, name)
+
+        if rec.wants("graph_unsigned_refused"):
+            # An unsigned decision on an approval node is refused and audited; a signed one approves.
+            handle = await _start_graph(client, queue, REVIEWED, NODES, {})
+            await _graph_waiting(handle)
+            raw = Client(**{**client.config(), "interceptors": []})
+            mallory = Principal(id="mallory", name="Mallory", roles=[Role.MANAGER])
+            with contextlib.suppress(WorkflowUpdateFailedError):
+                await raw.get_workflow_handle_for(GraphWorkflow.run, handle.id).execute_update(
+                    GraphWorkflow.decide,
+                    DecideInput(reviewer=mallory, decision=Decision.APPROVED, proposal_version=1),
+                )
+            await handle.execute_update(
+                GraphWorkflow.decide,
+                DecideInput(reviewer=MANAGER, decision=Decision.APPROVED, proposal_version=1),
+            )
+            assert (await handle.result()).status == RunStatus.COMPLETED
+            await rec.save(handle, "graph_unsigned_refused")
 
 
 async def _record_time_skipping(env: WorkflowEnvironment, data_dir: Path, rec: Recorder) -> None:
@@ -730,7 +824,8 @@ async def _record_time_skipping(env: WorkflowEnvironment, data_dir: Path, rec: R
             integrations=smtp,
             trust=TEST_TRUST,
         ):
-            handle = await start(client, queue, FOLLOW_UP)
+            # An hour of outage tolerated (the default is a day), then a dead letter.
+            handle = await start(client, queue, FOLLOW_UP, outage_window_seconds=3600)
             await wait_for_state(handle, WorkflowState.WAITING_FOR_APPROVAL)
             await handle.signal(
                 ApprovalWorkflow.decision,
@@ -743,6 +838,32 @@ async def _record_time_skipping(env: WorkflowEnvironment, data_dir: Path, rec: R
                 )
                 assert (await handle.result()).state == WorkflowState.ACTION_EXECUTED
             await rec.save(handle, "approval_dead_letter_retried")
+
+    if rec.wants("approval_outage_waited_out"):
+        # The SMTP server is down while the request is approved, for ten minutes; then it is back and the
+        # email is delivered: no dead letter.
+        with MailSink(data_dir / "outage-sink") as sink:
+            port = sink.port
+        smtp = Integrations(smtp=SmtpConfig(host="127.0.0.1", port=port, timeout_seconds=2))
+        queue = f"record-{uuid.uuid4().hex[:8]}"
+        async with build_worker(
+            client,
+            task_queue=queue,
+            data_dir=data_dir / "outage",
+            planner=RulesPlanner(),
+            integrations=smtp,
+            trust=TEST_TRUST,
+        ):
+            handle = await start(client, queue, FOLLOW_UP)
+            await wait_for_state(handle, WorkflowState.WAITING_FOR_APPROVAL)
+            await handle.execute_update(
+                ApprovalWorkflow.decide,
+                DecideInput(reviewer=MANAGER, decision=Decision.APPROVED, proposal_version=1),
+            )
+            await env.sleep(timedelta(minutes=10))
+            with MailSink(data_dir / "outage-sink", port=port):
+                assert (await handle.result()).state == WorkflowState.ACTION_EXECUTED
+            await rec.save(handle, "approval_outage_waited_out")
 
     if rec.wants("approval_dead_letter_expired"):
         # The data dir is a plain file: the action and every notification fail; the audit log is elsewhere.
@@ -757,7 +878,7 @@ async def _record_time_skipping(env: WorkflowEnvironment, data_dir: Path, rec: R
             audit_url=f"sqlite:///{data_dir / 'dead-letter-audit.db'}",
             trust=TEST_TRUST,
         ):
-            handle = await start(client, queue, FOLLOW_UP)
+            handle = await start(client, queue, FOLLOW_UP, outage_window_seconds=3600)
             await wait_for_state(handle, WorkflowState.WAITING_FOR_APPROVAL)
             await handle.signal(
                 ApprovalWorkflow.decision,
@@ -808,6 +929,7 @@ async def main(args: list[str]) -> None:
                 data_converter=pydantic_data_converter,
                 search_attributes=sa.ALL,
                 dev_server_log_level="error",
+                interceptors=[GatewaySigning(SIGNER)],  # the recorder stands in for the gateway
             )
             try:
                 await _record(env.client, Path(data_dir), rec)
@@ -817,10 +939,13 @@ async def main(args: list[str]) -> None:
             finally:
                 await env.shutdown()
         if rec.selected & set(SKIPPING):
+            signing = GatewaySigning(SIGNER)
             env = await WorkflowEnvironment.start_time_skipping(
                 test_server_existing_path=str(Path(sys.executable).parent / "temporal-test-server"),
                 data_converter=pydantic_data_converter,
+                interceptors=[signing],
             )
+            signing.clock = env.get_current_time  # signatures count from the server's skipped clock
             try:
                 await ensure_search_attributes(env.client, "default")
                 await _record_time_skipping(env, Path(data_dir), rec)

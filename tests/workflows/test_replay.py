@@ -1,6 +1,7 @@
 """Recorded histories must replay against today's workflow code: a change to the command sequence
 that is not behind `workflow.patched(...)` fails here, before it can break running workflows."""
 
+import json
 from pathlib import Path
 
 import pytest
@@ -8,6 +9,7 @@ from temporalio.client import WorkflowHistory
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer
 
+from countersign.worker import SANDBOXED
 from workflows.approval import ApprovalWorkflow
 from workflows.graph import GraphWorkflow
 
@@ -75,6 +77,54 @@ def test_histories_are_committed() -> None:
         "approval_rejected_by_signal_v6",
         "approval_rejected_by_update_v6",
         "approval_withdrawn_while_planning_v6",
+        # Before `trust-2026-12` (approval `_v7`) and `graph-trust-2026-12` (graph `_v8`): the current
+        # scenarios as recorded under `all-patches-2026-12` and `graph-cancellation`.
+        *(
+            f"approval_{name}_v7"
+            for name in (
+                "cancelled_by_temporal",
+                "cancelled_while_notifying",
+                "dead_letter_expired",
+                "dead_letter_retried",
+                "deadline_rejected",
+                "edited_withdrawn",
+                "escalated_by_deadline",
+                "executed",
+                "expired",
+                "invalid_plan_rejected",
+                "model_triage_rejected",
+                "planning_dead_letter_retried",
+                "reassigned",
+                "rejected_by_signal",
+                "rejected_by_update",
+                "submitted_waiting",
+                "withdrawn_while_planning",
+            )
+        ),
+        *(
+            f"graph_{name}_v8"
+            for name in (
+                "approval_expired",
+                "approval_rejected",
+                "approval_rejected_rerouted",
+                "cancelled_during_node",
+                "cancelled_waiting",
+                "continued_as_new_first",
+                "continued_as_new_last",
+                "demo_review",
+                "failed_max_visits",
+                "failed_no_route",
+                "failed_node",
+                "parallel_approval",
+            )
+        ),
+        # Signed starts and messages: a start from outside refused, unsigned messages refused and audited
+        # beside a refusal the gateway reports; an outage waited out; a local graph node that fails.
+        "approval_start_refused",
+        "approval_unsigned_refused",
+        "approval_outage_waited_out",
+        "graph_failed_local_node",
+        "graph_unsigned_refused",
         # Current code: the rules planner, a model planner that repairs and ends in triage, approve
         # with changes then withdrawal, and reminder/escalation/deadline hand-over with a delegate.
         "approval_executed",
@@ -128,7 +178,15 @@ def test_histories_are_committed() -> None:
 
 @pytest.mark.parametrize("path", HISTORIES, ids=lambda p: p.stem)
 async def test_history_replays(path: Path) -> None:
-    history = WorkflowHistory.from_json(f"replay-{path.stem}", path.read_text())
-    replayer = Replayer(workflows=[ApprovalWorkflow, GraphWorkflow], data_converter=pydantic_data_converter)
+    text = path.read_text()
+    # Replayed under the id it ran with: signatures are bound to the workflow id (older histories' start
+    # events may not carry it; nothing of theirs is signed).
+    started = json.loads(text)["events"][0].get("workflowExecutionStartedEventAttributes", {})
+    history = WorkflowHistory.from_json(started.get("workflowId") or f"replay-{path.stem}", text)
+    replayer = Replayer(
+        workflows=[ApprovalWorkflow, GraphWorkflow],
+        data_converter=pydantic_data_converter,
+        workflow_runner=SANDBOXED,  # the suite's workers' sandbox, `cryptography` shared (worker.py)
+    )
     result = await replayer.replay_workflow(history, raise_on_replay_failure=True)
     assert result.replay_failure is None
