@@ -22,9 +22,12 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from api.main import attach, create_app, detach
+from countersign import audit_keys, gateway_keys
+from countersign.gateway_keys import GatewaySigner
+from countersign.gateway_signing import GatewaySigning
 from countersign.settings import Settings
 from countersign.stack import temporal_binary
-from countersign.worker import build_worker
+from countersign.worker import WorkerTrust, build_worker
 from llm.rules import RulesPlanner
 from models.enums import Role
 from workflows import search_attributes as sa
@@ -82,6 +85,16 @@ def machine() -> dict[str, Any]:
     return {"cores": os.cpu_count(), "python": platform.python_version(), "system": platform.platform()}
 
 
+# The run's keys, as `countersign up` would make them: in the environment, so the worker process gets
+# them too, and signing the client that stands in for the gateway's.
+_SIGNING, _PUBLIC = gateway_keys.generate("bench")
+os.environ.update(
+    COUNTERSIGN_GATEWAY_SIGNING_KEYS=_SIGNING,
+    COUNTERSIGN_GATEWAY_PUBLIC_KEYS=_PUBLIC,
+    COUNTERSIGN_AUDIT_KEYS=audit_keys.generate("bench"),
+)
+
+
 async def _dev_server() -> WorkflowEnvironment:
     sys.stdout.flush()
     saved_stdout = os.dup(1)
@@ -92,6 +105,7 @@ async def _dev_server() -> WorkflowEnvironment:
             data_converter=pydantic_data_converter,
             search_attributes=sa.ALL,
             dev_server_log_level="error",
+            interceptors=[GatewaySigning(GatewaySigner.from_text(_SIGNING))],
         )
     finally:
         os.dup2(saved_stdout, 1)
@@ -123,7 +137,11 @@ async def stack(
                     else:
                         await running.enter_async_context(
                             build_worker(
-                                env.client, task_queue=queue, data_dir=data_dir, planner=RulesPlanner()
+                                env.client,
+                                task_queue=queue,
+                                data_dir=data_dir,
+                                planner=RulesPlanner(),
+                                trust=WorkerTrust.from_settings(settings),
                             )
                         )
                     http = await running.enter_async_context(_client(app, over_tcp))

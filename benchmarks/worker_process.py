@@ -14,7 +14,7 @@ from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 from benchmarks.floor import FLOOR_QUEUE_SUFFIX, PLAIN_FLOOR_QUEUE_SUFFIX, FloorWorkflow, floor_step
 from countersign.settings import Settings
 from countersign.temporal import connect
-from countersign.worker import build_worker
+from countersign.worker import WorkerTrust, build_worker
 from llm.rules import RulesPlanner
 
 
@@ -31,6 +31,7 @@ async def serve(address: str, queue: str, data_dir: Path) -> None:
         planner=RulesPlanner(),
         max_cached_workflows=cache,
         sandboxed=settings.workflow_sandbox,
+        trust=WorkerTrust.from_settings(settings),  # the keys the harness put in the environment
     )
     floor, plain = (
         Worker(

@@ -175,7 +175,7 @@ def test_up_survives_a_restart_with_a_request_waiting(stack: Stack) -> None:
         assert view["state"] == "WAITING_FOR_APPROVAL"
         approved = http.post(
             f"/workflows/{workflow_id}/approve",
-            json={"decision": "approved", "notes": "after restart"},
+            json={"decision": "approved", "notes": "after restart", "proposal_version": 1},
             headers=auth("demo-manager"),
         )
         assert approved.status_code == 200, approved.text
