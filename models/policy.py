@@ -21,11 +21,36 @@ from pydantic import (
 )
 
 from models.enums import READ_ONLY_ROLES, RequestType, Role
-from workflows.expressions import EXTRA_STEP_NAMES, FACT_NAMES, PLANNER_LABELS, check_expression, names_in
+from workflows.expressions import (
+    EXTRA_STEP_NAMES,
+    FACT_NAMES,
+    PLANNER_LABELS,
+    POLICY_NAMES,
+    check_expression,
+    names_in,
+)
 
 # Validation context that `countersign.policy_file.load_policy` passes: the policy is being loaded for
 # new workflows, so its conditions may name only what the action states about itself.
 FACTS_ONLY = "facts_only"
+
+
+def _checked(expression: str, allowed: frozenset[str], where: str, info: ValidationInfo) -> str:
+    """A condition that parses and names only what it may: with FACTS_ONLY (a policy loaded for new
+    workflows) the action's facts (`allowed`); else anything a policy frozen into an older workflow's
+    input may have named, so that such inputs still decode."""
+    if not (info.context and info.context.get(FACTS_ONLY)):
+        check_expression(expression, POLICY_NAMES)
+        return expression
+    # Names that may not choose approvers get their own reason; any other problem (syntax, an unknown
+    # name, an unsafe construct) is told against what this condition may name.
+    try:
+        names_in(expression)
+    except (SyntaxError, ValueError):
+        check_expression(expression, allowed)  # raises, saying what is wrong
+    _facts_only(expression, allowed, where)
+    check_expression(expression, allowed)
+    return expression
 
 
 def _facts_only(expression: str, allowed: frozenset[str], where: str) -> str:
@@ -74,10 +99,10 @@ Duration = Annotated[int, BeforeValidator(parse_duration), Field(ge=1, le=366 * 
 
 
 def _expression(value: object) -> object:
+    # YAML reads an unquoted true/false as a boolean; the condition is its text. The names it may use
+    # are checked by the rule or extra step it belongs to (`_checked`).
     if isinstance(value, bool):
         return "true" if value else "false"
-    if isinstance(value, str):
-        check_expression(value)
     return value
 
 
@@ -144,9 +169,7 @@ class PolicyRule(BaseModel):
     @field_validator("when")
     @classmethod
     def _facts(cls, when: str, info: ValidationInfo) -> str:
-        if info.context and info.context.get(FACTS_ONLY):
-            return _facts_only(when, FACT_NAMES, "rules")
-        return when
+        return _checked(when, FACT_NAMES, "rules", info)
 
 
 class ExtraStep(BaseModel):
@@ -161,9 +184,7 @@ class ExtraStep(BaseModel):
     @field_validator("when")
     @classmethod
     def _facts(cls, when: str, info: ValidationInfo) -> str:
-        if info.context and info.context.get(FACTS_ONLY):
-            return _facts_only(when, EXTRA_STEP_NAMES, "extra_steps")
-        return when
+        return _checked(when, EXTRA_STEP_NAMES, "extra_steps", info)
 
 
 class ApprovalPolicy(BaseModel):

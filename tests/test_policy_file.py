@@ -119,7 +119,7 @@ def test_unknown_role(tmp_path: Path) -> None:
     text = GOOD.replace("- {role: FINANCE, quorum: 2, sla: 2h, deadline: 1d}", "- role: BOSS")
     assert problems(tmp_path, text) == [
         "line 6: rules[0].steps[0].role: Input should be 'MANAGER', 'FINANCE', 'DIRECTOR', 'HR', "
-        "'SUPPORT_L2' or 'ADMIN' (got 'BOSS')"
+        "'SUPPORT_L2', 'ADMIN', 'AUDITOR' or 'OPERATOR' (got 'BOSS')"
     ]
 
 
@@ -276,8 +276,39 @@ def test_policy_check_command_reports_errors_by_line(tmp_path: Path) -> None:
     assert result.stdout == ""
     assert result.stderr.splitlines() == [
         f"error: {path} line 6: rules[0].steps[0].role: Input should be 'MANAGER', 'FINANCE', 'DIRECTOR', "
-        "'HR', 'SUPPORT_L2' or 'ADMIN' (got '[bold]BOSS')",
-        f"error: {path} line 7: rules[1].when: unknown name 'x' in 'x' (known: amount, confidence, "
-        "counterparty, currency, days, email, item, quantity, risk, severity, side_effect, start_date, tool, "
-        "topic, type)",
+        "'HR', 'SUPPORT_L2', 'ADMIN', 'AUDITOR' or 'OPERATOR' (got '[bold]BOSS')",
+        f"error: {path} line 7: rules[1].when: unknown name 'x' in 'x' (known: amount, currency, days, "
+        "quantity, recipients, risk, severity, side_effect, tool, type)",
     ]
+
+
+def test_only_the_actions_facts_choose_the_chain(tmp_path: Path) -> None:
+    """The planner's labels never choose approvers, and the model's confidence may add a step (extra
+    steps) but never choose a shorter chain: a policy naming them in its rules is refused, by line.
+    Readers (AUDITOR, OPERATOR) cannot be asked to approve."""
+    text = """\
+version: 1
+rules:
+  - when: "type == 'PROCUREMENT' and amount > 10000 and confidence < 0.9"
+    steps: [{role: MANAGER}, {role: FINANCE}]
+  - when: "counterparty == 'ACME'"
+    steps: [{role: AUDITOR}]
+  - when: "true"
+    steps: [{role: MANAGER}]
+extra_steps:
+  - when: "confidence < 0.6 and 'ceo@example.com' in recipients"
+    step: {role: DIRECTOR}
+"""
+    found = problems(tmp_path, text)
+    assert [problem.split(": ")[:2] for problem in found] == [
+        ["line 3", "rules[0].when"],
+        ["line 5", "rules[1].when"],
+        ["line 6", "rules[1].steps[0].role"],
+    ]
+    assert "'confidence' is the model's own figure: it may add a step (extra_steps)" in found[0]
+    assert "'counterparty' is what the planner read from the request, which never chooses" in found[1]
+    assert "AUDITOR reads and never decides" in found[2]
+    fixed = text.replace(" and confidence < 0.9", "")
+    fixed = fixed.replace("counterparty == 'ACME'", "tool == 'send_email'")
+    policy = load_policy(write(tmp_path, fixed.replace("AUDITOR", "ADMIN")))
+    assert "confidence" in policy.extra_steps[0].when  # an extra step may add on low confidence
