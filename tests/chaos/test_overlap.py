@@ -134,7 +134,8 @@ async def overlap(
             timeout=STARTUP.total_seconds(),
         )
         await handle.signal(
-            ApprovalWorkflow.decision, DecideInput(reviewer=MANAGER, decision=Decision.APPROVED)
+            ApprovalWorkflow.decision,
+            DecideInput(reviewer=MANAGER, decision=Decision.APPROVED, proposal_version=1),
         )
         # Paused after the tool's own look ("not done yet"), before the lease's last look and the effect.
         await eventually(lambda: asyncio.to_thread(marker.exists), bool, timeout=STARTUP.total_seconds())
