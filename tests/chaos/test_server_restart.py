@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
 
+from countersign.gateway_signing import GatewaySigning
 from countersign.mail_sink import MailSink, deliveries
 from countersign.settings import Settings
 from countersign.stack import dev_server_args
@@ -29,7 +30,7 @@ from models.enums import Decision, WorkflowState
 from models.tools import LedgerStatus
 from models.views import WorkflowView
 from tests.chaos.support import FOLLOW_UP, WorkerProcess, exactly_once, free_port, ledger_entries, worker_env
-from tests.helpers import MANAGER, eventually, start
+from tests.helpers import MANAGER, SIGNER, eventually, start
 from workflows import search_attributes as sa
 from workflows.approval import ApprovalWorkflow
 
@@ -58,7 +59,8 @@ class DevServer:
         while True:
             assert self.process.poll() is None, f"the dev server exited with {self.process.returncode}"
             try:
-                client = await connect(self.address)
+                # Standing in for the gateway: it signs what it sends.
+                client = await connect(self.address, interceptors=[GatewaySigning(SIGNER)])
                 await ensure_search_attributes(client, "default")
                 return client
             except Exception:
