@@ -21,6 +21,7 @@ from typing import Any
 
 from temporalio.client import Client
 from temporalio.worker import UnsandboxedWorkflowRunner, Worker
+from temporalio.worker._workflow_instance import _WorkflowLogicFlag
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 import workflows.approval
@@ -106,6 +107,24 @@ class WorkerGroup:
         await self._stack.__aexit__(kind, error, tb)
 
 
+def process_activation_jobs_as_one_batch(worker: Worker) -> None:
+    """Apply every job of a workflow activation before any workflow coroutine runs (the SDK's workflow
+    logic flag 2, recorded in each history that uses it, so replays follow it).
+
+    Without it, the SDK runs a decision (an update or signal) and the other jobs of the same activation
+    (an activity's completion) in two passes. A fresh worker given a workflow whose last task produced
+    no commands may deliver that task's activity completion in the same activation as a new update,
+    where a replay delivers it one activation earlier: the audit writer and the main flow then resumed
+    in a different order, the replay found its commands out of order, and the workflow task failed for
+    ever (seen in the SIGKILL chaos test; tests/workflows/test_activation_batching.py reproduces it).
+    temporalio 1.35 implements the flag but leaves it off by default until two releases have known it;
+    the setter is private, so a release without it leaves the default as it is."""
+    setter = getattr(worker, "_set_default_workflow_logic_flag", None)
+    flag = getattr(_WorkflowLogicFlag, "PROCESS_WORKFLOW_ACTIVATION_JOBS_AS_SINGLE_BATCH", None)
+    if setter is not None and flag is not None:
+        setter(flag, enabled=True)
+
+
 def cache_workflow_bytecode(data_dir: Path) -> None:
     """The workflow sandbox executes the workflow modules afresh for every workflow it instantiates,
     and without a `.pyc` that means compiling them from source each time: at concurrency 50 it was a
@@ -187,6 +206,7 @@ def build_worker(
             trusted.verify_start,
         ],
     )
+    process_activation_jobs_as_one_batch(main)
     llm = Worker(
         client,
         task_queue=llm_task_queue(task_queue),

@@ -25,6 +25,7 @@ import httpx
 import requests
 import schemathesis
 from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis.errors import FlakyStrategyDefinition
 from schemathesis import Case, GenerationMode
 from schemathesis.checks import not_a_server_error
 from schemathesis.core.transport import Response
@@ -297,6 +298,11 @@ async def test_every_created_workflow_can_be_followed_without_a_5xx(api: Api, se
 
     try:
         await asyncio.to_thread(run)
+    except FlakyStrategyDefinition as error:
+        # The scenarios' draws follow the live server's answers (a 201 feeds a link, a 409 does not), so
+        # Hypothesis may find a replayed prefix drawing differently and stop exploring: a limit of fuzzing
+        # a live service, not a fault of it. What was explored still counts, and is checked below.
+        print(f"the state machine stopped early: {error}")
     except (Exception, BaseExceptionGroup) as error:
         failures.append(f"the state machine stopped: {error}")
     print(f"{len(created)} workflows created; {dict(sorted(statuses.items()))}")

@@ -222,7 +222,7 @@ async def run(
             approved = result.ids["approved"] = await result.submit(FOLLOW_UP)
             decided = await http.post(
                 f"/workflows/{approved}/approve",
-                json={"decision": "approved", "notes": "go ahead"},
+                json={"decision": "approved", "notes": "go ahead", "proposal_version": 1},
                 headers=result.as_("manager"),
             )
             assert decided.status_code == 200, decided.text
@@ -241,7 +241,7 @@ async def run(
             plant_event(data_dir, conflicted, written)
             rejected = await http.post(
                 f"/workflows/{conflicted}/approve",
-                json={"decision": "rejected", "notes": "not now"},
+                json={"decision": "rejected", "notes": "not now", "proposal_version": 1},
                 headers=result.as_("manager"),
             )
             assert rejected.status_code == 200, rejected.text
