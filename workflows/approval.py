@@ -97,6 +97,10 @@ EXECUTE_RETRY = RetryPolicy(
 EXECUTE_HEARTBEAT_TIMEOUT = timedelta(seconds=20)
 # How long `decide` waits for the workflow to act on the decision before answering with the view as is.
 SETTLE_TIMEOUT = timedelta(seconds=30)
+# What also ends a handler's wait to settle: workers process each activation as one batch
+# (countersign.worker.process_activation_jobs_as_one_batch), and then a workflow cancellation wakes every
+# waiting condition once with CancelledError, not only the main flow's; a handler answers with the view.
+SETTLE_ENDS = (TimeoutError, asyncio.CancelledError)
 # Workflows started before this patch have one SLA timer per step (expiry), no notifications, and no
 # edit/withdraw/reassign; their steps carry no reminder or deadline, so the same loop replays them.
 ENTERPRISE_PATCH = "enterprise-approvals"
@@ -798,7 +802,10 @@ class ApprovalWorkflow:
         """Send every new audit event to the `record_audit` activity, in order, as they appear."""
         workflow_id = workflow.info().workflow_id
         while True:
-            await workflow.wait_condition(lambda: len(self._audit) > self._persisted)
+            try:
+                await workflow.wait_condition(lambda: len(self._audit) > self._persisted)
+            except asyncio.CancelledError:
+                continue  # a workflow cancellation wakes every wait once (see SETTLE_ENDS); the trail goes on
             first, events = self._persisted, self._audit[self._persisted :]
             try:
                 await workflow.execute_activity_method(
@@ -954,7 +961,7 @@ class ApprovalWorkflow:
         # Checked again: another decision accepted in the same workflow task may have moved the chain on.
         self._apply(decision, self._authority_or_refuse(decision))
         # Still executing after the timeout: the caller gets the view as it stands and can poll.
-        with contextlib.suppress(TimeoutError):
+        with contextlib.suppress(*SETTLE_ENDS):
             await workflow.wait_condition(self._settled, timeout=SETTLE_TIMEOUT)
         return self.view()
 
@@ -1090,7 +1097,7 @@ class ApprovalWorkflow:
         step.status = StepStatus.PENDING
         self._chain = self._build_chain(plan, report)
         self._generation += 1
-        with contextlib.suppress(TimeoutError):
+        with contextlib.suppress(*SETTLE_ENDS):
             await workflow.wait_condition(self._settled, timeout=SETTLE_TIMEOUT)
         return self.view()
 
@@ -1137,7 +1144,7 @@ class ApprovalWorkflow:
         self._accept_message(request)
         self._check_withdraw(request)
         self._withdrawal = request
-        with contextlib.suppress(TimeoutError):
+        with contextlib.suppress(*SETTLE_ENDS):
             await workflow.wait_condition(lambda: self._state.is_final, timeout=SETTLE_TIMEOUT)
         return self.view()
 
@@ -1251,7 +1258,7 @@ class ApprovalWorkflow:
         self._accept_message(request)
         self._check_retry(request)
         self._retry = request
-        with contextlib.suppress(TimeoutError):
+        with contextlib.suppress(*SETTLE_ENDS):
             await workflow.wait_condition(
                 lambda: self._state != WorkflowState.FAILED or self._retry is None, timeout=SETTLE_TIMEOUT
             )
@@ -1268,7 +1275,8 @@ class ApprovalWorkflow:
         """Answers once a submission has a result a client can act on: the proposal awaits a
         reviewer, or the workflow has ended or become a dead letter. The gateway sends it with the
         start (update-with-start) so a client that wants the proposal needs no polling."""
-        await workflow.wait_condition(self._settled)
+        with contextlib.suppress(asyncio.CancelledError):  # cancelled meanwhile: the view says so
+            await workflow.wait_condition(self._settled)
         return self.view()
 
     @workflow.query
