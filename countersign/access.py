@@ -13,13 +13,15 @@ results, errors and trail details.
 import os
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from models.audit import AuditEvent, StoredAuditEvent
 from models.enums import Role
 from models.principals import Principal
 from models.views import WorkflowView
 from workflows.policy import may_decide
+
+E = TypeVar("E", AuditEvent, StoredAuditEvent)
 
 # Roles that read every workflow of their tenant and its audit log.
 READS_EVERYTHING = frozenset({Role.ADMIN, Role.AUDITOR})
@@ -86,7 +88,8 @@ class PathScrubber:
             update["result"] = view.result.model_copy(update={"result": self.value(view.result.result)})
         if view.error is not None:
             update["error"] = self.text(view.error)
-        update["audit"] = [
-            event.model_copy(update={"detail": self.text(event.detail)}) for event in view.audit
-        ]
+        update["audit"] = self.events(view.audit)
         return view.model_copy(update=update)
+
+    def events(self, events: Sequence[E]) -> list[E]:
+        return [event.model_copy(update={"detail": self.text(event.detail)}) for event in events]

@@ -34,7 +34,6 @@ with workflow.unsafe.imports_passed_through():
     from activities.execution import ExecutionActivities
     from activities.notify import NotifyActivities
     from activities.planning import PlanningActivities, llm_task_queue
-    from activities.trust import TrustActivities
     from activities.validation import ValidationActivities
     from models.audit import AuditBatch, AuditEvent
     from models.decisions import (
@@ -54,7 +53,6 @@ with workflow.unsafe.imports_passed_through():
     from models.principals import Principal
     from models.proposal import Plan, PlanInput, PlanProvenance, Proposal, ValidateInput, ValidationReport
     from models.requests import ApprovalInput
-    from models.signatures import Signed, StartCheck, body, check, proof_digest
     from models.tools import ToolCall, ToolOutcome
     from models.views import WorkflowView
     from workflows import search_attributes as sa
@@ -68,6 +66,7 @@ with workflow.unsafe.imports_passed_through():
         check_reviewer,
         record_decision,
     )
+    from workflows.trust import MessageGuard, verify_start
 
 VALIDATE_RETRY = RetryPolicy(maximum_attempts=5, initial_interval=timedelta(seconds=1))
 # Model APIs have outages and rate limits: about six minutes of backoff before a request FAILS.
@@ -115,8 +114,6 @@ EXECUTE_OUTAGE_RETRY = RetryPolicy(
     non_retryable_error_types=["UnknownTool", "InvalidArgs", "ToolRefused"],
 )
 NOTIFY_OUTAGE_RETRY = RetryPolicy(initial_interval=timedelta(seconds=2), maximum_interval=OUTAGE_BACKOFF)
-# A start's check is a local computation; a worker without the key answers the same however often.
-VERIFY_START_RETRY = RetryPolicy(maximum_attempts=3, initial_interval=timedelta(seconds=1))
 # Refusals the gateway reports (Signal `refused`) kept in the trail; beyond this many, only counted, so
 # a reviewer hammering a button cannot grow the history without bound.
 MAX_RECORDED_REFUSALS = 200
@@ -207,9 +204,7 @@ class ApprovalWorkflow:
         # TRUST_PATCH. Signatures are required of every message once the workflow is of the trusted
         # protocol, or whenever its input names trusted keys (a signal may arrive before `run` starts).
         self._trusted = False
-        self._signed = input.trust is not None
-        # Proofs already used: a signed message is accepted once.
-        self._seen: set[str] = set()
+        self._guard = MessageGuard(input.trust, required=input.trust is not None)
         # Notifications still being delivered (in the background, retrying through an outage).
         self._deliveries: list[asyncio.Task[None]] = []
         self._refusals = 0
@@ -241,7 +236,7 @@ class ApprovalWorkflow:
         self._all_patches = self._trusted or workflow.patched(ALL_PATCHES)
         if self._all_patches:
             self._v2 = self._sql_audit = self._dlq = self._lean_publish = True
-            self._signed = self._signed or self._trusted
+            self._guard.required = self._guard.required or self._trusted
         else:
             self._v2 = workflow.patched(ENTERPRISE_PATCH)
             self._sql_audit = workflow.patched(AUDIT_PATCH)
@@ -251,7 +246,7 @@ class ApprovalWorkflow:
             # Runs beside the lifecycle; `_finish` waits until it has written every event.
             self._audit_writer = asyncio.ensure_future(self._write_audit())
         if self._trusted:
-            refused = await self._verify_start(input)
+            refused = await verify_start(input, input.trust)
             if refused is not None:
                 return await self._refuse_start(refused)
         requester = input.requester
@@ -348,25 +343,6 @@ class ApprovalWorkflow:
 
     def _outage_window(self) -> timedelta:
         return timedelta(seconds=self._input.outage_window_seconds)
-
-    async def _verify_start(self, input: ApprovalInput) -> str | None:
-        """None when a gateway the worker trusts signed this start, else why not."""
-        info = workflow.info()
-        verdict = await workflow.execute_local_activity_method(
-            TrustActivities.verify_start,
-            StartCheck(
-                workflow_id=info.workflow_id,
-                content=body(input),
-                proofs=input.proofs,
-                started_at=info.start_time,
-            ),
-            start_to_close_timeout=timedelta(seconds=10),
-            retry_policy=VERIFY_START_RETRY,
-            summary="verify the start's signature",
-        )
-        if verdict.ok and input.trust is None:
-            return "the start names no gateway keys to trust"
-        return None if verdict.ok else verdict.reason
 
     async def _refuse_start(self, reason: str) -> WorkflowView:
         """Not started by a trusted gateway: nothing in the input is believed, nothing is planned,
@@ -843,28 +819,6 @@ class ApprovalWorkflow:
 
     # ---- authentication: every message signed by a gateway this workflow trusts ------------------
 
-    def _unauthenticated(self, message: Signed, name: str) -> str | None:
-        """Why `message` cannot be believed, or None when it can (or the workflow predates signatures).
-        Checked before anything else the message says, its tenant included: unsigned, it says nothing."""
-        if not self._signed:
-            return None
-        trust = self._input.trust
-        if trust is None:
-            return "this workflow trusts no gateway key"
-        proof, why = check(
-            message, workflow_id=workflow.info().workflow_id, name=name, trust=trust, now=workflow.now()
-        )
-        if proof is None:
-            return why
-        if proof_digest(proof) in self._seen:
-            return "this signed message was already used once"
-        return None
-
-    def _accept_message(self, message: Signed) -> None:
-        """Remember the message's proofs: the same signed message sent again is refused."""
-        if self._signed:
-            self._seen.update(proof_digest(proof) for proof in message.proofs)
-
     def _refuse_unauthenticated(self, what: str, claimed: Principal, why: str) -> ApplicationError:
         """Audit a message no trusted gateway signed, naming whom it claims to come from as a claim only;
         returns the error an update raises for it."""
@@ -884,13 +838,13 @@ class ApprovalWorkflow:
     @workflow.signal
     def refused(self, refusal: RefusalInput) -> None:
         """A message the gateway saw refused by a validator (so never in history): kept in the trail."""
-        why = self._unauthenticated(refusal, "refusal")
+        why = self._guard.problem(refusal, "refusal")
         if why is not None:
             self._refuse_unauthenticated("refusal", refusal.principal, why)
             return
         if refusal.principal.tenant != self._input.requester.tenant:
             return  # another tenant's attempt leaves no trace in this tenant's trail
-        self._accept_message(refusal)
+        self._guard.accept(refusal)
         self._refusals += 1
         if self._refusals > MAX_RECORDED_REFUSALS:
             return
@@ -955,9 +909,9 @@ class ApprovalWorkflow:
 
     @workflow.update
     async def decide(self, decision: DecideInput) -> WorkflowView:
-        if (why := self._unauthenticated(decision, "decide")) is not None:
+        if (why := self._guard.problem(decision, "decide")) is not None:
             raise self._refuse_unauthenticated("decision", decision.reviewer, why)
-        self._accept_message(decision)
+        self._guard.accept(decision)
         # Checked again: another decision accepted in the same workflow task may have moved the chain on.
         self._apply(decision, self._authority_or_refuse(decision))
         # Still executing after the timeout: the caller gets the view as it stands and can poll.
@@ -967,7 +921,7 @@ class ApprovalWorkflow:
 
     @decide.validator
     def _validate_decide(self, decision: DecideInput) -> None:
-        if self._unauthenticated(decision, "decide") is not None:
+        if self._guard.problem(decision, "decide") is not None:
             return  # accepted only so that the handler records the attempt, then refuses it
         self._authority_or_refuse(decision)
 
@@ -976,10 +930,10 @@ class ApprovalWorkflow:
 
     @workflow.signal
     def decision(self, decision: DecideInput) -> None:
-        if (why := self._unauthenticated(decision, "decide")) is not None:
+        if (why := self._guard.problem(decision, "decide")) is not None:
             self._refuse_unauthenticated("decision", decision.reviewer, why)
             return
-        self._accept_message(decision)
+        self._guard.accept(decision)
         checked = self._refusal(decision)
         if not isinstance(checked, Authority):
             # A signal cannot be refused to its sender, so the refusal is kept where auditors look.
@@ -1030,9 +984,9 @@ class ApprovalWorkflow:
 
     @workflow.update
     async def edit(self, request: EditInput) -> WorkflowView:
-        if (why := self._unauthenticated(request, "edit")) is not None:
+        if (why := self._guard.problem(request, "edit")) is not None:
             raise self._refuse_unauthenticated("edit", request.reviewer, why)
-        self._accept_message(request)
+        self._guard.accept(request)
         authority = self._edit_authority(request)
         assert self._proposal is not None and self._plan is not None
         base = self._proposal
@@ -1103,7 +1057,7 @@ class ApprovalWorkflow:
 
     @edit.validator
     def _validate_edit(self, request: EditInput) -> None:
-        if self._unauthenticated(request, "edit") is not None:
+        if self._guard.problem(request, "edit") is not None:
             return  # recorded and refused by the handler
         self._edit_authority(request)
 
@@ -1139,9 +1093,9 @@ class ApprovalWorkflow:
 
     @workflow.update
     async def withdraw(self, request: CancelInput) -> WorkflowView:
-        if (why := self._unauthenticated(request, "withdraw")) is not None:
+        if (why := self._guard.problem(request, "withdraw")) is not None:
             raise self._refuse_unauthenticated("withdrawal", request.principal, why)
-        self._accept_message(request)
+        self._guard.accept(request)
         self._check_withdraw(request)
         self._withdrawal = request
         with contextlib.suppress(*SETTLE_ENDS):
@@ -1150,7 +1104,7 @@ class ApprovalWorkflow:
 
     @withdraw.validator
     def _validate_withdraw(self, request: CancelInput) -> None:
-        if self._unauthenticated(request, "withdraw") is not None:
+        if self._guard.problem(request, "withdraw") is not None:
             return  # recorded and refused by the handler
         self._check_withdraw(request)
 
@@ -1198,9 +1152,9 @@ class ApprovalWorkflow:
 
     @workflow.update
     async def reassign(self, request: ReassignInput) -> WorkflowView:
-        if (why := self._unauthenticated(request, "reassign")) is not None:
+        if (why := self._guard.problem(request, "reassign")) is not None:
             raise self._refuse_unauthenticated("reassignment", request.admin, why)
-        self._accept_message(request)
+        self._guard.accept(request)
         step = self._check_reassign(request)
         before = step.assignee_name or step.role
         if self._trusted:
@@ -1234,7 +1188,7 @@ class ApprovalWorkflow:
 
     @reassign.validator
     def _validate_reassign(self, request: ReassignInput) -> None:
-        if self._unauthenticated(request, "reassign") is not None:
+        if self._guard.problem(request, "reassign") is not None:
             return  # recorded and refused by the handler
         self._check_reassign(request)
 
@@ -1253,9 +1207,9 @@ class ApprovalWorkflow:
 
     @workflow.update
     async def retry(self, request: RetryInput) -> WorkflowView:
-        if (why := self._unauthenticated(request, "retry")) is not None:
+        if (why := self._guard.problem(request, "retry")) is not None:
             raise self._refuse_unauthenticated("retry", request.admin, why)
-        self._accept_message(request)
+        self._guard.accept(request)
         self._check_retry(request)
         self._retry = request
         with contextlib.suppress(*SETTLE_ENDS):
@@ -1266,7 +1220,7 @@ class ApprovalWorkflow:
 
     @retry.validator
     def _validate_retry(self, request: RetryInput) -> None:
-        if self._unauthenticated(request, "retry") is not None:
+        if self._guard.problem(request, "retry") is not None:
             return  # recorded and refused by the handler
         self._check_retry(request)
 

@@ -24,7 +24,6 @@ with workflow.unsafe.imports_passed_through():
 
     from activities.audit import AuditActivities
     from activities.graph import GraphActivities
-    from activities.trust import TrustActivities
     from models.audit import AuditBatch, AuditEvent
     from models.decisions import ApprovalStep, DecideInput, Refusal, RefusalInput, StepStatus
     from models.enums import ActorKind, Decision, Role, WorkflowState
@@ -44,10 +43,10 @@ with workflow.unsafe.imports_passed_through():
         RunStatus,
     )
     from models.principals import Principal
-    from models.signatures import Signed, StartCheck, body, check, proof_digest
     from workflows import search_attributes as sa
     from workflows.graph_routing import NoRoute, next_step
     from workflows.policy import Authority, check_decision, record_decision
+    from workflows.trust import MessageGuard, verify_start
 
 EVENTS_TOPIC = "events"
 # The run's view keeps the latest log lines; the stream keeps the latest events across continue-as-new.
@@ -63,7 +62,6 @@ CANCEL_PATCH = "graph-cancellation"
 # ActivityError as a regular activity's is: temporalio 1.35), which escaped `run` and failed the
 # execution, its view left RUNNING and no `run_ended` sent. Older runs replay as they were.
 TRUST_PATCH = "graph-trust-2026-12"
-VERIFY_START_RETRY = RetryPolicy(maximum_attempts=3, initial_interval=timedelta(seconds=1))
 MAX_RECORDED_REFUSALS = 200
 MAX_LOGS = 2000
 MAX_RETAINED_EVENTS = 2000
@@ -117,8 +115,7 @@ class GraphWorkflow:
         # TRUST_PATCH: signatures are required once the run is of the trusted protocol, or whenever
         # its input names trusted keys (a message may arrive before `run` starts).
         self._trusted = False
-        self._signed = input.trust is not None
-        self._seen: set[str] = set()
+        self._guard = MessageGuard(input.trust, required=input.trust is not None)
         self._refusals = 0
 
     # ---- the run --------------------------------------------------------------------------------
@@ -126,7 +123,7 @@ class GraphWorkflow:
     @workflow.run
     async def run(self, input: GraphRunInput) -> GraphRunView:
         if workflow.patched(TRUST_PATCH):
-            self._trusted = self._signed = True
+            self._trusted = self._guard.required = True
             refused = await self._verify_start(input)
             if refused is not None:
                 return await self._refuse_start(refused)
@@ -169,21 +166,7 @@ class GraphWorkflow:
             # Carried state (next node, visits, data) comes only from this workflow's continue-as-new;
             # a run started with it from outside could skip an approval node.
             return None if info.continued_run_id is not None else "a run may carry state only when continued"
-        verdict = await workflow.execute_local_activity_method(
-            TrustActivities.verify_start,
-            StartCheck(
-                workflow_id=info.workflow_id,
-                content=body(input),
-                proofs=input.proofs,
-                started_at=info.start_time,
-            ),
-            start_to_close_timeout=timedelta(seconds=10),
-            retry_policy=VERIFY_START_RETRY,
-            summary="verify the start's signature",
-        )
-        if verdict.ok and input.trust is None:
-            return "the start names no gateway keys to trust"
-        return None if verdict.ok else verdict.reason
+        return await verify_start(input, input.trust)
 
     async def _refuse_start(self, reason: str) -> GraphRunView:
         self._status, self._error = RunStatus.FAILED, f"not started by a trusted gateway: {reason}"
@@ -196,26 +179,6 @@ class GraphWorkflow:
         return self.view()
 
     # ---- authentication ----------------------------------------------------------------------------
-
-    def _unauthenticated(self, message: Signed, name: str) -> str | None:
-        """Why `message` cannot be believed; None when it can (or the run predates signatures)."""
-        if not self._signed:
-            return None
-        trust = self._input.trust
-        if trust is None:
-            return "this run trusts no gateway key"
-        proof, why = check(
-            message, workflow_id=workflow.info().workflow_id, name=name, trust=trust, now=workflow.now()
-        )
-        if proof is None:
-            return why
-        if proof_digest(proof) in self._seen:
-            return "this signed message was already used once"
-        return None
-
-    def _accept_message(self, message: Signed) -> None:
-        if self._signed:
-            self._seen.update(proof_digest(proof) for proof in message.proofs)
 
     def _refuse_unauthenticated(self, what: str, claimed: Principal, why: str) -> ApplicationError:
         """Audit a message no trusted gateway signed; the error an update raises for it."""
@@ -235,13 +198,13 @@ class GraphWorkflow:
     @workflow.signal
     def refused(self, refusal: RefusalInput) -> None:
         """A decision the gateway saw refused by the validator, kept in the run's audit trail."""
-        why = self._unauthenticated(refusal, "refusal")
+        why = self._guard.problem(refusal, "refusal")
         if why is not None:
             self._refuse_unauthenticated("refusal", refusal.principal, why)
             return
         if refusal.principal.tenant != self._input.requester.tenant:
             return  # another tenant's attempt leaves no trace here
-        self._accept_message(refusal)
+        self._guard.accept(refusal)
         self._refusals += 1
         if self._refusals <= MAX_RECORDED_REFUSALS:
             self._audit_event(
@@ -499,9 +462,9 @@ class GraphWorkflow:
 
     @workflow.update
     async def decide(self, decision: DecideInput) -> GraphRunView:
-        if (why := self._unauthenticated(decision, "decide")) is not None:
+        if (why := self._guard.problem(decision, "decide")) is not None:
             raise self._refuse_unauthenticated("decision", decision.reviewer, why)
-        self._accept_message(decision)
+        self._guard.accept(decision)
         authority = self._check(decision)
         waiting = self._waiting
         assert waiting is not None
@@ -527,7 +490,7 @@ class GraphWorkflow:
 
     @decide.validator
     def _validate_decide(self, decision: DecideInput) -> None:
-        if self._unauthenticated(decision, "decide") is not None:
+        if self._guard.problem(decision, "decide") is not None:
             return  # accepted only so that the handler records the attempt, then refuses it
         self._check(decision)
 
