@@ -16,6 +16,7 @@ Derandomized (the same examples on every run) and without a database, like the s
 import json
 import math
 import re
+from datetime import timedelta, timezone
 from typing import Any
 
 import pytest
@@ -36,6 +37,7 @@ from models.decisions import (
     ReassignRequest,
     RetryRequest,
 )
+from models.enums import Role
 from models.graph import GraphDefinition, RunGraphRequest
 from models.principals import DelegateRequest
 from models.requests import SubmitRequest
@@ -62,6 +64,14 @@ PROPERTY = settings(
     database=None,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much, HealthCheck.data_too_large],
+)
+
+# A JSON Schema date-time is RFC 3339, whose offsets are whole minutes. (IANA zones before 1900 have
+# local-mean-time offsets in seconds, which isoformat writes and no date-time parser need accept: drawn
+# from them, about half the "plain" date-times were not date-times, and how many bodies got through
+# varied with Hypothesis's seed, which depends on the modules already imported.)
+RFC3339_OFFSETS = st.integers(-(24 * 60 - 1), 24 * 60 - 1).map(
+    lambda minutes: timezone(timedelta(minutes=minutes))
 )
 
 HOSTILE_NUMBERS = st.sampled_from([math.nan, math.inf, -math.inf, 10**400, -(2**64), 1e308, -0.0])
@@ -149,7 +159,7 @@ def _string(schema: dict[str, Any]) -> st.SearchStrategy[Any]:
         pattern = schema["pattern"].removeprefix("^").removesuffix("$")
         plain = st.from_regex(pattern, fullmatch=True).filter(lambda s: low <= len(s) <= high)
     elif schema.get("format") == "date-time":
-        plain = st.datetimes(timezones=st.timezones()).map(lambda moment: moment.isoformat())
+        plain = st.datetimes(timezones=RFC3339_OFFSETS).map(lambda moment: moment.isoformat())
     else:
         plain = st.text(min_size=low, max_size=min(high, low + 30))
     return sometimes(plain, HOSTILE_TEXT)
@@ -175,8 +185,21 @@ VALID_NODES = st.lists(
     max_size=3,
     unique_by=lambda node: node["id"],
 )
+# A reassignment names exactly one target; each target's value still drawn with its hostile leaves.
+ONE_TARGET = st.one_of(
+    st.fixed_dictionaries(
+        {
+            "to_role": sometimes(st.sampled_from([role.value for role in Role]), HOSTILE_TEXT),
+            "to_principal_id": st.none(),
+        }
+    ),
+    st.fixed_dictionaries(
+        {"to_role": st.none(), "to_principal_id": _string({"minLength": 1, "maxLength": 64})}
+    ),
+)
 VALID_PARTS: dict[type[BaseModel], st.SearchStrategy[dict[str, Any]]] = {
     GraphDefinition: st.fixed_dictionaries({"nodes": VALID_NODES, "parallel": st.just([])}),
+    ReassignRequest: ONE_TARGET,
 }
 
 
