@@ -292,9 +292,12 @@ class PrincipalStore:
     def __init__(self, db: aiosqlite.Connection, clock: Clock | None = None) -> None:
         self._db = db
         self._clock = clock or (lambda: datetime.now(UTC))
-        # One connection, shared by every request's coroutine: writes take turns, so that one's
-        # transaction never begins inside, or commits half of, another's.
-        self._writing = asyncio.Lock()
+        # One connection, shared by every request's coroutine: each read and each transaction takes
+        # its turn. So one's transaction never begins inside, or commits half of, another's; and no
+        # read's statement is open (holding SQLite's shared lock) when this connection's BEGIN
+        # IMMEDIATE asks for the write lock while another connection commits: SQLite refuses that
+        # at once as a deadlock ("database is locked") instead of waiting out the busy timeout.
+        self._turn = asyncio.Lock()
 
     @classmethod
     async def open(cls, path: Path, clock: Clock | None = None) -> "PrincipalStore":
@@ -327,7 +330,7 @@ class PrincipalStore:
 
     @asynccontextmanager
     async def _transaction(self) -> AsyncIterator[None]:
-        async with self._writing:
+        async with self._turn:
             await self._db.execute("BEGIN IMMEDIATE")
             try:
                 yield
@@ -453,11 +456,11 @@ class PrincipalStore:
         """Every principal (or a tenant's), with its keys' prefixes and states: never a key."""
         now = self._now()
         if tenant is None:
-            rows = await (await self._db.execute(_RECORDS)).fetchall()
-            key_rows = await (await self._db.execute(_ALL_KEYS)).fetchall()
+            rows = await self._all(_RECORDS)
+            key_rows = await self._all(_ALL_KEYS)
         else:
-            rows = await (await self._db.execute(_RECORDS_OF_TENANT, (tenant,))).fetchall()
-            key_rows = await (await self._db.execute(_KEYS_OF_TENANT, (tenant,))).fetchall()
+            rows = await self._all(_RECORDS_OF_TENANT, tenant)
+            key_rows = await self._all(_KEYS_OF_TENANT, tenant)
         keys: dict[str, list[ApiKeyRecord]] = {}
         for key in key_rows:
             keys.setdefault(key[0], []).append(_key_record(key, now))
@@ -469,8 +472,7 @@ class PrincipalStore:
         if row is None:
             raise NotFound(f"no principal {principal_id}")
         now = self._now()
-        cursor = await self._db.execute(_KEYS_OF, (principal_id,))
-        return _record(row, [_key_record(key, now) for key in await cursor.fetchall()])
+        return _record(row, [_key_record(key, now) for key in await self._all(_KEYS_OF, principal_id)])
 
     async def set_disabled(self, principal_id: str, disabled: bool) -> bool:
         """Disable (or enable) a principal; False when it already was. Raises NotFound.
@@ -580,8 +582,9 @@ class PrincipalStore:
         wanted = set(roles)
         if not wanted:
             return []
-        cursor = await self._db.execute(_PRINCIPALS_OF_TENANT, (tenant,))
-        everyone = [r for r in map(_recipient, await cursor.fetchall()) if r is not None]
+        everyone = [
+            r for r in map(_recipient, await self._all(_PRINCIPALS_OF_TENANT, tenant)) if r is not None
+        ]
         return [r for r in everyone if wanted.intersection(r.roles)]
 
     async def count(self) -> int:
@@ -646,7 +649,6 @@ class PrincipalStore:
 
     async def delegation_log(self, delegator_id: str) -> list[DelegationEvent]:
         """Every delegation `delegator_id` set or ended, oldest first."""
-        cursor = await self._db.execute(_LOG_OF, (delegator_id,))
         return [
             DelegationEvent(
                 at=row[0],
@@ -658,7 +660,7 @@ class PrincipalStore:
                 ends_at=row[6],
                 reason=row[7],
             )
-            for row in await cursor.fetchall()
+            for row in await self._all(_LOG_OF, delegator_id)
         ]
 
     async def delegation_of(self, delegator_id: str) -> Delegation | None:
@@ -673,12 +675,18 @@ class PrincipalStore:
         nothing.
         """
         at = _instant(now)
-        cursor = await self._db.execute(_DELEGATORS_FOR, (delegate.id, delegate.tenant, at, at))
-        return [p for p in map(_principal, await cursor.fetchall()) if p is not None]
+        rows = await self._all(_DELEGATORS_FOR, delegate.id, delegate.tenant, at, at)
+        return [p for p in map(_principal, rows) if p is not None]
 
     async def _one(self, sql: str, *params: Any) -> Any:
-        cursor = await self._db.execute(sql, params)
-        return await cursor.fetchone()
+        """The first row, read in this connection's turn (outside a transaction only)."""
+        async with self._turn, self._db.execute(sql, params) as cursor:
+            return await cursor.fetchone()
+
+    async def _all(self, sql: str, *params: Any) -> list[Any]:
+        """Every row, read in this connection's turn (outside a transaction only)."""
+        async with self._turn, self._db.execute(sql, params) as cursor:
+            return list(await cursor.fetchall())
 
 
 async def _columns(db: aiosqlite.Connection, table: str) -> set[str]:
