@@ -29,6 +29,11 @@ COPY tools ./tools
 COPY models ./models
 COPY api ./api
 COPY graphs ./graphs
+COPY config ./config
+COPY security ./security
+COPY store ./store
+COPY observability ./observability
+COPY worker.py ./worker.py
 RUN --mount=type=cache,target=/root/.cache/uv \
     uv sync --frozen --no-dev --no-editable
 

@@ -7,11 +7,11 @@ retry after a lost acknowledgement stores nothing twice.
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from countersign import metrics
-from countersign.audit_keys import AuditKeyring
-from countersign.audit_store import AuditConflict, AuditGap, AuditStore
-from countersign.sql import OpenedOnFirstUse
 from models.audit import AuditAck, AuditBatch
+from observability import metrics
+from security.audit_keys import AuditKeyring
+from store.audit_store import AuditConflict, AuditGap, AuditStore
+from store.sql import OpenedOnFirstUse
 
 
 class AuditActivities:

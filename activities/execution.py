@@ -25,11 +25,11 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.heartbeat import heartbeating
-from countersign import metrics
-from countersign.execution_ledger import ExecutionLedger, LeaseBusy, LeaseLost, LedgerConflict
-from countersign.retry_after import capped_delay
-from countersign.sql import OpenedOnFirstUse, default_url
+from models.retry_after import capped_delay
 from models.tools import LedgerStatus, ToolCall, ToolOutcome
+from observability import metrics
+from store.execution_ledger import ExecutionLedger, LeaseBusy, LeaseLost, LedgerConflict
+from store.sql import OpenedOnFirstUse, default_url
 from tools.effects import canonical_args_json
 from tools.integrations import Integrations
 from tools.registry import RetryLater, ToolContext, ToolRegistry

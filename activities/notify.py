@@ -15,9 +15,9 @@ from typing import Protocol
 
 from temporalio import activity
 
-from countersign.principals import PrincipalStore
 from models.notifications import Notification, NotifyResult
 from models.principals import Recipient
+from store.principals import PrincipalStore
 from tools.args import SendEmailArgs
 from tools.integrations import Integrations
 from tools.registry import ToolContext, ToolRegistry

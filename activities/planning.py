@@ -14,11 +14,11 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.heartbeat import heartbeating
-from countersign import metrics
-from countersign.retry_after import capped_delay
 from llm.base import Planner
 from llm.errors import ProviderError
 from models.proposal import Plan, PlanInput, PlanProvenance
+from models.retry_after import capped_delay
+from observability import metrics
 from tools.registry import ToolRegistry
 
 

@@ -1,6 +1,6 @@
 """Bearer authentication: every route but /healthz and /docs depends on `current_principal`.
 
-The credential is a JWT when it has a JWT's shape and `jwt_algorithm` is set (countersign/tokens.py
+The credential is a JWT when it has a JWT's shape and `jwt_algorithm` is set (api/tokens.py
 verifies it), an API key from `countersign principal add` otherwise. Either way the principal store has
 the last word: a token's principal is recorded there (or refused, when disabled or when its `sub` is an
 API-key principal's), and a key must be neither revoked, past its grace period, nor a disabled
@@ -13,10 +13,10 @@ from typing import Annotated, Any
 from fastapi import Depends, HTTPException, Request, WebSocket, WebSocketDisconnect, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from countersign.principals import PrincipalStore, SignInRefused
-from countersign.settings import Settings
-from countersign.tokens import TokenRejected, TokenVerifier, looks_like_jwt
+from api.tokens import TokenRejected, TokenVerifier, looks_like_jwt
+from config.settings import Settings
 from models.principals import Principal
+from store.principals import PrincipalStore, SignInRefused
 
 _bearer = HTTPBearer(
     auto_error=False,

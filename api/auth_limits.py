@@ -36,7 +36,7 @@ from fastapi.responses import JSONResponse
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from countersign.tokens import looks_like_jwt
+from api.tokens import looks_like_jwt
 
 WINDOW_SECONDS = 60.0
 MAX_KEYS = 50_000

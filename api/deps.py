@@ -7,11 +7,11 @@ from pydantic import BaseModel
 from temporalio.client import Client
 
 from api.auth import current_principal
-from countersign.approvals import ApprovalService
-from countersign.audit_log import AuditLog
-from countersign.graph_runs import GraphService
-from countersign.principals import PrincipalStore
+from api.services.approvals import ApprovalService
+from api.services.audit_log import AuditLog
+from api.services.graph_runs import GraphService
 from models.principals import Principal
+from store.principals import PrincipalStore
 
 
 # `async def`, not `def`: FastAPI runs plain functions in its thread pool, one hop per request each.

@@ -20,21 +20,21 @@ from api.limits import RequestLimitMiddleware
 from api.routes import approvals, audit, codec, graphs, health, metrics, principals, tools, workflows
 from api.routes.ui import mount_ui
 from api.security_headers import SecurityHeadersMiddleware
-from countersign import tracing
-from countersign.approvals import ApprovalService
-from countersign.audit_log import AuditLog
-from countersign.audit_store import AuditStore
-from countersign.errors import Conflict, CountersignError, Forbidden, Invalid, NotFound
-from countersign.gateway_signing import GatewaySigning
-from countersign.graph_runs import GraphService
-from countersign.graph_store import GraphStore
-from countersign.policy_file import load_policy
-from countersign.principals import PrincipalStore
-from countersign.settings import Settings
-from countersign.temporal import connect
+from api.services.approvals import ApprovalService
+from api.services.audit_log import AuditLog
+from api.services.graph_runs import GraphService
+from config.policy_file import load_policy
+from config.settings import Settings
+from config.temporal import connect
 from graphs.registry import build_node_registry
 from graphs.shipped import shipped_definitions
 from graphs.validation import check_graph
+from models.errors import Conflict, CountersignError, Forbidden, Invalid, NotFound
+from observability import tracing
+from security.gateway_signing import GatewaySigning
+from store.audit_store import AuditStore
+from store.graph_store import GraphStore
+from store.principals import PrincipalStore
 from tools.builtin import build_registry
 
 log = logging.getLogger(__name__)

@@ -9,6 +9,7 @@ import asyncio
 import time
 import uuid
 from datetime import timedelta
+from typing import Any
 
 from pydantic import BaseModel
 from temporalio import activity, workflow
@@ -61,7 +62,7 @@ class FloorWorkflow:
         return True
 
 
-async def shape_of(handle: WorkflowHandle, decision: str = "decide") -> FloorShape:
+async def shape_of(handle: WorkflowHandle[Any, Any], decision: str = "decide") -> FloorShape:
     """Activities scheduled before and after the approval (the first accepted update named
     `decision`; a submit that waits sends another update, `proposed`, with the start)."""
     before = after = 0

@@ -22,15 +22,15 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from api.main import attach, create_app, detach
-from countersign import audit_keys, gateway_keys
-from countersign.gateway_keys import GatewaySigner
-from countersign.gateway_signing import GatewaySigning
-from countersign.settings import Settings
+from config.settings import Settings
 from countersign.stack import temporal_binary
-from countersign.worker import WorkerTrust, build_worker
 from llm.rules import RulesPlanner
+from models import search_attributes as sa
 from models.enums import Role
-from workflows import search_attributes as sa
+from security import audit_keys, gateway_keys
+from security.gateway_keys import GatewaySigner
+from security.gateway_signing import GatewaySigning
+from worker import WorkerTrust, build_worker
 
 
 @dataclass

@@ -10,8 +10,8 @@ import httpx
 from benchmarks.harness import Stack, rss_megabytes
 from benchmarks.lifecycle import SUBMIT_WAIT_SECONDS, TEXT, WAITING
 from benchmarks.stats import percentile
-from countersign.settings import Settings
-from workflows import search_attributes as sa
+from config.settings import Settings
+from models import search_attributes as sa
 
 SUBMITTERS = 50
 INBOX_SAMPLES = 10

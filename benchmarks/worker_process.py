@@ -10,12 +10,13 @@ import sys
 from pathlib import Path
 
 from temporalio.worker import UnsandboxedWorkflowRunner, Worker
+from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
 
 from benchmarks.floor import FLOOR_QUEUE_SUFFIX, PLAIN_FLOOR_QUEUE_SUFFIX, FloorWorkflow, floor_step
-from countersign.settings import Settings
-from countersign.temporal import connect
-from countersign.worker import WorkerTrust, build_worker
+from config.settings import Settings
+from config.temporal import connect
 from llm.rules import RulesPlanner
+from worker import WorkerTrust, build_worker
 
 
 async def serve(address: str, queue: str, data_dir: Path) -> None:
@@ -40,7 +41,9 @@ async def serve(address: str, queue: str, data_dir: Path) -> None:
             workflows=[FloorWorkflow],
             activities=[floor_step],
             max_cached_workflows=cache,
-            **({} if suffix == FLOOR_QUEUE_SUFFIX else {"workflow_runner": UnsandboxedWorkflowRunner()}),
+            workflow_runner=(
+                SandboxedWorkflowRunner() if suffix == FLOOR_QUEUE_SUFFIX else UnsandboxedWorkflowRunner()
+            ),
         )
         for suffix in (FLOOR_QUEUE_SUFFIX, PLAIN_FLOOR_QUEUE_SUFFIX)
     )

@@ -13,8 +13,8 @@ from countersign.cli_common import DataDir, err
 from countersign.cli_common import settings_from as _settings
 
 if TYPE_CHECKING:
-    from countersign.audit_keys import AuditKeyring
-    from countersign.settings import Settings
+    from config.settings import Settings
+    from security.audit_keys import AuditKeyring
 
 audit_app = typer.Typer(help="Check, anchor and export the SQL audit log (COUNTERSIGN_AUDIT_DATABASE_URL).")
 ledger_app = typer.Typer(help="The execution ledger: each approved action's key, attempts and result.")
@@ -22,7 +22,7 @@ ledger_app = typer.Typer(help="The execution ledger: each approved action's key,
 
 def _audit_failure(url: str, error: Exception, what: str = "audit log") -> typer.Exit:
     """A SQL store that cannot be opened or read: one line, its URL without the password, exit 2."""
-    from countersign.sql import masked_url
+    from store.sql import masked_url
 
     where = masked_url(url) if "://" in url else "(malformed URL)"
     reason = str(error).splitlines()[0] if str(error) else type(error).__name__
@@ -32,7 +32,7 @@ def _audit_failure(url: str, error: Exception, what: str = "audit log") -> typer
 
 def _keyring(settings: "Settings") -> "AuditKeyring":
     """The audit keys from settings; without them, say how to get them and exit 2."""
-    from countersign.gateway_keys import MissingKey
+    from security.gateway_keys import MissingKey
 
     try:
         return settings.audit_keyring()
@@ -61,9 +61,9 @@ def audit_verify(
     from rich.markup import escape
     from sqlalchemy.exc import SQLAlchemyError
 
-    from countersign.audit_store import Anchors, AuditStore
-    from countersign.sql import masked_url
     from models.audit import VerifyReport
+    from store.audit_store import Anchors, AuditStore
+    from store.sql import masked_url
 
     settings = _settings(data_dir=data_dir)
     url, keyring = settings.audit_url, _keyring(settings)
@@ -125,8 +125,8 @@ def audit_anchor(
     from rich.markup import escape
     from sqlalchemy.exc import SQLAlchemyError
 
-    from countersign.audit_store import AuditStore, anchor_line
     from models.audit import AuditAnchor, VerifyReport
+    from store.audit_store import AuditStore, anchor_line
 
     settings = _settings(data_dir=data_dir)
     store_url, keyring = settings.audit_url, _keyring(settings)
@@ -209,7 +209,7 @@ def audit_export(
 
     from sqlalchemy.exc import SQLAlchemyError
 
-    from countersign.audit_store import AuditStore
+    from store.audit_store import AuditStore
 
     url = _settings(data_dir=data_dir).audit_url
 
@@ -245,8 +245,8 @@ def ledger_list(
     from rich.table import Table
     from sqlalchemy.exc import SQLAlchemyError
 
-    from countersign.execution_ledger import ExecutionLedger
     from models.tools import LedgerEntry, LedgerStatus
+    from store.execution_ledger import ExecutionLedger
 
     try:
         wanted = None if status is None else LedgerStatus(status)

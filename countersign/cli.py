@@ -59,25 +59,10 @@ def up(
 
 @app.command()
 def worker(data_dir: DataDir = None, temporal_address: TemporalAddress = None) -> None:
-    """Run the worker against a Temporal server."""
-    from countersign.gateway_keys import MissingKey
-    from countersign.logs import configure_logging
-    from countersign.tracing import WORKER_SERVICE
-    from countersign.worker import run_worker
-    from countersign.worker_watchdog import WorkerStalled
-    from llm.spec import SpecError
+    """Run the worker against a Temporal server (the same as `python worker.py`)."""
+    from worker import main as run
 
-    settings = _settings(data_dir=data_dir, temporal_address=temporal_address)
-    # COUNTERSIGN_LOG_FORMAT: text or JSON lines, with workflow ids; secrets and request texts redacted.
-    configure_logging(settings, WORKER_SERVICE)
-    try:
-        asyncio.run(run_worker(settings))
-    except (SpecError, MissingKey) as error:  # a planner that cannot be built, a key it lacks
-        err.print(f"[bold red]error:[/] {error}")
-        raise typer.Exit(2) from None
-    except WorkerStalled as error:  # its supervisor (compose, systemd, `countersign up`) restarts it
-        err.print(f"[bold red]error:[/] {error}")
-        raise typer.Exit(3) from None
+    raise typer.Exit(run(_settings(data_dir=data_dir, temporal_address=temporal_address)))
 
 
 @app.command()
@@ -90,10 +75,10 @@ def api(
     import uvicorn
 
     from api.main import create_app
-    from countersign.gateway_keys import MissingKey
-    from countersign.logs import configure_logging
-    from countersign.policy_file import PolicyFileError, load_policy
-    from countersign.tracing import API_SERVICE
+    from config.policy_file import PolicyFileError, load_policy
+    from observability.logs import configure_logging
+    from observability.tracing import API_SERVICE
+    from security.gateway_keys import MissingKey
 
     settings = _settings(data_dir=data_dir, temporal_address=temporal_address, api_port=api_port)
     try:
@@ -146,7 +131,7 @@ def eval_command(
     ] = None,
 ) -> None:
     """Measure planners on a labelled set: request type, field and tool accuracy per provider."""
-    from countersign import evaluation as ev
+    from llm import evaluation as ev
     from llm.factory import build_planner
     from llm.spec import SpecError
     from tools.builtin import build_registry
@@ -201,7 +186,7 @@ def policy_check(
     """Check an approval policy file and summarise its rules; problems are listed by line."""
     from rich.markup import escape
 
-    from countersign.policy_file import DEFAULT_POLICY_FILE, PolicyFileError, load_policy
+    from config.policy_file import DEFAULT_POLICY_FILE, PolicyFileError, load_policy
     from models.policy import StepSpec, format_duration, resolve_timing
 
     source = file or _settings().policy_file or DEFAULT_POLICY_FILE
@@ -244,8 +229,8 @@ def dlq_list(
 
     from rich.table import Table
 
-    from countersign.approvals import list_dead_letters
-    from countersign.temporal import connect
+    from api.services.approvals import list_dead_letters
+    from config.temporal import connect
 
     settings = _settings(data_dir=data_dir, temporal_address=temporal_address)
 

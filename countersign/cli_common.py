@@ -8,7 +8,7 @@ import typer
 from pydantic import ValidationError
 from rich.console import Console
 
-from countersign.settings import Settings
+from config.settings import Settings
 
 # soft_wrap: an error message is one line, whatever the terminal width, so scripts can grep it.
 err = Console(stderr=True, soft_wrap=True)

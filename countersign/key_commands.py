@@ -4,8 +4,8 @@ from typing import Annotated, Literal
 
 import typer
 
-from countersign import audit_keys, gateway_keys
 from countersign.cli_common import err
+from security import audit_keys, gateway_keys
 
 keys_app = typer.Typer(help="Make the keys Countersign keeps outside its database.")
 

@@ -1,6 +1,6 @@
 """`countersign principal ...`: principals (reviewers and requesters), their API keys and roles.
 
-Every change is recorded in the SQL audit log (countersign/admin_audit.py). The audit log is opened,
+Every change is recorded in the SQL audit log (store/admin_audit.py). The audit log is opened,
 with its key, before anything changes: a command that could not record what it did does nothing. Should
 the record still fail after the change (the database went away in between), the command says so and
 exits 1, and a new key is printed all the same: withholding it would leave the principal locked out.
@@ -17,14 +17,14 @@ from typing import Annotated, Any, TypeVar
 import typer
 from pydantic import ValidationError
 
-from countersign.admin_audit import AdminAudit, Data
+from config.settings import Settings
 from countersign.cli_common import DataDir, err
 from countersign.cli_common import settings_from as _settings
-from countersign.errors import Invalid, NotFound
-from countersign.principals import PrincipalStore
-from countersign.settings import Settings
 from models.enums import Role
+from models.errors import Invalid, NotFound
 from models.principals import ApiKeyRecord, PrincipalRecord
+from store.admin_audit import AdminAudit, Data
+from store.principals import PrincipalStore
 
 principal_app = typer.Typer(
     help="Manage principals (reviewers and requesters), their API keys and roles; every change is audited."
@@ -72,7 +72,7 @@ def parse_grace(value: str) -> timedelta:
 @asynccontextmanager
 async def _admin(settings: Settings) -> AsyncIterator[tuple[PrincipalStore, AdminAudit]]:
     """The principal store and the audit log, both open: the audit log (and its key) first."""
-    from countersign.audit_store import AuditStore
+    from store.audit_store import AuditStore
 
     keyring = settings.audit_keyring()
     async with (
@@ -98,7 +98,7 @@ def _run(settings: Settings, action: Callable[[PrincipalStore, AdminAudit], Awai
     """Run one administrative action; a refusal is one line on stderr and exit 1 (unknown id) or 2."""
     from sqlalchemy.exc import SQLAlchemyError
 
-    from countersign.gateway_keys import MissingKey
+    from security.gateway_keys import MissingKey
 
     async def run() -> T:
         async with _admin(settings) as (store, audit):

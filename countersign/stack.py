@@ -24,13 +24,13 @@ from types import FrameType
 from rich.console import Console
 from rich.markup import escape
 
-from countersign import audit_keys, gateway_keys
+from config.settings import Settings
+from config.temporal import connect, dev_server_flags, ensure_search_attributes
 from countersign.mail_sink import MailSink
-from countersign.principals import PrincipalStore
-from countersign.settings import Settings
-from countersign.temporal import connect, dev_server_flags, ensure_search_attributes
 from models.enums import Role
 from models.principals import NewPrincipal
+from security import audit_keys, gateway_keys
+from store.principals import PrincipalStore
 
 console = Console()
 READY_TIMEOUT = 90.0
@@ -334,9 +334,9 @@ def _stop(children: list[subprocess.Popen[bytes]]) -> None:
 
 def _planner_chain(settings: Settings) -> str:
     """The planners the worker will use, checked now so a missing key fails before anything starts."""
-    from countersign.worker import build_planners
     from llm.spec import SpecError
     from tools.builtin import build_registry
+    from worker import build_planners
 
     try:
         planners = build_planners(settings, build_registry())
@@ -347,7 +347,7 @@ def _planner_chain(settings: Settings) -> str:
 
 def _policy(settings: Settings) -> str:
     """The approval policy the gateway will load, checked now so a bad file names its line up front."""
-    from countersign.policy_file import DEFAULT_POLICY_FILE, PolicyFileError, load_policy
+    from config.policy_file import DEFAULT_POLICY_FILE, PolicyFileError, load_policy
 
     try:
         policy = load_policy(settings.policy_file)

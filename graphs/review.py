@@ -50,8 +50,8 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from graphs.registry import NodeContext, NodeError, node_fn
+from models.expressions import parse
 from models.graph import MAX_INPUT_BYTES
-from workflows.expressions import parse
 
 DEFAULT_THRESHOLD: Final = 8.0
 DEFAULT_MAX_ROUNDS: Final = 5

@@ -13,9 +13,9 @@ from typing import Any
 
 import yaml
 
+from models.expressions import ExpressionError, parse
 from models.graph import GraphDefinition, NodeKind
-from workflows.expressions import ExpressionError, parse
-from workflows.graph_routing import check_condition
+from models.graph_routing import check_condition
 
 # A `when` is evaluated by simpleeval, which recurses two or three frames per level of its tree: the 500
 # characters a condition may have nest up to ~490 levels (`-` after `-`), past Python's recursion limit.

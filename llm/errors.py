@@ -8,7 +8,7 @@ import re
 from collections.abc import Iterable, Mapping
 from types import ModuleType
 
-from countersign.retry_after import retry_after_seconds
+from models.retry_after import retry_after_seconds
 
 # Key shapes of the major vendors, masked wherever a provider echoes them back in an error.
 _KEY_PATTERNS = re.compile(

@@ -47,7 +47,7 @@ class StoredAuditEvent(BaseModel):
     (sorted keys, no whitespace, UTF-8) of every other field, `prev_hash` and `key_id` included.
     Changing, removing or reordering an event breaks the chain, and without the key (which is not in
     the database) nobody can make a new valid link. A row with no `key_id` is a legacy link from before
-    the log had keys: plain SHA-256 of the same JSON without `key_id` (countersign/audit_store.py).
+    the log had keys: plain SHA-256 of the same JSON without `key_id` (store/audit_store.py).
     """
 
     workflow_id: str

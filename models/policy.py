@@ -1,6 +1,6 @@
 """Approval policy as data: which roles must approve what, in which order, within what time.
 
-The YAML file (`COUNTERSIGN_POLICY_FILE`, `countersign/default_policy.yaml` when unset) is parsed into
+The YAML file (`COUNTERSIGN_POLICY_FILE`, `config/default_policy.yaml` when unset) is parsed into
 `ApprovalPolicy` and frozen into each workflow's input, so the history shows the rules that applied.
 `LegacyPolicy` is the JSON shape workflows started before the YAML policy carry in their input; it is
 kept only so those histories still decode and replay.
@@ -21,7 +21,7 @@ from pydantic import (
 )
 
 from models.enums import READ_ONLY_ROLES, RequestType, Role
-from workflows.expressions import (
+from models.expressions import (
     EXTRA_STEP_NAMES,
     FACT_NAMES,
     PLANNER_LABELS,
@@ -30,7 +30,7 @@ from workflows.expressions import (
     names_in,
 )
 
-# Validation context that `countersign.policy_file.load_policy` passes: the policy is being loaded for
+# Validation context that `config.policy_file.load_policy` passes: the policy is being loaded for
 # new workflows, so its conditions may name only what the action states about itself.
 FACTS_ONLY = "facts_only"
 
@@ -158,7 +158,7 @@ class StepSpec(BaseModel):
 
 
 class PolicyRule(BaseModel):
-    """`when` is a safe expression over the plan (see `workflows/expressions.py`); first match wins."""
+    """`when` is a safe expression over the plan (see `models/expressions.py`); first match wins."""
 
     model_config = ConfigDict(extra="forbid")
 

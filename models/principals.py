@@ -16,7 +16,7 @@ from pydantic import (
 from models.enums import Role
 
 # Tenant names Countersign keeps for itself, compared without regard to case. Names starting with `_` or
-# `.` are all reserved too: `_builtin` owns the graphs shipped with Countersign (countersign/graph_store.py)
+# `.` are all reserved too: `_builtin` owns the graphs shipped with Countersign (store/graph_store.py)
 # and is visible to every tenant, so a tenant of that name would rewrite them for everyone. The words
 # below are kept back for the same kind of use (and `none`/`null`, which an identity provider's mapping
 # bug could turn a missing claim into).

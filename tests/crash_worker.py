@@ -22,10 +22,10 @@ import functools
 import sys
 from pathlib import Path
 
-import countersign.worker
-from countersign.settings import Settings
-from countersign.worker import run_worker
+import worker
+from config.settings import Settings
 from models.tools import ToolCall
+from worker import run_worker
 
 RESUME_POLL_SECONDS = 0.1
 
@@ -55,8 +55,8 @@ def main() -> None:
             out.write(f"resumed, {ignored} cancellation(s) ignored\n")
 
     if resume is not None:
-        countersign.worker.Worker = functools.partial(  # type: ignore[misc]
-            countersign.worker.Worker, max_concurrent_activities=1
+        worker.Worker = functools.partial(  # type: ignore[misc]
+            worker.Worker, max_concurrent_activities=1
         )
     asyncio.run(run_worker(Settings(), execution_checkpoint=pause))
 

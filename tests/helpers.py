@@ -7,15 +7,15 @@ from typing import TypeVar
 
 from temporalio.client import Client, WorkflowHandle
 
-from countersign import audit_keys, gateway_keys
-from countersign.audit_keys import AuditKeyring
-from countersign.gateway_keys import GatewaySigner
-from countersign.policy_file import load_policy
-from countersign.worker import WorkerTrust
+from config.policy_file import load_policy
 from models.enums import Role, WorkflowState
 from models.principals import Principal
 from models.requests import ApprovalInput, SubmitRequest
 from models.views import WorkflowView
+from security import audit_keys, gateway_keys
+from security.audit_keys import AuditKeyring
+from security.gateway_keys import GatewaySigner
+from worker import WorkerTrust
 from workflows.approval import ApprovalWorkflow
 
 T = TypeVar("T")

@@ -13,9 +13,9 @@ from typing import ClassVar
 import pytest
 from typer.testing import CliRunner, Result
 
-from countersign.audit_store import Anchors
 from countersign.cli import app
 from models.audit import AuditAnchor
+from store.audit_store import Anchors
 from tests.helpers import TEST_TRUST
 from tests.test_audit_cli import fill
 

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from countersign.audit_store import AuditStore
-from countersign.execution_ledger import ExecutionLedger
 from models.audit import StoredAuditEvent
+from store.audit_store import AuditStore
+from store.execution_ledger import ExecutionLedger
 from tests.helpers import TEST_TRUST
 from tests.test_audit_store import EVENTS, batch
 from tests.test_cli import countersign

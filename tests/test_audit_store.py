@@ -15,11 +15,11 @@ from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
 from activities.audit import AuditActivities
-from countersign.audit_store import AuditConflict, AuditGap, AuditStore, chain_link
-from countersign.settings import Settings
-from countersign.sql import masked_url
+from config.settings import Settings
 from models.audit import AuditBatch, AuditEvent, StoredAuditEvent
 from models.enums import ActorKind, Role, WorkflowState
+from store.audit_store import AuditConflict, AuditGap, AuditStore, chain_link
+from store.sql import masked_url
 from tests.conftest import Location
 from tests.helpers import TEST_TRUST
 

@@ -16,13 +16,13 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
-from countersign.audit_keys import AuditKeyring
-from countersign.audit_log import AuditLog
-from countersign.audit_store import Anchors, AuditStore, anchor_bytes, anchor_line, chain_link, link_bytes
-from countersign.gateway_keys import MissingKey
+from api.services.audit_log import AuditLog
 from models.audit import AuditAnchor, StoredAuditEvent, VerifyReport
 from models.enums import WorkflowState
 from models.principals import Principal
+from security.audit_keys import AuditKeyring
+from security.gateway_keys import MissingKey
+from store.audit_store import Anchors, AuditStore, anchor_bytes, anchor_line, chain_link, link_bytes
 from tests.conftest import Location
 from tests.helpers import TEST_TRUST
 from tests.test_audit_store import EVENTS, batch

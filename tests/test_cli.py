@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from countersign.principals import PrincipalStore
 from models.enums import Role
+from store.principals import PrincipalStore
 
 
 def countersign(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:

@@ -12,8 +12,14 @@ from temporalio.api.common.v1 import Payload
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 
-from countersign.approvals import ApprovalService
-from countersign.codec import (
+from api.services.approvals import ApprovalService
+from config.settings import Settings
+from llm.rules import RulesPlanner
+from models.enums import Role, WorkflowState
+from models.principals import Principal
+from models.requests import ApprovalInput, SubmitRequest
+from models.views import InboxFilter
+from security.codec import (
     ENCODING,
     KEY_ID_METADATA,
     NONCE_BYTES,
@@ -21,16 +27,10 @@ from countersign.codec import (
     PayloadCodecError,
     data_converter,
 )
-from countersign.gateway_signing import GatewaySigning
-from countersign.principals import PrincipalStore
-from countersign.settings import Settings
-from countersign.worker import build_worker
-from llm.rules import RulesPlanner
-from models.enums import Role, WorkflowState
-from models.principals import Principal
-from models.requests import ApprovalInput, SubmitRequest
-from models.views import InboxFilter
+from security.gateway_signing import GatewaySigning
+from store.principals import PrincipalStore
 from tests.helpers import DEFAULT_POLICY, REQUESTER, SIGNER, TEST_TRUST, wait_for_state
+from worker import build_worker
 from workflows.approval import ApprovalWorkflow
 
 K1 = os.urandom(32)

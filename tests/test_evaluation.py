@@ -10,7 +10,7 @@ from pydantic import EmailStr, TypeAdapter, ValidationError
 from typer.testing import CliRunner
 
 from countersign.cli import app
-from countersign.evaluation import (
+from llm.evaluation import (
     DEFAULT_FILE,
     EvalCase,
     EvalFileError,

@@ -14,9 +14,9 @@ from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
 from activities.execution import LEASE_TTL, ExecutionActivities
-from countersign.execution_ledger import ExecutionLedger, LeaseBusy, LeaseLost, LedgerConflict
 from models.enums import Risk, SideEffect
 from models.tools import LedgerEntry, LedgerStatus, ToolCall, ToolOutcome
+from store.execution_ledger import ExecutionLedger, LeaseBusy, LeaseLost, LedgerConflict
 from tests.conftest import Location
 from tools.builtin import build_registry, list_records
 from tools.effects import canonical_args_json

@@ -5,8 +5,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from config.policy_file import DEFAULT_POLICY_FILE, PolicyFileError, load_policy
 from countersign.cli import app
-from countersign.policy_file import DEFAULT_POLICY_FILE, PolicyFileError, load_policy
 from models.enums import Role
 from models.policy import OnDeadline, resolve_timing
 

@@ -9,14 +9,14 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner, Result
 
-from countersign.admin_audit import chain_for
-from countersign.audit_store import AuditStore
+from config.settings import Settings
 from countersign.cli import app
-from countersign.principals import PrincipalStore
-from countersign.settings import Settings
 from models.audit import StoredAuditEvent
 from models.enums import ActorKind, Role
 from models.principals import Principal
+from store.admin_audit import chain_for
+from store.audit_store import AuditStore
+from store.principals import PrincipalStore
 
 
 class Cli:

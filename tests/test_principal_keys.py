@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from countersign.errors import Invalid, NotFound
-from countersign.principals import PrincipalStore, SignInRefused
 from models.enums import Role
+from models.errors import Invalid, NotFound
 from models.principals import RESERVED_TENANTS, DelegateRequest, Principal, Recipient
+from store.principals import PrincipalStore, SignInRefused
 
 START = datetime(2031, 3, 1, 9, 0, tzinfo=UTC)
 
@@ -279,7 +279,7 @@ async def test_sign_in_refuses_a_disabled_principal(store: PrincipalStore) -> No
 
 async def test_sign_in_never_takes_over_an_api_key_principal(store: PrincipalStore, tmp_path: Path) -> None:
     created = await store.add("Keyholder", [Role.ADMIN], "acme")
-    # Ids of API-key principals are p-<hex>, which tokens may not use (countersign/tokens.py); an id of
+    # Ids of API-key principals are p-<hex>, which tokens may not use (api/tokens.py); an id of
     # another form (an older release's, or one written by hand) is protected here all the same.
     with sqlite3.connect(tmp_path / "principals.db") as db:
         db.execute("UPDATE principals SET id = 'u-ada' WHERE id = ?", (created.principal.id,))

@@ -11,11 +11,11 @@ import aiosqlite
 import pytest
 from pydantic import ValidationError
 
-import countersign.principals as principals_module
-from countersign.errors import Invalid, NotFound
-from countersign.principals import PrincipalStore
+import store.principals as principals_module
 from models.enums import Role
+from models.errors import Invalid, NotFound
 from models.principals import DelegateRequest, Delegation, Principal, Recipient
+from store.principals import PrincipalStore
 from tests.test_cli import countersign
 
 NOW = datetime(2031, 3, 1, 9, 0, tzinfo=UTC)

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from countersign.settings import Settings
+from config.settings import Settings
 
 ROOT = Path(__file__).parent.parent
 

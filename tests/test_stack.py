@@ -15,8 +15,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from config.settings import Settings
 from countersign.mail_sink import deliveries
-from countersign.settings import Settings
 from countersign.stack import dev_server_args, temporal_binary
 
 KEY_LINE = re.compile(r"^\s+(demo-[a-z0-9-]+)\s+\S+\s+(cs_\S+)\s*$")

@@ -35,7 +35,7 @@ class ToolContext:
     integrations: Integrations = field(default_factory=Integrations)
     # Awaited by a handler immediately before its irreversible step (the SMTP send, the HTTP call that
     # acts), after its own "already done?" look: the execution activity raises there when its attempt
-    # lost the key to another one (`countersign.execution_ledger.LeaseLost`), so a paused attempt that
+    # lost the key to another one (`store.execution_ledger.LeaseLost`), so a paused attempt that
     # wakes beside a retry does not act too. Steps that are atomic on the key (an insert that does
     # nothing when the key is there) need no call. Callers without a ledger (notifications, tests)
     # leave the default, which lets the handler act.

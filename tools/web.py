@@ -35,10 +35,10 @@ from typing import Any, Literal
 import httpx
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from countersign.retry_after import retry_after_seconds
 from models.enums import Risk, SideEffect
 from models.facts import ActionFacts
 from models.proposal import Finding
+from models.retry_after import retry_after_seconds
 from tools.args import ONE_LINE
 from tools.effects import canonical_args_json, find_record, insert_record, key_digest, record_id
 from tools.integrations import Integrations, TicketConfig

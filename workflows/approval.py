@@ -35,6 +35,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.notify import NotifyActivities
     from activities.planning import PlanningActivities, llm_task_queue
     from activities.validation import ValidationActivities
+    from models import search_attributes as sa
     from models.audit import AuditBatch, AuditEvent
     from models.decisions import (
         ApprovalStep,
@@ -55,7 +56,6 @@ with workflow.unsafe.imports_passed_through():
     from models.requests import ApprovalInput
     from models.tools import ToolCall, ToolOutcome
     from models.views import WorkflowView
-    from workflows import search_attributes as sa
     from workflows.policy import (
         Authority,
         acting_role,
@@ -97,7 +97,7 @@ EXECUTE_HEARTBEAT_TIMEOUT = timedelta(seconds=20)
 # How long `decide` waits for the workflow to act on the decision before answering with the view as is.
 SETTLE_TIMEOUT = timedelta(seconds=30)
 # What also ends a handler's wait to settle: workers process each activation as one batch
-# (countersign.worker.process_activation_jobs_as_one_batch), and then a workflow cancellation wakes every
+# (worker.process_activation_jobs_as_one_batch), and then a workflow cancellation wakes every
 # waiting condition once with CancelledError, not only the main flow's; a handler answers with the view.
 SETTLE_ENDS = (TimeoutError, asyncio.CancelledError)
 # Workflows started before this patch have one SLA timer per step (expiry), no notifications, and no

@@ -3,7 +3,7 @@ groups, approval nodes), with every step streamed live.
 
 The definition is a snapshot in the run's input, so later edits never change a running graph. Task nodes
 run their node function as an activity (local for short, pure ones); edges are evaluated here, by the
-pure `workflows.graph_routing`. Approval nodes wait for an Update `decide`, checked by the same rules as
+pure `models.graph_routing`. Approval nodes wait for an Update `decide`, checked by the same rules as
 the approval workflow (role, tenant, never the requester, one vote per person, a reason to reject), with
 an SLA (escalation to ADMIN) and an optional deadline (EXPIRED); their events go to the SQL audit log.
 Each event is published to the run's workflow stream (topic `events`) and kept in `logs`; long runs
@@ -24,6 +24,7 @@ with workflow.unsafe.imports_passed_through():
 
     from activities.audit import AuditActivities
     from activities.graph import GraphActivities
+    from models import search_attributes as sa
     from models.audit import AuditBatch, AuditEvent
     from models.decisions import ApprovalStep, DecideInput, Refusal, RefusalInput, StepStatus
     from models.enums import ActorKind, Decision, Role, WorkflowState
@@ -42,9 +43,8 @@ with workflow.unsafe.imports_passed_through():
         ParallelGroup,
         RunStatus,
     )
+    from models.graph_routing import NoRoute, next_step
     from models.principals import Principal
-    from workflows import search_attributes as sa
-    from workflows.graph_routing import NoRoute, next_step
     from workflows.policy import Authority, check_decision, record_decision
     from workflows.trust import MessageGuard, verify_start
 

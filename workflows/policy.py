@@ -7,11 +7,11 @@ from dataclasses import dataclass
 
 from models.decisions import ApprovalStep, DecideInput, DecisionRecord, Refusal, StepStatus
 from models.enums import Decision, Risk, Role, SideEffect
+from models.expressions import holds
 from models.facts import ActionFacts
 from models.policy import ApprovalPolicy, ChainRule, LegacyPolicy, StepSpec, resolve_timing
 from models.principals import Principal
 from models.proposal import Plan
-from workflows.expressions import holds
 
 
 def plan_names(plan: Plan, side_effect: SideEffect | None, risk: Risk | None = None) -> dict[str, object]:

@@ -17,9 +17,9 @@ from temporalio.converter import PayloadCodec
 
 from api.deps import PrincipalDep, refusals
 from api.limits import route_path
-from countersign.codec import PayloadCodecError
-from countersign.errors import Forbidden, Invalid, NotFound
 from models.enums import Role
+from models.errors import Forbidden, Invalid, NotFound
+from security.codec import PayloadCodecError
 
 PREFIX = "/codec"
 

@@ -23,10 +23,10 @@ from pydantic import ValidationError
 
 from api.auth import websocket_principal
 from api.deps import AUTHENTICATED, WITH_BODY, GraphServiceDep, PrincipalDep, refusals
-from countersign.errors import CountersignError, NotFound
-from countersign.graph_runs import RUN_ID_PREFIX, GraphService
+from api.services.graph_runs import RUN_ID_PREFIX, GraphService
 from graphs.validation import parse_definition
 from models.decisions import NodeDecisionRequest
+from models.errors import CountersignError, NotFound
 from models.graph import (
     GRAPH_ID_PATTERN,
     GraphDefinition,

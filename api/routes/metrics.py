@@ -6,7 +6,7 @@
   a path no route serves), counted by `HttpMetricsMiddleware` whatever answered it (a 413 included).
 - `countersign_pending_approvals{role}`: open workflows (approvals and graph runs, all tenants) waiting for
   a decision from each role, counted in Temporal's visibility when scraped, at most every
-  PENDING_TTL_SECONDS (countersign/metrics.py, pending_by_role). No samples while Temporal cannot answer.
+  PENDING_TTL_SECONDS (observability/metrics.py, pending_by_role). No samples while Temporal cannot answer.
 - the process collector's `process_*` (CPU, memory, open files).
 
 The counts cover every tenant, so they are not for a tenant's ADMIN: the route needs
@@ -42,9 +42,9 @@ from temporalio.client import Client
 from temporalio.service import RPCError
 
 from api.auth import current_principal, token_verifier
-from countersign.errors import Forbidden
-from countersign.metrics import PENDING, pending_by_role
 from models.enums import Role
+from models.errors import Forbidden
+from observability.metrics import PENDING, pending_by_role
 
 log = logging.getLogger(__name__)
 # No `*_created` series beside each counter and histogram: they double what is scraped for nothing.

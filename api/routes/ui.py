@@ -8,7 +8,7 @@ from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel
 
 from api.deps import PrincipalDep, refusals
-from countersign.settings import Settings
+from config.settings import Settings
 
 UI_DIR = Path(__file__).parent.parent / "static" / "ui"
 

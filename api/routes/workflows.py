@@ -4,10 +4,10 @@ from typing import Annotated
 from fastapi import APIRouter, Header, Path, Query, status
 
 from api.deps import AUTHENTICATED, WITH_BODY, PrincipalDep, ServiceDep, refusals
-from countersign.approvals import WORKFLOW_ID_PREFIX
-from countersign.errors import NotFound
+from api.services.approvals import WORKFLOW_ID_PREFIX
 from models.decisions import ApproveRequest, CancelRequest, EditRequest, ReassignRequest, RetryRequest
 from models.enums import RequestType, WorkflowState
+from models.errors import NotFound
 from models.requests import SubmitRequest
 from models.views import SubmitResponse, WorkflowList, WorkflowView
 

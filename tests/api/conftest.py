@@ -12,7 +12,7 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 
 from api.main import attach, create_app, detach
-from countersign.settings import Settings
+from config.settings import Settings
 from models.enums import Role
 from tests.helpers import eventually
 

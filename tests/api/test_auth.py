@@ -19,10 +19,10 @@ from fastapi import Depends, FastAPI
 from pydantic import ValidationError
 
 from api.auth import current_principal
-from countersign.principals import PrincipalStore
-from countersign.settings import Settings
+from config.settings import Settings
 from models.enums import Role
 from models.principals import Principal
+from store.principals import PrincipalStore
 
 SECRET = "s3cret-that-is-long-enough-for-hs256!"
 ISSUER = "https://idp.example.test/"

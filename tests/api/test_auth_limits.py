@@ -20,7 +20,7 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from api.auth_limits import AuthFailureLimiter, FailureWindows, fingerprint, source
 from api.main import attach, create_app, detach
-from countersign.settings import Settings
+from config.settings import Settings
 from models.enums import Role
 from tests.helpers import eventually
 

@@ -25,7 +25,7 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
 from api.main import create_app
-from countersign.settings import Settings
+from config.settings import Settings
 from models.enums import Role
 from tests.api.conftest import Api
 from tests.api.test_graphs_api import APPROVAL_GRAPH

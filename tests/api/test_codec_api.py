@@ -12,7 +12,7 @@ from pydantic import SecretStr
 from temporalio.client import Client
 
 from api.main import attach, create_app, detach
-from countersign.settings import Settings
+from config.settings import Settings
 from models.enums import Role
 
 KEY = base64.b64encode(os.urandom(32)).decode()

@@ -19,12 +19,12 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 
 from api.main import attach, create_app, detach
-from countersign.approvals import ApprovalService
-from countersign.errors import finished_workflow
-from countersign.principals import PrincipalStore
-from countersign.settings import Settings
+from api.services.approvals import ApprovalService
+from config.settings import Settings
 from models.enums import Role
+from models.errors import finished_workflow
 from models.views import InboxFilter
+from store.principals import PrincipalStore
 from tests.helpers import eventually
 from tools.effects import list_records
 from workflows.approval import ApprovalWorkflow

@@ -13,7 +13,7 @@ import pytest
 
 from api.limits import MAX_HEADER_BYTES
 from api.main import create_app
-from countersign.settings import Settings
+from config.settings import Settings
 from tests.api.conftest import Api
 
 MiB = 1024 * 1024

@@ -8,7 +8,7 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
-from countersign.access import PathScrubber
+from api.services.access import PathScrubber
 from models.enums import WorkflowState
 from models.principals import Principal
 from models.requests import SubmitRequest

@@ -12,9 +12,9 @@ from temporalio.worker import Worker
 
 from activities.notify import list_notifications
 from api.main import attach, create_app, detach
-from countersign.principals import PrincipalStore
-from countersign.settings import Settings
+from config.settings import Settings
 from models.enums import Role
+from store.principals import PrincipalStore
 from tests.api.conftest import Api
 from tests.api.test_auth import AUDIENCE, ISSUER, SECRET, claims, hs256
 from tests.helpers import eventually

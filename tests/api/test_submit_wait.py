@@ -9,7 +9,7 @@ from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client
 
 from api.main import attach, create_app, detach
-from countersign.settings import Settings
+from config.settings import Settings
 from tests.api.conftest import Api
 from tests.api.test_workflows_api import FOLLOW_UP, LAPTOPS, decide
 

@@ -26,7 +26,7 @@ from pydantic import BaseModel, ValidationError
 
 from api.json_gate import MAX_DEPTH, json_problem
 from api.main import create_app
-from countersign.settings import Settings
+from config.settings import Settings
 from graphs.validation import parse_definition
 from models.decisions import (
     ApproveRequest,

@@ -10,9 +10,9 @@ import pytest
 from temporalio.client import Client
 
 from api.main import attach, create_app, detach
-from countersign.approvals import ApprovalService
-from countersign.policy_file import load_policy
-from countersign.settings import Settings
+from api.services.approvals import ApprovalService
+from config.policy_file import load_policy
+from config.settings import Settings
 from models.principals import Principal
 from models.requests import ApprovalInput, SubmitRequest
 from tests.api.conftest import Api

@@ -16,13 +16,13 @@ from typing import Any
 from temporalio.client import WorkflowHandle, WorkflowUpdateRPCTimeoutOrCancelledError, WorkflowUpdateStage
 from temporalio.service import RPCError
 
-from countersign.execution_ledger import ExecutionLedger
-from countersign.sql import default_url
 from models.decisions import DecideInput
 from models.enums import Decision
 from models.principals import Principal
 from models.tools import LedgerEntry
 from models.views import WorkflowView
+from store.execution_ledger import ExecutionLedger
+from store.sql import default_url
 from tests.helpers import KEY_ENVIRONMENT
 from workflows.approval import ApprovalWorkflow
 

@@ -31,21 +31,21 @@ import pytest
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle, WorkflowUpdateFailedError
 from temporalio.exceptions import ApplicationError
 
-from countersign.audit_store import AuditStore
 from countersign.mail_sink import MailSink, deliveries
-from countersign.sql import default_url
-from countersign.worker import build_worker
 from llm.factory import build_planner
 from llm.spec import LLMOptions, parse_chain
 from models.decisions import DecideInput, Refusal
 from models.enums import Decision, WorkflowState
 from models.views import WorkflowView
+from store.audit_store import AuditStore
+from store.sql import default_url
 from tests.chaos.support import FOLLOW_UP, exactly_once, ledger_entries
 from tests.fake_llm import FakeLLM, Recorded, Reply, follow_up_plan, openai_answer, openai_error
 from tests.helpers import MANAGER, TEST_TRUST, eventually, start
 from tools.builtin import build_registry, list_outbox
 from tools.integrations import Integrations
 from tools.smtp import SmtpConfig
+from worker import build_worker
 from workflows.approval import PLANNING_RETRY, ApprovalWorkflow
 
 SEED = 45

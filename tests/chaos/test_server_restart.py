@@ -20,18 +20,18 @@ from pathlib import Path
 import pytest
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
 
-from countersign.gateway_signing import GatewaySigning
+from config.settings import Settings
+from config.temporal import connect, ensure_search_attributes
 from countersign.mail_sink import MailSink, deliveries
-from countersign.settings import Settings
 from countersign.stack import dev_server_args
-from countersign.temporal import connect, ensure_search_attributes
+from models import search_attributes as sa
 from models.decisions import DecideInput
 from models.enums import Decision, WorkflowState
 from models.tools import LedgerStatus
 from models.views import WorkflowView
+from security.gateway_signing import GatewaySigning
 from tests.chaos.support import FOLLOW_UP, WorkerProcess, exactly_once, free_port, ledger_entries, worker_env
 from tests.helpers import MANAGER, SIGNER, eventually, start
-from workflows import search_attributes as sa
 from workflows.approval import ApprovalWorkflow
 
 WORKFLOWS = 100

@@ -111,7 +111,7 @@ def env_example() -> dict[str, EnvLine]:
 
 def setting_variables() -> dict[str, str]:
     """COUNTERSIGN_* variable -> Settings field, from the Settings class itself."""
-    from countersign.settings import Settings
+    from config.settings import Settings
 
     prefix = Settings.model_config.get("env_prefix", "")
     return {f"{prefix}{name}".upper(): name for name in Settings.model_fields}

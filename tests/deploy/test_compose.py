@@ -12,8 +12,9 @@ from sqlalchemy.engine import make_url
 from temporalio.api.taskqueue.v1 import PollerInfo
 from typer.testing import CliRunner
 
-from countersign.audit_keys import generate as generate_audit_key
-from countersign.gateway_keys import generate as generate_gateway_key
+from models import search_attributes as sa
+from security.audit_keys import generate as generate_audit_key
+from security.gateway_keys import generate as generate_gateway_key
 from tests.deploy import (
     COMPOSE_FILE,
     COUNTERSIGN_SERVICES,
@@ -28,7 +29,6 @@ from tests.deploy import (
     variables,
     vendor_variables,
 )
-from workflows import search_attributes as sa
 
 # Settings only `countersign up` reads (the embedded dev server, its Web UI and its SMTP sink): a stack
 # with its own Temporal server and COUNTERSIGN_TEMPORAL_ADDRESS set has no use for them.
@@ -228,7 +228,7 @@ def fixed_environment(name: str) -> dict[str, str]:
 
 @pytest.mark.parametrize("name", COUNTERSIGN_SERVICES)
 def test_the_values_compose_sets_are_valid_settings(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    from countersign.settings import Settings
+    from config.settings import Settings
 
     settings = setting_variables()
     for key in settings:

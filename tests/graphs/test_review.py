@@ -13,7 +13,7 @@ from graphs import review  # registers the node functions
 from graphs.registry import NODE_FUNCTIONS, NodeContext
 from graphs.review import FIX_TIERS, IMPROVE_CONDITION, should_improve
 from graphs.shipped import shipped_definitions
-from workflows.graph_routing import condition_holds
+from models.graph_routing import condition_holds
 
 NAMES = ("review.extract", "review.analyze", "review.improve", "review.report")
 

@@ -81,6 +81,10 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+from countersign.gateway_signing import GatewaySigning
+from countersign.graph_runs import snapshot
+from countersign.temporal import ensure_search_attributes
+from countersign.worker import build_worker
 from temporalio.client import (
     Client,
     WithStartWorkflowOperation,
@@ -93,12 +97,8 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from activities.notify import OutboxChannel
-from countersign.gateway_signing import GatewaySigning
-from countersign.graph_runs import snapshot
 from countersign.mail_sink import MailSink
 from countersign.stack import temporal_binary
-from countersign.temporal import ensure_search_attributes
-from countersign.worker import build_worker
 from graphs.registry import NodeContext, NodeRegistry, build_node_registry, node_fn
 from graphs.shipped import shipped_definitions
 from graphs.validation import check_graph

@@ -14,8 +14,11 @@ from collections.abc import Iterator
 import pytest
 from temporalio.testing import ActivityEnvironment
 
-from countersign import metrics
-from countersign.logs import (
+from config.settings import Settings
+from models.audit import AuditAck, AuditBatch, AuditEvent
+from models.enums import ActorKind, Role, WorkflowState
+from observability import metrics
+from observability.logs import (
     REDACTED,
     REQUEST_TEXT_MARKER,
     JsonFormatter,
@@ -24,9 +27,6 @@ from countersign.logs import (
     request_text,
     secret_values,
 )
-from countersign.settings import Settings
-from models.audit import AuditAck, AuditBatch, AuditEvent
-from models.enums import ActorKind, Role, WorkflowState
 from tests.chaos.support import free_port
 from tests.observability.support import metric_value
 
@@ -110,7 +110,7 @@ def test_telemetry_left_off_loads_nothing_of_it() -> None:
         "import sys\n"
         "from api.main import create_app\n"
         "from countersign import logs, metrics, tracing\n"
-        "from countersign.settings import Settings\n"
+        "from config.settings import Settings\n"
         "settings = Settings(_env_file=None)\n"
         "app = create_app(settings)\n"
         "assert app.state.tracer_provider is None\n"

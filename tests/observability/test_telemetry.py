@@ -28,10 +28,10 @@ from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
 from api.main import attach, create_app, detach
-from countersign import metrics
+from config.settings import Settings
 from countersign.mail_sink import MailSink, deliveries
-from countersign.settings import Settings
 from models.enums import Role
+from observability import metrics
 from tests.chaos.support import WorkerProcess, free_port, worker_env
 from tests.deploy import REPO, services
 from tests.fake_llm import FakeLLM, Recorded, Reply, follow_up_plan, openai_answer

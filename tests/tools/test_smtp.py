@@ -9,11 +9,11 @@ import pytest
 from aiosmtpd.smtp import AuthResult, LoginPassword
 
 from activities.validation import ValidationActivities
-from countersign.execution_ledger import LeaseLost
+from config.settings import Settings
 from countersign.mail_sink import MailSink, deliveries
-from countersign.settings import Settings
 from models.enums import RequestType
 from models.proposal import Plan, RequestFields, ValidateInput
+from store.execution_ledger import LeaseLost
 from tools.args import SendEmailArgs
 from tools.builtin import build_registry, send_email
 from tools.effects import list_outbox

@@ -24,11 +24,11 @@ from temporalio.testing import ActivityEnvironment
 
 from activities.execution import ExecutionActivities
 from activities.validation import ValidationActivities
-from countersign.execution_ledger import LeaseLost
-from countersign.settings import Settings
+from config.settings import Settings
 from models.enums import RequestType, Risk, SideEffect
 from models.proposal import Plan, RequestFields, ValidateInput, ValidationReport
 from models.tools import ToolCall
+from store.execution_ledger import LeaseLost
 from tools.builtin import build_registry, list_records
 from tools.integrations import Integrations, TicketConfig
 from tools.registry import ToolContext

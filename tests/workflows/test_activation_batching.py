@@ -7,7 +7,7 @@ completion in the same activation as the decision that is new; a replay gets the
 The SDK's default two-pass processing of an activation then resumed the two coroutines in a different
 order live and on replay: the history could not replay, and the workflow task failed for ever (found by
 the SIGKILL chaos test, where it stranded a few workflows in 200). Workers process activations as one
-batch (countersign.worker.process_activation_jobs_as_one_batch); this reproduces the case on purpose.
+batch (worker.process_activation_jobs_as_one_batch); this reproduces the case on purpose.
 Without that, the replay below failed with a NondeterminismError in two runs of three (the decision's
 race with the worker's start decides whether the activation is shared).
 """
@@ -21,11 +21,11 @@ from temporalio.client import Client, WorkflowHistory, WorkflowUpdateStage
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer
 
-from countersign.worker import SANDBOXED, build_worker
 from llm.rules import RulesPlanner
 from models.decisions import DecideInput
 from models.enums import Decision, WorkflowState
 from tests.helpers import MANAGER, TEST_TRUST, eventually, start, wait_for_state
+from worker import SANDBOXED, build_worker
 from workflows.approval import ApprovalWorkflow
 from workflows.graph import GraphWorkflow
 

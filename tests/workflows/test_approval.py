@@ -9,8 +9,8 @@ from temporalio.client import Client, WorkflowFailureError, WorkflowUpdateFailed
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError
 
-from countersign.worker import build_worker
 from llm.rules import RulesPlanner
+from models import search_attributes as sa
 from models.decisions import DecideInput, Refusal
 from models.enums import ActorKind, Decision, RequestType, Role, WorkflowState
 from models.policy import ApprovalPolicy
@@ -28,7 +28,7 @@ from tests.helpers import (
     wait_for_state,
 )
 from tools.builtin import list_outbox, list_records
-from workflows import search_attributes as sa
+from worker import build_worker
 from workflows.approval import ApprovalWorkflow
 
 pytestmark = pytest.mark.usefixtures("worker")

@@ -8,10 +8,10 @@ import pytest
 from temporalio.client import Client, WorkflowFailureError
 
 from activities.notify import OutboxChannel
-from countersign.audit_store import AuditStore
 from models.decisions import DecideInput
 from models.enums import Decision, WorkflowState
 from models.notifications import Notification, NotificationKind
+from store.audit_store import AuditStore
 from tests.helpers import MANAGER, TEST_TRUST, start, wait_for_state
 from workflows.approval import ApprovalWorkflow
 

@@ -14,13 +14,13 @@ from pathlib import Path
 
 from temporalio.client import Client
 
-from countersign.execution_ledger import ExecutionLedger
 from countersign.mail_sink import MailSink, deliveries
-from countersign.sql import default_url
 from models.decisions import DecideInput
 from models.enums import Decision, WorkflowState
 from models.tools import LedgerEntry, LedgerStatus
 from models.views import WorkflowView
+from store.execution_ledger import ExecutionLedger
+from store.sql import default_url
 from tests.chaos.support import WorkerProcess, worker_env
 from tests.fake_llm import FakeLLM, follow_up_plan, openai_answer
 from tests.helpers import MANAGER, eventually, start, wait_for_state

@@ -20,19 +20,19 @@ from temporalio.contrib.workflow_streams import WorkflowStreamClient
 from temporalio.exceptions import CancelledError
 from temporalio.testing import WorkflowEnvironment
 
-from countersign.audit_store import AuditStore
-from countersign.graph_runs import snapshot
-from countersign.worker import WorkerGroup, build_worker
+from api.services.graph_runs import snapshot
 from graphs.registry import NodeContext, NodeRegistry, build_node_registry, node_fn
 from graphs.shipped import shipped_definitions
 from llm.rules import RulesPlanner
+from models import search_attributes as sa
 from models.decisions import DecideInput
 from models.enums import Decision, Role
 from models.graph import GraphDefinition, GraphRunInput, GraphRunView, NodeEvent, RunStatus
 from models.principals import Principal
+from store.audit_store import AuditStore
 from tests.graphs import test_review as review_cases
 from tests.helpers import FINANCE, MANAGER, MANAGER_2, OTHER_TENANT_MANAGER, REQUESTER, TEST_TRUST, eventually
-from workflows import search_attributes as sa
+from worker import WorkerGroup, build_worker
 from workflows.graph import EVENTS_TOPIC, GraphWorkflow
 
 NODES = NodeRegistry()

@@ -8,15 +8,15 @@ from pathlib import Path
 import pytest
 from temporalio.client import Client
 
-from countersign.approvals import ApprovalService
-from countersign.policy_file import load_policy
-from countersign.principals import PrincipalStore
+from api.services.approvals import ApprovalService
+from config.policy_file import load_policy
 from models.decisions import ReassignRequest
 from models.enums import Role, WorkflowState
 from models.policy import ApprovalPolicy
 from models.principals import Principal
 from models.requests import SubmitRequest
 from models.views import InboxFilter, WorkflowSummary
+from store.principals import PrincipalStore
 from tests.helpers import eventually
 
 pytestmark = pytest.mark.usefixtures("worker")
@@ -115,14 +115,14 @@ async def test_the_most_urgent_come_first_when_more_wait_than_the_inbox_lists(
     every = await svc.inbox(manager, waiting)
     assert [r.workflow_id for r in every] == ids  # same SLA: due in the order they were submitted
 
-    monkeypatch.setattr("countersign.approvals.INBOX_SCAN", 5)
+    monkeypatch.setattr("api.services.approvals.INBOX_SCAN", 5)
     first = await svc.inbox(manager, InboxFilter(limit=3))
     assert [r.workflow_id for r in first] == ids[:3]
 
     # A page lists a few pages' worth, not everything waiting: with 12 waiting and pages of 2, the
     # band is cut to at most 8 rows (4 pages), and the earliest due are still first.
-    monkeypatch.setattr("countersign.approvals.INBOX_SCAN", 2000)
-    monkeypatch.setattr("countersign.approvals._BAND_MIN_ROWS", 1)
+    monkeypatch.setattr("api.services.approvals.INBOX_SCAN", 2000)
+    monkeypatch.setattr("api.services.approvals._BAND_MIN_ROWS", 1)
     listed: list[int] = []
     query = svc._query
 

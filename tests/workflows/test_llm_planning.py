@@ -11,7 +11,6 @@ from temporalio.client import Client, WorkflowUpdateFailedError
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
 
-from countersign.worker import WorkerGroup, build_worker
 from llm.base import Planner
 from llm.factory import build_planner
 from llm.prompt import PROMPT_VERSION
@@ -31,6 +30,7 @@ from tests.fake_llm import (
 )
 from tests.helpers import MANAGER, REQUESTER, TEST_TRUST, eventually, start, wait_for_state
 from tools.builtin import build_registry, list_outbox
+from worker import WorkerGroup, build_worker
 from workflows.approval import PLANNING_RETRY, ApprovalWorkflow
 
 ADMIN = Principal(id="p-adm", name="Ada Admin", roles=[Role.ADMIN])

@@ -9,7 +9,7 @@ from temporalio.client import WorkflowHistory
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer
 
-from countersign.worker import SANDBOXED
+from worker import SANDBOXED
 from workflows.approval import ApprovalWorkflow
 from workflows.graph import GraphWorkflow
 

@@ -15,18 +15,18 @@ from temporalio.testing import WorkflowEnvironment
 
 from activities.notify import list_notifications
 from countersign.mail_sink import MailSink, deliveries
-from countersign.principals import PrincipalStore
-from countersign.worker import WorkerGroup, build_worker
 from llm.rules import RulesPlanner
 from models.decisions import DecideInput, Refusal, RetryInput
 from models.enums import Decision, Role, WorkflowState
 from models.policy import ApprovalPolicy
 from models.principals import Principal
 from models.views import WorkflowView
+from store.principals import PrincipalStore
 from tests.helpers import MANAGER, TEST_TRUST, start
 from tools.builtin import list_outbox
 from tools.integrations import Integrations
 from tools.smtp import SmtpConfig
+from worker import WorkerGroup, build_worker
 from workflows.approval import ApprovalWorkflow
 
 FOLLOW_UP = "Follow up with ABC Logistics (sales@abclogistics.com) about pricing"

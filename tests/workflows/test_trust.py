@@ -21,16 +21,16 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.exceptions import ApplicationError
 
 from activities.notify import list_notifications
-from countersign.gateway_keys import GatewaySigner, generate
-from countersign.worker import WorkerGroup, build_worker
 from llm.factory import build_planner
 from llm.spec import LLMOptions, parse_chain
+from models import search_attributes as sa
 from models.decisions import DecideInput, ReassignInput, Refusal
 from models.enums import Decision, Role, WorkflowState
 from models.graph import GraphCarry, GraphRunInput, GraphRunView, RunStatus
 from models.principals import Principal
 from models.requests import ApprovalInput, SubmitRequest
 from models.views import WorkflowView
+from security.gateway_keys import GatewaySigner, generate
 from tests.fake_llm import FakeLLM, follow_up_plan, openai_answer
 from tests.helpers import (
     DEFAULT_POLICY,
@@ -46,7 +46,7 @@ from tests.helpers import (
 )
 from tests.workflows.test_graph import APPROVAL, graph_worker, run_graph, waiting
 from tools.builtin import build_registry
-from workflows import search_attributes as sa
+from worker import WorkerGroup, build_worker
 from workflows.approval import ApprovalWorkflow
 from workflows.graph import GraphWorkflow
 

@@ -40,7 +40,7 @@ from temporalio.worker import (
     Interceptor,
 )
 
-from countersign.settings import Settings
+from config.settings import Settings
 from models.proposal import PlanInput
 
 REDACTED = "[redacted]"
@@ -165,7 +165,7 @@ def temporal_plugins(settings: Settings) -> list[SimplePlugin]:
     """For the worker's client: what lets redaction recognise request texts; none if they are kept."""
     if settings.log_request_text:
         return []
-    return [SimplePlugin("countersign.logs", interceptors=[RequestTextInterceptor()])]
+    return [SimplePlugin("observability.logs", interceptors=[RequestTextInterceptor()])]
 
 
 def temporal_fields(record: logging.LogRecord) -> dict[str, Any]:

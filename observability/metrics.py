@@ -37,10 +37,10 @@ from temporalio.runtime import (
     TelemetryFilter,
 )
 
+from models import search_attributes as sa
 from models.audit import AuditAck, AuditBatch
 from models.enums import Role, WorkflowState
 from models.proposal import Plan
-from workflows import search_attributes as sa
 
 DECISIONS = "countersign_decisions_total"
 SLA_BREACHES = "countersign_sla_breaches_total"

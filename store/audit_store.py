@@ -5,7 +5,7 @@ inserted: a resent event is compared with the stored one, never rewritten.
 
 Each workflow's events form a keyed chain: a row's link (`StoredAuditEvent.hash`) is an HMAC-SHA256,
 under the audit key the row names (`key_id`), of the row and its predecessor's link. The keys are not in
-the database (countersign/audit_keys.py), so someone who can only write the database can change or
+the database (security/audit_keys.py), so someone who can only write the database can change or
 delete rows but cannot make valid links again: `verify` names the first bad link of each chain.
 
 What links alone cannot show is a chain's *last* rows, or a whole chain, deleted: what is left is
@@ -37,9 +37,6 @@ from pydantic import ValidationError
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from countersign.audit_keys import AuditKeyring
-from countersign.gateway_keys import MissingKey
-from countersign.sql import open_engine
 from models.audit import (
     AnchoredHead,
     AuditAck,
@@ -50,6 +47,9 @@ from models.audit import (
     StoredAuditEvent,
     VerifyReport,
 )
+from security.audit_keys import AuditKeyring
+from security.gateway_keys import MissingKey
+from store.sql import open_engine
 
 _metadata = sa.MetaData()
 audit_events = sa.Table(
@@ -243,7 +243,7 @@ class AuditStore:
     ) -> "AuditStore":
         """`sqlite:///PATH` or `postgresql://...`; creates the tables if missing, and adds `key_id` to
         a table made before the log had keys. `schema` (PostgreSQL only, must exist) puts the tables
-        there instead of on the search path. `keyring`: the audit keys (countersign/audit_keys.py),
+        there instead of on the search path. `keyring`: the audit keys (security/audit_keys.py),
         which appending, verifying and anchoring need; reading does not."""
         engine = await open_engine(url, _metadata, schema=schema)
         try:

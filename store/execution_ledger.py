@@ -33,8 +33,8 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.schema import CreateColumn
 
-from countersign.sql import open_engine
 from models.tools import LedgerEntry, LedgerStatus
+from store.sql import open_engine
 
 _metadata = sa.MetaData()
 tool_executions = sa.Table(

@@ -14,8 +14,8 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from countersign.sql import open_engine
 from models.graph import GraphDefinition, GraphRecord
+from store.sql import open_engine
 
 BUILTIN_TENANT = "_builtin"
 

@@ -13,9 +13,9 @@ import getpass
 from collections.abc import Callable
 from datetime import UTC, datetime
 
-from countersign.audit_store import AuditConflict, AuditGap, AuditStore
 from models.audit import AuditBatch, AuditEvent
 from models.enums import ActorKind, WorkflowState
+from store.audit_store import AuditConflict, AuditGap, AuditStore
 
 CHAIN_PREFIX = "principals@"
 ACTOR = "cli"

@@ -1,9 +1,9 @@
 """What the gateway does with Temporal: start, read, decide, list. Routes stay thin by calling these.
 
 Every function takes the authenticated principal and scopes what it touches to that principal's tenant,
-and to what that principal may read (countersign/access.py). Temporal's errors are turned into the
-domain errors of `countersign.errors`. The client this service is given signs every message it sends
-(countersign/gateway_signing.py); a value the workflow could not decode is refused before it is sent.
+and to what that principal may read (api/services/access.py). Temporal's errors are turned into the
+domain errors of `models.errors`. The client this service is given signs every message it sends
+(security/gateway_signing.py); a value the workflow could not decode is refused before it is sent.
 """
 
 import asyncio
@@ -34,19 +34,9 @@ from temporalio.common import (
 from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
-from countersign.access import PathScrubber, in_trail, may_read, reads_everything
-from countersign.audit_log import AuditLog
-from countersign.errors import (
-    REFUSAL_ERRORS,
-    Conflict,
-    CountersignError,
-    Forbidden,
-    Invalid,
-    NotFound,
-    finished_workflow,
-    rpc_error,
-)
-from countersign.principals import PrincipalStore
+from api.services.access import PathScrubber, in_trail, may_read, reads_everything
+from api.services.audit_log import AuditLog
+from models import search_attributes as sa
 from models.audit import StoredAuditEvent
 from models.decisions import (
     ApproveRequest,
@@ -66,12 +56,22 @@ from models.decisions import (
     RetryRequest,
 )
 from models.enums import Decision, RequestType, Role, WorkflowState
+from models.errors import (
+    REFUSAL_ERRORS,
+    Conflict,
+    CountersignError,
+    Forbidden,
+    Invalid,
+    NotFound,
+    finished_workflow,
+    rpc_error,
+)
 from models.policy import ApprovalPolicy
 from models.principals import Principal, Tenant
 from models.requests import ApprovalInput, SubmitRequest
 from models.views import InboxFilter, SubmitResponse, WorkflowSummary, WorkflowView
 from models.wire import WireError, check_round_trip
-from workflows import search_attributes as sa
+from store.principals import PrincipalStore
 from workflows.approval import ApprovalWorkflow
 
 # Every approval workflow's id starts so; a graph run's never does (see graph_runs.RUN_ID_PREFIX).

@@ -12,8 +12,8 @@ from temporalio.converter import PayloadCodec
 from temporalio.runtime import Runtime
 from temporalio.service import RPCError, RPCStatusCode, TLSConfig
 
-from countersign.codec import data_converter
-from workflows import search_attributes as sa
+from models import search_attributes as sa
+from security.codec import data_converter
 
 _INDEXED_TYPE = {
     "KEYWORD": IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD,
@@ -35,9 +35,9 @@ async def connect(
 ) -> Client:
     """A client whose payloads are encrypted by `codec` (Settings.payload_codec()) when there is one.
 
-    `runtime`: one with telemetry (countersign/metrics.py), else the default; `plugins`: tracing and
-    logging interceptors (countersign/tracing.py, countersign/logs.py), also applied to every worker
-    built from this client; `interceptors`: the gateway's signing (countersign/gateway_signing.py);
+    `runtime`: one with telemetry (observability/metrics.py), else the default; `plugins`: tracing and
+    logging interceptors (observability/tracing.py, observability/logs.py), also applied to every worker
+    built from this client; `interceptors`: the gateway's signing (security/gateway_signing.py);
     `tls`: Settings.temporal_tls(), for a frontend that requires TLS or mTLS."""
     return await Client.connect(
         address,

@@ -28,8 +28,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
-from countersign.codec import parse_keys
-from countersign.gateway_keys import write_secret
+from security.codec import parse_keys
+from security.gateway_keys import write_secret
 
 AUDIT_KEY_FILE = Path("keys") / "audit.key"
 # HKDF's `info`: the anchor-signing key is independent of the HMAC key it comes from, and of any other

@@ -2,7 +2,7 @@
 
 A planner is judged on three things a reviewer would otherwise have to correct by hand: the request
 type, the facts it extracted (`RequestFields`) and the tool it proposes. The labelled set is JSON Lines,
-one case per line (see `EvalCase`); `countersign/eval_requests.jsonl` is the committed set.
+one case per line (see `EvalCase`); `llm/eval_requests.jsonl` is the committed set.
 
 Scoring rules, chosen so that a planner is neither punished for formatting nor rewarded for guessing:
 - numbers match within 0.5% relative ("52k" read as 52,000.0 is right; 52,500 is not);

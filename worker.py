@@ -1,4 +1,5 @@
-"""The worker: builds the planners and the tool registry, and runs the approval workflow's activities.
+"""The worker's composition root: builds the planners and the tool registry, and runs the workflows and
+their activities. `python worker.py` (or `countersign worker`) runs it with COUNTERSIGN_* settings.
 
 Two Temporal workers share one process: the workflow worker (workflows, validation, execution) on the
 configured task queue, and the planning worker on `<queue>-llm`, rate-limited per task queue because a
@@ -19,6 +20,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from pydantic import ValidationError
 from temporalio.client import Client
 from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 from temporalio.worker._workflow_instance import _WorkflowLogicFlag
@@ -33,17 +35,18 @@ from activities.notify import EmailChannel, NotifyActivities, OutboxChannel
 from activities.planning import PlanningActivities, llm_task_queue
 from activities.trust import TrustActivities
 from activities.validation import ValidationActivities
-from countersign import logs, metrics, tracing
-from countersign.audit_keys import AuditKeyring
-from countersign.settings import MAX_CACHED_WORKFLOWS, Settings
-from countersign.sql import default_url
-from countersign.temporal import connect, ensure_search_attributes
-from countersign.worker_watchdog import watch_workflow_queue
+from config.settings import MAX_CACHED_WORKFLOWS, Settings
+from config.temporal import connect, ensure_search_attributes
 from graphs.registry import NodeRegistry, build_node_registry
 from llm.base import Planner
 from llm.factory import build_planner
-from llm.spec import default_chain, parse_chain
+from llm.spec import SpecError, default_chain, parse_chain
 from models.signatures import GatewayTrust
+from observability import logs, metrics, tracing
+from observability.worker_watchdog import WorkerStalled, watch_workflow_queue
+from security.audit_keys import AuditKeyring
+from security.gateway_keys import MissingKey
+from store.sql import default_url
 from tools.builtin import build_registry
 from tools.integrations import Integrations
 from tools.registry import ToolRegistry
@@ -286,3 +289,33 @@ async def run_worker(
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(signum)
         tracing.shutdown(traces)  # spans still batched are exported before the process ends
+
+
+def main(settings: Settings | None = None) -> int:
+    """Run the worker until SIGTERM/SIGINT; the exit code: 0, 2 when a setting, a planner or a key is
+    wrong (fix and start again), 3 when the watchdog found it stalled (its supervisor restarts it)."""
+    if settings is None:
+        try:
+            settings = Settings()
+        except ValidationError as error:
+            for problem in error.errors():
+                name = ".".join(str(p) for p in problem["loc"])
+                print(
+                    f"error: setting {name} (COUNTERSIGN_{name.upper()}): {problem['msg']}", file=sys.stderr
+                )
+            return 2
+    # COUNTERSIGN_LOG_FORMAT: text or JSON lines, with workflow ids; secrets and request texts redacted.
+    logs.configure_logging(settings, tracing.WORKER_SERVICE)
+    try:
+        asyncio.run(run_worker(settings))
+    except (SpecError, MissingKey) as error:  # a planner that cannot be built, a key it lacks
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    except WorkerStalled as error:  # its supervisor (compose, systemd, `countersign up`) restarts it
+        print(f"error: {error}", file=sys.stderr)
+        return 3
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -22,8 +22,8 @@ from temporalio.client import (
     WorkflowUpdateHandle,
 )
 
-from countersign.gateway_keys import GatewaySigner
 from models.signatures import Signed
+from security.gateway_keys import GatewaySigner
 
 # Temporal's update and signal names → the message a signature is made for. The `decide` update and
 # the `decision` signal carry the same decision; one signature serves either.

@@ -17,8 +17,12 @@ from temporalio.contrib.workflow_streams import WorkflowStreamClient
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
-from countersign.audit_log import AuditLog
-from countersign.errors import (
+from api.services.audit_log import AuditLog
+from graphs.registry import NodeRegistry
+from graphs.validation import GraphInvalid, check_graph
+from models.decisions import DecideInput, NodeDecisionRequest, Refusal, RefusalInput
+from models.enums import Role
+from models.errors import (
     REFUSAL_ERRORS,
     Conflict,
     Forbidden,
@@ -27,12 +31,6 @@ from countersign.errors import (
     finished_workflow,
     rpc_error,
 )
-from countersign.graph_store import GraphStore
-from countersign.principals import PrincipalStore
-from graphs.registry import NodeRegistry
-from graphs.validation import GraphInvalid, check_graph
-from models.decisions import DecideInput, NodeDecisionRequest, Refusal, RefusalInput
-from models.enums import Role
 from models.graph import (
     GraphDefinition,
     GraphRecord,
@@ -44,6 +42,8 @@ from models.graph import (
 )
 from models.principals import Principal
 from models.wire import WireError, check_round_trip
+from store.graph_store import GraphStore
+from store.principals import PrincipalStore
 from workflows.graph import EVENTS_TOPIC, GraphWorkflow
 
 # Every graph run's id starts so; an approval workflow's never does (see approvals.WORKFLOW_ID_PREFIX).

@@ -62,7 +62,7 @@ def temporal_plugins(provider: "TracerProvider | None") -> list[SimplePlugin]:
     interceptor = TracingInterceptor(provider.get_tracer("countersign"))
     return [
         SimplePlugin(
-            "countersign.tracing", interceptors=[interceptor], workflow_runner=_opentelemetry_passed_through
+            "observability.tracing", interceptors=[interceptor], workflow_runner=_opentelemetry_passed_through
         )
     ]
 

@@ -9,7 +9,7 @@ several at once during a rotation's grace period, each with when it was made, wh
 characters (`prefix`) so that an administrator can tell keys apart without ever seeing one. Revoked and
 expired rows stay, for history. A disabled principal signs in neither with a key nor with a token.
 
-Principals who sign in with a JWT (countersign/tokens.py) are recorded here on their first request
+Principals who sign in with a JWT (api/tokens.py) are recorded here on their first request
 (`sign_in`) and updated when their token says something new, so they have an email on file, receive
 notifications, and can delegate and be delegated to like anyone else. They have no API key: their
 roles and tenant are the identity provider's to say, and are as of their latest request.
@@ -28,8 +28,8 @@ from typing import Any
 import aiosqlite
 from pydantic import EmailStr, TypeAdapter, ValidationError
 
-from countersign.errors import Invalid, NotFound
 from models.enums import Role
+from models.errors import Invalid, NotFound
 from models.principals import (
     MAX_DELEGATION_DAYS,
     ApiKeyRecord,

@@ -8,8 +8,8 @@ a missing key reads as `None`, so `state.done` is false until a node sets it.
 from collections.abc import Mapping
 from typing import Any
 
+from models.expressions import check_expression, holds
 from models.graph import GraphDefinition
-from workflows.expressions import check_expression, holds
 
 STATE_NAMES = frozenset({"state"})
 

@@ -23,8 +23,8 @@ from typing import TypeVar
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat, PublicFormat
 
-from countersign.codec import parse_keys
 from models.signatures import GatewayTrust, Proof, Signed, body, signed_bytes
+from security.codec import parse_keys
 
 GATEWAY_KEY_FILE = Path("keys") / "gateway.key"
 S = TypeVar("S", bound=Signed)

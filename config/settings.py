@@ -10,13 +10,13 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from temporalio.converter import PayloadCodec
 from temporalio.service import TLSConfig
 
-from countersign import audit_keys, gateway_keys
-from countersign.audit_keys import AuditKeyring
-from countersign.codec import KEY_ID_PATTERN, EncryptionCodec, parse_keys
-from countersign.gateway_keys import GatewaySigner, MissingKey, trust_from_text
-from countersign.sql import default_url
 from llm.spec import LLMOptions, parse_chain
 from models.signatures import GatewayTrust
+from security import audit_keys, gateway_keys
+from security.audit_keys import AuditKeyring
+from security.codec import KEY_ID_PATTERN, EncryptionCodec, parse_keys
+from security.gateway_keys import GatewaySigner, MissingKey, trust_from_text
+from store.sql import default_url
 from tools.integrations import (
     GITHUB_API_URL,
     PROJECT_KEY_PATTERN,
@@ -88,12 +88,12 @@ class Settings(BaseSettings):
     # worker's CPU per lifecycle and most of a cached workflow's memory (benchmarks/README.md).
     workflow_sandbox: bool = False
     # A worker whose task queue has had workflow tasks waiting, none of them dispatched, for this long
-    # exits (code 3) so its supervisor restarts it (countersign/worker_watchdog.py); 0 turns it off.
+    # exits (code 3) so its supervisor restarts it (observability/worker_watchdog.py); 0 turns it off.
     worker_stall_timeout_seconds: float = Field(default=180, ge=0, le=86_400)
     # On SIGTERM or SIGINT, how long running activities get to finish before they are cancelled
     # (a cancelled one is retried on another worker; the execution ledger keeps tools to once).
     worker_shutdown_grace_seconds: float = Field(default=10, ge=0, le=600)
-    # A YAML approval policy (countersign/policy_file.py); the shipped default_policy.yaml when unset.
+    # A YAML approval policy (config/policy_file.py); the shipped default_policy.yaml when unset.
     policy_file: Path | None = None
     # Bearer JWTs from an identity provider, accepted beside API keys; None: API keys only.
     jwt_algorithm: Literal["HS256", "RS256"] | None = None
@@ -112,7 +112,7 @@ class Settings(BaseSettings):
     jwt_email_claim: str = Field(default="email", min_length=1)
     # Clock skew tolerated on exp, nbf and iat.
     jwt_leeway_seconds: int = Field(default=30, ge=0, le=300)
-    # The SQL audit log (countersign/audit_store.py): sqlite:///PATH or postgresql://USER:PASSWORD@HOST/DB.
+    # The SQL audit log (store/audit_store.py): sqlite:///PATH or postgresql://USER:PASSWORD@HOST/DB.
     # None: SQLite in <data_dir>/audit.db. It may hold a password: print it only through masked_url.
     audit_database_url: SecretStr | None = None
     # Where email goes (actions and notifications). Unset: `countersign up` runs its own SMTP sink on
@@ -144,7 +144,7 @@ class Settings(BaseSettings):
     ticket_token: SecretStr | None = None
     ticket_email: str | None = None
     ticket_issue_type: str = Field(default="Task", min_length=1)
-    # Payload encryption (countersign/codec.py): `id:base64key,...`, 32-byte keys; None: payloads in clear.
+    # Payload encryption (security/codec.py): `id:base64key,...`, 32-byte keys; None: payloads in clear.
     encryption_keys: SecretStr | None = None
     # The key new payloads are encrypted with; the others only decrypt (rotation). None: the first key.
     encryption_key_id: str | None = Field(default=None, pattern=KEY_ID_PATTERN)
@@ -158,7 +158,7 @@ class Settings(BaseSettings):
     # server's default cap) is about 5.4 MB of base64, hence a limit of their own.
     max_codec_request_bytes: int = Field(default=8 * 1024 * 1024, ge=64 * 1024, le=256 * 1024 * 1024)
     # HOST:PORT where `countersign worker` serves Prometheus metrics at /metrics: the Temporal SDK's and
-    # Countersign's own (countersign/metrics.py). None: no endpoint, and no metrics are kept.
+    # Countersign's own (observability/metrics.py). None: no endpoint, and no metrics are kept.
     worker_metrics_address: str | None = Field(
         default=None, pattern=r"^(\[[0-9a-fA-F:.]+\]|[^\s:\[\]]+):\d+$"
     )
@@ -166,7 +166,7 @@ class Settings(BaseSettings):
     # At least 16 characters; None: only ADMIN principals may.
     metrics_token: SecretStr | None = Field(default=None, min_length=16)
     # An OTLP/HTTP traces endpoint (e.g. http://otel-collector:4318/v1/traces): the worker and the
-    # gateway then export OpenTelemetry spans there (countersign/tracing.py). None: no tracing at all.
+    # gateway then export OpenTelemetry spans there (observability/tracing.py). None: no tracing at all.
     otlp_endpoint: str | None = Field(default=None, pattern=r"^https?://[^\s/]+(/\S*)?$")
     # How the worker and the gateway log: `text` (one readable line) or `json` (one object per line,
     # with workflow_id and run_id from workflow and activity code).
@@ -174,7 +174,7 @@ class Settings(BaseSettings):
     # Whether request texts may appear in logs as they are; false: they are replaced by a marker.
     log_request_text: bool = False
     # The gateway's Ed25519 signing keys, `id:base64(32-byte seed)`, comma-separated: every message it
-    # sends a workflow is signed with each (countersign/gateway_keys.py). Unset: the key `countersign up`
+    # sends a workflow is signed with each (security/gateway_keys.py). Unset: the key `countersign up`
     # made in <data_dir>/keys/gateway.key; with neither, `countersign api` refuses to start.
     gateway_signing_keys: SecretStr | None = None
     # The public halves, `id:base64(32-byte key)`, for workers: a workflow whose start no such key
@@ -183,7 +183,7 @@ class Settings(BaseSettings):
     # How long a signed message stays valid (a workflow refuses it after that, and refuses it twice).
     signature_ttl_seconds: int = Field(default=3600, ge=60, le=7 * 86_400)
     # The audit log's HMAC keys, `id:base64(32-byte key)`, comma-separated, kept outside its database
-    # (countersign/audit_keys.py); new links use audit_key_id (default: the first). Unset: the key
+    # (security/audit_keys.py); new links use audit_key_id (default: the first). Unset: the key
     # `countersign up` made in <data_dir>/keys/audit.key; with neither, the worker refuses to start.
     audit_keys: SecretStr | None = None
     audit_key_id: str | None = Field(default=None, pattern=KEY_ID_PATTERN)

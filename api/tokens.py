@@ -16,7 +16,7 @@ import jwt
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
 from pydantic import EmailStr, TypeAdapter, ValidationError
 
-from countersign.settings import Settings
+from config.settings import Settings
 from models.enums import Role
 from models.principals import Principal
 

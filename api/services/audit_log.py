@@ -8,12 +8,12 @@ sequence numbers, and both chains are read back together.
 
 from datetime import UTC, datetime
 
-from countersign.audit_keys import AuditKeyring
-from countersign.audit_store import AuditConflict, AuditGap, AuditStore
-from countersign.errors import NotFound
 from models.audit import AuditBatch, AuditEvent, StoredAuditEvent
 from models.enums import ActorKind, WorkflowState
+from models.errors import NotFound
 from models.principals import Principal
+from security.audit_keys import AuditKeyring
+from store.audit_store import AuditConflict, AuditGap, AuditStore
 
 REFUSED_SUFFIX = "#refused"
 _ATTEMPTS = 5

@@ -1,0 +1,1 @@
+"""The gateway's services: what a route asks, answered from Temporal and the stores (no HTTP here)."""

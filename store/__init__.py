@@ -1,0 +1,2 @@
+"""The SQL layer: one way to open a database, and every store on it (audit log, execution ledger,
+principals, graphs)."""
