@@ -8,6 +8,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from models.audit import AuditAck, AuditBatch
+from models.errors import FailureType
 from observability import metrics
 from security.audit_keys import AuditKeyring
 from store.audit_store import AuditConflict, AuditGap, AuditStore
@@ -31,11 +32,13 @@ class AuditActivities:
             ack = await store.append(batch)
         except AuditConflict as error:
             # A stored event is never rewritten: retrying the same batch would fail the same way.
-            raise ApplicationError(str(error), type="AuditConflict", non_retryable=True) from None
+            raise ApplicationError(str(error), type=FailureType.AUDIT_CONFLICT, non_retryable=True) from None
         except AuditGap as error:
             # Retrying cannot fill the gap (e.g. a new, empty database); the workflow can resend its
             # events from `next_seq`, the first one the log lacks, given here as the only detail.
-            raise ApplicationError(str(error), error.next_seq, type="AuditGap", non_retryable=True) from None
+            raise ApplicationError(
+                str(error), error.next_seq, type=FailureType.AUDIT_GAP, non_retryable=True
+            ) from None
         # Decisions, SLA breaches and events by kind: only those this append stored, so never twice.
         metrics.record_audit(batch, ack)
         return ack

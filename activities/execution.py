@@ -25,6 +25,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.heartbeat import heartbeating
+from models.errors import FailureType
 from models.retry_after import capped_delay
 from models.tools import LedgerStatus, ToolCall, ToolOutcome
 from observability import metrics
@@ -142,7 +143,9 @@ class ExecutionActivities:
 
     async def _execute(self, call: ToolCall, lease: _Lease) -> ToolOutcome:
         if call.tool not in self._registry:
-            raise ApplicationError(f"unknown tool {call.tool!r}", type="UnknownTool", non_retryable=True)
+            raise ApplicationError(
+                f"unknown tool {call.tool!r}", type=FailureType.UNKNOWN_TOOL, non_retryable=True
+            )
         tool = self._registry.get(call.tool)
         # Validated again here: nothing reaches a handler without passing its args model.
         try:
@@ -150,7 +153,7 @@ class ExecutionActivities:
         except ValidationError as error:
             raise ApplicationError(
                 f"args do not fit {call.tool}: {error.error_count()} error(s)",
-                type="InvalidArgs",
+                type=FailureType.INVALID_ARGS,
                 non_retryable=True,
             ) from None
         ledger = await self._ledger.get()
@@ -183,7 +186,7 @@ class ExecutionActivities:
             )
         except LedgerConflict as error:
             metrics.record_execution(call.tool, "refused")
-            raise ApplicationError(str(error), type="ToolRefused", non_retryable=True) from None
+            raise ApplicationError(str(error), type=FailureType.TOOL_REFUSED, non_retryable=True) from None
         if entry.status == LedgerStatus.SUCCEEDED:
             activity.logger.info("%s already executed under %s: the recorded result stands", call.tool, key)
             assert entry.result is not None and entry.finished_at is not None
@@ -225,12 +228,14 @@ class ExecutionActivities:
             await self._failed(lease, call, error)
             metrics.record_execution(call.tool, "retry_later")
             delay = None if error.after_seconds is None else capped_delay(error.after_seconds)
-            raise ApplicationError(str(error), type="ToolUnavailable", next_retry_delay=delay) from None
+            raise ApplicationError(
+                str(error), type=FailureType.TOOL_UNAVAILABLE, next_retry_delay=delay
+            ) from None
         except ValueError as error:
             # A handler's ValueError means retrying cannot help (e.g. a recipient refused for good).
             await self._failed(lease, call, error)
             metrics.record_execution(call.tool, "refused")
-            raise ApplicationError(str(error), type="ToolRefused", non_retryable=True) from None
+            raise ApplicationError(str(error), type=FailureType.TOOL_REFUSED, non_retryable=True) from None
         except Exception as error:
             await self._failed(lease, call, error)
             metrics.record_execution(call.tool, "error")
@@ -260,7 +265,7 @@ class ExecutionActivities:
         holder and answers with the result it recorded."""
         activity.logger.warning("%s: %s; leaving the key to that attempt", call.tool, lost)
         metrics.record_execution(call.tool, "lease_lost")
-        return ApplicationError(str(lost), type="LeaseLost")
+        return ApplicationError(str(lost), type=FailureType.LEASE_LOST)
 
     async def _failed(self, lease: _Lease, call: ToolCall, error: BaseException) -> None:
         # Best effort: the tool's failure is what Temporal must hear, even if the ledger is down too;

@@ -16,6 +16,7 @@ from temporalio.exceptions import ApplicationError
 from temporalio.exceptions import CancelledError as TemporalCancelledError
 
 from graphs.registry import NodeContext, NodeError, NodeRegistry
+from models.errors import FailureType
 from models.graph import NodeCall, NodeResult
 
 # A node's output travels in the workflow's history: keep each well under Temporal's 2 MB payload limit.
@@ -32,7 +33,8 @@ class GraphActivities:
     async def run_node(self, call: NodeCall) -> NodeResult:
         if call.fn not in self._registry:
             raise ApplicationError(
-                f"node {call.node!r}: no function {call.fn!r} on this worker", type="UnknownNodeFunction"
+                f"node {call.node!r}: no function {call.fn!r} on this worker",
+                type=FailureType.UNKNOWN_NODE_FUNCTION,
             )
         context = NodeContext(state=call.state)
         try:
@@ -46,13 +48,13 @@ class GraphActivities:
         except (TypeError, ValueError, RecursionError) as error:
             raise ApplicationError(
                 f"node {call.node!r}: {call.fn} returned a value that is not JSON: {error}",
-                type="NodeOutputInvalid",
+                type=FailureType.NODE_OUTPUT_INVALID,
                 non_retryable=True,
             ) from None
         if size > MAX_OUTPUT_BYTES:
             raise ApplicationError(
                 f"node {call.node!r}: {call.fn} returned {size} bytes (limit {MAX_OUTPUT_BYTES})",
-                type="NodeOutputInvalid",
+                type=FailureType.NODE_OUTPUT_INVALID,
                 non_retryable=True,
             )
         return NodeResult(updates=updates, logs=context.lines[-100:])

@@ -29,7 +29,7 @@ from config.temporal import connect
 from graphs.registry import build_node_registry
 from graphs.shipped import shipped_definitions
 from graphs.validation import check_graph
-from models.errors import Conflict, CountersignError, Forbidden, Invalid, NotFound
+from models.errors import Conflict, Forbidden, Invalid, NotFound, RequestError
 from observability import tracing
 from security.gateway_signing import GatewaySigning
 from store.audit_store import AuditStore
@@ -135,8 +135,8 @@ def create_app(settings: Settings, client: Client | None = None) -> FastAPI:
             headers={"Retry-After": "1"},
         )
 
-    @app.exception_handler(CountersignError)
-    async def domain_error(_: Request, error: CountersignError) -> JSONResponse:
+    @app.exception_handler(RequestError)
+    async def domain_error(_: Request, error: RequestError) -> JSONResponse:
         code = _STATUS.get(type(error), status.HTTP_500_INTERNAL_SERVER_ERROR)
         return JSONResponse({"detail": error.message, "code": error.code}, status_code=code)
 

@@ -18,6 +18,7 @@ from pydantic import EmailStr, TypeAdapter, ValidationError
 
 from config.settings import Settings
 from models.enums import Role
+from models.errors import CountersignError
 from models.principals import Principal
 
 # header.payload.signature, each base64url without padding; an empty signature still looks like a JWT,
@@ -38,7 +39,7 @@ class VerifiedToken:
     email: str | None
 
 
-class TokenRejected(Exception):
+class TokenRejected(CountersignError):
     """Why a token was refused, fit to show to its bearer."""
 
 

@@ -13,6 +13,7 @@ import yaml
 from pydantic import ValidationError
 from pydantic_core import ErrorDetails
 
+from models.errors import CountersignError
 from models.policy import FACTS_ONLY, ApprovalPolicy
 
 DEFAULT_POLICY_FILE = Path(__file__).with_name("default_policy.yaml")
@@ -23,7 +24,7 @@ _WHERE = re.compile(r"^([A-Za-z_]\w*(?:\[\d+\]|\.[A-Za-z_]\w*)*): ")
 _PART = re.compile(r"([A-Za-z_]\w*)|\[(\d+)\]")
 
 
-class PolicyFileError(ValueError):
+class PolicyFileError(CountersignError, ValueError):
     """One line per problem, each `FILE line N: where: what`."""
 
     def __init__(self, problems: list[str]) -> None:

@@ -28,6 +28,7 @@ from config.settings import Settings
 from config.temporal import connect, dev_server_flags, ensure_search_attributes
 from countersign.mail_sink import MailSink
 from models.enums import Role
+from models.errors import CountersignError
 from models.principals import NewPrincipal
 from security import audit_keys, gateway_keys
 from store.principals import PrincipalStore
@@ -37,7 +38,7 @@ READY_TIMEOUT = 90.0
 STOP_TIMEOUT = 15.0
 
 
-class StackError(RuntimeError):
+class StackError(CountersignError, RuntimeError):
     pass
 
 

@@ -17,11 +17,13 @@ from collections.abc import Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from models.errors import CountersignError, FailureType
+
 Updates = dict[str, Any] | None
 NodeFunction = Callable[["NodeContext"], Updates | Awaitable[Updates]]
 
 
-class NodeError(Exception):
+class NodeError(CountersignError):
     """Fail the node with this message. Not retried unless `retryable`: raised for input the function
     refuses, on which another attempt would fail the same way. `type` names the failure in Temporal."""
 
@@ -65,7 +67,7 @@ class NodeFn:
             # The same result on every attempt: not worth a retry.
             raise NodeError(
                 f"node function {self.name!r} returned {type(result).__name__}, not a dict or None",
-                type="NodeOutputInvalid",
+                type=FailureType.NODE_OUTPUT_INVALID,
             )
         return result
 

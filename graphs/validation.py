@@ -13,6 +13,7 @@ from typing import Any
 
 import yaml
 
+from models.errors import CountersignError
 from models.expressions import ExpressionError, parse
 from models.graph import GraphDefinition, NodeKind
 from models.graph_routing import check_condition
@@ -27,7 +28,7 @@ MAX_CONDITION_DEPTH = 32
 MAX_YAML_DEPTH = 32
 
 
-class GraphInvalid(ValueError):
+class GraphInvalid(CountersignError, ValueError):
     def __init__(self, graph_id: str, problems: list[str]) -> None:
         super().__init__(f"graph {graph_id!r} is invalid: " + "; ".join(problems))
         self.graph_id = graph_id

@@ -8,6 +8,7 @@ import re
 from collections.abc import Iterable, Mapping
 from types import ModuleType
 
+from models.errors import CountersignError
 from models.retry_after import retry_after_seconds
 
 # Key shapes of the major vendors, masked wherever a provider echoes them back in an error.
@@ -17,7 +18,7 @@ _KEY_PATTERNS = re.compile(
 MAX_MESSAGE = 500
 
 
-class ProviderError(Exception):
+class ProviderError(CountersignError):
     """A model API call that did not produce an answer.
 
     `retryable` is False for errors a retry cannot fix (bad key, forbidden, bad request, no such model).

@@ -29,6 +29,7 @@ from llm.base import Planner
 from llm.factory import LLMOptions
 from llm.spec import ProviderSpec, SpecError, default_chain, parse_chain
 from models.enums import RequestType
+from models.errors import CountersignError
 from models.proposal import Plan, PlanInput, RequestFields
 from models.requests import RequestText, SubmitRequest
 from models.tools import ToolSpec
@@ -42,7 +43,7 @@ NUMBER_TOLERANCE = 0.005
 LabelValue = int | float | str | None
 
 
-class EvalFileError(ValueError):
+class EvalFileError(CountersignError, ValueError):
     """The labelled set cannot be used; the message names the file and, when it applies, the line."""
 
 

@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from typing import Literal
 from urllib.parse import urlparse
 
+from models.errors import CountersignError
+
 ProviderKind = Literal["rules", "openai", "azure", "anthropic", "openai-compatible"]
 KINDS: tuple[ProviderKind, ...] = ("rules", "openai", "azure", "anthropic", "openai-compatible")
 
@@ -26,7 +28,7 @@ DEFAULT_OPENAI_MODEL = "gpt-4.1-mini"
 DEFAULT_ANTHROPIC_MODEL = "claude-sonnet-5-5"
 
 
-class SpecError(ValueError):
+class SpecError(CountersignError, ValueError):
     """A `COUNTERSIGN_LLM` value that cannot be used; the message says what is wrong and what is allowed."""
 
 

@@ -1,65 +1,69 @@
-"""Domain errors raised by the service layer; the gateway maps each to one HTTP status."""
+"""One error tree: every error Countersign raises on purpose is a `CountersignError`, so a caller can
+tell ours from a library's or a bug with one `except`. Errors keep a second, familiar base where callers
+already expect one (`ValueError` for bad input, `KeyError` for an unknown name).
 
-from temporalio.service import RPCError, RPCStatusCode
+    CountersignError
+    ├── RequestError          a request the gateway refuses: one HTTP status per subclass (api/main.py)
+    │   ├── NotFound, Forbidden, Conflict, Invalid, Unavailable
+    ├── configuration         SpecError, PolicyFileError, MissingKey, EvalFileError, PayloadCodecError
+    ├── input and rules       WireError, ExpressionError, NoRoute, GraphInvalid
+    ├── stores                AuditConflict, AuditGap, LedgerConflict, LeaseLost, SignInRefused, ...
+    └── plug-ins              ProviderError (llm/), RetryLater, UnknownToolError, HttpRefused, SmtpRefused,
+                              NodeError (graphs/)
 
-from models.decisions import Refusal
+An error that crosses Temporal travels as an `ApplicationError` whose `type` is a `FailureType`: named
+here once, used where it is raised (activities) and where it is retried or not (workflows).
+"""
+
+from enum import StrEnum
 
 
 class CountersignError(Exception):
-    """Base class; `code` is a stable machine-readable reason."""
+    """The root; `code` is a stable machine-readable reason."""
 
     code = "error"
 
-    def __init__(self, message: str, code: str | None = None) -> None:
+    def __init__(self, message: str = "", code: str | None = None) -> None:
         super().__init__(message)
         self.message = message
         if code:
             self.code = code
 
 
-class NotFound(CountersignError):
+class RequestError(CountersignError):
+    """A request the gateway refuses; the gateway maps each subclass to one HTTP status."""
+
+
+class NotFound(RequestError):
     code = "NotFound"
 
 
-class Forbidden(CountersignError):
+class Forbidden(RequestError):
     code = "Forbidden"
 
 
-class Conflict(CountersignError):
+class Conflict(RequestError):
     code = "Conflict"
 
 
-class Invalid(CountersignError):
+class Invalid(RequestError):
     code = "Invalid"
 
 
-class Unavailable(CountersignError):
+class Unavailable(RequestError):
     code = "Unavailable"
 
 
-# How each refusal a workflow sends back (its ApplicationError type) reaches the caller.
-REFUSAL_ERRORS: dict[str, type[CountersignError]] = {
-    Refusal.NOT_WAITING: Conflict,
-    Refusal.STALE_PROPOSAL: Conflict,
-    Refusal.ALREADY_DECIDED: Conflict,
-    Refusal.INVALID_PROPOSAL: Conflict,
-    Refusal.EDIT_IN_PROGRESS: Conflict,
-    Refusal.TOO_LATE: Conflict,
-    Refusal.ROLE_MISSING: Forbidden,
-    Refusal.SELF_APPROVAL: Forbidden,
-    Refusal.NOT_ALLOWED: Forbidden,
-    Refusal.REASON_REQUIRED: Invalid,
-    Refusal.INVALID_EDIT: Invalid,
-    Refusal.BAD_REQUEST: Invalid,
-}
+class FailureType(StrEnum):
+    """The `type` of an ApplicationError an activity raises; workflows name the same members in their
+    retry policies' `non_retryable_error_types`. Values are recorded in histories: never rename one."""
 
-
-def finished_workflow(message: str) -> bool:
-    """Temporal's NOT_FOUND for a workflow that exists but has finished or is finishing."""
-    return any(word in message for word in ("completed", "closed", "closing"))
-
-
-def rpc_error(error: RPCError, workflow_id: str) -> CountersignError | RPCError:
-    if error.status == RPCStatusCode.NOT_FOUND:
-        return NotFound(f"no workflow {workflow_id}")
-    return error
+    UNKNOWN_TOOL = "UnknownTool"
+    INVALID_ARGS = "InvalidArgs"
+    TOOL_REFUSED = "ToolRefused"
+    TOOL_UNAVAILABLE = "ToolUnavailable"
+    LEASE_LOST = "LeaseLost"
+    UNKNOWN_NODE_FUNCTION = "UnknownNodeFunction"
+    NODE_OUTPUT_INVALID = "NodeOutputInvalid"
+    AUDIT_CONFLICT = "AuditConflict"
+    AUDIT_GAP = "AuditGap"

@@ -17,6 +17,8 @@ from simpleeval import (  # type: ignore[import-untyped]
     NameNotDefined,
 )
 
+from models.errors import CountersignError
+
 # What a policy condition may name about an action: the facts its tool derives from the validated args
 # (models/facts.py), the tool, its side effect and its risk. `confidence` (the model's own figure) is
 # for extra steps only: it may add a step, never choose the chain.
@@ -44,7 +46,7 @@ _FUNCTIONS = {"min": min, "max": max, "abs": abs, "len": len, "lower": str.lower
 MAX_LENGTH = 500
 
 
-class ExpressionError(ValueError):
+class ExpressionError(CountersignError, ValueError):
     pass
 
 

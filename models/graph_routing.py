@@ -8,6 +8,7 @@ a missing key reads as `None`, so `state.done` is false until a node sets it.
 from collections.abc import Mapping
 from typing import Any
 
+from models.errors import CountersignError
 from models.expressions import check_expression, holds
 from models.graph import GraphDefinition
 
@@ -50,7 +51,7 @@ def condition_holds(expression: str | None, state: Mapping[str, Any]) -> bool:
     return expression is None or holds(expression, {"state": StateView(state)})
 
 
-class NoRoute(ValueError):
+class NoRoute(CountersignError, ValueError):
     pass
 
 

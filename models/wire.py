@@ -12,6 +12,8 @@ from typing import Any
 from pydantic import BaseModel
 from temporalio.contrib.pydantic import pydantic_data_converter
 
+from models.errors import CountersignError
+
 # Free-form JSON carried into a workflow (a run's input, a definition's defaults, an edit's args) is at
 # most this deep: Temporal's data converter stops decoding at about 200 levels, wrappers included, and a
 # workflow whose input cannot be decoded can never start, be read or be cancelled.
@@ -19,7 +21,7 @@ MAX_VALUE_DEPTH = 32
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
 
-class WireError(ValueError):
+class WireError(CountersignError, ValueError):
     """The value would not reach the workflow as it is."""
 
 

@@ -18,13 +18,15 @@ from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
 from temporalio.client import Client
 from temporalio.service import RPCError
 
+from models.errors import CountersignError
+
 log = logging.getLogger(__name__)
 
 # Well below any real workload: a backlog drained at this rate is not being drained.
 IDLE_DISPATCH_RATE = 0.01
 
 
-class WorkerStalled(RuntimeError):
+class WorkerStalled(CountersignError, RuntimeError):
     """Workflow tasks are waiting and none has been dispatched for the whole stall timeout."""
 
 

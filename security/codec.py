@@ -21,6 +21,8 @@ from temporalio.api.common.v1 import Payload
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.converter import DataConverter, PayloadCodec
 
+from models.errors import CountersignError
+
 ENCODING = b"binary/encrypted"
 KEY_ID_METADATA = "encryption-key-id"
 KEY_BYTES = 32  # AES-256
@@ -29,7 +31,7 @@ KEY_ID_PATTERN = r"^[A-Za-z0-9_.-]{1,64}$"
 _KEY_ID = re.compile(KEY_ID_PATTERN)
 
 
-class PayloadCodecError(ValueError):
+class PayloadCodecError(CountersignError, ValueError):
     """A payload that cannot be decrypted. Messages name the key id, never the key."""
 
 

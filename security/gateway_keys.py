@@ -23,6 +23,7 @@ from typing import TypeVar
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat, PublicFormat
 
+from models.errors import CountersignError
 from models.signatures import GatewayTrust, Proof, Signed, body, signed_bytes
 from security.codec import parse_keys
 
@@ -30,7 +31,7 @@ GATEWAY_KEY_FILE = Path("keys") / "gateway.key"
 S = TypeVar("S", bound=Signed)
 
 
-class MissingKey(ValueError):
+class MissingKey(CountersignError, ValueError):
     """A gateway or worker started without the key it needs; the message says how to make one."""
 
 

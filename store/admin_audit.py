@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 
 from models.audit import AuditBatch, AuditEvent
 from models.enums import ActorKind, WorkflowState
+from models.errors import CountersignError
 from store.audit_store import AuditConflict, AuditGap, AuditStore
 
 CHAIN_PREFIX = "principals@"
@@ -35,7 +36,7 @@ def os_user() -> str | None:
         return None
 
 
-class AdminAuditFailed(Exception):
+class AdminAuditFailed(CountersignError):
     """The change was made but its audit event could not be written."""
 
 

@@ -47,6 +47,7 @@ from models.audit import (
     StoredAuditEvent,
     VerifyReport,
 )
+from models.errors import CountersignError
 from security.audit_keys import AuditKeyring
 from security.gateway_keys import MissingKey
 from store.sql import open_engine
@@ -101,7 +102,7 @@ _UPGRADE_LOCK = 7140224
 _SEAL = ""  # the seal's own row in audit_legacy_seal
 
 
-class AuditConflict(ValueError):
+class AuditConflict(CountersignError, ValueError):
     def __init__(self, workflow_id: str, seq: int) -> None:
         super().__init__(
             f"audit event {seq} of workflow {workflow_id} differs from the one already stored; "
@@ -110,7 +111,7 @@ class AuditConflict(ValueError):
         self.workflow_id, self.seq = workflow_id, seq
 
 
-class AuditGap(ValueError):
+class AuditGap(CountersignError, ValueError):
     def __init__(self, workflow_id: str, first_seq: int, next_seq: int) -> None:
         held = f"only seqs 0 to {next_seq - 1}" if next_seq else "none of its events"
         super().__init__(

@@ -33,6 +33,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.schema import CreateColumn
 
+from models.errors import CountersignError
 from models.tools import LedgerEntry, LedgerStatus
 from store.sql import open_engine
 
@@ -68,7 +69,7 @@ _MIGRATE_LOCK = 7140224
 _MIN_POLL_SECONDS = 0.05
 
 
-class LedgerConflict(ValueError):
+class LedgerConflict(CountersignError, ValueError):
     def __init__(self, key: str, what: str) -> None:
         super().__init__(
             f"idempotency key {key!r} was already used with a different {what}; "
@@ -76,7 +77,7 @@ class LedgerConflict(ValueError):
         )
 
 
-class LeaseLost(Exception):
+class LeaseLost(CountersignError):
     """The attempt's fence is no longer the key's: another attempt took the key over (or this one
     already finished). Not a ValueError: the execution activity reads those as the tool's refusals."""
 

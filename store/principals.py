@@ -29,7 +29,7 @@ import aiosqlite
 from pydantic import EmailStr, TypeAdapter, ValidationError
 
 from models.enums import Role
-from models.errors import Invalid, NotFound
+from models.errors import CountersignError, Invalid, NotFound
 from models.principals import (
     MAX_DELEGATION_DAYS,
     ApiKeyRecord,
@@ -190,7 +190,7 @@ PREFIX_LENGTH = 10
 Clock = Callable[[], datetime]
 
 
-class SignInRefused(Exception):
+class SignInRefused(CountersignError):
     """Why a token's subject may not sign in, fit to show to its bearer."""
 
 

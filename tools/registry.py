@@ -15,6 +15,7 @@ from typing import Any, Generic, TypeVar
 from pydantic import BaseModel, ValidationError
 
 from models.enums import RequestType, Risk, SideEffect
+from models.errors import CountersignError
 from models.facts import ActionFacts
 from models.proposal import Finding
 from models.tools import ToolSpec
@@ -85,7 +86,7 @@ class Tool(Generic[A, R]):
         )
 
 
-class RetryLater(Exception):
+class RetryLater(CountersignError):
     """A temporary failure (a 5xx, a rate limit): Temporal's retry policy tries again, after
     `after_seconds` instead of its backoff when the other side said how long to wait (Retry-After)."""
 
@@ -94,7 +95,7 @@ class RetryLater(Exception):
         self.after_seconds = after_seconds
 
 
-class UnknownToolError(KeyError):
+class UnknownToolError(CountersignError, KeyError):
     pass
 
 

@@ -10,6 +10,8 @@ from email.message import EmailMessage
 import aiosmtplib
 from pydantic import BaseModel, Field, SecretStr
 
+from models.errors import CountersignError
+
 
 class SmtpConfig(BaseModel):
     """Where and how to send. Built by entrypoints from Settings, never read from the environment here."""
@@ -22,7 +24,7 @@ class SmtpConfig(BaseModel):
     timeout_seconds: float = Field(default=30.0, gt=0)
 
 
-class SmtpRefused(ValueError):
+class SmtpRefused(CountersignError, ValueError):
     """The server refused the message for good (auth, a recipient, the content). A ValueError, as
     every handler error that retrying cannot help (the execution activity makes it non-retryable)."""
 

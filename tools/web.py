@@ -36,6 +36,7 @@ import httpx
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from models.enums import Risk, SideEffect
+from models.errors import CountersignError
 from models.facts import ActionFacts
 from models.proposal import Finding
 from models.retry_after import retry_after_seconds
@@ -75,7 +76,7 @@ _DEFAULT_PORTS = {"http": 80, "https": 443}
 GITHUB_ISSUES_SCANNED = 100
 
 
-class HttpRefused(ValueError):
+class HttpRefused(CountersignError, ValueError):
     """The server refused for good (3xx, 4xx): retrying cannot help, so the activity does not."""
 
 

@@ -28,6 +28,7 @@ with workflow.unsafe.imports_passed_through():
     from models.audit import AuditBatch, AuditEvent
     from models.decisions import ApprovalStep, DecideInput, Refusal, RefusalInput, StepStatus
     from models.enums import ActorKind, Decision, Role, WorkflowState
+    from models.errors import FailureType
     from models.graph import (
         MAX_STEPS,
         EventKind,
@@ -78,7 +79,7 @@ def _node_retry(node: GraphNode) -> RetryPolicy:
         initial_interval=timedelta(seconds=node.retry.initial_interval),
         backoff_coefficient=node.retry.backoff,
         maximum_interval=timedelta(seconds=max(node.retry.max_interval, node.retry.initial_interval)),
-        non_retryable_error_types=["NodeOutputInvalid"],
+        non_retryable_error_types=[FailureType.NODE_OUTPUT_INVALID],
     )
 
 

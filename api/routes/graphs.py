@@ -26,7 +26,7 @@ from api.deps import AUTHENTICATED, WITH_BODY, GraphServiceDep, PrincipalDep, re
 from api.services.graph_runs import RUN_ID_PREFIX, GraphService
 from graphs.validation import parse_definition
 from models.decisions import NodeDecisionRequest
-from models.errors import CountersignError, NotFound
+from models.errors import NotFound, RequestError
 from models.graph import (
     GRAPH_ID_PATTERN,
     GraphDefinition,
@@ -196,7 +196,7 @@ async def stream_run(websocket: WebSocket, run_id: str, from_seq: int = 0) -> No
     try:
         async for event in service.events(principal, graph_run(run_id), max(0, from_seq)):
             await websocket.send_text(event.model_dump_json())
-    except CountersignError as error:
+    except RequestError as error:
         await websocket.close(_WS_NOT_FOUND, error.message[:120])
         return
     except WebSocketDisconnect:

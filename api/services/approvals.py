@@ -36,6 +36,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from api.services.access import PathScrubber, in_trail, may_read, reads_everything
 from api.services.audit_log import AuditLog
+from api.services.temporal_errors import REFUSAL_ERRORS, finished_workflow, rpc_error
 from models import search_attributes as sa
 from models.audit import StoredAuditEvent
 from models.decisions import (
@@ -57,14 +58,11 @@ from models.decisions import (
 )
 from models.enums import Decision, RequestType, Role, WorkflowState
 from models.errors import (
-    REFUSAL_ERRORS,
     Conflict,
-    CountersignError,
     Forbidden,
     Invalid,
     NotFound,
-    finished_workflow,
-    rpc_error,
+    RequestError,
 )
 from models.policy import ApprovalPolicy
 from models.principals import Principal, Tenant
@@ -251,7 +249,7 @@ class ApprovalService:
         if not (reads_everything(principal) or in_trail(principal, events)):
             try:
                 await self.view(principal, workflow_id)
-            except CountersignError:
+            except RequestError:
                 raise NotFound(f"no audit trail for workflow {workflow_id}") from None
         return self._scrub.events(events)
 
@@ -298,7 +296,7 @@ class ApprovalService:
                 # This gateway signed it: the workflow does not trust this gateway's keys (a rotation
                 # that dropped a key too early?). The workflow has audited it; an operator must act.
                 log.error("workflow %s refused this gateway's signature: %s", workflow_id, cause.message)
-                raise CountersignError(
+                raise RequestError(
                     "the workflow does not accept this gateway's signature; see the gateway's log",
                     str(cause.type),
                 ) from error
@@ -422,7 +420,7 @@ class ApprovalService:
                 view = await self._update(
                     principal, workflow_id, lambda h: h.execute_update(ApprovalWorkflow.decide, decision)
                 )
-            except CountersignError as error:
+            except RequestError as error:
                 return BatchItemResult(
                     workflow_id=workflow_id,
                     ok=False,

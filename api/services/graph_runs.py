@@ -18,19 +18,12 @@ from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
 from api.services.audit_log import AuditLog
+from api.services.temporal_errors import REFUSAL_ERRORS, finished_workflow, rpc_error
 from graphs.registry import NodeRegistry
 from graphs.validation import GraphInvalid, check_graph
 from models.decisions import DecideInput, NodeDecisionRequest, Refusal, RefusalInput
 from models.enums import Role
-from models.errors import (
-    REFUSAL_ERRORS,
-    Conflict,
-    Forbidden,
-    Invalid,
-    NotFound,
-    finished_workflow,
-    rpc_error,
-)
+from models.errors import Conflict, Forbidden, Invalid, NotFound
 from models.graph import (
     GraphDefinition,
     GraphRecord,

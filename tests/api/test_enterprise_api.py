@@ -20,9 +20,9 @@ from temporalio.worker import Worker
 
 from api.main import attach, create_app, detach
 from api.services.approvals import ApprovalService
+from api.services.temporal_errors import finished_workflow
 from config.settings import Settings
 from models.enums import Role
-from models.errors import finished_workflow
 from models.views import InboxFilter
 from store.principals import PrincipalStore
 from tests.helpers import eventually
