@@ -163,7 +163,7 @@ def test_the_command_is_a_countersign_command() -> None:
 
 
 def test_stop_signal_is_the_one_the_worker_handles() -> None:
-    # `run_worker` shuts down gracefully on SIGTERM and SIGINT (tests/test_worker_watchdog.py).
+    # `run_worker` shuts down gracefully on SIGTERM and SIGINT (tests/observability/test_worker_watchdog.py).
     assert final("STOPSIGNAL") in ([], ["SIGTERM"], ["SIGINT"])
 
 

@@ -12,9 +12,9 @@ import pytest
 from models.audit import StoredAuditEvent
 from store.audit_store import AuditStore
 from store.execution_ledger import ExecutionLedger
+from tests.countersign.test_cli import countersign
 from tests.helpers import TEST_TRUST
-from tests.test_audit_store import EVENTS, batch
-from tests.test_cli import countersign
+from tests.store.test_audit_store import EVENTS, batch
 
 
 @pytest.fixture(autouse=True)

@@ -7,7 +7,7 @@ from pydantic import ValidationError
 
 from config.settings import Settings
 
-ROOT = Path(__file__).parent.parent
+ROOT = Path(__file__).parents[2]
 
 
 def test_every_setting_is_documented_in_env_example() -> None:

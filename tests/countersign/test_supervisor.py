@@ -1,6 +1,6 @@
 """`countersign up`'s restart policy, and its supervisor on real (small) child processes: a child that
 keeps dying at start is a crash loop and stops `up`; one that dies after running a while is restarted
-however often. (tests/test_stack.py kills the real worker of a real stack.)"""
+however often. (tests/countersign/test_stack.py kills the real worker of a real stack.)"""
 
 import re
 import sys

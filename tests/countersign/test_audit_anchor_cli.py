@@ -16,8 +16,8 @@ from typer.testing import CliRunner, Result
 from countersign.cli import app
 from models.audit import AuditAnchor
 from store.audit_store import Anchors
+from tests.countersign.test_audit_cli import fill
 from tests.helpers import TEST_TRUST
-from tests.test_audit_cli import fill
 
 
 @pytest.fixture(autouse=True)

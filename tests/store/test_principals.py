@@ -16,7 +16,7 @@ from models.enums import Role
 from models.errors import Invalid, NotFound
 from models.principals import DelegateRequest, Delegation, Principal, Recipient
 from store.principals import PrincipalStore
-from tests.test_cli import countersign
+from tests.countersign.test_cli import countersign
 
 NOW = datetime(2031, 3, 1, 9, 0, tzinfo=UTC)
 

@@ -25,7 +25,7 @@ from security.gateway_keys import MissingKey
 from store.audit_store import Anchors, AuditStore, anchor_bytes, anchor_line, chain_link, link_bytes
 from tests.conftest import Location
 from tests.helpers import TEST_TRUST
-from tests.test_audit_store import EVENTS, batch
+from tests.store.test_audit_store import EVENTS, batch
 
 KEYS = TEST_TRUST.audit
 

@@ -1,5 +1,5 @@
 """The SQL audit log, on SQLite and on PostgreSQL: append-only, idempotent, chained under the audit key,
-searchable. (Tampering, anchors, key rotation and legacy logs: tests/test_audit_tamper.py.)"""
+searchable. (Tampering, anchors, key rotation and legacy logs: tests/store/test_audit_tamper.py.)"""
 
 import asyncio
 import csv
