@@ -62,6 +62,7 @@ def worker(data_dir: DataDir = None, temporal_address: TemporalAddress = None) -
     """Run the worker against a Temporal server."""
     from countersign.gateway_keys import MissingKey
     from countersign.logs import configure_logging
+    from countersign.plugins import PluginError
     from countersign.tracing import WORKER_SERVICE
     from countersign.worker import run_worker
     from countersign.worker_watchdog import WorkerStalled
@@ -72,7 +73,8 @@ def worker(data_dir: DataDir = None, temporal_address: TemporalAddress = None) -
     configure_logging(settings, WORKER_SERVICE)
     try:
         asyncio.run(run_worker(settings))
-    except (SpecError, MissingKey) as error:  # a planner that cannot be built, a key it lacks
+    # A planner that cannot be built, a key it lacks, a plugin that cannot be used.
+    except (SpecError, MissingKey, PluginError) as error:
         err.print(f"[bold red]error:[/] {error}")
         raise typer.Exit(2) from None
     except WorkerStalled as error:  # its supervisor (compose, systemd, `countersign up`) restarts it
@@ -92,6 +94,7 @@ def api(
     from api.main import create_app
     from countersign.gateway_keys import MissingKey
     from countersign.logs import configure_logging
+    from countersign.plugins import PluginError, load_plugins
     from countersign.policy_file import PolicyFileError, load_policy
     from countersign.tracing import API_SERVICE
 
@@ -99,7 +102,8 @@ def api(
     try:
         load_policy(settings.policy_file)  # refused here, by line, rather than inside the server's start-up
         settings.gateway_signer()  # and a gateway that could sign nothing never starts
-    except (PolicyFileError, MissingKey) as error:
+        load_plugins(settings.plugins)  # nor one missing a plugin's tools
+    except (PolicyFileError, MissingKey, PluginError) as error:
         err.print(f"error: {error}", markup=False)
         raise typer.Exit(2) from None
     # Uvicorn's own lines too (log_config=None) go through COUNTERSIGN_LOG_FORMAT and its redaction.
@@ -147,13 +151,13 @@ def eval_command(
 ) -> None:
     """Measure planners on a labelled set: request type, field and tool accuracy per provider."""
     from countersign import evaluation as ev
+    from countersign.plugins import load_plugins
     from llm.factory import build_planner
     from llm.spec import SpecError
-    from tools.builtin import build_registry
 
     settings = _settings()
     options = settings.llm_options()
-    registry = build_registry()
+    registry = load_plugins(settings.plugins).tools  # planners are measured on the tools workers offer
     source = file or ev.DEFAULT_FILE
     try:
         specs = ev.provider_specs(provider or [], settings.llm)
