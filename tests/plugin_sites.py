@@ -9,9 +9,17 @@ A "site" is a directory laid out as an installer leaves site-packages: the packa
 
 import contextlib
 import importlib
+import os
+import shutil
+import subprocess
 import sys
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
+
+import pytest
+
+EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "countersign-example-plugin"
 
 
 def distribution(
@@ -31,6 +39,27 @@ def distribution(
         for group, points in entry_points.items()
     ]
     (info / "entry_points.txt").write_text("\n".join(groups))
+    return site
+
+
+def build_example(out: Path) -> Path:
+    """The example plugin built into a wheel by its own build backend (hatchling, from the package
+    index as in CI) and unpacked into a site: exactly what `pip install` would leave."""
+    uv = os.environ.get("UV") or shutil.which("uv")
+    if uv is None:
+        pytest.fail("building the example plugin needs `uv` (the suite runs under `uv run`)")
+    dist = out / "dist"
+    done = subprocess.run(
+        [uv, "build", "--wheel", str(EXAMPLE), "--out-dir", str(dist)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    (wheel,) = dist.glob("countersign_example_plugin-*.whl")
+    site = out / "site"
+    with zipfile.ZipFile(wheel) as archive:
+        archive.extractall(site)
     return site
 
 
