@@ -18,9 +18,12 @@ class JsonLinesChannel:
         self._path: Path = context.data_dir / LOG
 
     async def deliver(self, note: Notification, recipients: list[Recipient]) -> int:
-        line = {"key": note.key, "kind": note.kind, "recipients": sorted(r.name for r in recipients)}
-        with self._path.open("a") as log:
-            log.write(json.dumps(line) + "\n")
+        # Idempotent on the key, as channels must be: a retried activity delivers the same note again.
+        told = self._path.read_text().splitlines() if self._path.exists() else []
+        if all(json.loads(line)["key"] != note.key for line in told):
+            line = {"key": note.key, "kind": note.kind, "recipients": sorted(r.name for r in recipients)}
+            with self._path.open("a") as log:
+                log.write(json.dumps(line) + "\n")
         return len(recipients)
 
 
