@@ -31,8 +31,16 @@ import workflows.graph
 from activities.audit import AuditActivities
 from activities.execution import Checkpoint, ExecutionActivities
 from activities.graph import GraphActivities
-from activities.notify import EmailChannel, NotifyActivities, OutboxChannel
+from activities.notify import NotifyActivities
 from activities.planning import PlanningActivities, llm_task_queue
+from activities.plugins import (
+    BUILTIN_CHANNELS,
+    ChannelContext,
+    ChannelPlugin,
+    PluginError,
+    build_channels,
+    load_plugins,
+)
 from activities.trust import TrustActivities
 from activities.validation import ValidationActivities
 from config.settings import MAX_CACHED_WORKFLOWS, Settings
@@ -163,6 +171,7 @@ def build_worker(
     audit_url: str | None = None,
     execution_checkpoint: Checkpoint | None = None,
     node_registry: NodeRegistry | None = None,
+    channels: Sequence[ChannelPlugin] = BUILTIN_CHANNELS,
     max_cached_workflows: int = MAX_CACHED_WORKFLOWS,
     shutdown_grace: timedelta = timedelta(0),
     sandboxed: bool = True,
@@ -173,7 +182,10 @@ def build_worker(
     `sandboxed`: run workflow code in the SDK's sandbox, which fails a workflow task on any
     non-deterministic call and gives each workflow its own copy of the modules it imports. The
     tests build workers this way; `countersign worker` does not by default (COUNTERSIGN_WORKFLOW_SANDBOX):
-    the sandbox was half the worker's CPU and most of its memory per cached workflow."""
+    the sandbox was half the worker's CPU and most of its memory per cached workflow.
+
+    `registry`, `node_registry` and `channels` default to the built-ins; `run_worker` passes the
+    plugins' too (`activities.plugins.load_plugins`). A channel that cannot be built raises PluginError."""
     if sandboxed:
         cache_workflow_bytecode(data_dir)
     registry = registry or build_registry()
@@ -183,9 +195,8 @@ def build_worker(
     execution = ExecutionActivities(
         registry, data_dir, integrations, ledger_url=store_url, checkpoint=execution_checkpoint
     )
-    # Every notification is kept in the data dir's outbox and emailed to recipients with an address.
-    email = EmailChannel(registry, data_dir, integrations)
-    notify = NotifyActivities(data_dir, [OutboxChannel(data_dir), email])
+    context = ChannelContext(data_dir=data_dir, tools=registry, integrations=integrations or Integrations())
+    notify = NotifyActivities(data_dir, build_channels(channels, context))
     audit = AuditActivities(store_url, trust.audit)
     graph = GraphActivities(node_registry or build_node_registry())
     trusted = TrustActivities(trust.gateway)
@@ -226,7 +237,8 @@ async def run_worker(
     """Until `stop` is set, or SIGTERM/SIGINT arrives (then activities get the shutdown grace);
     raises `WorkerStalled` when the watchdog finds the workflow task queue undrained."""
     trust = WorkerTrust.from_settings(settings)  # before anything starts: a missing key stops here
-    registry = build_registry()
+    plugins = load_plugins(settings.plugins)  # and so does a plugin that cannot be used (PluginError)
+    registry = plugins.tools
     planners = build_planners(settings, registry)
     chain = " -> ".join(p.name for p in planners)
     log.info("planning with %s%s", chain, "" if settings.llm else " (default: COUNTERSIGN_LLM is unset)")
@@ -254,6 +266,8 @@ async def run_worker(
         planner=planners,
         trust=trust,
         registry=registry,
+        node_registry=plugins.nodes,
+        channels=plugins.channels,
         attempts_per_planner=settings.llm_attempts_per_provider,
         llm_rate_limit=settings.llm_rate_limit,
         audit_url=settings.audit_url,
@@ -308,7 +322,8 @@ def main(settings: Settings | None = None) -> int:
     logs.configure_logging(settings, tracing.WORKER_SERVICE)
     try:
         asyncio.run(run_worker(settings))
-    except (SpecError, MissingKey) as error:  # a planner that cannot be built, a key it lacks
+    # A planner that cannot be built, a key it lacks, a plugin that cannot be used.
+    except (SpecError, MissingKey, PluginError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     except WorkerStalled as error:  # its supervisor (compose, systemd, `countersign up`) restarts it

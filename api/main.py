@@ -14,6 +14,7 @@ from fastapi.responses import JSONResponse
 from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
+from activities.plugins import load_plugins
 from api.auth_limits import AuthFailureLimiter
 from api.json_gate import JsonBodyGate
 from api.limits import RequestLimitMiddleware
@@ -26,7 +27,6 @@ from api.services.graph_runs import GraphService
 from config.policy_file import load_policy
 from config.settings import Settings
 from config.temporal import connect
-from graphs.registry import build_node_registry
 from graphs.shipped import shipped_definitions
 from graphs.validation import check_graph
 from models.errors import Conflict, Forbidden, Invalid, NotFound, RequestError
@@ -35,7 +35,6 @@ from security.gateway_signing import GatewaySigning
 from store.audit_store import AuditStore
 from store.graph_store import GraphStore
 from store.principals import PrincipalStore
-from tools.builtin import build_registry
 
 log = logging.getLogger(__name__)
 # RPC outcomes that mean "not now" rather than "never": answered 503 with Retry-After.
@@ -158,7 +157,9 @@ async def attach(app: FastAPI, settings: Settings, client: Client | None = None)
         )
     app.state.client = client
     app.state.settings = settings
-    app.state.registry = build_registry()
+    # The plugins' tools and node functions too: GET /tools lists them, graphs may name them.
+    plugins = load_plugins(settings.plugins)
+    app.state.registry = plugins.tools
     app.state.principals = await PrincipalStore.open(settings.principals_db)
     app.state.audit_store = await AuditStore.open(settings.audit_url)
     app.state.audit = AuditLog(app.state.audit_store, settings.audit_keyring())
@@ -173,7 +174,7 @@ async def attach(app: FastAPI, settings: Settings, client: Client | None = None)
         server_paths=[settings.data_dir, Path.cwd()],
     )
     app.state.graph_store = await GraphStore.open(settings.audit_url)
-    functions = build_node_registry()
+    functions = plugins.nodes
     for definition in shipped_definitions():
         await app.state.graph_store.ensure_builtin(check_graph(definition, functions.names()))
     app.state.graphs = GraphService(

@@ -95,6 +95,11 @@ class Settings(BaseSettings):
     worker_shutdown_grace_seconds: float = Field(default=10, ge=0, le=600)
     # A YAML approval policy (config/policy_file.py); the shipped default_policy.yaml when unset.
     policy_file: Path | None = None
+    # Modules (comma-separated) whose TOOLS, NODES and CHANNELS the worker and gateway load besides the
+    # installed plugins' entry points (countersign/plugins.py, docs/extending.md).
+    plugins: Annotated[list[Annotated[str, Field(pattern=r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*$")]], NoDecode] = (
+        Field(default_factory=list)
+    )
     # Bearer JWTs from an identity provider, accepted beside API keys; None: API keys only.
     jwt_algorithm: Literal["HS256", "RS256"] | None = None
     # HS256: the shared secret, at least 32 bytes.
@@ -207,6 +212,7 @@ class Settings(BaseSettings):
         "http_allowed_hosts",
         "http_allowed_methods",
         "codec_cors_origins",
+        "plugins",
         mode="before",
     )
     @classmethod

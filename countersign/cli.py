@@ -74,6 +74,7 @@ def api(
     """Run the HTTP gateway (uvicorn on 127.0.0.1) against a Temporal server."""
     import uvicorn
 
+    from activities.plugins import PluginError, load_plugins
     from api.main import create_app
     from config.policy_file import PolicyFileError, load_policy
     from observability.logs import configure_logging
@@ -84,7 +85,8 @@ def api(
     try:
         load_policy(settings.policy_file)  # refused here, by line, rather than inside the server's start-up
         settings.gateway_signer()  # and a gateway that could sign nothing never starts
-    except (PolicyFileError, MissingKey) as error:
+        load_plugins(settings.plugins)  # nor one missing a plugin's tools
+    except (PolicyFileError, MissingKey, PluginError) as error:
         err.print(f"error: {error}", markup=False)
         raise typer.Exit(2) from None
     # Uvicorn's own lines too (log_config=None) go through COUNTERSIGN_LOG_FORMAT and its redaction.
@@ -131,14 +133,14 @@ def eval_command(
     ] = None,
 ) -> None:
     """Measure planners on a labelled set: request type, field and tool accuracy per provider."""
+    from activities.plugins import load_plugins
     from llm import evaluation as ev
     from llm.factory import build_planner
     from llm.spec import SpecError
-    from tools.builtin import build_registry
 
     settings = _settings()
     options = settings.llm_options()
-    registry = build_registry()
+    registry = load_plugins(settings.plugins).tools  # planners are measured on the tools workers offer
     source = file or ev.DEFAULT_FILE
     try:
         specs = ev.provider_specs(provider or [], settings.llm)

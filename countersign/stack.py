@@ -335,12 +335,16 @@ def _stop(children: list[subprocess.Popen[bytes]]) -> None:
 
 def _planner_chain(settings: Settings) -> str:
     """The planners the worker will use, checked now so a missing key fails before anything starts."""
+    from activities.plugins import PluginError, load_plugins
     from llm.spec import SpecError
-    from tools.builtin import build_registry
     from worker import build_planners
 
     try:
-        planners = build_planners(settings, build_registry())
+        registry = load_plugins(settings.plugins).tools
+    except PluginError as error:  # before anything starts, as the worker would refuse it
+        raise StackError(str(error)) from None
+    try:
+        planners = build_planners(settings, registry)
     except SpecError as error:
         raise StackError(f"cannot plan with COUNTERSIGN_LLM: {error}") from None
     return " -> ".join(p.name for p in planners)

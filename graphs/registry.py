@@ -98,7 +98,8 @@ class NodeRegistry:
 
 
 NODE_FUNCTIONS = NodeRegistry()
-# Modules that declare node functions with `@node_fn`; adding a set of functions is one module, listed here.
+# Countersign's own modules that declare node functions with `@node_fn`; functions from elsewhere are
+# plugins (countersign/plugins.py, docs/extending.md), which need no edit here.
 NODE_MODULES: tuple[str, ...] = ("graphs.review",)
 
 

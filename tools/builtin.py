@@ -56,7 +56,8 @@ from tools.smtp import send_message
 __all__ = ["build_registry", "list_outbox", "list_records"]
 
 SENDER = DEFAULT_SENDER
-# Modules that declare tools with `@tool`; adding a tool is one module, listed here.
+# Countersign's own modules that declare tools with `@tool`; tools from elsewhere are plugins
+# (countersign/plugins.py, docs/extending.md), which need no edit here.
 TOOL_MODULES: tuple[str, ...] = ("tools.web",)
 # RFC 5322's hard line limit instead of the default 78, so the key and digest headers are never
 # folded or encoded-word wrapped: they must read back byte-for-byte on a replay.

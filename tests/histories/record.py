@@ -81,10 +81,6 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from countersign.gateway_signing import GatewaySigning
-from countersign.graph_runs import snapshot
-from countersign.temporal import ensure_search_attributes
-from countersign.worker import build_worker
 from temporalio.client import (
     Client,
     WithStartWorkflowOperation,
@@ -97,6 +93,8 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from activities.notify import OutboxChannel
+from api.services.graph_runs import snapshot
+from config.temporal import ensure_search_attributes
 from countersign.mail_sink import MailSink
 from countersign.stack import temporal_binary
 from graphs.registry import NodeContext, NodeRegistry, build_node_registry, node_fn
@@ -105,6 +103,7 @@ from graphs.validation import check_graph
 from llm.factory import build_planner
 from llm.rules import RulesPlanner
 from llm.spec import LLMOptions, parse_chain
+from models import search_attributes as sa
 from models.decisions import CancelInput, DecideInput, EditInput, ReassignInput, RefusalInput, RetryInput
 from models.enums import Decision, Role, WorkflowState
 from models.graph import GraphDefinition, GraphRunInput, GraphRunView, RunStatus
@@ -113,6 +112,7 @@ from models.policy import ApprovalPolicy
 from models.principals import Principal, Recipient
 from models.requests import ApprovalInput, SubmitRequest
 from models.views import WorkflowView
+from security.gateway_signing import GatewaySigning
 from tests.fake_llm import FakeLLM, follow_up_plan, openai_answer, openai_error
 from tests.helpers import (
     DEFAULT_POLICY,
@@ -129,7 +129,7 @@ from tests.helpers import (
 from tools.builtin import build_registry
 from tools.integrations import Integrations
 from tools.smtp import SmtpConfig
-from workflows import search_attributes as sa
+from worker import build_worker
 from workflows.approval import ApprovalWorkflow
 from workflows.graph import GraphWorkflow
 
