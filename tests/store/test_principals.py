@@ -11,7 +11,7 @@ import aiosqlite
 import pytest
 from pydantic import ValidationError
 
-import store.principals as principals_module
+import store.principals.schema as principals_schema
 from models.enums import Role
 from models.errors import Invalid, NotFound
 from models.principals import DelegateRequest, Delegation, Principal, Recipient
@@ -147,13 +147,13 @@ async def test_a_failed_migration_leaves_the_old_database_as_it_was(
 ) -> None:
     path = tmp_path / "principals.db"
     keys = key_hash_database(path, [("p-aaaaaaaaaa", "Ada", '["MANAGER"]', "acme", None)])
-    original = principals_module._move_keys_out
+    original = principals_schema._move_keys_out
 
     async def crash_after_the_rebuild(db: aiosqlite.Connection) -> None:
         await original(db)
         raise OSError("disk gone")
 
-    monkeypatch.setattr(principals_module, "_move_keys_out", crash_after_the_rebuild)
+    monkeypatch.setattr(principals_schema, "_move_keys_out", crash_after_the_rebuild)
     with pytest.raises(OSError, match="disk gone"):
         await PrincipalStore.open(path)
     # One transaction: the rebuilt table, the copied keys and the dropped one are all undone.
@@ -161,7 +161,7 @@ async def test_a_failed_migration_leaves_the_old_database_as_it_was(
     with sqlite3.connect(path) as db:
         assert db.execute("SELECT count(*) FROM api_keys").fetchone() == (0,)
     db.close()
-    monkeypatch.setattr(principals_module, "_move_keys_out", original)
+    monkeypatch.setattr(principals_schema, "_move_keys_out", original)
     async with await PrincipalStore.open(path) as store:
         assert await store.authenticate(keys["p-aaaaaaaaaa"]) is not None
 
