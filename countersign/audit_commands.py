@@ -62,7 +62,8 @@ def audit_verify(
     from sqlalchemy.exc import SQLAlchemyError
 
     from models.audit import VerifyReport
-    from store.audit_store import Anchors, AuditStore
+    from store.audit_anchors import Anchors
+    from store.audit_store import AuditStore
     from store.sql import masked_url
 
     settings = _settings(data_dir=data_dir)
@@ -126,7 +127,8 @@ def audit_anchor(
     from sqlalchemy.exc import SQLAlchemyError
 
     from models.audit import AuditAnchor, VerifyReport
-    from store.audit_store import AuditStore, anchor_line
+    from store.audit_links import anchor_line
+    from store.audit_store import AuditStore
 
     settings = _settings(data_dir=data_dir)
     store_url, keyring = settings.audit_url, _keyring(settings)

@@ -47,7 +47,7 @@ class StoredAuditEvent(BaseModel):
     (sorted keys, no whitespace, UTF-8) of every other field, `prev_hash` and `key_id` included.
     Changing, removing or reordering an event breaks the chain, and without the key (which is not in
     the database) nobody can make a new valid link. A row with no `key_id` is a legacy link from before
-    the log had keys: plain SHA-256 of the same JSON without `key_id` (store/audit_store.py).
+    the log had keys: plain SHA-256 of the same JSON without `key_id` (store/audit_links.py).
     """
 
     workflow_id: str
@@ -87,7 +87,7 @@ class VerifyReport(BaseModel):
     # Chains holding legacy (unkeyed SHA-256) links: written before the log had keys, sealed since.
     legacy_chains: int = 0
     anchors: int = 0  # anchors checked (`verify --anchors`)
-    legacy_seal: str | None = None  # the id of the log's legacy seal (audit_store.py); None: missing
+    legacy_seal: str | None = None  # the id of the log's legacy seal (store/audit_seal.py); None: missing
     broken: list[ChainBreak] = []
     problems: list[LogProblem] = []
 

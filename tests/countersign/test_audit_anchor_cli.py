@@ -15,7 +15,7 @@ from typer.testing import CliRunner, Result
 
 from countersign.cli import app
 from models.audit import AuditAnchor
-from store.audit_store import Anchors
+from store.audit_anchors import Anchors
 from tests.countersign.test_audit_cli import fill
 from tests.helpers import TEST_TRUST
 

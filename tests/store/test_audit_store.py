@@ -18,7 +18,8 @@ from activities.audit import AuditActivities
 from config.settings import Settings
 from models.audit import AuditBatch, AuditEvent, StoredAuditEvent
 from models.enums import ActorKind, Role, WorkflowState
-from store.audit_store import AuditConflict, AuditGap, AuditStore, chain_link
+from store.audit_links import chain_link
+from store.audit_store import AuditConflict, AuditGap, AuditStore
 from store.sql import masked_url
 from tests.conftest import Location
 from tests.helpers import TEST_TRUST

@@ -22,7 +22,9 @@ from models.enums import WorkflowState
 from models.principals import Principal
 from security.audit_keys import AuditKeyring
 from security.gateway_keys import MissingKey
-from store.audit_store import Anchors, AuditStore, anchor_bytes, anchor_line, chain_link, link_bytes
+from store.audit_anchors import Anchors
+from store.audit_links import anchor_bytes, anchor_line, chain_link, link_bytes
+from store.audit_store import AuditStore
 from tests.conftest import Location
 from tests.helpers import TEST_TRUST
 from tests.store.test_audit_store import EVENTS, batch
