@@ -383,7 +383,7 @@ def test_one_line_fields_refuse_every_line_separator(separator: str) -> None:
     before anyone approves it (U+2028 in a subject used to pass and fail at send time)."""
     from pydantic import ValidationError
 
-    from tools.web import CreateTicketArgs, HttpHeader
+    from tools.web_args import CreateTicketArgs, HttpHeader
 
     assert f"a{separator}b".splitlines() == ["a", "b"]
     with pytest.raises(ValidationError):

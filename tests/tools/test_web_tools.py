@@ -30,21 +30,12 @@ from models.proposal import Plan, RequestFields, ValidateInput, ValidationReport
 from models.tools import ToolCall
 from store.execution_ledger import LeaseLost
 from tools.builtin import build_registry, list_records
+from tools.http_client import MAX_RESPONSE_CHARS, HttpRefused, HttpRetryable
 from tools.integrations import Integrations, TicketConfig
 from tools.registry import ToolContext
-from tools.web import (
-    MAX_RESPONSE_CHARS,
-    CreateTicketArgs,
-    HttpRefused,
-    HttpRequestArgs,
-    HttpRetryable,
-    PostWebhookArgs,
-    create_ticket,
-    github_marker,
-    http_request,
-    jira_label,
-    post_webhook,
-)
+from tools.ticket_trackers import github_marker, jira_label
+from tools.web import create_ticket, http_request, post_webhook
+from tools.web_args import CreateTicketArgs, HttpRequestArgs, PostWebhookArgs
 
 KEY = "req-default-abc123:v1"
 GITHUB_TOKEN = "ghp-test-token-0123456789"
