@@ -11,7 +11,8 @@ import pytest
 
 from graphs import review  # registers the node functions
 from graphs.registry import NODE_FUNCTIONS, NodeContext
-from graphs.review import FIX_TIERS, IMPROVE_CONDITION, should_improve
+from graphs.review import IMPROVE_CONDITION, should_improve
+from graphs.review_analysis import FIX_TIERS
 from graphs.shipped import shipped_definitions
 from models.graph_routing import condition_holds
 

@@ -13,6 +13,9 @@ from typing import Any
 import pytest
 
 import graphs.review as review
+import graphs.review_analysis as review_analysis
+import graphs.review_fixes as review_fixes
+import graphs.review_parsing as review_parsing
 from activities.graph import MAX_OUTPUT_BYTES
 from graphs.registry import NODE_FUNCTIONS, NodeContext, NodeError
 from tests.graphs.test_review import call, run_review
@@ -65,7 +68,7 @@ def largest_accepted(make: Make) -> int:
     low, high = 1, 5_000
     while low < high:
         middle = (low + high + 1) // 2
-        if review._input_problem(make(middle)) is None:
+        if review_parsing._input_problem(make(middle)) is None:
             low = middle
         else:
             high = middle - 1
@@ -87,10 +90,10 @@ def test_code_past_the_parsers_limits_is_refused_before_parsing(
     def never(source: str, mode: str = "exec") -> ast.AST:
         raise AssertionError("ast.parse was reached")
 
-    monkeypatch.setattr(review, "parse", never)
+    monkeypatch.setattr(review_parsing, "parse", never)
     with pytest.raises(NodeError) as refused:
         in_a_thread(lambda: call(name, {"code": code}))
-    assert refused.value.type == review.CODE_REFUSED and not refused.value.retryable
+    assert refused.value.type == review_parsing.CODE_REFUSED and not refused.value.retryable
     assert refused.value.message.startswith("code refused: it nests ")
     assert "deep at line 1" in refused.value.message
 
@@ -109,10 +112,10 @@ def test_every_family_is_refused_past_the_limits_and_reviewed_to_the_end_within(
 
 
 def test_the_size_limit() -> None:
-    accepted = "x = 1\n" * (review.MAX_CODE_CHARS // 6)  # 262,140 characters
+    accepted = "x = 1\n" * (review_parsing.MAX_CODE_CHARS // 6)  # 262,140 characters
     with pytest.raises(NodeError, match=r"^code refused: it is 262,146 characters long \(limit 262,144\)$"):
         call("review.extract", {"code": accepted + "x = 1\n"})
-    assert review._input_problem(accepted) is None
+    assert review_parsing._input_problem(accepted) is None
 
 
 def test_the_limits_leave_real_code_alone(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -123,17 +126,17 @@ def test_the_limits_leave_real_code_alone(monkeypatch: pytest.MonkeyPatch) -> No
     import inspect as inspect_module
     import typing
 
-    monkeypatch.setattr(review, "MAX_DEPTH", 100)
-    monkeypatch.setattr(review, "MAX_BRACKET_DEPTH", 15)
-    review._input_problem.cache_clear()
+    monkeypatch.setattr(review_parsing, "MAX_DEPTH", 100)
+    monkeypatch.setattr(review_parsing, "MAX_BRACKET_DEPTH", 15)
+    review_parsing._input_problem.cache_clear()
     for module in (_pydecimal, dataclasses, inspect_module, typing):
-        assert review._input_problem(inspect.getsource(module)) is None, module.__name__
-    review._input_problem.cache_clear()
+        assert review_parsing._input_problem(inspect.getsource(module)) is None, module.__name__
+    review_parsing._input_problem.cache_clear()
 
 
 def test_literal_braces_and_plain_strings_are_not_nesting() -> None:
     code = 'x = f"' + "{{" * 60 + '{y}"\n' + 'z = "' + "(" * 500 + "-" * 2_000 + '"\n'
-    assert review._input_problem(code) is None
+    assert review_parsing._input_problem(code) is None
 
 
 def test_an_elif_chain_is_one_level_of_nesting_however_long() -> None:
@@ -151,7 +154,7 @@ def test_many_functions_and_long_names_stay_within_the_output_limit() -> None:
     code = f"class {long}:\n    def {long}(self):\n        return 0\n" + "".join(
         f"def f{i}(a=[]):\n    return 0\n" for i in range(2_000)
     )
-    assert len(code) < review.MAX_CODE_CHARS
+    assert len(code) < review_parsing.MAX_CODE_CHARS
 
     def size(value: Any) -> int:
         return len(json.dumps(value))
@@ -160,15 +163,15 @@ def test_many_functions_and_long_names_stay_within_the_output_limit() -> None:
     assert len(extracted["functions"]) == review.MAX_LISTED
     assert f"Listing the first {review.MAX_LISTED} of 2001 functions" in log
     name = extracted["functions"][0]["name"]  # the method, in its class: both names cut
-    assert len(name) == review.MAX_NAME_CHARS and name == "f" * 199 + "…"
+    assert len(name) == review_analysis.MAX_NAME_CHARS and name == "f" * 199 + "…"
     assert size(extracted) < MAX_OUTPUT_BYTES
     analyzed, _ = call("review.analyze", {**extracted, "code": code})
     assert len(analyzed["issues"]) == review.MAX_LISTED and analyzed["score"] == 0.0
     assert size(analyzed) < MAX_OUTPUT_BYTES
     improved, _ = call("review.improve", {**extracted, **analyzed, "code": code})
-    assert len(improved["suggestions"]) <= review.MAX_SUGGESTIONS
+    assert len(improved["suggestions"]) <= review_fixes.MAX_SUGGESTIONS
     assert size(improved) < MAX_OUTPUT_BYTES
-    assert len(improved.get("code", code)) <= review.MAX_CODE_CHARS
+    assert len(improved.get("code", code)) <= review_parsing.MAX_CODE_CHARS
 
 
 def test_the_registry_wrapper_refuses_a_result_that_is_not_a_dict() -> None:
