@@ -134,6 +134,7 @@ def eval_command(
 ) -> None:
     """Measure planners on a labelled set: request type, field and tool accuracy per provider."""
     from activities.plugins import load_plugins
+    from llm import eval_cases, eval_report, eval_scoring
     from llm import evaluation as ev
     from llm.factory import build_planner
     from llm.spec import SpecError
@@ -141,15 +142,15 @@ def eval_command(
     settings = _settings()
     options = settings.llm_options()
     registry = load_plugins(settings.plugins).tools  # planners are measured on the tools workers offer
-    source = file or ev.DEFAULT_FILE
+    source = file or eval_cases.DEFAULT_FILE
     try:
         specs = ev.provider_specs(provider or [], settings.llm)
-        cases = ev.select(ev.load_cases(source), tag or [])
+        cases = eval_cases.select(eval_cases.load_cases(source), tag or [])
         if not cases:
-            raise ev.EvalFileError(f"{source}: no case has tag {', '.join(tag or [])}")
+            raise eval_cases.EvalFileError(f"{source}: no case has tag {', '.join(tag or [])}")
         # Every planner before any runs: a missing key fails fast instead of half-way.
         planners = [build_planner(spec, registry=registry, options=options) for spec in specs]
-    except (SpecError, ev.EvalFileError) as error:
+    except (SpecError, eval_cases.EvalFileError) as error:
         typer.echo(f"error: {error}", err=True)
         raise typer.Exit(2) from None
     names = ", ".join(p.name for p in planners)
@@ -163,14 +164,14 @@ def eval_command(
             limit_seconds=ev.per_case_limit(options),
         )
     )
-    report = ev.EvalReport(file=str(source), tags=tag or [], cases=len(cases), providers=reports)
+    report = eval_scoring.EvalReport(file=str(source), tags=tag or [], cases=len(cases), providers=reports)
     if json_path == "-":
-        print(ev.to_json(report))
+        print(eval_report.to_json(report))
         return
-    ev.render(report, Console())
+    eval_report.render(report, Console())
     if json_path is not None:
         try:
-            Path(json_path).write_text(ev.to_json(report) + "\n", encoding="utf-8")
+            Path(json_path).write_text(eval_report.to_json(report) + "\n", encoding="utf-8")
         except OSError as error:
             typer.echo(f"error: cannot write {json_path}: {error}", err=True)
             raise typer.Exit(1) from None

@@ -10,16 +10,9 @@ from pydantic import EmailStr, TypeAdapter, ValidationError
 from typer.testing import CliRunner
 
 from countersign.cli import app
-from llm.evaluation import (
-    DEFAULT_FILE,
-    EvalCase,
-    EvalFileError,
-    evaluate,
-    field_matches,
-    load_cases,
-    provider_specs,
-    select,
-)
+from llm.eval_cases import DEFAULT_FILE, EvalCase, EvalFileError, load_cases, select
+from llm.eval_scoring import field_matches
+from llm.evaluation import evaluate, provider_specs
 from llm.rules import RulesPlanner
 from llm.spec import SpecError
 from models.enums import RequestType
