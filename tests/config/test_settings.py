@@ -47,3 +47,17 @@ def test_temporal_tls_settings_build_the_clients_tls(tmp_path: Path) -> None:
         Settings(temporal_tls_cert_file=cert)
     with pytest.raises(ValidationError, match="cannot be read"):
         Settings(temporal_tls_ca_file=tmp_path / "missing.pem")
+
+
+def test_each_concerns_validators_survive_the_composition(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Settings is composed of one model per concern; pydantic keeps one validator per name, so two groups
+    # that named theirs alike would silently lose one. Lists from the environment, one per group:
+    monkeypatch.setenv("COUNTERSIGN_PLUGINS", "acme.tools, acme.nodes")
+    monkeypatch.setenv("COUNTERSIGN_HTTP_ALLOWED_HOSTS", "api.example.com,example.org")
+    monkeypatch.setenv("COUNTERSIGN_CODEC_CORS_ORIGINS", "https://ui.example.com/")
+    monkeypatch.setenv("COUNTERSIGN_EMAIL_ALLOWED_DOMAINS", "@Example.com")
+    settings = Settings(_env_file=None)  # type: ignore[call-arg]
+    assert settings.plugins == ["acme.tools", "acme.nodes"]
+    assert settings.http_allowed_hosts == ["api.example.com", "example.org"]
+    assert settings.codec_cors_origins == ["https://ui.example.com"]
+    assert settings.email_allowed_domains == ["example.com"]

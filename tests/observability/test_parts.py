@@ -109,7 +109,7 @@ def test_telemetry_left_off_loads_nothing_of_it() -> None:
     script = (
         "import sys\n"
         "from api.main import create_app\n"
-        "from countersign import logs, metrics, tracing\n"
+        "from observability import logs, metrics, tracing\n"
         "from config.settings import Settings\n"
         "settings = Settings(_env_file=None)\n"
         "app = create_app(settings)\n"
