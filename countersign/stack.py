@@ -320,6 +320,14 @@ def _child_args(command: str, settings: Settings) -> list[str]:
     return [*args, "--api-port", str(settings.api_port)] if command == "api" else args
 
 
+def _gateway_env(settings: Settings) -> dict[str, str]:
+    """What the gateway must know that `api` takes no flag for: the Web UI's port (`up --ui-port`).
+    From it the gateway derives, as `up` does, the Web UI link it gives the inbox (/ui/config) and the
+    origins allowed to call /codec, unless COUNTERSIGN_TEMPORAL_UI_URL or _CODEC_CORS_ORIGINS say
+    otherwise (the child inherits those)."""
+    return {"COUNTERSIGN_UI_PORT": str(settings.ui_port)}
+
+
 def _stop(children: list[subprocess.Popen[bytes]]) -> None:
     """Stop children in reverse start order: the gateway, then the worker, then Temporal."""
     for child in reversed(children):
@@ -417,7 +425,9 @@ def run_stack(settings: Settings) -> int:
         created = asyncio.run(_demo_principals(settings))
         sink, mail_env, mail = _mail(settings)
         supervisor.add(Child("worker", _child_args("worker", settings), logs / "worker.log", mail_env))
-        api = supervisor.add(Child("gateway", _child_args("api", settings), logs / "api.log"))
+        api = supervisor.add(
+            Child("gateway", _child_args("api", settings), logs / "api.log", _gateway_env(settings))
+        )
         assert api.process is not None
         _wait_for_api(settings, api.process)
         _print_ready(settings, created, server is not None, planners, policy_text, mail, supervisor.children)

@@ -115,6 +115,19 @@ def test_up_survives_a_restart_with_a_request_waiting(stack: Stack) -> None:
     def auth(who: str) -> dict[str, str]:
         return {"Authorization": f"Bearer {keys[who]}"}
 
+    # The gateway knows the Web UI's port given to `up` (not 8233): the inbox links there, and the Web UI,
+    # from its own origin, may call /codec.
+    ui = f"http://127.0.0.1:{stack.ui_port}"
+    with httpx.Client(base_url=stack.url, timeout=30) as http:
+        config = http.get("/ui/config", headers=auth("demo-manager"))
+        assert config.status_code == 200, config.text
+        assert config.json()["temporal_ui_url"] == ui
+        preflight = http.options(
+            "/codec/decode",
+            headers={"Origin": ui, "Access-Control-Request-Method": "POST"},
+        )
+        assert preflight.headers.get("access-control-allow-origin") == ui, preflight.text
+
     with httpx.Client(base_url=stack.url, timeout=30) as http:
         submitted = http.post(
             "/workflows",
