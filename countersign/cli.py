@@ -43,6 +43,14 @@ def up(
     api_port: ApiPort = None,
     temporal_port: Annotated[int | None, typer.Option("--temporal-port")] = None,
     ui_port: Annotated[int | None, typer.Option("--ui-port")] = None,
+    mail_port: Annotated[
+        int | None,
+        typer.Option(
+            "--mail-port",
+            help="Port of up's own SMTP sink, unless COUNTERSIGN_SMTP_HOST names a server "
+            "[COUNTERSIGN_SMTP_SINK_PORT, else 2525]",
+        ),
+    ] = None,
     temporal_address: TemporalAddress = None,
 ) -> None:
     from countersign.stack import run_stack
@@ -52,6 +60,7 @@ def up(
         api_port=api_port,
         temporal_port=temporal_port,
         ui_port=ui_port,
+        smtp_sink_port=mail_port,
         temporal_address=temporal_address,
     )
     raise typer.Exit(run_stack(settings))
