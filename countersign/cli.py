@@ -2,16 +2,20 @@
 
 import asyncio
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 
 from countersign.audit_commands import audit_app, ledger_app
-from countersign.cli_common import ApiPort, DataDir, TemporalAddress, err
+from countersign.cli_common import ApiPort, DataDir, TemporalAddress, err, talking_to_temporal
 from countersign.cli_common import settings_from as _settings
 from countersign.key_commands import keys_app
 from countersign.principal_commands import principal_app
+
+if TYPE_CHECKING:
+    from countersign.audit_store import AuditStore
+    from countersign.settings import Settings
 
 # Locals stay out of tracebacks: they can hold API keys.
 app = typer.Typer(
@@ -80,7 +84,8 @@ def worker(data_dir: DataDir = None, temporal_address: TemporalAddress = None) -
     # COUNTERSIGN_LOG_FORMAT: text or JSON lines, with workflow ids; secrets and request texts redacted.
     configure_logging(settings, WORKER_SERVICE)
     try:
-        asyncio.run(run_worker(settings))
+        with talking_to_temporal(settings):
+            asyncio.run(run_worker(settings))
     except (SpecError, MissingKey) as error:  # a planner that cannot be built, a key it lacks
         err.print(f"[bold red]error:[/] {error}")
         raise typer.Exit(2) from None
@@ -111,6 +116,9 @@ def api(
     except (PolicyFileError, MissingKey) as error:
         err.print(f"error: {error}", markup=False)
         raise typer.Exit(2) from None
+    with talking_to_temporal(settings):
+        # Here rather than only in the app's start-up, where uvicorn would log the SDK's traceback.
+        asyncio.run(_reach_temporal(settings))
     # Uvicorn's own lines too (log_config=None) go through COUNTERSIGN_LOG_FORMAT and its redaction.
     configure_logging(settings, API_SERVICE)
     uvicorn.run(
@@ -120,6 +128,12 @@ def api(
         log_level="info",
         log_config=None,
     )
+
+
+async def _reach_temporal(settings: "Settings") -> None:
+    from countersign.temporal import connect
+
+    await connect(settings.resolved_temporal_address, settings.namespace, tls=settings.temporal_tls())
 
 
 def main() -> None:
@@ -249,16 +263,16 @@ def dlq_list(
     tenant: Annotated[str | None, typer.Option("--tenant", help="Only this tenant's")] = None,
 ) -> None:
     """List failed workflows still open for a retry, with why they failed."""
-    import asyncio
-
+    from rich.markup import escape
     from rich.table import Table
 
     from countersign.approvals import list_dead_letters
+    from countersign.audit_store import AuditStore
     from countersign.temporal import connect
 
     settings = _settings(data_dir=data_dir, temporal_address=temporal_address)
 
-    async def rows() -> list[tuple[str, str, str, str]]:
+    async def rows() -> list[tuple[str, ...]]:
         client = await connect(
             settings.resolved_temporal_address,
             settings.namespace,
@@ -266,9 +280,24 @@ def dlq_list(
             tls=settings.temporal_tls(),
         )
         found = await list_dead_letters(client, tenant, limit=1000)
-        return [(r.workflow_id, r.tenant or "", str(r.started_at or ""), (r.text or "")[:60]) for r in found]
+        # Why: the reason the workflow recorded when it failed, read from the SQL audit log rather than
+        # asked of the workflow, so the list works while no worker runs (when it is most needed).
+        async with await AuditStore.open(settings.audit_url) as audit:
+            whys = [await _why(audit, r.workflow_id) for r in found]
+        return [
+            (r.workflow_id, r.tenant or "", str(r.started_at or ""), (r.text or "")[:60], why)
+            for r, why in zip(found, whys, strict=True)
+        ]
 
-    table = Table("workflow", "tenant", "started", "request")
-    for row in asyncio.run(rows()):
-        table.add_row(*row)
+    with talking_to_temporal(settings):
+        found = asyncio.run(rows())
+    table = Table("workflow", "tenant", "started", "request", "why")
+    for row in found:
+        table.add_row(*map(escape, row))
     Console(soft_wrap=True).print(table)
+
+
+async def _why(audit: "AuditStore", workflow_id: str) -> str:
+    failed = [event for event in await audit.for_workflow(workflow_id) if event.event == "failed"]
+    # Written by an activity just after the failure: a dead letter of a moment ago may not be there yet.
+    return failed[-1].detail if failed else "(not in the audit log yet)"

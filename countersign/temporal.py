@@ -1,5 +1,6 @@
 """Connecting to Temporal: one data converter everywhere, and the search attributes Countersign needs."""
 
+import re
 from collections.abc import Sequence
 
 from temporalio.api.enums.v1 import IndexedValueType
@@ -23,6 +24,10 @@ _INDEXED_TYPE = {
 }
 
 
+class TemporalUnreachable(ConnectionError):
+    """No Temporal frontend answered at the address (refused, unknown host, TLS handshake failed)."""
+
+
 async def connect(
     address: str,
     namespace: str = "default",
@@ -38,16 +43,27 @@ async def connect(
     `runtime`: one with telemetry (countersign/metrics.py), else the default; `plugins`: tracing and
     logging interceptors (countersign/tracing.py, countersign/logs.py), also applied to every worker
     built from this client; `interceptors`: the gateway's signing (countersign/gateway_signing.py);
-    `tls`: Settings.temporal_tls(), for a frontend that requires TLS or mTLS."""
-    return await Client.connect(
-        address,
-        namespace=namespace,
-        data_converter=data_converter(codec),
-        runtime=runtime,
-        plugins=plugins,
-        interceptors=interceptors,
-        tls=tls or False,
-    )
+    `tls`: Settings.temporal_tls(), for a frontend that requires TLS or mTLS.
+    Raises TemporalUnreachable when nothing answers there."""
+    try:
+        return await Client.connect(
+            address,
+            namespace=namespace,
+            data_converter=data_converter(codec),
+            runtime=runtime,
+            plugins=plugins,
+            interceptors=interceptors,
+            tls=tls or False,
+        )
+    except RuntimeError as error:
+        # The SDK's core raises a bare RuntimeError with the transport's debug text; callers (the CLI
+        # above all) need to tell "not reachable" from a bug, and a person needs one readable line.
+        text = str(error)
+        if not text.startswith("Failed client connect"):
+            raise
+        said = re.findall(r'message: "([^"]+)"', text) or re.findall(r'Error\("([^"]+)"', text)
+        reason = said[-1] if said else text.splitlines()[0]
+        raise TemporalUnreachable(f"Temporal at {address} is not reachable: {reason}") from error
 
 
 def dev_server_flags() -> list[str]:
