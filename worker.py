@@ -44,7 +44,7 @@ from activities.plugins import (
 from activities.trust import TrustActivities
 from activities.validation import ValidationActivities
 from config.settings import MAX_CACHED_WORKFLOWS, Settings
-from config.temporal import connect, ensure_search_attributes
+from config.temporal import TemporalUnreachable, connect, ensure_search_attributes
 from graphs.registry import NodeRegistry, build_node_registry
 from llm.base import Planner
 from llm.factory import build_planner
@@ -329,6 +329,9 @@ def main(settings: Settings | None = None) -> int:
     except WorkerStalled as error:  # its supervisor (compose, systemd, `countersign up`) restarts it
         print(f"error: {error}", file=sys.stderr)
         return 3
+    except TemporalUnreachable as error:  # one line, not the SDK's traceback (which says no more)
+        print(f"error: {error} (is it running? COUNTERSIGN_TEMPORAL_ADDRESS sets where)", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -68,14 +68,15 @@ class ValidationErrorBody(BaseModel):
 
 
 _WHY = {
-    400: "The body is not UTF-8",
+    400: "The body is not JSON: not UTF-8, a syntax error, NaN, Infinity or a lone surrogate, or a "
+    "Content-Type that is not JSON (detail: a message, or field errors of type json_invalid)",
     401: "No credential, or not a valid API key or token",
     403: "The caller may not do this: a role they lack, or their own request",
     404: "No such resource for the caller (another tenant's answers the same)",
     409: "Not in a state that allows this: finished, already decided, a stale version",
     413: "The request body is larger than the gateway accepts",
-    422: "A malformed request (field errors, or JSON that JSON does not allow: NaN, Infinity, a lone "
-    "surrogate, nesting past 64 levels) or one the service refuses (detail and code)",
+    422: "JSON that does not fit the request (field errors, nesting past 64 levels) or a request the "
+    "service refuses (detail and code)",
     429: "Too many failed authentications from this address or with this credential; see Retry-After",
     503: "Temporal cannot be reached",
 }
@@ -85,7 +86,7 @@ def refusals(*codes: int) -> dict[int | str, dict[str, Any]]:
     """The `responses=` of a route that may answer these error statuses."""
     return {
         code: {
-            "model": ErrorBody | ValidationErrorBody if code == 422 else ErrorBody,
+            "model": ErrorBody | ValidationErrorBody if code in (400, 422) else ErrorBody,
             "description": _WHY[code],
         }
         for code in codes

@@ -7,9 +7,11 @@ them. Such a value passes a model typed `Any` or `float`, then cannot be carried
 than MAX_DEPTH are refused too: Temporal's pydantic converter stops decoding at about 200 levels, and no
 body of this API needs a tenth of that.
 
-Each refusal is a 422 shaped like FastAPI's own answer to a JSON syntax error (`type` `json_invalid`):
-for JSON, these are syntax errors. Anything else the parser cannot read (malformed JSON, bytes that are
-not UTF-8) goes on to the route, which answers as it always has (422, or 400).
+Each refusal is shaped like FastAPI's own answer to a JSON syntax error (`type` `json_invalid`), and
+like it is a 400 (the body is not JSON): for JSON, NaN, Infinity and a lone surrogate are syntax errors.
+Nesting past MAX_DEPTH is JSON, refused as too deep: a 422, like any body that does not fit its route.
+Anything else the parser cannot read (malformed JSON, bytes that are not UTF-8) goes on to the route,
+whose parse answers 400 too (api/main.py, `not_json`).
 
 A pure ASGI middleware rather than a route class: it holds for every route whoever wrote it, including
 those that read their body themselves (/graph/create, /codec), and for routes added later. It buffers
@@ -40,6 +42,9 @@ class _NotJson(ValueError):
     pass
 
 
+_TOO_DEEP = f"the JSON is nested deeper than {MAX_DEPTH} levels"
+
+
 def _refuse_constant(constant: str) -> Any:
     raise _NotJson(f"{constant} is not JSON: JSON numbers are finite")
 
@@ -51,7 +56,7 @@ def json_problem(body: bytes) -> str | None:
     except _NotJson as error:
         return str(error)
     except RecursionError:
-        return f"the JSON is nested deeper than {MAX_DEPTH} levels"
+        return _TOO_DEEP
     except ValueError:  # a syntax error or bytes that are not UTF-8: the route answers as it always has
         return None
     # Strings are looked at only when the body holds something like a surrogate (a substring test first:
@@ -74,7 +79,7 @@ def _shape_problem(value: Any, strings: bool) -> str | None:
             return None
         depth += 1
         if depth > MAX_DEPTH:
-            return f"the JSON is nested deeper than {MAX_DEPTH} levels"
+            return _TOO_DEEP
         level = []
         for container in containers:
             if type(container) is dict:
@@ -100,7 +105,7 @@ def _has_body(scope: Scope) -> bool:
 
 
 class JsonBodyGate:
-    """Refuses, with a 422, a JSON body that json_problem finds something wrong with."""
+    """Refuses a JSON body that json_problem finds something wrong with: 400 not JSON, 422 too deep."""
 
     def __init__(self, app: ASGIApp) -> None:
         self._app = app
@@ -121,7 +126,10 @@ class JsonBodyGate:
         problem = json_problem(bytes(body))
         if problem is not None:
             error = {"type": "json_invalid", "loc": ["body"], "msg": problem}
-            response = JSONResponse({"detail": [error]}, status_code=status.HTTP_422_UNPROCESSABLE_CONTENT)
+            code = (
+                status.HTTP_422_UNPROCESSABLE_CONTENT if problem == _TOO_DEEP else status.HTTP_400_BAD_REQUEST
+            )
+            response = JSONResponse({"detail": [error]}, status_code=code)
             await response(scope, receive, send)
             return
         whole = {"type": "http.request", "body": bytes(body), "more_body": False}

@@ -5,10 +5,10 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 from fastapi import FastAPI, Request, status
 from fastapi.encoders import jsonable_encoder
-from fastapi.exception_handlers import request_validation_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from temporalio.client import Client
@@ -51,6 +51,18 @@ _STATUS = {
     Conflict: status.HTTP_409_CONFLICT,
     Invalid: status.HTTP_422_UNPROCESSABLE_CONTENT,
 }
+
+
+def not_json(error: RequestValidationError) -> list[dict[str, Any]] | None:
+    """The errors to answer with a 400 when the body is not JSON at all, rather than JSON that does not
+    fit the route (422); None otherwise. Not JSON: a syntax error, or a body FastAPI did not parse
+    because its Content-Type does not say JSON (a form, plain text, none), which it then validated as
+    raw bytes and would report as "not a valid dictionary"."""
+    errors = list(error.errors())
+    if any(tuple(e.get("loc", ())) == ("body",) and isinstance(e.get("input"), bytes) for e in errors):
+        why = "the body is not JSON: send a JSON body with Content-Type: application/json"
+        return [{"type": "json_invalid", "loc": ["body"], "msg": why}]
+    return errors if any(e.get("type") == "json_invalid" for e in errors) else None
 
 
 def create_app(settings: Settings, client: Client | None = None) -> FastAPI:
@@ -107,16 +119,17 @@ def create_app(settings: Settings, client: Client | None = None) -> FastAPI:
     tracing.instrument_app(app, app.state.tracer_provider)
 
     @app.exception_handler(RequestValidationError)
-    async def malformed(request: Request, error: RequestValidationError) -> JSONResponse:
+    async def malformed(_: Request, error: RequestValidationError) -> JSONResponse:
+        bad_request = not_json(error)
+        code = status.HTTP_422_UNPROCESSABLE_CONTENT if bad_request is None else status.HTTP_400_BAD_REQUEST
+        errors = list(error.errors()) if bad_request is None else bad_request
         try:
-            return await request_validation_exception_handler(request, error)
+            return JSONResponse({"detail": jsonable_encoder(errors)}, status_code=code)
         except ValueError:
             # An input JSON cannot carry (NaN, Infinity; bytes that are not UTF-8) made the errors
             # unrenderable, which was a 500: the same errors, without their inputs.
-            errors = [{k: v for k, v in e.items() if k not in ("input", "ctx")} for e in error.errors()]
-            return JSONResponse(
-                {"detail": jsonable_encoder(errors)}, status_code=status.HTTP_422_UNPROCESSABLE_CONTENT
-            )
+            errors = [{k: v for k, v in e.items() if k not in ("input", "ctx")} for e in errors]
+            return JSONResponse({"detail": jsonable_encoder(errors)}, status_code=code)
 
     @app.exception_handler(RPCError)
     async def temporal_error(_: Request, error: RPCError) -> JSONResponse:

@@ -1,5 +1,6 @@
 """Connecting to Temporal: one data converter everywhere, and the search attributes Countersign needs."""
 
+import re
 from collections.abc import Sequence
 
 from temporalio.api.enums.v1 import IndexedValueType
@@ -13,6 +14,7 @@ from temporalio.runtime import Runtime
 from temporalio.service import RPCError, RPCStatusCode, TLSConfig
 
 from models import search_attributes as sa
+from models.errors import CountersignError
 from security.codec import data_converter
 
 _INDEXED_TYPE = {
@@ -21,6 +23,10 @@ _INDEXED_TYPE = {
     "DATETIME": IndexedValueType.INDEXED_VALUE_TYPE_DATETIME,
     "KEYWORD_LIST": IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD_LIST,
 }
+
+
+class TemporalUnreachable(CountersignError, ConnectionError):
+    """No Temporal frontend answered at the address (refused, unknown host, TLS handshake failed)."""
 
 
 async def connect(
@@ -38,16 +44,27 @@ async def connect(
     `runtime`: one with telemetry (observability/metrics.py), else the default; `plugins`: tracing and
     logging interceptors (observability/tracing.py, observability/logs.py), also applied to every worker
     built from this client; `interceptors`: the gateway's signing (security/gateway_signing.py);
-    `tls`: Settings.temporal_tls(), for a frontend that requires TLS or mTLS."""
-    return await Client.connect(
-        address,
-        namespace=namespace,
-        data_converter=data_converter(codec),
-        runtime=runtime,
-        plugins=plugins,
-        interceptors=interceptors,
-        tls=tls or False,
-    )
+    `tls`: Settings.temporal_tls(), for a frontend that requires TLS or mTLS.
+    Raises TemporalUnreachable when nothing answers there."""
+    try:
+        return await Client.connect(
+            address,
+            namespace=namespace,
+            data_converter=data_converter(codec),
+            runtime=runtime,
+            plugins=plugins,
+            interceptors=interceptors,
+            tls=tls or False,
+        )
+    except RuntimeError as error:
+        # The SDK's core raises a bare RuntimeError with the transport's debug text; callers (the CLI
+        # above all) need to tell "not reachable" from a bug, and a person needs one readable line.
+        text = str(error)
+        if not text.startswith("Failed client connect"):
+            raise
+        said = re.findall(r'message: "([^"]+)"', text) or re.findall(r'Error\("([^"]+)"', text)
+        reason = said[-1] if said else text.splitlines()[0]
+        raise TemporalUnreachable(f"Temporal at {address} is not reachable: {reason}") from error
 
 
 def dev_server_flags() -> list[str]:

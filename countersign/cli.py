@@ -2,16 +2,20 @@
 
 import asyncio
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 
 from countersign.audit_commands import audit_app, ledger_app
-from countersign.cli_common import ApiPort, DataDir, TemporalAddress, err
+from countersign.cli_common import ApiPort, DataDir, TemporalAddress, err, talking_to_temporal
 from countersign.cli_common import settings_from as _settings
 from countersign.key_commands import keys_app
 from countersign.principal_commands import principal_app
+
+if TYPE_CHECKING:
+    from config.settings import Settings
+    from store.audit_store import AuditStore
 
 # Locals stay out of tracebacks: they can hold API keys.
 app = typer.Typer(
@@ -43,6 +47,14 @@ def up(
     api_port: ApiPort = None,
     temporal_port: Annotated[int | None, typer.Option("--temporal-port")] = None,
     ui_port: Annotated[int | None, typer.Option("--ui-port")] = None,
+    mail_port: Annotated[
+        int | None,
+        typer.Option(
+            "--mail-port",
+            help="Port of up's own SMTP sink, unless COUNTERSIGN_SMTP_HOST names a server "
+            "[COUNTERSIGN_SMTP_SINK_PORT, else 2525]",
+        ),
+    ] = None,
     temporal_address: TemporalAddress = None,
 ) -> None:
     from countersign.stack import run_stack
@@ -52,6 +64,7 @@ def up(
         api_port=api_port,
         temporal_port=temporal_port,
         ui_port=ui_port,
+        smtp_sink_port=mail_port,
         temporal_address=temporal_address,
     )
     raise typer.Exit(run_stack(settings))
@@ -62,7 +75,10 @@ def worker(data_dir: DataDir = None, temporal_address: TemporalAddress = None) -
     """Run the worker against a Temporal server (the same as `python worker.py`)."""
     from worker import main as run
 
-    raise typer.Exit(run(_settings(data_dir=data_dir, temporal_address=temporal_address)))
+    settings = _settings(data_dir=data_dir, temporal_address=temporal_address)
+    with talking_to_temporal(settings):  # a server that refuses a call: one line, exit 1
+        code = run(settings)
+    raise typer.Exit(code)
 
 
 @app.command()
@@ -89,6 +105,9 @@ def api(
     except (PolicyFileError, MissingKey, PluginError) as error:
         err.print(f"error: {error}", markup=False)
         raise typer.Exit(2) from None
+    with talking_to_temporal(settings):
+        # Here rather than only in the app's start-up, where uvicorn would log the SDK's traceback.
+        asyncio.run(_reach_temporal(settings))
     # Uvicorn's own lines too (log_config=None) go through COUNTERSIGN_LOG_FORMAT and its redaction.
     configure_logging(settings, API_SERVICE)
     uvicorn.run(
@@ -98,6 +117,12 @@ def api(
         log_level="info",
         log_config=None,
     )
+
+
+async def _reach_temporal(settings: "Settings") -> None:
+    from config.temporal import connect
+
+    await connect(settings.resolved_temporal_address, settings.namespace, tls=settings.temporal_tls())
 
 
 def main() -> None:
@@ -228,16 +253,16 @@ def dlq_list(
     tenant: Annotated[str | None, typer.Option("--tenant", help="Only this tenant's")] = None,
 ) -> None:
     """List failed workflows still open for a retry, with why they failed."""
-    import asyncio
-
+    from rich.markup import escape
     from rich.table import Table
 
     from api.services.approvals import list_dead_letters
     from config.temporal import connect
+    from store.audit_store import AuditStore
 
     settings = _settings(data_dir=data_dir, temporal_address=temporal_address)
 
-    async def rows() -> list[tuple[str, str, str, str]]:
+    async def rows() -> list[tuple[str, ...]]:
         client = await connect(
             settings.resolved_temporal_address,
             settings.namespace,
@@ -245,9 +270,24 @@ def dlq_list(
             tls=settings.temporal_tls(),
         )
         found = await list_dead_letters(client, tenant, limit=1000)
-        return [(r.workflow_id, r.tenant or "", str(r.started_at or ""), (r.text or "")[:60]) for r in found]
+        # Why: the reason the workflow recorded when it failed, read from the SQL audit log rather than
+        # asked of the workflow, so the list works while no worker runs (when it is most needed).
+        async with await AuditStore.open(settings.audit_url) as audit:
+            whys = [await _why(audit, r.workflow_id) for r in found]
+        return [
+            (r.workflow_id, r.tenant or "", str(r.started_at or ""), (r.text or "")[:60], why)
+            for r, why in zip(found, whys, strict=True)
+        ]
 
-    table = Table("workflow", "tenant", "started", "request")
-    for row in asyncio.run(rows()):
-        table.add_row(*row)
+    with talking_to_temporal(settings):
+        found = asyncio.run(rows())
+    table = Table("workflow", "tenant", "started", "request", "why")
+    for row in found:
+        table.add_row(*map(escape, row))
     Console(soft_wrap=True).print(table)
+
+
+async def _why(audit: "AuditStore", workflow_id: str) -> str:
+    failed = [event for event in await audit.for_workflow(workflow_id) if event.event == "failed"]
+    # Written by an activity just after the failure: a dead letter of a moment ago may not be there yet.
+    return failed[-1].detail if failed else "(not in the audit log yet)"

@@ -1,6 +1,8 @@
 """What every `countersign` command shares: settings from flags and the environment, and one way to
 say what went wrong."""
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -31,3 +33,24 @@ def settings_from(**overrides: Any) -> Settings:
             where = f"setting {name} (COUNTERSIGN_{name.upper()})" if name else "settings"
             err.print(f"[bold red]error:[/] {where}: {problem['msg']}")
         raise typer.Exit(2) from None
+
+
+@contextmanager
+def talking_to_temporal(settings: Settings) -> Iterator[None]:
+    """Around every command that talks to Temporal: a server that is not there, or that refuses the
+    call, is one line on stderr and exit 1, not the SDK's traceback (which says no more)."""
+    from temporalio.service import RPCError
+
+    from config.temporal import TemporalUnreachable
+
+    try:
+        yield
+    except TemporalUnreachable as error:
+        err.print(f"error: {error} (is it running? --temporal-address sets where)", markup=False)
+        raise typer.Exit(1) from None
+    except RPCError as error:
+        err.print(
+            f"error: Temporal at {settings.resolved_temporal_address} refused: {error.message}",
+            markup=False,
+        )
+        raise typer.Exit(1) from None

@@ -7,7 +7,9 @@ them all, gateway first, Temporal last, so nothing in flight loses its server.
 """
 
 import asyncio
+import errno
 import os
+import shlex
 import shutil
 import signal
 import socket
@@ -29,7 +31,7 @@ from config.temporal import connect, dev_server_flags, ensure_search_attributes
 from countersign.mail_sink import MailSink
 from models.enums import Role
 from models.errors import CountersignError
-from models.principals import NewPrincipal
+from models.principals import NewPrincipal, PrincipalRecord
 from security import audit_keys, gateway_keys
 from store.principals import PrincipalStore
 
@@ -200,34 +202,51 @@ def _mail(settings: Settings) -> tuple[MailSink | None, dict[str, str], str]:
     """The configured SMTP server, or a local sink: (the sink to stop, the worker's env, a line to print)."""
     if settings.smtp_host is not None:
         return None, {}, f"{settings.smtp_host}:{settings.smtp_port}"
-    if not _port_free(settings.smtp_sink_port):
-        raise StackError(
-            f"port {settings.smtp_sink_port} (the mail sink) is in use; "
-            "set COUNTERSIGN_SMTP_SINK_PORT or COUNTERSIGN_SMTP_HOST"
-        )
     sink = MailSink(settings.data_dir, port=settings.smtp_sink_port).start()
     env = {"COUNTERSIGN_SMTP_HOST": sink.host, "COUNTERSIGN_SMTP_PORT": str(sink.port)}
     env["COUNTERSIGN_SMTP_STARTTLS"] = "false"
     return sink, env, f"SMTP sink on {sink.host}:{sink.port}, kept in {sink.directory}"
 
 
-def _port_free(port: int) -> bool:
-    with socket.socket() as sock:
+def _port_free(port: int, host: str = "127.0.0.1") -> bool:
+    """False when something listens on it; OSError when it cannot be listened on for another reason."""
+    # The family from the address: api_host (or the metrics host) may be IPv6.
+    family, kind, _, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+    with socket.socket(family, kind) as sock:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            return False
+            sock.bind(address)
+        except OSError as error:
+            if error.errno in (errno.EADDRINUSE, errno.EACCES):
+                return False
+            raise
     return True
 
 
+def _check_ports(settings: Settings) -> None:
+    """Every port `up` and its children will listen on, checked before anything is made: a port found
+    busy later would stop `up` after it had made the demo principals, whose keys are shown only once."""
+    wanted: list[tuple[str, str, int, str]] = []  # (what, host, port, how to pick another)
+    if settings.temporal_address is None:
+        wanted.append(("Temporal", "127.0.0.1", settings.temporal_port, "--temporal-port"))
+        wanted.append(("the Temporal Web UI", "127.0.0.1", settings.ui_port, "--ui-port"))
+    wanted.append(("the gateway", settings.api_host, settings.api_port, "--api-port"))
+    if settings.smtp_host is None:
+        wanted.append(("the mail sink", "127.0.0.1", settings.smtp_sink_port, "--mail-port"))
+    if settings.worker_metrics_address is not None:
+        metrics_host, _, metrics_port = settings.worker_metrics_address.rpartition(":")
+        how = "COUNTERSIGN_WORKER_METRICS_ADDRESS"
+        wanted.append(("the worker's metrics", metrics_host.strip("[]"), int(metrics_port), how))
+    for what, host, port, how in wanted:
+        try:
+            free = _port_free(port, host)
+        except OSError as error:  # not busy but unusable: an address not of this machine, a name unknown
+            raise StackError(f"{host}:{port} ({what}) cannot be listened on: {error}") from None
+        if not free:
+            raise StackError(f"port {port} ({what}) is in use; pick another with {how}")
+
+
 def _temporal_child(settings: Settings) -> Child:
-    for name, port in (
-        ("--temporal-port", settings.temporal_port),
-        ("--ui-port", settings.ui_port),
-    ):
-        if not _port_free(port):
-            raise StackError(f"port {port} is in use; pick another with {name}")
     return Child(
         "Temporal dev server", dev_server_args(settings), settings.data_dir / "logs" / "temporal.log"
     )
@@ -278,17 +297,19 @@ async def _wait_for_temporal(settings: Settings, server: subprocess.Popen[bytes]
     raise StackError(f"Temporal at {settings.resolved_temporal_address} is not reachable: {last}")
 
 
-async def _demo_principals(settings: Settings) -> list[NewPrincipal]:
-    """On first run only: one demo principal per role, plus a requester with no role."""
+async def _demo_principals(settings: Settings) -> tuple[list[NewPrincipal], list[PrincipalRecord]]:
+    """On first run only: one demo principal per role, plus a requester with no role. Later: ([], the
+    demo principals made then), so `up` can say how to get one of them a key again."""
     async with await PrincipalStore.open(settings.principals_db) as store:
         if await store.count():
-            return []
+            existing = [r for r in await store.records() if r.name.startswith("demo-")]
+            return [], existing
         # Addresses at example.com: notifications to them are real messages in the outbox to open.
         created = [await store.add("demo-requester", [], email="demo-requester@example.com")]
         for role in Role:
             name = f"demo-{role.value.lower().replace('_', '-')}"
             created.append(await store.add(name, [role], email=f"{name}@example.com"))
-        return created
+        return created, []
 
 
 def _wait_for_api(settings: Settings, api: subprocess.Popen[bytes]) -> None:
@@ -319,6 +340,14 @@ def _child_args(command: str, settings: Settings) -> list[str]:
         settings.resolved_temporal_address,
     ]
     return [*args, "--api-port", str(settings.api_port)] if command == "api" else args
+
+
+def _gateway_env(settings: Settings) -> dict[str, str]:
+    """What the gateway must know that `api` takes no flag for: the Web UI's port (`up --ui-port`).
+    From it the gateway derives, as `up` does, the Web UI link it gives the inbox (/ui/config) and the
+    origins allowed to call /codec, unless COUNTERSIGN_TEMPORAL_UI_URL or _CODEC_CORS_ORIGINS say
+    otherwise (the child inherits those)."""
+    return {"COUNTERSIGN_UI_PORT": str(settings.ui_port)}
 
 
 def _stop(children: list[subprocess.Popen[bytes]]) -> None:
@@ -373,6 +402,7 @@ def _ensure_keys(settings: Settings) -> None:
 def _print_ready(
     settings: Settings,
     created: list[NewPrincipal],
+    existing: list[PrincipalRecord],
     started_server: bool,
     planners: str,
     policy: str,
@@ -385,6 +415,18 @@ def _print_ready(
             roles = ",".join(item.principal.roles) or "-"
             # soft_wrap: a key cut across lines would be useless, and it is not shown again.
             console.print(f"  {item.principal.name:<16} {roles:<11} {item.api_key}", soft_wrap=True)
+    elif existing:
+        # Their keys were printed once, by the first `up` on this data dir; a newcomer who missed them
+        # gets one from `principal rotate` (audited, as every principal command is).
+        data_dir = shlex.quote(str(settings.data_dir))
+        console.print(
+            "[bold]Demo principals[/] (their keys were shown when they were made; for a new one: "
+            f"[bold]countersign principal rotate ID --data-dir {escape(data_dir)}[/]):",
+            soft_wrap=True,
+        )
+        for record in existing:
+            roles = ",".join(record.roles) or "-"
+            console.print(f"  {record.name:<16} {roles:<11} {record.id}", soft_wrap=True)
     base = f"http://{settings.api_host}:{settings.api_port}"
     console.print(f"API docs:        {base}/docs")
     if started_server:
@@ -416,16 +458,21 @@ def run_stack(settings: Settings) -> int:
     try:
         planners = _planner_chain(settings)
         policy_text = _policy(settings)
+        _check_ports(settings)
         _ensure_keys(settings)
         server = supervisor.add(_temporal_child(settings)) if settings.temporal_address is None else None
         asyncio.run(_wait_for_temporal(settings, server.process if server is not None else None))
-        created = asyncio.run(_demo_principals(settings))
+        created, existing = asyncio.run(_demo_principals(settings))
         sink, mail_env, mail = _mail(settings)
         supervisor.add(Child("worker", _child_args("worker", settings), logs / "worker.log", mail_env))
-        api = supervisor.add(Child("gateway", _child_args("api", settings), logs / "api.log"))
+        api = supervisor.add(
+            Child("gateway", _child_args("api", settings), logs / "api.log", _gateway_env(settings))
+        )
         assert api.process is not None
         _wait_for_api(settings, api.process)
-        _print_ready(settings, created, server is not None, planners, policy_text, mail, supervisor.children)
+        _print_ready(
+            settings, created, existing, server is not None, planners, policy_text, mail, supervisor.children
+        )
         console.print(f"ready in {time.monotonic() - started:.1f}s")
         while not stopping:
             supervisor.check()

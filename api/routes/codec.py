@@ -5,9 +5,10 @@
 clear, so only ADMIN may decode; anyone authenticated may encode (it reveals nothing).
 """
 
+import json
 from collections.abc import Awaitable, Callable, Sequence
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, HTTPException, Request, Response
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 from google.protobuf import json_format
@@ -61,10 +62,17 @@ def _codec(request: Request) -> PayloadCodec:
 async def _apply(
     request: Request, convert: Callable[[Sequence[Payload]], Awaitable[list[Payload]]]
 ) -> Response:
+    # Not JSON at all is a 400, JSON of the wrong shape a 422, as on every other route.
     try:
-        payloads = json_format.Parse((await request.body()).decode("utf-8"), Payloads())
+        text = (await request.body()).decode("utf-8")
     except UnicodeDecodeError as error:
-        raise Invalid(f"the body is not UTF-8: {error.reason} at byte {error.start}") from None
+        raise HTTPException(400, f"the body is not UTF-8: {error.reason} at byte {error.start}") from None
+    try:
+        json.loads(text)
+    except ValueError as error:
+        raise HTTPException(400, f"the body is not JSON: {error}") from None
+    try:
+        payloads = json_format.Parse(text, Payloads())
     except json_format.ParseError as error:
         raise Invalid(f"the body must be {{'payloads': [...]}} in proto3 JSON: {error}") from None
     try:
@@ -79,7 +87,7 @@ async def _apply(
     "/encode",
     summary="Encrypt payloads with the active key",
     openapi_extra=_OPENAPI,
-    responses=refusals(401, 404, 413, 422),
+    responses=refusals(400, 401, 404, 413, 422),
 )
 async def encode(_: PrincipalDep, request: Request) -> Response:
     return await _apply(request, _codec(request).encode)
@@ -89,7 +97,7 @@ async def encode(_: PrincipalDep, request: Request) -> Response:
     "/decode",
     summary="Decrypt payloads (ADMIN only)",
     openapi_extra=_OPENAPI,
-    responses=refusals(401, 403, 404, 413, 422),
+    responses=refusals(400, 401, 403, 404, 413, 422),
 )
 async def decode(principal: PrincipalDep, request: Request) -> Response:
     codec = _codec(request)

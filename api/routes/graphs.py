@@ -65,14 +65,15 @@ async def _definition(request: Request) -> GraphDefinition:
         text = (await request.body()).decode("utf-8")
     except UnicodeDecodeError as error:
         raise HTTPException(
-            status.HTTP_422_UNPROCESSABLE_CONTENT,
-            f"the body is not UTF-8: {error.reason} at byte {error.start}",
+            status.HTTP_400_BAD_REQUEST, f"the body is not UTF-8: {error.reason} at byte {error.start}"
         ) from None
     try:
         if "yaml" in request.headers.get("content-type", ""):
             _plain_yaml(text)
             return parse_definition(text)
         return GraphDefinition.model_validate_json(text)
+    except _NotYaml as error:
+        raise HTTPException(status.HTTP_400_BAD_REQUEST, str(error)) from None
     except ValidationError as error:
         raise RequestValidationError(error.errors(include_url=False)) from None
     except ValueError as error:
@@ -103,7 +104,12 @@ def _plain_yaml(text: str) -> None:
             elif isinstance(event, yaml.CollectionEndEvent):
                 depth -= 1
     except yaml.YAMLError as error:
-        raise ValueError(f"not JSON or YAML: {error}".splitlines()[0]) from None
+        raise _NotYaml(f"not JSON or YAML: {error}".splitlines()[0]) from None
+
+
+class _NotYaml(ValueError):
+    """Not YAML at all: a 400, as a body that is not JSON is; a definition that is YAML but not one
+    this API takes (aliases, too deep, the wrong shape) is a 422."""
 
 
 @router.post(
@@ -111,13 +117,13 @@ def _plain_yaml(text: str) -> None:
     status_code=status.HTTP_201_CREATED,
     summary="Store a graph definition, JSON or YAML (ADMIN); each create of an id is a new version",
     openapi_extra={"requestBody": _DEFINITION_BODY},
-    responses=refusals(401, 403, 413, 422),
+    responses=refusals(400, 401, 403, 413, 422),
 )
 @router.post(
     "/graphs",
     status_code=status.HTTP_201_CREATED,
     include_in_schema=False,
-    responses=refusals(401, 403, 413, 422),
+    responses=refusals(400, 401, 403, 413, 422),
 )
 async def create_graph(
     principal: PrincipalDep,

@@ -99,7 +99,7 @@ async def test_encode_then_decode_round_trip(client: Client, tmp_path: Path) -> 
         assert passthrough.json() == PLAIN
 
 
-async def test_undecryptable_and_malformed_bodies_are_422(client: Client, tmp_path: Path) -> None:
+async def test_undecryptable_and_malformed_bodies_are_400_or_422(client: Client, tmp_path: Path) -> None:
     async with encrypted(client, tmp_path) as (http, auth):
         unknown = {
             "payloads": [
@@ -114,9 +114,13 @@ async def test_undecryptable_and_malformed_bodies_are_422(client: Client, tmp_pa
         assert "'k9'" in response.json()["detail"]
         assert KEY not in response.text
 
-        for body in (b"not json", b'{"payloads": [{"data": 42}]}', b'{"items": []}'):
+        for body, code in (
+            (b"not json", 400),
+            (b'{"payloads": [{"data": 42}]}', 422),
+            (b'{"items": []}', 422),
+        ):
             response = await http.post("/codec/encode", content=body, headers=auth["admin"])
-            assert response.status_code == 422, body
+            assert response.status_code == code, body
 
 
 async def test_not_configured_is_404(client: Client, tmp_path: Path) -> None:

@@ -4,6 +4,8 @@ gateway, worker and Temporal dev server: sign in, approve with `a`, reject with 
 Content-Security-Policy (api/security_headers.py), which the last tests check the browser enforces: no
 framing by another page, no inline script, and the stream page still streams."""
 
+import asyncio
+import re
 import shutil
 import uuid
 from collections.abc import AsyncIterator
@@ -11,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from playwright.async_api import Browser, Page, async_playwright, expect
+from playwright.async_api import Browser, Page, Route, async_playwright, expect
 
 from api.security_headers import STRICT_CSP
 from models.enums import Role
@@ -143,6 +145,37 @@ async def test_batch_approve_three_with_x_x_x_A(
     await expect(page.locator("#result")).to_contain_text("Approved 3 of 3")
     for workflow_id in ids:
         assert await state(team, workflow_id) in ("APPROVED", "ACTION_EXECUTED")
+
+
+async def test_A_right_after_x_approves_what_x_selected(team: Api, served: str, browser: Browser) -> None:
+    """`x` reads the request's proposal version before the row counts as selected; `A` pressed before
+    that read came back said "Select requests with x first." The read is held back here (by the
+    browser, in front of the real gateway) so `A` always comes first, as it does for a quick typist."""
+    first, second = [await submit(team, FOLLOW_UP) for _ in range(2)]
+    for workflow_id in (first, second):
+        await waiting(team, workflow_id)
+    page = await signed_in(browser, served, team)
+    await expect(page.locator("#items tbody tr")).to_have_count(2)
+
+    async def slowly(route: Route) -> None:
+        await asyncio.sleep(1.5)
+        await route.continue_()
+
+    await page.route(re.compile(r"/workflows/[^/?]+$"), slowly)
+    current = await page.locator("#items tr.current").get_attribute("data-id")
+    # Selected and unselected again while the read is out: `A` then has nothing to approve.
+    await page.keyboard.press("x")
+    await page.keyboard.press("x")
+    await page.keyboard.press("A")
+    await expect(page.locator("#result")).to_have_text("Select requests with x first.")
+    assert await state(team, first) == await state(team, second) == "WAITING_FOR_APPROVAL"
+    # Selected, and `A` at once: it waits for the read and approves that one request.
+    await page.keyboard.press("x")
+    await page.keyboard.press("A")
+    await expect(page.locator("#result")).to_contain_text("Approved 1 of 1")
+    other = second if current == first else first
+    assert await state(team, str(current)) in ("APPROVED", "ACTION_EXECUTED")
+    assert await state(team, other) == "WAITING_FOR_APPROVAL"
 
 
 async def test_edit_args_with_e_makes_a_new_version(

@@ -1,14 +1,24 @@
 """The `countersign` command line, run as a user runs it: in a subprocess."""
 
+import asyncio
 import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from temporalio.client import Client
 
-from models.enums import Role
+from llm.factory import build_planner
+from llm.spec import LLMOptions, parse_chain
+from models.enums import Role, WorkflowState
+from store.audit_store import AuditStore
 from store.principals import PrincipalStore
+from store.sql import default_url
+from tests.fake_llm import FakeLLM, openai_error
+from tests.helpers import TEST_TRUST, eventually, start, wait_for_state
+from tools.builtin import build_registry
+from worker import build_worker
 
 
 def countersign(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -92,3 +102,59 @@ def test_a_malformed_policy_stops_start_up_naming_the_line(tmp_path: Path, comma
     assert done.returncode != 0, output
     assert "policy.yaml line 4" in output and "BOSS" in output, output
     assert "Traceback" not in output
+
+
+@pytest.mark.parametrize(
+    "command",
+    [["dlq", "list"], ["worker"], ["api", "--api-port", "9"]],
+    ids=["dlq-list", "worker", "api"],
+)
+def test_a_temporal_server_that_is_not_there_is_one_line_and_exit_1(
+    tmp_path: Path, command: list[str]
+) -> None:
+    # Port 9 (discard): nothing listens there. (The gateway's port is never bound: it stops before.)
+    done = countersign(*command, "--data-dir", str(tmp_path), "--temporal-address", "127.0.0.1:9")
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "Traceback" not in done.stderr
+    # One line says so, last (the worker logs its planner before it connects).
+    lines = done.stderr.strip().splitlines()
+    assert [line for line in lines if "rror" in line] == lines[-1:], done.stderr
+    assert lines[-1].startswith("error: Temporal at 127.0.0.1:9 is not reachable: Connection refused")
+
+
+async def test_dlq_list_says_why_each_dead_letter_failed(
+    client: Client,
+    task_queue: str,
+    tmp_path: Path,
+    fake_llm: FakeLLM,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A planner whose provider refuses its key: the request fails at once and stays open as a dead letter.
+    for name, value in fake_llm.vendor_env("sk-test-revoked", "sk-test-revoked").items():
+        monkeypatch.setenv(name, value)
+    fake_llm.script(openai_error(401, "Incorrect API key provided"))
+    options = LLMOptions(timeout_seconds=5, max_output_tokens=1000, max_repairs=0)
+    registry = build_registry()
+    planner = build_planner(parse_chain("openai:gpt-4.1-mini")[0], registry=registry, options=options)
+    async with build_worker(
+        client, task_queue=task_queue, data_dir=tmp_path, planner=planner, registry=registry, trust=TEST_TRUST
+    ):
+        handle = await start(client, task_queue, "Follow up with ABC Logistics about pricing")
+        view = await wait_for_state(handle, WorkflowState.FAILED)
+        assert view.error is not None and "HTTP 401" in view.error
+        async with await AuditStore.open(default_url(tmp_path)) as audit:
+            await eventually(
+                lambda: audit.for_workflow(handle.id), lambda events: any(e.event == "failed" for e in events)
+            )
+        # In a subprocess while this test's loop runs: the list asks the server for the dead letters.
+        done = await asyncio.to_thread(
+            countersign,
+            *("dlq", "list", "--data-dir", str(tmp_path)),
+            *("--temporal-address", client.service_client.config.target_host),
+            env={"COLUMNS": "400"},
+        )
+        await handle.terminate("test over")
+    assert done.returncode == 0, done.stderr
+    assert "why" in done.stdout.splitlines()[1], done.stdout
+    (row,) = [line for line in done.stdout.splitlines() if handle.id in line]
+    assert "HTTP 401" in row and view.error.split(":")[0] in row, done.stdout

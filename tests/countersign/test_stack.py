@@ -44,8 +44,8 @@ class Stack:
     def start(self) -> list[str]:
         args = [sys.executable, "-m", "countersign", "up", "--data-dir", str(self.data_dir)]
         args += ["--api-port", str(self.api_port), "--temporal-port", str(self.temporal_port)]
-        args += ["--ui-port", str(self.ui_port)]
-        env = {**os.environ, "COLUMNS": "200", "COUNTERSIGN_SMTP_SINK_PORT": str(self.smtp_port)}
+        args += ["--ui-port", str(self.ui_port), "--mail-port", str(self.smtp_port)]
+        env = {**os.environ, "COLUMNS": "200"}
         self.process = subprocess.Popen(
             args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env
         )
@@ -115,6 +115,19 @@ def test_up_survives_a_restart_with_a_request_waiting(stack: Stack) -> None:
     def auth(who: str) -> dict[str, str]:
         return {"Authorization": f"Bearer {keys[who]}"}
 
+    # The gateway knows the Web UI's port given to `up` (not 8233): the inbox links there, and the Web UI,
+    # from its own origin, may call /codec.
+    ui = f"http://127.0.0.1:{stack.ui_port}"
+    with httpx.Client(base_url=stack.url, timeout=30) as http:
+        config = http.get("/ui/config", headers=auth("demo-manager"))
+        assert config.status_code == 200, config.text
+        assert config.json()["temporal_ui_url"] == ui
+        preflight = http.options(
+            "/codec/decode",
+            headers={"Origin": ui, "Access-Control-Request-Method": "POST"},
+        )
+        assert preflight.headers.get("access-control-allow-origin") == ui, preflight.text
+
     with httpx.Client(base_url=stack.url, timeout=30) as http:
         submitted = http.post(
             "/workflows",
@@ -170,6 +183,21 @@ def test_up_survives_a_restart_with_a_request_waiting(stack: Stack) -> None:
 
     again = "".join(stack.start())
     assert "cs_" not in again, "keys are printed on first run only"
+    # ... but it says how to get one again, and `principal rotate` gives a demo principal a working key.
+    assert f"countersign principal rotate ID --data-dir {stack.data_dir}" in again, again
+    manager_id = re.search(r"^\s+demo-manager\s+MANAGER\s+(\S+)\s*$", again, re.MULTILINE)
+    assert manager_id is not None, again
+    rotated = subprocess.run(
+        [
+            *(sys.executable, "-m", "countersign", "principal", "rotate", manager_id.group(1)),
+            *("--data-dir", str(stack.data_dir)),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert rotated.returncode == 0, rotated.stderr
+    keys["demo-manager"] = rotated.stdout.strip().splitlines()[-1]
     with httpx.Client(base_url=stack.url, timeout=60) as http:
         view = http.get(f"/workflows/{workflow_id}", headers=auth("demo-requester")).json()
         assert view["state"] == "WAITING_FOR_APPROVAL"
@@ -215,21 +243,36 @@ def test_up_survives_a_restart_with_a_request_waiting(stack: Stack) -> None:
     assert stack.stop() == 0
 
 
-def test_up_refuses_a_busy_port(stack: Stack) -> None:
-    with socket.socket() as busy:
-        busy.bind(("127.0.0.1", stack.temporal_port))
-        busy.listen()
-        done = subprocess.run(
-            [
-                *(sys.executable, "-m", "countersign", "up", "--data-dir", str(stack.data_dir)),
-                *("--temporal-port", str(stack.temporal_port), "--ui-port", str(stack.ui_port)),
-            ],
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
-    assert done.returncode == 1
-    assert f"port {stack.temporal_port} is in use" in done.stdout
+@pytest.mark.parametrize(
+    "busy", ["--temporal-port", "--ui-port", "--api-port", "--mail-port", "COUNTERSIGN_SMTP_SINK_PORT"]
+)
+def test_up_refuses_a_busy_port_before_it_makes_anything(stack: Stack, busy: str) -> None:
+    """Each port `up` needs is checked before it makes keys or the demo principals, whose keys it shows
+    only on the run that makes them: a run stopped by a busy port must leave the next run a first run."""
+    ports = {
+        "--temporal-port": stack.temporal_port,
+        "--ui-port": stack.ui_port,
+        "--api-port": stack.api_port,
+        "--mail-port": stack.smtp_port,
+    }
+    args = [sys.executable, "-m", "countersign", "up", "--data-dir", str(stack.data_dir)]
+    env = {**os.environ, "COLUMNS": "80"}
+    for flag, port in ports.items():
+        if flag == "--mail-port" and busy == "COUNTERSIGN_SMTP_SINK_PORT":
+            env[busy] = str(port)  # the variable still works, and the message names the flag
+        else:
+            args += [flag, str(port)]
+    flag = "--mail-port" if busy == "COUNTERSIGN_SMTP_SINK_PORT" else busy
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", ports[flag]))
+        taken.listen()
+        done = subprocess.run(args, capture_output=True, text=True, timeout=120, env=env)
+    assert done.returncode == 1, done.stdout + done.stderr
+    for made in ("principals.db", "keys", "temporal.db", "mailbox"):
+        assert not (stack.data_dir / made).exists(), f"{made} was made before the port check"
+    # One line, naming the port and the flag that moves it, however narrow the terminal.
+    line = rf"^error: port {ports[flag]} \([^)]+\) is in use; pick another with {flag}$"
+    assert re.search(line, done.stdout, re.MULTILINE), done.stdout
 
 
 def test_up_against_an_existing_temporal_server(stack: Stack) -> None:

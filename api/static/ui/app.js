@@ -14,6 +14,7 @@ const state = {
   items: [],          // the inbox, most urgent first
   currentId: null,    // the row the cursor is on
   selected: new Map(), // workflow id -> the proposal version seen when it was selected
+  selecting: new Map(), // workflow id -> its selection, still reading the proposal version
   detail: null,       // the workflow view shown in the detail pane
   filter: "",
 };
@@ -107,8 +108,9 @@ function renderList() {
   body.replaceChildren(...rows.map(row));
   $("count").textContent = `(${rows.length})`;
   $("empty").hidden = rows.length > 0;
-  $("approve-selected").disabled = state.selected.size === 0;
-  $("approve-selected").textContent = `Approve selected (A)${state.selected.size ? ` · ${state.selected.size}` : ""}`;
+  const picked = state.selected.size + state.selecting.size;
+  $("approve-selected").disabled = picked === 0;
+  $("approve-selected").textContent = `Approve selected (A)${picked ? ` · ${picked}` : ""}`;
 }
 
 function row(item) {
@@ -121,7 +123,7 @@ function row(item) {
 
   const pick = document.createElement("input");
   pick.type = "checkbox";
-  pick.checked = state.selected.has(item.workflow_id);
+  pick.checked = state.selected.has(item.workflow_id) || state.selecting.has(item.workflow_id);
   pick.setAttribute("aria-label", `Select ${item.workflow_id}`);
   pick.addEventListener("click", (event) => { event.stopPropagation(); toggleSelect(item.workflow_id); });
 
@@ -177,15 +179,35 @@ function move(step) {
 }
 
 async function toggleSelect(id) {
-  if (state.selected.has(id)) {
+  if (state.selected.has(id) || state.selecting.has(id)) {
     state.selected.delete(id);
-  } else {
-    // The version is read now, so a batch approves what was there when the reviewer picked it.
-    const view = await api(`/workflows/${encodeURIComponent(id)}`);
-    if (!view.ok || !view.body.proposal) { say(`Cannot select ${id}: ${problem(view)}`); return; }
-    state.selected.set(id, view.body.proposal.version);
+    state.selecting.delete(id); // a selection still reading its version is dropped when the read lands
+    renderList();
+    return;
   }
+  // The version is read now, so a batch approves what was there when the reviewer picked it. The row is
+  // selected from the key press on, not from the answer: `A` pressed meanwhile waits for the read
+  // (approveSelected), where it used to find nothing selected.
+  const selection = readVersion(id);
+  state.selecting.set(id, selection);
   renderList();
+  const version = await selection;
+  if (state.selecting.get(id) !== selection) return; // unselected meanwhile
+  state.selecting.delete(id);
+  if (version !== null) state.selected.set(id, version);
+  renderList();
+}
+
+async function readVersion(id) {
+  let view;
+  try {
+    view = await api(`/workflows/${encodeURIComponent(id)}`);
+  } catch (error) {
+    view = { ok: false, status: 0, body: { detail: `${error}` } }; // the network: still a settled read
+  }
+  if (view.ok && view.body.proposal) return view.body.proposal.version;
+  say(`Cannot select ${id}: ${view.ok ? "it has no proposal to approve" : problem(view)}`);
+  return null;
 }
 
 // ---- the detail pane --------------------------------------------------------------------------
@@ -326,6 +348,9 @@ async function submitEdit(event) {
 }
 
 async function approveSelected() {
+  // Selections made just before `A` may still be reading their versions: they are part of the batch.
+  // (Each read settles, failed or not, and toggleSelect moves it on before this resumes.)
+  while (state.selecting.size) await Promise.all([...state.selecting.values()]);
   if (!state.selected.size) { say("Select requests with x first."); return; }
   const items = [...state.selected].map(([workflow_id, proposal_version]) => ({ workflow_id, proposal_version }));
   const reply = await api("/approvals/batch", { method: "POST", body: { items, decision: "approved" } });
