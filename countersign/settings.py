@@ -26,8 +26,8 @@ from tools.integrations import (
 )
 from tools.smtp import SmtpConfig
 
-# The approval workflow gives one planning attempt 5 minutes (workflows/approval.py, PLANNING_TIMEOUT);
-# every call of an attempt must fit, with room to spare.
+# The approval workflow gives one planning attempt 5 minutes (PLANNING_TIMEOUT in
+# workflows/approval/timeouts.py); every call of an attempt must fit, with room to spare.
 PLANNING_BUDGET_SECONDS = 280
 
 # The worker's workflow cache by default (Settings.max_cached_workflows): half the SDK's 1,000, so that
