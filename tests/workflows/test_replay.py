@@ -118,6 +118,33 @@ def test_histories_are_committed() -> None:
                 "parallel_approval",
             )
         ),
+        # Before `decide-answers-when-applied`: a final approval's `decide` answered once the action had
+        # run (or after 30 s): the current scenarios as recorded under `trust-2026-12`.
+        *(
+            f"approval_{name}_v8"
+            for name in (
+                "cancelled_by_temporal",
+                "cancelled_while_notifying",
+                "dead_letter_expired",
+                "dead_letter_retried",
+                "deadline_rejected",
+                "edited_withdrawn",
+                "escalated_by_deadline",
+                "executed",
+                "expired",
+                "invalid_plan_rejected",
+                "model_triage_rejected",
+                "outage_waited_out",
+                "planning_dead_letter_retried",
+                "reassigned",
+                "rejected_by_signal",
+                "rejected_by_update",
+                "start_refused",
+                "submitted_waiting",
+                "unsigned_refused",
+                "withdrawn_while_planning",
+            )
+        ),
         # Signed starts and messages: a start from outside refused, unsigned messages refused and audited
         # beside a refusal the gateway reports; an outage waited out; a local graph node that fails.
         "approval_start_refused",

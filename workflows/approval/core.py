@@ -99,6 +99,11 @@ class ApprovalCore:
             return False
         return self._chain[self._step].status == StepStatus.WAITING
 
+    def _acted_on_decision(self) -> bool:
+        """The workflow has acted on the last decision: settled, or its approved action has started
+        (DECIDE_PATCH; how long the action then takes is no part of the decision)."""
+        return self._settled() or self._state == WorkflowState.APPROVED
+
     def _outage_window(self) -> timedelta:
         return timedelta(seconds=self._input.outage_window_seconds)
 

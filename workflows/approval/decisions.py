@@ -111,9 +111,11 @@ class Decisions(Notifier):
         self._guard.accept(decision)
         # Checked again: another decision accepted in the same workflow task may have moved the chain on.
         self._apply(decision, admit(self._decision_refusal(decision)))
-        # Still executing after the timeout: the caller gets the view as it stands and can poll.
+        # Answered once the workflow has acted on it; a caller that wants the action's outcome asks for
+        # it (Update `proposed`). Before DECIDE_PATCH, the action was waited for, up to the timeout.
+        acted = self._acted_on_decision if self._patches.decide_answers_when_applied else self._settled
         with contextlib.suppress(*SETTLE_ENDS):
-            await workflow.wait_condition(self._settled, timeout=SETTLE_TIMEOUT)
+            await workflow.wait_condition(acted, timeout=SETTLE_TIMEOUT)
         return self.view()
 
     @decide.validator

@@ -147,7 +147,8 @@ class Handlers(Decisions):
     async def proposed(self) -> WorkflowView:
         """Answers once a submission has a result a client can act on: the proposal awaits a
         reviewer, or the workflow has ended or become a dead letter. The gateway sends it with the
-        start (update-with-start) so a client that wants the proposal needs no polling."""
+        start (update-with-start) so a client that wants the proposal needs no polling, and after a
+        decision that started the action, for a client that wants the action's outcome."""
         with contextlib.suppress(asyncio.CancelledError):  # cancelled meanwhile: the view says so
             await workflow.wait_condition(self._settled)
         return self.view()

@@ -44,6 +44,11 @@ ALL_PATCHES = "all-patches-2026-12"
 TRUST_PATCH = "trust-2026-12"
 # Workflows started after this patch copy every audit event into the SQL audit log as it happens.
 AUDIT_PATCH = "sql-audit-log"
+# Workflows started after this patch answer Update `decide` once the decision is applied (the next step
+# waits, the request ended, or its action started), not once the action has run: a failing tool retried
+# through an outage held every final approval for the 30 s settle timeout. Asked after TRUST_PATCH or
+# ALL_PATCHES only (every workflow started since takes one of them).
+DECIDE_PATCH = "decide-answers-when-applied"
 
 
 @dataclass(frozen=True)
@@ -58,11 +63,13 @@ class Patches:
     sql_audit: bool = False  # AUDIT_PATCH
     dead_letters: bool = False  # DLQ_PATCH
     lean_publish: bool = False  # LEAN_PUBLISH_PATCH
+    decide_answers_when_applied: bool = False  # DECIDE_PATCH
 
     @staticmethod
     def resolve() -> "Patches":
         """Asks the patches in the order the lifecycle always asked them (each asked is a marker):
-        TRUST_PATCH; ALL_PATCHES only without it; each older patch only without either."""
+        TRUST_PATCH; ALL_PATCHES only without it; each older patch only without either. Newer patches
+        after those, so the older markers stay where they were."""
         trusted = workflow.patched(TRUST_PATCH)
         if trusted or workflow.patched(ALL_PATCHES):
             return Patches(
@@ -72,6 +79,7 @@ class Patches:
                 sql_audit=True,
                 dead_letters=True,
                 lean_publish=True,
+                decide_answers_when_applied=workflow.patched(DECIDE_PATCH),
             )
         enterprise = workflow.patched(ENTERPRISE_PATCH)
         sql_audit = workflow.patched(AUDIT_PATCH)
