@@ -305,3 +305,51 @@ async def test_an_admin_may_withdraw_for_the_requester(client: Client, task_queu
         ApprovalWorkflow.withdraw, CancelInput(principal=ADMIN, reason="duplicate")
     )
     assert view.state == WorkflowState.CANCELLED
+
+
+# FINANCE's step may be decided by DIRECTOR too once it escalates (at its SLA, 8 hours by default).
+SOD_POLICY = ApprovalPolicy.model_validate(
+    {
+        "version": "sod-test",
+        "rules": [
+            {"when": "true", "steps": [{"role": "MANAGER"}, {"role": "FINANCE", "escalate_to": "DIRECTOR"}]}
+        ],
+    }
+)
+
+
+async def test_a_delegates_own_step_goes_on_to_others_at_once(client: Client, task_queue: str) -> None:
+    """FINANCE stands in for the MANAGER at step 1. Segregation of duties: one person decides once in a
+    chain, so FINANCE may not decide step 2 (FINANCE's own) too. The step does not wait for them, for its
+    SLA or for an ADMIN: it is escalated at once, and DIRECTOR, its escalation role, decides it."""
+    handle = await start(client, task_queue, FOLLOW_UP, policy=SOD_POLICY)
+    await wait_for_state(handle, WorkflowState.WAITING_FOR_APPROVAL)
+    view = await decide(handle, approve(FINANCE, acting_for=[MANAGER]))
+    assert (view.state, view.current_step) == (WorkflowState.ESCALATED, 1)
+    assert view.chain[1].deciding_roles == [Role.FINANCE, Role.DIRECTOR]
+    entry = view.audit[-1]
+    assert (entry.event, entry.actor, entry.role) == ("escalated", "segregation_of_duties", Role.DIRECTOR)
+    assert FINANCE.name in entry.detail and MANAGER.name in entry.detail
+    with pytest.raises(WorkflowUpdateFailedError) as caught:
+        await decide(handle, approve(FINANCE))
+    cause = caught.value.cause
+    assert isinstance(cause, ApplicationError) and cause.type == Refusal.ALREADY_DECIDED
+    assert "step 1 on behalf of Morgan Manager" in cause.message, cause.message
+    view = await last_approval(handle, approve(DIRECTOR))
+    assert view.state == WorkflowState.ACTION_EXECUTED
+
+
+async def test_a_delegates_own_step_without_an_escalation_role_is_escalated_for_others(
+    client: Client, task_queue: str
+) -> None:
+    """The shipped policy's FINANCE step names no escalation role: the step is still marked escalated at
+    once (ADMIN told to reassign it if nobody else holds FINANCE), and another FINANCE holder decides."""
+    handle = await start(client, task_queue, LAPTOPS)
+    await wait_for_state(handle, WorkflowState.WAITING_FOR_APPROVAL)
+    view = await decide(handle, approve(FINANCE, acting_for=[MANAGER]))
+    assert (view.state, view.current_step) == (WorkflowState.ESCALATED, 1)
+    assert view.chain[1].deciding_roles == [Role.FINANCE]
+    assert view.audit[-1].event == "escalated"
+    assert await refusal(decide(handle, approve(FINANCE))) == Refusal.ALREADY_DECIDED
+    view = await decide(handle, approve(FINANCE_2))
+    assert (view.state, view.current_step) == (WorkflowState.WAITING_FOR_APPROVAL, 2)

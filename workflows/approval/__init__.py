@@ -12,6 +12,7 @@ from workflows.approval.patches import (
     ENTERPRISE_PATCH,
     LEAN_PUBLISH_PATCH,
     LLM_QUEUE_PATCH,
+    SOD_PATCH,
     TRUST_PATCH,
     Patches,
 )
@@ -30,6 +31,7 @@ __all__ = [
     "LLM_QUEUE_PATCH",
     "PLANNING_RETRY",
     "PLANNING_TIMEOUT",
+    "SOD_PATCH",
     "TRUST_PATCH",
     "ApprovalWorkflow",
     "Patches",

@@ -68,6 +68,8 @@ class ApprovalCore:
         # Notifications still being delivered (in the background, retrying through an outage).
         self._deliveries: list[asyncio.Task[None]] = []
         self._refusals = 0
+        # Who decided as a delegate, by id, with the roles they hold themselves (SOD_PATCH).
+        self._delegates: dict[str, Principal] = {}
 
     @workflow.query
     def view(self) -> WorkflowView:

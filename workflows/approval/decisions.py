@@ -88,6 +88,8 @@ class Decisions(Notifier):
         )
         role = record.role
         delegator = authority.principal if authority.delegate is not None else None
+        if delegator is not None:
+            self._delegates[decision.reviewer.id] = decision.reviewer
         detail = decision.notes or ""
         if delegator is not None:
             detail = f"on behalf of {delegator.name} (delegation)" + (f": {detail}" if detail else "")

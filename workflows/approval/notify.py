@@ -25,6 +25,7 @@ class Notifier(ApprovalCore):
         *,
         roles: list[Role] | None = None,
         principal_ids: list[str] | None = None,
+        exclude_ids: list[str] | None = None,
     ) -> None:
         """Tell people through the `notify` activity; a failure is audited, never fatal.
 
@@ -44,7 +45,8 @@ class Notifier(ApprovalCore):
             body=self._body(body, workflow_id),
             roles=roles or [],
             principal_ids=principal_ids or [],
-            exclude_ids=[] if kind == NotificationKind.OUTCOME else [self._input.requester.id],
+            exclude_ids=([] if kind == NotificationKind.OUTCOME else [self._input.requester.id])
+            + (exclude_ids or []),
         )
         if self._patches.trusted:
             self._deliveries.append(asyncio.create_task(self._deliver(note)))

@@ -49,6 +49,11 @@ AUDIT_PATCH = "sql-audit-log"
 # through an outage held every final approval for the 30 s settle timeout. Asked after TRUST_PATCH or
 # ALL_PATCHES only (every workflow started since takes one of them).
 DECIDE_PATCH = "decide-answers-when-applied"
+# Workflows started after this patch escalate a step at its start when a delegate who decided an earlier
+# step holds its role (segregation of duties bars them from it): its escalation role may decide at once,
+# and the others are told (ADMIN too, to reassign it, when the step names no escalation role). Before it
+# the step waited for its SLA, or for an ADMIN who happened to look.
+SOD_PATCH = "route-around-delegates"
 
 
 @dataclass(frozen=True)
@@ -64,6 +69,7 @@ class Patches:
     dead_letters: bool = False  # DLQ_PATCH
     lean_publish: bool = False  # LEAN_PUBLISH_PATCH
     decide_answers_when_applied: bool = False  # DECIDE_PATCH
+    route_around_delegates: bool = False  # SOD_PATCH
 
     @staticmethod
     def resolve() -> "Patches":
@@ -80,6 +86,7 @@ class Patches:
                 dead_letters=True,
                 lean_publish=True,
                 decide_answers_when_applied=workflow.patched(DECIDE_PATCH),
+                route_around_delegates=workflow.patched(SOD_PATCH),
             )
         enterprise = workflow.patched(ENTERPRISE_PATCH)
         sql_audit = workflow.patched(AUDIT_PATCH)

@@ -9,10 +9,14 @@ from temporalio import workflow
 from workflows.approval.notify import Notifier
 
 with workflow.unsafe.imports_passed_through():
-    from models.decisions import ApprovalStep, StepStatus
-    from models.enums import ActorKind, WorkflowState
+    from models.decisions import ApprovalStep, DecisionRecord, StepStatus
+    from models.enums import ActorKind, Role, WorkflowState
     from models.notifications import NotificationKind
     from models.policy import OnDeadline, format_duration
+
+
+# Why a step escalates at its start: a delegate who holds its role decided an earlier step (SOD_PATCH).
+SEGREGATION = "segregation_of_duties"
 
 
 class ChainEnd(Enum):
@@ -56,6 +60,8 @@ class StepTimers(Notifier):
             f"within {format_duration(step.sla_seconds)}.",
             roles=[step.role],
         )
+        if self._patches.route_around_delegates and (barred := self._barred_delegates(index)):
+            await self._escalate(step, SEGREGATION, barred)
 
         def settled() -> bool:
             return (
@@ -130,23 +136,52 @@ class StepTimers(Notifier):
             principal_ids=[step.assignee_id] if step.assignee_id else [],
         )
 
-    async def _escalate(self, step: ApprovalStep, cause: str) -> None:
-        """The SLA passed (escalate_to may decide too), or the deadline did (escalate_to alone)."""
+    def _barred_delegates(self, index: int) -> list[tuple[int, DecisionRecord]]:
+        """Decisions of earlier steps made by a delegate who holds a role step `index` awaits: one person
+        decides once in a chain, so that delegate may not decide this step, though it awaits them."""
+        step = self._chain[index]
+        return [
+            (number, record)
+            for number, earlier in enumerate(self._chain[:index])
+            for record in earlier.decisions
+            if record.on_behalf_of_id is not None
+            and (delegate := self._delegates.get(record.reviewer_id)) is not None
+            and any(role in delegate.roles for role in step.deciding_roles)
+        ]
+
+    async def _escalate(
+        self, step: ApprovalStep, cause: str, barred: list[tuple[int, DecisionRecord]] | None = None
+    ) -> None:
+        """The SLA passed (escalate_to may decide too), the deadline did (escalate_to alone), or
+        delegates who hold the step's role already decided in the chain (SEGREGATION: escalate_to may
+        decide at once; without one, other holders of the role, and ADMIN to reassign it)."""
         step.escalated = True
         self._move(WorkflowState.ESCALATED)
         to = step.escalate_to
+        extra: list[Role] = [to] if to else []
         if cause == "sla":
             detail = f"no decision from {step.role} within {format_duration(step.sla_seconds)}"
             detail += f"; {to} may decide too" if to else ""
+        elif cause == SEGREGATION:
+            who = ", ".join(
+                f"{r.reviewer_name} decided step {number + 1} on behalf of {r.on_behalf_of_name}"
+                for number, r in barred or []
+            )
+            detail = f"{who}, and may not decide this step too (segregation of duties); "
+            detail += (
+                f"{to} may decide too" if to else f"another {step.role} must decide, or an ADMIN reassigns it"
+            )
+            extra = extra or [Role.ADMIN]
         else:
             detail = f"deadline passed; handed to {to} until {step.deadline_at}"
-        self._record("escalated", cause, ActorKind.SYSTEM, role=to or step.role, detail=detail)
+        self._record("escalated", cause, ActorKind.SYSTEM, role=to or step.role, detail=detail[:500])
         await self._notify(
             NotificationKind.ESCALATION,
             f"Escalated: {self._subject()}",
             detail[:1].upper() + detail[1:] + ".",
-            roles=[step.role, *([to] if to else [])],
+            roles=[step.role, *extra],
             principal_ids=[step.assignee_id] if step.assignee_id else [],
+            exclude_ids=sorted({r.reviewer_id for _, r in barred or []}),
         )
 
     def _deadline_passed(self, step: ApprovalStep) -> ChainEnd:
