@@ -151,8 +151,10 @@ def cache_workflow_bytecode(data_dir: Path) -> None:
 @functools.cache
 def _compile_workflow_modules() -> None:
     """Once per process: every worker built after the first reads the same cache."""
-    for module in (workflows.approval, workflows.graph):
-        source = module.__file__
+    # The approval workflow is a package: each of its modules is imported into every sandbox.
+    approval = workflows.approval.__file__
+    sources = sorted(Path(approval).parent.glob("*.py")) if approval else []
+    for source in [*map(str, sources), workflows.graph.__file__]:
         if source is not None and source.endswith(".py"):
             py_compile.compile(source, doraise=False, quiet=1)
 

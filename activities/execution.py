@@ -41,11 +41,12 @@ from tools.registry import RetryLater, ToolContext, ToolRegistry
 # and kill or freeze it.
 Checkpoint = Callable[[str, ToolCall], Awaitable[None]]
 
-# Equal to the execute activity's heartbeat timeout (EXECUTE_HEARTBEAT_TIMEOUT in workflows/approval.py,
-# which imports this module, so the value is repeated; a test holds them equal). Temporal starts a retry
-# only after that long without a heartbeat, and the lease is renewed on the same beat, so a retry waits
-# at most about one heartbeat period for a dead attempt's lease to run out; and a live attempt keeps its
-# key through the same missed beats (a slow database) that Temporal tolerates before giving up on it.
+# Equal to the execute activity's heartbeat timeout (EXECUTE_HEARTBEAT_TIMEOUT in
+# workflows/approval/timeouts.py; the workflow imports this module, so the value is repeated; a test
+# holds them equal). Temporal starts a retry only after that long without a heartbeat, and the lease is
+# renewed on the same beat, so a retry waits at most about one heartbeat period for a dead attempt's
+# lease to run out; and a live attempt keeps its key through the same missed beats (a slow database)
+# that Temporal tolerates before giving up on it.
 LEASE_TTL = timedelta(seconds=20)
 # How often a retry looks again at a key another attempt holds (sooner when the lease expires sooner).
 LEASE_POLL = timedelta(seconds=1)

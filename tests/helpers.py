@@ -8,6 +8,7 @@ from typing import TypeVar
 from temporalio.client import Client, WorkflowHandle
 
 from config.policy_file import load_policy
+from models.decisions import DecideInput
 from models.enums import Role, WorkflowState
 from models.principals import Principal
 from models.requests import ApprovalInput, SubmitRequest
@@ -68,6 +69,16 @@ async def start(
         id=f"req-default-{uuid.uuid4().hex[:12]}",
         task_queue=task_queue,
     )
+
+
+async def last_approval(
+    handle: WorkflowHandle[ApprovalWorkflow, WorkflowView], decision: DecideInput
+) -> WorkflowView:
+    """The approval that completes the chain, and then the outcome. `decide` answers once the decision is
+    applied: APPROVED, the action started, not yet run; the outcome is the workflow's result."""
+    answered = await handle.execute_update(ApprovalWorkflow.decide, decision)
+    assert answered.state == WorkflowState.APPROVED, answered.state
+    return await handle.result()
 
 
 async def wait_for_state(

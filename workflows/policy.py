@@ -200,8 +200,29 @@ def check_reviewer(
         return Refusal.ROLE_MISSING, f"this step awaits {awaited}, a role the reviewer does not hold"
     decided = decided_ids(chain)
     if reviewer.id in decided or authority.principal.id in decided:
-        return Refusal.ALREADY_DECIDED, "reviewer has already decided in this approval chain"
+        return Refusal.ALREADY_DECIDED, already_decided(chain, step, {reviewer.id, authority.principal.id})
     return authority
+
+
+def already_decided(chain: list[ApprovalStep], step: ApprovalStep, ids: set[str]) -> str:
+    """Why a reviewer may not decide `step`: one person decides once in a chain (segregation of duties),
+    in their own name or as a delegate, whoever's authority they would use. Says which earlier decision
+    counts, and who may decide instead."""
+    who = "someone else" if step.assignee_id else "another " + " or ".join(step.deciding_roles)
+    instead = f"; {who} must decide this step (segregation of duties)"
+    for index, earlier in enumerate(chain):
+        for record in earlier.decisions:
+            if record.reviewer_id in ids and record.on_behalf_of_id is not None:
+                return (
+                    f"you decided step {index + 1} on behalf of {record.on_behalf_of_name}, "
+                    f"so you may not decide in this approval chain again{instead}"
+                )
+            if record.on_behalf_of_id in ids:
+                return (
+                    f"{record.reviewer_name} decided step {index + 1} on behalf of "
+                    f"{record.on_behalf_of_name}, whose authority counts once in this approval chain{instead}"
+                )
+    return f"reviewer has already decided in this approval chain{instead}"
 
 
 def check_decision(

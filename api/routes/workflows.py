@@ -12,7 +12,8 @@ from models.requests import SubmitRequest
 from models.views import SubmitResponse, WorkflowList, WorkflowView
 
 router = APIRouter(prefix="/workflows", tags=["workflows"])
-# A submit that waits holds an HTTP request open; past a minute a client is better off polling.
+# A submit (or a decision) that waits holds an HTTP request open; past a minute a client is better off
+# polling.
 MAX_SUBMIT_WAIT_SECONDS = 60
 # What a decision on one workflow may answer besides 200 (the README's "Refusals").
 DECISION = refusals(*WITH_BODY, 403, 404, 409)
@@ -82,9 +83,23 @@ async def get_workflow(workflow_id: WorkflowId, principal: PrincipalDep, service
     responses=DECISION,
 )
 async def approve(
-    workflow_id: WorkflowId, body: ApproveRequest, principal: PrincipalDep, service: ServiceDep
+    workflow_id: WorkflowId,
+    body: ApproveRequest,
+    principal: PrincipalDep,
+    service: ServiceDep,
+    wait_seconds: Annotated[
+        float | None,
+        Query(
+            gt=0,
+            le=MAX_SUBMIT_WAIT_SECONDS,
+            description="When this decision starts the action, wait up to this long for its outcome "
+            "(executed, or failed as a dead letter) and answer with that view; without it, or past it, "
+            "the answer comes once the decision is applied and the client polls.",
+        ),
+    ] = None,
 ) -> WorkflowView:
-    return await service.decide(principal, approval(workflow_id), body)
+    wait = None if wait_seconds is None else timedelta(seconds=wait_seconds)
+    return await service.decide(principal, approval(workflow_id), body, wait)
 
 
 @router.post(

@@ -337,13 +337,38 @@ class ApprovalService:
         """Whoever delegates to `principal` right now: the workflow may let them decide for those."""
         return await self._principals.delegators_for(principal, datetime.now(UTC))
 
-    async def decide(self, principal: Principal, workflow_id: str, body: ApproveRequest) -> WorkflowView:
+    async def decide(
+        self, principal: Principal, workflow_id: str, body: ApproveRequest, wait: timedelta | None = None
+    ) -> WorkflowView:
+        """Apply the decision and answer as soon as the workflow has acted on it: the next step waits,
+        the request ended, or its action started. With `wait`, an action that started is also waited for,
+        up to that long (its outcome, or a dead letter); past it, the answer is as without waiting."""
         decision = _carried(
             DecideInput(reviewer=principal, acting_for=await self._acting_for(principal), **body.model_dump())
         )
-        return await self._update(
+        view: WorkflowView = await self._update(
             principal, workflow_id, lambda h: h.execute_update(ApprovalWorkflow.decide, decision)
         )
+        if wait is None or view.state != WorkflowState.APPROVED:
+            return view
+        return await self._outcome(workflow_id, wait) or view
+
+    async def _outcome(self, workflow_id: str, wait: timedelta) -> WorkflowView | None:
+        """The view once the approved action has run (or failed into a dead letter), or None past `wait`.
+        The `proposed` update answers when the workflow has a result a client can act on; one the client
+        stops waiting for stays in flight until then, as a submit's does."""
+        try:
+            return await asyncio.wait_for(
+                self._handle(workflow_id).execute_update(ApprovalWorkflow.proposed),
+                timeout=wait.total_seconds(),
+            )
+        except (TimeoutError, WorkflowUpdateRPCTimeoutOrCancelledError, WorkflowUpdateFailedError):
+            return None
+        except RPCError as error:
+            # The workflow ended meanwhile (its view is then read by the caller), or too many updates
+            # are in flight: the decision stands either way, and the caller polls.
+            log.info("waiting for the outcome of %s: %s", workflow_id, error)
+            return None
 
     async def edit(self, principal: Principal, workflow_id: str, body: EditRequest) -> WorkflowView:
         request = _carried(

@@ -6,8 +6,8 @@ from pydantic import BaseModel, Field, SecretStr, field_validator, model_validat
 
 from llm.spec import LLMOptions, parse_chain
 
-# The approval workflow gives one planning attempt 5 minutes (workflows/approval.py, PLANNING_TIMEOUT);
-# every call of an attempt must fit, with room to spare.
+# The approval workflow gives one planning attempt 5 minutes (PLANNING_TIMEOUT in
+# workflows/approval/timeouts.py); every call of an attempt must fit, with room to spare.
 PLANNING_BUDGET_SECONDS = 280
 
 

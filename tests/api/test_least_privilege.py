@@ -78,7 +78,9 @@ async def test_views_never_show_the_servers_paths(api: Api, tmp_path: Path) -> N
     workflow_id = await submit(api, FOLLOW_UP)
     await until(api, workflow_id, state="WAITING_FOR_APPROVAL")
     body = {"decision": "approved", "proposal_version": 1}
-    done = await api.http.post(f"/workflows/{workflow_id}/approve", json=body, headers=api.as_("manager"))
+    done = await api.http.post(
+        f"/workflows/{workflow_id}/approve?wait_seconds=30", json=body, headers=api.as_("manager")
+    )
     assert done.status_code == 200 and done.json()["state"] == "ACTION_EXECUTED", done.text
     text = json.dumps(done.json()) + json.dumps(await state_of(api, workflow_id))
     assert str(tmp_path) not in text and "/outbox/" not in text

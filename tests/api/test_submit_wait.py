@@ -29,7 +29,8 @@ async def test_a_submit_that_waits_answers_with_the_proposal(api: Api, client: C
         api, body["workflow_id"], "manager", decision="approved", proposal_version=view["proposal"]["version"]
     )
     assert (status, decided["state"]) == (200, "ACTION_EXECUTED")
-    # The wait was one update sent with the start, accepted by the workflow's first task.
+    # The wait was one update sent with the start, accepted by the workflow's first task; the decision's
+    # wait for the action's outcome (`?wait_seconds`) is the same update again.
     history = await client.get_workflow_handle(body["workflow_id"]).fetch_history()
     accepted = [
         e for e in history.events if e.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_ACCEPTED
@@ -39,6 +40,7 @@ async def test_a_submit_that_waits_answers_with_the_proposal(api: Api, client: C
     ] == [
         "proposed",
         "decide",
+        "proposed",
     ]
 
 

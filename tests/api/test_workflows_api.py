@@ -42,7 +42,10 @@ async def waiting(api: Api, workflow_id: str, who: str = "requester") -> dict[st
 
 async def decide(api: Api, workflow_id: str, who: str, **body: object) -> tuple[int, dict[str, object]]:
     body.setdefault("proposal_version", 1)  # every decision names the version it is about
-    response = await api.http.post(f"/workflows/{workflow_id}/approve", json=body, headers=api.as_(who))
+    # A decision answers once applied; the last approval's caller waits for the action's outcome.
+    response = await api.http.post(
+        f"/workflows/{workflow_id}/approve?wait_seconds=30", json=body, headers=api.as_(who)
+    )
     return response.status_code, response.json()
 
 

@@ -41,7 +41,7 @@ from store.audit_store import AuditStore
 from store.sql import default_url
 from tests.chaos.support import FOLLOW_UP, exactly_once, ledger_entries
 from tests.fake_llm import FakeLLM, Recorded, Reply, follow_up_plan, openai_answer, openai_error
-from tests.helpers import MANAGER, TEST_TRUST, eventually, start
+from tests.helpers import MANAGER, TEST_TRUST, eventually, last_approval, start
 from tools.builtin import build_registry, list_outbox
 from tools.integrations import Integrations
 from tools.smtp import SmtpConfig
@@ -252,9 +252,8 @@ async def test_every_workflow_ends_where_its_faults_say_and_nothing_unvalidated_
         executed: dict[str, str] = {}
         for ref, handle in handles.items():
             if expected[ref].kind == "waiting":
-                view = await handle.execute_update(
-                    ApprovalWorkflow.decide,
-                    DecideInput(reviewer=MANAGER, decision=Decision.APPROVED, proposal_version=1),
+                view = await last_approval(
+                    handle, DecideInput(reviewer=MANAGER, decision=Decision.APPROVED, proposal_version=1)
                 )
                 assert view.state == WorkflowState.ACTION_EXECUTED and view.result is not None
                 executed[handle.id] = view.result.result["message_id"]

@@ -151,7 +151,7 @@ async def test_waiting_workflows_survive_a_server_restart_and_run_once(
             worker.stop()
         sent = deliveries(tmp_path / "sink")
 
-    assert all(v.state == WorkflowState.ACTION_EXECUTED for v in decided)
+    assert all(v.state == WorkflowState.APPROVED for v in decided)  # answered once applied
     assert all(v.state == WorkflowState.ACTION_EXECUTED and v.result is not None for v in results)
     expected = {v.workflow_id: v.result.result["message_id"] for v in results if v.result is not None}
     assert len(expected) == WORKFLOWS

@@ -202,7 +202,7 @@ def test_up_survives_a_restart_with_a_request_waiting(stack: Stack) -> None:
         view = http.get(f"/workflows/{workflow_id}", headers=auth("demo-requester")).json()
         assert view["state"] == "WAITING_FOR_APPROVAL"
         approved = http.post(
-            f"/workflows/{workflow_id}/approve",
+            f"/workflows/{workflow_id}/approve?wait_seconds=30",
             json={"decision": "approved", "notes": "after restart", "proposal_version": 1},
             headers=auth("demo-manager"),
         )

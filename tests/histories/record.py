@@ -24,6 +24,9 @@ ApprovalWorkflow, current code:
 - approval_invalid_plan_rejected: the rules planner's plan fails validation, is re-planned with the
   findings and still fails (validation_failed): rejected by update → REJECTED.
 - approval_reassigned: an ADMIN reassigns the waiting step to a role, then to a person, who approves.
+- approval_delegate_step_routed_on: FINANCE approves the MANAGER step as the manager's delegate; the
+  FINANCE step escalates at its start (segregation of duties bars them from it), another FINANCE holder
+  and the DIRECTOR approve → ACTION_EXECUTED.
 - approval_cancelled_by_temporal: Temporal cancellation while waiting → CANCELLED (the run ends canceled).
 - approval_cancelled_while_notifying: Temporal cancellation while the "approval needed" notification
   runs → CANCELLED (the `cancel-during-activity` patch; before it, the workflow kept waiting).
@@ -148,6 +151,7 @@ DEV_APPROVAL = (
     "approval_rejected_by_update",
     "approval_invalid_plan_rejected",
     "approval_reassigned",
+    "approval_delegate_step_routed_on",
     "approval_cancelled_by_temporal",
     "approval_cancelled_while_notifying",
     "approval_withdrawn_while_planning",
@@ -412,6 +416,25 @@ async def _record(client: Client, data_dir: Path, rec: Recorder) -> None:
                 ),
             )
             await rec.save(handle, "approval_invalid_plan_rejected")
+
+        if rec.wants("approval_delegate_step_routed_on"):
+            # FINANCE approves the MANAGER step as the manager's delegate; the FINANCE step then escalates
+            # at its start (`route-around-delegates`): another FINANCE holder approves, then the DIRECTOR.
+            handle = await start(client, queue, "buy 40 laptops from Dell for $52,000")
+            await wait_for_state(handle, WorkflowState.WAITING_FOR_APPROVAL)
+            other_finance = Principal(id="p-fin2", name="Fay Finance", roles=[Role.FINANCE])
+            director = MANAGER_2.model_copy(update={"roles": ["DIRECTOR"]})
+            for reviewer, acting_for in ((FINANCE, [MANAGER]), (other_finance, []), (director, [])):
+                await handle.execute_update(
+                    ApprovalWorkflow.decide,
+                    DecideInput(
+                        reviewer=reviewer,
+                        acting_for=acting_for,
+                        decision=Decision.APPROVED,
+                        proposal_version=1,
+                    ),
+                )
+            await rec.save(handle, "approval_delegate_step_routed_on")
 
         if rec.wants("approval_reassigned"):
             handle = await start(client, queue, FOLLOW_UP)

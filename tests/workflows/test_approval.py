@@ -24,6 +24,7 @@ from tests.helpers import (
     REQUESTER,
     TEST_TRUST,
     eventually,
+    last_approval,
     start,
     wait_for_state,
 )
@@ -61,7 +62,7 @@ async def test_happy_path_sends_one_email(client: Client, task_queue: str, tmp_p
     assert waiting.validation is not None and waiting.validation.ok
     assert [s.role for s in waiting.chain] == [Role.MANAGER]
 
-    view = await handle.execute_update(ApprovalWorkflow.decide, approve(MANAGER, notes="go"))
+    view = await last_approval(handle, approve(MANAGER, notes="go"))
     assert view.state == WorkflowState.ACTION_EXECUTED
     assert view.result is not None and not view.result.replayed
     assert await handle.result() == view
@@ -132,7 +133,7 @@ async def test_large_procurement_walks_the_whole_chain(
     view = await handle.execute_update(ApprovalWorkflow.decide, approve(FINANCE))
     assert view.current_step == 2
     assert (await handle.describe()).typed_search_attributes.get(sa.AWAITING_ROLE) == "DIRECTOR"
-    view = await handle.execute_update(ApprovalWorkflow.decide, approve(DIRECTOR))
+    view = await last_approval(handle, approve(DIRECTOR))
     assert view.state == WorkflowState.ACTION_EXECUTED
     records = list_records(tmp_path)
     assert [r["tool"] for r in records] == ["create_purchase_order"]
@@ -225,7 +226,7 @@ async def test_worker_restart_while_waiting(client: Client, tmp_path: Path) -> N
         client, task_queue=queue, data_dir=tmp_path, planner=RulesPlanner(), trust=TEST_TRUST
     )
     async with second:
-        view = await handle.execute_update(ApprovalWorkflow.decide, approve(MANAGER))
+        view = await last_approval(handle, approve(MANAGER))
         assert view.state == WorkflowState.ACTION_EXECUTED
     assert len(list_outbox(tmp_path)) == 1
 

@@ -11,7 +11,16 @@ from models.enums import Decision, Role, WorkflowState
 from models.policy import ApprovalPolicy
 from models.principals import Principal
 from models.views import WorkflowView
-from tests.helpers import DIRECTOR, FINANCE, MANAGER, MANAGER_2, REQUESTER, start, wait_for_state
+from tests.helpers import (
+    DIRECTOR,
+    FINANCE,
+    MANAGER,
+    MANAGER_2,
+    REQUESTER,
+    last_approval,
+    start,
+    wait_for_state,
+)
 from tools.builtin import list_outbox, list_records
 from workflows.approval import ApprovalWorkflow
 
@@ -83,7 +92,7 @@ async def test_three_step_chain_with_quorum_two_at_finance(
     assert await refusal(decide(handle, approve(FINANCE))) == Refusal.ALREADY_DECIDED
     view = await decide(handle, approve(FINANCE_2))
     assert view.current_step == 2 and view.chain[1].status == "approved"
-    view = await decide(handle, approve(DIRECTOR))
+    view = await last_approval(handle, approve(DIRECTOR))
     assert view.state == WorkflowState.ACTION_EXECUTED
     assert [d.reviewer_id for s in view.chain for d in s.decisions] == ["p-mf", "p-fin", "p-fin2", "p-dir"]
     assert len(list_records(tmp_path)) == 1  # type: ignore[arg-type]
@@ -110,7 +119,7 @@ async def test_segregation_of_duties(client: Client, task_queue: str) -> None:
     assert await refusal(handle.execute_update(ApprovalWorkflow.withdraw, by_other)) == Refusal.NOT_ALLOWED
     view = await handle.query(ApprovalWorkflow.view)
     assert view.chain[0].decisions == [] and view.proposal is not None and view.proposal.version == 1
-    assert (await decide(handle, approve(MANAGER))).state == WorkflowState.ACTION_EXECUTED
+    assert (await last_approval(handle, approve(MANAGER))).state == WorkflowState.ACTION_EXECUTED
 
 
 async def test_edit_makes_a_new_version_and_restarts_approvals(
@@ -147,7 +156,7 @@ async def test_edit_makes_a_new_version_and_restarts_approvals(
     # FINANCE made version 2: another FINANCE reviewer checks it.
     assert await refusal(decide(handle, approve(FINANCE, proposal_version=2))) == Refusal.SELF_APPROVAL
     await decide(handle, approve(FINANCE_2, proposal_version=2))
-    view = await decide(handle, approve(DIRECTOR, proposal_version=2))
+    view = await last_approval(handle, approve(DIRECTOR, proposal_version=2))
     assert view.state == WorkflowState.ACTION_EXECUTED
     assert view.result is not None and view.result.idempotency_key.endswith(":v2")
     records = list_records(tmp_path)  # type: ignore[arg-type]
@@ -165,7 +174,7 @@ async def test_an_edit_that_lowers_the_amount_gets_the_shorter_chain(client: Cli
     assert [s.role for s in view.chain] == [Role.MANAGER]
     # Maker and checker: the editor may not approve their own version; another manager must.
     assert await refusal(decide(handle, approve(MANAGER, proposal_version=2))) == Refusal.SELF_APPROVAL
-    view = await decide(handle, approve(MANAGER_2, proposal_version=2))
+    view = await last_approval(handle, approve(MANAGER_2, proposal_version=2))
     assert view.state == WorkflowState.ACTION_EXECUTED
 
 
@@ -180,7 +189,9 @@ async def test_an_edit_that_does_not_validate_changes_nothing(client: Client, ta
     after = await handle.query(ApprovalWorkflow.view)
     assert after.proposal is not None and after.proposal.version == 1
     assert [e.event for e in after.audit][-1] == "edit_refused"
-    assert (await decide(handle, approve(MANAGER, proposal_version=1))).state == WorkflowState.ACTION_EXECUTED
+    assert (
+        await last_approval(handle, approve(MANAGER, proposal_version=1))
+    ).state == WorkflowState.ACTION_EXECUTED
 
 
 async def test_a_delegate_decides_on_behalf_of_the_delegator(client: Client, task_queue: str) -> None:
@@ -188,7 +199,7 @@ async def test_a_delegate_decides_on_behalf_of_the_delegator(client: Client, tas
     await wait_for_state(handle, WorkflowState.WAITING_FOR_APPROVAL)
     # Without a delegation the colleague holds no role; with the manager's, they decide for them.
     assert await refusal(decide(handle, approve(COLLEAGUE))) == Refusal.ROLE_MISSING
-    view = await decide(handle, approve(COLLEAGUE, acting_for=[MANAGER], notes="covering"))
+    view = await last_approval(handle, approve(COLLEAGUE, acting_for=[MANAGER], notes="covering"))
     assert view.state == WorkflowState.ACTION_EXECUTED
     record = view.chain[0].decisions[0]
     assert (record.reviewer_id, record.on_behalf_of_id, record.role) == (
@@ -231,7 +242,7 @@ async def test_admin_reassigns_a_waiting_step(client: Client, task_queue: str) -
     assert (entry.event, entry.actor, entry.role) == ("reassigned", ADMIN.name, Role.ADMIN)
     assert entry.detail == "MANAGER → Cole League: manager on leave"
     assert await refusal(decide(handle, approve(MANAGER))) == Refusal.ROLE_MISSING
-    view = await decide(handle, approve(COLLEAGUE))
+    view = await last_approval(handle, approve(COLLEAGUE))
     assert view.state == WorkflowState.ACTION_EXECUTED
 
 
@@ -244,7 +255,7 @@ async def test_admin_reassigns_to_a_role(client: Client, task_queue: str) -> Non
     )
     assert (view.chain[0].role, view.chain[0].reassigned_from) == (Role.DIRECTOR, Role.MANAGER)
     assert await refusal(decide(handle, approve(MANAGER))) == Refusal.ROLE_MISSING
-    assert (await decide(handle, approve(DIRECTOR))).state == WorkflowState.ACTION_EXECUTED
+    assert (await last_approval(handle, approve(DIRECTOR))).state == WorkflowState.ACTION_EXECUTED
 
 
 async def test_requester_withdraws_before_execution(
@@ -273,9 +284,17 @@ async def test_withdrawal_after_execution_is_too_late(
 ) -> None:
     handle = await start(client, task_queue, FOLLOW_UP)
     await wait_for_state(handle, WorkflowState.WAITING_FOR_APPROVAL)
-    assert (await decide(handle, approve(MANAGER))).state == WorkflowState.ACTION_EXECUTED
+    # The approval answers once the action has started: from then on a withdrawal is too late.
+    assert (await decide(handle, approve(MANAGER))).state == WorkflowState.APPROVED
     late = CancelInput(principal=REQUESTER, reason="changed my mind")
-    assert await refusal(handle.execute_update(ApprovalWorkflow.withdraw, late)) == Refusal.TOO_LATE
+    try:
+        refused = await refusal(handle.execute_update(ApprovalWorkflow.withdraw, late))
+    except RPCError as closed:
+        # The action ran and the workflow closed before the withdrawal arrived: too late all the same.
+        assert "already completed" in closed.message
+    else:
+        assert refused == Refusal.TOO_LATE
+    assert (await handle.result()).state == WorkflowState.ACTION_EXECUTED
     assert len(list_outbox(tmp_path)) == 1  # type: ignore[arg-type]
 
 
@@ -286,3 +305,51 @@ async def test_an_admin_may_withdraw_for_the_requester(client: Client, task_queu
         ApprovalWorkflow.withdraw, CancelInput(principal=ADMIN, reason="duplicate")
     )
     assert view.state == WorkflowState.CANCELLED
+
+
+# FINANCE's step may be decided by DIRECTOR too once it escalates (at its SLA, 8 hours by default).
+SOD_POLICY = ApprovalPolicy.model_validate(
+    {
+        "version": "sod-test",
+        "rules": [
+            {"when": "true", "steps": [{"role": "MANAGER"}, {"role": "FINANCE", "escalate_to": "DIRECTOR"}]}
+        ],
+    }
+)
+
+
+async def test_a_delegates_own_step_goes_on_to_others_at_once(client: Client, task_queue: str) -> None:
+    """FINANCE stands in for the MANAGER at step 1. Segregation of duties: one person decides once in a
+    chain, so FINANCE may not decide step 2 (FINANCE's own) too. The step does not wait for them, for its
+    SLA or for an ADMIN: it is escalated at once, and DIRECTOR, its escalation role, decides it."""
+    handle = await start(client, task_queue, FOLLOW_UP, policy=SOD_POLICY)
+    await wait_for_state(handle, WorkflowState.WAITING_FOR_APPROVAL)
+    view = await decide(handle, approve(FINANCE, acting_for=[MANAGER]))
+    assert (view.state, view.current_step) == (WorkflowState.ESCALATED, 1)
+    assert view.chain[1].deciding_roles == [Role.FINANCE, Role.DIRECTOR]
+    entry = view.audit[-1]
+    assert (entry.event, entry.actor, entry.role) == ("escalated", "segregation_of_duties", Role.DIRECTOR)
+    assert FINANCE.name in entry.detail and MANAGER.name in entry.detail
+    with pytest.raises(WorkflowUpdateFailedError) as caught:
+        await decide(handle, approve(FINANCE))
+    cause = caught.value.cause
+    assert isinstance(cause, ApplicationError) and cause.type == Refusal.ALREADY_DECIDED
+    assert "step 1 on behalf of Morgan Manager" in cause.message, cause.message
+    view = await last_approval(handle, approve(DIRECTOR))
+    assert view.state == WorkflowState.ACTION_EXECUTED
+
+
+async def test_a_delegates_own_step_without_an_escalation_role_is_escalated_for_others(
+    client: Client, task_queue: str
+) -> None:
+    """The shipped policy's FINANCE step names no escalation role: the step is still marked escalated at
+    once (ADMIN told to reassign it if nobody else holds FINANCE), and another FINANCE holder decides."""
+    handle = await start(client, task_queue, LAPTOPS)
+    await wait_for_state(handle, WorkflowState.WAITING_FOR_APPROVAL)
+    view = await decide(handle, approve(FINANCE, acting_for=[MANAGER]))
+    assert (view.state, view.current_step) == (WorkflowState.ESCALATED, 1)
+    assert view.chain[1].deciding_roles == [Role.FINANCE]
+    assert view.audit[-1].event == "escalated"
+    assert await refusal(decide(handle, approve(FINANCE))) == Refusal.ALREADY_DECIDED
+    view = await decide(handle, approve(FINANCE_2))
+    assert (view.state, view.current_step) == (WorkflowState.WAITING_FOR_APPROVAL, 2)

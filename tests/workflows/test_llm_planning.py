@@ -28,7 +28,7 @@ from tests.fake_llm import (
     openai_answer,
     openai_error,
 )
-from tests.helpers import MANAGER, REQUESTER, TEST_TRUST, eventually, start, wait_for_state
+from tests.helpers import MANAGER, REQUESTER, TEST_TRUST, eventually, last_approval, start, wait_for_state
 from tools.builtin import build_registry, list_outbox
 from worker import WorkerGroup, build_worker
 from workflows.approval import PLANNING_RETRY, ApprovalWorkflow
@@ -114,8 +114,8 @@ async def test_valid_answer_is_recorded_on_the_proposal_and_in_the_audit(
         "record_audit": task_queue,
     }
 
-    final = await handle.execute_update(
-        ApprovalWorkflow.decide, DecideInput(reviewer=MANAGER, decision=Decision.APPROVED, proposal_version=1)
+    final = await last_approval(
+        handle, DecideInput(reviewer=MANAGER, decision=Decision.APPROVED, proposal_version=1)
     )
     assert final.state == WorkflowState.ACTION_EXECUTED
     assert len(list_outbox(tmp_path)) == 1

@@ -118,6 +118,60 @@ def test_histories_are_committed() -> None:
                 "parallel_approval",
             )
         ),
+        # Before `decide-answers-when-applied`: a final approval's `decide` answered once the action had
+        # run (or after 30 s): the current scenarios as recorded under `trust-2026-12`.
+        *(
+            f"approval_{name}_v8"
+            for name in (
+                "cancelled_by_temporal",
+                "cancelled_while_notifying",
+                "dead_letter_expired",
+                "dead_letter_retried",
+                "deadline_rejected",
+                "edited_withdrawn",
+                "escalated_by_deadline",
+                "executed",
+                "expired",
+                "invalid_plan_rejected",
+                "model_triage_rejected",
+                "outage_waited_out",
+                "planning_dead_letter_retried",
+                "reassigned",
+                "rejected_by_signal",
+                "rejected_by_update",
+                "start_refused",
+                "submitted_waiting",
+                "unsigned_refused",
+                "withdrawn_while_planning",
+            )
+        ),
+        # Before `route-around-delegates`: no step escalated at its start for a delegate it awaits; the
+        # current scenarios as recorded under `decide-answers-when-applied`.
+        *(
+            f"approval_{name}_v9"
+            for name in (
+                "cancelled_by_temporal",
+                "cancelled_while_notifying",
+                "dead_letter_expired",
+                "dead_letter_retried",
+                "deadline_rejected",
+                "edited_withdrawn",
+                "escalated_by_deadline",
+                "executed",
+                "expired",
+                "invalid_plan_rejected",
+                "model_triage_rejected",
+                "outage_waited_out",
+                "planning_dead_letter_retried",
+                "reassigned",
+                "rejected_by_signal",
+                "rejected_by_update",
+                "start_refused",
+                "submitted_waiting",
+                "unsigned_refused",
+                "withdrawn_while_planning",
+            )
+        ),
         # Signed starts and messages: a start from outside refused, unsigned messages refused and audited
         # beside a refusal the gateway reports; an outage waited out; a local graph node that fails.
         "approval_start_refused",
@@ -142,6 +196,9 @@ def test_histories_are_committed() -> None:
         "approval_cancelled_while_notifying",
         "approval_invalid_plan_rejected",
         "approval_reassigned",
+        # A delegate approves the MANAGER step; the FINANCE step, which awaits that delegate too, escalates
+        # at its start (`route-around-delegates`); another FINANCE holder and the DIRECTOR approve.
+        "approval_delegate_step_routed_on",
         "approval_cancelled_by_temporal",
         "approval_withdrawn_while_planning",
         # Dead letters (`dead-letter-retry`): planning fails then an ADMIN retries; the action fails

@@ -22,7 +22,7 @@ from models.policy import ApprovalPolicy
 from models.principals import Principal
 from models.views import WorkflowView
 from store.principals import PrincipalStore
-from tests.helpers import MANAGER, TEST_TRUST, start
+from tests.helpers import MANAGER, TEST_TRUST, last_approval, start
 from tools.builtin import list_outbox
 from tools.integrations import Integrations
 from tools.smtp import SmtpConfig
@@ -105,7 +105,7 @@ async def test_reminder_then_escalation_lets_the_escalation_role_decide(
     assert escalated.chain[0].escalated and escalated.chain[0].deciding_roles == [Role.MANAGER, Role.ADMIN]
     assert escalated.audit[-1].event == "escalated" and escalated.audit[-1].role == Role.ADMIN
 
-    done = await handle.execute_update(ApprovalWorkflow.decide, approve(admin))
+    done = await last_approval(handle, approve(admin))
     assert done.state == WorkflowState.ACTION_EXECUTED
     assert done.chain[0].decisions[0].role == Role.ADMIN
     assert (await handle.result()).state == WorkflowState.ACTION_EXECUTED
@@ -177,7 +177,7 @@ async def test_deadline_can_hand_the_step_to_the_escalation_role(
         await handed.execute_update(ApprovalWorkflow.decide, approve(MANAGER))
     assert isinstance(caught.value.cause, ApplicationError)
     assert caught.value.cause.type == Refusal.ROLE_MISSING
-    done = await handed.execute_update(ApprovalWorkflow.decide, approve(ADMIN))
+    done = await last_approval(handed, approve(ADMIN))
     assert done.state == WorkflowState.ACTION_EXECUTED
 
     # Nobody takes the other one: it expires one more deadline (4h) after it was handed over.
