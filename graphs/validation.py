@@ -112,6 +112,8 @@ def _names(definition: GraphDefinition, functions: frozenset[str]) -> list[str]:
         if node.fn is not None and node.fn not in functions:
             known = ", ".join(sorted(functions)) or "none"
             problems.append(f"node {node.id!r}: unknown function {node.fn!r} (known: {known})")
+        if node.approval is not None:
+            problems += [f"node {node.id!r}: {problem}" for problem in node.approval.problems()]
         if node.approval is not None and node.approval.on_reject not in (None, *seen):
             problems.append(
                 f"node {node.id!r}: on_reject goes to {node.approval.on_reject!r}, which does not exist"

@@ -16,8 +16,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from temporalio.contrib.workflow_streams import WorkflowStreamState
 
 from models.decisions import ApprovalStep
-from models.enums import Role
-from models.policy import Duration
+from models.enums import READ_ONLY_ROLES, Role
+from models.policy import Duration, OnDeadline
 from models.principals import Principal
 from models.signatures import GatewayTrust, Signed
 from models.wire import carried_json
@@ -49,14 +49,44 @@ class NodeRetry(_Strict):
 
 
 class ApprovalSpec(_Strict):
+    """An approval node's step, timed as a request's steps are (models/policy.py StepSpec), counted from
+    the node's start: a reminder, escalation at the SLA, then the deadline."""
+
     role: Role
     quorum: int = Field(default=1, ge=1, le=10)
     # What the reviewer is asked; `{key}` is replaced by the state's value, e.g. "Publish {title}?".
     prompt: str = Field(default="Approve to continue", max_length=500)
     sla: Duration = 8 * 3600
+    # None: the node waits after its SLA until decided, however long (a request's step expires).
     deadline: Duration | None = None
     # Where a rejection goes; none: the run ends REJECTED.
     on_reject: str | None = None
+    reminder: Duration | None = None
+    # Who may decide too once the SLA passed (alone once the deadline did, with `on_deadline:
+    # escalate`); None: ADMIN (no one more when the node awaits ADMIN itself).
+    escalate_to: Role | None = None
+    on_deadline: OnDeadline = OnDeadline.EXPIRE
+
+    def problems(self) -> list[str]:
+        """What is wrong with the step's roles and times (checked when a graph is stored, not when a
+        recorded run's input is read back: an older definition must still load)."""
+        problems = []
+        if self.role in READ_ONLY_ROLES or self.escalate_to in READ_ONLY_ROLES:
+            problems.append("AUDITOR and OPERATOR read and never decide: not an approval's role")
+        if self.reminder is not None and self.reminder >= self.sla:
+            problems.append("the reminder must come before the SLA")
+        if self.deadline is not None and self.deadline < self.sla:
+            problems.append("the deadline cannot come before the SLA")
+        if self.on_deadline != OnDeadline.EXPIRE and self.deadline is None:
+            problems.append(f"on_deadline: {self.on_deadline} needs a deadline")
+        if self.on_deadline == OnDeadline.ESCALATE and self.escalation_role() is None:
+            problems.append("on_deadline: escalate needs escalate_to when the node awaits ADMIN")
+        return problems
+
+    def escalation_role(self) -> Role | None:
+        if self.escalate_to is not None:
+            return self.escalate_to
+        return Role.ADMIN if self.role != Role.ADMIN else None
 
 
 class GraphNode(_Strict):
@@ -256,6 +286,8 @@ class GraphRunInput(Signed):
     # Continue as new once the history is this long (or when Temporal suggests it), at a node boundary.
     continue_after_events: int = Field(default=10_000, ge=50, le=40_000)
     trust: GatewayTrust | None = None
+    # How long an approval node's notification retries an outage before it is given up (and audited).
+    outage_window_seconds: int = Field(default=86_400, ge=1, le=30 * 86_400)
 
 
 class NodeCall(BaseModel):

@@ -26,7 +26,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.graph import GraphActivities
     from models import search_attributes as sa
     from models.audit import AuditBatch, AuditEvent
-    from models.decisions import ApprovalStep, DecideInput, Refusal, RefusalInput, StepStatus
+    from models.decisions import ApprovalStep, DecideInput, ReassignInput, Refusal, RefusalInput, StepStatus
     from models.enums import ActorKind, Decision, Role, WorkflowState
     from models.errors import FailureType
     from models.graph import (
@@ -45,8 +45,13 @@ with workflow.unsafe.imports_passed_through():
         RunStatus,
     )
     from models.graph_routing import NoRoute, next_step
+    from models.notifications import Notification, NotificationKind
     from models.principals import Principal
     from workflows.policy import Authority, check_decision, record_decision
+    from workflows.steps.admission import Refused, reassign_refusal, refuse
+    from workflows.steps.delivery import Deliveries
+    from workflows.steps.engine import StepEnd, StepEngine
+    from workflows.steps.trail import AuditTrail
     from workflows.trust import MessageGuard, verify_start
 
 EVENTS_TOPIC = "events"
@@ -63,6 +68,15 @@ CANCEL_PATCH = "graph-cancellation"
 # ActivityError as a regular activity's is: temporalio 1.35), which escaped `run` and failed the
 # execution, its view left RUNNING and no `run_ended` sent. Older runs replay as they were.
 TRUST_PATCH = "graph-trust-2026-12"
+# Runs started after this patch wait at an approval node through the step engine a request's chain uses
+# (workflows/steps/): reviewers are notified, reminded and escalated to (`escalate_to`, ADMIN by
+# default), an ADMIN may reassign the node, decisions are applied and audited the same way, and the
+# audit events reach the SQL log through the same background writer and retry policy. Older runs
+# replay as they were: no notifications, and the audit written at fixed points.
+STEPS_PATCH = "graph-approval-steps"
+# An approval node without a deadline waits after its SLA until it is decided: the engine's deadline,
+# which a request's step always has, is then this far away.
+NO_DEADLINE_SECONDS = 10 * 365 * 86_400
 MAX_RECORDED_REFUSALS = 200
 MAX_LOGS = 2000
 MAX_RETAINED_EVENTS = 2000
@@ -118,11 +132,26 @@ class GraphWorkflow:
         self._trusted = False
         self._guard = MessageGuard(input.trust, required=input.trust is not None)
         self._refusals = 0
+        # STEPS_PATCH: approval nodes through the shared step engine; this workflow is its host.
+        self._shared = False
+        self._engine = StepEngine(self)
+        self._trail = AuditTrail(input.requester.tenant, base=self._audit_base)
+        self._deliveries = Deliveries(
+            lambda: timedelta(seconds=input.outage_window_seconds), self._notify_failed
+        )
+        self._notifications = 0
+        # The state a step's audit events are recorded in (waiting, escalated, or how it ended).
+        self._step_state = WorkflowState.WAITING_FOR_APPROVAL
 
     # ---- the run --------------------------------------------------------------------------------
 
     @workflow.run
     async def run(self, input: GraphRunInput) -> GraphRunView:
+        # Asked first: asked after the start check's local activity, a cold worker's replay of the run
+        # failed as nondeterministic (the restart test in tests/workflows/test_graph.py).
+        if workflow.patched(STEPS_PATCH):
+            self._shared = True
+            self._trail.start_writer()
         if workflow.patched(TRUST_PATCH):
             self._trusted = self._guard.required = True
             refused = await self._verify_start(input)
@@ -152,9 +181,13 @@ class GraphWorkflow:
             cancelled = True
             self._status, self._error, self._waiting = RunStatus.CANCELLED, "cancelled", None
             self._log("Run cancelled.")
+            self._deliveries.cancel()  # nobody needs telling about a run cancelled from outside
         self._current, self._ended_at = None, workflow.now()
         self._emit("run_ended", status=self._status, message=self._error or self._status.value, log=False)
         self._publish_attributes()
+        if self._shared:
+            await self._deliveries.delivered()
+            await self._trail.written()
         await workflow.wait_condition(workflow.all_handlers_finished)
         if cancelled:
             raise asyncio.CancelledError("graph run cancelled")
@@ -367,6 +400,8 @@ class GraphWorkflow:
 
     async def _approve(self, node: GraphNode) -> StepStatus:
         """Wait for the node's reviewers; `<node>_approved` in the state says how it went."""
+        if self._shared:
+            return await self._approve_through_engine(node)
         spec = node.approval
         assert spec is not None
         now = workflow.now()
@@ -396,6 +431,162 @@ class GraphWorkflow:
         self._publish_attributes()
         await self._flush_audit()
         return outcome
+
+    async def _approve_through_engine(self, node: GraphNode) -> StepStatus:
+        """STEPS_PATCH: the node's step waits, is reminded, escalated and decided as a request's is."""
+        spec = node.approval
+        assert spec is not None
+        step = ApprovalStep(
+            role=spec.role,
+            quorum=spec.quorum,
+            sla_seconds=spec.sla,
+            reminder_seconds=spec.reminder,
+            deadline_seconds=spec.deadline or NO_DEADLINE_SECONDS,
+            on_deadline=spec.on_deadline,
+            escalate_to=spec.escalation_role(),
+        )
+        prompt = _fill(spec.prompt, self._state)
+        self._waiting = GraphApproval(node=node.id, prompt=prompt, step=step)
+        self._emit("waiting", node=node.id, message=f"Waiting for {spec.quorum} x {spec.role}: {prompt}")
+        end = await self._engine.wait(step, 0, 1, interrupted=lambda: False, by="graph")
+        if end == StepEnd.DEADLINE:
+            verdict = "rejected" if step.status == StepStatus.REJECTED else "expired"
+            self._emit("decided", node=node.id, message=f"Deadline passed: {verdict}")
+        self._waiting = None
+        self._status = RunStatus.RUNNING
+        self._state[f"{node.id}_approved"] = step.status == StepStatus.APPROVED
+        self._publish_attributes()
+        return step.status
+
+    # ---- the step engine's host (STEPS_PATCH) ------------------------------------------------------
+
+    def step_moved(self, state: WorkflowState) -> None:
+        self._step_state = state
+        if state == WorkflowState.WAITING_FOR_APPROVAL:
+            self._status = RunStatus.WAITING_FOR_APPROVAL
+        elif state == WorkflowState.ESCALATED and self._waiting is not None:
+            step = self._waiting.step
+            who = step.escalate_to or step.role
+            message = (
+                f"Deadline passed: handed to {who}"
+                if step.handed_over
+                else f"SLA passed: {who} may decide too"
+            )
+            self._emit("escalated", node=self._current, message=message)
+        if state in (WorkflowState.WAITING_FOR_APPROVAL, WorkflowState.ESCALATED):
+            self._publish_attributes()
+
+    def step_published(self) -> None:
+        self._publish_attributes()
+
+    def record(
+        self,
+        event: str,
+        actor: str | Principal,
+        kind: ActorKind,
+        *,
+        role: Role | None = None,
+        detail: str = "",
+        data: dict[str, str | int | float | None] | None = None,
+    ) -> None:
+        where: dict[str, str | int | float | None] = {"graph_id": self._input.graph_id, "node": self._current}
+        self._trail.record(
+            event,
+            actor,
+            kind,
+            state=self._step_state,
+            proposal=None,
+            role=role,
+            detail=detail[:500],
+            data={**where, **(data or {})},
+        )
+
+    async def notify(
+        self,
+        kind: NotificationKind,
+        subject: str,
+        body: str,
+        *,
+        roles: list[Role] | None = None,
+        principal_ids: list[str] | None = None,
+        exclude_ids: list[str] | None = None,
+    ) -> None:
+        self._notifications += 1
+        workflow_id = workflow.info().workflow_id
+        self._deliveries.send(
+            Notification(
+                key=f"{workflow_id}:n{self._notifications}",
+                workflow_id=workflow_id,
+                tenant=self._input.requester.tenant,
+                kind=kind,
+                subject=subject[:200],
+                body=self._notice_body(body, workflow_id)[:20_000],
+                roles=roles or [],
+                principal_ids=principal_ids or [],
+                # The requester is not asked to approve their own run.
+                exclude_ids=[self._input.requester.id, *(exclude_ids or [])],
+            )
+        )
+
+    def subject(self) -> str:
+        """Deterministic fields only (the graph, the node, the requester, the run id): the prompt is
+        filled from the run's data, which a model may have written, so it stays in the body, quoted."""
+        line = (
+            f"graph {self._input.graph_id} at {self._current} for {self._input.requester.name} "
+            f"[{workflow.info().workflow_id}]"
+        )
+        return "".join(c if c.isprintable() else " " for c in line)[:150]
+
+    def _notice_body(self, text: str, workflow_id: str) -> str:
+        lines = [
+            text,
+            "",
+            f"Graph run: {workflow_id} (graph {self._input.graph_id} v{self._input.version})",
+            f"Requested by: {self._input.requester.name}",
+        ]
+        if self._waiting is not None:
+            lines += ["", "The reviewer is asked (filled from the run's data, unverified):"]
+            lines += [f"> {line}" for line in self._waiting.prompt.splitlines()]
+        return "\n".join(lines)
+
+    def _notify_failed(self, note: Notification, error: ActivityError) -> None:
+        cause = error.cause
+        message = cause.message if isinstance(cause, ApplicationError) else str(cause or error)
+        self.record("notify_failed", "notify", ActorKind.SYSTEM, detail=f"{note.kind}: {message}")
+
+    # ---- reassignment (STEPS_PATCH) ---------------------------------------------------------------
+
+    def _reassign_refusal(self, request: ReassignInput) -> Refused | None:
+        waiting = self._waiting
+        return reassign_refusal(
+            request,
+            tenant=self._input.requester.tenant,
+            requester_id=self._input.requester.id,
+            enterprise=self._shared,
+            trusted=self._trusted,
+            waiting=waiting is not None,
+            step=waiting.step if waiting is not None else None,
+        )
+
+    @workflow.update
+    async def reassign(self, request: ReassignInput) -> GraphRunView:
+        """An ADMIN hands the waiting approval node to another role, or to one person."""
+        if (why := self._guard.problem(request, "reassign")) is not None:
+            raise self._refuse_unauthenticated("reassignment", request.admin, why)
+        self._guard.accept(request)
+        if (refused := self._reassign_refusal(request)) is not None:
+            refuse(refused)
+        waiting = self._waiting
+        assert waiting is not None  # reassign_refusal refuses when no node waits
+        await self._engine.reassign(waiting.step, request, bar_reassigner=True)
+        return self.view()
+
+    @reassign.validator
+    def _validate_reassign(self, request: ReassignInput) -> None:
+        if self._guard.problem(request, "reassign") is not None:
+            return  # recorded and refused by the handler
+        if (refused := self._reassign_refusal(request)) is not None:
+            refuse(refused)
 
     def _after_refusal(self, node: GraphNode, outcome: StepStatus) -> str | None:
         """Where a rejected or expired approval leads: its `on_reject` node, or the end of the run."""
@@ -470,13 +661,22 @@ class GraphWorkflow:
         waiting = self._waiting
         assert waiting is not None
         step = waiting.step
+        verdict = decision.decision.value
+        if self._shared:
+            role = self._engine.apply(step, decision, authority, 1).role
+            self._emit(
+                "decided",
+                node=waiting.node,
+                message=f"{decision.reviewer.name} ({role}) {verdict}"
+                + (f": {decision.notes}" if decision.notes else ""),
+            )
+            return self.view()
         role = record_decision(step, decision, authority, 1, workflow.now().isoformat()).role
         approvals = sum(1 for d in step.decisions if d.decision == Decision.APPROVED)
         if decision.decision == Decision.REJECTED:
             step.status = StepStatus.REJECTED
         elif approvals >= step.quorum:
             step.status = StepStatus.APPROVED
-        verdict = decision.decision.value
         self._emit(
             "decided",
             node=waiting.node,
@@ -506,6 +706,12 @@ class GraphWorkflow:
         detail: str,
         role: Role | None = None,
     ) -> None:
+        if self._shared:
+            self._step_state = state
+            self.record(
+                event, actor if isinstance(actor, Principal) else str(actor), kind, role=role, detail=detail
+            )
+            return
         name = actor.name if hasattr(actor, "name") else str(actor)
         data: dict[str, str | int | float | None] = {"graph_id": self._input.graph_id, "node": self._current}
         if hasattr(actor, "id"):
@@ -524,6 +730,8 @@ class GraphWorkflow:
         )
 
     async def _flush_audit(self) -> None:
+        if self._shared:
+            return  # STEPS_PATCH: the trail's writer copies every event as it appears
         while self._audited < len(self._audit):
             first, events = self._audited, self._audit[self._audited :]
             try:
@@ -598,7 +806,10 @@ class GraphWorkflow:
         if waiting is not None and waiting.step.sla_due_at:
             updates += [
                 sa.AWAITING_ROLE.value_set(waiting.step.role.value),
-                sa.DECIDERS.value_set([role.value for role in waiting.step.deciding_roles]),
+                sa.DECIDERS.value_set(
+                    [role.value for role in waiting.step.deciding_roles]
+                    + ([sa.principal_decider(waiting.step.assignee_id)] if waiting.step.assignee_id else [])
+                ),
                 sa.SLA_DUE.value_set(datetime.fromisoformat(waiting.step.sla_due_at)),
             ]
         else:
@@ -621,6 +832,10 @@ class GraphWorkflow:
         retained_from = max(0, self._events - MAX_RETAINED_EVENTS)
         self._stream.truncate(retained_from)
         await self._flush_audit()
+        if self._shared:
+            await self._deliveries.delivered()
+            await self._trail.written()
+        audited = self._trail.written_through if self._shared else self._audit_base + self._audited
 
         def carry(stream: Any) -> list[GraphRunInput]:
             return [
@@ -636,7 +851,7 @@ class GraphWorkflow:
                             events=self._events,
                             started_at=self._started_at,
                             stream=stream,
-                            audited=self._audit_base + self._audited,
+                            audited=audited,
                         )
                     }
                 )

@@ -338,7 +338,7 @@ async def test_an_approval_node_waits_for_the_right_reviewer(
     async with await AuditStore.open(f"sqlite:///{tmp_path / 'audit.db'}", keyring=TEST_TRUST.audit) as store:
         audited = await store.for_workflow(handle.id)
     assert [(e.event, e.actor) for e in audited] == [
-        ("approval_requested", "graph"),
+        ("awaiting_approval", "graph"),
         ("decision_approved", MANAGER.name),
     ]
     assert audited[1].data is not None and audited[1].data["principal_id"] == MANAGER.id
@@ -485,9 +485,9 @@ async def test_the_audit_chain_continues_across_continue_as_new(
         audited = await store.for_workflow(handle.id)
         assert (await store.verify(handle.id)).broken == []
     assert [(e.seq, e.event, (e.data or {}).get("node")) for e in audited] == [
-        (0, "approval_requested", "first"),
+        (0, "awaiting_approval", "first"),
         (1, "decision_approved", "first"),
-        (2, "approval_requested", "second"),
+        (2, "awaiting_approval", "second"),
         (3, "decision_approved", "second"),
     ]
 

@@ -20,15 +20,9 @@ with workflow.unsafe.imports_passed_through():
     from models.principals import Principal
     from models.proposal import Plan, Proposal, ValidateInput
     from models.views import WorkflowView
-    from workflows.approval.admission import (
-        Refused,
-        admit,
-        decision_refusal,
-        edit_refusal,
-        edited_step_refusal,
-        refuse,
-    )
+    from workflows.approval.admission import decision_refusal, edit_refusal, edited_step_refusal
     from workflows.policy import Authority, acting_role
+    from workflows.steps.admission import Refused, admit, refuse
 
 
 class Decisions(Notifier):

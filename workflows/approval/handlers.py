@@ -15,14 +15,8 @@ with workflow.unsafe.imports_passed_through():
     from models.decisions import ApprovalStep, CancelInput, ReassignInput, RetryInput
     from models.enums import WorkflowState
     from models.views import WorkflowView
-    from workflows.approval.admission import (
-        Refused,
-        admit,
-        reassign_refusal,
-        refuse,
-        retry_refusal,
-        withdraw_refusal,
-    )
+    from workflows.approval.admission import retry_refusal, withdraw_refusal
+    from workflows.steps.admission import Refused, admit, reassign_refusal, refuse
 
 
 class Handlers(Decisions):

@@ -83,10 +83,11 @@ class StepEngine:
         *,
         interrupted: Callable[[], bool],
         barred: Sequence[Barred] = (),
+        by: str = "chain",
     ) -> StepEnd:
         """Wait for `step` to be decided or `interrupted()` (SETTLED), or for its deadline (DEADLINE).
         `barred`: delegates who decided an earlier step and hold this one's role; the step escalates
-        at its start so that others decide it."""
+        at its start so that others decide it. `by`: who the trail says asked (a request's chain, a graph)."""
         host = self._host
         step.status = StepStatus.WAITING
         started = workflow.now()
@@ -97,7 +98,7 @@ class StepEngine:
         host.step_moved(WorkflowState.WAITING_FOR_APPROVAL)
         host.record(
             "awaiting_approval",
-            "chain",
+            by,
             ActorKind.SYSTEM,
             role=step.role,
             detail=f"step {index + 1} of {total}: {step.quorum} x {step.role}",

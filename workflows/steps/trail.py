@@ -19,8 +19,11 @@ with workflow.unsafe.imports_passed_through():
 
 
 class AuditTrail:
-    def __init__(self, tenant: str) -> None:
+    def __init__(self, tenant: str, base: int = 0) -> None:
         self._tenant = tenant
+        # The workflow's chain in the SQL log continues from here: a graph run continued as new
+        # carries how many events its earlier runs wrote; a request's trail starts at 0.
+        self._base = base
         self.events: list[AuditEvent] = []
         # How many of `events` the SQL audit log has acknowledged (all of them, before AUDIT_PATCH).
         self._persisted = 0
@@ -61,6 +64,11 @@ class AuditTrail:
         """Runs beside the lifecycle from now on; `written` waits until it has written every event."""
         self._writer = asyncio.ensure_future(self._write())
 
+    @property
+    def written_through(self) -> int:
+        """How many events of the workflow's chain the SQL log holds, earlier runs' included."""
+        return self._base + self._persisted
+
     async def written(self) -> None:
         if self._writer is not None:
             await workflow.wait_condition(lambda: self._persisted >= len(self.events))
@@ -77,7 +85,12 @@ class AuditTrail:
             try:
                 await workflow.execute_activity_method(
                     AuditActivities.record,
-                    AuditBatch(workflow_id=workflow_id, tenant=self._tenant, first_seq=first, events=events),
+                    AuditBatch(
+                        workflow_id=workflow_id,
+                        tenant=self._tenant,
+                        first_seq=self._base + first,
+                        events=events,
+                    ),
                     start_to_close_timeout=timedelta(seconds=30),
                     retry_policy=AUDIT_RETRY,
                     summary=f"audit {events[0].event}" + (f" +{len(events) - 1}" if len(events) > 1 else ""),
@@ -86,9 +99,11 @@ class AuditTrail:
             except ActivityError as error:
                 cause = error.cause
                 details = cause.details if isinstance(cause, ApplicationError) else ()
-                if isinstance(cause, ApplicationError) and cause.type == FailureType.AUDIT_GAP and details:
-                    # The log lacks earlier events (a new database): resend from the first it lacks.
-                    self._persisted = min(int(details[0]), first)
+                gap = isinstance(cause, ApplicationError) and cause.type == FailureType.AUDIT_GAP and details
+                if gap and int(details[0]) >= self._base:
+                    # The log lacks earlier events (a new database): resend from the first it lacks
+                    # (of this run's: an earlier run's events are no longer here to resend).
+                    self._persisted = min(int(details[0]) - self._base, first)
                     continue
                 # A conflict means someone else wrote this workflow's log: never overwrite, say so.
                 workflow.logger.error("audit log refused events from %d: %s", first, cause or error)
