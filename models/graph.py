@@ -8,16 +8,16 @@ continues at its `join`. Every node on a cycle needs `max_visits`. `graphs.valid
 
 import json
 import re
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from temporalio.contrib.workflow_streams import WorkflowStreamState
 
-from models.decisions import ApprovalStep
+from models.decisions import ApprovalStep, StepStatus
 from models.enums import Role
-from models.policy import Duration
+from models.policy import Duration, any_of_roles, one_role_or_any_of
 from models.principals import Principal
 from models.signatures import GatewayTrust, Signed
 from models.wire import carried_json
@@ -49,7 +49,13 @@ class NodeRetry(_Strict):
 
 
 class ApprovalSpec(_Strict):
+    """Who decides an approval node: `role`, or `any_of` several roles (`quorum` distinct people, each
+    holding any of them). Written with one of the two; as with `ApprovalStep`, `role` is then filled
+    with the first of `any_of`, so code that holds one role keeps one, and a dumped spec (both fields,
+    `role` leading `any_of`) reads back the same."""
+
     role: Role
+    any_of: list[Role] = Field(default_factory=list)
     quorum: int = Field(default=1, ge=1, le=10)
     # What the reviewer is asked; `{key}` is replaced by the state's value, e.g. "Publish {title}?".
     prompt: str = Field(default="Approve to continue", max_length=500)
@@ -57,6 +63,45 @@ class ApprovalSpec(_Strict):
     deadline: Duration | None = None
     # Where a rejection goes; none: the run ends REJECTED.
     on_reject: str | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _role_or_any_of(cls, data: Any) -> Any:
+        # An empty `any_of` is how a one-role spec dumps: the same as none.
+        if not isinstance(data, dict) or not data.get("any_of"):
+            if isinstance(data, dict) and "role" not in data:
+                one_role_or_any_of(None, None, "an approval")
+            return data
+        any_of, role = data["any_of"], data.get("role")
+        # The dumped form repeats the first role as `role`; anything else names two answers.
+        if role is not None and (not isinstance(any_of, list) or not any_of or role != any_of[0]):
+            one_role_or_any_of(role, any_of, "an approval")
+        return {**data, "role": any_of[0] if isinstance(any_of, list) and any_of else role}
+
+    @field_validator("any_of")
+    @classmethod
+    def _may_all_decide(cls, any_of: list[Role]) -> list[Role]:
+        return any_of_roles(any_of) if any_of else any_of
+
+    @property
+    def roles(self) -> list[Role]:
+        return list(self.any_of) if self.any_of else [self.role]
+
+
+def approval_step(spec: ApprovalSpec, now: datetime) -> ApprovalStep:
+    """The waiting step an approval node starts at `now`: its roles, quorum and timings. ADMIN may
+    decide once the SLA passes, unless ADMIN is already one of the node's roles."""
+    return ApprovalStep(
+        role=spec.role,
+        any_of=list(spec.any_of),
+        quorum=spec.quorum,
+        sla_seconds=spec.sla,
+        deadline_seconds=spec.deadline,
+        escalate_to=Role.ADMIN if Role.ADMIN not in spec.roles else None,
+        status=StepStatus.WAITING,
+        started_at=now.isoformat(),
+        sla_due_at=(now + timedelta(seconds=spec.sla)).isoformat(),
+    )
 
 
 class GraphNode(_Strict):

@@ -77,12 +77,13 @@ class Handlers(Decisions):
         admit(self._reassign_refusal(request))
         step: ApprovalStep | None = self._current()
         assert step is not None  # reassign_refusal refuses when no step waits
-        before = step.assignee_name or step.role
+        before = step.assignee_name or step.label
         if self._patches.trusted:
             step.reassigned_by_id = request.admin.id  # who may not approve this step now
         if request.to_role is not None:
             step.reassigned_from = step.reassigned_from or step.role
             step.role = request.to_role
+            step.any_of = []  # the step now awaits that one role, whatever it awaited before
             step.assignee_id = step.assignee_name = None
             after = str(request.to_role)
         else:

@@ -51,14 +51,14 @@ class StepTimers(Notifier):
             "chain",
             ActorKind.SYSTEM,
             role=step.role,
-            detail=f"step {index + 1} of {len(self._chain)}: {step.quorum} x {step.role}",
+            detail=f"step {index + 1} of {len(self._chain)}: {step.quorum} x {step.label}",
         )
         await self._notify(
             NotificationKind.PENDING,
             f"Approval needed: {self._subject()}",
-            f"Step {index + 1} of {len(self._chain)} waits for {step.quorum} x {step.role} "
+            f"Step {index + 1} of {len(self._chain)} waits for {step.quorum} x {step.label} "
             f"within {format_duration(step.sla_seconds)}.",
-            roles=[step.role],
+            roles=step.roles,
         )
         if self._patches.route_around_delegates and (barred := self._barred_delegates(index)):
             await self._escalate(step, SEGREGATION, barred)
@@ -179,7 +179,7 @@ class StepTimers(Notifier):
             NotificationKind.ESCALATION,
             f"Escalated: {self._subject()}",
             detail[:1].upper() + detail[1:] + ".",
-            roles=[step.role, *extra],
+            roles=[*step.roles, *extra],
             principal_ids=[step.assignee_id] if step.assignee_id else [],
             exclude_ids=sorted({r.reviewer_id for _, r in barred or []}),
         )
