@@ -2,7 +2,6 @@
 attributes and Web UI details, the `view` query. The workflow class (workflow.py) is this plus its
 handlers (handlers.py, decisions.py) and its step timers (timers.py)."""
 
-import asyncio
 import hashlib
 import json
 from datetime import datetime, timedelta
@@ -10,15 +9,17 @@ from typing import Any
 
 from temporalio import workflow
 from temporalio.common import SearchAttributeUpdate
-from temporalio.exceptions import ApplicationError
+from temporalio.exceptions import ActivityError, ApplicationError
 
 from workflows.approval.patches import Patches
-from workflows.approval.trail import AuditTrail
+from workflows.steps.delivery import Deliveries
+from workflows.steps.trail import AuditTrail
 
 with workflow.unsafe.imports_passed_through():
     from models import search_attributes as sa
     from models.decisions import ApprovalStep, CancelInput, RetryInput, StepStatus
     from models.enums import ActorKind, Role, WorkflowState
+    from models.notifications import Notification
     from models.policy import ApprovalPolicy
     from models.principals import Principal
     from models.proposal import Plan, PlanProvenance, Proposal, ValidationReport
@@ -66,7 +67,7 @@ class ApprovalCore:
         # protocol, or whenever its input names trusted keys (a signal may arrive before `run` starts).
         self._guard = MessageGuard(input.trust, required=input.trust is not None)
         # Notifications still being delivered (in the background, retrying through an outage).
-        self._deliveries: list[asyncio.Task[None]] = []
+        self._deliveries = Deliveries(self._outage_window, self._notify_failed)
         self._refusals = 0
         # Who decided as a delegate, by id, with the roles they hold themselves (SOD_PATCH).
         self._delegates: dict[str, Principal] = {}
@@ -105,6 +106,11 @@ class ApprovalCore:
         """The workflow has acted on the last decision: settled, or its approved action has started
         (DECIDE_PATCH; how long the action then takes is no part of the decision)."""
         return self._settled() or self._state == WorkflowState.APPROVED
+
+    def _notify_failed(self, note: Notification, error: ActivityError) -> None:
+        cause = error.cause
+        message = cause.message if isinstance(cause, ApplicationError) else str(cause or error)
+        self._record("notify_failed", "notify", ActorKind.SYSTEM, detail=f"{note.kind}: {message}"[:500])
 
     def _outage_window(self) -> timedelta:
         return timedelta(seconds=self._input.outage_window_seconds)

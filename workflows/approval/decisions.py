@@ -11,11 +11,12 @@ from temporalio import workflow
 from workflows.approval.core import proposal_hash
 from workflows.approval.notify import Notifier
 from workflows.approval.timeouts import MAX_RECORDED_REFUSALS, SETTLE_ENDS, SETTLE_TIMEOUT, VALIDATE_RETRY
+from workflows.steps.engine import StepEngine
 
 with workflow.unsafe.imports_passed_through():
     from activities.validation import ValidationActivities
     from models.decisions import DecideInput, EditInput, Refusal, RefusalInput, StepStatus
-    from models.enums import ActorKind, Decision
+    from models.enums import ActorKind
     from models.principals import Principal
     from models.proposal import Plan, Proposal, ValidateInput
     from models.views import WorkflowView
@@ -27,10 +28,12 @@ with workflow.unsafe.imports_passed_through():
         edited_step_refusal,
         refuse,
     )
-    from workflows.policy import Authority, acting_role, record_decision
+    from workflows.policy import Authority, acting_role
 
 
 class Decisions(Notifier):
+    _steps: StepEngine
+
     def _unauthenticated(self, what: str, claimed: Principal, why: str) -> Refused:
         """Audit a message no trusted gateway signed, naming whom it claims to come from as a claim only;
         returns the refusal an update raises for it."""
@@ -82,29 +85,9 @@ class Decisions(Notifier):
 
     def _apply(self, decision: DecideInput, authority: Authority) -> None:
         assert self._step is not None and self._proposal is not None
-        step = self._chain[self._step]
-        record = record_decision(
-            step, decision, authority, self._proposal.version, workflow.now().isoformat()
-        )
-        role = record.role
-        delegator = authority.principal if authority.delegate is not None else None
-        if delegator is not None:
+        if authority.delegate is not None:
             self._delegates[decision.reviewer.id] = decision.reviewer
-        detail = decision.notes or ""
-        if delegator is not None:
-            detail = f"on behalf of {delegator.name} (delegation)" + (f": {detail}" if detail else "")
-        self._record(
-            f"decision_{decision.decision}",
-            decision.reviewer,
-            ActorKind.HUMAN,
-            role=role,
-            detail=detail,
-            data={"on_behalf_of": delegator.id} if delegator else None,
-        )
-        if decision.decision == Decision.REJECTED:
-            step.status = StepStatus.REJECTED
-        elif step.approvals() >= step.quorum:
-            step.status = StepStatus.APPROVED
+        self._steps.apply(self._chain[self._step], decision, authority, self._proposal.version)
 
     @workflow.update
     async def decide(self, decision: DecideInput) -> WorkflowView:

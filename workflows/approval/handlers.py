@@ -13,8 +13,7 @@ from workflows.approval.timeouts import SETTLE_ENDS, SETTLE_TIMEOUT
 
 with workflow.unsafe.imports_passed_through():
     from models.decisions import ApprovalStep, CancelInput, ReassignInput, RetryInput
-    from models.enums import ActorKind, Role, WorkflowState
-    from models.notifications import NotificationKind
+    from models.enums import WorkflowState
     from models.views import WorkflowView
     from workflows.approval.admission import (
         Refused,
@@ -77,35 +76,7 @@ class Handlers(Decisions):
         admit(self._reassign_refusal(request))
         step: ApprovalStep | None = self._current()
         assert step is not None  # reassign_refusal refuses when no step waits
-        before = step.assignee_name or step.label
-        if self._patches.trusted:
-            step.reassigned_by_id = request.admin.id  # who may not approve this step now
-        if request.to_role is not None:
-            step.reassigned_from = step.reassigned_from or step.role
-            step.role = request.to_role
-            step.any_of = []  # the step now awaits that one role, whatever it awaited before
-            step.assignee_id = step.assignee_name = None
-            after = str(request.to_role)
-        else:
-            assert request.to_principal is not None
-            step.assignee_id, step.assignee_name = request.to_principal.id, request.to_principal.name
-            after = request.to_principal.name
-        step.handed_over = False
-        self._record(
-            "reassigned",
-            request.admin,
-            ActorKind.HUMAN,
-            role=Role.ADMIN,
-            detail=f"{before} → {after}: {request.reason}"[:500],
-        )
-        self._publish()
-        await self._notify(
-            NotificationKind.REASSIGNED,
-            f"Assigned to you: {self._subject()}",
-            f"{request.admin.name} assigned this step to {after}: {request.reason}",
-            roles=[request.to_role] if request.to_role else [],
-            principal_ids=[request.to_principal.id] if request.to_principal else [],
-        )
+        await self._steps.reassign(step, request, bar_reassigner=self._patches.trusted)
         return self.view()
 
     @reassign.validator

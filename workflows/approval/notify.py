@@ -5,14 +5,14 @@ import asyncio
 from datetime import timedelta
 
 from temporalio import workflow
-from temporalio.exceptions import ActivityError, ApplicationError, CancelledError
+from temporalio.exceptions import ActivityError
 
 from workflows.approval.core import ApprovalCore
-from workflows.approval.timeouts import NOTIFY_OUTAGE_RETRY, NOTIFY_RETRY
+from workflows.approval.timeouts import NOTIFY_RETRY
 
 with workflow.unsafe.imports_passed_through():
     from activities.notify import NotifyActivities
-    from models.enums import ActorKind, Role
+    from models.enums import Role
     from models.notifications import Notification, NotificationKind
 
 
@@ -49,7 +49,7 @@ class Notifier(ApprovalCore):
             + (exclude_ids or []),
         )
         if self._patches.trusted:
-            self._deliveries.append(asyncio.create_task(self._deliver(note)))
+            self._deliveries.send(note)
             return
         try:
             await workflow.execute_activity_method(
@@ -64,34 +64,6 @@ class Notifier(ApprovalCore):
             if not self._state.is_final and self._patches.cancelled_with_workflow(error):
                 raise asyncio.CancelledError("cancelled while notifying") from error
             self._notify_failed(note, error)
-
-    async def _deliver(self, note: Notification) -> None:
-        try:
-            await workflow.execute_activity_method(
-                NotifyActivities.notify,
-                note,
-                start_to_close_timeout=timedelta(seconds=30),
-                schedule_to_close_timeout=self._outage_window(),
-                retry_policy=NOTIFY_OUTAGE_RETRY,
-                summary=f"notify {note.kind}",
-            )
-        except ActivityError as error:
-            if isinstance(error.cause, CancelledError):
-                return  # the workflow was cancelled: nobody needs telling any more
-            self._notify_failed(note, error)
-        except asyncio.CancelledError:
-            return
-
-    def _notify_failed(self, note: Notification, error: ActivityError) -> None:
-        cause = error.cause
-        message = cause.message if isinstance(cause, ApplicationError) else str(cause or error)
-        self._record("notify_failed", "notify", ActorKind.SYSTEM, detail=f"{note.kind}: {message}"[:500])
-
-    async def _delivered(self) -> None:
-        """Wait for the notifications still being delivered (an outage may keep one for hours)."""
-        while self._deliveries:
-            pending, self._deliveries = self._deliveries, []
-            await asyncio.gather(*pending)
 
     def _body(self, text: str, workflow_id: str) -> str:
         if not self._patches.trusted:

@@ -10,6 +10,7 @@ from datetime import timedelta
 from temporalio.common import RetryPolicy
 
 from models.errors import FailureType
+from workflows.steps.retries import OUTAGE_BACKOFF
 
 VALIDATE_RETRY = RetryPolicy(maximum_attempts=5, initial_interval=timedelta(seconds=1))
 # Model APIs have outages and rate limits: about six minutes of backoff before a request FAILS.
@@ -42,24 +43,15 @@ SETTLE_TIMEOUT = timedelta(seconds=30)
 # waiting condition once with CancelledError, not only the main flow's; a handler answers with the view.
 SETTLE_ENDS = (TimeoutError, asyncio.CancelledError)
 NOTIFY_RETRY = RetryPolicy(maximum_attempts=5, initial_interval=timedelta(seconds=2))
-# TRUST_PATCH: an outage (SMTP, a webhook's host, a ticket tracker down) is waited out, backing off to
-# five minutes, for the input's `outage_window_seconds` (the activity's schedule-to-close timeout),
-# before a dead letter; only errors retrying cannot help stop it at once.
-OUTAGE_BACKOFF = timedelta(minutes=5)
+# TRUST_PATCH: an outage is waited out (workflows/steps/retries.py), before a dead letter; only errors
+# retrying cannot help stop it at once.
 EXECUTE_OUTAGE_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1),
     maximum_interval=OUTAGE_BACKOFF,
     non_retryable_error_types=[FailureType.UNKNOWN_TOOL, FailureType.INVALID_ARGS, FailureType.TOOL_REFUSED],
 )
-NOTIFY_OUTAGE_RETRY = RetryPolicy(initial_interval=timedelta(seconds=2), maximum_interval=OUTAGE_BACKOFF)
 # Refusals the gateway reports (Signal `refused`) kept in the trail; beyond this many, only counted, so
 # a reviewer hammering a button cannot grow the history without bound.
 MAX_RECORDED_REFUSALS = 200
 # How long a dead letter stays open for an ADMIN's retry (DLQ_PATCH).
 DEAD_LETTER_RETENTION = timedelta(days=30)
-# The audit log must not lose an event: retried until the database answers, backing off to 5 minutes.
-AUDIT_RETRY = RetryPolicy(
-    initial_interval=timedelta(seconds=1),
-    maximum_interval=timedelta(minutes=5),
-    non_retryable_error_types=[FailureType.AUDIT_CONFLICT, FailureType.AUDIT_GAP],
-)

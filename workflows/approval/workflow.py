@@ -37,6 +37,7 @@ from workflows.approval.timeouts import (
     VALIDATE_RETRY,
 )
 from workflows.approval.timers import ChainEnd, StepTimers
+from workflows.steps.engine import StepEngine
 
 with workflow.unsafe.imports_passed_through():
     from activities.execution import ExecutionActivities
@@ -56,6 +57,8 @@ class ApprovalWorkflow(Handlers, StepTimers):
     @workflow.init
     def __init__(self, input: ApprovalInput) -> None:
         super().__init__(input)
+        # The step engine both workflows share; this workflow is its host (timers.py).
+        self._steps = StepEngine(self)
 
     @workflow.run
     async def run(self, input: ApprovalInput) -> WorkflowView:
@@ -71,9 +74,8 @@ class ApprovalWorkflow(Handlers, StepTimers):
                 )
                 self._step = None
                 self._publish()
-            for delivery in self._deliveries:
-                delivery.cancel()  # nobody needs telling about a workflow cancelled from outside
-            await self._delivered()
+            self._deliveries.cancel()  # nobody needs telling about a workflow cancelled from outside
+            await self._deliveries.delivered()
             await self._trail.written()
             raise
 
@@ -311,7 +313,7 @@ class ApprovalWorkflow(Handlers, StepTimers):
             principal_ids=[self._input.requester.id],
         )
         # Nothing lost: every notification is delivered (or its window has passed) before the end.
-        await self._delivered()
+        await self._deliveries.delivered()
         await workflow.wait_condition(workflow.all_handlers_finished)
         await self._trail.written()
         return self.view()

@@ -1,5 +1,5 @@
-"""The approval workflow's audit trail: the events it keeps (the `view` query shows them) and the writer
-that copies each into the SQL audit log, in order, as it appears (AUDIT_PATCH)."""
+"""A workflow's audit trail (both workflows use it): the events it keeps (the `view` query shows them)
+and the writer that copies each into the SQL audit log, in order, as it appears (AUDIT_PATCH)."""
 
 import asyncio
 from datetime import timedelta
@@ -7,7 +7,7 @@ from datetime import timedelta
 from temporalio import workflow
 from temporalio.exceptions import ActivityError, ApplicationError
 
-from workflows.approval.timeouts import AUDIT_RETRY
+from workflows.steps.retries import AUDIT_RETRY
 
 with workflow.unsafe.imports_passed_through():
     from activities.audit import AuditActivities
