@@ -52,7 +52,8 @@ class ApprovalSpec(_Strict):
     """Who decides an approval node: `role`, or `any_of` several roles (`quorum` distinct people, each
     holding any of them). Written with one of the two; as with `ApprovalStep`, `role` is then filled
     with the first of `any_of`, so code that holds one role keeps one, and a dumped spec (both fields,
-    `role` leading `any_of`) reads back the same."""
+    `role` leading `any_of`) reads back the same. workflows/graph.py builds the node's step from `role`
+    alone until it calls `approval_step` below: until then a node of several roles waits on its first."""
 
     role: Role
     any_of: list[Role] = Field(default_factory=list)
