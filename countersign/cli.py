@@ -231,7 +231,9 @@ def policy_check(
         timing = resolve_timing(spec, policy.defaults)
         escalate = f", escalates to {timing.escalate_to}" if timing.escalate_to else ""
         sla, deadline = format_duration(timing.sla_seconds), format_duration(timing.deadline_seconds)
-        return f"{spec.role} x{spec.quorum} {sla}/{deadline}{escalate}"
+        # Several roles read as a count of people from a list: "2 of FINANCE | DIRECTOR | ADMIN".
+        who = f"{spec.quorum} of {' | '.join(spec.any_of)}" if spec.any_of else f"{spec.role} x{spec.quorum}"
+        return f"{who} {sla}/{deadline}{escalate}"
 
     out.print(
         f"[bold]{escape(str(source))}[/]: version {escape(str(policy.version))}, "

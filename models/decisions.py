@@ -168,7 +168,13 @@ class StepStatus(StrEnum):
 
 
 class ApprovalStep(BaseModel):
-    """One step of a chain: `quorum` distinct reviewers holding `role` must approve.
+    """One step of a chain: `quorum` distinct reviewers holding `role` must approve; or, when `any_of`
+    is set, `quorum` distinct reviewers each holding any one of those roles.
+
+    `any_of` is empty for a one-role step (so every step recorded before it existed reads the same).
+    When set, `role` is its first role: places that hold one role (the AWAITING_ROLE search attribute,
+    timer summaries) show that one, while everything that asks who may decide, whom to tell, or whom
+    the inbox lists uses `roles` / `deciding_roles`, which hold all of them.
 
     Times count from the step's start: a reminder at `reminder_seconds`, escalation at `sla_seconds`
     (`escalate_to` may then decide too), and `on_deadline` at `deadline_seconds`. Steps of workflows
@@ -178,6 +184,7 @@ class ApprovalStep(BaseModel):
     role: Role
     quorum: int = Field(default=1, ge=1)
     sla_seconds: int = Field(ge=1)
+    any_of: list[Role] = Field(default_factory=list)
     decisions: list[DecisionRecord] = Field(default_factory=list)
     status: StepStatus = StepStatus.PENDING
     rule: str | None = None
@@ -199,6 +206,22 @@ class ApprovalStep(BaseModel):
     # Who reassigned the step last: they may not approve it themselves.
     reassigned_by_id: str | None = None
 
+    @model_validator(mode="after")
+    def _role_leads_any_of(self) -> "ApprovalStep":
+        if self.any_of and self.any_of[0] != self.role:
+            raise ValueError("an any_of step's role is its first role")
+        return self
+
+    @property
+    def roles(self) -> list[Role]:
+        """The roles the step awaits: every role of `any_of`, else `role` alone."""
+        return list(self.any_of) if self.any_of else [self.role]
+
+    @property
+    def label(self) -> str:
+        """The awaited roles for people: `FINANCE`, or `FINANCE | DIRECTOR | ADMIN`."""
+        return " | ".join(self.roles)
+
     @property
     def deciding_roles(self) -> list[Role]:
         """The roles whose holders may decide now (empty when a named assignee holds the step)."""
@@ -206,8 +229,8 @@ class ApprovalStep(BaseModel):
             return []
         if self.handed_over and self.escalate_to is not None:
             return [self.escalate_to]
-        roles = [self.role]
-        if self.escalated and self.escalate_to is not None and self.escalate_to != self.role:
+        roles = self.roles
+        if self.escalated and self.escalate_to is not None and self.escalate_to not in roles:
             roles.append(self.escalate_to)
         return roles
 

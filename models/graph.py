@@ -17,7 +17,7 @@ from temporalio.contrib.workflow_streams import WorkflowStreamState
 
 from models.decisions import ApprovalStep
 from models.enums import READ_ONLY_ROLES, Role
-from models.policy import Duration, OnDeadline
+from models.policy import Duration, OnDeadline, any_of_roles, one_role_or_any_of
 from models.principals import Principal
 from models.signatures import GatewayTrust, Signed
 from models.wire import carried_json
@@ -49,10 +49,15 @@ class NodeRetry(_Strict):
 
 
 class ApprovalSpec(_Strict):
-    """An approval node's step, timed as a request's steps are (models/policy.py StepSpec), counted from
-    the node's start: a reminder, escalation at the SLA, then the deadline."""
+    """An approval node's step. Who decides: `role`, or `any_of` several roles (`quorum` distinct
+    people, each holding any of them); written with one of the two, and as with `ApprovalStep`, `role`
+    is then filled with the first of `any_of`, so code that holds one role keeps one, and a dumped spec
+    (both fields, `role` leading `any_of`) reads back the same. When: timed as a request's steps are
+    (models/policy.py StepSpec), counted from the node's start: a reminder, escalation at the SLA, then
+    the deadline."""
 
     role: Role
+    any_of: list[Role] = Field(default_factory=list)
     quorum: int = Field(default=1, ge=1, le=10)
     # What the reviewer is asked; `{key}` is replaced by the state's value, e.g. "Publish {title}?".
     prompt: str = Field(default="Approve to continue", max_length=500)
@@ -86,7 +91,50 @@ class ApprovalSpec(_Strict):
     def escalation_role(self) -> Role | None:
         if self.escalate_to is not None:
             return self.escalate_to
-        return Role.ADMIN if self.role != Role.ADMIN else None
+        return Role.ADMIN if Role.ADMIN not in self.roles else None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _role_or_any_of(cls, data: Any) -> Any:
+        # An empty `any_of` is how a one-role spec dumps: the same as none.
+        if not isinstance(data, dict) or not data.get("any_of"):
+            if isinstance(data, dict) and "role" not in data:
+                one_role_or_any_of(None, None, "an approval")
+            return data
+        any_of, role = data["any_of"], data.get("role")
+        # The dumped form repeats the first role as `role`; anything else names two answers.
+        if role is not None and (not isinstance(any_of, list) or not any_of or role != any_of[0]):
+            one_role_or_any_of(role, any_of, "an approval")
+        return {**data, "role": any_of[0] if isinstance(any_of, list) and any_of else role}
+
+    @field_validator("any_of")
+    @classmethod
+    def _may_all_decide(cls, any_of: list[Role]) -> list[Role]:
+        return any_of_roles(any_of) if any_of else any_of
+
+    @property
+    def roles(self) -> list[Role]:
+        return list(self.any_of) if self.any_of else [self.role]
+
+
+# An approval node without a deadline waits after its SLA until it is decided: the step's deadline,
+# which a request's step always has, is then this far away.
+NO_DEADLINE_SECONDS = 10 * 365 * 86_400
+
+
+def approval_step(spec: ApprovalSpec) -> ApprovalStep:
+    """The step an approval node waits on (the step engine starts it): its roles, quorum and timings.
+    Past the SLA `escalate_to` may decide too: ADMIN unless named, or ADMIN already one of its roles."""
+    return ApprovalStep(
+        role=spec.role,
+        any_of=list(spec.any_of),
+        quorum=spec.quorum,
+        sla_seconds=spec.sla,
+        reminder_seconds=spec.reminder,
+        deadline_seconds=spec.deadline or NO_DEADLINE_SECONDS,
+        on_deadline=spec.on_deadline,
+        escalate_to=spec.escalation_role(),
+    )
 
 
 class GraphNode(_Strict):

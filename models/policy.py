@@ -135,20 +135,64 @@ class StepDefaults(BaseModel):
         return self
 
 
+def deciding_role(role: Role) -> Role:
+    """A role that may be named as an approver: READ_ONLY_ROLES read and never decide."""
+    if role in READ_ONLY_ROLES:
+        raise ValueError(f"{role} reads and never decides: it cannot be an approval step's role")
+    return role
+
+
+def any_of_roles(roles: list[Role]) -> list[Role]:
+    """An `any_of` list: two or more distinct roles that may decide. One role is written `role:`, so
+    a one-item list is refused rather than quietly meaning the same; a repeated role is a typo."""
+    for role in roles:
+        deciding_role(role)
+    repeated = sorted({role for role in roles if roles.count(role) > 1})
+    if repeated:
+        raise ValueError(f"any_of names {', '.join(repeated)} more than once")
+    if len(roles) < 2:
+        raise ValueError("any_of needs two or more roles; a step of one role is written `role: ...`")
+    return roles
+
+
+def one_role_or_any_of(role: Role | None, any_of: list[Role] | None, where: str) -> None:
+    """A step names who decides exactly once: `role` (one role) or `any_of` (several)."""
+    if (role is None) == (any_of is None):
+        both = "both" if role is not None else "neither"
+        raise ValueError(f"{where} names exactly one of `role` or `any_of` (it has {both})")
+
+
 class StepSpec(BaseModel):
-    """One step as written in the file; unset timings come from `defaults`."""
+    """One step as written in the file; unset timings come from `defaults`.
+
+    `role: FINANCE` asks `quorum` distinct holders of FINANCE; `any_of: [FINANCE, DIRECTOR]` asks
+    `quorum` distinct people each holding any of those roles."""
 
     model_config = ConfigDict(extra="forbid")
 
-    role: Role
+    role: Role | None = None
+    any_of: list[Role] | None = None
     quorum: int = Field(default=1, ge=1, le=20, strict=True)
 
     @field_validator("role")
     @classmethod
-    def _may_decide(cls, role: Role) -> Role:
-        if role in READ_ONLY_ROLES:
-            raise ValueError(f"{role} reads and never decides: it cannot be an approval step's role")
-        return role
+    def _may_decide(cls, role: Role | None) -> Role | None:
+        return None if role is None else deciding_role(role)
+
+    @field_validator("any_of")
+    @classmethod
+    def _may_all_decide(cls, any_of: list[Role] | None) -> list[Role] | None:
+        return None if any_of is None else any_of_roles(any_of)
+
+    @model_validator(mode="after")
+    def _one_of(self) -> "StepSpec":
+        one_role_or_any_of(self.role, self.any_of, "a step")
+        return self
+
+    @property
+    def roles(self) -> list[Role]:
+        """Every role whose holders may decide the step, in the order written."""
+        return list(self.any_of) if self.any_of is not None else [self.role] if self.role else []
 
     sla: Duration | None = None
     reminder_at: Duration | None = None

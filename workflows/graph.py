@@ -43,6 +43,7 @@ with workflow.unsafe.imports_passed_through():
         NodeResult,
         ParallelGroup,
         RunStatus,
+        approval_step,
     )
     from models.graph_routing import NoRoute, next_step
     from models.notifications import Notification, NotificationKind
@@ -74,9 +75,6 @@ TRUST_PATCH = "graph-trust-2026-12"
 # audit events reach the SQL log through the same background writer and retry policy. Older runs
 # replay as they were: no notifications, and the audit written at fixed points.
 STEPS_PATCH = "graph-approval-steps"
-# An approval node without a deadline waits after its SLA until it is decided: the engine's deadline,
-# which a request's step always has, is then this far away.
-NO_DEADLINE_SECONDS = 10 * 365 * 86_400
 MAX_RECORDED_REFUSALS = 200
 MAX_LOGS = 2000
 MAX_RETAINED_EVENTS = 2000
@@ -436,18 +434,10 @@ class GraphWorkflow:
         """STEPS_PATCH: the node's step waits, is reminded, escalated and decided as a request's is."""
         spec = node.approval
         assert spec is not None
-        step = ApprovalStep(
-            role=spec.role,
-            quorum=spec.quorum,
-            sla_seconds=spec.sla,
-            reminder_seconds=spec.reminder,
-            deadline_seconds=spec.deadline or NO_DEADLINE_SECONDS,
-            on_deadline=spec.on_deadline,
-            escalate_to=spec.escalation_role(),
-        )
+        step = approval_step(spec)
         prompt = _fill(spec.prompt, self._state)
         self._waiting = GraphApproval(node=node.id, prompt=prompt, step=step)
-        self._emit("waiting", node=node.id, message=f"Waiting for {spec.quorum} x {spec.role}: {prompt}")
+        self._emit("waiting", node=node.id, message=f"Waiting for {spec.quorum} x {step.label}: {prompt}")
         end = await self._engine.wait(step, 0, 1, interrupted=lambda: False, by="graph")
         if end == StepEnd.DEADLINE:
             verdict = "rejected" if step.status == StepStatus.REJECTED else "expired"

@@ -57,8 +57,10 @@ def chain_for_action(
 
 def _step(spec: StepSpec, policy: ApprovalPolicy, rule: str) -> ApprovalStep:
     timing = resolve_timing(spec, policy.defaults)
+    roles = spec.roles
     return ApprovalStep(
-        role=spec.role,
+        role=roles[0],  # an any_of step's first role, for the places that hold one (models/decisions.py)
+        any_of=roles if spec.any_of is not None else [],
         quorum=spec.quorum,
         rule=rule,
         sla_seconds=timing.sla_seconds,
@@ -93,11 +95,15 @@ def _chain(
             steps = [_step(spec, policy, label) for spec in rule.steps]
             break
     for index, extra in enumerate(policy.extra_steps):
-        if holds(extra.when, extra_names) and all(step.role != extra.step.role for step in steps):
+        # "Already there" is a step awaiting the same roles: a MANAGER extra step is still added after
+        # an any_of step that MANAGER belongs to, which others could approve without any MANAGER.
+        wanted = set(extra.step.roles)
+        if holds(extra.when, extra_names) and all(set(step.roles) != wanted for step in steps):
             steps.append(_step(extra.step, policy, extra.name or f"extra_steps[{index}]: {extra.when}"))
     if not steps:
         # A policy whose rules all miss (no `when: "true"` at the end) still needs someone to look.
-        steps = [_step(StepSpec(role=policy.rules[-1].steps[0].role), policy, "no rule matched")]
+        first = policy.rules[-1].steps[0]
+        steps = [_step(StepSpec(role=first.role, any_of=first.any_of), policy, "no rule matched")]
     return steps
 
 

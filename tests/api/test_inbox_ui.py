@@ -17,8 +17,8 @@ from playwright.async_api import Browser, Page, Route, async_playwright, expect
 
 from api.security_headers import STRICT_CSP
 from models.enums import Role
-from tests.api.conftest import Api
-from tests.api.test_workflows_api import FOLLOW_UP, submit, waiting
+from tests.api.conftest import Api, serving
+from tests.api.test_workflows_api import FOLLOW_UP, decide, submit, waiting
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 
@@ -227,6 +227,22 @@ async def test_help_and_filter_from_the_keyboard(team: Api, served: str, browser
 
 
 # --- Under the Content-Security-Policy ------------------------------------------------------------------
+
+
+async def test_the_chain_shows_a_step_of_several_roles(several: Api, browser: Browser) -> None:
+    """A step of `any_of` roles reads as a count of people from a list, with the role each one used."""
+    workflow_id = await submit(several, FOLLOW_UP)
+    await waiting(several, workflow_id)
+    status, body = await decide(several, workflow_id, "finance", decision="approved")
+    assert status == 200, body
+    async with serving(several.app) as served:
+        page = await signed_in(browser, served, several, "director")
+        await page.locator(f'#items tr[data-id="{workflow_id}"]').click()
+        await expect(page.locator("#detail-title")).to_have_text(workflow_id)
+        await expect(page.locator("#d-chain")).to_have_text(
+            "2 of FINANCE | DIRECTOR | ADMIN: waiting — finance approved as FINANCE"
+        )
+        await page.close()
 
 
 async def test_the_inbox_works_under_its_csp_without_a_violation(

@@ -172,7 +172,9 @@ def test_missing_rules_points_at_the_top_mapping(tmp_path: Path) -> None:
 
 def test_missing_step_field_points_at_its_mapping(tmp_path: Path) -> None:
     text = GOOD.replace("- {role: FINANCE, quorum: 2, sla: 2h, deadline: 1d}", "- {quorum: 2}")
-    assert problems(tmp_path, text) == ["line 6: rules[0].steps[0].role: Field required"]
+    assert problems(tmp_path, text) == [
+        "line 6: rules[0].steps[0]: a step names exactly one of `role` or `any_of` (it has neither)"
+    ]
 
 
 def test_extra_unknown_key(tmp_path: Path) -> None:
@@ -312,3 +314,90 @@ extra_steps:
     fixed = fixed.replace("counterparty == 'ACME'", "tool == 'send_email'")
     policy = load_policy(write(tmp_path, fixed.replace("AUDITOR", "ADMIN")))
     assert "confidence" in policy.extra_steps[0].when  # an extra step may add on low confidence
+
+
+ANY_OF = """\
+version: 3
+rules:
+  - name: big spend
+    when: "amount > 500"
+    steps:
+      - {any_of: [FINANCE, DIRECTOR, ADMIN], quorum: 2, sla: 2h}
+      - role: MANAGER
+  - when: true
+    steps: [{role: MANAGER}]
+"""
+
+
+def test_a_step_may_name_several_roles(tmp_path: Path) -> None:
+    policy = load_policy(write(tmp_path, ANY_OF))
+    several, one = policy.rules[0].steps
+    assert (several.role, several.any_of, several.quorum) == (
+        None,
+        [Role.FINANCE, Role.DIRECTOR, Role.ADMIN],
+        2,
+    )
+    assert several.roles == [Role.FINANCE, Role.DIRECTOR, Role.ADMIN]
+    assert (one.role, one.any_of, one.roles) == (Role.MANAGER, None, [Role.MANAGER])
+    # Frozen into a workflow's input and decoded again, the policy is the same.
+    assert type(policy).model_validate(policy.model_dump(mode="json")) == policy
+
+
+@pytest.mark.parametrize(
+    ("step", "expected"),
+    [
+        (
+            "{role: FINANCE, any_of: [FINANCE, DIRECTOR]}",
+            "line 6: rules[0].steps[0]: a step names exactly one of `role` or `any_of` (it has both)",
+        ),
+        (
+            "{any_of: [FINANCE, AUDITOR]}",
+            "line 6: rules[0].steps[0].any_of: AUDITOR reads and never decides: "
+            "it cannot be an approval step's role",
+        ),
+        (
+            "{any_of: [FINANCE, DIRECTOR, FINANCE]}",
+            "line 6: rules[0].steps[0].any_of: any_of names FINANCE more than once",
+        ),
+        (
+            "{any_of: [FINANCE]}",
+            "line 6: rules[0].steps[0].any_of: any_of needs two or more roles; "
+            "a step of one role is written `role: ...`",
+        ),
+        (
+            "{any_of: []}",
+            "line 6: rules[0].steps[0].any_of: any_of needs two or more roles; "
+            "a step of one role is written `role: ...`",
+        ),
+        (
+            "{any_of: [FINANCE, BOSS]}",
+            "line 6: rules[0].steps[0].any_of[1]: Input should be 'MANAGER', 'FINANCE', 'DIRECTOR', "
+            "'HR', 'SUPPORT_L2', 'ADMIN', 'AUDITOR' or 'OPERATOR' (got 'BOSS')",
+        ),
+        (
+            "{any_of: [FINANCE, DIRECTOR], quorum: 21}",
+            "line 6: rules[0].steps[0].quorum: Input should be less than or equal to 20 (got 21)",
+        ),
+    ],
+)
+def test_several_roles_mistakes_are_reported_by_line(tmp_path: Path, step: str, expected: str) -> None:
+    text = ANY_OF.replace("{any_of: [FINANCE, DIRECTOR, ADMIN], quorum: 2, sla: 2h}", step)
+    assert problems(tmp_path, text) == [expected]
+
+
+def test_an_any_of_step_as_a_block_points_at_its_own_lines(tmp_path: Path) -> None:
+    text = ANY_OF.replace(
+        "      - {any_of: [FINANCE, DIRECTOR, ADMIN], quorum: 2, sla: 2h}\n",
+        "      - quorum: 2\n        any_of:\n          - FINANCE\n          - OPERATOR\n",
+    )
+    assert problems(tmp_path, text) == [
+        "line 8: rules[0].steps[0].any_of: OPERATOR reads and never decides: "
+        "it cannot be an approval step's role"
+    ]
+
+
+def test_policy_check_prints_a_step_of_several_roles(tmp_path: Path) -> None:
+    result = CliRunner().invoke(app, ["policy-check", str(write(tmp_path, ANY_OF))])
+    assert result.exit_code == 0, result.output
+    assert "   2 of FINANCE | DIRECTOR | ADMIN 2h/3d\n" in result.stdout
+    assert "   MANAGER x1 8h/3d\n" in result.stdout

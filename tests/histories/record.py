@@ -143,6 +143,7 @@ FOLLOW_UP = "Follow up with ABC Logistics (sales@abclogistics.com) about pricing
 
 DEV_APPROVAL = (
     "approval_executed",
+    "approval_any_of_quorum",
     "approval_submitted_waiting",
     "approval_rejected_by_signal",
     "approval_edited_withdrawn",
@@ -299,6 +300,24 @@ async def _record(client: Client, data_dir: Path, rec: Recorder) -> None:
                 ),
             )
             await rec.save(handle, "approval_executed")
+
+        if rec.wants("approval_any_of_quorum"):
+            # A step of several roles: two of FINANCE | DIRECTOR | ADMIN, here a FINANCE and a DIRECTOR.
+            several = ApprovalPolicy.model_validate(
+                {
+                    "rules": [
+                        {"when": "true", "steps": [{"any_of": ["FINANCE", "DIRECTOR", "ADMIN"], "quorum": 2}]}
+                    ]
+                }
+            )
+            handle = await start(client, queue, FOLLOW_UP, policy=several)
+            await wait_for_state(handle, WorkflowState.WAITING_FOR_APPROVAL)
+            for reviewer in (FINANCE, MANAGER_2.model_copy(update={"roles": ["DIRECTOR"]})):
+                await handle.execute_update(
+                    ApprovalWorkflow.decide,
+                    DecideInput(reviewer=reviewer, decision=Decision.APPROVED, proposal_version=1),
+                )
+            await rec.save(handle, "approval_any_of_quorum")
 
         if rec.wants("approval_submitted_waiting"):
             # A submit that waits for the proposal: the `proposed` update sent with the start.

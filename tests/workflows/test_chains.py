@@ -258,6 +258,29 @@ async def test_admin_reassigns_to_a_role(client: Client, task_queue: str) -> Non
     assert (await last_approval(handle, approve(DIRECTOR))).state == WorkflowState.ACTION_EXECUTED
 
 
+async def test_admin_reassigns_a_step_of_several_roles_to_one_role(client: Client, task_queue: str) -> None:
+    several = ApprovalPolicy.model_validate(
+        {"rules": [{"when": "true", "steps": [{"any_of": ["FINANCE", "MANAGER"], "quorum": 2}]}]}
+    )
+    handle = await start(client, task_queue, FOLLOW_UP, policy=several)
+    await wait_for_state(handle, WorkflowState.WAITING_FOR_APPROVAL)
+    view = await decide(handle, approve(FINANCE))
+    assert view.chain[0].approvals() == 1
+    view = await handle.execute_update(
+        ApprovalWorkflow.reassign,
+        ReassignInput(admin=ADMIN, to_role=Role.DIRECTOR, reason="needs a director"),
+    )
+    # The step now awaits the DIRECTOR alone: neither of its former roles may add the second approval.
+    assert (view.chain[0].role, view.chain[0].any_of, view.chain[0].reassigned_from) == (
+        Role.DIRECTOR,
+        [],
+        Role.FINANCE,
+    )
+    assert view.audit[-1].detail.startswith("FINANCE | MANAGER → DIRECTOR")
+    assert await refusal(decide(handle, approve(MANAGER))) == Refusal.ROLE_MISSING
+    assert (await last_approval(handle, approve(DIRECTOR))).state == WorkflowState.ACTION_EXECUTED
+
+
 async def test_requester_withdraws_before_execution(
     client: Client, task_queue: str, tmp_path: object
 ) -> None:

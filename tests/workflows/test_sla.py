@@ -267,3 +267,44 @@ async def test_smtp_down_fails_then_an_admin_retry_delivers_once(
     assert [d["to"] for d in deliveries(tmp_path / "sink")] == [["sales@abclogistics.com"]]
     events = [e.event for e in final.audit]
     assert events[-3:] == ["failed", "retried", "action_executed"]
+
+
+@pytest.mark.usefixtures("skipping_worker")
+async def test_a_step_of_several_roles_tells_each_role_and_escalates_as_one_role_steps_do(
+    time_env: WorkflowEnvironment, task_queue: str, tmp_path: Path
+) -> None:
+    """`any_of: [FINANCE, DIRECTOR]`, quorum 2: every holder of either role is told it waits; past the
+    SLA the escalation role may decide beside them, and is told too."""
+    async with await PrincipalStore.open(tmp_path / "principals.db") as store:
+        finance = (await store.add("Fi", [Role.FINANCE])).principal
+        director = (await store.add("Di", [Role.DIRECTOR])).principal
+        manager = (await store.add("Mo", [Role.MANAGER])).principal
+        admin = (await store.add("Ada", [Role.ADMIN])).principal
+    policy = ApprovalPolicy.model_validate(
+        {
+            "defaults": {"sla": "8h", "reminder_at": "6h", "deadline": "72h"},
+            "rules": [
+                {
+                    "when": "true",
+                    "steps": [{"any_of": ["FINANCE", "DIRECTOR"], "quorum": 2, "escalate_to": "ADMIN"}],
+                }
+            ],
+        }
+    )
+    handle = await start(time_env.client, task_queue, FOLLOW_UP, policy=policy)
+    await _wait_waiting(handle)
+    await handle.execute_update(ApprovalWorkflow.decide, approve(finance))
+
+    await time_env.sleep(timedelta(hours=8, minutes=1))
+    escalated = await handle.query(ApprovalWorkflow.view)
+    assert escalated.state == WorkflowState.ESCALATED
+    assert escalated.chain[0].deciding_roles == [Role.FINANCE, Role.DIRECTOR, Role.ADMIN]
+    done = await last_approval(handle, approve(admin))
+    assert done.state == WorkflowState.ACTION_EXECUTED
+    assert [d.role for d in done.chain[0].decisions] == [Role.FINANCE, Role.ADMIN]
+
+    told = {n["kind"]: {r["id"] for r in n["recipients"]} for n in list_notifications(tmp_path)}  # type: ignore[union-attr, index]
+    assert told["pending"] == {finance.id, director.id}
+    assert told["reminder"] == {finance.id, director.id}
+    assert told["escalation"] == {finance.id, director.id, admin.id}
+    assert manager.id not in set().union(*told.values())

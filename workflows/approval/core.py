@@ -128,7 +128,7 @@ class ApprovalCore:
                 "chain_built",
                 "policy",
                 ActorKind.SYSTEM,
-                detail=" → ".join(f"{s.quorum} x {s.role}" for s in chain) + f" ({chain[0].rule})",
+                detail=" → ".join(f"{s.quorum} x {s.label}" for s in chain) + f" ({chain[0].rule})",
                 data={"policy_version": str(policy.version), "rule": chain[0].rule, "steps": len(chain)},
             )
         return chain
@@ -181,6 +181,7 @@ class ApprovalCore:
         """Mirror the state into search attributes (for lists and the inbox) and the Web UI details."""
         plan = self._proposal
         step = self._current()
+        # One keyword: an any_of step's first role; DECIDERS below holds all of them, for the inbox.
         awaiting = step.role if step is not None else None
         updates: list[SearchAttributeUpdate[Any]] = [
             sa.STATE.value_set(self._state.value),

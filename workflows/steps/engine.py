@@ -101,14 +101,14 @@ class StepEngine:
             by,
             ActorKind.SYSTEM,
             role=step.role,
-            detail=f"step {index + 1} of {total}: {step.quorum} x {step.role}",
+            detail=f"step {index + 1} of {total}: {step.quorum} x {step.label}",
         )
         await host.notify(
             NotificationKind.PENDING,
             f"Approval needed: {host.subject()}",
-            f"Step {index + 1} of {total} waits for {step.quorum} x {step.role} "
+            f"Step {index + 1} of {total} waits for {step.quorum} x {step.label} "
             f"within {format_duration(step.sla_seconds)}.",
-            roles=[step.role],
+            roles=step.roles,
         )
         if barred:
             await self.escalate(step, SEGREGATION, barred)
@@ -191,7 +191,7 @@ class StepEngine:
             NotificationKind.ESCALATION,
             f"Escalated: {self._host.subject()}",
             detail[:1].upper() + detail[1:] + ".",
-            roles=[step.role, *extra],
+            roles=[*step.roles, *extra],
             principal_ids=[step.assignee_id] if step.assignee_id else [],
             exclude_ids=sorted({r.reviewer_id for _, r in barred}),
         )
@@ -252,12 +252,13 @@ class StepEngine:
     async def reassign(self, step: ApprovalStep, request: ReassignInput, *, bar_reassigner: bool) -> None:
         """An ADMIN's reassignment (admitted by `admission.reassign_refusal`): the step waits for another
         role, or for one named person. `bar_reassigner`: the ADMIN may not then approve it."""
-        before = step.assignee_name or step.role
+        before = step.assignee_name or step.label
         if bar_reassigner:
             step.reassigned_by_id = request.admin.id
         if request.to_role is not None:
             step.reassigned_from = step.reassigned_from or step.role
             step.role = request.to_role
+            step.any_of = []  # the step now awaits that one role, whatever it awaited before
             step.assignee_id = step.assignee_name = None
             after = str(request.to_role)
         else:

@@ -245,8 +245,11 @@ function renderDetail() {
     return tr;
   }));
   $("d-chain").replaceChildren(...view.chain.map((s) => {
-    const who = s.decisions.map((d) => `${d.reviewer_name} ${d.decision}${d.notes ? ` (“${d.notes}”)` : ""}`).join("; ");
-    return li(`${s.quorum} × ${s.role}: ${s.status}${s.escalated ? ", escalated" : ""}${who ? ` — ${who}` : ""}`);
+    // A step of several roles (any_of) counts people from a list, and says which role each one used.
+    const several = (s.any_of || []).length > 0;
+    const what = several ? `${s.quorum} of ${s.any_of.join(" | ")}` : `${s.quorum} × ${s.role}`;
+    const who = s.decisions.map((d) => `${d.reviewer_name} ${d.decision}${several ? ` as ${d.role}` : ""}${d.notes ? ` (“${d.notes}”)` : ""}`).join("; ");
+    return li(`${what}: ${s.status}${s.escalated ? ", escalated" : ""}${who ? ` — ${who}` : ""}`);
   }));
   $("d-audit").replaceChildren(...view.audit.map((e) =>
     li(`${new Date(e.at).toLocaleTimeString()} ${e.event} · ${e.actor}${e.detail ? ` — ${e.detail}` : ""}`)));
