@@ -60,6 +60,8 @@ GraphWorkflow:
   `continue_after_events`: the first run (ends by continuing as new) and the last (starts from a
   GraphCarry, ends COMPLETED).
 - graph_failed_local_node: a node run as a local activity keeps raising → FAILED, with `run_ended`.
+- graph_approval_reassigned: an ADMIN reassigns the waiting approval node to a role, then to a person,
+  who approves → COMPLETED (`graph-approval-steps`: the node notified, reassignable).
 - graph_unsigned_refused: an unsigned decision on an approval node refused and audited, then a signed one.
 - graph_failed_max_visits, graph_failed_no_route, graph_failed_node: a loop past its `max_visits`, a
   node from which no edge holds, a node function that keeps raising → FAILED.
@@ -174,6 +176,7 @@ DEV_GRAPH = (
     "graph_failed_node",
     "graph_failed_local_node",
     "graph_unsigned_refused",
+    "graph_approval_reassigned",
 )
 SKIPPING = (
     "approval_expired",
@@ -700,6 +703,25 @@ async def _record_graph_paths(client: Client, data_dir: Path, rec: Recorder) -> 
                 view = await handle.result()
                 assert view.status == (RunStatus.COMPLETED if definition is REVIEWED else RunStatus.REJECTED)
                 await rec.save(handle, name)
+
+        if rec.wants("graph_approval_reassigned"):
+            handle = await _start_graph(client, queue, REVIEWED, NODES, {})
+            await _graph_waiting(handle)
+            await handle.execute_update(
+                GraphWorkflow.reassign,
+                ReassignInput(admin=ADMIN, to_role=Role.DIRECTOR, reason="needs a director"),
+            )
+            await handle.execute_update(
+                GraphWorkflow.reassign,
+                ReassignInput(admin=ADMIN, to_principal=COLLEAGUE, reason="director on leave"),
+            )
+            await handle.execute_update(
+                GraphWorkflow.decide,
+                DecideInput(reviewer=COLLEAGUE, decision=Decision.APPROVED, proposal_version=1),
+            )
+            view = await handle.result()
+            assert view.status == RunStatus.COMPLETED, view.status
+            await rec.save(handle, "graph_approval_reassigned")
 
         # Cancelled through Temporal during a node, and while an approval node waits (`graph-cancellation`).
         if rec.wants("graph_cancelled_during_node"):

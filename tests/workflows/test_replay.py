@@ -118,6 +118,28 @@ def test_histories_are_committed() -> None:
                 "parallel_approval",
             )
         ),
+        # Before `graph-approval-steps`: graph runs whose approval nodes waited without the shared step
+        # engine (no notifications, the audit written at fixed points), as recorded under
+        # `graph-trust-2026-12`.
+        *(
+            f"graph_{name}_v9"
+            for name in (
+                "approval_expired",
+                "approval_rejected",
+                "approval_rejected_rerouted",
+                "cancelled_during_node",
+                "cancelled_waiting",
+                "continued_as_new_first",
+                "continued_as_new_last",
+                "demo_review",
+                "failed_local_node",
+                "failed_max_visits",
+                "failed_no_route",
+                "failed_node",
+                "parallel_approval",
+                "unsigned_refused",
+            )
+        ),
         # Before `decide-answers-when-applied`: a final approval's `decide` answered once the action had
         # run (or after 30 s): the current scenarios as recorded under `trust-2026-12`.
         *(
