@@ -11,6 +11,10 @@ from models.principals import Principal
 from models.signatures import Signed
 from models.wire import carried_json
 
+# Every graph run's id starts so, and an approval workflow's never does: a batch tells its items apart by
+# it (a graph run's approval node has one version, which its items need not name).
+GRAPH_RUN_ID_PREFIX = "graph-"
+
 
 class ApproveRequest(BaseModel):
     """Seed 000's `POST /workflows/{id}/approve` body, with the proposal version the reviewer saw:
@@ -52,11 +56,20 @@ class BatchItem(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     workflow_id: str = Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9_.:-]+$")
-    proposal_version: int = Field(ge=1)
+    # Required for a request (the version the reviewer saw); a graph run's approval node has one version,
+    # so its items may leave it out (or name 1).
+    proposal_version: int | None = Field(default=None, ge=1)
+
+    @model_validator(mode="after")
+    def _versioned(self) -> "BatchItem":
+        if self.proposal_version is None and not self.workflow_id.startswith(GRAPH_RUN_ID_PREFIX):
+            raise ValueError("a request is named with the proposal_version the reviewer saw")
+        return self
 
 
 class BatchRequest(BaseModel):
-    """`POST /approvals/batch`: one decision for up to 100 proposals, each named with its version."""
+    """`POST /approvals/batch`: one decision for up to 100 proposals (each request named with its
+    version) and graph runs waiting at an approval node."""
 
     model_config = ConfigDict(extra="forbid")
 
