@@ -76,12 +76,8 @@ async def test_a_waiting_approval_node_is_in_its_reviewers_inbox_only(api: Api) 
 
 async def test_batch_decides_graph_runs_alone_and_beside_requests(api: Api) -> None:
     await create_graph(api)
-    alone = await waiting_run(api)
-    body = await batch(api, "manager", [{"workflow_id": alone}])
-    assert (body["approved"], body["refused"]) == (1, 0), body
-    assert body["results"][0]["ok"] and body["results"][0]["code"] is None
-    assert (await finished(api, alone))["status"] == "COMPLETED"
-
+    # Named as a request is, with a version: the batch used to apply it on the run with the approval
+    # workflow's update, then fail to read the run's answer as a request's, and answer 500.
     graph_run, request_id = await waiting_run(api), await waiting_request(api)
     items = [
         {"workflow_id": graph_run, "proposal_version": 1},
@@ -93,6 +89,13 @@ async def test_batch_decides_graph_runs_alone_and_beside_requests(api: Api) -> N
     assert (await finished(api, graph_run))["status"] == "COMPLETED"
     # Decided: neither is in the inbox any more.
     await eventually(lambda: inbox(api, "manager"), lambda r: not {graph_run, request_id} & r.keys())
+
+    # Alone, and without a version: a graph approval node has one.
+    alone = await waiting_run(api)
+    body = await batch(api, "manager", [{"workflow_id": alone}])
+    assert (body["approved"], body["refused"]) == (1, 0), body
+    assert body["results"][0]["ok"] and body["results"][0]["code"] is None
+    assert (await finished(api, alone))["status"] == "COMPLETED"
 
 
 async def test_batch_refusals_on_graph_runs_are_per_item(api: Api) -> None:
