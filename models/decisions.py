@@ -53,18 +53,24 @@ class DecideInput(Signed):
 
 
 class BatchItem(BaseModel):
+    """A request, named with the proposal version the reviewer saw."""
+
     model_config = ConfigDict(extra="forbid")
 
     workflow_id: str = Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9_.:-]+$")
-    # Required for a request (the version the reviewer saw); a graph run's approval node has one version,
-    # so its items may leave it out (or name 1).
-    proposal_version: int | None = Field(default=None, ge=1)
+    proposal_version: int = Field(ge=1)
 
-    @model_validator(mode="after")
-    def _versioned(self) -> "BatchItem":
-        if self.proposal_version is None and not self.workflow_id.startswith(GRAPH_RUN_ID_PREFIX):
-            raise ValueError("a request is named with the proposal_version the reviewer saw")
-        return self
+
+class GraphBatchItem(BaseModel):
+    """A graph run waiting at an approval node. The node has one version, so the item may leave it out
+    (or name 1). A model of its own, so the schema a client reads says when a version may be left out."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    workflow_id: str = Field(
+        min_length=1, max_length=200, pattern=rf"^{GRAPH_RUN_ID_PREFIX}[A-Za-z0-9_.:-]+$"
+    )
+    proposal_version: int | None = Field(default=None, ge=1)
 
 
 class BatchRequest(BaseModel):
@@ -73,7 +79,7 @@ class BatchRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    items: list[BatchItem] = Field(min_length=1, max_length=100)
+    items: list[BatchItem | GraphBatchItem] = Field(min_length=1, max_length=100)
     decision: Decision
     notes: str | None = Field(default=None, max_length=4000)
 
