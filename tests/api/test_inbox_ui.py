@@ -360,3 +360,19 @@ async def test_x_then_A_batches_a_graph_run_beside_a_request(
     await expect(page.locator("#result")).to_contain_text("Approved 2 of 2")
     assert await state(graph_team, workflow_id) in ("APPROVED", "ACTION_EXECUTED")
     await eventually(lambda: graph_status(graph_team, run_id), lambda s: s == "COMPLETED", timeout=60)
+
+
+async def test_r_rejects_a_graph_run_with_a_reason(graph_team: Api, served: str, browser: Browser) -> None:
+    run_id = await waiting_run(graph_team)
+    page = await signed_in(browser, served, graph_team)
+    await page.locator(f'#items tr[data-id="{run_id}"]').click()
+    await expect(page.locator("#d-text")).to_contain_text("Analyse def f():")
+    # Nothing to edit on an approval node: `e` says so and opens no form.
+    await page.keyboard.press("e")
+    await expect(page.locator("#result")).to_contain_text("nothing to edit")
+    await page.keyboard.press("r")
+    dialog = page.get_by_role("dialog", name="Reject")
+    await dialog.get_by_label("Reason (required)").fill("Not this sprint")
+    await dialog.get_by_role("button", name="Reject").click()
+    await expect(page.locator("#result")).to_contain_text(f"{run_id}: rejected")
+    await eventually(lambda: graph_status(graph_team, run_id), lambda s: s == "REJECTED")
