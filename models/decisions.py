@@ -11,6 +11,10 @@ from models.principals import Principal
 from models.signatures import Signed
 from models.wire import carried_json
 
+# Every graph run's id starts so, and an approval workflow's never does: a batch tells its items apart by
+# it (a graph run's approval node has one version, which its items need not name).
+GRAPH_RUN_ID_PREFIX = "graph-"
+
 
 class ApproveRequest(BaseModel):
     """Seed 000's `POST /workflows/{id}/approve` body, with the proposal version the reviewer saw:
@@ -49,18 +53,33 @@ class DecideInput(Signed):
 
 
 class BatchItem(BaseModel):
+    """A request, named with the proposal version the reviewer saw."""
+
     model_config = ConfigDict(extra="forbid")
 
     workflow_id: str = Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9_.:-]+$")
     proposal_version: int = Field(ge=1)
 
 
-class BatchRequest(BaseModel):
-    """`POST /approvals/batch`: one decision for up to 100 proposals, each named with its version."""
+class GraphBatchItem(BaseModel):
+    """A graph run waiting at an approval node. The node has one version, so the item may leave it out
+    (or name 1). A model of its own, so the schema a client reads says when a version may be left out."""
 
     model_config = ConfigDict(extra="forbid")
 
-    items: list[BatchItem] = Field(min_length=1, max_length=100)
+    workflow_id: str = Field(
+        min_length=1, max_length=200, pattern=rf"^{GRAPH_RUN_ID_PREFIX}[A-Za-z0-9_.:-]+$"
+    )
+    proposal_version: int | None = Field(default=None, ge=1)
+
+
+class BatchRequest(BaseModel):
+    """`POST /approvals/batch`: one decision for up to 100 proposals (each request named with its
+    version) and graph runs waiting at an approval node."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    items: list[BatchItem | GraphBatchItem] = Field(min_length=1, max_length=100)
     decision: Decision
     notes: str | None = Field(default=None, max_length=4000)
 

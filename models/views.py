@@ -1,6 +1,7 @@
 """What readers see: the whole workflow (`GET /workflows/{id}`, the `view` query) and list rows."""
 
 from datetime import datetime
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -40,6 +41,9 @@ class SubmitResponse(BaseModel):
 
 class WorkflowSummary(BaseModel):
     workflow_id: str
+    # What the row is: a request (`/workflows/{id}`), or a graph run waiting at an approval node
+    # (`/graph/state/{id}`, decided with `/graph/runs/{id}/approve` or a batch).
+    kind: Literal["request", "graph_run"] = "request"
     state: WorkflowState | None
     request_type: RequestType | None
     awaiting_role: Role | None
@@ -49,6 +53,9 @@ class WorkflowSummary(BaseModel):
     started_at: datetime | None
     text: str | None = None
     sla_due_at: datetime | None = None
+    # A graph run's graph and version, from its memo (runs started before the gateway set it have none).
+    graph_id: str | None = None
+    graph_version: int | None = None
 
 
 class InboxFilter(BaseModel):

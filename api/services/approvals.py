@@ -36,10 +36,12 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from api.services.access import PathScrubber, in_trail, may_read, reads_everything
 from api.services.audit_log import AuditLog
+from api.services.graph_runs import decide_node
 from api.services.temporal_errors import REFUSAL_ERRORS, finished_workflow, rpc_error
 from models import search_attributes as sa
 from models.audit import StoredAuditEvent
 from models.decisions import (
+    GRAPH_RUN_ID_PREFIX,
     ApproveRequest,
     BatchItemResult,
     BatchRequest,
@@ -49,6 +51,7 @@ from models.decisions import (
     DecideInput,
     EditInput,
     EditRequest,
+    NodeDecisionRequest,
     ReassignInput,
     ReassignRequest,
     Refusal,
@@ -71,6 +74,7 @@ from models.views import InboxFilter, SubmitResponse, WorkflowSummary, WorkflowV
 from models.wire import WireError, check_round_trip
 from store.principals import PrincipalStore
 from workflows.approval import ApprovalWorkflow
+from workflows.graph import GraphWorkflow
 
 # Every approval workflow's id starts so; a graph run's never does (see graph_runs.RUN_ID_PREFIX).
 WORKFLOW_ID_PREFIX = "req-"
@@ -94,6 +98,10 @@ QUERY_TIMEOUT = timedelta(seconds=10)
 _HTTP_STATUS = {NotFound: 404, Forbidden: 403, Conflict: 409, Invalid: 422}
 T = TypeVar("T")
 log = logging.getLogger(__name__)
+# What most lists show: requests only. The inbox also lists graph runs waiting at an approval node: they
+# publish the same state, tenant, requester, deciders and SLA attributes (workflows/graph.py).
+REQUESTS = (ApprovalWorkflow.__name__,)
+DECIDABLE = (ApprovalWorkflow.__name__, GraphWorkflow.__name__)
 
 
 def _request_digest(request: SubmitRequest) -> str:
@@ -433,7 +441,9 @@ class ApprovalService:
 
         _carried(DecideInput(reviewer=principal, decision=body.decision, notes=body.notes))
 
-        async def one(workflow_id: str, version: int) -> BatchItemResult:
+        async def one(workflow_id: str, version: int | None) -> BatchItemResult:
+            if workflow_id.startswith(GRAPH_RUN_ID_PREFIX):
+                return await self._graph_item(principal, workflow_id, version, body)
             decision = DecideInput(
                 reviewer=principal,
                 decision=body.decision,
@@ -446,13 +456,7 @@ class ApprovalService:
                     principal, workflow_id, lambda h: h.execute_update(ApprovalWorkflow.decide, decision)
                 )
             except RequestError as error:
-                return BatchItemResult(
-                    workflow_id=workflow_id,
-                    ok=False,
-                    code=error.code,
-                    status=_HTTP_STATUS.get(type(error), 500),
-                    detail=error.message,
-                )
+                return _refused(workflow_id, error)
             return BatchItemResult(workflow_id=workflow_id, ok=True, state=view.state.value)
 
         results = await asyncio.gather(*(one(i.workflow_id, i.proposal_version) for i in body.items))
@@ -463,6 +467,18 @@ class ApprovalService:
             rejected=accepted if body.decision == Decision.REJECTED else 0,
             refused=len(results) - accepted,
         )
+
+    async def _graph_item(
+        self, principal: Principal, run_id: str, version: int | None, body: BatchRequest
+    ) -> BatchItemResult:
+        """A batch item naming a graph run: decided as `POST /graph/runs/{id}/approve` decides it (an
+        approval workflow's update would be refused by the run, or applied and then misread)."""
+        node = NodeDecisionRequest(decision=body.decision, notes=body.notes)
+        try:
+            view = await decide_node(self._client, self._principals, principal, run_id, node, version or 1)
+        except RequestError as error:
+            return _refused(run_id, error)
+        return BatchItemResult(workflow_id=run_id, ok=True, state=view.status.value)
 
     async def list_workflows(
         self,
@@ -527,18 +543,24 @@ class ApprovalService:
             clauses.append(f"{sa.AMOUNT.name} >= {float(filters.min_amount)!r}")
         if filters.max_amount is not None:
             clauses.append(f"{sa.AMOUNT.name} <= {float(filters.max_amount)!r}")
-        rows = await self._most_urgent(clauses, filters.limit)
+        # A graph run has no request type or amount: those filters, when given, leave graph rows out
+        # because the attribute they test is unset on them.
+        rows = await self._most_urgent(clauses, filters.limit, DECIDABLE)
         latest = datetime.max.replace(tzinfo=UTC)
         rows.sort(key=lambda row: (row.sla_due_at or latest, row.workflow_id))
         return rows[: filters.limit]
 
-    async def _query(self, clauses: list[str], limit: int) -> list[WorkflowSummary]:
-        return await _list(self._client, clauses, limit)
+    async def _query(
+        self, clauses: list[str], limit: int, types: Sequence[str] = REQUESTS
+    ) -> list[WorkflowSummary]:
+        return await _list(self._client, clauses, limit, types)
 
-    async def _count(self, clauses: list[str]) -> int:
-        return (await self._client.count_workflows(_query_text(clauses))).count
+    async def _count(self, clauses: list[str], types: Sequence[str] = REQUESTS) -> int:
+        return (await self._client.count_workflows(_query_text(clauses, types))).count
 
-    async def _most_urgent(self, clauses: list[str], limit: int) -> list[WorkflowSummary]:
+    async def _most_urgent(
+        self, clauses: list[str], limit: int, types: Sequence[str] = REQUESTS
+    ) -> list[WorkflowSummary]:
         """Rows among which the `limit` earliest-due are sure to be: at most `_scan(limit)` of them.
 
         SQL visibility cannot ORDER BY a custom attribute and lists in an order of its own, so listing
@@ -548,8 +570,8 @@ class ApprovalService:
         `_scan(limit)` rows due before it; every row due earlier than the last one shown is among them.
         """
         scan = _scan(limit)
-        if await self._count(clauses) <= scan:
-            return await self._query(clauses, scan)
+        if await self._count(clauses, types) <= scan:
+            return await self._query(clauses, scan, types)
         now = datetime.now(UTC)
         low, high = now - _BAND_SPAN, now + _BAND_SPAN
 
@@ -559,18 +581,18 @@ class ApprovalService:
 
         for _ in range(_BAND_PROBES):
             middle = low + (high - low) / 2
-            due = await self._count([*clauses, before(middle)])
+            due = await self._count([*clauses, before(middle)], types)
             if due < limit:
                 low = middle
             elif due > scan:
                 high = middle
             else:
-                return await self._query([*clauses, before(middle)], scan)
+                return await self._query([*clauses, before(middle)], scan, types)
         # More than `scan` due within moments of each other, or most rows have no SLA at all:
         # the earliest band as well as it can be cut, up to INBOX_SCAN rows.
-        if await self._count([*clauses, before(high)]) < limit:
-            return await self._query(clauses, INBOX_SCAN)
-        return await self._query([*clauses, before(high)], INBOX_SCAN)
+        if await self._count([*clauses, before(high)], types) < limit:
+            return await self._query(clauses, INBOX_SCAN, types)
+        return await self._query([*clauses, before(high)], INBOX_SCAN, types)
 
 
 M = TypeVar("M", bound=BaseModel)
@@ -587,13 +609,26 @@ def _carried(message: M) -> M:
     return message
 
 
-def _query_text(clauses: list[str]) -> str:
-    # Every interpolated value is an enum member or a pattern-checked tenant/id, never free text.
-    return " AND ".join([f"WorkflowType = '{ApprovalWorkflow.__name__}'", *clauses])
+def _refused(workflow_id: str, error: RequestError) -> BatchItemResult:
+    return BatchItemResult(
+        workflow_id=workflow_id,
+        ok=False,
+        code=error.code,
+        status=_HTTP_STATUS.get(type(error), 500),
+        detail=error.message,
+    )
 
 
-async def _list(client: Client, clauses: list[str], limit: int) -> list[WorkflowSummary]:
-    query = _query_text(clauses)
+def _query_text(clauses: list[str], types: Sequence[str] = REQUESTS) -> str:
+    # Every interpolated value is an enum member, a workflow class's name or a pattern-checked
+    # tenant/id, never free text.
+    return " AND ".join([f"WorkflowType IN ({_quoted(types)})", *clauses])
+
+
+async def _list(
+    client: Client, clauses: list[str], limit: int, types: Sequence[str] = REQUESTS
+) -> list[WorkflowSummary]:
+    query = _query_text(clauses, types)
     return [await _summary(execution) async for execution in client.list_workflows(query, limit=limit)]
 
 
@@ -610,19 +645,29 @@ def _quoted(values: Sequence[str]) -> str:
     return ", ".join(f"'{v}'" for v in values)
 
 
+async def _memo(execution: WorkflowExecution, key: str) -> object:
+    try:
+        return await execution.memo_value(key, default=None)
+    except (KeyError, ValueError, RuntimeError) as error:
+        # Encrypted with a key this process lacks (or malformed): list it without that value.
+        log.warning("memo of %s unreadable: %s", execution.id, error)
+        return None
+
+
 async def _summary(execution: WorkflowExecution) -> WorkflowSummary:
     attrs = execution.typed_search_attributes
     state, kind, role = attrs.get(sa.STATE), attrs.get(sa.REQUEST_TYPE), attrs.get(sa.AWAITING_ROLE)
-    try:
-        text = await execution.memo_value("text", default=None)
-    except (KeyError, ValueError, RuntimeError) as error:
-        # Encrypted with a key this process lacks (or malformed): list it without its text.
-        log.warning("memo of %s unreadable: %s", execution.id, error)
-        text = None
+    text = await _memo(execution, "text")
+    graph = execution.workflow_type == GraphWorkflow.__name__
+    graph_id = await _memo(execution, "graph_id") if graph else None
+    graph_version = await _memo(execution, "graph_version") if graph else None
     return WorkflowSummary(
         workflow_id=execution.id,
-        state=WorkflowState(state) if state else None,
-        request_type=RequestType(kind) if kind else None,
+        kind="graph_run" if graph else "request",
+        # A graph run's own statuses (RUNNING, COMPLETED) are not an approval's states, nor is its
+        # type (GRAPH) a request type: a row shows what it can name.
+        state=WorkflowState(state) if state is not None and state in WorkflowState.__members__ else None,
+        request_type=RequestType(kind) if kind is not None and kind in RequestType.__members__ else None,
         awaiting_role=Role(role) if role else None,
         requester=attrs.get(sa.REQUESTER),
         tenant=attrs.get(sa.TENANT),
@@ -630,4 +675,6 @@ async def _summary(execution: WorkflowExecution) -> WorkflowSummary:
         sla_due_at=attrs.get(sa.SLA_DUE),
         started_at=execution.start_time,
         text=text if isinstance(text, str) else None,
+        graph_id=graph_id if isinstance(graph_id, str) else None,
+        graph_version=graph_version if isinstance(graph_version, int) else None,
     )

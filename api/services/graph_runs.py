@@ -21,7 +21,7 @@ from api.services.audit_log import AuditLog
 from api.services.temporal_errors import REFUSAL_ERRORS, finished_workflow, rpc_error
 from graphs.registry import NodeRegistry
 from graphs.validation import GraphInvalid, check_graph
-from models.decisions import DecideInput, NodeDecisionRequest, Refusal, RefusalInput
+from models.decisions import GRAPH_RUN_ID_PREFIX, DecideInput, NodeDecisionRequest, Refusal, RefusalInput
 from models.enums import Role
 from models.errors import Conflict, Forbidden, Invalid, NotFound
 from models.graph import (
@@ -40,7 +40,7 @@ from store.principals import PrincipalStore
 from workflows.graph import EVENTS_TOPIC, GraphWorkflow
 
 # Every graph run's id starts so; an approval workflow's never does (see approvals.WORKFLOW_ID_PREFIX).
-RUN_ID_PREFIX = "graph-"
+RUN_ID_PREFIX = GRAPH_RUN_ID_PREFIX
 
 
 def run_id_for(principal: Principal) -> str:
@@ -133,6 +133,13 @@ class GraphService:
             start,
             id=run_id,
             task_queue=self._task_queue,
+            # Read by the inbox's list rows (a visibility query, never a query per row); the prompt is
+            # filled in by the workflow at the node, so it is not known here.
+            memo={
+                "graph_id": record.graph_id,
+                "graph_version": record.version,
+                "text": f"Graph {definition.name or record.graph_id} v{record.version}",
+            },
             static_summary=f"graph {record.graph_id} v{record.version} for {principal.name}",
             static_details=(
                 f"**Graph** {definition.name or record.graph_id} (v{record.version}), started by "
@@ -143,60 +150,18 @@ class GraphService:
         return RunStarted(run_id=run_id, graph_id=record.graph_id, version=record.version)
 
     async def state(self, principal: Principal, run_id: str) -> GraphRunView:
-        handle = self._client.get_workflow_handle_for(GraphWorkflow.run, run_id)
-        try:
-            try:
-                # Refused by the server at once when the run has closed: its result is the final
-                # view, read from history, with no worker replaying the run to answer a query.
-                view = await handle.query(GraphWorkflow.view, reject_condition=QueryRejectCondition.NOT_OPEN)
-            except WorkflowQueryRejectedError:
-                try:
-                    view = await handle.result()
-                except WorkflowFailureError:  # terminated or cancelled from outside: ask the worker
-                    view = await handle.query(GraphWorkflow.view)
-        except RPCError as error:
-            raise rpc_error(error, run_id) from error
-        if view.tenant != principal.tenant:
-            raise NotFound(f"no workflow {run_id}")
-        return view
+        return await read_run(self._client, principal, run_id)
 
-    async def decide(self, principal: Principal, run_id: str, body: NodeDecisionRequest) -> GraphRunView:
-        # Whoever delegates to the reviewer right now: they may decide for those, as in approvals.
-        acting_for = await self._principals.delegators_for(principal, datetime.now(UTC))
-        decision = DecideInput(
-            reviewer=principal,
-            decision=body.decision,
-            notes=body.notes,
-            # An approval node has one version; the run's workflow requires every decision to name it.
-            proposal_version=1,
-            acting_for=acting_for,
-        )
-        try:
-            check_round_trip(decision)
-        except WireError as error:
-            raise Invalid(str(error), "Undeliverable") from None
-        handle = self._client.get_workflow_handle_for(GraphWorkflow.run, run_id)
-        try:
-            return await handle.execute_update(GraphWorkflow.decide, decision)
-        except WorkflowUpdateFailedError as error:
-            cause = error.cause
-            if isinstance(cause, ApplicationError) and cause.type == Refusal.WRONG_TENANT:
-                # The workflow checks the tenant first: another tenant's run looks like none at all.
-                raise NotFound(f"no workflow {run_id}") from error
-            if isinstance(cause, ApplicationError) and cause.type in REFUSAL_ERRORS:
-                # Kept in the run's own trail (Signal `refused`): see ApprovalService._record_refusal.
-                refusal = RefusalInput(
-                    principal=principal, what="decision", code=str(cause.type), message=cause.message[:1000]
-                )
-                with contextlib.suppress(RPCError):
-                    await handle.signal(GraphWorkflow.refused, refusal)
-                raise REFUSAL_ERRORS[cause.type](cause.message, cause.type) from error
-            raise
-        except RPCError as error:
-            if error.status == RPCStatusCode.NOT_FOUND and finished_workflow(error.message):
-                await self.state(principal, run_id)  # only its own tenant learns that it has finished
-                raise Conflict(f"run {run_id} has finished", Refusal.NOT_WAITING) from error
-            raise rpc_error(error, run_id) from error
+    async def decide(
+        self,
+        principal: Principal,
+        run_id: str,
+        body: NodeDecisionRequest,
+        proposal_version: int = 1,
+    ) -> GraphRunView:
+        """Decide the approval node the run waits on. An approval node has one version (1); a batch may
+        pass the one its item named, and the workflow refuses any other as stale."""
+        return await decide_node(self._client, self._principals, principal, run_id, body, proposal_version)
 
     async def events(
         self, principal: Principal, run_id: str, from_offset: int = 0
@@ -208,3 +173,71 @@ class GraphService:
             yield item.data
             if item.data.kind == "run_ended":
                 return
+
+
+async def read_run(client: Client, principal: Principal, run_id: str) -> GraphRunView:
+    """The run's view, for its own tenant; any other's answers exactly like a run that does not exist."""
+    handle = client.get_workflow_handle_for(GraphWorkflow.run, run_id)
+    try:
+        try:
+            # Refused by the server at once when the run has closed: its result is the final
+            # view, read from history, with no worker replaying the run to answer a query.
+            view = await handle.query(GraphWorkflow.view, reject_condition=QueryRejectCondition.NOT_OPEN)
+        except WorkflowQueryRejectedError:
+            try:
+                view = await handle.result()
+            except WorkflowFailureError:  # terminated or cancelled from outside: ask the worker
+                view = await handle.query(GraphWorkflow.view)
+    except RPCError as error:
+        raise rpc_error(error, run_id) from error
+    if view.tenant != principal.tenant:
+        raise NotFound(f"no workflow {run_id}")
+    return view
+
+
+async def decide_node(
+    client: Client,
+    principals: PrincipalStore,
+    principal: Principal,
+    run_id: str,
+    body: NodeDecisionRequest,
+    proposal_version: int = 1,
+) -> GraphRunView:
+    """One decision on a run's approval node: `POST /graph/runs/{id}/approve` and the items of
+    `POST /approvals/batch` that name a graph run, so both refuse alike."""
+    # Whoever delegates to the reviewer right now: they may decide for those, as in approvals.
+    acting_for = await principals.delegators_for(principal, datetime.now(UTC))
+    decision = DecideInput(
+        reviewer=principal,
+        decision=body.decision,
+        notes=body.notes,
+        # The run's workflow requires every decision to name the node's version.
+        proposal_version=proposal_version,
+        acting_for=acting_for,
+    )
+    try:
+        check_round_trip(decision)
+    except WireError as error:
+        raise Invalid(str(error), "Undeliverable") from None
+    handle = client.get_workflow_handle_for(GraphWorkflow.run, run_id)
+    try:
+        return await handle.execute_update(GraphWorkflow.decide, decision)
+    except WorkflowUpdateFailedError as error:
+        cause = error.cause
+        if isinstance(cause, ApplicationError) and cause.type == Refusal.WRONG_TENANT:
+            # The workflow checks the tenant first: another tenant's run looks like none at all.
+            raise NotFound(f"no workflow {run_id}") from error
+        if isinstance(cause, ApplicationError) and cause.type in REFUSAL_ERRORS:
+            # Kept in the run's own trail (Signal `refused`): see ApprovalService._record_refusal.
+            refusal = RefusalInput(
+                principal=principal, what="decision", code=str(cause.type), message=cause.message[:1000]
+            )
+            with contextlib.suppress(RPCError):
+                await handle.signal(GraphWorkflow.refused, refusal)
+            raise REFUSAL_ERRORS[cause.type](cause.message, cause.type) from error
+        raise
+    except RPCError as error:
+        if error.status == RPCStatusCode.NOT_FOUND and finished_workflow(error.message):
+            await read_run(client, principal, run_id)  # only its own tenant learns that it has finished
+            raise Conflict(f"run {run_id} has finished", Refusal.NOT_WAITING) from error
+        raise rpc_error(error, run_id) from error

@@ -18,7 +18,10 @@ from playwright.async_api import Browser, Page, Route, async_playwright, expect
 from api.security_headers import STRICT_CSP
 from models.enums import Role
 from tests.api.conftest import Api, serving
+from tests.api.test_graphs_api import APPROVAL_GRAPH
+from tests.api.test_graphs_api import run as run_graph
 from tests.api.test_workflows_api import FOLLOW_UP, decide, submit, waiting
+from tests.helpers import eventually
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 
@@ -313,3 +316,79 @@ async def test_the_stream_page_streams_under_its_csp(api: Api, served: str, brow
     await expect(page.locator("#status")).to_have_text("COMPLETED", timeout=60_000)
     await expect(page.locator("#events li").first).to_contain_text("run_started")
     assert await violations(page) == []
+
+
+@pytest.fixture
+async def graph_team(team: Api) -> Api:
+    """`team` with an ADMIN of its tenant, who stores the graph with an approval node the tests run."""
+    me = await team.http.get("/principals/me", headers=team.as_("manager"))
+    tenant = me.json()["principal"]["tenant"]
+    admin = await team.app.state.principals.add("admin", [Role.ADMIN], tenant)
+    keys = {**team.keys, "admin": admin.api_key}
+    created = await team.http.post(
+        "/graph/create", json=APPROVAL_GRAPH, headers={"Authorization": f"Bearer {admin.api_key}"}
+    )
+    assert created.status_code == 201, created.text
+    return Api(http=team.http, keys=keys, app=team.app)
+
+
+async def graph_status(api: Api, run_id: str) -> str:
+    reply = await api.http.get(f"/graph/state/{run_id}", headers=api.as_("requester"))
+    return str(reply.json()["status"])
+
+
+async def waiting_run(api: Api) -> str:
+    run_id = await run_graph(api, APPROVAL_GRAPH["id"], {"code": "def f():\n    return 1\n"})
+    await eventually(lambda: graph_status(api, run_id), lambda s: s == "WAITING_FOR_APPROVAL")
+    return run_id
+
+
+async def test_a_graph_approval_node_is_a_row_decided_with_a(
+    graph_team: Api, served: str, browser: Browser
+) -> None:
+    run_id = await waiting_run(graph_team)
+    page = await signed_in(browser, served, graph_team)
+    row = page.locator(f'#items tr[data-id="{run_id}"]')
+    await expect(row).to_contain_text("Graph reviewed-review v1")
+    await expect(row.locator(".badge.graph")).to_have_text("Graph")
+    await row.click()
+    # Opened from /graph/state: the node's prompt is what the reviewer reads.
+    await expect(page.locator("#d-text")).to_contain_text("Analyse def f():")
+    await expect(page.locator("#d-summary")).to_contain_text("approval node sign-off")
+    await page.keyboard.press("a")
+    await expect(page.locator("#result")).to_contain_text(f"{run_id}: approved")
+    await eventually(lambda: graph_status(graph_team, run_id), lambda s: s == "COMPLETED", timeout=60)
+
+
+async def test_x_then_A_batches_a_graph_run_beside_a_request(
+    graph_team: Api, served: str, browser: Browser
+) -> None:
+    run_id = await waiting_run(graph_team)
+    workflow_id = await submit(graph_team, FOLLOW_UP)
+    await waiting(graph_team, workflow_id)
+    page = await signed_in(browser, served, graph_team)
+    await expect(page.locator("#items tbody tr")).to_have_count(2)
+    for picked in (run_id, workflow_id):
+        await page.locator(f'#items tr[data-id="{picked}"]').click()
+        await page.keyboard.press("x")
+    await expect(page.get_by_role("button", name="Approve selected (A) · 2")).to_be_visible()
+    await page.keyboard.press("A")
+    await expect(page.locator("#result")).to_contain_text("Approved 2 of 2")
+    assert await state(graph_team, workflow_id) in ("APPROVED", "ACTION_EXECUTED")
+    await eventually(lambda: graph_status(graph_team, run_id), lambda s: s == "COMPLETED", timeout=60)
+
+
+async def test_r_rejects_a_graph_run_with_a_reason(graph_team: Api, served: str, browser: Browser) -> None:
+    run_id = await waiting_run(graph_team)
+    page = await signed_in(browser, served, graph_team)
+    await page.locator(f'#items tr[data-id="{run_id}"]').click()
+    await expect(page.locator("#d-text")).to_contain_text("Analyse def f():")
+    # Nothing to edit on an approval node: `e` says so and opens no form.
+    await page.keyboard.press("e")
+    await expect(page.locator("#result")).to_contain_text("nothing to edit")
+    await page.keyboard.press("r")
+    dialog = page.get_by_role("dialog", name="Reject")
+    await dialog.get_by_label("Reason (required)").fill("Not this sprint")
+    await dialog.get_by_role("button", name="Reject").click()
+    await expect(page.locator("#result")).to_contain_text(f"{run_id}: rejected")
+    await eventually(lambda: graph_status(graph_team, run_id), lambda s: s == "REJECTED")

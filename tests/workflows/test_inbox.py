@@ -2,7 +2,7 @@
 The service layer against the real dev server and a real principal store."""
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 
 import pytest
@@ -126,8 +126,8 @@ async def test_the_most_urgent_come_first_when_more_wait_than_the_inbox_lists(
     listed: list[int] = []
     query = svc._query
 
-    async def counting(clauses: list[str], limit: int) -> list[WorkflowSummary]:
-        rows = await query(clauses, limit)
+    async def counting(clauses: list[str], limit: int, *types: Sequence[str]) -> list[WorkflowSummary]:
+        rows = await query(clauses, limit, *types)
         listed.append(len(rows))
         return rows
 

@@ -1,5 +1,7 @@
 // The reviewer's inbox: a keyboard-first client of the gateway's own API. No data is ever written
 // into the page as HTML (textContent only), and a decision always names the proposal version shown.
+// Rows are requests or graph runs waiting at an approval node (`kind`): a graph run is read from
+// /graph/state and decided with /graph/runs/{id}/approve; its node has one version, never named.
 import { argsForm, readArgs } from "/ui/form.js";
 
 const KEY_STORE = "countersign-credential";
@@ -13,7 +15,7 @@ const state = {
   tools: new Map(),
   items: [],          // the inbox, most urgent first
   currentId: null,    // the row the cursor is on
-  selected: new Map(), // workflow id -> the proposal version seen when it was selected
+  selected: new Map(), // workflow id -> the proposal version seen when it was selected (null: a graph run)
   selecting: new Map(), // workflow id -> its selection, still reading the proposal version
   detail: null,       // the workflow view shown in the detail pane
   filter: "",
@@ -99,7 +101,7 @@ function visible() {
   const needle = state.filter.trim().toLowerCase();
   if (!needle) return state.items;
   return state.items.filter((i) =>
-    [i.workflow_id, i.text, i.request_type, i.requester, i.state].some((v) => (v || "").toLowerCase().includes(needle)));
+    [i.workflow_id, i.text, i.request_type, i.graph_id, i.requester, i.state].some((v) => (v || "").toLowerCase().includes(needle)));
 }
 
 function renderList() {
@@ -135,8 +137,10 @@ function row(item) {
   meta.textContent = `${item.workflow_id} · ${item.awaiting_role || ""}`;
   text.append(line, meta);
   if (escalated) text.prepend(badge("escalated", "Escalated"));
+  const graph = item.kind === "graph_run";
+  const type = graph ? badge("graph", "Graph") : item.request_type || "";
 
-  tr.append(cell(pick), text, cell(item.request_type || ""), cell(item.amount == null ? "" : money(item.amount)),
+  tr.append(cell(pick), text, cell(type), cell(item.amount == null ? "" : money(item.amount)),
     cell(until(item.sla_due_at)));
   tr.addEventListener("click", () => { state.currentId = item.workflow_id; renderList(); open(item.workflow_id); });
   return tr;
@@ -188,14 +192,18 @@ async function toggleSelect(id) {
   // The version is read now, so a batch approves what was there when the reviewer picked it. The row is
   // selected from the key press on, not from the answer: `A` pressed meanwhile waits for the read
   // (approveSelected), where it used to find nothing selected.
-  const selection = readVersion(id);
+  const selection = isGraph(id) ? Promise.resolve(null) : readVersion(id);
   state.selecting.set(id, selection);
   renderList();
   const version = await selection;
   if (state.selecting.get(id) !== selection) return; // unselected meanwhile
   state.selecting.delete(id);
-  if (version !== null) state.selected.set(id, version);
+  if (version !== null || isGraph(id)) state.selected.set(id, version);
   renderList();
+}
+
+function isGraph(id) {
+  return state.items.some((i) => i.workflow_id === id && i.kind === "graph_run");
 }
 
 async function readVersion(id) {
@@ -213,20 +221,41 @@ async function readVersion(id) {
 // ---- the detail pane --------------------------------------------------------------------------
 
 async function open(id) {
-  const reply = await api(`/workflows/${encodeURIComponent(id)}`);
+  const graph = isGraph(id);
+  const reply = await api(graph ? `/graph/state/${encodeURIComponent(id)}` : `/workflows/${encodeURIComponent(id)}`);
   if (!reply.ok) { say(`Could not open ${id}: ${problem(reply)}`); return; }
-  state.detail = reply.body;
+  state.detail = graph ? graphDetail(reply.body) : reply.body;
   renderDetail();
+}
+
+// A graph run in the shape the pane shows a request in: its node's prompt as the text, the node's one
+// step as the chain, the run's log as the timeline, its shared data as the arguments.
+function graphDetail(run) {
+  const waiting = run.waiting;
+  return {
+    kind: "graph_run",
+    run,
+    workflow_id: run.run_id,
+    request: { text: waiting ? waiting.prompt : `Graph ${run.graph_id} v${run.version}: ${run.status}` },
+    proposal: null,
+    validation: null,
+    chain: waiting ? [waiting.step] : [],
+    current_step: waiting ? 0 : null,
+    audit: [],
+  };
 }
 
 function renderDetail() {
   const view = state.detail;
   const proposal = view.proposal;
+  const run = view.kind === "graph_run" ? view.run : null;
   $("detail-title").textContent = view.workflow_id;
   $("detail-body").hidden = false;
   $("d-text").textContent = view.request.text;
-  $("d-summary").textContent = proposal ? proposal.summary : "";
-  $("d-tool").textContent = proposal ? proposal.tool : "(no proposal)";
+  $("d-summary").textContent = run
+    ? `Graph ${run.graph_id} v${run.version}${run.waiting ? `, approval node ${run.waiting.node}` : ""} (${run.status})`
+    : proposal ? proposal.summary : "";
+  $("d-tool").textContent = run ? "(graph approval node)" : proposal ? proposal.tool : "(no proposal)";
   $("d-version").textContent = proposal ? `version ${proposal.version}${proposal.edited_by ? `, edited by ${proposal.edited_by}` : ""}` : "";
   $("d-confidence").value = proposal ? proposal.confidence : 0;
   $("d-confidence-text").textContent = proposal ? `${Math.round(proposal.confidence * 100)}%` : "";
@@ -238,7 +267,7 @@ function renderDetail() {
   const ui = state.config.temporal_ui_url;
   $("d-temporal").href = ui ? `${ui}/namespaces/${encodeURIComponent(state.config.namespace)}/workflows/${encodeURIComponent(view.workflow_id)}` : "#";
 
-  const args = proposal ? Object.entries(proposal.args) : [];
+  const args = run ? Object.entries(run.data) : proposal ? Object.entries(proposal.args) : [];
   $("d-args").tBodies[0].replaceChildren(...args.map(([name, value]) => {
     const tr = document.createElement("tr");
     tr.append(cell(name), cell(typeof value === "string" ? value : JSON.stringify(value)));
@@ -251,8 +280,8 @@ function renderDetail() {
     const who = s.decisions.map((d) => `${d.reviewer_name} ${d.decision}${several ? ` as ${d.role}` : ""}${d.notes ? ` (“${d.notes}”)` : ""}`).join("; ");
     return li(`${what}: ${s.status}${s.escalated ? ", escalated" : ""}${who ? ` — ${who}` : ""}`);
   }));
-  $("d-audit").replaceChildren(...view.audit.map((e) =>
-    li(`${new Date(e.at).toLocaleTimeString()} ${e.event} · ${e.actor}${e.detail ? ` — ${e.detail}` : ""}`)));
+  $("d-audit").replaceChildren(...(run ? run.logs.map((line) => li(line)) : view.audit.map((e) =>
+    li(`${new Date(e.at).toLocaleTimeString()} ${e.event} · ${e.actor}${e.detail ? ` — ${e.detail}` : ""}`))));
 }
 
 // Called on every refresh too, so the countdown stays current while the reviewer reads.
@@ -279,6 +308,10 @@ function shown() {
     say("Opened the request: read it, then decide.");
     return null;
   }
+  if (state.detail.kind === "graph_run") {
+    if (!state.detail.run.waiting) { say("This run waits on no approval node."); return null; }
+    return state.detail;
+  }
   if (!state.detail.proposal) { say("There is no proposal to decide on."); return null; }
   return state.detail;
 }
@@ -287,12 +320,15 @@ async function decide(decision, notes) {
   const view = shown();
   if (!view) return;
   const id = view.workflow_id;
-  const reply = await api(`/workflows/${encodeURIComponent(id)}/approve`, {
-    method: "POST",
-    body: { decision, notes: notes || null, proposal_version: view.proposal.version },
-  });
+  const graph = view.kind === "graph_run";
+  const reply = graph
+    ? await api(`/graph/runs/${encodeURIComponent(id)}/approve`, { method: "POST", body: { decision, notes: notes || null } })
+    : await api(`/workflows/${encodeURIComponent(id)}/approve`, {
+      method: "POST",
+      body: { decision, notes: notes || null, proposal_version: view.proposal.version },
+    });
   if (!reply.ok) { say(`${id}: not ${decision} — ${problem(reply)}`); return; }
-  say(`${id}: ${decision} (now ${reply.body.state})`);
+  say(`${id}: ${decision} (now ${graph ? reply.body.status : reply.body.state})`);
   afterDecision(id);
 }
 
@@ -322,6 +358,7 @@ async function submitReject(event) {
 function askEdit() {
   const view = shown();
   if (!view) return;
+  if (view.kind === "graph_run") { say("A graph approval node has nothing to edit: approve or reject it."); return; }
   const tool = state.tools.get(view.proposal.tool);
   if (!tool) { say(`No form for ${view.proposal.tool}.`); return; }
   $("edit-fields").replaceChildren(...argsForm(tool.args_schema, view.proposal.args));
@@ -355,7 +392,9 @@ async function approveSelected() {
   // (Each read settles, failed or not, and toggleSelect moves it on before this resumes.)
   while (state.selecting.size) await Promise.all([...state.selecting.values()]);
   if (!state.selected.size) { say("Select requests with x first."); return; }
-  const items = [...state.selected].map(([workflow_id, proposal_version]) => ({ workflow_id, proposal_version }));
+  // A graph run's item names no version: its approval node has one.
+  const items = [...state.selected].map(([workflow_id, proposal_version]) =>
+    (proposal_version === null ? { workflow_id } : { workflow_id, proposal_version }));
   const reply = await api("/approvals/batch", { method: "POST", body: { items, decision: "approved" } });
   if (!reply.ok) { say(`Batch refused: ${problem(reply)}`); return; }
   const done = reply.body.results.filter((r) => r.ok).length;
