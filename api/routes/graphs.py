@@ -25,7 +25,7 @@ from api.auth import websocket_principal
 from api.deps import AUTHENTICATED, WITH_BODY, GraphServiceDep, PrincipalDep, refusals
 from api.services.graph_runs import RUN_ID_PREFIX, GraphService
 from graphs.validation import parse_definition
-from models.decisions import NodeDecisionRequest
+from models.decisions import NodeDecisionRequest, ReassignRequest
 from models.errors import NotFound, RequestError
 from models.graph import (
     GRAPH_ID_PATTERN,
@@ -187,6 +187,17 @@ async def approve_node(
     run_id: RunId, body: NodeDecisionRequest, principal: PrincipalDep, service: GraphServiceDep
 ) -> GraphRunView:
     return await service.decide(principal, graph_run(run_id), body)
+
+
+@router.post(
+    "/graph/runs/{run_id}/reassign",
+    summary="Hand the approval node a run waits on to another role or one person (ADMIN)",
+    responses=refusals(*WITH_BODY, 403, 404, 409),
+)
+async def reassign_node(
+    run_id: RunId, body: ReassignRequest, principal: PrincipalDep, service: GraphServiceDep
+) -> GraphRunView:
+    return await service.reassign(principal, graph_run(run_id), body)
 
 
 @router.websocket("/ws/{run_id}")

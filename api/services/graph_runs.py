@@ -3,7 +3,7 @@ nodes and follow a run's event stream. Every call is scoped to the principal's t
 
 import contextlib
 import secrets
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
 
 from temporalio.client import (
@@ -21,7 +21,15 @@ from api.services.audit_log import AuditLog
 from api.services.temporal_errors import REFUSAL_ERRORS, finished_workflow, rpc_error
 from graphs.registry import NodeRegistry
 from graphs.validation import GraphInvalid, check_graph
-from models.decisions import GRAPH_RUN_ID_PREFIX, DecideInput, NodeDecisionRequest, Refusal, RefusalInput
+from models.decisions import (
+    GRAPH_RUN_ID_PREFIX,
+    DecideInput,
+    NodeDecisionRequest,
+    ReassignInput,
+    ReassignRequest,
+    Refusal,
+    RefusalInput,
+)
 from models.enums import Role
 from models.errors import Conflict, Forbidden, Invalid, NotFound
 from models.graph import (
@@ -163,6 +171,9 @@ class GraphService:
         pass the one its item named, and the workflow refuses any other as stale."""
         return await decide_node(self._client, self._principals, principal, run_id, body, proposal_version)
 
+    async def reassign(self, principal: Principal, run_id: str, body: ReassignRequest) -> GraphRunView:
+        return await reassign_node(self._client, self._principals, principal, run_id, body)
+
     async def events(
         self, principal: Principal, run_id: str, from_offset: int = 0
     ) -> AsyncIterator[NodeEvent]:
@@ -220,8 +231,50 @@ async def decide_node(
     except WireError as error:
         raise Invalid(str(error), "Undeliverable") from None
     handle = client.get_workflow_handle_for(GraphWorkflow.run, run_id)
+    return await _node_update(
+        client, principal, run_id, "decision", lambda: handle.execute_update(GraphWorkflow.decide, decision)
+    )
+
+
+async def reassign_node(
+    client: Client,
+    principals: PrincipalStore,
+    principal: Principal,
+    run_id: str,
+    body: ReassignRequest,
+) -> GraphRunView:
+    """An ADMIN hands the approval node a run waits on to another role, or to one person of the tenant
+    (`POST /graph/runs/{id}/reassign`, as `POST /workflows/{id}/reassign` for a request's step)."""
+    target = None
+    if body.to_principal_id is not None:
+        target = await principals.get(body.to_principal_id)
+        if target is None or target.tenant != principal.tenant:
+            raise Invalid(f"no principal {body.to_principal_id} in this tenant", "UnknownPrincipal")
+    request = ReassignInput(admin=principal, to_role=body.to_role, to_principal=target, reason=body.reason)
     try:
-        return await handle.execute_update(GraphWorkflow.decide, decision)
+        check_round_trip(request)
+    except WireError as error:
+        raise Invalid(str(error), "Undeliverable") from None
+    handle = client.get_workflow_handle_for(GraphWorkflow.run, run_id)
+    return await _node_update(
+        client,
+        principal,
+        run_id,
+        "reassignment",
+        lambda: handle.execute_update(GraphWorkflow.reassign, request),
+    )
+
+
+async def _node_update(
+    client: Client,
+    principal: Principal,
+    run_id: str,
+    what: str,
+    send: Callable[[], Awaitable[GraphRunView]],
+) -> GraphRunView:
+    """An update to a run's approval node, its refusals answered as a request's are."""
+    try:
+        return await send()
     except WorkflowUpdateFailedError as error:
         cause = error.cause
         if isinstance(cause, ApplicationError) and cause.type == Refusal.WRONG_TENANT:
@@ -230,10 +283,12 @@ async def decide_node(
         if isinstance(cause, ApplicationError) and cause.type in REFUSAL_ERRORS:
             # Kept in the run's own trail (Signal `refused`): see ApprovalService._record_refusal.
             refusal = RefusalInput(
-                principal=principal, what="decision", code=str(cause.type), message=cause.message[:1000]
+                principal=principal, what=what, code=str(cause.type), message=cause.message[:1000]
             )
             with contextlib.suppress(RPCError):
-                await handle.signal(GraphWorkflow.refused, refusal)
+                await client.get_workflow_handle_for(GraphWorkflow.run, run_id).signal(
+                    GraphWorkflow.refused, refusal
+                )
             raise REFUSAL_ERRORS[cause.type](cause.message, cause.type) from error
         raise
     except RPCError as error:

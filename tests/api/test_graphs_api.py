@@ -238,3 +238,24 @@ edges:
             "/graph/create", content="id: [oops", headers={"Content-Type": "application/yaml"}
         )
     ).status_code == 401
+
+
+async def test_an_admin_reassigns_an_approval_node_through_the_gateway(api: Api) -> None:
+    assert (
+        await api.http.post("/graph/create", json=APPROVAL_GRAPH, headers=api.as_("admin"))
+    ).status_code == 201
+    run_id = await run(api, "reviewed-review", {"code": "x = 1\n"})
+    await eventually(lambda: state(api, run_id), lambda s: s["status"] == "WAITING_FOR_APPROVAL")
+    url = f"/graph/runs/{run_id}/reassign"
+    to_finance = {"to_role": "FINANCE", "reason": "managers are away"}
+    # Only an ADMIN of the run's tenant: a manager is refused, another tenant finds no run.
+    assert (await api.http.post(url, json=to_finance, headers=api.as_("manager"))).status_code == 403
+    assert (await api.http.post(url, json=to_finance, headers=api.as_("globex_manager"))).status_code == 404
+    moved = await api.http.post(url, json=to_finance, headers=api.as_("admin"))
+    assert moved.status_code == 200, moved.text
+    assert moved.json()["waiting"]["step"]["role"] == "FINANCE"
+    approve = {"decision": "approved"}
+    decide = f"/graph/runs/{run_id}/approve"
+    assert (await api.http.post(decide, json=approve, headers=api.as_("manager"))).status_code == 403
+    assert (await api.http.post(decide, json=approve, headers=api.as_("finance"))).status_code == 200
+    assert (await finished(api, run_id))["status"] == "COMPLETED"

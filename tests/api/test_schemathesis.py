@@ -325,9 +325,14 @@ async def test_every_created_workflow_can_be_followed_without_a_5xx(api: Api, se
 
         for workflow_id in created:
             settled = await eventually(partial(view, workflow_id), has_settled, timeout=60)
-            decision: dict[str, Any] = {"decision": "approved", "notes": "end of the fuzz"}
-            if settled.get("proposal"):
-                decision["proposal_version"] = settled["proposal"]["version"]
+            # A workflow that settled without a proposal (cancelled or failed while planning) is still
+            # sent a well-formed decision: it must refuse it (409), not fail.
+            version = settled["proposal"]["version"] if settled.get("proposal") else 1
+            decision: dict[str, Any] = {
+                "decision": "approved",
+                "notes": "end of the fuzz",
+                "proposal_version": version,
+            }
             approve = await http.post(
                 f"/workflows/{workflow_id}/approve", json=decision, headers=api.as_("manager")
             )
