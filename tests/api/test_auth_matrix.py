@@ -155,6 +155,12 @@ MATRIX: dict[tuple[str, str], Row] = {
         own=True,
         scoped=True,
     ),
+    ("POST", "/graph/runs/{run_id}/reassign"): Row(
+        "/graph/runs/{run}/reassign",
+        lambda _: {"to_role": "DIRECTOR", "reason": "r"},
+        wrong_role="manager",
+        scoped=True,
+    ),
     ("POST", "/codec/encode"): Row("/codec/encode", lambda _: PAYLOADS),
     ("POST", "/codec/decode"): Row("/codec/decode", lambda _: PAYLOADS, wrong_role="manager"),
     ("GET", "/ui/config"): Row("/ui/config"),
