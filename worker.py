@@ -151,12 +151,13 @@ def cache_workflow_bytecode(data_dir: Path) -> None:
 @functools.cache
 def _compile_workflow_modules() -> None:
     """Once per process: every worker built after the first reads the same cache."""
-    # The approval workflow is a package: each of its modules is imported into every sandbox.
-    approval = workflows.approval.__file__
-    sources = sorted(Path(approval).parent.glob("*.py")) if approval else []
-    for source in [*map(str, sources), workflows.graph.__file__]:
-        if source is not None and source.endswith(".py"):
-            py_compile.compile(source, doraise=False, quiet=1)
+    # Both workflows are packages: each of their modules is imported into every sandbox.
+    sources: list[Path] = []
+    for package in (workflows.approval.__file__, workflows.graph.__file__):
+        if package is not None:
+            sources += sorted(Path(package).parent.glob("*.py"))
+    for source in sources:
+        py_compile.compile(str(source), doraise=False, quiet=1)
 
 
 def build_worker(

@@ -99,7 +99,7 @@ _HTTP_STATUS = {NotFound: 404, Forbidden: 403, Conflict: 409, Invalid: 422}
 T = TypeVar("T")
 log = logging.getLogger(__name__)
 # What most lists show: requests only. The inbox also lists graph runs waiting at an approval node: they
-# publish the same state, tenant, requester, deciders and SLA attributes (workflows/graph.py).
+# publish the same state, tenant, requester, deciders and SLA attributes (workflows/graph/events.py).
 REQUESTS = (ApprovalWorkflow.__name__,)
 DECIDABLE = (ApprovalWorkflow.__name__, GraphWorkflow.__name__)
 

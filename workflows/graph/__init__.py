@@ -1,0 +1,18 @@
+"""The graph workflow, as a package of small modules (see workflow.py for the map).
+
+What other code imports from `workflows.graph` stays importable from here."""
+
+from workflows.graph.core import EVENTS_TOPIC, MAX_LOGS, MAX_RECORDED_REFUSALS, MAX_RETAINED_EVENTS
+from workflows.graph.patches import CANCEL_PATCH, STEPS_PATCH, TRUST_PATCH
+from workflows.graph.workflow import GraphWorkflow
+
+__all__ = [
+    "CANCEL_PATCH",
+    "EVENTS_TOPIC",
+    "MAX_LOGS",
+    "MAX_RECORDED_REFUSALS",
+    "MAX_RETAINED_EVENTS",
+    "STEPS_PATCH",
+    "TRUST_PATCH",
+    "GraphWorkflow",
+]
