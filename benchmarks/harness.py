@@ -23,7 +23,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from api.main import attach, create_app, detach
 from config.settings import Settings
-from countersign.stack import temporal_binary
+from countersign.dev_server import temporal_binary
 from llm.rules import RulesPlanner
 from models import search_attributes as sa
 from models.enums import Role

@@ -258,7 +258,7 @@ def dlq_list(
     from rich.markup import escape
     from rich.table import Table
 
-    from api.services.approvals import list_dead_letters
+    from api.services.visibility import list_dead_letters
     from config.temporal import connect
     from store.audit_store import AuditStore
 

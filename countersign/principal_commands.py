@@ -1,36 +1,33 @@
 """`countersign principal ...`: principals (reviewers and requesters), their API keys and roles.
 
-Every change is recorded in the SQL audit log (store/admin_audit.py). The audit log is opened,
-with its key, before anything changes: a command that could not record what it did does nothing. Should
-the record still fail after the change (the database went away in between), the command says so and
-exits 1, and a new key is printed all the same: withholding it would leave the principal locked out.
+Every change is recorded in the SQL audit log (store/admin_audit.py, through audited_admin.py). The
+audit log is opened, with its key, before anything changes: a command that could not record what it did
+does nothing. Should the record still fail after the change (the database went away in between), the
+command says so and exits 1, and a new key is printed all the same: withholding it would leave the
+principal locked out.
 """
 
 import asyncio
 import json
 import re
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
 from datetime import datetime, timedelta
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any
 
 import typer
-from pydantic import ValidationError
 
-from config.settings import Settings
+from countersign.audited_admin import audit_event, exit_unaudited, run_audited
 from countersign.cli_common import DataDir, err
 from countersign.cli_common import settings_from as _settings
 from models.enums import Role
-from models.errors import Invalid, NotFound
+from models.errors import NotFound
 from models.principals import ApiKeyRecord, PrincipalRecord
-from store.admin_audit import AdminAudit, Data
+from store.admin_audit import AdminAudit
 from store.principals import PrincipalStore
 
 principal_app = typer.Typer(
     help="Manage principals (reviewers and requesters), their API keys and roles; every change is audited."
 )
 
-T = TypeVar("T")
 PrincipalIdArg = Annotated[str, typer.Argument(metavar="ID", help="The principal's id, e.g. p-0123456789")]
 JsonFlag = Annotated[bool, typer.Option("--json", help="JSON instead of text (never a key either way).")]
 
@@ -67,64 +64,6 @@ def parse_grace(value: str) -> timedelta:
     if grace > MAX_GRACE:
         raise typer.BadParameter(f"at most {MAX_GRACE.days} days", param_hint="--grace")
     return grace
-
-
-@asynccontextmanager
-async def _admin(settings: Settings) -> AsyncIterator[tuple[PrincipalStore, AdminAudit]]:
-    """The principal store and the audit log, both open: the audit log (and its key) first."""
-    from store.audit_store import AuditStore
-
-    keyring = settings.audit_keyring()
-    async with (
-        await AuditStore.open(settings.audit_url, keyring=keyring) as audit_store,
-        await PrincipalStore.open(settings.principals_db) as store,
-    ):
-        yield store, AdminAudit(audit_store)
-
-
-async def _audit(
-    audit: AdminAudit, record: PrincipalRecord, event: str, detail: str, data: Data | None = None
-) -> str | None:
-    """Record the event; the reason it could not be, if it could not."""
-    try:
-        await audit.record(record.tenant, event, record.id, detail, data or {})
-    except Exception as error:  # whatever broke, the change is made: report it, never hide it
-        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
-        return f"{detail}, but its audit event ({event}) could not be written: {reason}"
-    return None
-
-
-def _run(settings: Settings, action: Callable[[PrincipalStore, AdminAudit], Awaitable[T]]) -> T:
-    """Run one administrative action; a refusal is one line on stderr and exit 1 (unknown id) or 2."""
-    from sqlalchemy.exc import SQLAlchemyError
-
-    from security.gateway_keys import MissingKey
-
-    async def run() -> T:
-        async with _admin(settings) as (store, audit):
-            return await action(store, audit)
-
-    try:
-        return asyncio.run(run())
-    except NotFound as error:
-        err.print(f"error: {error.message}", markup=False)
-        raise typer.Exit(1) from None
-    except (Invalid, MissingKey) as error:
-        err.print(f"error: {error}", markup=False)
-        raise typer.Exit(2) from None
-    except ValidationError as error:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in error.errors())
-        raise typer.BadParameter(problems) from None
-    except (OSError, SQLAlchemyError, ValueError) as error:  # e.g. a malformed COUNTERSIGN_AUDIT_KEYS
-        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
-        err.print(f"error: the audit log or the principal store cannot be used: {reason}", markup=False)
-        raise typer.Exit(2) from None
-
-
-def _unaudited(problem: str | None) -> None:
-    if problem is not None:
-        err.print(f"error: {problem}", markup=False)
-        raise typer.Exit(1)
 
 
 def _roles_text(roles: list[Role]) -> str:
@@ -175,7 +114,7 @@ def principal_add(
             f"roles {_roles_text(created.principal.roles)}{contact}); the key is shown once:",
             markup=False,
         )
-        problem = await _audit(
+        problem = await audit_event(
             audit,
             record,
             "principal_added",
@@ -184,9 +123,9 @@ def principal_add(
         )
         return created.api_key, problem
 
-    key, problem = _run(settings, add)
+    key, problem = run_audited(settings, add)
     print(key)
-    _unaudited(problem)
+    exit_unaudited(problem)
 
 
 @principal_app.command("list")
@@ -270,9 +209,9 @@ def _set_disabled(principal_id: str, disabled: bool, data_dir: DataDir) -> None:
             err.print(f"{principal_id} was already {verb}: nothing changed", markup=False)
             return None
         err.print(f"{verb} {principal_id} ({record.name}, tenant {record.tenant})", markup=False)
-        return await _audit(audit, record, f"principal_{verb}", f"{verb} {principal_id} ({record.name})")
+        return await audit_event(audit, record, f"principal_{verb}", f"{verb} {principal_id} ({record.name})")
 
-    _unaudited(_run(settings, change))
+    exit_unaudited(run_audited(settings, change))
 
 
 @principal_app.command("disable")
@@ -299,7 +238,7 @@ def principal_revoke(principal_id: PrincipalIdArg, data_dir: DataDir = None) -> 
             err.print(f"{principal_id} had no working key: nothing changed", markup=False)
             return None
         err.print(f"revoked {count} key(s) of {principal_id} ({record.name})", markup=False)
-        return await _audit(
+        return await audit_event(
             audit,
             record,
             "principal_keys_revoked",
@@ -307,7 +246,7 @@ def principal_revoke(principal_id: PrincipalIdArg, data_dir: DataDir = None) -> 
             {"keys_revoked": count},
         )
 
-    _unaudited(_run(settings, revoke))
+    exit_unaudited(run_audited(settings, revoke))
 
 
 @principal_app.command("rotate")
@@ -343,7 +282,7 @@ def principal_rotate(
             markup=False,
         )
         until = None if rotated.old_keys_until is None else rotated.old_keys_until.isoformat()
-        problem = await _audit(
+        problem = await audit_event(
             audit,
             record,
             "principal_key_rotated",
@@ -352,9 +291,9 @@ def principal_rotate(
         )
         return rotated.api_key, problem
 
-    key, problem = _run(settings, rotate)
+    key, problem = run_audited(settings, rotate)
     print(key)
-    _unaudited(problem)
+    exit_unaudited(problem)
 
 
 @principal_app.command("roles")
@@ -388,7 +327,7 @@ def principal_roles(
             f"{principal_id} ({record.name}): roles {_roles_text(before)} -> {_roles_text(after)}",
             markup=False,
         )
-        return await _audit(
+        return await audit_event(
             audit,
             record,
             "principal_roles_changed",
@@ -397,4 +336,4 @@ def principal_roles(
             {"roles_before": ",".join(before), "roles_after": ",".join(after)},
         )
 
-    _unaudited(_run(settings, change))
+    exit_unaudited(run_audited(settings, change))

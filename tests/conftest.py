@@ -16,7 +16,7 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from config.temporal import ensure_search_attributes
-from countersign.stack import temporal_binary
+from countersign.dev_server import temporal_binary
 from llm.rules import RulesPlanner
 from models import search_attributes as sa
 from security.gateway_signing import GatewaySigning

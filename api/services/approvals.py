@@ -4,6 +4,8 @@ Every function takes the authenticated principal and scopes what it touches to t
 and to what that principal may read (api/services/access.py). Temporal's errors are turned into the
 domain errors of `models.errors`. The client this service is given signs every message it sends
 (security/gateway_signing.py); a value the workflow could not decode is refused before it is sent.
+Its parts: updates and their refusals (approval_updates.py), batch decisions (batch.py), lists and the
+inbox (inbox.py, over visibility.py).
 """
 
 import asyncio
@@ -11,17 +13,14 @@ import contextlib
 import hashlib
 import logging
 import secrets
-from collections import Counter
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
-from pydantic import BaseModel, TypeAdapter
 from temporalio.client import (
     Client,
     WithStartWorkflowOperation,
-    WorkflowExecution,
     WorkflowUpdateFailedError,
     WorkflowUpdateRPCTimeoutOrCancelledError,
 )
@@ -31,19 +30,20 @@ from temporalio.common import (
     WorkflowIDConflictPolicy,
     WorkflowIDReusePolicy,
 )
-from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
-from temporalio.service import RPCError, RPCStatusCode
+from temporalio.exceptions import WorkflowAlreadyStartedError
+from temporalio.service import RPCError
 
 from api.services.access import PathScrubber, in_trail, may_read, reads_everything
+from api.services.approval_updates import ApprovalUpdates, carried
 from api.services.audit_log import AuditLog
-from api.services.graph_runs import decide_node
-from api.services.temporal_errors import REFUSAL_ERRORS, finished_workflow, rpc_error
+from api.services.batch import decide_batch
+from api.services.inbox import WorkflowLists
+from api.services.temporal_errors import rpc_error
+from api.services.visibility import list_dead_letters
 from models import search_attributes as sa
 from models.audit import StoredAuditEvent
 from models.decisions import (
-    GRAPH_RUN_ID_PREFIX,
     ApproveRequest,
-    BatchItemResult,
     BatchRequest,
     BatchResponse,
     CancelInput,
@@ -51,15 +51,13 @@ from models.decisions import (
     DecideInput,
     EditInput,
     EditRequest,
-    NodeDecisionRequest,
     ReassignInput,
     ReassignRequest,
     Refusal,
-    RefusalInput,
     RetryInput,
     RetryRequest,
 )
-from models.enums import Decision, RequestType, Role, WorkflowState
+from models.enums import RequestType, WorkflowState
 from models.errors import (
     Conflict,
     Forbidden,
@@ -68,40 +66,17 @@ from models.errors import (
     RequestError,
 )
 from models.policy import ApprovalPolicy
-from models.principals import Principal, Tenant
+from models.principals import Principal
 from models.requests import ApprovalInput, SubmitRequest
 from models.views import InboxFilter, SubmitResponse, WorkflowSummary, WorkflowView
-from models.wire import WireError, check_round_trip
 from store.principals import PrincipalStore
 from workflows.approval import ApprovalWorkflow
-from workflows.graph import GraphWorkflow
 
 # Every approval workflow's id starts so; a graph run's never does (see graph_runs.RUN_ID_PREFIX).
 WORKFLOW_ID_PREFIX = "req-"
-# The most rows the inbox lists to sort them by SLA due. With more matching than a few pages, it first
-# narrows to a band of the earliest due (see `_most_urgent`), found with count queries that list nothing.
-INBOX_SCAN = 2000
-_BAND_PAGES = 4
-_BAND_MIN_ROWS = 100
-
-
-def _scan(limit: int) -> int:
-    """Rows listed for a page of `limit`: a few pages' worth, so a band is cheap to list whole."""
-    return min(INBOX_SCAN, max(_BAND_PAGES * limit, _BAND_MIN_ROWS))
-
-
-# Where the band is looked for: SLA due times this far either side of now, halved at most this often.
-_BAND_SPAN = timedelta(days=800)
-_BAND_PROBES = 32
 # How long a view waits for a worker to answer its query before the caller hears 503 (try again).
 QUERY_TIMEOUT = timedelta(seconds=10)
-_HTTP_STATUS = {NotFound: 404, Forbidden: 403, Conflict: 409, Invalid: 422}
-T = TypeVar("T")
 log = logging.getLogger(__name__)
-# What most lists show: requests only. The inbox also lists graph runs waiting at an approval node: they
-# publish the same state, tenant, requester, deciders and SLA attributes (workflows/graph/events.py).
-REQUESTS = (ApprovalWorkflow.__name__,)
-DECIDABLE = (ApprovalWorkflow.__name__, GraphWorkflow.__name__)
 
 
 def _request_digest(request: SubmitRequest) -> str:
@@ -143,6 +118,8 @@ class ApprovalService:
         self._audit = audit
         self._outage_window = outage_window
         self._scrub = PathScrubber(server_paths)
+        self._updates = ApprovalUpdates(client)
+        self._lists = WorkflowLists(client, self._acting_for)
 
     async def submit(
         self,
@@ -156,7 +133,7 @@ class ApprovalService:
         workflow_id = _workflow_id(principal, idempotency_key)
         digest = _request_digest(request)
         options = self._start_options(principal, request, workflow_id, digest)
-        _carried(options["arg"])
+        carried(options["arg"])
         settled: WorkflowView | None = None
         try:
             if wait is None:
@@ -278,69 +255,6 @@ class ApprovalService:
         events = await self._audit.search(principal, actor=actor, since=since, until=until, limit=limit)
         return self._scrub.events(events)
 
-    def _handle(self, workflow_id: str) -> Any:
-        return self._client.get_workflow_handle_for(ApprovalWorkflow.run, workflow_id)
-
-    async def _update(
-        self,
-        principal: Principal,
-        workflow_id: str,
-        call: Callable[[Any], Awaitable[T]],
-        closed: Refusal = Refusal.NOT_WAITING,
-        what: str = "decision",
-    ) -> T:
-        """Run one Update, turning the workflow's refusals into domain errors (and audit entries).
-
-        `closed` is the refusal for a workflow that has already finished (or is finishing).
-        """
-        try:
-            return await call(self._handle(workflow_id))
-        except WorkflowUpdateFailedError as error:
-            cause = error.cause
-            if isinstance(cause, ApplicationError) and cause.type == Refusal.WRONG_TENANT:
-                # Another tenant's workflow must look exactly like one that does not exist.
-                raise NotFound(f"no workflow {workflow_id}") from error
-            if isinstance(cause, ApplicationError) and cause.type == Refusal.UNAUTHENTICATED:
-                # This gateway signed it: the workflow does not trust this gateway's keys (a rotation
-                # that dropped a key too early?). The workflow has audited it; an operator must act.
-                log.error("workflow %s refused this gateway's signature: %s", workflow_id, cause.message)
-                raise RequestError(
-                    "the workflow does not accept this gateway's signature; see the gateway's log",
-                    str(cause.type),
-                ) from error
-            if isinstance(cause, ApplicationError) and cause.type in REFUSAL_ERRORS:
-                await self._record_refusal(principal, workflow_id, what, str(cause.type), cause.message)
-                raise REFUSAL_ERRORS[cause.type](cause.message, cause.type) from error
-            raise
-        except RPCError as error:
-            if error.status == RPCStatusCode.NOT_FOUND and finished_workflow(error.message):
-                # Only the owning tenant may learn that the workflow exists and has finished.
-                await self._require_tenant(principal, workflow_id)
-                raise Conflict(f"workflow {workflow_id} has finished", closed) from error
-            raise rpc_error(error, workflow_id) from error
-
-    async def _record_refusal(
-        self, principal: Principal, workflow_id: str, what: str, code: str, message: str
-    ) -> None:
-        """A validator refused before anything reached history: the workflow keeps the attempt in its
-        own trail (Signal `refused`), so it reaches the audit log whenever that database can take it and
-        a slow or locked database never turns a refusal into an error. Best effort: a workflow that
-        closed meanwhile has nothing left to record."""
-        refusal = RefusalInput(principal=principal, what=what, code=code, message=message[:1000])
-        try:
-            check_round_trip(refusal)
-            await self._handle(workflow_id).signal(ApprovalWorkflow.refused, refusal)
-        except (RPCError, WireError) as error:
-            log.warning("refusal on %s not recorded in its trail: %s", workflow_id, error)
-
-    async def _require_tenant(self, principal: Principal, workflow_id: str) -> None:
-        try:
-            description = await self._handle(workflow_id).describe()
-        except RPCError as error:
-            raise rpc_error(error, workflow_id) from error
-        if description.typed_search_attributes.get(sa.TENANT) != principal.tenant:
-            raise NotFound(f"no workflow {workflow_id}")
-
     async def _acting_for(self, principal: Principal) -> list[Principal]:
         """Whoever delegates to `principal` right now: the workflow may let them decide for those."""
         return await self._principals.delegators_for(principal, datetime.now(UTC))
@@ -351,10 +265,10 @@ class ApprovalService:
         """Apply the decision and answer as soon as the workflow has acted on it: the next step waits,
         the request ended, or its action started. With `wait`, an action that started is also waited for,
         up to that long (its outcome, or a dead letter); past it, the answer is as without waiting."""
-        decision = _carried(
+        decision = carried(
             DecideInput(reviewer=principal, acting_for=await self._acting_for(principal), **body.model_dump())
         )
-        view: WorkflowView = await self._update(
+        view: WorkflowView = await self._updates.run(
             principal, workflow_id, lambda h: h.execute_update(ApprovalWorkflow.decide, decision)
         )
         if wait is None or view.state != WorkflowState.APPROVED:
@@ -367,7 +281,7 @@ class ApprovalService:
         stops waiting for stays in flight until then, as a submit's does."""
         try:
             return await asyncio.wait_for(
-                self._handle(workflow_id).execute_update(ApprovalWorkflow.proposed),
+                self._updates.handle(workflow_id).execute_update(ApprovalWorkflow.proposed),
                 timeout=wait.total_seconds(),
             )
         except (TimeoutError, WorkflowUpdateRPCTimeoutOrCancelledError, WorkflowUpdateFailedError):
@@ -379,7 +293,7 @@ class ApprovalService:
             return None
 
     async def edit(self, principal: Principal, workflow_id: str, body: EditRequest) -> WorkflowView:
-        request = _carried(
+        request = carried(
             EditInput(
                 reviewer=principal,
                 proposal_version=body.proposal_version,
@@ -388,13 +302,13 @@ class ApprovalService:
                 acting_for=await self._acting_for(principal),
             )
         )
-        return await self._update(
+        return await self._updates.run(
             principal, workflow_id, lambda h: h.execute_update(ApprovalWorkflow.edit, request), what="edit"
         )
 
     async def cancel(self, principal: Principal, workflow_id: str, body: CancelRequest) -> WorkflowView:
-        request = _carried(CancelInput(principal=principal, reason=body.reason))
-        return await self._update(
+        request = carried(CancelInput(principal=principal, reason=body.reason))
+        return await self._updates.run(
             principal,
             workflow_id,
             lambda h: h.execute_update(ApprovalWorkflow.withdraw, request),
@@ -408,10 +322,10 @@ class ApprovalService:
             target = await self._principals.get(body.to_principal_id)
             if target is None or target.tenant != principal.tenant:
                 raise Invalid(f"no principal {body.to_principal_id} in this tenant", "UnknownPrincipal")
-        request = _carried(
+        request = carried(
             ReassignInput(admin=principal, to_role=body.to_role, to_principal=target, reason=body.reason)
         )
-        return await self._update(
+        return await self._updates.run(
             principal,
             workflow_id,
             lambda h: h.execute_update(ApprovalWorkflow.reassign, request),
@@ -419,8 +333,8 @@ class ApprovalService:
         )
 
     async def retry(self, principal: Principal, workflow_id: str, body: RetryRequest) -> WorkflowView:
-        request = _carried(RetryInput(admin=principal, reason=body.reason))
-        return await self._update(
+        request = carried(RetryInput(admin=principal, reason=body.reason))
+        return await self._updates.run(
             principal,
             workflow_id,
             lambda h: h.execute_update(ApprovalWorkflow.retry, request),
@@ -434,51 +348,7 @@ class ApprovalService:
     async def batch(self, principal: Principal, body: BatchRequest) -> BatchResponse:
         """One decision on many proposals, concurrently; each item succeeds or is refused on its own."""
         acting_for = await self._acting_for(principal)
-        counts = Counter(item.workflow_id for item in body.items)
-        duplicates = {workflow_id for workflow_id, seen in counts.items() if seen > 1}
-        if duplicates:
-            raise Invalid(f"each workflow may appear once per batch: {', '.join(sorted(duplicates))}")
-
-        _carried(DecideInput(reviewer=principal, decision=body.decision, notes=body.notes))
-
-        async def one(workflow_id: str, version: int | None) -> BatchItemResult:
-            if workflow_id.startswith(GRAPH_RUN_ID_PREFIX):
-                return await self._graph_item(principal, workflow_id, version, body)
-            decision = DecideInput(
-                reviewer=principal,
-                decision=body.decision,
-                notes=body.notes,
-                proposal_version=version,
-                acting_for=acting_for,
-            )
-            try:
-                view = await self._update(
-                    principal, workflow_id, lambda h: h.execute_update(ApprovalWorkflow.decide, decision)
-                )
-            except RequestError as error:
-                return _refused(workflow_id, error)
-            return BatchItemResult(workflow_id=workflow_id, ok=True, state=view.state.value)
-
-        results = await asyncio.gather(*(one(i.workflow_id, i.proposal_version) for i in body.items))
-        accepted = sum(r.ok for r in results)
-        return BatchResponse(
-            results=list(results),
-            approved=accepted if body.decision == Decision.APPROVED else 0,
-            rejected=accepted if body.decision == Decision.REJECTED else 0,
-            refused=len(results) - accepted,
-        )
-
-    async def _graph_item(
-        self, principal: Principal, run_id: str, version: int | None, body: BatchRequest
-    ) -> BatchItemResult:
-        """A batch item naming a graph run: decided as `POST /graph/runs/{id}/approve` decides it (an
-        approval workflow's update would be refused by the run, or applied and then misread)."""
-        node = NodeDecisionRequest(decision=body.decision, notes=body.notes)
-        try:
-            view = await decide_node(self._client, self._principals, principal, run_id, node, version or 1)
-        except RequestError as error:
-            return _refused(run_id, error)
-        return BatchItemResult(workflow_id=run_id, ok=True, state=view.status.value)
+        return await decide_batch(self._client, self._updates, self._principals, principal, acting_for, body)
 
     async def list_workflows(
         self,
@@ -488,193 +358,9 @@ class ApprovalService:
         request_type: RequestType | None = None,
         limit: int = 100,
     ) -> list[WorkflowSummary]:
-        clauses = [f"{sa.TENANT.name} = '{principal.tenant}'"]
-        if not reads_everything(principal):
-            clauses.append(await self._readable(principal))
-        if state is not None:
-            clauses.append(f"{sa.STATE.name} = '{state.value}'")
-        if request_type is not None:
-            clauses.append(f"{sa.REQUEST_TYPE.name} = '{request_type.value}'")
-        return await self._query(clauses, limit)
-
-    async def _readable(self, principal: Principal) -> str:
-        """The visibility clause for what a reader without ADMIN or AUDITOR may list (access.py): their
-        own requests, what they acted on, and what they (or someone they stand in for) may decide now."""
-        roles = {role.value for role in principal.roles}
-        for delegator in await self._acting_for(principal):
-            roles.update(role.value for role in delegator.roles)
-        deciders = _quoted(sorted(roles | {sa.principal_decider(principal.id)}))
-        # Every value is an enum member or a pattern-checked id, never free text.
-        return (
-            f"({sa.REQUESTER.name} = '{principal.id}' OR {sa.PARTICIPANTS.name} = '{principal.id}' "
-            f"OR {sa.DECIDERS.name} IN ({deciders}))"
-        )
+        lists = self._lists
+        return await lists.list_workflows(principal, state=state, request_type=request_type, limit=limit)
 
     async def inbox(self, principal: Principal, filters: InboxFilter) -> list[WorkflowSummary]:
-        """What `principal` may decide now, most urgent (earliest SLA) first: waiting on one of their
-        roles (their own, or a delegator's while the delegation lasts), in their tenant, not their own."""
-        roles = {role.value for role in principal.roles}
-        for delegator in await self._acting_for(principal):
-            roles.update(role.value for role in delegator.roles)
-        states = (
-            [WorkflowState.ESCALATED]
-            if filters.escalated_only
-            else [s for s in WorkflowState if s.is_waiting]
-        )
-        # A step assigned by name lists `principal:<id>` among its deciders.
-        deciders = _quoted(sorted(roles | {sa.principal_decider(principal.id)}))
-        decidable = f"{sa.DECIDERS.name} IN ({deciders})"
-        if roles:
-            # Workflows started before deciders were published match on the awaited role alone.
-            legacy = f"{sa.DECIDERS.name} IS NULL AND {sa.AWAITING_ROLE.name} IN ({_quoted(sorted(roles))})"
-            decidable = f"({decidable} OR ({legacy}))"
-        clauses = [
-            # A workflow terminated from outside keeps its last state attribute: only running ones wait.
-            "ExecutionStatus = 'Running'",
-            f"{sa.TENANT.name} = '{principal.tenant}'",
-            f"{sa.STATE.name} IN ({_quoted([s.value for s in states])})",
-            decidable,
-            f"{sa.REQUESTER.name} != '{principal.id}'",
-        ]
-        if filters.type is not None:
-            clauses.append(f"{sa.REQUEST_TYPE.name} = '{filters.type.value}'")
-        # Floats rendered by Python, never text from the caller.
-        if filters.min_amount is not None:
-            clauses.append(f"{sa.AMOUNT.name} >= {float(filters.min_amount)!r}")
-        if filters.max_amount is not None:
-            clauses.append(f"{sa.AMOUNT.name} <= {float(filters.max_amount)!r}")
-        # A graph run has no request type or amount: those filters, when given, leave graph rows out
-        # because the attribute they test is unset on them.
-        rows = await self._most_urgent(clauses, filters.limit, DECIDABLE)
-        latest = datetime.max.replace(tzinfo=UTC)
-        rows.sort(key=lambda row: (row.sla_due_at or latest, row.workflow_id))
-        return rows[: filters.limit]
-
-    async def _query(
-        self, clauses: list[str], limit: int, types: Sequence[str] = REQUESTS
-    ) -> list[WorkflowSummary]:
-        return await _list(self._client, clauses, limit, types)
-
-    async def _count(self, clauses: list[str], types: Sequence[str] = REQUESTS) -> int:
-        return (await self._client.count_workflows(_query_text(clauses, types))).count
-
-    async def _most_urgent(
-        self, clauses: list[str], limit: int, types: Sequence[str] = REQUESTS
-    ) -> list[WorkflowSummary]:
-        """Rows among which the `limit` earliest-due are sure to be: at most `_scan(limit)` of them.
-
-        SQL visibility cannot ORDER BY a custom attribute and lists in an order of its own, so listing
-        a few thousand of 10,000 waiting rows could miss the most urgent, and listing them all to sort
-        them is what made a first page slow (1 s at 1,000 waiting). Beyond `_scan(limit)` matches, a
-        bisection over the due time (count queries only) finds a bound with between `limit` and
-        `_scan(limit)` rows due before it; every row due earlier than the last one shown is among them.
-        """
-        scan = _scan(limit)
-        if await self._count(clauses, types) <= scan:
-            return await self._query(clauses, scan, types)
-        now = datetime.now(UTC)
-        low, high = now - _BAND_SPAN, now + _BAND_SPAN
-
-        def before(bound: datetime) -> str:
-            # A datetime rendered by Python, never text from the caller.
-            return f"{sa.SLA_DUE.name} < '{bound.isoformat()}'"
-
-        for _ in range(_BAND_PROBES):
-            middle = low + (high - low) / 2
-            due = await self._count([*clauses, before(middle)], types)
-            if due < limit:
-                low = middle
-            elif due > scan:
-                high = middle
-            else:
-                return await self._query([*clauses, before(middle)], scan, types)
-        # More than `scan` due within moments of each other, or most rows have no SLA at all:
-        # the earliest band as well as it can be cut, up to INBOX_SCAN rows.
-        if await self._count([*clauses, before(high)], types) < limit:
-            return await self._query(clauses, INBOX_SCAN, types)
-        return await self._query([*clauses, before(high)], INBOX_SCAN, types)
-
-
-M = TypeVar("M", bound=BaseModel)
-
-
-def _carried(message: M) -> M:
-    """`message`, when Temporal's data converter carries it to the workflow unchanged; else refused
-    (422) before anything is sent: a workflow whose input it cannot decode could never be read,
-    decided or cancelled again."""
-    try:
-        check_round_trip(message)
-    except WireError as error:
-        raise Invalid(str(error), "Undeliverable") from None
-    return message
-
-
-def _refused(workflow_id: str, error: RequestError) -> BatchItemResult:
-    return BatchItemResult(
-        workflow_id=workflow_id,
-        ok=False,
-        code=error.code,
-        status=_HTTP_STATUS.get(type(error), 500),
-        detail=error.message,
-    )
-
-
-def _query_text(clauses: list[str], types: Sequence[str] = REQUESTS) -> str:
-    # Every interpolated value is an enum member, a workflow class's name or a pattern-checked
-    # tenant/id, never free text.
-    return " AND ".join([f"WorkflowType IN ({_quoted(types)})", *clauses])
-
-
-async def _list(
-    client: Client, clauses: list[str], limit: int, types: Sequence[str] = REQUESTS
-) -> list[WorkflowSummary]:
-    query = _query_text(clauses, types)
-    return [await _summary(execution) async for execution in client.list_workflows(query, limit=limit)]
-
-
-async def list_dead_letters(client: Client, tenant: str | None, limit: int = 100) -> list[WorkflowSummary]:
-    """Failed workflows still open for a retry (of one tenant, or of all for operators' tools)."""
-    clauses = [f"{sa.STATE.name} = '{WorkflowState.FAILED.value}'", "ExecutionStatus = 'Running'"]
-    if tenant is not None:
-        # An operator's text: checked like a principal's tenant before it enters the query.
-        clauses.append(f"{sa.TENANT.name} = '{TypeAdapter(Tenant).validate_python(tenant)}'")
-    return await _list(client, clauses, limit)
-
-
-def _quoted(values: Sequence[str]) -> str:
-    return ", ".join(f"'{v}'" for v in values)
-
-
-async def _memo(execution: WorkflowExecution, key: str) -> object:
-    try:
-        return await execution.memo_value(key, default=None)
-    except (KeyError, ValueError, RuntimeError) as error:
-        # Encrypted with a key this process lacks (or malformed): list it without that value.
-        log.warning("memo of %s unreadable: %s", execution.id, error)
-        return None
-
-
-async def _summary(execution: WorkflowExecution) -> WorkflowSummary:
-    attrs = execution.typed_search_attributes
-    state, kind, role = attrs.get(sa.STATE), attrs.get(sa.REQUEST_TYPE), attrs.get(sa.AWAITING_ROLE)
-    text = await _memo(execution, "text")
-    graph = execution.workflow_type == GraphWorkflow.__name__
-    graph_id = await _memo(execution, "graph_id") if graph else None
-    graph_version = await _memo(execution, "graph_version") if graph else None
-    return WorkflowSummary(
-        workflow_id=execution.id,
-        kind="graph_run" if graph else "request",
-        # A graph run's own statuses (RUNNING, COMPLETED) are not an approval's states, nor is its
-        # type (GRAPH) a request type: a row shows what it can name.
-        state=WorkflowState(state) if state is not None and state in WorkflowState.__members__ else None,
-        request_type=RequestType(kind) if kind is not None and kind in RequestType.__members__ else None,
-        awaiting_role=Role(role) if role else None,
-        requester=attrs.get(sa.REQUESTER),
-        tenant=attrs.get(sa.TENANT),
-        amount=attrs.get(sa.AMOUNT),
-        sla_due_at=attrs.get(sa.SLA_DUE),
-        started_at=execution.start_time,
-        text=text if isinstance(text, str) else None,
-        graph_id=graph_id if isinstance(graph_id, str) else None,
-        graph_version=graph_version if isinstance(graph_version, int) else None,
-    )
+        """What `principal` may decide now, most urgent (earliest SLA) first (inbox.py)."""
+        return await self._lists.inbox(principal, filters)

@@ -1,7 +1,7 @@
 """Chaos: the Temporal dev server stopped and started again on the same SQLite file, with 100 workflows
 waiting for approval.
 
-The server is started the way `countersign up` starts it (`countersign.stack.dev_server_args`: its own
+The server is started the way `countersign up` starts it (`countersign.dev_server.dev_server_args`: its own
 `--db-filename`, our search attributes registered), on fixed free ports; the worker is a real
 `countersign worker` process. With all 100 waiting, the server gets SIGTERM under the live worker and
 must exit; the worker is stopped too. On the same file, a new server and then a new worker: before the
@@ -22,8 +22,8 @@ from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
 
 from config.settings import Settings
 from config.temporal import connect, ensure_search_attributes
+from countersign.dev_server import dev_server_args
 from countersign.mail_sink import MailSink, deliveries
-from countersign.stack import dev_server_args
 from models import search_attributes as sa
 from models.decisions import DecideInput
 from models.enums import Decision, WorkflowState

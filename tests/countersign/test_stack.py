@@ -16,8 +16,8 @@ import httpx
 import pytest
 
 from config.settings import Settings
+from countersign.dev_server import dev_server_args, temporal_binary
 from countersign.mail_sink import deliveries
-from countersign.stack import dev_server_args, temporal_binary
 
 KEY_LINE = re.compile(r"^\s+(demo-[a-z0-9-]+)\s+\S+\s+(cs_\S+)\s*$")
 PROCESSES = re.compile(r"^Processes:\s+Temporal dev server (\d+), worker (\d+), gateway (\d+) ")

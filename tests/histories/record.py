@@ -100,8 +100,8 @@ from temporalio.testing import WorkflowEnvironment
 from activities.notify import OutboxChannel
 from api.services.graph_runs import snapshot
 from config.temporal import ensure_search_attributes
+from countersign.dev_server import temporal_binary
 from countersign.mail_sink import MailSink
-from countersign.stack import temporal_binary
 from graphs.registry import NodeContext, NodeRegistry, build_node_registry, node_fn
 from graphs.shipped import shipped_definitions
 from graphs.validation import check_graph

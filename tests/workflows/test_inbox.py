@@ -115,23 +115,24 @@ async def test_the_most_urgent_come_first_when_more_wait_than_the_inbox_lists(
     every = await svc.inbox(manager, waiting)
     assert [r.workflow_id for r in every] == ids  # same SLA: due in the order they were submitted
 
-    monkeypatch.setattr("api.services.approvals.INBOX_SCAN", 5)
+    monkeypatch.setattr("api.services.inbox.INBOX_SCAN", 5)
     first = await svc.inbox(manager, InboxFilter(limit=3))
     assert [r.workflow_id for r in first] == ids[:3]
 
     # A page lists a few pages' worth, not everything waiting: with 12 waiting and pages of 2, the
     # band is cut to at most 8 rows (4 pages), and the earliest due are still first.
-    monkeypatch.setattr("api.services.approvals.INBOX_SCAN", 2000)
-    monkeypatch.setattr("api.services.approvals._BAND_MIN_ROWS", 1)
+    monkeypatch.setattr("api.services.inbox.INBOX_SCAN", 2000)
+    monkeypatch.setattr("api.services.inbox._BAND_MIN_ROWS", 1)
     listed: list[int] = []
-    query = svc._query
+    lists = svc._lists  # the inbox's queries (api/services/inbox.py)
+    query = lists._query
 
     async def counting(clauses: list[str], limit: int, *types: Sequence[str]) -> list[WorkflowSummary]:
         rows = await query(clauses, limit, *types)
         listed.append(len(rows))
         return rows
 
-    monkeypatch.setattr(svc, "_query", counting)
+    monkeypatch.setattr(lists, "_query", counting)
     page = await svc.inbox(manager, InboxFilter(limit=2))
     assert [r.workflow_id for r in page] == ids[:2]
     assert len(listed) == 1 and 2 <= listed[0] <= 8, listed
