@@ -309,8 +309,10 @@ async def test_every_created_workflow_can_be_followed_without_a_5xx(api: Api, se
     assert not failures, "\n\n".join(failures)
     # It did follow: submits, and views and decisions on the workflows they made.
     assert created, statuses
+    # Which links Hypothesis follows varies from run to run (one run followed approve, edit, cancel,
+    # retry and audit but never the view); every created workflow is read below in any case.
     followed = {op for (op, code) in statuses if "{workflow_id}" in op and code < 500}
-    assert {"GET /workflows/{workflow_id}"} <= followed, statuses
+    assert followed, statuses
     # Then every workflow the scenarios made, whatever they did to it: it is read, decided once it has
     # settled (by its reviewer, naming the version on screen), cancelled, read again. Refusals are fine
     # (403: another role's step; 409: decided, cancelled or finished already); a 5xx is not.
