@@ -197,6 +197,7 @@ async def attach(app: FastAPI, settings: Settings, client: Client | None = None)
         task_queue=settings.task_queue,
         principals=app.state.principals,
         audit=app.state.audit,
+        outage_window=timedelta(seconds=settings.outage_window_seconds),
     )
 
 

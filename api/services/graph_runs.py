@@ -4,7 +4,7 @@ nodes and follow a run's event stream. Every call is scoped to the principal's t
 import contextlib
 import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from temporalio.client import (
     Client,
@@ -76,7 +76,10 @@ class GraphService:
         task_queue: str,
         principals: PrincipalStore,
         audit: AuditLog | None = None,
+        outage_window: timedelta = timedelta(days=1),
     ) -> None:
+        # How long an approval node's notifications retry an outage (COUNTERSIGN_OUTAGE_WINDOW_SECONDS).
+        self._outage_window = outage_window
         self._principals = principals
         self._client = client
         self._store = store
@@ -131,6 +134,7 @@ class GraphService:
             definition=snapshot(definition, self._functions),
             input=data,
             requester=principal,
+            outage_window_seconds=int(self._outage_window.total_seconds()),
         )
         try:
             check_round_trip(start)

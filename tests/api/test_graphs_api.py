@@ -3,12 +3,18 @@ versioned definitions, an approval node, and the live stream on a real WebSocket
 
 import asyncio
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
+from temporalio.client import Client
+from temporalio.contrib.pydantic import pydantic_data_converter
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
+from api.main import attach, create_app, detach
+from config.settings import Settings
+from models.graph import GraphRunInput, RunGraphRequest
 from tests.api.conftest import Api
 from tests.helpers import eventually
 
@@ -259,3 +265,22 @@ async def test_an_admin_reassigns_an_approval_node_through_the_gateway(api: Api)
     assert (await api.http.post(decide, json=approve, headers=api.as_("manager"))).status_code == 403
     assert (await api.http.post(decide, json=approve, headers=api.as_("finance"))).status_code == 200
     assert (await finished(api, run_id))["status"] == "COMPLETED"
+
+
+async def test_a_run_gets_the_gateways_outage_window(client: Client, task_queue: str, tmp_path: Path) -> None:
+    # How long an approval node's notifications retry an outage is the deployment's setting, as for
+    # requests; the run is started with it.
+    settings = Settings(data_dir=tmp_path, task_queue=task_queue, outage_window_seconds=7200)
+    app = create_app(settings, client=client)
+    await attach(app, settings, client)
+    try:
+        requester = (await app.state.principals.add("req", [])).principal
+        view = await app.state.graphs.run(requester, RunGraphRequest(graph_id="demo-review", input_data={}))
+        history = await client.get_workflow_handle(view.run_id).fetch_history()
+        started = history.events[0].workflow_execution_started_event_attributes
+        (payload,) = started.input.payloads
+        run_input = pydantic_data_converter.payload_converter.from_payload(payload, GraphRunInput)
+        assert run_input.outage_window_seconds == 7200
+        await client.get_workflow_handle(view.run_id).terminate("test over")
+    finally:
+        await detach(app)

@@ -13,8 +13,9 @@ from temporalio.testing import WorkflowEnvironment
 
 from activities.notify import list_notifications
 from llm.rules import RulesPlanner
+from models import search_attributes as sa
 from models.decisions import ReassignInput, Refusal
-from models.enums import Decision, Role
+from models.enums import Decision, Role, WorkflowState
 from models.graph import GraphRunView, RunStatus
 from models.principals import Principal
 from store.audit_store import AuditStore
@@ -94,6 +95,9 @@ async def test_a_graph_approval_node_is_notified_reminded_and_escalated_to_its_r
         assert escalated.waiting is not None
         assert escalated.waiting.step.deciding_roles == [Role.MANAGER, Role.DIRECTOR]
         assert "SLA passed: DIRECTOR may decide too" in escalated.logs
+        # Listed as escalated, as a request's step is (the inbox's `escalated_only` reads this).
+        described = await handle.describe()
+        assert described.typed_search_attributes.get(sa.STATE) == WorkflowState.ESCALATED.value
         await handle.execute_update(GraphWorkflow.decide, decide(director, Decision.APPROVED))
         done = await handle.result()
     assert done.status == RunStatus.COMPLETED and done.data["review_approved"] is True

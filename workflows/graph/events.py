@@ -11,6 +11,7 @@ from workflows.graph.core import MAX_LOGS, GraphCore
 
 with workflow.unsafe.imports_passed_through():
     from models import search_attributes as sa
+    from models.enums import WorkflowState
     from models.graph import EventKind, NodeEvent, RunStatus
 
 
@@ -50,8 +51,12 @@ class Events(GraphCore):
 
     def _publish_attributes(self) -> None:
         waiting = self._waiting
+        state = self._status.value
+        if self._shared and waiting is not None and waiting.step.escalated:
+            # As a request's escalated step is: the inbox's `escalated_only` and lists find it so.
+            state = WorkflowState.ESCALATED.value
         updates: list[SearchAttributeUpdate[Any]] = [
-            sa.STATE.value_set(self._status.value),
+            sa.STATE.value_set(state),
             sa.REQUEST_TYPE.value_set("GRAPH"),
             sa.TENANT.value_set(self._input.requester.tenant),
             sa.REQUESTER.value_set(self._input.requester.id),
