@@ -1,8 +1,6 @@
 """Steps of several roles (`any_of`) as pure rules: the chain built from a policy, who may decide,
 the role a decision is recorded in, and the step a graph approval node starts."""
 
-from datetime import UTC, datetime
-
 import pytest
 from pydantic import ValidationError
 
@@ -69,9 +67,6 @@ def test_an_extra_step_is_added_unless_a_step_awaits_the_same_roles() -> None:
 def test_an_any_of_step_must_lead_with_its_role() -> None:
     with pytest.raises(ValidationError, match="first role"):
         ApprovalStep(role=Role.DIRECTOR, any_of=SEVERAL, sla_seconds=60)
-
-
-NOW = datetime(2026, 1, 1, tzinfo=UTC)
 
 
 def test_a_graph_node_of_one_role_starts_the_step_of_its_spec() -> None:
