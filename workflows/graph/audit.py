@@ -31,13 +31,15 @@ class Audit(Events):
         role: Role | None = None,
         detail: str = "",
         data: dict[str, str | int | float | None] | None = None,
+        state: WorkflowState | None = None,
     ) -> None:
+        """`state`: what the event is recorded in; the step's own (waiting, escalated, ended) if none."""
         where: dict[str, str | int | float | None] = {"graph_id": self._input.graph_id, "node": self._current}
         self._trail.record(
             event,
             actor,
             kind,
-            state=self._step_state,
+            state=state or self._step_state,
             proposal=None,
             role=role,
             detail=detail[:500],
@@ -54,10 +56,8 @@ class Audit(Events):
         role: Role | None = None,
     ) -> None:
         if self._shared:
-            self._step_state = state
-            self.record(
-                event, actor if isinstance(actor, Principal) else str(actor), kind, role=role, detail=detail
-            )
+            who = actor if isinstance(actor, Principal) else str(actor)
+            self.record(event, who, kind, role=role, detail=detail, state=state)
             return
         name = actor.name if hasattr(actor, "name") else str(actor)
         data: dict[str, str | int | float | None] = {"graph_id": self._input.graph_id, "node": self._current}
