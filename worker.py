@@ -43,7 +43,7 @@ from activities.plugins import (
 )
 from activities.trust import TrustActivities
 from activities.validation import ValidationActivities
-from config.settings import MAX_CACHED_WORKFLOWS, Settings
+from config.settings import MAX_CACHED_WORKFLOWS, Settings, problems
 from config.temporal import TemporalUnreachable, connect, ensure_search_attributes
 from graphs.registry import NodeRegistry, build_node_registry
 from llm.base import Planner
@@ -315,11 +315,8 @@ def main(settings: Settings | None = None) -> int:
         try:
             settings = Settings()
         except ValidationError as error:
-            for problem in error.errors():
-                name = ".".join(str(p) for p in problem["loc"])
-                print(
-                    f"error: setting {name} (COUNTERSIGN_{name.upper()}): {problem['msg']}", file=sys.stderr
-                )
+            for line in problems(error):
+                print(f"error: {line}", file=sys.stderr)
             return 2
     # COUNTERSIGN_LOG_FORMAT: text or JSON lines, with workflow ids; secrets and request texts redacted.
     logs.configure_logging(settings, tracing.WORKER_SERVICE)

@@ -10,7 +10,7 @@ import typer
 from pydantic import ValidationError
 from rich.console import Console
 
-from config.settings import Settings
+from config.settings import Settings, problems
 
 # soft_wrap: an error message is one line, whatever the terminal width, so scripts can grep it.
 err = Console(stderr=True, soft_wrap=True)
@@ -28,10 +28,8 @@ def settings_from(**overrides: Any) -> Settings:
     try:
         return Settings(**{k: v for k, v in overrides.items() if v is not None})
     except ValidationError as error:
-        for problem in error.errors():
-            name = ".".join(str(p) for p in problem["loc"])
-            where = f"setting {name} (COUNTERSIGN_{name.upper()})" if name else "settings"
-            err.print(f"[bold red]error:[/] {where}: {problem['msg']}")
+        for line in problems(error):
+            err.print(f"[bold red]error:[/] {line}")
         raise typer.Exit(2) from None
 
 

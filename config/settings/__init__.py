@@ -8,7 +8,7 @@ that needs one concern takes that group's type (e.g. `ToolSettings`), not the wh
 
 from typing import Self
 
-from pydantic import model_validator
+from pydantic import ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from config.settings.gateway import GatewaySettings
@@ -34,6 +34,7 @@ __all__ = [
     "TemporalSettings",
     "ToolSettings",
     "WorkerSettings",
+    "problems",
 ]
 
 
@@ -60,3 +61,13 @@ class Settings(
         if "codec_cors_origins" not in self.model_fields_set:
             self.codec_cors_origins = [f"http://127.0.0.1:{self.ui_port}", f"http://localhost:{self.ui_port}"]
         return self
+
+
+def problems(error: ValidationError) -> list[str]:
+    """Each thing wrong with the settings, one line each, naming the variable to change."""
+    lines = []
+    for problem in error.errors():
+        name = ".".join(str(p) for p in problem["loc"])
+        where = f"setting {name} (COUNTERSIGN_{name.upper()})" if name else "settings"
+        lines.append(f"{where}: {problem['msg']}")
+    return lines
