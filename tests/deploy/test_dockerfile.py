@@ -69,9 +69,9 @@ def pyproject() -> dict[str, Any]:
 
 
 def wheel_packages() -> list[str]:
-    packages = pyproject()["tool"]["hatch"]["build"]["targets"]["wheel"]["packages"]
-    assert isinstance(packages, list)
-    return [str(package) for package in packages]
+    included = pyproject()["tool"]["hatch"]["build"]["targets"]["wheel"]["only-include"]
+    assert isinstance(included, list)
+    return [str(path) for path in included if not str(path).endswith(".py")]
 
 
 def test_stages_use_pinned_images() -> None:
