@@ -18,22 +18,10 @@ WORKDIR /src
 COPY pyproject.toml uv.lock ./
 RUN --mount=type=cache,target=/root/.cache/uv \
     uv sync --frozen --no-dev --no-editable --no-install-project
-# Then Countersign itself, as a wheel in the same environment (the packages of pyproject.toml's
-# [tool.hatch.build.targets.wheel], README.md for its metadata).
+# Then Countersign itself, as a wheel in the same environment (its one package, `countersign`;
+# README.md for its metadata).
 COPY README.md ./
 COPY countersign ./countersign
-COPY workflows ./workflows
-COPY activities ./activities
-COPY llm ./llm
-COPY tools ./tools
-COPY models ./models
-COPY api ./api
-COPY graphs ./graphs
-COPY config ./config
-COPY security ./security
-COPY store ./store
-COPY observability ./observability
-COPY worker.py ./worker.py
 RUN --mount=type=cache,target=/root/.cache/uv \
     uv sync --frozen --no-dev --no-editable
 

@@ -30,7 +30,7 @@ from benchmarks.harness import Stack, machine, stack
 from benchmarks.lifecycle import RETRIED_503, lifecycle
 from benchmarks.pending import pending
 from benchmarks.stats import level, percentile
-from models.enums import Role
+from countersign.models.enums import Role
 
 FULL = {"c1": 50, "c50": 500, "c200": 1000, "decisions": 50, "pending": 10_000}
 QUICK = {"c1": 10, "c50": 100, "c200": 200, "decisions": 10, "pending": 1_000}

@@ -21,7 +21,7 @@ from typing import Any
 import httpx
 
 from benchmarks.harness import machine, stack
-from models.enums import Role
+from countersign.models.enums import Role
 
 TEXT = "Follow up with ABC Logistics (sales@abclogistics.com) about pricing"
 BATCH_LIMIT = 100  # BatchRequest.items max_length

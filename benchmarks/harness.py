@@ -21,16 +21,16 @@ import uvicorn
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
-from api.main import attach, create_app, detach
-from config.settings import Settings
-from countersign.dev_server import temporal_binary
-from llm.rules import RulesPlanner
-from models import search_attributes as sa
-from models.enums import Role
-from security import audit_keys, gateway_keys
-from security.gateway_keys import GatewaySigner
-from security.gateway_signing import GatewaySigning
-from worker import WorkerTrust, build_worker
+from countersign.api.main import attach, create_app, detach
+from countersign.config.settings import Settings
+from countersign.llm.rules import RulesPlanner
+from countersign.models import search_attributes as sa
+from countersign.models.enums import Role
+from countersign.security import audit_keys, gateway_keys
+from countersign.security.gateway_keys import GatewaySigner
+from countersign.security.gateway_signing import GatewaySigning
+from countersign.stack.dev_server import temporal_binary
+from countersign.worker import WorkerTrust, build_worker
 
 
 @dataclass

@@ -10,8 +10,8 @@ import httpx
 from benchmarks.harness import Stack, rss_megabytes
 from benchmarks.lifecycle import SUBMIT_WAIT_SECONDS, TEXT, WAITING
 from benchmarks.stats import percentile
-from config.settings import Settings
-from models import search_attributes as sa
+from countersign.config.settings import Settings
+from countersign.models import search_attributes as sa
 
 SUBMITTERS = 50
 INBOX_SAMPLES = 10

@@ -13,10 +13,10 @@ from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
 
 from benchmarks.floor import FLOOR_QUEUE_SUFFIX, PLAIN_FLOOR_QUEUE_SUFFIX, FloorWorkflow, floor_step
-from config.settings import Settings
-from config.temporal import connect
-from llm.rules import RulesPlanner
-from worker import WorkerTrust, build_worker
+from countersign.config.settings import Settings
+from countersign.config.temporal import connect
+from countersign.llm.rules import RulesPlanner
+from countersign.worker import WorkerTrust, build_worker
 
 
 async def serve(address: str, queue: str, data_dir: Path) -> None:

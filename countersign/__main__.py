@@ -1,3 +1,3 @@
-from countersign.cli import main
+from countersign.cli.main import main
 
 main()

@@ -34,8 +34,8 @@ def polls_from(pollers: Iterable[PollerInfo], hostname: str, now: datetime) -> b
 
 async def check() -> str | None:
     """None when healthy, else what is wrong."""
-    from config.settings import Settings
-    from config.temporal import connect
+    from countersign.config.settings import Settings
+    from countersign.config.temporal import connect
 
     settings = Settings()
     client = await connect(

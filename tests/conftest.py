@@ -15,14 +15,14 @@ from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
-from config.temporal import ensure_search_attributes
-from countersign.dev_server import temporal_binary
-from llm.rules import RulesPlanner
-from models import search_attributes as sa
-from security.gateway_signing import GatewaySigning
+from countersign.config.temporal import ensure_search_attributes
+from countersign.llm.rules import RulesPlanner
+from countersign.models import search_attributes as sa
+from countersign.security.gateway_signing import GatewaySigning
+from countersign.stack.dev_server import temporal_binary
+from countersign.worker import WorkerGroup, build_worker
 from tests.fake_llm import FakeLLM
 from tests.helpers import KEY_ENVIRONMENT, SIGNER, TEST_TRUST
-from worker import WorkerGroup, build_worker
 
 # Every Settings() of the suite, and every process it starts, holds the session's gateway and audit keys.
 os.environ.update(KEY_ENVIRONMENT)

@@ -22,10 +22,10 @@ import functools
 import sys
 from pathlib import Path
 
-import worker
-from config.settings import Settings
-from models.tools import ToolCall
-from worker import run_worker
+from countersign import worker
+from countersign.config.settings import Settings
+from countersign.models.tools import ToolCall
+from countersign.worker import run_worker
 
 RESUME_POLL_SECONDS = 0.1
 

@@ -7,17 +7,17 @@ from typing import TypeVar
 
 from temporalio.client import Client, WorkflowHandle
 
-from config.policy_file import load_policy
-from models.decisions import DecideInput
-from models.enums import Role, WorkflowState
-from models.principals import Principal
-from models.requests import ApprovalInput, SubmitRequest
-from models.views import WorkflowView
-from security import audit_keys, gateway_keys
-from security.audit_keys import AuditKeyring
-from security.gateway_keys import GatewaySigner
-from worker import WorkerTrust
-from workflows.approval import ApprovalWorkflow
+from countersign.config.policy_file import load_policy
+from countersign.models.decisions import DecideInput
+from countersign.models.enums import Role, WorkflowState
+from countersign.models.principals import Principal
+from countersign.models.requests import ApprovalInput, SubmitRequest
+from countersign.models.views import WorkflowView
+from countersign.security import audit_keys, gateway_keys
+from countersign.security.audit_keys import AuditKeyring
+from countersign.security.gateway_keys import GatewaySigner
+from countersign.worker import WorkerTrust
+from countersign.workflows.approval import ApprovalWorkflow
 
 T = TypeVar("T")
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from activities.plugins import (
+from countersign.activities.plugins import (
     BUILTIN_CHANNELS,
     CHANNELS_GROUP,
     NODES_GROUP,
@@ -19,14 +19,14 @@ from activities.plugins import (
     build_channels,
     load_plugins,
 )
-from api.main import attach, create_app
-from config.settings import Settings
-from graphs.registry import build_node_registry
+from countersign.api.main import attach, create_app
+from countersign.config.settings import Settings
+from countersign.graphs.registry import build_node_registry
+from countersign.tools.builtin import build_registry
+from countersign.tools.integrations import Integrations
+from countersign.tools.registry import CATALOG
+from countersign.worker import run_worker
 from tests.plugin_sites import distribution, installed
-from tools.builtin import build_registry
-from tools.integrations import Integrations
-from tools.registry import CATALOG
-from worker import run_worker
 
 TOOL_MODULE = """
 from pydantic import BaseModel

@@ -1,7 +1,7 @@
 #!/bin/sh
 # One-shot job `temporal-setup` (docker-compose.yml, image temporalio/admin-tools), once the server is
 # healthy: the namespace Countersign runs in, and Countersign's custom search attributes in it. The
-# worker would register the attributes itself at start (config/temporal.py); doing it here first
+# worker would register the attributes itself at start (countersign/config/temporal.py); doing it here first
 # means the Web UI and `temporal workflow list --query` know them before any workflow runs.
 # Idempotent: an existing namespace is kept as it is (retention included), an attribute already
 # registered is left alone.
@@ -11,7 +11,7 @@ address="${TEMPORAL_ADDRESS:?TEMPORAL_ADDRESS: HOST:PORT of the Temporal fronten
 namespace="${COUNTERSIGN_NAMESPACE:?COUNTERSIGN_NAMESPACE: the namespace Countersign uses}"
 retention="${TEMPORAL_RETENTION:?TEMPORAL_RETENTION: how long closed workflows are kept, e.g. 720h}"
 
-# NAME:TYPE, the keys of models/search_attributes.py (tests/deploy/test_compose.py checks they match).
+# NAME:TYPE, the keys of countersign/models/search_attributes.py (tests/deploy/test_compose.py checks they match).
 ATTRIBUTES="
 CountersignState:Keyword
 CountersignType:Keyword

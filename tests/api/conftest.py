@@ -13,9 +13,9 @@ from fastapi import FastAPI
 from temporalio.client import Client
 from temporalio.worker import Worker
 
-from api.main import attach, create_app, detach
-from config.settings import Settings
-from models.enums import Role
+from countersign.api.main import attach, create_app, detach
+from countersign.config.settings import Settings
+from countersign.models.enums import Role
 from tests.helpers import eventually
 
 

@@ -18,11 +18,11 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from fastapi import Depends, FastAPI
 from pydantic import ValidationError
 
-from api.auth import current_principal
-from config.settings import Settings
-from models.enums import Role
-from models.principals import Principal
-from store.principals import PrincipalStore
+from countersign.api.auth import current_principal
+from countersign.config.settings import Settings
+from countersign.models.enums import Role
+from countersign.models.principals import Principal
+from countersign.store.principals import PrincipalStore
 
 SECRET = "s3cret-that-is-long-enough-for-hs256!"
 ISSUER = "https://idp.example.test/"

@@ -18,10 +18,10 @@ from temporalio.client import Client
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from api.auth_limits import AuthFailureLimiter, FailureWindows, fingerprint, source
-from api.main import attach, create_app, detach
-from config.settings import Settings
-from models.enums import Role
+from countersign.api.auth_limits import AuthFailureLimiter, FailureWindows, fingerprint, source
+from countersign.api.main import attach, create_app, detach
+from countersign.config.settings import Settings
+from countersign.models.enums import Role
 from tests.helpers import eventually
 
 LIMIT = 3

@@ -24,9 +24,9 @@ from starlette.routing import Mount, WebSocketRoute
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
-from api.main import create_app
-from config.settings import Settings
-from models.enums import Role
+from countersign.api.main import create_app
+from countersign.config.settings import Settings
+from countersign.models.enums import Role
 from tests.api.conftest import Api
 from tests.api.test_graphs_api import APPROVAL_GRAPH
 from tests.helpers import eventually

@@ -11,9 +11,9 @@ import httpx
 from pydantic import SecretStr
 from temporalio.client import Client
 
-from api.main import attach, create_app, detach
-from config.settings import Settings
-from models.enums import Role
+from countersign.api.main import attach, create_app, detach
+from countersign.config.settings import Settings
+from countersign.models.enums import Role
 
 KEY = base64.b64encode(os.urandom(32)).decode()
 WEB_UI = "http://127.0.0.1:8233"

@@ -9,15 +9,15 @@ from pathlib import Path
 import pytest
 from temporalio.client import Client
 
-from countersign.mail_sink import MailSink
-from llm.rules import RulesPlanner
+from countersign.llm.rules import RulesPlanner
+from countersign.stack.mail_sink import MailSink
+from countersign.tools.integrations import Integrations
+from countersign.tools.smtp import SmtpConfig
+from countersign.worker import WorkerGroup, build_worker
 from tests.api.conftest import Api
 from tests.api.test_workflows_api import FOLLOW_UP, submit, waiting
 from tests.chaos.support import free_port
 from tests.helpers import TEST_TRUST
-from tools.integrations import Integrations
-from tools.smtp import SmtpConfig
-from worker import WorkerGroup, build_worker
 
 # Well under the workflow's 30 s settle timeout, well over a decision's round trip on a shared machine.
 PROMPT = 10.0

@@ -18,16 +18,16 @@ import pytest
 from temporalio.client import Client
 from temporalio.worker import Worker
 
-from api.main import attach, create_app, detach
-from api.services.approvals import ApprovalService
-from api.services.temporal_errors import finished_workflow
-from config.settings import Settings
-from models.enums import Role
-from models.views import InboxFilter
-from store.principals import PrincipalStore
+from countersign.api.main import attach, create_app, detach
+from countersign.api.services.approvals import ApprovalService
+from countersign.api.services.temporal_errors import finished_workflow
+from countersign.config.settings import Settings
+from countersign.models.enums import Role
+from countersign.models.views import InboxFilter
+from countersign.store.principals import PrincipalStore
+from countersign.tools.effects import list_records
+from countersign.workflows.approval import ApprovalWorkflow
 from tests.helpers import eventually
-from tools.effects import list_records
-from workflows.approval import ApprovalWorkflow
 
 FOLLOW_UP = {"text": "Follow up with ABC Logistics (sales@abclogistics.com) about pricing"}
 LAPTOPS = {"text": "buy 40 laptops from Dell for $52,000"}  # PROCUREMENT 52000: MANAGER, FINANCE, DIRECTOR

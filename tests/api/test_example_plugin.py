@@ -12,9 +12,10 @@ from typing import Any
 import pytest
 from temporalio.client import Client
 
-from activities.plugins import load_plugins
-from llm.factory import build_planner
-from llm.spec import LLMOptions, parse_chain
+from countersign.activities.plugins import load_plugins
+from countersign.llm.factory import build_planner
+from countersign.llm.spec import LLMOptions, parse_chain
+from countersign.worker import WorkerGroup, build_worker
 from tests.api.conftest import Api
 from tests.api.test_graphs_api import finished, run
 from tests.api.test_workflows_api import decide, submit, waiting
@@ -22,7 +23,6 @@ from tests.example_channel import LOG
 from tests.fake_llm import FakeLLM, follow_up_plan, openai_answer
 from tests.helpers import TEST_TRUST
 from tests.plugin_sites import build_example, installed
-from worker import WorkerGroup, build_worker
 
 SECRET = "sk-test-PLUGINSECRET0123456789"
 PACKAGE = "countersign_example_plugin"

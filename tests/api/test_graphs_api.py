@@ -12,9 +12,9 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
-from api.main import attach, create_app, detach
-from config.settings import Settings
-from models.graph import GraphRunInput, RunGraphRequest
+from countersign.api.main import attach, create_app, detach
+from countersign.config.settings import Settings
+from countersign.models.graph import GraphRunInput, RunGraphRequest
 from tests.api.conftest import Api
 from tests.helpers import eventually
 

@@ -11,9 +11,9 @@ from typing import Any
 import httpx
 import pytest
 
-from api.limits import MAX_HEADER_BYTES
-from api.main import create_app
-from config.settings import Settings
+from countersign.api.limits import MAX_HEADER_BYTES
+from countersign.api.main import create_app
+from countersign.config.settings import Settings
 from tests.api.conftest import Api
 
 MiB = 1024 * 1024

@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 from playwright.async_api import Browser, Page, Route, async_playwright, expect
 
-from api.security_headers import STRICT_CSP
-from models.enums import Role
+from countersign.api.security_headers import STRICT_CSP
+from countersign.models.enums import Role
 from tests.api.conftest import Api, serving
 from tests.api.test_graphs_api import APPROVAL_GRAPH
 from tests.api.test_graphs_api import run as run_graph

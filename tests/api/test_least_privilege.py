@@ -8,12 +8,12 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
-from api.services.access import PathScrubber
-from models.enums import WorkflowState
-from models.principals import Principal
-from models.requests import SubmitRequest
-from models.tools import ToolOutcome
-from models.views import WorkflowView
+from countersign.api.services.access import PathScrubber
+from countersign.models.enums import WorkflowState
+from countersign.models.principals import Principal
+from countersign.models.requests import SubmitRequest
+from countersign.models.tools import ToolOutcome
+from countersign.models.views import WorkflowView
 from tests.api.conftest import Api
 from tests.helpers import eventually
 

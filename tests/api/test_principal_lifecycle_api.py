@@ -10,11 +10,11 @@ import pytest
 from temporalio.client import Client
 from temporalio.worker import Worker
 
-from activities.notify import list_notifications
-from api.main import attach, create_app, detach
-from config.settings import Settings
-from models.enums import Role
-from store.principals import PrincipalStore
+from countersign.activities.notify import list_notifications
+from countersign.api.main import attach, create_app, detach
+from countersign.config.settings import Settings
+from countersign.models.enums import Role
+from countersign.store.principals import PrincipalStore
 from tests.api.conftest import Api
 from tests.api.test_auth import AUDIENCE, ISSUER, SECRET, claims, hs256
 from tests.helpers import eventually

@@ -36,7 +36,7 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from config.settings import Settings
+from countersign.config.settings import Settings
 from tests.api.conftest import Api
 from tests.helpers import eventually
 

@@ -9,7 +9,7 @@ from html.parser import HTMLParser
 import httpx
 import pytest
 
-from api.security_headers import ALWAYS, DOCS_CSP, STRICT_CSP
+from countersign.api.security_headers import ALWAYS, DOCS_CSP, STRICT_CSP
 from tests.api.conftest import Api
 
 PAGES = ["/ui/", "/ui/index.html", "/ws-test/graph-default-0123"]

@@ -8,8 +8,8 @@ import httpx
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client
 
-from api.main import attach, create_app, detach
-from config.settings import Settings
+from countersign.api.main import attach, create_app, detach
+from countersign.config.settings import Settings
 from tests.api.conftest import Api
 from tests.api.test_workflows_api import FOLLOW_UP, LAPTOPS, decide
 

@@ -11,12 +11,12 @@ from typing import Any
 import pytest
 from temporalio.client import Client
 
-from activities.validation import ValidationActivities
-from llm.rules import RulesPlanner
-from models.proposal import ValidateInput, ValidationReport
+from countersign.activities.validation import ValidationActivities
+from countersign.llm.rules import RulesPlanner
+from countersign.models.proposal import ValidateInput, ValidationReport
+from countersign.worker import WorkerGroup, build_worker
 from tests.api.conftest import Api
 from tests.helpers import TEST_TRUST, eventually
-from worker import WorkerGroup, build_worker
 
 FOLLOW_UP = "Follow up with ABC Logistics (sales@abclogistics.com) about pricing"
 

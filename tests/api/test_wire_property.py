@@ -24,11 +24,11 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from pydantic import BaseModel, ValidationError
 
-from api.json_gate import MAX_DEPTH, json_problem
-from api.main import create_app
-from config.settings import Settings
-from graphs.validation import parse_definition
-from models.decisions import (
+from countersign.api.json_gate import MAX_DEPTH, json_problem
+from countersign.api.main import create_app
+from countersign.config.settings import Settings
+from countersign.graphs.validation import parse_definition
+from countersign.models.decisions import (
     ApproveRequest,
     BatchRequest,
     CancelRequest,
@@ -37,11 +37,11 @@ from models.decisions import (
     ReassignRequest,
     RetryRequest,
 )
-from models.enums import Role
-from models.graph import GraphDefinition, RunGraphRequest
-from models.principals import DelegateRequest
-from models.requests import SubmitRequest
-from models.wire import MAX_VALUE_DEPTH, WireError, check_round_trip
+from countersign.models.enums import Role
+from countersign.models.graph import GraphDefinition, RunGraphRequest
+from countersign.models.principals import DelegateRequest
+from countersign.models.requests import SubmitRequest
+from countersign.models.wire import MAX_VALUE_DEPTH, WireError, check_round_trip
 
 # Every model a route reads its body into (GraphDefinition: /graph/create parses its body itself).
 REQUEST_MODELS: list[type[BaseModel]] = [

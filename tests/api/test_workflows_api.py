@@ -9,15 +9,15 @@ import httpx
 import pytest
 from temporalio.client import Client
 
-from api.main import attach, create_app, detach
-from api.services.approvals import ApprovalService
-from config.policy_file import load_policy
-from config.settings import Settings
-from models.principals import Principal
-from models.requests import ApprovalInput, SubmitRequest
+from countersign.api.main import attach, create_app, detach
+from countersign.api.services.approvals import ApprovalService
+from countersign.config.policy_file import load_policy
+from countersign.config.settings import Settings
+from countersign.models.principals import Principal
+from countersign.models.requests import ApprovalInput, SubmitRequest
+from countersign.workflows.approval import ApprovalWorkflow
 from tests.api.conftest import Api
 from tests.helpers import eventually
-from workflows.approval import ApprovalWorkflow
 
 FOLLOW_UP = {"text": "Follow up with ABC Logistics (sales@abclogistics.com) about pricing"}
 LAPTOPS = {"text": "buy 40 laptops from Dell for $52,000"}

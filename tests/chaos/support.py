@@ -16,15 +16,15 @@ from typing import Any
 from temporalio.client import WorkflowHandle, WorkflowUpdateRPCTimeoutOrCancelledError, WorkflowUpdateStage
 from temporalio.service import RPCError
 
-from models.decisions import DecideInput
-from models.enums import Decision
-from models.principals import Principal
-from models.tools import LedgerEntry
-from models.views import WorkflowView
-from store.execution_ledger import ExecutionLedger
-from store.sql import default_url
+from countersign.models.decisions import DecideInput
+from countersign.models.enums import Decision
+from countersign.models.principals import Principal
+from countersign.models.tools import LedgerEntry
+from countersign.models.views import WorkflowView
+from countersign.store.execution_ledger import ExecutionLedger
+from countersign.store.sql import default_url
+from countersign.workflows.approval import ApprovalWorkflow
 from tests.helpers import KEY_ENVIRONMENT
-from workflows.approval import ApprovalWorkflow
 
 FOLLOW_UP = "Follow up with ABC Logistics (sales@abclogistics.com) about pricing"
 RECIPIENT = "sales@abclogistics.com"

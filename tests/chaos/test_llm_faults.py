@@ -31,22 +31,22 @@ import pytest
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle, WorkflowUpdateFailedError
 from temporalio.exceptions import ApplicationError
 
-from countersign.mail_sink import MailSink, deliveries
-from llm.factory import build_planner
-from llm.spec import LLMOptions, parse_chain
-from models.decisions import DecideInput, Refusal
-from models.enums import Decision, WorkflowState
-from models.views import WorkflowView
-from store.audit_store import AuditStore
-from store.sql import default_url
+from countersign.llm.factory import build_planner
+from countersign.llm.spec import LLMOptions, parse_chain
+from countersign.models.decisions import DecideInput, Refusal
+from countersign.models.enums import Decision, WorkflowState
+from countersign.models.views import WorkflowView
+from countersign.stack.mail_sink import MailSink, deliveries
+from countersign.store.audit_store import AuditStore
+from countersign.store.sql import default_url
+from countersign.tools.builtin import build_registry, list_outbox
+from countersign.tools.integrations import Integrations
+from countersign.tools.smtp import SmtpConfig
+from countersign.worker import build_worker
+from countersign.workflows.approval import PLANNING_RETRY, ApprovalWorkflow
 from tests.chaos.support import FOLLOW_UP, exactly_once, ledger_entries
 from tests.fake_llm import FakeLLM, Recorded, Reply, follow_up_plan, openai_answer, openai_error
 from tests.helpers import MANAGER, TEST_TRUST, eventually, last_approval, start
-from tools.builtin import build_registry, list_outbox
-from tools.integrations import Integrations
-from tools.smtp import SmtpConfig
-from worker import build_worker
-from workflows.approval import PLANNING_RETRY, ApprovalWorkflow
 
 SEED = 45
 WORKFLOWS = 60

@@ -31,15 +31,15 @@ from pathlib import Path
 import pytest
 from temporalio.client import Client
 
-from countersign.mail_sink import MailSink, deliveries
-from models.decisions import DecideInput
-from models.enums import Decision, WorkflowState
-from models.tools import LedgerEntry, LedgerStatus
-from models.views import WorkflowView
+from countersign.models.decisions import DecideInput
+from countersign.models.enums import Decision, WorkflowState
+from countersign.models.tools import LedgerEntry, LedgerStatus
+from countersign.models.views import WorkflowView
+from countersign.stack.mail_sink import MailSink, deliveries
+from countersign.workflows.approval import EXECUTE_HEARTBEAT_TIMEOUT, ApprovalWorkflow
 from tests.chaos.support import FOLLOW_UP, RECIPIENT, WorkerProcess, ledger_entries, worker_env
 from tests.fake_llm import FakeLLM, follow_up_plan, openai_answer
 from tests.helpers import MANAGER, eventually, start
-from workflows.approval import EXECUTE_HEARTBEAT_TIMEOUT, ApprovalWorkflow
 
 # Past the heartbeat timeout, so Temporal has given up on the frozen attempt when the retry's worker
 # starts: the retry can only go there (the frozen worker holds no activity poll, see crash_worker).

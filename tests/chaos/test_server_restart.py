@@ -1,7 +1,8 @@
 """Chaos: the Temporal dev server stopped and started again on the same SQLite file, with 100 workflows
 waiting for approval.
 
-The server is started the way `countersign up` starts it (`countersign.dev_server.dev_server_args`: its own
+The server is started the way `countersign up` starts it
+(`countersign.stack.dev_server.dev_server_args`: its own
 `--db-filename`, our search attributes registered), on fixed free ports; the worker is a real
 `countersign worker` process. With all 100 waiting, the server gets SIGTERM under the live worker and
 must exit; the worker is stopped too. On the same file, a new server and then a new worker: before the
@@ -20,19 +21,19 @@ from pathlib import Path
 import pytest
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
 
-from config.settings import Settings
-from config.temporal import connect, ensure_search_attributes
-from countersign.dev_server import dev_server_args
-from countersign.mail_sink import MailSink, deliveries
-from models import search_attributes as sa
-from models.decisions import DecideInput
-from models.enums import Decision, WorkflowState
-from models.tools import LedgerStatus
-from models.views import WorkflowView
-from security.gateway_signing import GatewaySigning
+from countersign.config.settings import Settings
+from countersign.config.temporal import connect, ensure_search_attributes
+from countersign.models import search_attributes as sa
+from countersign.models.decisions import DecideInput
+from countersign.models.enums import Decision, WorkflowState
+from countersign.models.tools import LedgerStatus
+from countersign.models.views import WorkflowView
+from countersign.security.gateway_signing import GatewaySigning
+from countersign.stack.dev_server import dev_server_args
+from countersign.stack.mail_sink import MailSink, deliveries
+from countersign.workflows.approval import ApprovalWorkflow
 from tests.chaos.support import FOLLOW_UP, WorkerProcess, exactly_once, free_port, ledger_entries, worker_env
 from tests.helpers import MANAGER, SIGNER, eventually, start
-from workflows.approval import ApprovalWorkflow
 
 WORKFLOWS = 100
 READY_TIMEOUT = 60

@@ -26,10 +26,11 @@ from pathlib import Path
 import pytest
 from temporalio.client import Client, WorkflowHandle
 
-from countersign.mail_sink import MailSink, deliveries
-from models.enums import WorkflowState
-from models.tools import LedgerStatus
-from models.views import WorkflowView
+from countersign.models.enums import WorkflowState
+from countersign.models.tools import LedgerStatus
+from countersign.models.views import WorkflowView
+from countersign.stack.mail_sink import MailSink, deliveries
+from countersign.workflows.approval import ApprovalWorkflow
 from tests.chaos.support import (
     FOLLOW_UP,
     RECIPIENT,
@@ -40,7 +41,6 @@ from tests.chaos.support import (
     worker_env,
 )
 from tests.helpers import MANAGER, eventually, start
-from workflows.approval import ApprovalWorkflow
 
 SEED = 8
 LIFECYCLES = 200

@@ -5,10 +5,10 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from config.policy_file import DEFAULT_POLICY_FILE, PolicyFileError, load_policy
-from countersign.cli import app
-from models.enums import Role
-from models.policy import OnDeadline, resolve_timing
+from countersign.cli.main import app
+from countersign.config.policy_file import DEFAULT_POLICY_FILE, PolicyFileError, load_policy
+from countersign.models.enums import Role
+from countersign.models.policy import OnDeadline, resolve_timing
 
 GOOD = """\
 version: 2

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from config.settings import Settings
+from countersign.config.settings import Settings
 
 ROOT = Path(__file__).parents[2]
 

@@ -13,9 +13,9 @@ from typing import ClassVar
 import pytest
 from typer.testing import CliRunner, Result
 
-from countersign.cli import app
-from models.audit import AuditAnchor
-from store.audit_anchors import Anchors
+from countersign.cli.main import app
+from countersign.models.audit import AuditAnchor
+from countersign.store.audit_anchors import Anchors
 from tests.countersign.test_audit_cli import fill
 from tests.helpers import TEST_TRUST
 

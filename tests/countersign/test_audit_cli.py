@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from models.audit import StoredAuditEvent
-from store.audit_store import AuditStore
-from store.execution_ledger import ExecutionLedger
+from countersign.models.audit import StoredAuditEvent
+from countersign.store.audit_store import AuditStore
+from countersign.store.execution_ledger import ExecutionLedger
 from tests.countersign.test_cli import countersign
 from tests.helpers import TEST_TRUST
 from tests.store.test_audit_store import EVENTS, batch

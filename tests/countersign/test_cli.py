@@ -9,16 +9,16 @@ from pathlib import Path
 import pytest
 from temporalio.client import Client
 
-from llm.factory import build_planner
-from llm.spec import LLMOptions, parse_chain
-from models.enums import Role, WorkflowState
-from store.audit_store import AuditStore
-from store.principals import PrincipalStore
-from store.sql import default_url
+from countersign.llm.factory import build_planner
+from countersign.llm.spec import LLMOptions, parse_chain
+from countersign.models.enums import Role, WorkflowState
+from countersign.store.audit_store import AuditStore
+from countersign.store.principals import PrincipalStore
+from countersign.store.sql import default_url
+from countersign.tools.builtin import build_registry
+from countersign.worker import build_worker
 from tests.fake_llm import FakeLLM, openai_error
 from tests.helpers import TEST_TRUST, eventually, start, wait_for_state
-from tools.builtin import build_registry
-from worker import build_worker
 
 
 def countersign(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:

@@ -9,14 +9,14 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner, Result
 
-from config.settings import Settings
-from countersign.cli import app
-from models.audit import StoredAuditEvent
-from models.enums import ActorKind, Role
-from models.principals import Principal
-from store.admin_audit import chain_for
-from store.audit_store import AuditStore
-from store.principals import PrincipalStore
+from countersign.cli.main import app
+from countersign.config.settings import Settings
+from countersign.models.audit import StoredAuditEvent
+from countersign.models.enums import ActorKind, Role
+from countersign.models.principals import Principal
+from countersign.store.admin_audit import chain_for
+from countersign.store.audit_store import AuditStore
+from countersign.store.principals import PrincipalStore
 
 
 class Cli:

@@ -15,9 +15,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from config.settings import Settings
-from countersign.dev_server import dev_server_args, temporal_binary
-from countersign.mail_sink import deliveries
+from countersign.config.settings import Settings
+from countersign.stack.dev_server import dev_server_args, temporal_binary
+from countersign.stack.mail_sink import deliveries
 
 KEY_LINE = re.compile(r"^\s+(demo-[a-z0-9-]+)\s+\S+\s+(cs_\S+)\s*$")
 PROCESSES = re.compile(r"^Processes:\s+Temporal dev server (\d+), worker (\d+), gateway (\d+) ")

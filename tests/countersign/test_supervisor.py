@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from countersign.supervisor import Child, RestartPolicy, StackError, Supervisor, describe_exit
+from countersign.stack.supervisor import Child, RestartPolicy, StackError, Supervisor, describe_exit
 
 
 def test_waits_double_up_to_the_most_and_start_again_after_a_healthy_run() -> None:

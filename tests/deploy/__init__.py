@@ -111,7 +111,7 @@ def env_example() -> dict[str, EnvLine]:
 
 def setting_variables() -> dict[str, str]:
     """COUNTERSIGN_* variable -> Settings field, from the Settings class itself."""
-    from config.settings import Settings
+    from countersign.config.settings import Settings
 
     prefix = Settings.model_config.get("env_prefix", "")
     return {f"{prefix}{name}".upper(): name for name in Settings.model_fields}
@@ -121,14 +121,14 @@ def vendor_variables() -> set[str]:
     """The LLM vendors' own variables, as the planner code names them (read by their SDKs or by
     llm/spec.py's default_chain)."""
     names: set[str] = set()
-    for path in (REPO / "llm").glob("*.py"):
+    for path in (REPO / "countersign" / "llm").glob("*.py"):
         names |= set(re.findall(r"\b(?:OPENAI|ANTHROPIC|AZURE_OPENAI)_[A-Z_]+\b", path.read_text("utf-8")))
     return names
 
 
 def cli_commands() -> dict[str, Any]:
     """The `countersign` command's subcommands, as registered with typer (click commands by name)."""
-    from countersign.cli import app
+    from countersign.cli.main import app
 
     group = typer.main.get_command(app)
     commands = getattr(group, "commands", None)

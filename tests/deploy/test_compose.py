@@ -12,9 +12,9 @@ from sqlalchemy.engine import make_url
 from temporalio.api.taskqueue.v1 import PollerInfo
 from typer.testing import CliRunner
 
-from models import search_attributes as sa
-from security.audit_keys import generate as generate_audit_key
-from security.gateway_keys import generate as generate_gateway_key
+from countersign.models import search_attributes as sa
+from countersign.security.audit_keys import generate as generate_audit_key
+from countersign.security.gateway_keys import generate as generate_gateway_key
 from tests.deploy import (
     COMPOSE_FILE,
     COUNTERSIGN_SERVICES,
@@ -181,7 +181,7 @@ def test_countersign_services_run_real_cli_commands(name: str) -> None:
     assert subcommand in commands, f"`countersign {subcommand}` is not a command of countersign.cli"
     known = {opt for param in commands[subcommand].params for opt in param.opts}
     assert {option.split("=", 1)[0] for option in options if option.startswith("-")} <= known
-    from countersign.cli import app
+    from countersign.cli.main import app
 
     result = CliRunner().invoke(app, [subcommand, "--help"])
     assert result.exit_code == 0, result.output
@@ -228,7 +228,7 @@ def fixed_environment(name: str) -> dict[str, str]:
 
 @pytest.mark.parametrize("name", COUNTERSIGN_SERVICES)
 def test_the_values_compose_sets_are_valid_settings(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    from config.settings import Settings
+    from countersign.config.settings import Settings
 
     settings = setting_variables()
     for key in settings:

@@ -69,9 +69,9 @@ def pyproject() -> dict[str, Any]:
 
 
 def wheel_packages() -> list[str]:
-    included = pyproject()["tool"]["hatch"]["build"]["targets"]["wheel"]["only-include"]
+    included = pyproject()["tool"]["hatch"]["build"]["targets"]["wheel"]["packages"]
     assert isinstance(included, list)
-    return [str(path) for path in included if not str(path).endswith(".py")]
+    return [str(path) for path in included]
 
 
 def test_stages_use_pinned_images() -> None:
@@ -153,9 +153,9 @@ def test_the_command_is_a_countersign_command() -> None:
     (cmd,) = final("CMD")
     argv = json.loads(cmd)  # exec form: signals reach countersign, not a shell
     assert argv[0] == "countersign"
-    assert pyproject()["project"]["scripts"]["countersign"] == "countersign.cli:app"
+    assert pyproject()["project"]["scripts"]["countersign"] == "countersign.cli.main:app"
     assert argv[1] in cli_commands()
-    from countersign.cli import app
+    from countersign.cli.main import app
 
     result = CliRunner().invoke(app, [*argv[1:], "--help"])
     assert result.exit_code == 0, result.output

@@ -37,7 +37,7 @@ def test_each_variable_has_its_comment() -> None:
 def test_the_values_set_are_the_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
     """Copying .env.example to .env changes nothing until a line is edited: every line it sets shows
     the setting's default (and is a valid value)."""
-    from config.settings import Settings
+    from countersign.config.settings import Settings
 
     for name in setting_variables():
         monkeypatch.delenv(name, raising=False)

@@ -9,12 +9,12 @@ from typing import Any
 
 import pytest
 
-from graphs import review  # registers the node functions
-from graphs.registry import NODE_FUNCTIONS, NodeContext
-from graphs.review import IMPROVE_CONDITION, should_improve
-from graphs.review_analysis import FIX_TIERS
-from graphs.shipped import shipped_definitions
-from models.graph_routing import condition_holds
+from countersign.graphs import review  # registers the node functions
+from countersign.graphs.registry import NODE_FUNCTIONS, NodeContext
+from countersign.graphs.review import IMPROVE_CONDITION, should_improve
+from countersign.graphs.review_analysis import FIX_TIERS
+from countersign.graphs.shipped import shipped_definitions
+from countersign.models.graph_routing import condition_holds
 
 NAMES = ("review.extract", "review.analyze", "review.improve", "review.report")
 

@@ -12,12 +12,12 @@ from typing import Any
 
 import pytest
 
-import graphs.review as review
-import graphs.review_analysis as review_analysis
-import graphs.review_fixes as review_fixes
-import graphs.review_parsing as review_parsing
-from activities.graph import MAX_OUTPUT_BYTES
-from graphs.registry import NODE_FUNCTIONS, NodeContext, NodeError
+import countersign.graphs.review as review
+import countersign.graphs.review_analysis as review_analysis
+import countersign.graphs.review_fixes as review_fixes
+import countersign.graphs.review_parsing as review_parsing
+from countersign.activities.graph import MAX_OUTPUT_BYTES
+from countersign.graphs.registry import NODE_FUNCTIONS, NodeContext, NodeError
 from tests.graphs.test_review import call, run_review
 
 Make = Callable[[int], str]
@@ -175,7 +175,7 @@ def test_many_functions_and_long_names_stay_within_the_output_limit() -> None:
 
 
 def test_the_registry_wrapper_refuses_a_result_that_is_not_a_dict() -> None:
-    from graphs.registry import NodeFn
+    from countersign.graphs.registry import NodeFn
 
     bad = NodeFn(name="t.bad", function=lambda ctx: [1, 2])
     with pytest.raises(NodeError) as refused:

@@ -5,8 +5,8 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from graphs.validation import GraphInvalid, check_graph, graph_problems, parse_definition
-from models.graph import GraphDefinition
+from countersign.graphs.validation import GraphInvalid, check_graph, graph_problems, parse_definition
+from countersign.models.graph import GraphDefinition
 
 FUNCTIONS = frozenset({"f.a", "f.b", "f.c"})
 
@@ -163,8 +163,8 @@ def test_a_condition_nested_deeper_than_the_limit_is_refused_not_a_recursion_err
 
 
 def test_real_conditions_are_far_within_the_depth_limit() -> None:
-    from graphs.review import IMPROVE_CONDITION
-    from graphs.validation import MAX_CONDITION_DEPTH, condition_depth
+    from countersign.graphs.review import IMPROVE_CONDITION
+    from countersign.graphs.validation import MAX_CONDITION_DEPTH, condition_depth
 
     assert condition_depth(IMPROVE_CONDITION) == 6 < MAX_CONDITION_DEPTH
     assert condition_depth("state.score < 7 and not state.error") == 5

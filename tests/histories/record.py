@@ -97,27 +97,40 @@ from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
-from activities.notify import OutboxChannel
-from api.services.graph_runs import snapshot
-from config.temporal import ensure_search_attributes
-from countersign.dev_server import temporal_binary
-from countersign.mail_sink import MailSink
-from graphs.registry import NodeContext, NodeRegistry, build_node_registry, node_fn
-from graphs.shipped import shipped_definitions
-from graphs.validation import check_graph
-from llm.factory import build_planner
-from llm.rules import RulesPlanner
-from llm.spec import LLMOptions, parse_chain
-from models import search_attributes as sa
-from models.decisions import CancelInput, DecideInput, EditInput, ReassignInput, RefusalInput, RetryInput
-from models.enums import Decision, Role, WorkflowState
-from models.graph import GraphDefinition, GraphRunInput, GraphRunView, RunStatus
-from models.notifications import Notification, NotificationKind
-from models.policy import ApprovalPolicy
-from models.principals import Principal, Recipient
-from models.requests import ApprovalInput, SubmitRequest
-from models.views import WorkflowView
-from security.gateway_signing import GatewaySigning
+from countersign.activities.notify import OutboxChannel
+from countersign.api.services.graph_runs import snapshot
+from countersign.config.temporal import ensure_search_attributes
+from countersign.graphs.registry import NodeContext, NodeRegistry, build_node_registry, node_fn
+from countersign.graphs.shipped import shipped_definitions
+from countersign.graphs.validation import check_graph
+from countersign.llm.factory import build_planner
+from countersign.llm.rules import RulesPlanner
+from countersign.llm.spec import LLMOptions, parse_chain
+from countersign.models import search_attributes as sa
+from countersign.models.decisions import (
+    CancelInput,
+    DecideInput,
+    EditInput,
+    ReassignInput,
+    RefusalInput,
+    RetryInput,
+)
+from countersign.models.enums import Decision, Role, WorkflowState
+from countersign.models.graph import GraphDefinition, GraphRunInput, GraphRunView, RunStatus
+from countersign.models.notifications import Notification, NotificationKind
+from countersign.models.policy import ApprovalPolicy
+from countersign.models.principals import Principal, Recipient
+from countersign.models.requests import ApprovalInput, SubmitRequest
+from countersign.models.views import WorkflowView
+from countersign.security.gateway_signing import GatewaySigning
+from countersign.stack.dev_server import temporal_binary
+from countersign.stack.mail_sink import MailSink
+from countersign.tools.builtin import build_registry
+from countersign.tools.integrations import Integrations
+from countersign.tools.smtp import SmtpConfig
+from countersign.worker import build_worker
+from countersign.workflows.approval import ApprovalWorkflow
+from countersign.workflows.graph import GraphWorkflow
 from tests.fake_llm import FakeLLM, follow_up_plan, openai_answer, openai_error
 from tests.helpers import (
     DEFAULT_POLICY,
@@ -131,12 +144,6 @@ from tests.helpers import (
     start,
     wait_for_state,
 )
-from tools.builtin import build_registry
-from tools.integrations import Integrations
-from tools.smtp import SmtpConfig
-from worker import build_worker
-from workflows.approval import ApprovalWorkflow
-from workflows.graph import GraphWorkflow
 
 HERE = Path(__file__).parent
 ADMIN = Principal(id="p-adm", name="Ada Admin", roles=[Role.ADMIN])

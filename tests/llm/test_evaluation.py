@@ -9,17 +9,17 @@ import pytest
 from pydantic import EmailStr, TypeAdapter, ValidationError
 from typer.testing import CliRunner
 
-from countersign.cli import app
-from llm.eval_cases import DEFAULT_FILE, EvalCase, EvalFileError, load_cases, select
-from llm.eval_scoring import field_matches
-from llm.evaluation import evaluate, provider_specs
-from llm.rules import RulesPlanner
-from llm.spec import SpecError
-from models.enums import RequestType
-from models.proposal import Finding, Plan, PlanInput, PlanProvenance, RequestFields
-from models.tools import ToolSpec
+from countersign.cli.main import app
+from countersign.llm.eval_cases import DEFAULT_FILE, EvalCase, EvalFileError, load_cases, select
+from countersign.llm.eval_scoring import field_matches
+from countersign.llm.evaluation import evaluate, provider_specs
+from countersign.llm.rules import RulesPlanner
+from countersign.llm.spec import SpecError
+from countersign.models.enums import RequestType
+from countersign.models.proposal import Finding, Plan, PlanInput, PlanProvenance, RequestFields
+from countersign.models.tools import ToolSpec
+from countersign.tools.builtin import build_registry
 from tests.fake_llm import FakeLLM, follow_up_plan, openai_answer, openai_error
-from tools.builtin import build_registry
 
 TOOLS = build_registry().specs()
 EXPECTED_TOOL = {

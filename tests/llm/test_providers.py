@@ -7,14 +7,15 @@ from typing import Any
 
 import pytest
 
-from llm.base import Planner
-from llm.errors import ProviderError
-from llm.factory import build_planner
-from llm.prompt import PROMPT_VERSION
-from llm.spec import LLMOptions, SpecError, parse_chain
-from models.enums import RequestType
-from models.proposal import Plan, PlanInput
-from models.requests import SubmitRequest
+from countersign.llm.base import Planner
+from countersign.llm.errors import ProviderError
+from countersign.llm.factory import build_planner
+from countersign.llm.prompt import PROMPT_VERSION
+from countersign.llm.spec import LLMOptions, SpecError, parse_chain
+from countersign.models.enums import RequestType
+from countersign.models.proposal import Plan, PlanInput
+from countersign.models.requests import SubmitRequest
+from countersign.tools.builtin import build_registry
 from tests.fake_llm import (
     ANTHROPIC_MODEL,
     OPENAI_MODEL,
@@ -26,7 +27,6 @@ from tests.fake_llm import (
     openai_answer,
     openai_error,
 )
-from tools.builtin import build_registry
 
 OPENAI_KEY = "sk-test-OPENAIKEY0123456789"
 ANTHROPIC_KEY = "sk-ant-test-ANTHROPICKEY0123456789"

@@ -5,13 +5,13 @@ from typing import Any
 import pytest
 from pydantic import BaseModel
 
-from llm.base import Planner
-from llm.rules import RulesPlanner
-from models.enums import RequestType, SideEffect
-from models.proposal import Plan, PlanInput
-from models.requests import FieldHint, SubmitRequest
-from models.tools import ToolSpec
-from tools.args import (
+from countersign.llm.base import Planner
+from countersign.llm.rules import RulesPlanner
+from countersign.models.enums import RequestType, SideEffect
+from countersign.models.proposal import Plan, PlanInput
+from countersign.models.requests import FieldHint, SubmitRequest
+from countersign.models.tools import ToolSpec
+from countersign.tools.args import (
     CreatePurchaseOrderArgs,
     CreateTaskArgs,
     OpenSupportTicketArgs,

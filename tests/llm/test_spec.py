@@ -7,16 +7,16 @@ from email.utils import format_datetime
 import pytest
 from pydantic import ValidationError
 
-from config.settings import Settings
-from llm.errors import redact, status_kind
-from llm.parsing import parse_answer
-from llm.schema import plan_schema, strict_schema
-from llm.spec import ProviderSpec, SpecError, default_chain, parse_chain
-from models.retry_after import retry_after_seconds
+from countersign.config.settings import Settings
+from countersign.llm.errors import redact, status_kind
+from countersign.llm.parsing import parse_answer
+from countersign.llm.schema import plan_schema, strict_schema
+from countersign.llm.spec import ProviderSpec, SpecError, default_chain, parse_chain
+from countersign.models.retry_after import retry_after_seconds
+from countersign.tools.args import CreatePurchaseOrderArgs
+from countersign.tools.builtin import build_registry
+from countersign.worker import build_planners
 from tests.fake_llm import follow_up_plan
-from tools.args import CreatePurchaseOrderArgs
-from tools.builtin import build_registry
-from worker import build_planners
 
 REGISTRY = build_registry()
 

@@ -4,12 +4,12 @@ the role a decision is recorded in, and the step a graph approval node starts.""
 import pytest
 from pydantic import ValidationError
 
-from models.decisions import ApprovalStep, StepStatus
-from models.enums import Role
-from models.graph import NO_DEADLINE_SECONDS, ApprovalSpec, approval_step
-from models.policy import ApprovalPolicy
-from models.principals import Principal
-from workflows.policy import acting_role, chain_for_action, may_decide
+from countersign.models.decisions import ApprovalStep, StepStatus
+from countersign.models.enums import Role
+from countersign.models.graph import NO_DEADLINE_SECONDS, ApprovalSpec, approval_step
+from countersign.models.policy import ApprovalPolicy
+from countersign.models.principals import Principal
+from countersign.workflows.policy import acting_role, chain_for_action, may_decide
 
 SEVERAL = [Role.FINANCE, Role.DIRECTOR, Role.ADMIN]
 BOTH = Principal(id="p-both", name="Bo Both", roles=[Role.DIRECTOR, Role.FINANCE])

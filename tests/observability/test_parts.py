@@ -14,11 +14,11 @@ from collections.abc import Iterator
 import pytest
 from temporalio.testing import ActivityEnvironment
 
-from config.settings import Settings
-from models.audit import AuditAck, AuditBatch, AuditEvent
-from models.enums import ActorKind, Role, WorkflowState
-from observability import metrics
-from observability.logs import (
+from countersign.config.settings import Settings
+from countersign.models.audit import AuditAck, AuditBatch, AuditEvent
+from countersign.models.enums import ActorKind, Role, WorkflowState
+from countersign.observability import metrics
+from countersign.observability.logs import (
     REDACTED,
     REQUEST_TEXT_MARKER,
     JsonFormatter,
@@ -155,7 +155,9 @@ def test_the_secret_settings_and_vendor_keys_are_what_redaction_looks_for() -> N
 
 
 def record(message: str, *args: object) -> logging.LogRecord:
-    return logging.LogRecord("llm.model_planner", logging.WARNING, __file__, 1, message, args, None)
+    return logging.LogRecord(
+        "countersign.llm.model_planner", logging.WARNING, __file__, 1, message, args, None
+    )
 
 
 def test_request_texts_are_redacted_unless_the_setting_keeps_them() -> None:

@@ -27,11 +27,11 @@ from fastapi import FastAPI
 from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
-from api.main import attach, create_app, detach
-from config.settings import Settings
-from countersign.mail_sink import MailSink, deliveries
-from models.enums import Role
-from observability import metrics
+from countersign.api.main import attach, create_app, detach
+from countersign.config.settings import Settings
+from countersign.models.enums import Role
+from countersign.observability import metrics
+from countersign.stack.mail_sink import MailSink, deliveries
 from tests.chaos.support import WorkerProcess, free_port, worker_env
 from tests.deploy import REPO, services
 from tests.fake_llm import FakeLLM, Recorded, Reply, follow_up_plan, openai_answer
@@ -374,7 +374,9 @@ async def test_log_lines_are_json_with_workflow_ids_and_without_secrets_or_reque
     # From a plain logger inside an activity (the planner's warning): the ids too, and the request text
     # the model repeated is redacted.
     refused = run.ids["refused"]
-    (triage,) = [e for e in found if e["logger"] == "llm.model_planner" and e["workflow_id"] == refused][:1]
+    (triage,) = [
+        e for e in found if e["logger"] == "countersign.llm.model_planner" and e["workflow_id"] == refused
+    ][:1]
     assert "the model refused" in triage["message"] and "[request text]" in triage["message"], triage
     assert triage["run_id"] == run.runs[refused] and triage["activity_type"] == "plan"
     everything = run.worker.log.read_text()

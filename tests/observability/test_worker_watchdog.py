@@ -11,11 +11,15 @@ import pytest
 from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
-from models.enums import WorkflowState
-from observability.worker_watchdog import WorkerStalled, watch_workflow_queue, workflow_queue_stats
+from countersign.models.enums import WorkflowState
+from countersign.observability.worker_watchdog import (
+    WorkerStalled,
+    watch_workflow_queue,
+    workflow_queue_stats,
+)
+from countersign.worker import WorkerGroup
 from tests.chaos.support import WorkerProcess, free_port, worker_env
 from tests.helpers import REQUESTER, eventually, start, wait_for_state
-from worker import WorkerGroup
 
 STALL = timedelta(seconds=3)
 

@@ -12,14 +12,14 @@ from temporalio.api.common.v1 import Payload
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 
-from api.services.approvals import ApprovalService
-from config.settings import Settings
-from llm.rules import RulesPlanner
-from models.enums import Role, WorkflowState
-from models.principals import Principal
-from models.requests import ApprovalInput, SubmitRequest
-from models.views import InboxFilter
-from security.codec import (
+from countersign.api.services.approvals import ApprovalService
+from countersign.config.settings import Settings
+from countersign.llm.rules import RulesPlanner
+from countersign.models.enums import Role, WorkflowState
+from countersign.models.principals import Principal
+from countersign.models.requests import ApprovalInput, SubmitRequest
+from countersign.models.views import InboxFilter
+from countersign.security.codec import (
     ENCODING,
     KEY_ID_METADATA,
     NONCE_BYTES,
@@ -27,11 +27,11 @@ from security.codec import (
     PayloadCodecError,
     data_converter,
 )
-from security.gateway_signing import GatewaySigning
-from store.principals import PrincipalStore
+from countersign.security.gateway_signing import GatewaySigning
+from countersign.store.principals import PrincipalStore
+from countersign.worker import build_worker
+from countersign.workflows.approval import ApprovalWorkflow
 from tests.helpers import DEFAULT_POLICY, REQUESTER, SIGNER, TEST_TRUST, wait_for_state
-from worker import build_worker
-from workflows.approval import ApprovalWorkflow
 
 K1 = os.urandom(32)
 K2 = os.urandom(32)

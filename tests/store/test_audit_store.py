@@ -14,13 +14,13 @@ import pytest
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
-from activities.audit import AuditActivities
-from config.settings import Settings
-from models.audit import AuditBatch, AuditEvent, StoredAuditEvent
-from models.enums import ActorKind, Role, WorkflowState
-from store.audit_links import chain_link
-from store.audit_store import AuditConflict, AuditGap, AuditStore
-from store.sql import masked_url
+from countersign.activities.audit import AuditActivities
+from countersign.config.settings import Settings
+from countersign.models.audit import AuditBatch, AuditEvent, StoredAuditEvent
+from countersign.models.enums import ActorKind, Role, WorkflowState
+from countersign.store.audit_links import chain_link
+from countersign.store.audit_store import AuditConflict, AuditGap, AuditStore
+from countersign.store.sql import masked_url
 from tests.conftest import Location
 from tests.helpers import TEST_TRUST
 

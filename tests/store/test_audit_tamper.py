@@ -16,15 +16,15 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
-from api.services.audit_log import AuditLog
-from models.audit import AuditAnchor, StoredAuditEvent, VerifyReport
-from models.enums import WorkflowState
-from models.principals import Principal
-from security.audit_keys import AuditKeyring
-from security.gateway_keys import MissingKey
-from store.audit_anchors import Anchors
-from store.audit_links import anchor_bytes, anchor_line, chain_link, link_bytes
-from store.audit_store import AuditStore
+from countersign.api.services.audit_log import AuditLog
+from countersign.models.audit import AuditAnchor, StoredAuditEvent, VerifyReport
+from countersign.models.enums import WorkflowState
+from countersign.models.principals import Principal
+from countersign.security.audit_keys import AuditKeyring
+from countersign.security.gateway_keys import MissingKey
+from countersign.store.audit_anchors import Anchors
+from countersign.store.audit_links import anchor_bytes, anchor_line, chain_link, link_bytes
+from countersign.store.audit_store import AuditStore
 from tests.conftest import Location
 from tests.helpers import TEST_TRUST
 from tests.store.test_audit_store import EVENTS, batch

@@ -13,15 +13,15 @@ from pydantic import BaseModel
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
-from activities.execution import LEASE_TTL, ExecutionActivities
-from models.enums import Risk, SideEffect
-from models.tools import LedgerEntry, LedgerStatus, ToolCall, ToolOutcome
-from store.execution_ledger import ExecutionLedger, LeaseBusy, LeaseLost, LedgerConflict
+from countersign.activities.execution import LEASE_TTL, ExecutionActivities
+from countersign.models.enums import Risk, SideEffect
+from countersign.models.tools import LedgerEntry, LedgerStatus, ToolCall, ToolOutcome
+from countersign.store.execution_ledger import ExecutionLedger, LeaseBusy, LeaseLost, LedgerConflict
+from countersign.tools.builtin import build_registry, list_records
+from countersign.tools.effects import canonical_args_json
+from countersign.tools.registry import Tool, ToolContext, ToolRegistry, ToolRun
+from countersign.workflows.approval import EXECUTE_HEARTBEAT_TIMEOUT
 from tests.conftest import Location
-from tools.builtin import build_registry, list_records
-from tools.effects import canonical_args_json
-from tools.registry import Tool, ToolContext, ToolRegistry, ToolRun
-from workflows.approval import EXECUTE_HEARTBEAT_TIMEOUT
 
 KEY = "req-default-0123abcd:v1"
 DIGEST = "a" * 64

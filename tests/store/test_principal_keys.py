@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from models.enums import Role
-from models.errors import Invalid, NotFound
-from models.principals import RESERVED_TENANTS, DelegateRequest, Principal, Recipient
-from store.principals import PrincipalStore, SignInRefused
+from countersign.models.enums import Role
+from countersign.models.errors import Invalid, NotFound
+from countersign.models.principals import RESERVED_TENANTS, DelegateRequest, Principal, Recipient
+from countersign.store.principals import PrincipalStore, SignInRefused
 
 START = datetime(2031, 3, 1, 9, 0, tzinfo=UTC)
 

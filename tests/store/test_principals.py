@@ -11,11 +11,11 @@ import aiosqlite
 import pytest
 from pydantic import ValidationError
 
-import store.principals.schema as principals_schema
-from models.enums import Role
-from models.errors import Invalid, NotFound
-from models.principals import DelegateRequest, Delegation, Principal, Recipient
-from store.principals import PrincipalStore
+import countersign.store.principals.schema as principals_schema
+from countersign.models.enums import Role
+from countersign.models.errors import Invalid, NotFound
+from countersign.models.principals import DelegateRequest, Delegation, Principal, Recipient
+from countersign.store.principals import PrincipalStore
 from tests.countersign.test_cli import countersign
 
 NOW = datetime(2031, 3, 1, 9, 0, tzinfo=UTC)

@@ -13,15 +13,15 @@ from typing import Any
 import pytest
 from pydantic import BaseModel
 
-from models.enums import SideEffect
-from tools.args import (
+from countersign.models.enums import SideEffect
+from countersign.tools.args import (
     CreatePurchaseOrderArgs,
     CreateTaskArgs,
     OpenSupportTicketArgs,
     RecordLeaveArgs,
     SendEmailArgs,
 )
-from tools.builtin import (
+from countersign.tools.builtin import (
     build_registry,
     create_purchase_order,
     create_task,
@@ -31,7 +31,7 @@ from tools.builtin import (
     record_leave,
     send_email,
 )
-from tools.registry import ToolContext, ToolRun
+from countersign.tools.registry import ToolContext, ToolRun
 
 KEY = "req-default-1a2b3c:v1"
 
@@ -383,7 +383,7 @@ def test_one_line_fields_refuse_every_line_separator(separator: str) -> None:
     before anyone approves it (U+2028 in a subject used to pass and fail at send time)."""
     from pydantic import ValidationError
 
-    from tools.web_args import CreateTicketArgs, HttpHeader
+    from countersign.tools.web_args import CreateTicketArgs, HttpHeader
 
     assert f"a{separator}b".splitlines() == ["a", "b"]
     with pytest.raises(ValidationError):

@@ -3,11 +3,11 @@
 import pytest
 from pydantic import BaseModel
 
-from models.enums import RequestType, Risk, SideEffect
-from models.policy import ApprovalPolicy
-from models.proposal import Plan, RequestFields
-from tools.registry import ToolCatalog, ToolContext, ToolRegistry, ToolRun, tool
-from workflows.policy import build_chain
+from countersign.models.enums import RequestType, Risk, SideEffect
+from countersign.models.policy import ApprovalPolicy
+from countersign.models.proposal import Plan, RequestFields
+from countersign.tools.registry import ToolCatalog, ToolContext, ToolRegistry, ToolRun, tool
+from countersign.workflows.policy import build_chain
 
 
 class PingArgs(BaseModel):

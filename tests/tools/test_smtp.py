@@ -8,18 +8,18 @@ from pathlib import Path
 import pytest
 from aiosmtpd.smtp import AuthResult, LoginPassword
 
-from activities.validation import ValidationActivities
-from config.settings import Settings
-from countersign.mail_sink import MailSink, deliveries
-from models.enums import RequestType
-from models.proposal import Plan, RequestFields, ValidateInput
-from store.execution_ledger import LeaseLost
-from tools.args import SendEmailArgs
-from tools.builtin import build_registry, send_email
-from tools.effects import list_outbox
-from tools.integrations import Integrations
-from tools.registry import ToolContext
-from tools.smtp import SmtpConfig, SmtpRefused
+from countersign.activities.validation import ValidationActivities
+from countersign.config.settings import Settings
+from countersign.models.enums import RequestType
+from countersign.models.proposal import Plan, RequestFields, ValidateInput
+from countersign.stack.mail_sink import MailSink, deliveries
+from countersign.store.execution_ledger import LeaseLost
+from countersign.tools.args import SendEmailArgs
+from countersign.tools.builtin import build_registry, send_email
+from countersign.tools.effects import list_outbox
+from countersign.tools.integrations import Integrations
+from countersign.tools.registry import ToolContext
+from countersign.tools.smtp import SmtpConfig, SmtpRefused
 
 KEY = "req-default-abc123:v1"
 ARGS = SendEmailArgs(to="pat@example.com", subject="Pricing", body="Hello Pat.\n", cc=["ops@example.com"])

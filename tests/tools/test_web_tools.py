@@ -22,20 +22,20 @@ from fastapi import FastAPI, Request, Response
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
-from activities.execution import ExecutionActivities
-from activities.validation import ValidationActivities
-from config.settings import Settings
-from models.enums import RequestType, Risk, SideEffect
-from models.proposal import Plan, RequestFields, ValidateInput, ValidationReport
-from models.tools import ToolCall
-from store.execution_ledger import LeaseLost
-from tools.builtin import build_registry, list_records
-from tools.http_client import MAX_RESPONSE_CHARS, HttpRefused, HttpRetryable
-from tools.integrations import Integrations, TicketConfig
-from tools.registry import ToolContext
-from tools.ticket_trackers import github_marker, jira_label
-from tools.web import create_ticket, http_request, post_webhook
-from tools.web_args import CreateTicketArgs, HttpRequestArgs, PostWebhookArgs
+from countersign.activities.execution import ExecutionActivities
+from countersign.activities.validation import ValidationActivities
+from countersign.config.settings import Settings
+from countersign.models.enums import RequestType, Risk, SideEffect
+from countersign.models.proposal import Plan, RequestFields, ValidateInput, ValidationReport
+from countersign.models.tools import ToolCall
+from countersign.store.execution_ledger import LeaseLost
+from countersign.tools.builtin import build_registry, list_records
+from countersign.tools.http_client import MAX_RESPONSE_CHARS, HttpRefused, HttpRetryable
+from countersign.tools.integrations import Integrations, TicketConfig
+from countersign.tools.registry import ToolContext
+from countersign.tools.ticket_trackers import github_marker, jira_label
+from countersign.tools.web import create_ticket, http_request, post_webhook
+from countersign.tools.web_args import CreateTicketArgs, HttpRequestArgs, PostWebhookArgs
 
 KEY = "req-default-abc123:v1"
 GITHUB_TOKEN = "ghp-test-token-0123456789"

@@ -21,13 +21,13 @@ from temporalio.client import Client, WorkflowHistory, WorkflowUpdateStage
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer
 
-from llm.rules import RulesPlanner
-from models.decisions import DecideInput
-from models.enums import Decision, WorkflowState
+from countersign.llm.rules import RulesPlanner
+from countersign.models.decisions import DecideInput
+from countersign.models.enums import Decision, WorkflowState
+from countersign.worker import SANDBOXED, build_worker
+from countersign.workflows.approval import ApprovalWorkflow
+from countersign.workflows.graph import GraphWorkflow
 from tests.helpers import MANAGER, TEST_TRUST, eventually, start, wait_for_state
-from worker import SANDBOXED, build_worker
-from workflows.approval import ApprovalWorkflow
-from workflows.graph import GraphWorkflow
 
 FOLLOW_UP = "Follow up with ABC Logistics (sales@abclogistics.com) about pricing"
 

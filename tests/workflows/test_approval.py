@@ -9,12 +9,15 @@ from temporalio.client import Client, WorkflowFailureError, WorkflowUpdateFailed
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError
 
-from llm.rules import RulesPlanner
-from models import search_attributes as sa
-from models.decisions import DecideInput, Refusal
-from models.enums import ActorKind, Decision, RequestType, Role, WorkflowState
-from models.policy import ApprovalPolicy
-from models.principals import Principal
+from countersign.llm.rules import RulesPlanner
+from countersign.models import search_attributes as sa
+from countersign.models.decisions import DecideInput, Refusal
+from countersign.models.enums import ActorKind, Decision, RequestType, Role, WorkflowState
+from countersign.models.policy import ApprovalPolicy
+from countersign.models.principals import Principal
+from countersign.tools.builtin import list_outbox, list_records
+from countersign.worker import build_worker
+from countersign.workflows.approval import ApprovalWorkflow
 from tests.helpers import (
     DIRECTOR,
     FINANCE,
@@ -28,9 +31,6 @@ from tests.helpers import (
     start,
     wait_for_state,
 )
-from tools.builtin import list_outbox, list_records
-from worker import build_worker
-from workflows.approval import ApprovalWorkflow
 
 pytestmark = pytest.mark.usefixtures("worker")
 

@@ -7,13 +7,13 @@ from pathlib import Path
 import pytest
 from temporalio.client import Client, WorkflowFailureError
 
-from activities.notify import OutboxChannel
-from models.decisions import DecideInput
-from models.enums import Decision, WorkflowState
-from models.notifications import Notification, NotificationKind
-from store.audit_store import AuditStore
+from countersign.activities.notify import OutboxChannel
+from countersign.models.decisions import DecideInput
+from countersign.models.enums import Decision, WorkflowState
+from countersign.models.notifications import Notification, NotificationKind
+from countersign.store.audit_store import AuditStore
+from countersign.workflows.approval import ApprovalWorkflow
 from tests.helpers import MANAGER, TEST_TRUST, start, wait_for_state
-from workflows.approval import ApprovalWorkflow
 
 pytestmark = pytest.mark.usefixtures("worker")
 

@@ -6,11 +6,13 @@ from temporalio.client import Client, WorkflowHandle, WorkflowUpdateFailedError
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError
 
-from models.decisions import CancelInput, DecideInput, EditInput, ReassignInput, Refusal
-from models.enums import Decision, Role, WorkflowState
-from models.policy import ApprovalPolicy
-from models.principals import Principal
-from models.views import WorkflowView
+from countersign.models.decisions import CancelInput, DecideInput, EditInput, ReassignInput, Refusal
+from countersign.models.enums import Decision, Role, WorkflowState
+from countersign.models.policy import ApprovalPolicy
+from countersign.models.principals import Principal
+from countersign.models.views import WorkflowView
+from countersign.tools.builtin import list_outbox, list_records
+from countersign.workflows.approval import ApprovalWorkflow
 from tests.helpers import (
     DIRECTOR,
     FINANCE,
@@ -21,8 +23,6 @@ from tests.helpers import (
     start,
     wait_for_state,
 )
-from tools.builtin import list_outbox, list_records
-from workflows.approval import ApprovalWorkflow
 
 pytestmark = pytest.mark.usefixtures("worker")
 

@@ -14,17 +14,17 @@ from pathlib import Path
 
 from temporalio.client import Client
 
-from countersign.mail_sink import MailSink, deliveries
-from models.decisions import DecideInput
-from models.enums import Decision, WorkflowState
-from models.tools import LedgerEntry, LedgerStatus
-from models.views import WorkflowView
-from store.execution_ledger import ExecutionLedger
-from store.sql import default_url
+from countersign.models.decisions import DecideInput
+from countersign.models.enums import Decision, WorkflowState
+from countersign.models.tools import LedgerEntry, LedgerStatus
+from countersign.models.views import WorkflowView
+from countersign.stack.mail_sink import MailSink, deliveries
+from countersign.store.execution_ledger import ExecutionLedger
+from countersign.store.sql import default_url
+from countersign.workflows.approval import ApprovalWorkflow
 from tests.chaos.support import WorkerProcess, worker_env
 from tests.fake_llm import FakeLLM, follow_up_plan, openai_answer
 from tests.helpers import MANAGER, eventually, start, wait_for_state
-from workflows.approval import ApprovalWorkflow
 
 FOLLOW_UP = "Follow up with ABC Logistics (sales@abclogistics.com) about pricing"
 

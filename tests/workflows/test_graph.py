@@ -20,20 +20,20 @@ from temporalio.contrib.workflow_streams import WorkflowStreamClient
 from temporalio.exceptions import CancelledError
 from temporalio.testing import WorkflowEnvironment
 
-from api.services.graph_runs import snapshot
-from graphs.registry import NodeContext, NodeRegistry, build_node_registry, node_fn
-from graphs.shipped import shipped_definitions
-from llm.rules import RulesPlanner
-from models import search_attributes as sa
-from models.decisions import DecideInput
-from models.enums import Decision, Role
-from models.graph import GraphDefinition, GraphRunInput, GraphRunView, NodeEvent, RunStatus
-from models.principals import Principal
-from store.audit_store import AuditStore
+from countersign.api.services.graph_runs import snapshot
+from countersign.graphs.registry import NodeContext, NodeRegistry, build_node_registry, node_fn
+from countersign.graphs.shipped import shipped_definitions
+from countersign.llm.rules import RulesPlanner
+from countersign.models import search_attributes as sa
+from countersign.models.decisions import DecideInput
+from countersign.models.enums import Decision, Role
+from countersign.models.graph import GraphDefinition, GraphRunInput, GraphRunView, NodeEvent, RunStatus
+from countersign.models.principals import Principal
+from countersign.store.audit_store import AuditStore
+from countersign.worker import WorkerGroup, build_worker
+from countersign.workflows.graph import EVENTS_TOPIC, GraphWorkflow
 from tests.graphs import test_review as review_cases
 from tests.helpers import FINANCE, MANAGER, MANAGER_2, OTHER_TENANT_MANAGER, REQUESTER, TEST_TRUST, eventually
-from worker import WorkerGroup, build_worker
-from workflows.graph import EVENTS_TOPIC, GraphWorkflow
 
 NODES = NodeRegistry()
 

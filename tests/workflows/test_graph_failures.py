@@ -12,16 +12,16 @@ from typing import Any
 import pytest
 from temporalio.client import Client, WorkflowHandle
 
-from api.services.graph_runs import snapshot
-from graphs.registry import NodeContext, NodeError, NodeRegistry, build_node_registry, node_fn
-from graphs.shipped import shipped_definitions
-from llm.rules import RulesPlanner
-from models.graph import GraphRunView, RunStatus
+from countersign.api.services.graph_runs import snapshot
+from countersign.graphs.registry import NodeContext, NodeError, NodeRegistry, build_node_registry, node_fn
+from countersign.graphs.shipped import shipped_definitions
+from countersign.llm.rules import RulesPlanner
+from countersign.models.graph import GraphRunView, RunStatus
+from countersign.worker import WorkerGroup, build_worker
+from countersign.workflows.graph import GraphWorkflow
 from tests.graphs.test_review_limits import THE_ORIGINAL_INPUTS
 from tests.helpers import TEST_TRUST
 from tests.workflows.test_graph import events_of, graph, run_graph
-from worker import WorkerGroup, build_worker
-from workflows.graph import GraphWorkflow
 
 NODES = NodeRegistry()
 

@@ -11,19 +11,19 @@ from temporalio.client import Client, WorkflowHandle, WorkflowUpdateFailedError
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
 
-from activities.notify import list_notifications
-from llm.rules import RulesPlanner
-from models import search_attributes as sa
-from models.decisions import ReassignInput, Refusal
-from models.enums import Decision, Role, WorkflowState
-from models.graph import GraphRunView, RunStatus
-from models.principals import Principal
-from store.audit_store import AuditStore
-from store.principals import PrincipalStore
+from countersign.activities.notify import list_notifications
+from countersign.llm.rules import RulesPlanner
+from countersign.models import search_attributes as sa
+from countersign.models.decisions import ReassignInput, Refusal
+from countersign.models.enums import Decision, Role, WorkflowState
+from countersign.models.graph import GraphRunView, RunStatus
+from countersign.models.principals import Principal
+from countersign.store.audit_store import AuditStore
+from countersign.store.principals import PrincipalStore
+from countersign.worker import WorkerGroup, build_worker
+from countersign.workflows.graph import GraphWorkflow
 from tests.helpers import DIRECTOR, MANAGER, TEST_TRUST
 from tests.workflows.test_graph import NODES, decide, graph, run_graph, waiting
-from worker import WorkerGroup, build_worker
-from workflows.graph import GraphWorkflow
 
 ADMIN = Principal(id="p-adm", name="Ada Admin", roles=[Role.ADMIN])
 FINANCE = Principal(id="p-fin", name="Fin Ance", roles=[Role.FINANCE])

@@ -8,15 +8,15 @@ from pathlib import Path
 import pytest
 from temporalio.client import Client
 
-from api.services.approvals import ApprovalService
-from config.policy_file import load_policy
-from models.decisions import ReassignRequest
-from models.enums import Role, WorkflowState
-from models.policy import ApprovalPolicy
-from models.principals import Principal
-from models.requests import SubmitRequest
-from models.views import InboxFilter, WorkflowSummary
-from store.principals import PrincipalStore
+from countersign.api.services.approvals import ApprovalService
+from countersign.config.policy_file import load_policy
+from countersign.models.decisions import ReassignRequest
+from countersign.models.enums import Role, WorkflowState
+from countersign.models.policy import ApprovalPolicy
+from countersign.models.principals import Principal
+from countersign.models.requests import SubmitRequest
+from countersign.models.views import InboxFilter, WorkflowSummary
+from countersign.store.principals import PrincipalStore
 from tests.helpers import eventually
 
 pytestmark = pytest.mark.usefixtures("worker")
@@ -115,14 +115,14 @@ async def test_the_most_urgent_come_first_when_more_wait_than_the_inbox_lists(
     every = await svc.inbox(manager, waiting)
     assert [r.workflow_id for r in every] == ids  # same SLA: due in the order they were submitted
 
-    monkeypatch.setattr("api.services.inbox.INBOX_SCAN", 5)
+    monkeypatch.setattr("countersign.api.services.inbox.INBOX_SCAN", 5)
     first = await svc.inbox(manager, InboxFilter(limit=3))
     assert [r.workflow_id for r in first] == ids[:3]
 
     # A page lists a few pages' worth, not everything waiting: with 12 waiting and pages of 2, the
     # band is cut to at most 8 rows (4 pages), and the earliest due are still first.
-    monkeypatch.setattr("api.services.inbox.INBOX_SCAN", 2000)
-    monkeypatch.setattr("api.services.inbox._BAND_MIN_ROWS", 1)
+    monkeypatch.setattr("countersign.api.services.inbox.INBOX_SCAN", 2000)
+    monkeypatch.setattr("countersign.api.services.inbox._BAND_MIN_ROWS", 1)
     listed: list[int] = []
     lists = svc._lists  # the inbox's queries (api/services/inbox.py)
     query = lists._query

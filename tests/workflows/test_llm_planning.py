@@ -11,14 +11,17 @@ from temporalio.client import Client, WorkflowUpdateFailedError
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
 
-from llm.base import Planner
-from llm.factory import build_planner
-from llm.prompt import PROMPT_VERSION
-from llm.rules import RulesPlanner
-from llm.spec import LLMOptions, parse_chain
-from models.decisions import CancelInput, DecideInput, Refusal, RetryInput
-from models.enums import Decision, RequestType, Role, WorkflowState
-from models.principals import Principal
+from countersign.llm.base import Planner
+from countersign.llm.factory import build_planner
+from countersign.llm.prompt import PROMPT_VERSION
+from countersign.llm.rules import RulesPlanner
+from countersign.llm.spec import LLMOptions, parse_chain
+from countersign.models.decisions import CancelInput, DecideInput, Refusal, RetryInput
+from countersign.models.enums import Decision, RequestType, Role, WorkflowState
+from countersign.models.principals import Principal
+from countersign.tools.builtin import build_registry, list_outbox
+from countersign.worker import WorkerGroup, build_worker
+from countersign.workflows.approval import PLANNING_RETRY, ApprovalWorkflow
 from tests.fake_llm import (
     OPENAI_MODEL,
     FakeLLM,
@@ -29,9 +32,6 @@ from tests.fake_llm import (
     openai_error,
 )
 from tests.helpers import MANAGER, REQUESTER, TEST_TRUST, eventually, last_approval, start, wait_for_state
-from tools.builtin import build_registry, list_outbox
-from worker import WorkerGroup, build_worker
-from workflows.approval import PLANNING_RETRY, ApprovalWorkflow
 
 ADMIN = Principal(id="p-adm", name="Ada Admin", roles=[Role.ADMIN])
 SECRET = "sk-test-WORKFLOWSECRET0123456789"

@@ -7,19 +7,19 @@ from pathlib import Path
 
 from temporalio.testing import WorkflowEnvironment
 
-from countersign.mail_sink import MailSink, deliveries
-from llm.rules import RulesPlanner
-from models.decisions import DecideInput
-from models.enums import Decision, Role, WorkflowState
-from models.policy import ApprovalPolicy
-from store.principals import PrincipalStore
+from countersign.llm.rules import RulesPlanner
+from countersign.models.decisions import DecideInput
+from countersign.models.enums import Decision, Role, WorkflowState
+from countersign.models.policy import ApprovalPolicy
+from countersign.stack.mail_sink import MailSink, deliveries
+from countersign.store.principals import PrincipalStore
+from countersign.tools.integrations import Integrations
+from countersign.tools.smtp import SmtpConfig
+from countersign.worker import build_worker
+from countersign.workflows.approval import ApprovalWorkflow
 from tests.chaos.support import free_port
 from tests.helpers import FINANCE, MANAGER, TEST_TRUST, start
 from tests.workflows.test_sla import _wait_waiting
-from tools.integrations import Integrations
-from tools.smtp import SmtpConfig
-from worker import build_worker
-from workflows.approval import ApprovalWorkflow
 
 FOLLOW_UP = "Follow up with ABC Logistics (sales@abclogistics.com) about pricing"
 TWO_STEPS = ApprovalPolicy.model_validate(

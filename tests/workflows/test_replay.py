@@ -9,9 +9,9 @@ from temporalio.client import WorkflowHistory
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer
 
-from worker import SANDBOXED
-from workflows.approval import ApprovalWorkflow
-from workflows.graph import GraphWorkflow
+from countersign.worker import SANDBOXED
+from countersign.workflows.approval import ApprovalWorkflow
+from countersign.workflows.graph import GraphWorkflow
 
 HISTORIES = sorted((Path(__file__).parent.parent / "histories").glob("*.json"))
 

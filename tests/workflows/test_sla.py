@@ -13,21 +13,21 @@ from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 
-from activities.notify import list_notifications
-from countersign.mail_sink import MailSink, deliveries
-from llm.rules import RulesPlanner
-from models.decisions import DecideInput, Refusal, RetryInput
-from models.enums import Decision, Role, WorkflowState
-from models.policy import ApprovalPolicy
-from models.principals import Principal
-from models.views import WorkflowView
-from store.principals import PrincipalStore
+from countersign.activities.notify import list_notifications
+from countersign.llm.rules import RulesPlanner
+from countersign.models.decisions import DecideInput, Refusal, RetryInput
+from countersign.models.enums import Decision, Role, WorkflowState
+from countersign.models.policy import ApprovalPolicy
+from countersign.models.principals import Principal
+from countersign.models.views import WorkflowView
+from countersign.stack.mail_sink import MailSink, deliveries
+from countersign.store.principals import PrincipalStore
+from countersign.tools.builtin import list_outbox
+from countersign.tools.integrations import Integrations
+from countersign.tools.smtp import SmtpConfig
+from countersign.worker import WorkerGroup, build_worker
+from countersign.workflows.approval import ApprovalWorkflow
 from tests.helpers import MANAGER, TEST_TRUST, last_approval, start
-from tools.builtin import list_outbox
-from tools.integrations import Integrations
-from tools.smtp import SmtpConfig
-from worker import WorkerGroup, build_worker
-from workflows.approval import ApprovalWorkflow
 
 FOLLOW_UP = "Follow up with ABC Logistics (sales@abclogistics.com) about pricing"
 ADMIN = Principal(id="p-adm", name="Ada Admin", roles=[Role.ADMIN])

@@ -20,17 +20,21 @@ from temporalio.client import Client, WorkflowHandle, WorkflowUpdateFailedError
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.exceptions import ApplicationError
 
-from activities.notify import list_notifications
-from llm.factory import build_planner
-from llm.spec import LLMOptions, parse_chain
-from models import search_attributes as sa
-from models.decisions import DecideInput, ReassignInput, Refusal
-from models.enums import Decision, Role, WorkflowState
-from models.graph import GraphCarry, GraphRunInput, GraphRunView, RunStatus
-from models.principals import Principal
-from models.requests import ApprovalInput, SubmitRequest
-from models.views import WorkflowView
-from security.gateway_keys import GatewaySigner, generate
+from countersign.activities.notify import list_notifications
+from countersign.llm.factory import build_planner
+from countersign.llm.spec import LLMOptions, parse_chain
+from countersign.models import search_attributes as sa
+from countersign.models.decisions import DecideInput, ReassignInput, Refusal
+from countersign.models.enums import Decision, Role, WorkflowState
+from countersign.models.graph import GraphCarry, GraphRunInput, GraphRunView, RunStatus
+from countersign.models.principals import Principal
+from countersign.models.requests import ApprovalInput, SubmitRequest
+from countersign.models.views import WorkflowView
+from countersign.security.gateway_keys import GatewaySigner, generate
+from countersign.tools.builtin import build_registry
+from countersign.worker import WorkerGroup, build_worker
+from countersign.workflows.approval import ApprovalWorkflow
+from countersign.workflows.graph import GraphWorkflow
 from tests.fake_llm import FakeLLM, follow_up_plan, openai_answer
 from tests.helpers import (
     DEFAULT_POLICY,
@@ -46,10 +50,6 @@ from tests.helpers import (
     wait_for_state,
 )
 from tests.workflows.test_graph import APPROVAL, graph_worker, run_graph, waiting
-from tools.builtin import build_registry
-from worker import WorkerGroup, build_worker
-from workflows.approval import ApprovalWorkflow
-from workflows.graph import GraphWorkflow
 
 __all__ = ["graph_worker"]  # the graph tests' worker fixture, used here too
 

@@ -1,0 +1,38 @@
+from datetime import UTC, datetime
+
+from fastapi import APIRouter, Response, status
+
+from countersign.api.deps import WITH_BODY, PrincipalDep, PrincipalStoreDep, refusals
+from countersign.models.principals import DelegateRequest, Delegation, DelegationEvent
+from countersign.models.views import PrincipalProfile
+
+router = APIRouter(prefix="/principals", tags=["principals"], responses=refusals(401))
+
+
+@router.get("/me", summary="Who the caller is, and their delegation if they set one")
+async def me(principal: PrincipalDep, store: PrincipalStoreDep) -> PrincipalProfile:
+    return PrincipalProfile(principal=principal, delegation=await store.delegation_of(principal.id))
+
+
+@router.get("/me/delegations", summary="Every delegation the caller set or ended, oldest first")
+async def delegation_log(principal: PrincipalDep, store: PrincipalStoreDep) -> list[DelegationEvent]:
+    return await store.delegation_log(principal.id)
+
+
+@router.put(
+    "/me/delegate",
+    summary="Out of office: let a colleague decide with your roles for a period",
+    responses=refusals(*WITH_BODY, 404),
+)
+async def set_delegate(
+    body: DelegateRequest, principal: PrincipalDep, store: PrincipalStoreDep
+) -> Delegation:
+    return await store.set_delegate(principal, body, datetime.now(UTC))
+
+
+@router.delete(
+    "/me/delegate", status_code=status.HTTP_204_NO_CONTENT, summary="End the caller's delegation now"
+)
+async def clear_delegate(principal: PrincipalDep, store: PrincipalStoreDep) -> Response:
+    await store.clear_delegate(principal, datetime.now(UTC))
+    return Response(status_code=status.HTTP_204_NO_CONTENT)

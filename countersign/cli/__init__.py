@@ -1,0 +1,1 @@
+"""The `countersign` command: `main.py` holds the Typer app, one module per command group."""

@@ -1,0 +1,81 @@
+"""What readers see: the whole workflow (`GET /workflows/{id}`, the `view` query) and list rows."""
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from countersign.models.audit import AuditEvent
+from countersign.models.decisions import ApprovalStep
+from countersign.models.enums import RequestType, Role, WorkflowState
+from countersign.models.principals import Delegation, Principal
+from countersign.models.proposal import Proposal, ValidationReport
+from countersign.models.requests import SubmitRequest
+from countersign.models.tools import ToolOutcome
+
+
+class WorkflowView(BaseModel):
+    workflow_id: str
+    state: WorkflowState
+    request: SubmitRequest
+    requester: Principal
+    proposal: Proposal | None = None
+    validation: ValidationReport | None = None
+    chain: list[ApprovalStep] = Field(default_factory=list)
+    current_step: int | None = None
+    audit: list[AuditEvent] = Field(default_factory=list)
+    result: ToolOutcome | None = None
+    error: str | None = None
+    # The version of the policy file the chain was built from (None before policy files).
+    policy_version: str | None = None
+
+
+class SubmitResponse(BaseModel):
+    """`POST /workflows` answer. `view` is there when the caller asked to wait (`wait_seconds`) and the
+    workflow reached a settled state in that time: a proposal awaiting a reviewer, or an end."""
+
+    workflow_id: str
+    state: str
+    view: WorkflowView | None = None
+
+
+class WorkflowSummary(BaseModel):
+    workflow_id: str
+    # What the row is: a request (`/workflows/{id}`), or a graph run waiting at an approval node
+    # (`/graph/state/{id}`, decided with `/graph/runs/{id}/approve` or a batch).
+    kind: Literal["request", "graph_run"] = "request"
+    state: WorkflowState | None
+    request_type: RequestType | None
+    awaiting_role: Role | None
+    requester: str | None
+    tenant: str | None
+    amount: float | None
+    started_at: datetime | None
+    text: str | None = None
+    sla_due_at: datetime | None = None
+    # A graph run's graph and version, from its memo (runs started before the gateway set it have none).
+    graph_id: str | None = None
+    graph_version: int | None = None
+
+
+class InboxFilter(BaseModel):
+    """`GET /approvals/inbox` query: narrow the inbox by type, amount, or escalated items only."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    type: RequestType | None = None
+    min_amount: float | None = Field(default=None, ge=0, allow_inf_nan=False)
+    max_amount: float | None = Field(default=None, ge=0, allow_inf_nan=False)
+    escalated_only: bool = False
+    limit: int = Field(default=100, ge=1, le=500)
+
+
+class WorkflowList(BaseModel):
+    items: list[WorkflowSummary]
+
+
+class PrincipalProfile(BaseModel):
+    """`GET /principals/me`: the caller, and the delegation they set, if any."""
+
+    principal: Principal
+    delegation: Delegation | None = None

@@ -1,0 +1,27 @@
+"""Principals, their API keys and their out-of-office delegations, kept in `<data-dir>/principals.db`.
+
+A principal made by `countersign principal add` has API keys in a table of their own (`api_keys`):
+several at once during a rotation's grace period, each with when it was made, when it stops working
+(`expires_at`, set by a rotation with a grace period) and when it was revoked, and its first few
+characters (`prefix`) so that an administrator can tell keys apart without ever seeing one. Revoked and
+expired rows stay, for history. A disabled principal signs in neither with a key nor with a token.
+
+Principals who sign in with a JWT (api/tokens.py) are recorded on their first request (`sign_in`).
+
+The store is one class made of its parts, each a module of its own: `schema` (tables and migrations),
+`api_keys`, `sign_in` (token principals), `administration`, `reading` and `delegation`, all on one
+connection (`connection`). This module is its public face.
+"""
+
+from countersign.store.principals.administration import PrincipalAdministration
+from countersign.store.principals.api_keys import PREFIX_LENGTH, ApiKeyPrincipals
+from countersign.store.principals.connection import Clock
+from countersign.store.principals.delegation import Delegations
+from countersign.store.principals.rows import API_KEY_SOURCE, JWT_SOURCE
+from countersign.store.principals.sign_in import SignInRefused, TokenPrincipals
+
+__all__ = ["API_KEY_SOURCE", "JWT_SOURCE", "PREFIX_LENGTH", "Clock", "PrincipalStore", "SignInRefused"]
+
+
+class PrincipalStore(ApiKeyPrincipals, TokenPrincipals, PrincipalAdministration, Delegations):
+    """The principal store: API keys, token sign-in, administration, reading and delegation."""

@@ -1,0 +1,104 @@
+"""Telling people: the `notify` activity, in the background under TRUST_PATCH, and what a notification
+says (subjects and bodies of deterministic fields, the AI's words quoted as such)."""
+
+import asyncio
+from datetime import timedelta
+
+from temporalio import workflow
+from temporalio.exceptions import ActivityError
+
+from countersign.workflows.approval.core import ApprovalCore
+from countersign.workflows.approval.timeouts import NOTIFY_RETRY
+
+with workflow.unsafe.imports_passed_through():
+    from countersign.activities.notify import NotifyActivities
+    from countersign.models.enums import Role
+    from countersign.models.notifications import Notification, NotificationKind
+
+
+class Notifier(ApprovalCore):
+    async def _notify(
+        self,
+        kind: NotificationKind,
+        subject: str,
+        body: str,
+        *,
+        roles: list[Role] | None = None,
+        principal_ids: list[str] | None = None,
+        exclude_ids: list[str] | None = None,
+    ) -> None:
+        """Tell people through the `notify` activity; a failure is audited, never fatal.
+
+        With TRUST_PATCH the notification is delivered in the background, retrying an outage for the
+        outage window: a step waits for its reviewers (and takes their decisions) at once, whatever
+        the mail server is doing. Before it, the workflow waited for the activity's five attempts."""
+        if not self._patches.enterprise:
+            return
+        self._notifications += 1
+        workflow_id = workflow.info().workflow_id
+        note = Notification(
+            key=f"{workflow_id}:n{self._notifications}",
+            workflow_id=workflow_id,
+            tenant=self._input.requester.tenant,
+            kind=kind,
+            subject=subject[:200],
+            body=self._body(body, workflow_id),
+            roles=roles or [],
+            principal_ids=principal_ids or [],
+            exclude_ids=([] if kind == NotificationKind.OUTCOME else [self._input.requester.id])
+            + (exclude_ids or []),
+        )
+        if self._patches.trusted:
+            self._deliveries.send(note)
+            return
+        try:
+            await workflow.execute_activity_method(
+                NotifyActivities.notify,
+                note,
+                start_to_close_timeout=timedelta(seconds=30),
+                retry_policy=NOTIFY_RETRY,
+                summary=f"notify {kind}",
+            )
+        except ActivityError as error:
+            # Once an outcome is reached it stands: a cancellation during its notification is moot.
+            if not self._state.is_final and self._patches.cancelled_with_workflow(error):
+                raise asyncio.CancelledError("cancelled while notifying") from error
+            self._notify_failed(note, error)
+
+    def _body(self, text: str, workflow_id: str) -> str:
+        if not self._patches.trusted:
+            return f"{text}\n\nRequest: {self._input.request.text[:1000]}\nWorkflow: {workflow_id}"
+        lines = [text, "", f"Workflow: {workflow_id}", f"Requested by: {self._input.requester.name}"]
+        plan = self._proposal
+        if plan is not None:
+            lines.append(f"Proposed action: {plan.tool} (version {plan.version})")
+            # Model text is quoted, as what the AI wrote, never as the message's own words.
+            lines += [
+                "",
+                "The AI's summary (unverified):",
+                *(f"> {line}" for line in plan.summary.splitlines()),
+            ]
+        lines += ["", "The request:", *(f"> {line}" for line in self._input.request.text[:1000].splitlines())]
+        return "\n".join(lines)
+
+    def _subject(self) -> str:
+        """What a notification is about. With TRUST_PATCH only deterministic fields (the action's
+        type, tool and facts, the requester's name, the workflow id): nothing a model wrote, which a
+        reader could take for the message's own instruction."""
+        plan = self._proposal
+        if not self._patches.trusted:
+            what = plan.summary if plan is not None else self._input.request.text
+            return what.replace("\r", " ").replace("\n", " ")[:150]
+        facts = self._validation.facts if self._validation is not None else None
+        parts = [facts.type.value if facts is not None else "request"]
+        if plan is not None and plan.tool:
+            parts.append(plan.tool)
+        if facts is not None and facts.amount is not None:
+            parts.append(f"{facts.amount:,.2f} {facts.currency or ''}".strip())
+        if facts is not None and facts.days is not None:
+            parts.append(f"{facts.days:g} days")
+        if facts is not None and facts.severity is not None:
+            parts.append(f"severity {facts.severity}")
+        who = self._input.requester.name
+        line = f"{' '.join(parts)} for {who} [{workflow.info().workflow_id}]"
+        return "".join(c if c.isprintable() else " " for c in line)[:150]

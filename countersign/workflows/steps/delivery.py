@@ -1,0 +1,56 @@
+"""Notifications delivered in the background: a step waits for its reviewers (and takes their decisions)
+at once, whatever the mail server is doing, while each notification retries an outage for the outage
+window. A failure is reported to the workflow (which audits it), never fatal."""
+
+import asyncio
+from collections.abc import Callable
+from datetime import timedelta
+
+from temporalio import workflow
+from temporalio.exceptions import ActivityError, CancelledError
+
+from countersign.workflows.steps.retries import NOTIFY_OUTAGE_RETRY
+
+with workflow.unsafe.imports_passed_through():
+    from countersign.activities.notify import NotifyActivities
+    from countersign.models.notifications import Notification
+
+
+class Deliveries:
+    def __init__(
+        self, outage_window: Callable[[], timedelta], failed: Callable[[Notification, ActivityError], None]
+    ) -> None:
+        self._outage_window = outage_window
+        self._failed = failed
+        self._pending: list[asyncio.Task[None]] = []
+
+    def send(self, note: Notification) -> None:
+        self._pending.append(asyncio.create_task(self._deliver(note)))
+
+    def cancel(self) -> None:
+        """Nobody needs telling about a workflow cancelled from outside."""
+        for delivery in self._pending:
+            delivery.cancel()
+
+    async def delivered(self) -> None:
+        """Wait for the notifications still being delivered (an outage may keep one for hours)."""
+        while self._pending:
+            pending, self._pending = self._pending, []
+            await asyncio.gather(*pending)
+
+    async def _deliver(self, note: Notification) -> None:
+        try:
+            await workflow.execute_activity_method(
+                NotifyActivities.notify,
+                note,
+                start_to_close_timeout=timedelta(seconds=30),
+                schedule_to_close_timeout=self._outage_window(),
+                retry_policy=NOTIFY_OUTAGE_RETRY,
+                summary=f"notify {note.kind}",
+            )
+        except ActivityError as error:
+            if isinstance(error.cause, CancelledError):
+                return  # the workflow was cancelled: nobody needs telling any more
+            self._failed(note, error)
+        except asyncio.CancelledError:
+            return
