@@ -144,7 +144,7 @@ def test_an_entry_point_of_the_wrong_kind_is_refused(tmp_path: Path) -> None:
     site = one_plugin(tmp_path, "plug_kind", tools=(NODE_MODULE.format(name="k.n"), "NODES"))
     with installed(site, "plug_kind"), pytest.raises(PluginError) as caught:
         load_plugins()
-    assert "is a graphs.registry.NodeRegistry, not a ToolCatalog" in str(caught.value)
+    assert "is a countersign.graphs.registry.NodeRegistry, not a ToolCatalog" in str(caught.value)
 
 
 def test_a_tool_declared_into_countersigns_own_catalog_is_refused(

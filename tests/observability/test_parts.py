@@ -108,9 +108,9 @@ def test_telemetry_left_off_loads_nothing_of_it() -> None:
     """Default settings: no OpenTelemetry SDK imported, no runtime of our own, no tracing plugin."""
     script = (
         "import sys\n"
-        "from api.main import create_app\n"
-        "from observability import logs, metrics, tracing\n"
-        "from config.settings import Settings\n"
+        "from countersign.api.main import create_app\n"
+        "from countersign.observability import logs, metrics, tracing\n"
+        "from countersign.config.settings import Settings\n"
         "settings = Settings(_env_file=None)\n"
         "app = create_app(settings)\n"
         "assert app.state.tracer_provider is None\n"
