@@ -39,7 +39,7 @@ from countersign.config.settings import Settings
 from countersign.config.temporal import connect
 from countersign.graphs.shipped import shipped_definitions
 from countersign.graphs.validation import check_graph
-from countersign.models.errors import Conflict, Forbidden, Invalid, NotFound, RequestError
+from countersign.models.errors import Conflict, Forbidden, Invalid, InvalidAction, NotFound, RequestError
 from countersign.observability import tracing
 from countersign.security.gateway_signing import GatewaySigning
 from countersign.store.audit_store import AuditStore
@@ -159,8 +159,11 @@ def create_app(settings: Settings, client: Client | None = None) -> FastAPI:
 
     @app.exception_handler(RequestError)
     async def domain_error(_: Request, error: RequestError) -> JSONResponse:
-        code = _STATUS.get(type(error), status.HTTP_500_INTERNAL_SERVER_ERROR)
-        return JSONResponse({"detail": error.message, "code": error.code}, status_code=code)
+        code = next((c for kind, c in _STATUS.items() if isinstance(error, kind)), 500)
+        body: dict[str, Any] = {"detail": error.message, "code": error.code}
+        if isinstance(error, InvalidAction):
+            body["findings"] = error.findings
+        return JSONResponse(body, status_code=code)
 
     return app
 
@@ -193,6 +196,7 @@ async def attach(app: FastAPI, settings: Settings, client: Client | None = None)
         principals=app.state.principals,
         audit=app.state.audit,
         outage_window=timedelta(seconds=settings.outage_window_seconds),
+        registry=app.state.registry,
         # Never shown to callers: where this server keeps its data, and where it runs.
         server_paths=[settings.data_dir, Path.cwd()],
     )

@@ -214,8 +214,10 @@ def policy_check(
     """Check an approval policy file and summarise its rules; problems are listed by line."""
     from rich.markup import escape
 
+    from countersign.activities.plugins import load_plugins
     from countersign.config.policy_file import DEFAULT_POLICY_FILE, PolicyFileError, load_policy
     from countersign.models.policy import StepSpec, format_duration, resolve_timing
+    from countersign.workflows.policy import auto_approved_high_risk
 
     source = file or _settings().policy_file or DEFAULT_POLICY_FILE
     try:
@@ -240,12 +242,16 @@ def policy_check(
         f"{len(policy.rules)} rules, {len(policy.extra_steps)} extra steps"
     )
     for number, rule in enumerate(policy.rules, 1):
-        out.print(f"{number}. [bold]{escape(rule.name or '(unnamed)')}[/] when: {escape(rule.when)}")
+        auto = " [bold]auto-approves[/] (else its steps)" if rule.auto_approve else ""
+        out.print(f"{number}. [bold]{escape(rule.name or '(unnamed)')}[/] when: {escape(rule.when)}{auto}")
         for spec in rule.steps:
             out.print(f"   {step(spec)}")
     for extra in policy.extra_steps:
         out.print(f"+ {escape(extra.name or '(extra step)')} when: {escape(extra.when)}")
         out.print(f"   {step(extra.step)}")
+    # Rules that approve with no human, checked against the tools the worker would load (plugins too).
+    for warning in auto_approved_high_risk(policy, load_plugins().tools.specs()):
+        typer.echo(f"warning: {warning}", err=True)
 
 
 @dlq_app.command("list")

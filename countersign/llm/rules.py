@@ -78,7 +78,7 @@ def _read_feedback(feedback: list[str], fields: RequestFields, ev: _Evidence) ->
 
 def _decide_type(request: PlanInput, fields: RequestFields, ev: _Evidence) -> RequestType:
     """Keywords propose a type; the requester's explicit type hint, when given, always wins."""
-    rtype, hits = classify(request.request.text, fields)
+    rtype, hits = classify(request.request.described(), fields)
     hint = request.request.type
     if hint is not None:
         # A hint is a claim, not evidence: it sets the type but earns confidence only as far as the
@@ -156,7 +156,7 @@ class RulesPlanner:
     async def plan(self, request: PlanInput, tools: list[ToolSpec]) -> Plan:
         if not tools:
             raise ValueError("the rules planner needs at least one tool to propose")
-        text, requester = request.request.text, request.requester_name
+        text, requester = request.request.described(), request.requester_name
         ev = _Evidence()
         fields = extract_fields(text, requester)
         fields = _apply_hints(fields, dict(request.request.fields or {}), ev)

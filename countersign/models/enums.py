@@ -88,3 +88,5 @@ class ActorKind(StrEnum):
     AI = "AI"
     HUMAN = "HUMAN"
     SYSTEM = "SYSTEM"
+    # A principal's program (an agent, a service) that proposed its own action through the API.
+    CALLER = "CALLER"

@@ -4,7 +4,7 @@ already expect one (`ValueError` for bad input, `KeyError` for an unknown name).
 
     CountersignError
     ├── RequestError          a request the gateway refuses: one HTTP status per subclass (api/main.py)
-    │   ├── NotFound, Forbidden, Conflict, Invalid, Unavailable
+    │   ├── NotFound, Forbidden, Conflict, Invalid (InvalidAction), Unavailable
     ├── configuration         SpecError, PolicyFileError, MissingKey, EvalFileError, PayloadCodecError
     ├── input and rules       WireError, ExpressionError, NoRoute, GraphInvalid
     ├── stores                AuditConflict, AuditGap, LedgerConflict, LeaseLost, SignInRefused, ...
@@ -16,6 +16,7 @@ here once, used where it is raised (activities) and where it is retried or not (
 """
 
 from enum import StrEnum
+from typing import Any
 
 
 class CountersignError(Exception):
@@ -48,6 +49,17 @@ class Conflict(RequestError):
 
 class Invalid(RequestError):
     code = "Invalid"
+
+
+class InvalidAction(Invalid):
+    """A caller's action the gateway refuses before anything starts: each finding names what is wrong
+    (`code`, `message`, `field`), as validation would have told a reviewer."""
+
+    code = "InvalidAction"
+
+    def __init__(self, findings: list[dict[str, Any]]) -> None:
+        super().__init__("; ".join(str(f.get("message")) for f in findings) or "invalid action")
+        self.findings = findings
 
 
 class Unavailable(RequestError):

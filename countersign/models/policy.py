@@ -202,18 +202,38 @@ class StepSpec(BaseModel):
 
 
 class PolicyRule(BaseModel):
-    """`when` is a safe expression over the plan (see `models/expressions.py`); first match wins."""
+    """`when` is a safe expression over the plan (see `models/expressions.py`); first match wins.
+
+    `auto_approve: true` approves a matching action with no human, as long as it validated with no
+    findings and no extra step applies (low confidence, a risky tool); otherwise its `steps` decide,
+    or, when it has none, the last rule's first step. Its name is what the audit's `auto_approved`
+    event names, so such a rule must have one."""
 
     model_config = ConfigDict(extra="forbid")
 
     when: Expression
     name: str | None = Field(default=None, max_length=100)
-    steps: list[StepSpec] = Field(min_length=1, max_length=20)
+    # Before `steps`, whose check reads it.
+    auto_approve: bool = False
+    steps: list[StepSpec] = Field(default_factory=list, max_length=20, validate_default=True)
 
     @field_validator("when")
     @classmethod
     def _facts(cls, when: str, info: ValidationInfo) -> str:
         return _checked(when, FACT_NAMES, "rules", info)
+
+    @field_validator("steps")
+    @classmethod
+    def _steps_or_auto(cls, steps: list[StepSpec], info: ValidationInfo) -> list[StepSpec]:
+        if not steps and not info.data.get("auto_approve"):
+            raise ValueError("a rule needs steps (or `auto_approve: true`)")
+        return steps
+
+    @model_validator(mode="after")
+    def _auto_rules_are_named(self) -> "PolicyRule":
+        if self.auto_approve and not self.name:
+            raise ValueError("an auto_approve rule needs a name: the audit says which rule approved")
+        return self
 
 
 class ExtraStep(BaseModel):
@@ -240,6 +260,13 @@ class ApprovalPolicy(BaseModel):
     extra_steps: list[ExtraStep] = Field(default_factory=list, max_length=20)
     # Below this the validation report flags the proposal for triage (and an extra step may apply).
     confidence_threshold: float = Field(default=0.6, ge=0, le=1)
+
+    @model_validator(mode="after")
+    def _last_rule_has_steps(self) -> "ApprovalPolicy":
+        # The last rule's first step reviews what no rule routes, and what an auto rule cannot approve.
+        if not self.rules[-1].steps:
+            raise ValueError(f"rules[{len(self.rules) - 1}]: the last rule needs steps (it is the fallback)")
+        return self
 
     @model_validator(mode="after")
     def _timings_in_order(self) -> "ApprovalPolicy":

@@ -1,8 +1,8 @@
 """What a requester submits, as the gateway receives it and as the workflow starts with it."""
 
-from typing import Annotated
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 from countersign.models.enums import RequestType
 from countersign.models.policy import ApprovalPolicy, LegacyPolicy
@@ -15,16 +15,55 @@ FieldHint = str | int | Annotated[float, Field(allow_inf_nan=False)] | bool
 RequestText = Annotated[str, StringConstraints(strip_whitespace=True, min_length=3, max_length=8000)]
 
 
-class SubmitRequest(BaseModel):
-    """`POST /workflows` body. `type` and `fields` are hints the planner must respect when given."""
+# A registry name: what the registry (built-in, plugin or declared) then checks it against.
+ToolName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_.:-]{0,99}$")]
+
+
+CallerSummary = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=600)]
+
+
+class ProposedAction(BaseModel):
+    """The one action a caller (an agent, a service) already chose: no planner runs for it."""
 
     model_config = ConfigDict(extra="forbid")
 
-    text: RequestText
+    tool: ToolName
+    args: dict[str, Any] = Field(max_length=100)
+
+
+class SubmitRequest(BaseModel):
+    """`POST /workflows` body: plain words for the planner (`text`), or the caller's own `action`, or
+    both (the text then only tells reviewers what it is about: no planner runs when an action is given).
+    `type` and `fields` are hints the planner must respect when given. `summary` and `context` are the
+    caller's words for the reviewers, shown quoted as the caller's, never as a subject or a title."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    text: RequestText | None = None
+    action: ProposedAction | None = None
+    summary: CallerSummary | None = None
+    # Free text, or JSON the reviewer sees as it was sent (an order, a ticket, the agent's trace).
+    context: Annotated[str, StringConstraints(max_length=8000)] | dict[str, Any] | None = None
     type: RequestType | None = None
     fields: dict[Annotated[str, StringConstraints(max_length=64)], FieldHint] | None = Field(
         default=None, max_length=32
     )
+
+    @model_validator(mode="after")
+    def _text_or_action(self) -> "SubmitRequest":
+        if self.text is None and self.action is None:
+            raise ValueError("send `text` (a request for the planner) or `action` ({tool, args}), or both")
+        if self.action is None and (self.summary is not None or self.context is not None):
+            raise ValueError("`summary` and `context` describe a caller's `action`; send them with one")
+        return self
+
+    def described(self) -> str:
+        """What the request is, in words for the trail and for reviewers: its text, or else the tool
+        the caller proposes (a deterministic fallback: nothing the caller wrote)."""
+        if self.text is not None:
+            return self.text
+        assert self.action is not None
+        return f"proposed action: {self.action.tool}"
 
 
 class ApprovalInput(Signed):

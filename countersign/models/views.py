@@ -1,6 +1,7 @@
 """What readers see: the whole workflow (`GET /workflows/{id}`, the `view` query) and list rows."""
 
 from datetime import datetime
+from enum import StrEnum
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -12,6 +13,13 @@ from countersign.models.principals import Delegation, Principal
 from countersign.models.proposal import Proposal, ValidationReport
 from countersign.models.requests import SubmitRequest
 from countersign.models.tools import ToolOutcome
+
+
+class Until(StrEnum):
+    """What a long-polling reader waits for (`GET /workflows/{id}?wait_seconds=N&until=`)."""
+
+    DECIDED = "decided"  # approved (by people or a policy rule), or ended
+    FINAL = "final"  # ended
 
 
 class WorkflowView(BaseModel):

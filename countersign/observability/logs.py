@@ -154,7 +154,7 @@ class RequestTextInterceptor(Interceptor):
 
 class _RequestTextActivityInbound(ActivityInboundInterceptor):
     async def execute_activity(self, input: ExecuteActivityInput) -> Any:
-        texts = [arg.request.text for arg in input.args if isinstance(arg, PlanInput)]
+        texts = [arg.request.described() for arg in input.args if isinstance(arg, PlanInput)]
         if not texts:
             return await self.next.execute_activity(input)
         with request_text(*texts):

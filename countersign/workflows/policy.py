@@ -3,15 +3,17 @@
 Nothing here does I/O or reads the clock; the workflow passes everything in.
 """
 
+import itertools
 from dataclasses import dataclass
 
 from countersign.models.decisions import ApprovalStep, DecideInput, DecisionRecord, Refusal, StepStatus
-from countersign.models.enums import Decision, Risk, Role, SideEffect
+from countersign.models.enums import Decision, RequestType, Risk, Role, SideEffect
 from countersign.models.expressions import holds
 from countersign.models.facts import ActionFacts
 from countersign.models.policy import ApprovalPolicy, ChainRule, LegacyPolicy, StepSpec, resolve_timing
 from countersign.models.principals import Principal
 from countersign.models.proposal import Plan
+from countersign.models.tools import ToolSpec
 
 
 def plan_names(plan: Plan, side_effect: SideEffect | None, risk: Risk | None = None) -> dict[str, object]:
@@ -55,6 +57,62 @@ def chain_for_action(
     return _chain(names, {**names, "confidence": confidence}, policy)
 
 
+def auto_approving_rule(names: dict[str, object], policy: ApprovalPolicy, confidence: float) -> str | None:
+    """The name of the rule that approves an action with these `action_names` by itself, or None: the
+    first matching rule says `auto_approve`, and no extra step holds (a low confidence, a risky tool
+    still asks a human). The caller checks first that the action validated with no findings."""
+    extra_names = {**names, "confidence": confidence}
+    for rule in policy.rules:
+        if holds(rule.when, names):
+            if not rule.auto_approve or any(holds(e.when, extra_names) for e in policy.extra_steps):
+                return None
+            return rule.name
+    return None
+
+
+# Values an action's numeric facts are tried at when `policy-check` asks what an auto rule can match.
+_SAMPLE_NUMBERS: tuple[float | None, ...] = (None, 0, 1, 100, 10_000, 1_000_000, 1e12)
+_SAMPLE_SEVERITIES: tuple[int | None, ...] = (None, 1, 2, 3, 4, 5)
+_SAMPLE_CURRENCIES: tuple[str | None, ...] = (None, "USD", "EUR", "GBP")
+# A tool a tenant declares later (its name unknown when the policy is checked), at HIGH risk.
+ANY_DECLARED_TOOL = "<a declared tool>"
+
+
+def auto_approved_high_risk(policy: ApprovalPolicy, tools: list[ToolSpec]) -> list[str]:
+    """Warnings, one per auto rule and HIGH-risk tool it can approve with no human: the rule is the
+    first to match some action of that tool (its numeric facts tried at sample values, any side effect
+    and type for a tool declared later) and no extra step holds for it. A sampled check: it finds the
+    rules that plainly can, which is what a reviewer of the policy needs told."""
+    candidates = [(t.name, [t.side_effect], [t.request_type]) for t in tools if t.risk == Risk.HIGH]
+    candidates.append((ANY_DECLARED_TOOL, list(SideEffect), list(RequestType)))
+    warnings: list[str] = []
+    for tool, side_effects, types in candidates:
+        found: set[str] = set()
+        for side_effect, kind, number, severity, currency in itertools.product(
+            side_effects, types, _SAMPLE_NUMBERS, _SAMPLE_SEVERITIES, _SAMPLE_CURRENCIES
+        ):
+            names: dict[str, object] = {
+                "type": kind.value,
+                "amount": number,
+                "quantity": None if number is None else int(number),
+                "days": number,
+                "severity": severity,
+                "currency": currency,
+                "recipients": [],
+                "tool": tool,
+                "side_effect": side_effect.value,
+                "risk": Risk.HIGH.value,
+            }
+            rule = auto_approving_rule(names, policy, confidence=1.0)
+            if rule is not None:
+                found.add(rule)
+        warnings += [
+            f"auto_approve rule {rule!r} can approve {tool} (HIGH risk) with no human"
+            for rule in sorted(found)
+        ]
+    return warnings
+
+
 def _step(spec: StepSpec, policy: ApprovalPolicy, rule: str) -> ApprovalStep:
     timing = resolve_timing(spec, policy.defaults)
     roles = spec.roles
@@ -89,9 +147,10 @@ def _chain(
     rule_names: dict[str, object], extra_names: dict[str, object], policy: ApprovalPolicy
 ) -> list[ApprovalStep]:
     steps: list[ApprovalStep] = []
+    matched: str | None = None
     for index, rule in enumerate(policy.rules):
         if holds(rule.when, rule_names):
-            label = rule.name or f"rules[{index}]: {rule.when}"
+            matched = label = rule.name or f"rules[{index}]: {rule.when}"
             steps = [_step(spec, policy, label) for spec in rule.steps]
             break
     for index, extra in enumerate(policy.extra_steps):
@@ -101,9 +160,11 @@ def _chain(
         if holds(extra.when, extra_names) and all(set(step.roles) != wanted for step in steps):
             steps.append(_step(extra.step, policy, extra.name or f"extra_steps[{index}]: {extra.when}"))
     if not steps:
-        # A policy whose rules all miss (no `when: "true"` at the end) still needs someone to look.
+        # A policy whose rules all miss (no `when: "true"` at the end) still needs someone to look; so
+        # does an action an auto rule without steps could not approve (it had findings).
         first = policy.rules[-1].steps[0]
-        steps = [_step(StepSpec(role=first.role, any_of=first.any_of), policy, "no rule matched")]
+        why = "no rule matched" if matched is None else f"{matched}: not auto-approved"
+        steps = [_step(StepSpec(role=first.role, any_of=first.any_of), policy, why)]
     return steps
 
 

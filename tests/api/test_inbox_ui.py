@@ -114,6 +114,23 @@ async def test_approve_with_a_only_what_was_opened(team: Api, served: str, brows
     assert await state(team, workflow_id) in ("APPROVED", "ACTION_EXECUTED")
 
 
+async def test_a_callers_action_shows_its_tool_and_context(team: Api, served: str, browser: Browser) -> None:
+    action = {
+        "tool": "send_email",
+        "args": {"to": "sales@abclogistics.com", "subject": "Pricing", "body": "Could we talk?"},
+    }
+    body = {"action": action, "summary": "Ask ABC about pricing", "context": {"crm_ticket": 4711}}
+    workflow_id = await submit(team, body)
+    await waiting(team, workflow_id)
+    page = await signed_in(browser, served, team)
+    await page.locator(f'#items tr[data-id="{workflow_id}"]').click()
+    await expect(page.locator("#detail-title")).to_have_text(workflow_id)
+    # No words from the caller: the request line says what it is from the tool alone.
+    await expect(page.locator("#d-text")).to_have_text("A caller proposes send_email (no planner ran)")
+    await expect(page.locator("#d-summary")).to_have_text("Ask ABC about pricing")
+    await expect(page.locator("#d-context")).to_contain_text('"crm_ticket": 4711')
+
+
 async def test_reject_with_r_needs_a_reason(team: Api, served: str, browser: Browser) -> None:
     workflow_id = await submit(team, FOLLOW_UP)
     await waiting(team, workflow_id)

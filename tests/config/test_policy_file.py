@@ -9,6 +9,7 @@ from countersign.cli.main import app
 from countersign.config.policy_file import DEFAULT_POLICY_FILE, PolicyFileError, load_policy
 from countersign.models.enums import Role
 from countersign.models.policy import OnDeadline, resolve_timing
+from countersign.workflows.policy import auto_approving_rule
 
 GOOD = """\
 version: 2
@@ -401,3 +402,70 @@ def test_policy_check_prints_a_step_of_several_roles(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     assert "   2 of FINANCE | DIRECTOR | ADMIN 2h/3d\n" in result.stdout
     assert "   MANAGER x1 8h/3d\n" in result.stdout
+
+
+AUTO = """\
+version: auto
+rules:
+  - name: routine
+    when: "risk == 'LOW'"
+    auto_approve: true
+  - name: anything internal
+    when: "side_effect == 'INTERNAL'"
+    auto_approve: true
+    steps: [{role: MANAGER}]
+  - name: everything else
+    when: "true"
+    steps: [{role: MANAGER}]
+extra_steps:
+  - when: "confidence < 0.6"
+    step: {role: DIRECTOR}
+"""
+
+
+def test_auto_approve_rules_load_and_say_which_rule_approves(tmp_path: Path) -> None:
+    policy = load_policy(write(tmp_path, AUTO))
+    low = {"tool": "create_task", "side_effect": "INTERNAL", "risk": "LOW", "type": "GENERAL"}
+    assert auto_approving_rule(low, policy, confidence=1.0) == "routine"
+    # An extra step that holds (a low confidence) asks a human after all.
+    assert auto_approving_rule(low, policy, confidence=0.3) is None
+    external = {"tool": "send_email", "side_effect": "EXTERNAL", "risk": "MEDIUM", "type": "GENERAL"}
+    assert auto_approving_rule(external, policy, confidence=1.0) is None
+
+
+@pytest.mark.parametrize(
+    ("rules", "expected"),
+    [
+        (
+            '  - when: "true"\n    auto_approve: true\n    name: all\n',
+            "rules[0]: the last rule needs steps (it is the fallback)",
+        ),
+        ('  - when: "true"\n    auto_approve: true\n', "an auto_approve rule needs a name"),
+        ('  - when: "true"\n    name: none\n', "a rule needs steps (or `auto_approve: true`)"),
+    ],
+    ids=["last-rule-auto", "auto-unnamed", "no-steps"],
+)
+def test_auto_approve_mistakes_are_reported(tmp_path: Path, rules: str, expected: str) -> None:
+    found = problems(tmp_path, f"version: 1\nrules:\n{rules}")
+    assert any(expected in problem for problem in found), found
+
+
+def test_policy_check_warns_of_an_auto_rule_that_can_approve_a_high_risk_tool(tmp_path: Path) -> None:
+    risky = AUTO.replace("risk == 'LOW'", "amount < 100000")
+    result = CliRunner().invoke(app, ["policy-check", str(write(tmp_path, risky))])
+    assert result.exit_code == 0, result.output
+    assert "routine when: amount < 100000 auto-approves" in result.stdout
+    warnings = [line for line in result.stderr.splitlines() if line.startswith("warning:")]
+    # The built-in HIGH-risk tools with an amount under the bound, and any tool declared later.
+    assert (
+        "warning: auto_approve rule 'routine' can approve create_purchase_order (HIGH risk) with no human"
+        in (warnings)
+    )
+    assert any("'routine' can approve <a declared tool>" in w for w in warnings), warnings
+    # `side_effect == 'INTERNAL'` reaches a declared INTERNAL tool at HIGH risk too.
+    assert any("'anything internal' can approve <a declared tool>" in w for w in warnings), warnings
+    # A policy whose auto rule names only LOW risk is not warned about (bar a declared tool, LOW or not).
+    calm = CliRunner().invoke(
+        app, ["policy-check", str(write(tmp_path, AUTO.replace("anything internal", "x")))]
+    )
+    assert not [w for w in calm.stderr.splitlines() if "'routine'" in w], calm.stderr

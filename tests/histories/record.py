@@ -13,6 +13,10 @@ See docs/determinism.md.
 ApprovalWorkflow, current code:
 - approval_executed: the rules planner; a three-step chain (MANAGER, FINANCE, DIRECTOR) for a large
   purchase, approved by update at each step → ACTION_EXECUTED.
+- approval_caller_action: a caller's own action (`send_email`, no planner), approved by a MANAGER →
+  ACTION_EXECUTED.
+- approval_auto_approved: a caller's `create_task` under a rule with `auto_approve: true` → APPROVED by
+  the rule with no human → ACTION_EXECUTED.
 - approval_rejected_by_signal: one signal refused (wrong role) and audited, then rejected by signal.
 - approval_edited_withdrawn: approve with changes (a new proposal version, approvals start over), then
   withdrawn by the requester → CANCELLED.
@@ -115,12 +119,12 @@ from countersign.models.decisions import (
     RefusalInput,
     RetryInput,
 )
-from countersign.models.enums import Decision, Role, WorkflowState
+from countersign.models.enums import Decision, RequestType, Role, WorkflowState
 from countersign.models.graph import GraphDefinition, GraphRunInput, GraphRunView, RunStatus
 from countersign.models.notifications import Notification, NotificationKind
 from countersign.models.policy import ApprovalPolicy
 from countersign.models.principals import Principal, Recipient
-from countersign.models.requests import ApprovalInput, SubmitRequest
+from countersign.models.requests import ApprovalInput, ProposedAction, SubmitRequest
 from countersign.models.views import WorkflowView
 from countersign.security.gateway_signing import GatewaySigning
 from countersign.stack.dev_server import temporal_binary
@@ -149,11 +153,14 @@ HERE = Path(__file__).parent
 ADMIN = Principal(id="p-adm", name="Ada Admin", roles=[Role.ADMIN])
 COLLEAGUE = Principal(id="p-col", name="Cole League", roles=[])
 FOLLOW_UP = "Follow up with ABC Logistics (sales@abclogistics.com) about pricing"
+EMAIL_ARGS = {"to": "sales@abclogistics.com", "subject": "Pricing", "body": "Could we talk about pricing?"}
 
 DEV_APPROVAL = (
     "approval_executed",
     "approval_any_of_quorum",
     "approval_submitted_waiting",
+    "approval_caller_action",
+    "approval_auto_approved",
     "approval_rejected_by_signal",
     "approval_edited_withdrawn",
     "approval_escalated_by_deadline",
@@ -349,6 +356,50 @@ async def _record(client: Client, data_dir: Path, rec: Recorder) -> None:
                 DecideInput(reviewer=MANAGER, decision=Decision.APPROVED, proposal_version=1),
             )
             await rec.save(handle, "approval_submitted_waiting")
+
+        if rec.wants("approval_caller_action"):
+            # A caller's own action: validated, routed and approved as a planned one, with no planner.
+            handle = await client.start_workflow(
+                ApprovalWorkflow.run,
+                ApprovalInput(
+                    request=SubmitRequest(action=ProposedAction(tool="send_email", args=EMAIL_ARGS)),
+                    requester=REQUESTER,
+                    policy=DEFAULT_POLICY,
+                ),
+                id=f"req-default-{uuid.uuid4().hex[:12]}",
+                task_queue=queue,
+            )
+            await wait_for_state(handle, WorkflowState.WAITING_FOR_APPROVAL)
+            await handle.execute_update(
+                ApprovalWorkflow.decide,
+                DecideInput(reviewer=MANAGER, decision=Decision.APPROVED, proposal_version=1),
+            )
+            await rec.save(handle, "approval_caller_action")
+
+        if rec.wants("approval_auto_approved"):
+            # A rule that approves by itself: no step, no human; the audit names the rule.
+            automatic = ApprovalPolicy.model_validate(
+                {
+                    "rules": [
+                        {"name": "routine tasks", "when": "tool == 'create_task'", "auto_approve": True},
+                        {"when": "true", "steps": [{"role": "MANAGER"}]},
+                    ]
+                }
+            )
+            handle = await client.start_workflow(
+                ApprovalWorkflow.run,
+                ApprovalInput(
+                    request=SubmitRequest(
+                        action=ProposedAction(tool="create_task", args={"title": "Renew the certificate"}),
+                        type=RequestType.GENERAL,
+                    ),
+                    requester=REQUESTER,
+                    policy=automatic,
+                ),
+                id=f"req-default-{uuid.uuid4().hex[:12]}",
+                task_queue=queue,
+            )
+            await rec.save(handle, "approval_auto_approved")
 
         if rec.wants("approval_rejected_by_signal"):
             # Rejected by signal, after one refused signal.

@@ -206,6 +206,9 @@ def test_histories_are_committed() -> None:
         "approval_executed",
         # Submitted with `wait_seconds`: the `proposed` update arrives with the start.
         "approval_submitted_waiting",
+        # A caller's own action (no planner), approved; and one a policy rule approves with no human.
+        "approval_caller_action",
+        "approval_auto_approved",
         "approval_rejected_by_signal",
         "approval_model_triage_rejected",
         "approval_edited_withdrawn",

@@ -15,7 +15,7 @@ from countersign.models.decisions import (
 from countersign.models.enums import RequestType, WorkflowState
 from countersign.models.errors import NotFound
 from countersign.models.requests import SubmitRequest
-from countersign.models.views import SubmitResponse, WorkflowList, WorkflowView
+from countersign.models.views import SubmitResponse, Until, WorkflowList, WorkflowView
 
 router = APIRouter(prefix="/workflows", tags=["workflows"])
 # A submit (or a decision) that waits holds an HTTP request open; past a minute a client is better off
@@ -79,8 +79,26 @@ async def list_workflows(
 @router.get(
     "/{workflow_id}", summary="The whole view of one workflow", responses=refusals(*AUTHENTICATED, 404)
 )
-async def get_workflow(workflow_id: WorkflowId, principal: PrincipalDep, service: ServiceDep) -> WorkflowView:
-    return await service.view(principal, approval(workflow_id))
+async def get_workflow(
+    workflow_id: WorkflowId,
+    principal: PrincipalDep,
+    service: ServiceDep,
+    wait_seconds: Annotated[
+        float | None,
+        Query(
+            gt=0,
+            le=MAX_SUBMIT_WAIT_SECONDS,
+            description="Long-poll: answer once the workflow reaches `until`, or after this many seconds "
+            "with the view as it is then (a caller without a public URL for callbacks).",
+        ),
+    ] = None,
+    until: Annotated[
+        Until,
+        Query(description="`decided`: approved (by people or a policy rule) or ended; `final`: ended."),
+    ] = Until.FINAL,
+) -> WorkflowView:
+    wait = None if wait_seconds is None else timedelta(seconds=wait_seconds)
+    return await service.view(principal, approval(workflow_id), wait, until)
 
 
 @router.post(

@@ -39,6 +39,7 @@ from countersign.api.services.audit_log import AuditLog
 from countersign.api.services.batch import decide_batch
 from countersign.api.services.inbox import WorkflowLists
 from countersign.api.services.temporal_errors import rpc_error
+from countersign.api.services.view_wait import wait_for
 from countersign.api.services.visibility import list_dead_letters
 from countersign.models import search_attributes as sa
 from countersign.models.audit import StoredAuditEvent
@@ -62,14 +63,17 @@ from countersign.models.errors import (
     Conflict,
     Forbidden,
     Invalid,
+    InvalidAction,
     NotFound,
     RequestError,
 )
 from countersign.models.policy import ApprovalPolicy
 from countersign.models.principals import Principal
 from countersign.models.requests import ApprovalInput, SubmitRequest
-from countersign.models.views import InboxFilter, SubmitResponse, WorkflowSummary, WorkflowView
+from countersign.models.views import InboxFilter, SubmitResponse, Until, WorkflowSummary, WorkflowView
 from countersign.store.principals import PrincipalStore
+from countersign.tools.builtin import build_registry
+from countersign.tools.registry import ToolRegistry
 from countersign.workflows.approval import ApprovalWorkflow
 
 # Every approval workflow's id starts so; a graph run's never does (see graph_runs.RUN_ID_PREFIX).
@@ -81,6 +85,14 @@ log = logging.getLogger(__name__)
 
 def _request_digest(request: SubmitRequest) -> str:
     return hashlib.sha256(request.model_dump_json().encode()).hexdigest()
+
+
+def _title(request: SubmitRequest) -> str:
+    """The Web UI's title: the requester's text, or for a caller's action only its tool (the caller's
+    summary may be a model's words, which never become a title)."""
+    if request.action is not None:
+        return f"proposes {request.action.tool}"
+    return request.described()[:120]
 
 
 def _workflow_id(principal: Principal, idempotency_key: str | None) -> str:
@@ -109,8 +121,12 @@ class ApprovalService:
         query_timeout: timedelta = QUERY_TIMEOUT,
         outage_window: timedelta = timedelta(days=1),
         server_paths: Sequence[Path] = (),
+        registry: ToolRegistry | None = None,
     ) -> None:
         self._client = client
+        # The tools a caller may propose: the worker's own (built-in and plugins), so an action the
+        # gateway accepts is one the worker can validate and run.
+        self._registry = registry if registry is not None else build_registry()
         self._query_timeout = query_timeout
         self._task_queue = task_queue
         self._policy = policy
@@ -130,6 +146,8 @@ class ApprovalService:
     ) -> SubmitResponse:
         """Start the workflow. With `wait`, also wait up to that long for it to settle (a proposal
         awaiting a reviewer, or an end) and answer with its view: one call instead of polling."""
+        if request.action is not None:
+            request = self._checked_action(request)
         workflow_id = _workflow_id(principal, idempotency_key)
         digest = _request_digest(request)
         options = self._start_options(principal, request, workflow_id, digest)
@@ -155,6 +173,20 @@ class ApprovalService:
             return SubmitResponse(workflow_id=handle.id, state=WorkflowState.RECEIVED)
         return SubmitResponse(workflow_id=handle.id, state=settled.state, view=settled)
 
+    def _checked_action(self, request: SubmitRequest) -> SubmitRequest:
+        """The request to start: a caller's action must name a tool and args that fit it, or nothing
+        starts (422 with the findings); its `type` is the tool's when the caller named none. Business
+        rules are not checked here: their findings go to the reviewers, as a planned action's do."""
+        assert request.action is not None
+        findings = self._registry.check_args(request.action.tool, request.action.args)
+        if findings:
+            raise InvalidAction([finding.model_dump() for finding in findings])
+        if request.type is None:
+            # The type a call of this tool is (what validation derives too), so no label disagrees.
+            implied = self._registry.get(request.action.tool).spec().request_type
+            request = request.model_copy(update={"type": implied})
+        return request
+
     def _start_options(
         self, principal: Principal, request: SubmitRequest, workflow_id: str, digest: str
     ) -> dict[str, Any]:
@@ -170,7 +202,7 @@ class ApprovalService:
             # A retried submit with the same key lands on the same workflow, running or finished.
             "id_conflict_policy": WorkflowIDConflictPolicy.USE_EXISTING,
             "id_reuse_policy": WorkflowIDReusePolicy.REJECT_DUPLICATE,
-            "memo": {"request_digest": digest, "text": request.text[:200]},
+            "memo": {"request_digest": digest, "text": request.described()[:200]},
             "search_attributes": TypedSearchAttributes(
                 [
                     SearchAttributePair(sa.STATE, WorkflowState.RECEIVED.value),
@@ -178,8 +210,10 @@ class ApprovalService:
                     SearchAttributePair(sa.TENANT, principal.tenant),
                 ]
             ),
-            "static_summary": f"{principal.name}: {request.text[:120]}",
-            "static_details": f"**Request** from {principal.name} ({principal.tenant})\n\n{request.text}",
+            "static_summary": f"{principal.name}: {_title(request)}",
+            "static_details": (
+                f"**Request** from {principal.name} ({principal.tenant})\n\n{request.described()}"
+            ),
         }
 
     async def _start_and_wait(self, options: dict[str, Any], wait: timedelta) -> WorkflowView | None:
@@ -206,10 +240,21 @@ class ApprovalService:
         except WorkflowUpdateFailedError:
             return None  # started, and ended before the update could answer: the client reads it
 
-    async def view(self, principal: Principal, workflow_id: str) -> WorkflowView:
+    async def view(
+        self,
+        principal: Principal,
+        workflow_id: str,
+        wait: timedelta | None = None,
+        until: Until = Until.FINAL,
+    ) -> WorkflowView:
         """The workflow as `principal` may read it: their tenant's, and theirs to read (access.py);
-        any other answers exactly like a workflow that does not exist."""
-        view = await self._query_view(principal, workflow_id)
+        any other answers exactly like a workflow that does not exist. With `wait`, once it reaches
+        `until` or the wait ends (view_wait.py); who may read it is checked first, and again at the end."""
+        if wait is not None:
+            await self.view(principal, workflow_id)
+            view = await wait_for(lambda: self._query_view(principal, workflow_id), until, wait)
+        else:
+            view = await self._query_view(principal, workflow_id)
         # Delegations are read only when the reader's own standing does not already suffice.
         if not may_read(principal, view) and not may_read(principal, view, await self._acting_for(principal)):
             raise NotFound(f"no workflow {workflow_id}")

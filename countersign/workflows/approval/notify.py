@@ -2,11 +2,13 @@
 says (subjects and bodies of deterministic fields, the AI's words quoted as such)."""
 
 import asyncio
+import json
 from datetime import timedelta
 
 from temporalio import workflow
 from temporalio.exceptions import ActivityError
 
+from countersign.workflows.approval.caller import CALLER_PLANNER
 from countersign.workflows.approval.core import ApprovalCore
 from countersign.workflows.approval.timeouts import NOTIFY_RETRY
 
@@ -67,18 +69,26 @@ class Notifier(ApprovalCore):
 
     def _body(self, text: str, workflow_id: str) -> str:
         if not self._patches.trusted:
-            return f"{text}\n\nRequest: {self._input.request.text[:1000]}\nWorkflow: {workflow_id}"
+            return f"{text}\n\nRequest: {self._input.request.described()[:1000]}\nWorkflow: {workflow_id}"
         lines = [text, "", f"Workflow: {workflow_id}", f"Requested by: {self._input.requester.name}"]
         plan = self._proposal
         if plan is not None:
             lines.append(f"Proposed action: {plan.tool} (version {plan.version})")
             # Model text is quoted, as what the AI wrote, never as the message's own words.
+            # A caller's summary is no more verified than a model's: both are quoted as theirs.
+            author = "The caller's" if plan.planner == CALLER_PLANNER else "The AI's"
             lines += [
                 "",
-                "The AI's summary (unverified):",
+                f"{author} summary (unverified):",
                 *(f"> {line}" for line in plan.summary.splitlines()),
             ]
-        lines += ["", "The request:", *(f"> {line}" for line in self._input.request.text[:1000].splitlines())]
+        request = self._input.request
+        lines += ["", "The request:", *(f"> {line}" for line in request.described()[:1000].splitlines())]
+        if request.context is not None:
+            context = request.context
+            shown = context if isinstance(context, str) else json.dumps(context, indent=2, sort_keys=True)
+            quoted = [f"> {line}" for line in shown[:2000].splitlines()]
+            lines += ["", "The caller's context (unverified):", *quoted]
         return "\n".join(lines)
 
     def _subject(self) -> str:
@@ -87,7 +97,7 @@ class Notifier(ApprovalCore):
         reader could take for the message's own instruction."""
         plan = self._proposal
         if not self._patches.trusted:
-            what = plan.summary if plan is not None else self._input.request.text
+            what = plan.summary if plan is not None else self._input.request.described()
             return what.replace("\r", " ").replace("\n", " ")[:150]
         facts = self._validation.facts if self._validation is not None else None
         parts = [facts.type.value if facts is not None else "request"]

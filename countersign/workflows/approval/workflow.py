@@ -23,6 +23,7 @@ from datetime import timedelta
 from temporalio import workflow
 from temporalio.exceptions import ActivityError, ApplicationError
 
+from countersign.workflows.approval.caller import caller_plan
 from countersign.workflows.approval.core import cost, proposal_hash
 from countersign.workflows.approval.handlers import Handlers
 from countersign.workflows.approval.patches import Patches
@@ -37,6 +38,7 @@ from countersign.workflows.approval.timeouts import (
     VALIDATE_RETRY,
 )
 from countersign.workflows.approval.timers import ChainEnd, StepTimers
+from countersign.workflows.policy import action_names, auto_approving_rule
 from countersign.workflows.steps.engine import StepEngine
 
 with workflow.unsafe.imports_passed_through():
@@ -45,6 +47,7 @@ with workflow.unsafe.imports_passed_through():
     from countersign.activities.validation import ValidationActivities
     from countersign.models.enums import ActorKind, Role, WorkflowState
     from countersign.models.notifications import NotificationKind
+    from countersign.models.policy import ApprovalPolicy
     from countersign.models.proposal import Plan, PlanInput, Proposal, ValidateInput, ValidationReport
     from countersign.models.requests import ApprovalInput
     from countersign.models.tools import ToolCall
@@ -90,7 +93,7 @@ class ApprovalWorkflow(Handlers, StepTimers):
             if refused is not None:
                 return await self._refuse_start(refused)
         requester = input.requester
-        self._record("received", requester, ActorKind.HUMAN, detail=input.request.text[:500])
+        self._record("received", requester, ActorKind.HUMAN, detail=input.request.described()[:500])
         self._publish()
         while True:
             planning = asyncio.ensure_future(self._plan_and_validate())
@@ -116,20 +119,33 @@ class ApprovalWorkflow(Handlers, StepTimers):
         proposal = Proposal(**plan.model_dump(), version=1, hash=proposal_hash(plan, 1))
         self._plan, self._proposal, self._validation = plan, proposal, report
         self._move(WorkflowState.AI_ANALYZED)
-        self._record(
-            "ai_analyzed",
-            f"planner:{plan.planner}",
-            ActorKind.AI,
-            detail=f"{plan.request_type}: proposes {plan.tool or 'no valid action'} "
-            f"(confidence {plan.confidence:.2f}){cost(plan.provenance)}",
-            data=_provenance_data(plan),
-        )
+        if input.request.action is not None:
+            # The caller, not the AI, proposed this action: the trail says who.
+            self._record(
+                "proposed",
+                requester,
+                ActorKind.CALLER,
+                detail=f"{plan.request_type}: {requester.name} proposes {plan.tool}",
+                data={"planner": plan.planner, "tool": plan.tool},
+            )
+        else:
+            self._record(
+                "ai_analyzed",
+                f"planner:{plan.planner}",
+                ActorKind.AI,
+                detail=f"{plan.request_type}: proposes {plan.tool or 'no valid action'} "
+                f"(confidence {plan.confidence:.2f}){cost(plan.provenance)}",
+                data=_provenance_data(plan),
+            )
         self._record(
             "validated" if report.ok else "validation_failed",
             "validation",
             ActorKind.SYSTEM,
             detail="; ".join(f.message for f in report.findings) or "no findings",
         )
+        auto_rule = self._auto_rule(plan, report)
+        if auto_rule is not None:
+            return await self._execute(auto_rule)
         self._chain = self._build_chain(plan, report)
 
         while (outcome := await self._run_chain()) == ChainEnd.RESTART:
@@ -141,14 +157,34 @@ class ApprovalWorkflow(Handlers, StepTimers):
             return await self._finish_withdrawn()
         return await self._execute()
 
-    async def _execute(self) -> WorkflowView:
+    def _auto_rule(self, plan: Plan, report: ValidationReport) -> str | None:
+        """The policy rule that approves this action with no human (`auto_approve`), or None. Only an
+        action that validated with no finding at all qualifies, and only on the facts of the action."""
+        policy = self._input.policy
+        if not self._patches.trusted or not isinstance(policy, ApprovalPolicy):
+            return None
+        if not report.ok or report.findings:
+            return None
+        names = action_names(report.facts, plan.tool, report.side_effect, report.risk)
+        return auto_approving_rule(names, policy, plan.confidence)
+
+    async def _execute(self, auto_rule: str | None = None) -> WorkflowView:
         """APPROVED: run the one approved action, once, whatever retries or crashes happen."""
         proposal = self._proposal
         report = self._validation
         assert proposal is not None and report is not None
         self._step = None
         self._move(WorkflowState.APPROVED)
-        self._record("approved", "chain", ActorKind.SYSTEM, detail="every approval step passed")
+        if auto_rule is None:
+            self._record("approved", "chain", ActorKind.SYSTEM, detail="every approval step passed")
+        else:
+            self._record(
+                "auto_approved",
+                "policy",
+                ActorKind.SYSTEM,
+                detail=f"approved by policy rule {auto_rule!r}: no findings; no human was asked",
+                data={"rule": auto_rule},
+            )
         trusted = self._patches.trusted
         while True:
             try:
@@ -197,7 +233,24 @@ class ApprovalWorkflow(Handlers, StepTimers):
         return self.view()
 
     async def _plan_and_validate(self) -> tuple[Plan, ValidationReport]:
-        """Plan, validate, and re-plan with the findings as feedback, a bounded number of times."""
+        """Plan, validate, and re-plan with the findings as feedback, a bounded number of times. A
+        caller's own action is not planned: it is validated once, as a reviewer's edit would be."""
+        if self._input.request.action is not None:
+            plan = caller_plan(self._input)
+            report = await workflow.execute_activity_method(
+                ValidationActivities.validate,
+                ValidateInput(
+                    plan=plan,
+                    confidence_threshold=self._input.policy.confidence_threshold,
+                    align_fields=True,
+                ),
+                start_to_close_timeout=timedelta(seconds=30),
+                retry_policy=VALIDATE_RETRY,
+                summary=f"validate {plan.tool}",
+            )
+            if report.fields is not None:
+                plan = plan.model_copy(update={"fields": report.fields})
+            return plan, report
         feedback: list[str] = []
         attempts = self._input.max_plan_attempts
         for attempt in range(1, attempts + 1):

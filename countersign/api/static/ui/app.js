@@ -251,7 +251,11 @@ function renderDetail() {
   const run = view.kind === "graph_run" ? view.run : null;
   $("detail-title").textContent = view.workflow_id;
   $("detail-body").hidden = false;
-  $("d-text").textContent = view.request.text;
+  // A caller's own action may come without words: say what it is from its tool, not from anything it wrote.
+  const action = view.request.action;
+  $("d-text").textContent = view.request.text || (action ? `A caller proposes ${action.tool} (no planner ran)` : "");
+  const context = view.request.context;
+  $("d-context").textContent = context == null ? "" : typeof context === "string" ? context : JSON.stringify(context, null, 2);
   $("d-summary").textContent = run
     ? `Graph ${run.graph_id} v${run.version}${run.waiting ? `, approval node ${run.waiting.node}` : ""} (${run.status})`
     : proposal ? proposal.summary : "";
