@@ -1,4 +1,5 @@
-"""`countersign` command line: up, worker, api, principal, keys, eval, policy-check, audit, ledger, dlq."""
+"""`countersign` command line: up, worker, api, mcp, principal, keys, eval, policy-check, audit, ledger,
+dlq."""
 
 import asyncio
 from pathlib import Path
@@ -117,6 +118,31 @@ def api(
         log_level="info",
         log_config=None,
     )
+
+
+@app.command()
+def mcp(
+    api_url: Annotated[
+        str,
+        typer.Option(
+            "--api-url", envvar="COUNTERSIGN_API_URL", help="The gateway to call [COUNTERSIGN_API_URL]"
+        ),
+    ] = "http://127.0.0.1:8000",
+) -> None:
+    """Serve the MCP tools over stdio, for an agent host that starts this command; each call goes to the
+    gateway with the key in COUNTERSIGN_API_KEY (read from the environment only, never a flag)."""
+    import os
+
+    from countersign.mcp_server.stdio import serve_stdio
+
+    key = os.environ.get("COUNTERSIGN_API_KEY", "").strip()
+    if not key:
+        err.print("error: set COUNTERSIGN_API_KEY to the API key the agent acts with", markup=False)
+        raise typer.Exit(2)
+    if not api_url.startswith(("http://", "https://")):
+        err.print(f"error: COUNTERSIGN_API_URL {api_url!r} is not an http(s) URL", markup=False)
+        raise typer.Exit(2)
+    asyncio.run(serve_stdio(api_url, key))
 
 
 async def _reach_temporal(settings: "Settings") -> None:
