@@ -18,6 +18,7 @@ from countersign.activities.plugins import load_plugins
 from countersign.api.auth_limits import AuthFailureLimiter
 from countersign.api.json_gate import JsonBodyGate
 from countersign.api.limits import RequestLimitMiddleware
+from countersign.api.mcp_endpoint import mount_mcp
 from countersign.api.routes import (
     approvals,
     audit,
@@ -165,6 +166,7 @@ def create_app(settings: Settings, client: Client | None = None) -> FastAPI:
             body["findings"] = error.findings
         return JSONResponse(body, status_code=code)
 
+    mount_mcp(app, settings.api_host)  # MCP at /mcp: its tools call the routes above as the caller
     return app
 
 
@@ -213,10 +215,12 @@ async def attach(app: FastAPI, settings: Settings, client: Client | None = None)
         audit=app.state.audit,
         outage_window=timedelta(seconds=settings.outage_window_seconds),
     )
+    await app.state.mcp.start()
 
 
 async def detach(app: FastAPI) -> None:
     """Close what `attach` opened."""
+    await app.state.mcp.stop()
     await app.state.principals.close()
     await app.state.audit_store.close()
     await app.state.graph_store.close()

@@ -88,6 +88,13 @@ PAYLOADS = {
     "payloads": [{"metadata": {"encoding": base64.b64encode(b"json/plain").decode()}, "data": "e30="}]
 }
 
+MCP_INITIALIZE = {
+    "jsonrpc": "2.0",
+    "id": 1,
+    "method": "initialize",
+    "params": {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t"}},
+}
+
 MATRIX: dict[tuple[str, str], Row] = {
     ("GET", "/openapi.json"): Row("/openapi.json"),
     ("GET", "/docs"): Row("/docs"),
@@ -168,6 +175,11 @@ MATRIX: dict[tuple[str, str], Row] = {
     # every tenant, so a tenant's ADMIN is refused.
     ("GET", "/metrics"): Row("/metrics", wrong_role="admin"),
     (WS, "/ws/{run_id}"): Row("/ws/{run}", scoped=True),
+    # The MCP server (Streamable HTTP): 401 before the SDK reads the request, so before any tool runs;
+    # its tools then call the routes above as the caller (tests/mcp_server/).
+    ("POST", "/mcp"): Row("/mcp", lambda _: MCP_INITIALIZE),
+    ("GET", "/mcp"): Row("/mcp"),
+    ("DELETE", "/mcp"): Row("/mcp"),
 }
 
 
