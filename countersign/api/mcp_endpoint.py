@@ -128,11 +128,12 @@ class McpEndpoint:
 
 
 def mount_mcp(app: FastAPI, host: str) -> McpEndpoint:
-    """Serve MCP at `/mcp`: POST carries messages; GET and DELETE are answered as the SDK answers them
-    in stateless mode (no stream, no session to end)."""
+    """Serve MCP at `/mcp`. POST only: stateless, the endpoint has no stream to offer on a GET (the SDK
+    would hold one open, idle, for as long as the client likes) and no session to end with a DELETE; both
+    are answered 405, as the MCP specification provides."""
     endpoint = McpEndpoint(app, host)
     # A route, not a mount: a mount would answer `/mcp` with a redirect to `/mcp/`.
-    route = Route(PATH, endpoint, methods=["GET", "POST", "DELETE"], include_in_schema=False)
+    route = Route(PATH, endpoint, methods=["POST"], include_in_schema=False)
     app.router.routes.append(route)
     app.state.mcp = endpoint
     return endpoint

@@ -178,8 +178,6 @@ MATRIX: dict[tuple[str, str], Row] = {
     # The MCP server (Streamable HTTP): 401 before the SDK reads the request, so before any tool runs;
     # its tools then call the routes above as the caller (tests/mcp_server/).
     ("POST", "/mcp"): Row("/mcp", lambda _: MCP_INITIALIZE),
-    ("GET", "/mcp"): Row("/mcp"),
-    ("DELETE", "/mcp"): Row("/mcp"),
 }
 
 

@@ -262,6 +262,10 @@ async def test_mcp_without_a_valid_key_is_401_before_any_tool_runs(api: Api) -> 
         good = await http.post("/mcp", json=INITIALIZE, headers={**MCP_HEADERS, **api.as_("requester")})
         assert good.status_code == 200, good.text
         assert good.json()["result"]["serverInfo"]["name"] == "countersign"
+        # Stateless: no stream to hold open, no session to end.
+        for method in ("GET", "DELETE"):
+            response = await http.request(method, "/mcp", headers={**MCP_HEADERS, **api.as_("requester")})
+            assert response.status_code == 405, response.text
         # The SDK's client with a bad key gets no session.
         stranger = Api(http=api.http, keys={"x": "cs_not-a-key"}, app=api.app)
         bad = Mcp(api=stranger, address=address, transport="http")
