@@ -8,10 +8,11 @@ policy), so replaying it never reads the database.
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from countersign.models.enums import Risk, SideEffect
 from countersign.models.principals import Tenant
+from countersign.models.wire import carried_json
 
 # The names agents' tool-calling conventions accept (OpenAI functions, MCP tools), starting with a
 # letter: a declared name can be handed to a model or an MCP client as it is.
@@ -31,6 +32,13 @@ class DeclareToolRequest(BaseModel):
     args_schema: dict[str, Any]
     side_effect: SideEffect
     risk: Risk = Risk.MEDIUM
+
+    @field_validator("args_schema")
+    @classmethod
+    def _carried(cls, schema: dict[str, Any]) -> dict[str, Any]:
+        # Every workflow calling the tool carries the schema in its input: what the data converter
+        # could not decode there (NaN, a lone surrogate, past 32 levels) would make it unstartable.
+        return dict(carried_json(schema, "args_schema"))
 
 
 class DeclaredTool(BaseModel):

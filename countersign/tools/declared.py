@@ -78,11 +78,21 @@ def schema_problems(schema: dict[str, Any]) -> list[str]:
     if schema.get("type") != "object":
         return ['args_schema.type: must be "object": a tool\'s args are a JSON object']
     problems = [
-        f"args_schema{where[1:]}.pattern: {why}"
-        for where, key, value in _walk(schema)
-        if key == "pattern" and isinstance(value, str) and (why := _pattern_problem(value))
+        f"args_schema{where}: {why}"
+        for where, pattern in _patterns(schema)
+        if (why := _pattern_problem(pattern))
     ]
     return problems or _unresolved(schema)
+
+
+def _patterns(schema: dict[str, Any]) -> Iterator[tuple[str, str]]:
+    """(where, regex) of every regular expression args are matched with: `pattern`s and the keys of
+    `patternProperties`."""
+    for where, key, value in _walk(schema):
+        if key == "pattern" and isinstance(value, str):
+            yield f"{where[1:]}.pattern", value
+        elif key == "patternProperties" and isinstance(value, dict):
+            yield from ((f"{where[1:]}.patternProperties[{name!r}]", name) for name in value)
 
 
 def _reference_problems(schema: dict[str, Any]) -> list[str]:

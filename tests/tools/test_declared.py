@@ -110,6 +110,10 @@ def test_a_pattern_that_can_backtrack_for_ever_is_refused() -> None:
     schema = {"type": "object", "properties": {"a": {"type": "string", "pattern": "^(a+)+$"}}}
     (problem,) = schema_problems(schema)
     assert problem.startswith("args_schema.properties.a.pattern:"), problem
+    keyed = {"type": "object", "patternProperties": {"^(x*)*$": {"type": "string"}}}
+    (problem,) = schema_problems(keyed)
+    assert problem.startswith("args_schema.patternProperties['^(x*)*$']:"), problem
+    assert schema_problems({"type": "object", "patternProperties": {"^x_[a-z]+$": {}}}) == []
 
 
 # --- A call's args --------------------------------------------------------------------------------------
