@@ -1,5 +1,6 @@
 """The gateway: validate, authenticate, talk to Temporal, map errors to HTTP. No business logic here."""
 
+import functools
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -33,7 +34,7 @@ from countersign.api.routes.ui import mount_ui
 from countersign.api.security_headers import SecurityHeadersMiddleware
 from countersign.api.services.approvals import ApprovalService
 from countersign.api.services.audit_log import AuditLog
-from countersign.api.services.declared_tools import DeclaredToolService
+from countersign.api.services.declared_tools import DeclaredToolService, resolve
 from countersign.api.services.graph_runs import GraphService
 from countersign.config.policy_file import load_policy
 from countersign.config.settings import Settings
@@ -192,6 +193,13 @@ async def attach(app: FastAPI, settings: Settings, client: Client | None = None)
     app.state.principals = await PrincipalStore.open(settings.principals_db)
     app.state.audit_store = await AuditStore.open(settings.audit_url)
     app.state.audit = AuditLog(app.state.audit_store, settings.audit_keyring())
+    # Tenants' declared tools, in the same database; each declaration goes to the tenant's admin chain.
+    app.state.declared_tool_store = await DeclaredToolStore.open(settings.audit_url)
+    app.state.declared_tools = DeclaredToolService(
+        app.state.declared_tool_store,
+        app.state.registry,
+        AdminAudit(app.state.audit_store.with_keyring(settings.audit_keyring())),
+    )
     app.state.service = ApprovalService(
         client,
         task_queue=settings.task_queue,
@@ -200,15 +208,10 @@ async def attach(app: FastAPI, settings: Settings, client: Client | None = None)
         audit=app.state.audit,
         outage_window=timedelta(seconds=settings.outage_window_seconds),
         registry=app.state.registry,
+        # An action naming no tool of the registry may name one its tenant declared (the caller runs it).
+        declared_tools=functools.partial(resolve, app.state.declared_tool_store),
         # Never shown to callers: where this server keeps its data, and where it runs.
         server_paths=[settings.data_dir, Path.cwd()],
-    )
-    # Tenants' declared tools, in the same database; each declaration goes to the tenant's admin chain.
-    app.state.declared_tool_store = await DeclaredToolStore.open(settings.audit_url)
-    app.state.declared_tools = DeclaredToolService(
-        app.state.declared_tool_store,
-        app.state.registry,
-        AdminAudit(app.state.audit_store.with_keyring(settings.audit_keyring())),
     )
     app.state.graph_store = await GraphStore.open(settings.audit_url)
     functions = plugins.nodes

@@ -138,6 +138,13 @@ MATRIX: dict[tuple[str, str], Row] = {
         own=True,
         scoped=True,
     ),
+    # Only the requester reports a result: anyone else of the tenant 403 (nothing awaits one here).
+    ("POST", "/workflows/{workflow_id}/result"): Row(
+        "/workflows/{workflow}/result",
+        lambda _: {"ok": True, "output": {}},
+        wrong_role="manager",
+        scoped=True,
+    ),
     ("GET", "/workflows/{workflow_id}/audit"): Row("/workflows/{workflow}/audit", scoped=True),
     ("GET", "/approvals/inbox"): Row("/approvals/inbox"),
     ("POST", "/approvals/batch"): Row(
@@ -358,6 +365,7 @@ OTHER_KIND = [
     ("POST", "/workflows/{run}/cancel", {"reason": "r"}),
     ("POST", "/workflows/{run}/reassign", {"to_role": "DIRECTOR", "reason": "r"}),
     ("POST", "/workflows/{run}/retry", {"reason": "r"}),
+    ("POST", "/workflows/{run}/result", {"ok": True}),
     ("GET", "/graph/state/{workflow}", None),
     ("POST", "/graph/runs/{workflow}/approve", {"decision": "approved"}),
 ]
