@@ -33,11 +33,16 @@ class Approval(BaseModel):
     tool: str | None = None
     args: dict[str, Any] | None = Field(default=None, description="The current proposal's args")
     proposal_version: int | None = None
+    execution: str | None = Field(
+        default=None,
+        description="Who executes the approved action: `countersign`, or `caller` (a tool your tenant "
+        "declared: run it with approved_args, then call report_result by result_due_at)",
+    )
     approved_args: dict[str, Any] | None = Field(
         default=None,
-        description="Set once approved: exactly the args to act on (a caller-executed tool runs these, "
-        "then calls report_result)",
+        description="Set once approved: exactly the args to act on (a reviewer may have edited them)",
     )
+    result_due_at: str | None = None
     awaiting: list[str] = Field(
         default_factory=list, description="The roles the waiting step needs a decision from"
     )
@@ -84,13 +89,24 @@ def essentials(view: dict[str, Any]) -> Approval:
         tool=proposal.get("tool"),
         args=args,
         proposal_version=version if isinstance(version, int) else None,
-        approved_args=args if state in APPROVED_STATES else None,
+        execution=view.get("execution"),
+        approved_args=_approved_args(view, state, args),
+        result_due_at=view.get("result_due_at"),
         awaiting=_awaiting(chain, view.get("current_step")) if state in WAITING_STATES else [],
         decisions=[_decision(d) for s in chain for d in s.get("decisions") or [] if isinstance(d, dict)],
         findings=[f for f in _object(view.get("validation")).get("findings") or [] if isinstance(f, dict)],
         result=_object(result.get("result")) if result else None,
         error=view.get("error"),
     )
+
+
+def _approved_args(view: dict[str, Any], state: str, args: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The view's own `approved_args` (the validated args of the approved version); from a gateway that
+    predates them, the current proposal's args once it stands approved."""
+    if "approved_args" in view:
+        approved = view["approved_args"]
+        return approved if isinstance(approved, dict) else None
+    return args if state in APPROVED_STATES else None
 
 
 def _awaiting(chain: list[dict[str, Any]], current: object) -> list[str]:

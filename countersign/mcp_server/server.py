@@ -154,11 +154,9 @@ def build_server(gateway: GatewaySource, middleware: Sequence[ServerMiddleware[A
     async def report_result(
         workflow_id: WorkflowId,
         ok: Annotated[bool, Field(description="Whether the approved action succeeded")],
-        output: Annotated[
-            dict[str, Any] | None, Field(description="What the action returned, when it succeeded")
-        ] = None,
+        output: Annotated[Any, Field(description="What the action returned (any JSON), on success")] = None,
         error: Annotated[
-            str | None, Field(max_length=4000, description="Why the action failed, when it did")
+            str | None, Field(min_length=1, max_length=2000, description="Why the action failed, when it did")
         ] = None,
     ) -> Answer:
         """Report the outcome of an approved action you executed yourself (once: a second report, or one
