@@ -14,10 +14,11 @@ from typing import Any
 import httpx
 import httpx2
 import pytest
-from mcp import ClientSession, StdioServerParameters, stdio_client
+from mcp import Client, ClientSession, StdioServerParameters, stdio_client
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import MCPError
 from mcp.types import CallToolResult, TextResourceContents
+from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 
 from countersign.mcp_server.server import MAX_WAIT_SECONDS, PENDING_URI, capped
 from tests.api.conftest import Api, serving
@@ -42,6 +43,10 @@ class Mcp:
     @asynccontextmanager
     async def session(self, who: str) -> AsyncIterator[ClientSession]:
         key = self.api.keys[who]
+        if self.transport == "http-2026":
+            async with modern(self.address, key) as client:
+                yield client  # type: ignore[misc]  # the same calls as a ClientSession
+            return
         streams = stdio(self.address, key) if self.transport == "stdio" else streamable(self.address, key)
         async with streams as (read, write), ClientSession(read, write) as session:
             await session.initialize()
@@ -70,7 +75,21 @@ async def streamable(address: str, key: str) -> AsyncIterator[Any]:
         yield streams[0], streams[1]
 
 
-@pytest.fixture(params=["stdio", "http"])
+@asynccontextmanager
+async def modern(address: str, key: str) -> AsyncIterator[Client]:
+    """The SDK's `Client` pinned to the 2026-07-28 protocol: no initialize handshake, every request a
+    self-contained envelope (the SDK's other path through the endpoint)."""
+    headers = {"Authorization": f"Bearer {key}"}
+    async with httpx2.AsyncClient(headers=headers, timeout=httpx2.Timeout(30, read=120)) as http:
+        transport = streamable_http_client(f"http://{address}/mcp", http_client=http)
+        async with Client(transport, mode=MODERN_PROTOCOL_VERSIONS[-1]) as client:
+            assert client.protocol_version == MODERN_PROTOCOL_VERSIONS[-1]
+            yield client
+
+
+# stdio and Streamable HTTP with the initialize handshake (ClientSession), and Streamable HTTP with the
+# handshake-free protocol of 2026-07-28 (Client).
+@pytest.fixture(params=["stdio", "http", "http-2026"])
 async def mcp(request: pytest.FixtureRequest, api: Api) -> AsyncIterator[Mcp]:
     async with serving(api.app) as address:
         yield Mcp(api=api, address=address, transport=request.param)
