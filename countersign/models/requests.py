@@ -2,7 +2,7 @@
 
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, HttpUrl, StringConstraints
 
 from countersign.models.enums import RequestType
 from countersign.models.policy import ApprovalPolicy, LegacyPolicy
@@ -25,6 +25,10 @@ class SubmitRequest(BaseModel):
     fields: dict[Annotated[str, StringConstraints(max_length=64)], FieldHint] | None = Field(
         default=None, max_length=32
     )
+    # Where the outcome is delivered by signed callbacks (docs/callbacks.md); the gateway refuses one
+    # outside COUNTERSIGN_CALLBACK_ALLOWED_URLS. Left out of the dump when unset, so a request without
+    # one keeps the exact bytes (workflow input, idempotency digest) it had before callbacks existed.
+    callback_url: HttpUrl | None = Field(default=None, exclude_if=lambda url: url is None)
 
 
 class ApprovalInput(Signed):
