@@ -37,6 +37,7 @@ from countersign.api.services.access import PathScrubber, in_trail, may_read, re
 from countersign.api.services.approval_updates import ApprovalUpdates, carried
 from countersign.api.services.audit_log import AuditLog
 from countersign.api.services.batch import decide_batch
+from countersign.api.services.callback_urls import check_callback_url
 from countersign.api.services.inbox import WorkflowLists
 from countersign.api.services.temporal_errors import rpc_error
 from countersign.api.services.visibility import list_dead_letters
@@ -109,6 +110,7 @@ class ApprovalService:
         query_timeout: timedelta = QUERY_TIMEOUT,
         outage_window: timedelta = timedelta(days=1),
         server_paths: Sequence[Path] = (),
+        callback_urls: Sequence[str] = (),
     ) -> None:
         self._client = client
         self._query_timeout = query_timeout
@@ -120,6 +122,7 @@ class ApprovalService:
         self._scrub = PathScrubber(server_paths)
         self._updates = ApprovalUpdates(client)
         self._lists = WorkflowLists(client, self._acting_for)
+        self._callback_urls = callback_urls
 
     async def submit(
         self,
@@ -130,6 +133,7 @@ class ApprovalService:
     ) -> SubmitResponse:
         """Start the workflow. With `wait`, also wait up to that long for it to settle (a proposal
         awaiting a reviewer, or an end) and answer with its view: one call instead of polling."""
+        check_callback_url(request.callback_url, self._callback_urls)  # before anything starts
         workflow_id = _workflow_id(principal, idempotency_key)
         digest = _request_digest(request)
         options = self._start_options(principal, request, workflow_id, digest)
