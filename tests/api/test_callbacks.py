@@ -26,8 +26,9 @@ from tests.callback_receiver import Received, Receiver, closed_port_url
 from tests.helpers import TEST_TRUST, eventually
 
 FOLLOW_UP = "Follow up with ABC Logistics (sales@abclogistics.com) about pricing"
-# Small enough to give up within seconds: attempts at about 0 s, 1 s and 3 s, the last past the window.
-WINDOW_SECONDS = 2
+# Small enough to give up within seconds (attempts at about 0, 1, 3 and 7 s, the last past the window),
+# long enough that a workflow that waited for its deliveries would be seen doing so.
+WINDOW_SECONDS = 4
 
 
 @dataclass
@@ -220,6 +221,9 @@ async def test_a_receiver_that_is_down_blocks_nothing_and_ends_failed(hooks: Hoo
     assert decided["state"] in ("APPROVED", "ACTION_EXECUTED")
     view = await eventually(lambda: hooks.view(workflow_id), lambda v: v["state"] == "ACTION_EXECUTED")
     assert view["result"] is not None
+    # Executed while the first event is still being retried: nothing waited for a delivery.
+    so_far = await hooks.deliveries(workflow_id)
+    assert so_far and all(row["status"] == "retrying" for row in so_far), so_far
 
     def given_up(rows: list[dict[str, Any]]) -> bool:
         failed = {row["event_type"] for row in rows if row["status"] == "failed"}
@@ -318,3 +322,31 @@ async def test_deliveries_are_the_tenants_own_and_an_admin_redelivers(hooks: Hoo
     verified(both[1], await hooks.secret())
     after = await hooks.deliveries(workflow_id)
     assert again.json()["id"] in {r["id"] for r in after}
+
+
+async def test_a_request_without_a_callback_url_keeps_its_command_sequence(hooks: Hooks) -> None:
+    """No `callbacks` marker and no delivery: the patch is asked only by a request with a callback_url."""
+    response = await hooks.http.post("/workflows", json={"text": FOLLOW_UP}, headers=hooks.as_("requester"))
+    workflow_id = response.json()["workflow_id"]
+    await hooks.waiting(workflow_id)
+    await hooks.approve(workflow_id)
+    handle = hooks.client.get_workflow_handle(workflow_id)
+    await asyncio.wait_for(handle.result(), timeout=60)
+    history = await handle.fetch_history()
+    markers = [
+        e.marker_recorded_event_attributes.SerializeToString()
+        for e in history.events
+        if e.HasField("marker_recorded_event_attributes")
+    ]
+    assert markers and not any(b"callbacks" in m for m in markers)
+    scheduled = [
+        e.activity_task_scheduled_event_attributes.activity_type.name
+        for e in history.events
+        if e.HasField("activity_task_scheduled_event_attributes")
+    ]
+    assert "deliver_callback" not in scheduled
+    assert await hooks.deliveries(workflow_id) == []
+    assert (
+        b'"callback_url"'
+        not in history.events[0].workflow_execution_started_event_attributes.input.payloads[0].data
+    )
