@@ -169,6 +169,10 @@ async def test_waiting_decision_and_execution_arrive_signed(hooks: Hooks) -> Non
     with pytest.raises(WebhookVerificationError):
         Webhook(secret).verify(executed_message.body.replace(b"ACTION", b"ACTIOM"), executed_message.headers)
 
+    # The secret never passes through Temporal: the activity looks it up at each attempt.
+    history = await hooks.client.get_workflow_handle(workflow_id).fetch_history()
+    assert secret not in history.to_json() and secret.removeprefix("whsec_") not in history.to_json()
+
     rows = await eventually(lambda: hooks.deliveries(workflow_id), lambda rows: len(rows) >= 4)
     assert {row["status"] for row in rows} == {"delivered"}
     assert {row["event_type"] for row in rows} >= {"approval.waiting", "approval.decided", "action.executed"}
