@@ -2,7 +2,7 @@
 
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import BaseModel, ConfigDict, Field, HttpUrl, StringConstraints, model_validator
 
 from countersign.models.declared_tools import DeclaredTool
 from countersign.models.enums import RequestType
@@ -40,15 +40,23 @@ class SubmitRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
+    # The fields a caller's action brought are left out of the dump when unset, as `callback_url` is:
+    # a planner's request keeps the exact bytes (workflow input, idempotency digest) it had before.
     text: RequestText | None = None
-    action: ProposedAction | None = None
-    summary: CallerSummary | None = None
+    action: ProposedAction | None = Field(default=None, exclude_if=lambda value: value is None)
+    summary: CallerSummary | None = Field(default=None, exclude_if=lambda value: value is None)
     # Free text, or JSON the reviewer sees as it was sent (an order, a ticket, the agent's trace).
-    context: Annotated[str, StringConstraints(max_length=8000)] | dict[str, Any] | None = None
+    context: Annotated[str, StringConstraints(max_length=8000)] | dict[str, Any] | None = Field(
+        default=None, exclude_if=lambda value: value is None
+    )
     type: RequestType | None = None
     fields: dict[Annotated[str, StringConstraints(max_length=64)], FieldHint] | None = Field(
         default=None, max_length=32
     )
+    # Where the outcome is delivered by signed callbacks (docs/callbacks.md); the gateway refuses one
+    # outside COUNTERSIGN_CALLBACK_ALLOWED_URLS. Left out of the dump when unset, so a request without
+    # one keeps the exact bytes (workflow input, idempotency digest) it had before callbacks existed.
+    callback_url: HttpUrl | None = Field(default=None, exclude_if=lambda url: url is None)
 
     @model_validator(mode="after")
     def _text_or_action(self) -> "SubmitRequest":
