@@ -2,13 +2,22 @@
 
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, HttpUrl, StringConstraints, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    HttpUrl,
+    StringConstraints,
+    field_validator,
+    model_validator,
+)
 
 from countersign.models.declared_tools import DeclaredTool
 from countersign.models.enums import RequestType
 from countersign.models.policy import ApprovalPolicy, LegacyPolicy
 from countersign.models.principals import Principal
 from countersign.models.signatures import GatewayTrust, Signed
+from countersign.models.wire import carried_json
 
 # Finite numbers only: JSON has no NaN or Infinity, and a workflow could never decode an input with one.
 FieldHint = str | int | Annotated[float, Field(allow_inf_nan=False)] | bool
@@ -30,6 +39,12 @@ class ProposedAction(BaseModel):
 
     tool: ToolName
     args: dict[str, Any] = Field(max_length=100)
+
+    @field_validator("args")
+    @classmethod
+    def _carried(cls, args: dict[str, Any]) -> dict[str, Any]:
+        # What the workflow could not decode (NaN, a lone surrogate, a value nested past 32 levels).
+        return dict(carried_json(args, "args"))
 
 
 class SubmitRequest(BaseModel):
@@ -57,6 +72,11 @@ class SubmitRequest(BaseModel):
     # outside COUNTERSIGN_CALLBACK_ALLOWED_URLS. Left out of the dump when unset, so a request without
     # one keeps the exact bytes (workflow input, idempotency digest) it had before callbacks existed.
     callback_url: HttpUrl | None = Field(default=None, exclude_if=lambda url: url is None)
+
+    @field_validator("context")
+    @classmethod
+    def _carried(cls, context: str | dict[str, Any] | None) -> str | dict[str, Any] | None:
+        return None if context is None else carried_json(context, "context")
 
     @model_validator(mode="after")
     def _text_or_action(self) -> "SubmitRequest":
