@@ -7,13 +7,22 @@ under the threshold does not block; it flags the proposal for triage.
 It also derives the action's facts (the tool's own declaration over the validated args), from which
 the workflow chooses the approval chain. The planner's labels (its request type and extracted fields)
 route nothing; where they disagree with the facts, reviewers see a finding.
+
+A call of a tool the tenant declared (executed by the caller) arrives with the declaration frozen in
+`ValidateInput.declared_tool`: its args are checked against the declared JSON Schema instead of the
+registry, and its facts, side effect and risk come from the declaration (tools/declared.py).
 """
 
-from pydantic import BaseModel, ValidationError
+from typing import Any
+
+from pydantic import ValidationError
 from temporalio import activity
 
+from countersign.models.declared_tools import DeclaredTool
+from countersign.models.enums import Risk, SideEffect
 from countersign.models.facts import ActionFacts
 from countersign.models.proposal import Finding, Plan, RequestFields, ValidateInput, ValidationReport
+from countersign.tools.declared import check_declared_args, declared_facts
 from countersign.tools.integrations import Integrations
 from countersign.tools.registry import ToolRegistry, arg_findings
 
@@ -57,6 +66,8 @@ class ValidationActivities:
 
     @activity.defn(name="validate")
     async def validate(self, request: ValidateInput) -> ValidationReport:
+        if request.declared_tool is not None:
+            return _validate_declared(request, request.declared_tool)
         plan = request.plan
         # Findings from planning mean the model's output never validated: the plan is a best-effort
         # reading for triage, blocked whatever the checks below find.
@@ -75,39 +86,88 @@ class ValidationActivities:
                 risk=tool.risk,
                 findings=_unique(findings + arg_findings(error)),
             )
+        normalized = args.model_dump(mode="json")
         fields = None
         if request.align_fields:
-            fields = _aligned_fields(plan.fields, args)
+            fields = _aligned_fields(plan.fields, normalized)
             plan = plan.model_copy(update={"fields": fields})
         facts = tool.derive_facts(args)
         findings += _label_findings(plan, facts)
         if tool.check is not None:
             findings += tool.check(args, self._integrations)
-        blocking = bool(findings)
-        findings += _type_finding(plan, facts)
-        if plan.confidence < request.confidence_threshold:
-            findings.append(
-                Finding(
-                    code="low_confidence",
-                    message=f"confidence {plan.confidence:.2f} is below {request.confidence_threshold:.2f}",
-                    field="confidence",
-                )
+        return _report(request, plan, findings, facts, tool.side_effect, tool.risk, normalized, fields)
+
+
+def _validate_declared(request: ValidateInput, tool: DeclaredTool) -> ValidationReport:
+    """The same checks for a call of a declared tool: its schema in place of an args model, its
+    declaration in place of a registered tool's. The args are executed by the caller as given, so they
+    are not normalised (no defaults filled in): what is approved is exactly what the caller sent."""
+    plan = request.plan
+    findings = list(plan.planning_findings)
+    if plan.tool != tool.name:
+        # The submit path resolved the declaration by the plan's tool: a mismatch is a bug, never a pass.
+        findings.append(
+            Finding(
+                code="unknown_tool",
+                message=f"tool {plan.tool!r} is not the declared tool {tool.name!r} it was sent with",
+                field="tool",
             )
+        )
+        return ValidationReport(ok=False, needs_triage=True, findings=_unique(findings))
+    problems = check_declared_args(tool, plan.args)
+    if problems:
         return ValidationReport(
-            ok=not blocking,
-            findings=_unique(findings),
-            needs_triage=bool(findings),
+            ok=False,
+            needs_triage=True,
             side_effect=tool.side_effect,
             risk=tool.risk,
-            normalized_args=args.model_dump(mode="json"),
-            fields=fields,
-            facts=facts,
+            findings=_unique(findings + problems),
         )
+    fields = None
+    if request.align_fields:
+        fields = _aligned_fields(plan.fields, plan.args)
+        plan = plan.model_copy(update={"fields": fields})
+    facts = declared_facts(tool, plan.args)
+    findings += _label_findings(plan, facts)
+    return _report(request, plan, findings, facts, tool.side_effect, tool.risk, dict(plan.args), fields)
 
 
-def _aligned_fields(fields: RequestFields, args: BaseModel) -> RequestFields:
+def _report(
+    request: ValidateInput,
+    plan: Plan,
+    findings: list[Finding],
+    facts: ActionFacts,
+    side_effect: SideEffect,
+    risk: Risk,
+    normalized_args: dict[str, Any],
+    fields: RequestFields | None,
+) -> ValidationReport:
+    """The report on args that fit their tool: `findings` so far block; a type label the action
+    contradicts and a low confidence only flag the proposal for triage."""
+    blocking = bool(findings)
+    findings = findings + _type_finding(plan, facts)
+    if plan.confidence < request.confidence_threshold:
+        findings.append(
+            Finding(
+                code="low_confidence",
+                message=f"confidence {plan.confidence:.2f} is below {request.confidence_threshold:.2f}",
+                field="confidence",
+            )
+        )
+    return ValidationReport(
+        ok=not blocking,
+        findings=_unique(findings),
+        needs_triage=bool(findings),
+        side_effect=side_effect,
+        risk=risk,
+        normalized_args=normalized_args,
+        fields=fields,
+        facts=facts,
+    )
+
+
+def _aligned_fields(fields: RequestFields, parsed: dict[str, Any]) -> RequestFields:
     """`fields` with every value the args also state (same name, valid for the field) taken from the args."""
-    parsed = args.model_dump(mode="json")
     merged = fields.model_dump()
     for name in RequestFields.model_fields:
         if name in parsed and parsed[name] is not None:

@@ -9,6 +9,7 @@ from temporalio.client import Client
 from countersign.api.auth import current_principal
 from countersign.api.services.approvals import ApprovalService
 from countersign.api.services.audit_log import AuditLog
+from countersign.api.services.declared_tools import DeclaredToolService
 from countersign.api.services.graph_runs import GraphService
 from countersign.models.principals import Principal
 from countersign.store.principals import PrincipalStore
@@ -40,12 +41,18 @@ async def _audit(request: Request) -> AuditLog:
     return audit
 
 
+async def _declared_tools(request: Request) -> DeclaredToolService:
+    service: DeclaredToolService = request.app.state.declared_tools
+    return service
+
+
 ClientDep = Annotated[Client, Depends(_client)]
 ServiceDep = Annotated[ApprovalService, Depends(_service)]
 GraphServiceDep = Annotated[GraphService, Depends(_graphs)]
 PrincipalDep = Annotated[Principal, Depends(current_principal)]
 PrincipalStoreDep = Annotated[PrincipalStore, Depends(_principals)]
 AuditLogDep = Annotated[AuditLog, Depends(_audit)]
+DeclaredToolsDep = Annotated[DeclaredToolService, Depends(_declared_tools)]
 
 
 class ErrorBody(BaseModel):

@@ -1,5 +1,6 @@
 """The gateway: validate, authenticate, talk to Temporal, map errors to HTTP. No business logic here."""
 
+import functools
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -33,6 +34,7 @@ from countersign.api.routes.ui import mount_ui
 from countersign.api.security_headers import SecurityHeadersMiddleware
 from countersign.api.services.approvals import ApprovalService
 from countersign.api.services.audit_log import AuditLog
+from countersign.api.services.declared_tools import DeclaredToolService, resolve
 from countersign.api.services.graph_runs import GraphService
 from countersign.config.policy_file import load_policy
 from countersign.config.settings import Settings
@@ -42,7 +44,9 @@ from countersign.graphs.validation import check_graph
 from countersign.models.errors import Conflict, Forbidden, Invalid, InvalidAction, NotFound, RequestError
 from countersign.observability import tracing
 from countersign.security.gateway_signing import GatewaySigning
+from countersign.store.admin_audit import AdminAudit
 from countersign.store.audit_store import AuditStore
+from countersign.store.declared_tools import DeclaredToolStore
 from countersign.store.graph_store import GraphStore
 from countersign.store.principals import PrincipalStore
 
@@ -189,6 +193,13 @@ async def attach(app: FastAPI, settings: Settings, client: Client | None = None)
     app.state.principals = await PrincipalStore.open(settings.principals_db)
     app.state.audit_store = await AuditStore.open(settings.audit_url)
     app.state.audit = AuditLog(app.state.audit_store, settings.audit_keyring())
+    # Tenants' declared tools, in the same database; each declaration goes to the tenant's admin chain.
+    app.state.declared_tool_store = await DeclaredToolStore.open(settings.audit_url)
+    app.state.declared_tools = DeclaredToolService(
+        app.state.declared_tool_store,
+        app.state.registry,
+        AdminAudit(app.state.audit_store.with_keyring(settings.audit_keyring())),
+    )
     app.state.service = ApprovalService(
         client,
         task_queue=settings.task_queue,
@@ -197,6 +208,8 @@ async def attach(app: FastAPI, settings: Settings, client: Client | None = None)
         audit=app.state.audit,
         outage_window=timedelta(seconds=settings.outage_window_seconds),
         registry=app.state.registry,
+        # An action naming no tool of the registry may name one its tenant declared (the caller runs it).
+        declared_tools=functools.partial(resolve, app.state.declared_tool_store),
         # Never shown to callers: where this server keeps its data, and where it runs.
         server_paths=[settings.data_dir, Path.cwd()],
     )
@@ -220,4 +233,5 @@ async def detach(app: FastAPI) -> None:
     await app.state.principals.close()
     await app.state.audit_store.close()
     await app.state.graph_store.close()
+    await app.state.declared_tool_store.close()
     tracing.shutdown(getattr(app.state, "tracer_provider", None))

@@ -289,6 +289,34 @@ class RefusalInput(Signed):
     message: str = Field(max_length=1000)
 
 
+class ResultRequest(BaseModel):
+    """`POST /workflows/{id}/result`: the caller reports how the approved action it executed went (a
+    tool its tenant declared, `execution: caller`). `output` is any JSON the action returned."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    ok: bool
+    output: Any = None
+    error: str | None = Field(default=None, min_length=1, max_length=2000)
+
+    @model_validator(mode="after")
+    def _one_outcome(self) -> "ResultRequest":
+        if self.ok and self.error is not None:
+            raise ValueError("a successful result carries `output`, not `error`")
+        if not self.ok and self.error is None:
+            raise ValueError("a failed result says why in `error`")
+        return self
+
+
+class ResultInput(Signed):
+    """Update `report_result`, from the gateway: who reports, and what."""
+
+    principal: Principal
+    ok: bool
+    output: Any = None
+    error: str | None = None
+
+
 class RetryRequest(BaseModel):
     """`POST /workflows/{id}/retry`: an ADMIN retries a dead letter, saying why."""
 

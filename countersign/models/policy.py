@@ -260,6 +260,9 @@ class ApprovalPolicy(BaseModel):
     extra_steps: list[ExtraStep] = Field(default_factory=list, max_length=20)
     # Below this the validation report flags the proposal for triage (and an extra step may apply).
     confidence_threshold: float = Field(default=0.6, ge=0, le=1)
+    # How long, once approved, a caller has to execute a tool it declared and report the result; past
+    # it the workflow ends FAILED and a late report is refused.
+    result_deadline: Duration = DAY
 
     @model_validator(mode="after")
     def _last_rule_has_steps(self) -> "ApprovalPolicy":

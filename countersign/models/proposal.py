@@ -4,6 +4,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from countersign.models.declared_tools import DeclaredTool
 from countersign.models.enums import RequestType, Risk, SideEffect
 from countersign.models.facts import ActionFacts
 from countersign.models.requests import SubmitRequest
@@ -92,6 +93,9 @@ class ValidateInput(BaseModel):
     # A reviewer edited the args: facts the args state (an amount, a number of days) replace what the
     # planner extracted, so the business rules and the approval chain follow the edit.
     align_fields: bool = False
+    # A call of a tool the tenant declared (executed by the caller): the declaration, frozen in the
+    # workflow's input when it started, validated against instead of the registry.
+    declared_tool: DeclaredTool | None = None
 
 
 class ValidationReport(BaseModel):

@@ -4,6 +4,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
+from countersign.models.declared_tools import DeclaredTool
 from countersign.models.enums import RequestType
 from countersign.models.policy import ApprovalPolicy, LegacyPolicy
 from countersign.models.principals import Principal
@@ -85,3 +86,6 @@ class ApprovalInput(Signed):
     # How long the approved action and each notification retry transient failures (an outage) before
     # they give up: the action as a dead letter, a notification as a `notify_failed` audit entry.
     outage_window_seconds: int = Field(default=86_400, ge=1, le=30 * 86_400)
+    # The tenant's declared tool the action names, frozen at the start as the policy is: Countersign
+    # validates and routes it, and after approval waits for the caller to execute it and report.
+    declared_tool: DeclaredTool | None = None

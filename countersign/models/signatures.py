@@ -27,7 +27,7 @@ KeyId = Annotated[str, Field(min_length=1, max_length=32, pattern=r"^[A-Za-z0-9_
 # A public key, base64 (standard alphabet) of its 32 raw bytes.
 PublicKey = Annotated[str, Field(min_length=40, max_length=60)]
 # Messages a workflow accepts; a signature for one never passes for another.
-MESSAGES = frozenset({"start", "decide", "edit", "withdraw", "reassign", "retry", "refusal"})
+MESSAGES = frozenset({"start", "decide", "edit", "withdraw", "reassign", "retry", "refusal", "result"})
 # Bound to the wire format below: a change to it is a new version, never an edit.
 _FORMAT = "countersign-gateway-signature-v1"
 

@@ -2,7 +2,7 @@
 
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
@@ -22,10 +22,16 @@ class ToolSpec(BaseModel):
     request_type: RequestType = RequestType.GENERAL
     args_schema: dict[str, Any]
     result_schema: dict[str, Any]
+    # Who runs an approved call: Countersign (a registered tool), or the caller, after approval, for a
+    # tool its tenant declared (`POST /tools`), which Countersign only validates and routes.
+    execution: Literal["countersign", "caller"] = "countersign"
+    # A declared tool's version (each declaration of a name is the next); None for a registered tool.
+    version: int | None = None
 
 
 class ToolList(BaseModel):
-    """`GET /tools`: every tool the planner may propose, with its contracts."""
+    """`GET /tools`: every registered tool the planner may propose, and the latest version of every tool
+    the caller's tenant declared, with their contracts."""
 
     items: list[ToolSpec]
 

@@ -2,7 +2,7 @@
 
 from datetime import datetime
 from enum import StrEnum
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -36,6 +36,12 @@ class WorkflowView(BaseModel):
     error: str | None = None
     # The version of the policy file the chain was built from (None before policy files).
     policy_version: str | None = None
+    # Who executes the approved action: Countersign (its own tools), or the caller (a tool its tenant
+    # declared), who finds the args to run with in `approved_args` (a reviewer may have edited them)
+    # and reports the result by `result_due_at` (POST /workflows/{id}/result).
+    execution: Literal["countersign", "caller"] = "countersign"
+    approved_args: dict[str, Any] | None = None
+    result_due_at: datetime | None = None
 
 
 class SubmitResponse(BaseModel):

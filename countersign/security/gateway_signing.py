@@ -35,6 +35,7 @@ MESSAGE_OF = {
     "reassign": "reassign",
     "retry": "retry",
     "refused": "refusal",
+    "report_result": "result",
 }
 
 

@@ -4,8 +4,8 @@ their own request, another tenant}, on the real app over a real worker.
 The routes are read from the app itself, so a route added without a row here fails the suite. Expected:
 401 without a valid credential except on the public pages listed in PUBLIC; 403 for a role the route
 needs and the caller lacks; 403 for the requester deciding their own request; 404 for another tenant's
-workflow, graph run, graph or colleague, exactly as for one that does not exist. The WebSocket closes
-with 1008 for a missing or bad credential and 4404 for another tenant's run.
+workflow, graph run, graph, declared tool or colleague, exactly as for one that does not exist. The
+WebSocket closes with 1008 for a missing or bad credential and 4404 for another tenant's run.
 """
 
 import base64
@@ -51,6 +51,7 @@ class Ids:
     run: str  # a graph run of tenant `default`, waiting on its approval node for a MANAGER, by `requester`
     graph: str  # a graph definition of tenant `default` only
     colleague: str  # a principal of tenant `default`
+    tool: str  # a tool declared by tenant `default` only
 
 
 Body = Callable[[Ids], Any]
@@ -82,6 +83,14 @@ def batch(ids: Ids) -> dict[str, Any]:
 def delegate(ids: Ids) -> dict[str, Any]:
     until = (datetime.now(UTC) + timedelta(days=2)).isoformat()
     return {"delegate_id": ids.colleague, "until": until, "reason": "out of office"}
+
+
+DECLARED_TOOL = {
+    "name": "matrix_tool",
+    "description": "A tool tenant default declares; the caller executes it",
+    "args_schema": {"type": "object", "properties": {"amount": {"type": "number"}}},
+    "side_effect": "INTERNAL",
+}
 
 
 PAYLOADS = {
@@ -129,6 +138,13 @@ MATRIX: dict[tuple[str, str], Row] = {
         own=True,
         scoped=True,
     ),
+    # Only the requester reports a result: anyone else of the tenant 403 (nothing awaits one here).
+    ("POST", "/workflows/{workflow_id}/result"): Row(
+        "/workflows/{workflow}/result",
+        lambda _: {"ok": True, "output": {}},
+        wrong_role="manager",
+        scoped=True,
+    ),
     ("GET", "/workflows/{workflow_id}/audit"): Row("/workflows/{workflow}/audit", scoped=True),
     ("GET", "/approvals/inbox"): Row("/approvals/inbox"),
     ("POST", "/approvals/batch"): Row(
@@ -141,6 +157,9 @@ MATRIX: dict[tuple[str, str], Row] = {
     ("PUT", "/principals/me/delegate"): Row("/principals/me/delegate", delegate, scoped=True),
     ("DELETE", "/principals/me/delegate"): Row("/principals/me/delegate"),
     ("GET", "/tools"): Row("/tools"),
+    ("POST", "/tools"): Row("/tools", lambda _: DECLARED_TOOL, wrong_role="manager"),
+    # Another tenant's declared tool is not found, as one that does not exist.
+    ("GET", "/tools/{name}"): Row("/tools/{tool}", scoped=True),
     ("GET", "/audit"): Row("/audit"),
     ("POST", "/graphs"): Row("/graphs", lambda _: APPROVAL_GRAPH, wrong_role="manager"),
     ("POST", "/graph/create"): Row("/graph/create", lambda _: APPROVAL_GRAPH, wrong_role="manager"),
@@ -232,15 +251,21 @@ async def setup(api: Api) -> Ids:
     await eventually(workflow_state, lambda s: s == "WAITING_FOR_APPROVAL", timeout=60)
     await eventually(run_status, lambda s: s == "WAITING_FOR_APPROVAL", timeout=60)
     me = await api.http.get("/principals/me", headers=api.as_("manager2"))
+    declared = await api.http.post("/tools", json=DECLARED_TOOL, headers=api.as_("admin"))
+    assert declared.status_code == 201, declared.text
     return Ids(
-        workflow=workflow, run=run, graph=str(APPROVAL_GRAPH["id"]), colleague=me.json()["principal"]["id"]
+        workflow=workflow,
+        run=run,
+        graph=str(APPROVAL_GRAPH["id"]),
+        colleague=me.json()["principal"]["id"],
+        tool=declared.json()["name"],
     )
 
 
 async def call(
     http: httpx.AsyncClient, method: str, row: Row, ids: Ids, headers: dict[str, str]
 ) -> httpx.Response:
-    url = row.url.format(workflow=ids.workflow, run=ids.run, graph=ids.graph)
+    url = row.url.format(workflow=ids.workflow, run=ids.run, graph=ids.graph, tool=ids.tool)
     body = row.body(ids) if row.body is not None else None
     return await http.request(method, url, json=body, headers=headers)
 
@@ -340,6 +365,7 @@ OTHER_KIND = [
     ("POST", "/workflows/{run}/cancel", {"reason": "r"}),
     ("POST", "/workflows/{run}/reassign", {"to_role": "DIRECTOR", "reason": "r"}),
     ("POST", "/workflows/{run}/retry", {"reason": "r"}),
+    ("POST", "/workflows/{run}/result", {"ok": True}),
     ("GET", "/graph/state/{workflow}", None),
     ("POST", "/graph/runs/{workflow}/approve", {"decision": "approved"}),
 ]

@@ -37,6 +37,7 @@ BODY_ROUTES = [
     ("POST", "/graph/runs/{run}/approve"),
     ("POST", "/codec/encode"),
     ("POST", "/codec/decode"),
+    ("POST", "/tools"),
 ]
 
 

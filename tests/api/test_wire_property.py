@@ -37,6 +37,7 @@ from countersign.models.decisions import (
     ReassignRequest,
     RetryRequest,
 )
+from countersign.models.declared_tools import DeclareToolRequest
 from countersign.models.enums import Role
 from countersign.models.graph import GraphDefinition, RunGraphRequest
 from countersign.models.principals import DelegateRequest
@@ -56,6 +57,7 @@ REQUEST_MODELS: list[type[BaseModel]] = [
     DelegateRequest,
     RunGraphRequest,
     GraphDefinition,
+    DeclareToolRequest,
 ]
 EXAMPLES = 150
 PROPERTY = settings(

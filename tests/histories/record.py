@@ -17,6 +17,8 @@ ApprovalWorkflow, current code:
   ACTION_EXECUTED.
 - approval_auto_approved: a caller's `create_task` under a rule with `auto_approve: true` → APPROVED by
   the rule with no human → ACTION_EXECUTED.
+- approval_caller_executed: a tool the tenant declared: approved by a MANAGER, then the caller reports
+  its result → ACTION_EXECUTED (nothing executed by Countersign).
 - approval_rejected_by_signal: one signal refused (wrong role) and audited, then rejected by signal.
 - approval_edited_withdrawn: approve with changes (a new proposal version, approvals start over), then
   withdrawn by the requester → CANCELLED.
@@ -117,9 +119,11 @@ from countersign.models.decisions import (
     EditInput,
     ReassignInput,
     RefusalInput,
+    ResultInput,
     RetryInput,
 )
-from countersign.models.enums import Decision, RequestType, Role, WorkflowState
+from countersign.models.declared_tools import DeclaredTool
+from countersign.models.enums import Decision, RequestType, Role, SideEffect, WorkflowState
 from countersign.models.graph import GraphDefinition, GraphRunInput, GraphRunView, RunStatus
 from countersign.models.notifications import Notification, NotificationKind
 from countersign.models.policy import ApprovalPolicy
@@ -161,6 +165,7 @@ DEV_APPROVAL = (
     "approval_submitted_waiting",
     "approval_caller_action",
     "approval_auto_approved",
+    "approval_caller_executed",
     "approval_rejected_by_signal",
     "approval_edited_withdrawn",
     "approval_escalated_by_deadline",
@@ -400,6 +405,40 @@ async def _record(client: Client, data_dir: Path, rec: Recorder) -> None:
                 task_queue=queue,
             )
             await rec.save(handle, "approval_auto_approved")
+
+        if rec.wants("approval_caller_executed"):
+            # A declared tool: the workflow waits for the caller's result after the approval.
+            refund = DeclaredTool(
+                tenant=REQUESTER.tenant,
+                name="refund_payment",
+                version=1,
+                description="Refund a payment",
+                args_schema={"type": "object", "properties": {"order_id": {"type": "string"}}},
+                side_effect=SideEffect.EXTERNAL,
+            )
+            handle = await client.start_workflow(
+                ApprovalWorkflow.run,
+                ApprovalInput(
+                    request=SubmitRequest(
+                        action=ProposedAction(tool="refund_payment", args={"order_id": "A-1"})
+                    ),
+                    requester=REQUESTER,
+                    policy=DEFAULT_POLICY,
+                    declared_tool=refund,
+                ),
+                id=f"req-default-{uuid.uuid4().hex[:12]}",
+                task_queue=queue,
+            )
+            await wait_for_state(handle, WorkflowState.WAITING_FOR_APPROVAL)
+            await handle.execute_update(
+                ApprovalWorkflow.decide,
+                DecideInput(reviewer=MANAGER, decision=Decision.APPROVED, proposal_version=1),
+            )
+            await handle.execute_update(
+                ApprovalWorkflow.report_result,
+                ResultInput(principal=REQUESTER, ok=True, output={"refund_id": "rf-1"}),
+            )
+            await rec.save(handle, "approval_caller_executed")
 
         if rec.wants("approval_rejected_by_signal"):
             # Rejected by signal, after one refused signal.

@@ -209,6 +209,8 @@ def test_histories_are_committed() -> None:
         # A caller's own action (no planner), approved; and one a policy rule approves with no human.
         "approval_caller_action",
         "approval_auto_approved",
+        # A tool the tenant declared: approved, then run by the caller, who reports the result.
+        "approval_caller_executed",
         "approval_rejected_by_signal",
         "approval_model_triage_rejected",
         "approval_edited_withdrawn",

@@ -4,12 +4,13 @@ from typing import Annotated
 from fastapi import APIRouter, Header, Path, Query, status
 
 from countersign.api.deps import AUTHENTICATED, WITH_BODY, PrincipalDep, ServiceDep, refusals
-from countersign.api.services.approvals import WORKFLOW_ID_PREFIX
+from countersign.api.services.submissions import WORKFLOW_ID_PREFIX
 from countersign.models.decisions import (
     ApproveRequest,
     CancelRequest,
     EditRequest,
     ReassignRequest,
+    ResultRequest,
     RetryRequest,
 )
 from countersign.models.enums import RequestType, WorkflowState
@@ -168,3 +169,14 @@ async def retry(
     workflow_id: WorkflowId, body: RetryRequest, principal: PrincipalDep, service: ServiceDep
 ) -> WorkflowView:
     return await service.retry(principal, approval(workflow_id), body)
+
+
+@router.post(
+    "/{workflow_id}/result",
+    summary="Report the result of an approved action the caller executed (a tool its tenant declared)",
+    responses=DECISION,
+)
+async def report_result(
+    workflow_id: WorkflowId, body: ResultRequest, principal: PrincipalDep, service: ServiceDep
+) -> WorkflowView:
+    return await service.report_result(principal, approval(workflow_id), body)

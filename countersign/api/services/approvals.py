@@ -4,33 +4,21 @@ Every function takes the authenticated principal and scopes what it touches to t
 and to what that principal may read (api/services/access.py). Temporal's errors are turned into the
 domain errors of `countersign.models.errors`. The client this service is given signs every message it sends
 (security/gateway_signing.py); a value the workflow could not decode is refused before it is sent.
-Its parts: updates and their refusals (approval_updates.py), batch decisions (batch.py), lists and the
-inbox (inbox.py, over visibility.py).
+Its parts: starting (submissions.py), updates and their refusals (approval_updates.py), batch decisions
+(batch.py), long-polling a view (view_wait.py), lists and the inbox (inbox.py, over visibility.py).
 """
 
 import asyncio
-import contextlib
-import hashlib
 import logging
-import secrets
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 from temporalio.client import (
     Client,
-    WithStartWorkflowOperation,
     WorkflowUpdateFailedError,
     WorkflowUpdateRPCTimeoutOrCancelledError,
 )
-from temporalio.common import (
-    SearchAttributePair,
-    TypedSearchAttributes,
-    WorkflowIDConflictPolicy,
-    WorkflowIDReusePolicy,
-)
-from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError
 
 from countersign.api.services.access import PathScrubber, in_trail, may_read, reads_everything
@@ -38,10 +26,10 @@ from countersign.api.services.approval_updates import ApprovalUpdates, carried
 from countersign.api.services.audit_log import AuditLog
 from countersign.api.services.batch import decide_batch
 from countersign.api.services.inbox import WorkflowLists
+from countersign.api.services.submissions import DeclaredTools, Submissions
 from countersign.api.services.temporal_errors import rpc_error
 from countersign.api.services.view_wait import wait_for
 from countersign.api.services.visibility import list_dead_letters
-from countersign.models import search_attributes as sa
 from countersign.models.audit import StoredAuditEvent
 from countersign.models.decisions import (
     ApproveRequest,
@@ -55,58 +43,29 @@ from countersign.models.decisions import (
     ReassignInput,
     ReassignRequest,
     Refusal,
+    ResultInput,
+    ResultRequest,
     RetryInput,
     RetryRequest,
 )
 from countersign.models.enums import RequestType, WorkflowState
 from countersign.models.errors import (
-    Conflict,
     Forbidden,
     Invalid,
-    InvalidAction,
     NotFound,
     RequestError,
 )
 from countersign.models.policy import ApprovalPolicy
 from countersign.models.principals import Principal
-from countersign.models.requests import ApprovalInput, SubmitRequest
+from countersign.models.requests import SubmitRequest
 from countersign.models.views import InboxFilter, SubmitResponse, Until, WorkflowSummary, WorkflowView
 from countersign.store.principals import PrincipalStore
-from countersign.tools.builtin import build_registry
 from countersign.tools.registry import ToolRegistry
 from countersign.workflows.approval import ApprovalWorkflow
 
-# Every approval workflow's id starts so; a graph run's never does (see graph_runs.RUN_ID_PREFIX).
-WORKFLOW_ID_PREFIX = "req-"
 # How long a view waits for a worker to answer its query before the caller hears 503 (try again).
 QUERY_TIMEOUT = timedelta(seconds=10)
 log = logging.getLogger(__name__)
-
-
-def _request_digest(request: SubmitRequest) -> str:
-    return hashlib.sha256(request.model_dump_json().encode()).hexdigest()
-
-
-def _title(request: SubmitRequest) -> str:
-    """The Web UI's title: the requester's text, or for a caller's action only its tool (the caller's
-    summary may be a model's words, which never become a title)."""
-    if request.action is not None:
-        return f"proposes {request.action.tool}"
-    return request.described()[:120]
-
-
-def _workflow_id(principal: Principal, idempotency_key: str | None) -> str:
-    """Readable ids: `req-<tenant>-<12 hex>`; an Idempotency-Key maps to the same id every time."""
-    if idempotency_key is None:
-        return f"{WORKFLOW_ID_PREFIX}{principal.tenant}-{secrets.token_hex(6)}"
-    scoped = f"{principal.tenant}\x00{principal.id}\x00{idempotency_key}"
-    return f"{WORKFLOW_ID_PREFIX}{principal.tenant}-{hashlib.sha256(scoped.encode()).hexdigest()[:12]}"
-
-
-# The start options travel as one dict (start and update-with-start take the same ones); mypy cannot
-# solve the SDK's overloads for a typed workflow method with `**kwargs`, and its wrong guess then
-# leaks into every later `get_workflow_handle_for(ApprovalWorkflow.run, ...)` in this module.
-_RUN: Any = ApprovalWorkflow.run
 
 
 class ApprovalService:
@@ -122,11 +81,17 @@ class ApprovalService:
         outage_window: timedelta = timedelta(days=1),
         server_paths: Sequence[Path] = (),
         registry: ToolRegistry | None = None,
+        declared_tools: DeclaredTools | None = None,
     ) -> None:
         self._client = client
-        # The tools a caller may propose: the worker's own (built-in and plugins), so an action the
-        # gateway accepts is one the worker can validate and run.
-        self._registry = registry if registry is not None else build_registry()
+        self._submissions = Submissions(
+            client,
+            task_queue=task_queue,
+            policy=policy,
+            outage_window=outage_window,
+            registry=registry,
+            declared_tools=declared_tools,
+        )
         self._query_timeout = query_timeout
         self._task_queue = task_queue
         self._policy = policy
@@ -144,101 +109,7 @@ class ApprovalService:
         idempotency_key: str | None,
         wait: timedelta | None = None,
     ) -> SubmitResponse:
-        """Start the workflow. With `wait`, also wait up to that long for it to settle (a proposal
-        awaiting a reviewer, or an end) and answer with its view: one call instead of polling."""
-        if request.action is not None:
-            request = self._checked_action(request)
-        workflow_id = _workflow_id(principal, idempotency_key)
-        digest = _request_digest(request)
-        options = self._start_options(principal, request, workflow_id, digest)
-        carried(options["arg"])
-        settled: WorkflowView | None = None
-        try:
-            if wait is None:
-                handle = await self._client.start_workflow(_RUN, **options)
-            else:
-                settled = await self._start_and_wait(options, wait)
-                handle = self._client.get_workflow_handle_for(ApprovalWorkflow.run, workflow_id)
-        except WorkflowAlreadyStartedError:
-            # Closed already: the earlier submission under this key stands.
-            handle = self._client.get_workflow_handle_for(ApprovalWorkflow.run, workflow_id)
-        if idempotency_key is not None:
-            description = await handle.describe()
-            if await description.memo_value("request_digest", default=None) != digest:
-                raise Conflict("this Idempotency-Key was already used for a different request")
-            if settled is None:
-                state = description.typed_search_attributes.get(sa.STATE)
-                return SubmitResponse(workflow_id=handle.id, state=state or WorkflowState.RECEIVED)
-        if settled is None:
-            return SubmitResponse(workflow_id=handle.id, state=WorkflowState.RECEIVED)
-        return SubmitResponse(workflow_id=handle.id, state=settled.state, view=settled)
-
-    def _checked_action(self, request: SubmitRequest) -> SubmitRequest:
-        """The request to start: a caller's action must name a tool and args that fit it, or nothing
-        starts (422 with the findings); its `type` is the tool's when the caller named none. Business
-        rules are not checked here: their findings go to the reviewers, as a planned action's do."""
-        assert request.action is not None
-        findings = self._registry.check_args(request.action.tool, request.action.args)
-        if findings:
-            raise InvalidAction([finding.model_dump() for finding in findings])
-        if request.type is None:
-            # The type a call of this tool is (what validation derives too), so no label disagrees.
-            implied = self._registry.get(request.action.tool).spec().request_type
-            request = request.model_copy(update={"type": implied})
-        return request
-
-    def _start_options(
-        self, principal: Principal, request: SubmitRequest, workflow_id: str, digest: str
-    ) -> dict[str, Any]:
-        return {
-            "arg": ApprovalInput(
-                request=request,
-                requester=principal,
-                policy=self._policy,
-                outage_window_seconds=int(self._outage_window.total_seconds()),
-            ),
-            "id": workflow_id,
-            "task_queue": self._task_queue,
-            # A retried submit with the same key lands on the same workflow, running or finished.
-            "id_conflict_policy": WorkflowIDConflictPolicy.USE_EXISTING,
-            "id_reuse_policy": WorkflowIDReusePolicy.REJECT_DUPLICATE,
-            "memo": {"request_digest": digest, "text": request.described()[:200]},
-            "search_attributes": TypedSearchAttributes(
-                [
-                    SearchAttributePair(sa.STATE, WorkflowState.RECEIVED.value),
-                    SearchAttributePair(sa.REQUESTER, principal.id),
-                    SearchAttributePair(sa.TENANT, principal.tenant),
-                ]
-            ),
-            "static_summary": f"{principal.name}: {_title(request)}",
-            "static_details": (
-                f"**Request** from {principal.name} ({principal.tenant})\n\n{request.described()}"
-            ),
-        }
-
-    async def _start_and_wait(self, options: dict[str, Any], wait: timedelta) -> WorkflowView | None:
-        """Update-with-start: the start and the `proposed` update in one request, so the update is
-        accepted in the workflow's first task. Past `wait` (a busy or stopped worker) the workflow is
-        still started, without its view: a client polls from there."""
-        operation: WithStartWorkflowOperation[ApprovalWorkflow, WorkflowView] = WithStartWorkflowOperation(
-            _RUN, **options
-        )
-        try:
-            return await asyncio.wait_for(
-                self._client.execute_update_with_start_workflow(
-                    ApprovalWorkflow.proposed, start_workflow_operation=operation
-                ),
-                timeout=wait.total_seconds(),
-            )
-        except (TimeoutError, WorkflowUpdateRPCTimeoutOrCancelledError):
-            # The SDK settles the start's future with the cancellation too: collect it, unlogged.
-            with contextlib.suppress(BaseException):
-                await asyncio.wait_for(operation.workflow_handle(), timeout=1)
-            # The start may or may not have reached the server: the same id makes this a no-op if it did.
-            await self._client.start_workflow(_RUN, **options)
-            return None
-        except WorkflowUpdateFailedError:
-            return None  # started, and ended before the update could answer: the client reads it
+        return await self._submissions.submit(principal, request, idempotency_key, wait)
 
     async def view(
         self,
@@ -384,6 +255,18 @@ class ApprovalService:
             workflow_id,
             lambda h: h.execute_update(ApprovalWorkflow.retry, request),
             what="retry",
+        )
+
+    async def report_result(
+        self, principal: Principal, workflow_id: str, body: ResultRequest
+    ) -> WorkflowView:
+        """The caller's report on an approved action it executed (a tool its tenant declared)."""
+        request = carried(ResultInput(principal=principal, ok=body.ok, output=body.output, error=body.error))
+        return await self._updates.run(
+            principal,
+            workflow_id,
+            lambda h: h.execute_update(ApprovalWorkflow.report_result, request),
+            what="result",
         )
 
     async def dead_letters(self, principal: Principal, limit: int = 100) -> list[WorkflowSummary]:

@@ -12,6 +12,7 @@ from countersign.models.decisions import (
     DecideInput,
     EditInput,
     Refusal,
+    ResultInput,
     RetryInput,
     StepStatus,
 )
@@ -149,4 +150,22 @@ def retry_refusal(
         return Refusal.NOT_WAITING, "only a failed workflow (a dead letter) can be retried"
     if not request.reason.strip():
         return Refusal.REASON_REQUIRED, "a retry needs a reason"
+    return None
+
+
+def result_refusal(
+    request: ResultInput, *, tenant: str, requester_id: str, awaiting: bool, reported: bool, overdue: bool
+) -> Refused | None:
+    """Update `report_result`: only the requester (the caller that proposed the action) reports, once,
+    while the approved action awaits its result and before the deadline."""
+    if request.principal.tenant != tenant:
+        return Refusal.WRONG_TENANT, "another tenant"
+    if request.principal.id != requester_id:
+        return Refusal.NOT_ALLOWED, "only the caller who proposed the action reports its result"
+    if reported:
+        return Refusal.ALREADY_DECIDED, "a result was already reported"
+    if overdue:
+        return Refusal.TOO_LATE, "the deadline for the result has passed: the workflow has failed"
+    if not awaiting:
+        return Refusal.NOT_WAITING, "the workflow is not awaiting a result (the action is not approved yet)"
     return None

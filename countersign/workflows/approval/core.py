@@ -17,7 +17,7 @@ from countersign.workflows.steps.trail import AuditTrail
 
 with workflow.unsafe.imports_passed_through():
     from countersign.models import search_attributes as sa
-    from countersign.models.decisions import ApprovalStep, CancelInput, RetryInput, StepStatus
+    from countersign.models.decisions import ApprovalStep, CancelInput, ResultInput, RetryInput, StepStatus
     from countersign.models.enums import ActorKind, Role, WorkflowState
     from countersign.models.notifications import Notification
     from countersign.models.policy import ApprovalPolicy
@@ -71,6 +71,12 @@ class ApprovalCore:
         self._refusals = 0
         # Who decided as a delegate, by id, with the roles they hold themselves (SOD_PATCH).
         self._delegates: dict[str, Principal] = {}
+        # Once approved: the args the action runs with; for a tool the caller executes, its report,
+        # when it is due, and whether that deadline passed (caller_execution.py).
+        self._approved_args: dict[str, Any] | None = None
+        self._reported: ResultInput | None = None
+        self._result_due: datetime | None = None
+        self._overdue = False
 
     @workflow.query
     def view(self) -> WorkflowView:
@@ -89,6 +95,9 @@ class ApprovalCore:
             policy_version=(
                 str(self._input.policy.version) if isinstance(self._input.policy, ApprovalPolicy) else None
             ),
+            execution="caller" if self._input.declared_tool is not None else "countersign",
+            approved_args=self._approved_args,
+            result_due_at=self._result_due,
         )
 
     def _current(self) -> ApprovalStep | None:

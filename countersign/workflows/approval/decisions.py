@@ -161,7 +161,10 @@ class Decisions(Notifier):
             report = await workflow.execute_activity_method(
                 ValidationActivities.validate,
                 ValidateInput(
-                    plan=plan, confidence_threshold=self._input.policy.confidence_threshold, align_fields=True
+                    plan=plan,
+                    confidence_threshold=self._input.policy.confidence_threshold,
+                    align_fields=True,
+                    declared_tool=self._input.declared_tool,
                 ),
                 start_to_close_timeout=timedelta(seconds=30),
                 retry_policy=VALIDATE_RETRY,

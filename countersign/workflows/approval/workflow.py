@@ -5,8 +5,9 @@ States only move forward: RECEIVED → AI_ANALYZED → WAITING_FOR_APPROVAL ⇄ 
 ACTION_EXECUTED, or REJECTED / EXPIRED / CANCELLED / FAILED. (Waiting and escalated are one phase:
 the next step of a chain, or an edited proposal, waits afresh.)
 
-This module holds the lifecycle (the run loop); the class gets its messages from handlers.py and
-decisions.py, its step timers from timers.py, and its state and bookkeeping from core.py.
+This module holds the lifecycle (the run loop); the class gets its messages from handlers.py,
+caller_execution.py and decisions.py, its step timers from timers.py, and its state and bookkeeping
+from core.py.
 
 Trust (TRUST_PATCH): the workflow believes nothing a message merely says. Its start must be signed by a
 gateway key the worker trusts (the `verify_start` local activity), and every message after it by one
@@ -24,8 +25,8 @@ from temporalio import workflow
 from temporalio.exceptions import ActivityError, ApplicationError
 
 from countersign.workflows.approval.caller import caller_plan
+from countersign.workflows.approval.caller_execution import CallerExecution
 from countersign.workflows.approval.core import cost, proposal_hash
-from countersign.workflows.approval.handlers import Handlers
 from countersign.workflows.approval.patches import Patches
 from countersign.workflows.approval.timeouts import (
     DEAD_LETTER_RETENTION,
@@ -56,7 +57,7 @@ with workflow.unsafe.imports_passed_through():
 
 
 @workflow.defn
-class ApprovalWorkflow(Handlers, StepTimers):
+class ApprovalWorkflow(CallerExecution, StepTimers):
     @workflow.init
     def __init__(self, input: ApprovalInput) -> None:
         super().__init__(input)
@@ -185,6 +186,10 @@ class ApprovalWorkflow(Handlers, StepTimers):
                 detail=f"approved by policy rule {auto_rule!r}: no findings; no human was asked",
                 data={"rule": auto_rule},
             )
+        self._approved_args = report.normalized_args or proposal.args
+        if self._input.declared_tool is not None:
+            await self._await_caller(proposal)
+            return await self._finish()
         trusted = self._patches.trusted
         while True:
             try:
@@ -243,6 +248,7 @@ class ApprovalWorkflow(Handlers, StepTimers):
                     plan=plan,
                     confidence_threshold=self._input.policy.confidence_threshold,
                     align_fields=True,
+                    declared_tool=self._input.declared_tool,
                 ),
                 start_to_close_timeout=timedelta(seconds=30),
                 retry_policy=VALIDATE_RETRY,
