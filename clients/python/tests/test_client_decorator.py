@@ -1,9 +1,8 @@
 """`@approval_required` against the real gateway, worker and dev server.
 
-Runs now: what the decorator does before an action is the caller's to run (pending, rejected, expired
-waits, a tool the server executes). Caller-executed tools (a tenant's declared tool, `POST /tools`,
-`POST /workflows/{id}/result`) are issue 19's part being built beside this: those tests skip until the
-gateway has the result route."""
+What it does before an action is the caller's to run (pending, rejected, a wait that runs out, a tool
+the server executes), and with a caller-executed tool (a tenant's declared tool, `POST /tools`): runs
+the approved args once and reports the result (`POST /workflows/{id}/result`)."""
 
 import asyncio
 from collections.abc import AsyncIterator
@@ -19,6 +18,7 @@ from countersign_client import (
     ApprovalRejected,
     AsyncClient,
     Client,
+    Conflict,
     approval_required,
 )
 from tests.api.conftest import Api
@@ -152,8 +152,6 @@ def test_the_decorator_refuses_what_it_cannot_propose() -> None:
 @pytest.fixture
 async def refund_tool(api: Api) -> AsyncIterator[str]:
     """A declared tool, `refund_payment`, the caller executes after approval."""
-    if "/workflows/{workflow_id}/result" not in api.app.openapi()["paths"]:
-        pytest.skip("pending on the server side: caller-executed tools (POST /workflows/{id}/result)")
     declared = await api.http.post(
         "/tools",
         json={
@@ -192,6 +190,10 @@ async def test_approved_runs_once_with_the_approved_args_and_reports_the_result(
     assert ran == [("A-1001", 120.0)]
     final = await manager.get(workflow_id)
     assert final.state == "ACTION_EXECUTED", final
+    assert {t.name: t.execution for t in await manager.list_tools()}[refund_tool] == "caller"
+    # Reported once, by the decorator: a second report is refused.
+    with pytest.raises(Conflict):
+        await asyncio.to_thread(cs.report_result, workflow_id, True, {"again": True})
     cs.close()
 
 
@@ -200,25 +202,24 @@ async def test_a_reviewers_edit_is_what_runs(
 ) -> None:
     ran: list[tuple[str, float]] = []
 
-    @approval_required(requester, tool=refund_tool, timeout=0)
+    @approval_required(requester, tool=refund_tool, timeout=60)
     async def refund_payment(order_id: str, amount: float) -> dict[str, Any]:
         ran.append((order_id, amount))
         return {"ok": True}
 
-    with pytest.raises(ApprovalPending) as pending:
-        await refund_payment("A-1002", 900.0)
-    workflow_id = pending.value.workflow_id
-    await inbox_item(manager, refund_tool, since)
+    calling = asyncio.create_task(refund_payment("A-1002", 900.0))
+    workflow_id = await inbox_item(manager, refund_tool, since)
     edited = await api.http.post(
         f"/workflows/{workflow_id}/edit",
         json={"proposal_version": 1, "args": {"order_id": "A-1002", "amount": 90.0}, "notes": "a tenth"},
         headers=api.as_("manager"),
     )
     assert edited.status_code == 200, edited.text
+    assert not calling.done()  # an edit is a new version, awaiting its own approval
     # Who edited may not approve their own version: another manager does.
     async with as_(api, "manager2") as m2:
         await m2.approve(workflow_id, proposal_version=2)
-    assert await refund_payment.resume(workflow_id, timeout=30) == {"ok": True}
+    assert await calling == {"ok": True}
     assert ran == [("A-1002", 90.0)]
     view = await requester.get(workflow_id)
     assert view.state == "ACTION_EXECUTED" and view.approved_args == {"order_id": "A-1002", "amount": 90.0}
@@ -227,14 +228,17 @@ async def test_a_reviewers_edit_is_what_runs(
 async def test_a_function_that_raises_reports_the_failure_and_reraises(
     since: datetime, refund_tool: str, requester: AsyncClient, manager: AsyncClient
 ) -> None:
-    @approval_required(requester, tool=refund_tool, timeout=60)
+    @approval_required(requester, tool=refund_tool, timeout=0)
     async def refund_payment(order_id: str, amount: float) -> None:
         raise RuntimeError(f"order {order_id} is already refunded")
 
-    calling = asyncio.create_task(refund_payment("A-1003", 10.0))
-    workflow_id = await inbox_item(manager, refund_tool, since)
+    with pytest.raises(ApprovalPending) as pending:
+        await refund_payment("A-1003", 10.0)
+    workflow_id = pending.value.workflow_id
+    assert workflow_id == await inbox_item(manager, refund_tool, since)
     await manager.approve(workflow_id, proposal_version=1)
+    # An agent that comes back later: the approved call runs now, and its failure is reported.
     with pytest.raises(RuntimeError, match="already refunded"):
-        await calling
+        await refund_payment.resume(workflow_id, timeout=30)
     view = await requester.get(workflow_id)
     assert view.state == "FAILED" and view.error is not None and "RuntimeError: order A-1003" in view.error

@@ -229,6 +229,10 @@ class ToolSpec(_Read):
     risk: str = "MEDIUM"
     args_schema: dict[str, Any]
     result_schema: dict[str, Any] = Field(default_factory=dict)
+    # `caller`: a tool the tenant declared, run by the caller after approval (the decorator's kind).
+    execution: str = "countersign"
+    # A declared tool's version; None for one Countersign runs.
+    version: int | None = None
 
 
 class ToolList(_Read):
