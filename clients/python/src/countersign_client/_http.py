@@ -32,8 +32,9 @@ _REFUSALS: dict[int, type[errors.Refused]] = {
 
 @dataclass
 class Call:
-    """One request. `retry`: safe to send again after a transport error (it reads, or a key makes it
-    idempotent); a 503 or 429 is retried whatever it is, since the gateway did not act on it."""
+    """One request. `retry`: safe to send again after a transport error or a 503 (it reads, or a key
+    makes it idempotent): either may come after the gateway acted. A 429 is retried whatever the
+    request, since the gateway refused it before any route ran."""
 
     method: str
     path: str
@@ -131,6 +132,12 @@ def error(response: httpx.Response) -> errors.CountersignError:
             findings = []
         return errors.Invalid(status, detail, code, body, findings=findings, errors=field_errors)
     return kind(status, detail, code, body)
+
+
+def retryable(call: Call, failure: errors.CountersignError) -> bool:
+    if not isinstance(failure, errors.Unavailable):
+        return False
+    return call.retry or failure.status == 429
 
 
 def unreachable(call: Call, cause: httpx.TransportError) -> errors.Unavailable:

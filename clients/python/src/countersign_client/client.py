@@ -8,7 +8,7 @@ from typing import Any, Self
 import httpx
 
 from countersign_client import _http
-from countersign_client.errors import Unavailable, WaitTimeout
+from countersign_client.errors import WaitTimeout
 from countersign_client.models import (
     ApproveRequest,
     ProposedAction,
@@ -113,8 +113,9 @@ class Client(_Calls):
         submitted = cs.submit_action("send_email", {"to": "…", "subject": "…", "body": "…"})
         view = cs.wait(submitted.workflow_id, until="final", timeout=600)
     ```
-    `timeout` bounds each request (a long-poll gets its wait on top); a 503 or 429 is retried `retries`
-    times with backoff, honouring Retry-After.
+    `timeout` bounds each request (a long-poll gets its wait on top). A 429 is retried `retries` times
+    with backoff, honouring Retry-After; so are a 503 and a lost connection for reads and submits (a
+    submit always carries an Idempotency-Key), never for a decision or a result.
     """
 
     def __init__(
@@ -164,7 +165,7 @@ class Client(_Calls):
             if response.is_success:
                 return response.json()
             failure = _http.error(response)
-            delay = self._next_delay(attempt, response) if isinstance(failure, Unavailable) else None
+            delay = self._next_delay(attempt, response) if _http.retryable(call, failure) else None
             if delay is None:
                 raise failure
             time.sleep(delay)
@@ -319,7 +320,7 @@ class AsyncClient(_Calls):
             if response.is_success:
                 return response.json()
             failure = _http.error(response)
-            delay = self._next_delay(attempt, response) if isinstance(failure, Unavailable) else None
+            delay = self._next_delay(attempt, response) if _http.retryable(call, failure) else None
             if delay is None:
                 raise failure
             await asyncio.sleep(delay)
