@@ -14,8 +14,8 @@ from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
 from countersign.api.main import attach, create_app, detach
-from countersign.api.services.submissions import _workflow_id
 from countersign.api.services.callback_urls import check_callback_url
+from countersign.api.services.submissions import _workflow_id
 from countersign.config.settings import CallbackSettings, Settings
 from countersign.llm.rules import RulesPlanner
 from countersign.models.enums import Role
