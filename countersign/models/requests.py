@@ -53,7 +53,10 @@ class SubmitRequest(BaseModel):
     `type` and `fields` are hints the planner must respect when given. `summary` and `context` are the
     caller's words for the reviewers, shown quoted as the caller's, never as a subject or a title."""
 
-    model_config = ConfigDict(extra="forbid")
+    # The schema says what `_text_or_action` checks, so clients and generators know a body needs one.
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"anyOf": [{"required": ["text"]}, {"required": ["action"]}]}
+    )
 
     # The fields a caller's action brought are left out of the dump when unset, as `callback_url` is:
     # a planner's request keeps the exact bytes (workflow input, idempotency digest) it had before.
