@@ -65,6 +65,10 @@ class Doc:
     def kinds(self, schema: Schema) -> set[str] | None:
         """The JSON types a schema admits; ANY when it does not say."""
         schema = self.resolve(schema)
+        own = schema.get("type")
+        if own is not None:
+            # A schema's own type holds for each of its branches too (`anyOf` of `required` lists, say).
+            return {own} if isinstance(own, str) else set(own)
         branches = schema.get("anyOf") or schema.get("oneOf")
         if branches:
             out: set[str] = set()
