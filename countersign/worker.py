@@ -28,6 +28,7 @@ from temporalio.worker._workflow_instance import _WorkflowLogicFlag
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from countersign.activities.audit import AuditActivities
+from countersign.activities.callbacks import CallbackActivities
 from countersign.activities.execution import Checkpoint, ExecutionActivities
 from countersign.activities.graph import GraphActivities
 from countersign.activities.notify import NotifyActivities
@@ -42,7 +43,7 @@ from countersign.activities.plugins import (
 )
 from countersign.activities.trust import TrustActivities
 from countersign.activities.validation import ValidationActivities
-from countersign.config.settings import MAX_CACHED_WORKFLOWS, Settings, problems
+from countersign.config.settings import MAX_CACHED_WORKFLOWS, CallbackSettings, Settings, problems
 from countersign.config.temporal import TemporalUnreachable, connect, ensure_search_attributes
 from countersign.graphs.registry import NodeRegistry, build_node_registry
 from countersign.llm.base import Planner
@@ -179,9 +180,12 @@ def build_worker(
     max_cached_workflows: int = MAX_CACHED_WORKFLOWS,
     shutdown_grace: timedelta = timedelta(0),
     sandboxed: bool = True,
+    callbacks: CallbackSettings | None = None,
 ) -> WorkerGroup:
     """Both workers; the audit log and the execution ledger share `audit_url` (default: SQLite in
     the data dir). `execution_checkpoint` is a fault-injection hook for the crash tests.
+
+    `callbacks`: how signed callbacks retry and time out (the settings' defaults when None).
 
     `sandboxed`: run workflow code in the SDK's sandbox, which fails a workflow task on any
     non-deterministic call and gives each workflow its own copy of the modules it imports. The
@@ -205,6 +209,12 @@ def build_worker(
     audit = AuditActivities(store_url, trust.audit)
     graph = GraphActivities(node_registry or build_node_registry())
     trusted = TrustActivities(trust.gateway)
+    callbacks = callbacks or CallbackSettings()
+    callback = CallbackActivities(
+        store_url,
+        retry_window=timedelta(seconds=callbacks.callback_retry_window_seconds),
+        timeout_seconds=callbacks.callback_timeout_seconds,
+    )
     main = Worker(
         client,
         task_queue=task_queue,
@@ -223,6 +233,7 @@ def build_worker(
             audit.record,
             graph.run_node,
             trusted.verify_start,
+            callback.deliver,
         ],
     )
     process_activation_jobs_as_one_batch(main)
@@ -233,7 +244,7 @@ def build_worker(
         max_task_queue_activities_per_second=llm_rate_limit,
         graceful_shutdown_timeout=shutdown_grace,
     )
-    return WorkerGroup([main, llm], closers=[audit.close, execution.close, notify.close])
+    return WorkerGroup([main, llm], closers=[audit.close, execution.close, notify.close, callback.close])
 
 
 async def run_worker(
@@ -281,6 +292,7 @@ async def run_worker(
         max_cached_workflows=settings.max_cached_workflows,
         shutdown_grace=timedelta(seconds=settings.worker_shutdown_grace_seconds),
         sandboxed=settings.workflow_sandbox,
+        callbacks=settings,
     )
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -15,6 +15,7 @@ from fastapi.responses import JSONResponse
 from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
+from countersign.activities.callbacks import CallbackSender
 from countersign.activities.plugins import load_plugins
 from countersign.api.auth_limits import AuthFailureLimiter
 from countersign.api.json_gate import JsonBodyGate
@@ -24,6 +25,7 @@ from countersign.api.routes import (
     approvals,
     audit,
     codec,
+    deliveries,
     graphs,
     health,
     metrics,
@@ -36,6 +38,7 @@ from countersign.api.security_headers import SecurityHeadersMiddleware
 from countersign.api.services.approvals import ApprovalService
 from countersign.api.services.audit_log import AuditLog
 from countersign.api.services.declared_tools import DeclaredToolService, resolve
+from countersign.api.services.deliveries import DeliveryService
 from countersign.api.services.graph_runs import GraphService
 from countersign.config.policy_file import load_policy
 from countersign.config.settings import Settings
@@ -47,6 +50,7 @@ from countersign.observability import tracing
 from countersign.security.gateway_signing import GatewaySigning
 from countersign.store.admin_audit import AdminAudit
 from countersign.store.audit_store import AuditStore
+from countersign.store.callbacks import CallbackStore
 from countersign.store.declared_tools import DeclaredToolStore
 from countersign.store.graph_store import GraphStore
 from countersign.store.principals import PrincipalStore
@@ -104,6 +108,7 @@ def create_app(settings: Settings, client: Client | None = None) -> FastAPI:
     app.include_router(principals.router)
     app.include_router(tools.router)
     app.include_router(audit.router)
+    app.include_router(deliveries.router)
     app.include_router(graphs.router)
     app.include_router(codec.router)
     app.include_router(metrics.router)
@@ -214,6 +219,16 @@ async def attach(app: FastAPI, settings: Settings, client: Client | None = None)
         declared_tools=functools.partial(resolve, app.state.declared_tool_store),
         # Never shown to callers: where this server keeps its data, and where it runs.
         server_paths=[settings.data_dir, Path.cwd()],
+        callback_urls=settings.callback_allowed_urls,
+    )
+    app.state.callback_store = await CallbackStore.open(settings.audit_url)
+    app.state.callback_sender = CallbackSender(settings.callback_timeout_seconds)
+    app.state.deliveries = DeliveryService(
+        client,
+        app.state.callback_store,
+        app.state.callback_sender,
+        allowed_urls=settings.callback_allowed_urls,
+        secret_grace=timedelta(seconds=settings.callback_secret_grace_seconds),
     )
     app.state.graph_store = await GraphStore.open(settings.audit_url)
     functions = plugins.nodes
@@ -238,4 +253,6 @@ async def detach(app: FastAPI) -> None:
     await app.state.audit_store.close()
     await app.state.graph_store.close()
     await app.state.declared_tool_store.close()
+    await app.state.callback_sender.close()
+    await app.state.callback_store.close()
     tracing.shutdown(getattr(app.state, "tracer_provider", None))

@@ -289,10 +289,12 @@ def dlq_list(
     """List failed workflows still open for a retry, with why they failed."""
     from rich.markup import escape
     from rich.table import Table
+    from sqlalchemy.exc import SQLAlchemyError
 
     from countersign.api.services.visibility import list_dead_letters
     from countersign.config.temporal import connect
     from countersign.store.audit_store import AuditStore
+    from countersign.store.sql import masked_url
 
     settings = _settings(data_dir=data_dir, temporal_address=temporal_address)
 
@@ -305,9 +307,17 @@ def dlq_list(
         )
         found = await list_dead_letters(client, tenant, limit=1000)
         # Why: the reason the workflow recorded when it failed, read from the SQL audit log rather than
-        # asked of the workflow, so the list works while no worker runs (when it is most needed).
-        async with await AuditStore.open(settings.audit_url) as audit:
-            whys = [await _why(audit, r.workflow_id) for r in found]
+        # asked of the workflow, so the list works while no worker runs (when it is most needed). An
+        # audit log out of reach leaves the column saying so: the list itself comes from Temporal.
+        try:
+            async with await AuditStore.open(settings.audit_url) as audit:
+                whys = [await _why(audit, r.workflow_id) for r in found]
+        except (SQLAlchemyError, OSError) as error:
+            where = masked_url(settings.audit_url)
+            typer.echo(
+                f"warning: the audit log at {where} cannot be read ({error.__class__.__name__})", err=True
+            )
+            whys = ["(audit log unreachable)"] * len(found)
         return [
             (r.workflow_id, r.tenant or "", str(r.started_at or ""), (r.text or "")[:60], why)
             for r, why in zip(found, whys, strict=True)

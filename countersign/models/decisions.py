@@ -299,6 +299,11 @@ class ResultRequest(BaseModel):
     output: Any = None
     error: str | None = Field(default=None, min_length=1, max_length=2000)
 
+    @field_validator("output")
+    @classmethod
+    def _carried(cls, output: Any) -> Any:
+        return carried_json(output, "output")
+
     @model_validator(mode="after")
     def _one_outcome(self) -> "ResultRequest":
         if self.ok and self.error is not None:

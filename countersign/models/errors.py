@@ -79,3 +79,4 @@ class FailureType(StrEnum):
     NODE_OUTPUT_INVALID = "NodeOutputInvalid"
     AUDIT_CONFLICT = "AuditConflict"
     AUDIT_GAP = "AuditGap"
+    CALLBACK_UNDELIVERED = "CallbackUndelivered"

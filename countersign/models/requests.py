@@ -2,13 +2,22 @@
 
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    HttpUrl,
+    StringConstraints,
+    field_validator,
+    model_validator,
+)
 
 from countersign.models.declared_tools import DeclaredTool
 from countersign.models.enums import RequestType
 from countersign.models.policy import ApprovalPolicy, LegacyPolicy
 from countersign.models.principals import Principal
 from countersign.models.signatures import GatewayTrust, Signed
+from countersign.models.wire import carried_json
 
 # Finite numbers only: JSON has no NaN or Infinity, and a workflow could never decode an input with one.
 FieldHint = str | int | Annotated[float, Field(allow_inf_nan=False)] | bool
@@ -31,6 +40,12 @@ class ProposedAction(BaseModel):
     tool: ToolName
     args: dict[str, Any] = Field(max_length=100)
 
+    @field_validator("args")
+    @classmethod
+    def _carried(cls, args: dict[str, Any]) -> dict[str, Any]:
+        # What the workflow could not decode (NaN, a lone surrogate, a value nested past 32 levels).
+        return dict(carried_json(args, "args"))
+
 
 class SubmitRequest(BaseModel):
     """`POST /workflows` body: plain words for the planner (`text`), or the caller's own `action`, or
@@ -38,17 +53,33 @@ class SubmitRequest(BaseModel):
     `type` and `fields` are hints the planner must respect when given. `summary` and `context` are the
     caller's words for the reviewers, shown quoted as the caller's, never as a subject or a title."""
 
-    model_config = ConfigDict(extra="forbid")
+    # The schema says what `_text_or_action` checks, so clients and generators know a body needs one.
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"anyOf": [{"required": ["text"]}, {"required": ["action"]}]}
+    )
 
+    # The fields a caller's action brought are left out of the dump when unset, as `callback_url` is:
+    # a planner's request keeps the exact bytes (workflow input, idempotency digest) it had before.
     text: RequestText | None = None
-    action: ProposedAction | None = None
-    summary: CallerSummary | None = None
+    action: ProposedAction | None = Field(default=None, exclude_if=lambda value: value is None)
+    summary: CallerSummary | None = Field(default=None, exclude_if=lambda value: value is None)
     # Free text, or JSON the reviewer sees as it was sent (an order, a ticket, the agent's trace).
-    context: Annotated[str, StringConstraints(max_length=8000)] | dict[str, Any] | None = None
+    context: Annotated[str, StringConstraints(max_length=8000)] | dict[str, Any] | None = Field(
+        default=None, exclude_if=lambda value: value is None
+    )
     type: RequestType | None = None
     fields: dict[Annotated[str, StringConstraints(max_length=64)], FieldHint] | None = Field(
         default=None, max_length=32
     )
+    # Where the outcome is delivered by signed callbacks (docs/callbacks.md); the gateway refuses one
+    # outside COUNTERSIGN_CALLBACK_ALLOWED_URLS. Left out of the dump when unset, so a request without
+    # one keeps the exact bytes (workflow input, idempotency digest) it had before callbacks existed.
+    callback_url: HttpUrl | None = Field(default=None, exclude_if=lambda url: url is None)
+
+    @field_validator("context")
+    @classmethod
+    def _carried(cls, context: str | dict[str, Any] | None) -> str | dict[str, Any] | None:
+        return None if context is None else carried_json(context, "context")
 
     @model_validator(mode="after")
     def _text_or_action(self) -> "SubmitRequest":

@@ -1,26 +1,52 @@
 """What the first `countersign up` on a data dir makes: a gateway signing key, an audit key, and one
 demo principal per role (whose API keys are shown once)."""
 
+from sqlalchemy.exc import SQLAlchemyError
+
 from countersign.config.settings import Settings
 from countersign.models.enums import Role
 from countersign.models.principals import NewPrincipal, PrincipalRecord
 from countersign.security import audit_keys, gateway_keys
+from countersign.stack.supervisor import StackError
+from countersign.store.admin_audit import AdminAudit
+from countersign.store.audit_store import AuditStore
 from countersign.store.principals import PrincipalStore
 
 
 async def demo_principals(settings: Settings) -> tuple[list[NewPrincipal], list[PrincipalRecord]]:
-    """On first run only: one demo principal per role, plus a requester with no role. Later: ([], the
-    demo principals made then), so `up` can say how to get one of them a key again."""
-    async with await PrincipalStore.open(settings.principals_db) as store:
-        if await store.count():
-            existing = [r for r in await store.records() if r.name.startswith("demo-")]
-            return [], existing
-        # Addresses at example.com: notifications to them are real messages in the outbox to open.
-        created = [await store.add("demo-requester", [], email="demo-requester@example.com")]
-        for role in Role:
-            name = f"demo-{role.value.lower().replace('_', '-')}"
-            created.append(await store.add(name, [role], email=f"{name}@example.com"))
-        return created, []
+    """On first run only: one demo principal per role, plus a requester with no role, each recorded in
+    the tenant's admin audit as `countersign principal add` records one (the audit log opened first,
+    so principals it could not record are never made). Later: ([], the demo principals made then), so
+    `up` can say how to get one of them a key again."""
+    try:
+        async with (
+            await AuditStore.open(settings.audit_url, keyring=settings.audit_keyring()) as audit_store,
+            await PrincipalStore.open(settings.principals_db) as store,
+        ):
+            if await store.count():
+                existing = [r for r in await store.records() if r.name.startswith("demo-")]
+                return [], existing
+            audit = AdminAudit(audit_store)
+            # Addresses at example.com: notifications to them are real messages in the outbox to open.
+            wanted: list[tuple[str, list[Role]]] = [("demo-requester", [])]
+            wanted += [(f"demo-{role.value.lower().replace('_', '-')}", [role]) for role in Role]
+            created = []
+            for name, roles in wanted:
+                made = await store.add(name, roles, email=f"{name}@example.com")
+                record = await store.record(made.principal.id)
+                await audit.record(
+                    record.tenant,
+                    "principal_added",
+                    record.id,
+                    f"added {record.id} ({record.name}) with roles {','.join(roles) or '-'}: a demo "
+                    "principal of the first `countersign up`",
+                    {"name": record.name, "roles": ",".join(roles), "key_prefix": record.keys[0].prefix},
+                )
+                created.append(made)
+            return created, []
+    except (SQLAlchemyError, OSError) as error:
+        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise StackError(f"the audit log or the principal store cannot be used: {reason}") from None
 
 
 def ensure_keys(settings: Settings) -> None:

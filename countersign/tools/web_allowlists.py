@@ -38,7 +38,7 @@ def origin_of(url: httpx.URL) -> str:
     return f"{url.scheme}://{url.host}:{port_of(url)}"
 
 
-def _under(url: httpx.URL, prefix: httpx.URL) -> bool:
+def under_prefix(url: httpx.URL, prefix: httpx.URL) -> bool:
     if (url.scheme, url.host, port_of(url)) != (prefix.scheme, prefix.host, port_of(prefix)):
         return False
     path, allowed = url.path or "/", prefix.path or "/"
@@ -71,7 +71,7 @@ def webhook_allowed(args: PostWebhookArgs, integrations: Integrations) -> list[F
     if isinstance(url, str):
         return [_url_finding(url)]
     prefixes = [p for p in map(parse_url, integrations.webhook_allowed_urls) if isinstance(p, httpx.URL)]
-    if not any(_under(url, prefix) for prefix in prefixes):
+    if not any(under_prefix(url, prefix) for prefix in prefixes):
         return [_url_finding(f"{origin_of(url)}/... is outside the allowed webhook URLs")]
     return []
 

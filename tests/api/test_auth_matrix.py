@@ -153,6 +153,18 @@ MATRIX: dict[tuple[str, str], Row] = {
         scoped=True,
     ),
     ("GET", "/workflows/{workflow_id}/audit"): Row("/workflows/{workflow}/audit", scoped=True),
+    # Signed callbacks: the tenant's secret is ADMIN's; a workflow's delivery log is its requester's and
+    # ADMIN's; a redelivery ADMIN's (the workflow has no deliveries: the tenant check comes first).
+    ("GET", "/tenants/me/webhook-secret"): Row("/tenants/me/webhook-secret", wrong_role="manager"),
+    ("POST", "/tenants/me/webhook-secret/rotate"): Row(
+        "/tenants/me/webhook-secret/rotate", wrong_role="manager"
+    ),
+    ("GET", "/workflows/{workflow_id}/deliveries"): Row(
+        "/workflows/{workflow}/deliveries", wrong_role="manager", scoped=True
+    ),
+    ("POST", "/workflows/{workflow_id}/deliveries/{delivery_id}/redeliver"): Row(
+        "/workflows/{workflow}/deliveries/0123abcd/redeliver", wrong_role="manager", own=True, scoped=True
+    ),
     ("GET", "/approvals/inbox"): Row("/approvals/inbox"),
     ("POST", "/approvals/batch"): Row(
         "/approvals/batch", batch, wrong_role="finance", own=True, scoped=True, per_item=True
@@ -376,6 +388,8 @@ OTHER_KIND = [
     ("POST", "/workflows/{run}/reassign", {"to_role": "DIRECTOR", "reason": "r"}),
     ("POST", "/workflows/{run}/retry", {"reason": "r"}),
     ("POST", "/workflows/{run}/result", {"ok": True}),
+    ("GET", "/workflows/{run}/deliveries", None),
+    ("POST", "/workflows/{run}/deliveries/0123abcd/redeliver", None),
     ("GET", "/graph/state/{workflow}", None),
     ("POST", "/graph/runs/{workflow}/approve", {"decision": "approved"}),
 ]

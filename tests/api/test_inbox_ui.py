@@ -198,6 +198,29 @@ async def test_A_right_after_x_approves_what_x_selected(team: Api, served: str, 
     assert await state(team, other) == "WAITING_FOR_APPROVAL"
 
 
+async def test_A_pressed_twice_sends_one_batch(team: Api, served: str, browser: Browser) -> None:
+    first = await submit(team, FOLLOW_UP)
+    await waiting(team, first)
+    page = await signed_in(browser, served, team)
+    await expect(page.locator("#items tbody tr")).to_have_count(1)
+    batches: list[str] = []
+
+    async def slowly(route: Route) -> None:  # the batch is still on its way when `A` comes again
+        batches.append(route.request.method)
+        await asyncio.sleep(1.5)
+        await route.continue_()
+
+    await page.route(re.compile(r"/approvals/batch$"), slowly)
+    await page.keyboard.press("x")
+    await expect(page.get_by_role("button", name="Approve selected (A) · 1")).to_be_visible()
+    await page.keyboard.press("A")
+    await page.keyboard.press("A")
+    await expect(page.locator("#result")).to_have_text("The batch is on its way…")
+    await expect(page.locator("#result")).to_contain_text("Approved 1 of 1")
+    assert batches == ["POST"]
+    assert await state(team, first) in ("APPROVED", "ACTION_EXECUTED")
+
+
 async def test_edit_args_with_e_makes_a_new_version(
     team: Api, served: str, browser: Browser, tmp_path: Path
 ) -> None:

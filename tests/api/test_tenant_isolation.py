@@ -13,6 +13,7 @@ from temporalio.client import Client
 
 from countersign.activities.validation import ValidationActivities
 from countersign.llm.rules import RulesPlanner
+from countersign.models.enums import Role
 from countersign.models.proposal import ValidateInput, ValidationReport
 from countersign.worker import WorkerGroup, build_worker
 from tests.api.conftest import Api
@@ -107,3 +108,23 @@ async def test_another_tenant_is_told_nothing_during_an_edit(api: Api, gate: Gat
     assert (await api.http.get(f"{url}/audit", headers=api.as_("globex_manager"))).status_code == 404
     view_events = (await view())["audit"]
     assert not any(globex_id.id in str(e.get("data")) for e in view_events)
+
+
+async def test_another_tenant_sees_neither_deliveries_nor_the_webhook_secret(api: Api) -> None:
+    """Signed callbacks: a workflow's delivery log and its redelivery answer another tenant's ADMIN 404,
+    as for a workflow that does not exist; each tenant signs with a secret of its own."""
+    store = api.app.state.principals
+    api.keys["globex_admin"] = (await store.add("globex_admin", [Role.ADMIN], "globex")).api_key
+    response = await api.http.post("/workflows", json={"text": FOLLOW_UP}, headers=api.as_("requester"))
+    url = f"/workflows/{response.json()['workflow_id']}/deliveries"
+    await eventually(
+        lambda: api.http.get(url, headers=api.as_("requester")), lambda answer: answer.status_code == 200
+    )
+    assert (await api.http.get(url, headers=api.as_("admin"))).json() == []
+    for who in ("globex_admin", "globex_manager"):
+        assert (await api.http.get(url, headers=api.as_(who))).status_code == 404
+        assert (await api.http.post(f"{url}/0123abcd/redeliver", headers=api.as_(who))).status_code == 404
+    ours = await api.http.get("/tenants/me/webhook-secret", headers=api.as_("admin"))
+    theirs = await api.http.get("/tenants/me/webhook-secret", headers=api.as_("globex_admin"))
+    assert ours.status_code == theirs.status_code == 200
+    assert ours.json()["secret"] != theirs.json()["secret"]

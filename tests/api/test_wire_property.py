@@ -35,6 +35,7 @@ from countersign.models.decisions import (
     EditRequest,
     NodeDecisionRequest,
     ReassignRequest,
+    ResultRequest,
     RetryRequest,
 )
 from countersign.models.declared_tools import DeclareToolRequest
@@ -58,6 +59,7 @@ REQUEST_MODELS: list[type[BaseModel]] = [
     RunGraphRequest,
     GraphDefinition,
     DeclareToolRequest,
+    ResultRequest,
 ]
 EXAMPLES = 150
 PROPERTY = settings(

@@ -153,8 +153,26 @@ async def test_dlq_list_says_why_each_dead_letter_failed(
             *("--temporal-address", client.service_client.config.target_host),
             env={"COLUMNS": "400"},
         )
+        # The audit log out of reach (nothing listens on port 9): the list still comes, saying so.
+        unreachable = await asyncio.to_thread(
+            countersign,
+            *("dlq", "list", "--data-dir", str(tmp_path)),
+            *("--temporal-address", client.service_client.config.target_host),
+            env={
+                "COLUMNS": "400",
+                "COUNTERSIGN_AUDIT_DATABASE_URL": "postgresql://someone:s3cret@127.0.0.1:9/x",
+            },
+        )
         await handle.terminate("test over")
     assert done.returncode == 0, done.stderr
     assert "why" in done.stdout.splitlines()[1], done.stdout
     (row,) = [line for line in done.stdout.splitlines() if handle.id in line]
     assert "HTTP 401" in row and view.error.split(":")[0] in row, done.stdout
+    assert unreachable.returncode == 0 and "Traceback" not in unreachable.stderr, unreachable.stderr
+    (row,) = [line for line in unreachable.stdout.splitlines() if handle.id in line]
+    assert "(audit log unreachable)" in row, unreachable.stdout
+    assert (
+        "warning: the audit log at postgresql://someone:***@127.0.0.1:9/x cannot be read"
+        in unreachable.stderr
+    )
+    assert "s3cret" not in unreachable.stdout + unreachable.stderr

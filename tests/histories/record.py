@@ -44,6 +44,11 @@ ApprovalWorkflow, current code:
   it before anything is planned → FAILED.
 - approval_unsigned_refused: an unsigned `decision` signal and `decide` update refused and audited, a
   refusal the gateway reports (Signal `refused`), then a signed approval → ACTION_EXECUTED.
+- approval_callbacks: a request with a callback_url (the `callbacks` patch): the receiver answers the
+  first event 500 then takes every one; an edit (v2) and an approval → ACTION_EXECUTED, every event
+  delivered before the end.
+- approval_callbacks_given_up: a callback_url nothing listens on, with a 1-second retry window: a
+  rejection ends it REJECTED and each event is given up and audited (`callback_failed`).
 - approval_outage_waited_out (ts): the SMTP server down for ten minutes after the approval; the email goes
   out once it is back → ACTION_EXECUTED, no dead letter.
 - approval_expired (ts): the shipped policy's one MANAGER step: reminder at 6h, escalation at 8h, the
@@ -105,6 +110,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from countersign.activities.notify import OutboxChannel
 from countersign.api.services.graph_runs import snapshot
+from countersign.config.settings import CallbackSettings
 from countersign.config.temporal import ensure_search_attributes
 from countersign.graphs.registry import NodeContext, NodeRegistry, build_node_registry, node_fn
 from countersign.graphs.shipped import shipped_definitions
@@ -139,6 +145,7 @@ from countersign.tools.smtp import SmtpConfig
 from countersign.worker import build_worker
 from countersign.workflows.approval import ApprovalWorkflow
 from countersign.workflows.graph import GraphWorkflow
+from tests.callback_receiver import Receiver, closed_port_url
 from tests.fake_llm import FakeLLM, follow_up_plan, openai_answer, openai_error
 from tests.helpers import (
     DEFAULT_POLICY,
@@ -180,6 +187,8 @@ DEV_APPROVAL = (
     "approval_planning_dead_letter_retried",
     "approval_start_refused",
     "approval_unsigned_refused",
+    "approval_callbacks",
+    "approval_callbacks_given_up",
 )
 DEV_GRAPH = (
     "graph_demo_review",
@@ -634,6 +643,58 @@ async def _record(client: Client, data_dir: Path, rec: Recorder) -> None:
                 await rec.save(handle, "approval_cancelled_while_notifying", canceled=True)
             finally:
                 OutboxChannel.deliver = deliver  # type: ignore[method-assign]
+
+
+async def _record_callbacks(client: Client, data_dir: Path, rec: Recorder) -> None:
+    if not rec.selected & {"approval_callbacks", "approval_callbacks_given_up"}:
+        return
+    queue = f"record-{uuid.uuid4().hex[:8]}"
+    quick = CallbackSettings(callback_retry_window_seconds=1, callback_timeout_seconds=2)
+    worker = build_worker(
+        client, task_queue=queue, data_dir=data_dir, planner=RulesPlanner(), trust=TEST_TRUST, callbacks=quick
+    )
+    with Receiver() as receiver:
+        async with worker:
+
+            async def with_callback(url: str) -> WorkflowHandle[ApprovalWorkflow, WorkflowView]:
+                return await client.start_workflow(
+                    ApprovalWorkflow.run,
+                    ApprovalInput(
+                        request=SubmitRequest.model_validate({"text": FOLLOW_UP, "callback_url": url}),
+                        requester=REQUESTER,
+                        policy=DEFAULT_POLICY,
+                    ),
+                    id=f"req-default-{uuid.uuid4().hex[:12]}",
+                    task_queue=queue,
+                )
+
+            if rec.wants("approval_callbacks"):
+                receiver.statuses = [500]
+                handle = await with_callback(receiver.base + "countersign")
+                view = await wait_for_state(handle, WorkflowState.WAITING_FOR_APPROVAL)
+                assert view.proposal is not None
+                edit = EditInput(
+                    reviewer=MANAGER,
+                    proposal_version=1,
+                    args={**view.proposal.args, "subject": "Pricing for Q3"},
+                )
+                await handle.execute_update(ApprovalWorkflow.edit, edit)
+                await handle.execute_update(
+                    ApprovalWorkflow.decide,
+                    DecideInput(reviewer=MANAGER_2, decision=Decision.APPROVED, proposal_version=2),
+                )
+                await rec.save(handle, "approval_callbacks")
+
+            if rec.wants("approval_callbacks_given_up"):
+                handle = await with_callback(closed_port_url())
+                await wait_for_state(handle, WorkflowState.WAITING_FOR_APPROVAL)
+                await handle.execute_update(
+                    ApprovalWorkflow.decide,
+                    DecideInput(
+                        reviewer=MANAGER, decision=Decision.REJECTED, proposal_version=1, notes="not now"
+                    ),
+                )
+                await rec.save(handle, "approval_callbacks_given_up")
 
 
 async def _record_model_planning(client: Client, data_dir: Path, rec: Recorder) -> None:
@@ -1094,6 +1155,7 @@ async def main(args: list[str]) -> None:
             )
             try:
                 await _record(env.client, Path(data_dir), rec)
+                await _record_callbacks(env.client, Path(data_dir), rec)
                 await _record_model_planning(env.client, Path(data_dir), rec)
                 await _record_graphs(env.client, Path(data_dir), rec)
                 await _record_graph_paths(env.client, Path(data_dir), rec)

@@ -18,6 +18,10 @@ HISTORIES = sorted((Path(__file__).parent.parent / "histories").glob("*.json"))
 
 def test_histories_are_committed() -> None:
     assert {p.stem for p in HISTORIES} >= {
+        # Signed callbacks (`callbacks`, asked only by a request with a callback_url): delivered after
+        # a retry, and given up and audited.
+        "approval_callbacks",
+        "approval_callbacks_given_up",
         # Before planning moved to its own task queue (no `plan-on-llm-task-queue` patch marker).
         "approval_executed_v1",
         "approval_rejected_by_signal_v1",

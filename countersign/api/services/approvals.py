@@ -25,6 +25,7 @@ from countersign.api.services.access import PathScrubber, in_trail, may_read, re
 from countersign.api.services.approval_updates import ApprovalUpdates, carried
 from countersign.api.services.audit_log import AuditLog
 from countersign.api.services.batch import decide_batch
+from countersign.api.services.callback_urls import check_callback_url
 from countersign.api.services.inbox import WorkflowLists
 from countersign.api.services.submissions import DeclaredTools, Submissions
 from countersign.api.services.temporal_errors import rpc_error
@@ -82,6 +83,7 @@ class ApprovalService:
         server_paths: Sequence[Path] = (),
         registry: ToolRegistry | None = None,
         declared_tools: DeclaredTools | None = None,
+        callback_urls: Sequence[str] = (),
     ) -> None:
         self._client = client
         self._submissions = Submissions(
@@ -101,6 +103,7 @@ class ApprovalService:
         self._scrub = PathScrubber(server_paths)
         self._updates = ApprovalUpdates(client)
         self._lists = WorkflowLists(client, self._acting_for)
+        self._callback_urls = callback_urls
 
     async def submit(
         self,
@@ -109,6 +112,7 @@ class ApprovalService:
         idempotency_key: str | None,
         wait: timedelta | None = None,
     ) -> SubmitResponse:
+        check_callback_url(request.callback_url, self._callback_urls)  # before anything starts
         return await self._submissions.submit(principal, request, idempotency_key, wait)
 
     async def view(

@@ -11,6 +11,7 @@ from typing import Self
 from pydantic import ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from countersign.config.settings.callbacks import CallbackSettings
 from countersign.config.settings.gateway import GatewaySettings
 from countersign.config.settings.jwt import JwtSettings
 from countersign.config.settings.keys import KeySettings
@@ -24,6 +25,7 @@ from countersign.config.settings.worker import MAX_CACHED_WORKFLOWS, WorkerSetti
 __all__ = [
     "MAX_CACHED_WORKFLOWS",
     "PLANNING_BUDGET_SECONDS",
+    "CallbackSettings",
     "GatewaySettings",
     "JwtSettings",
     "KeySettings",
@@ -48,6 +50,7 @@ class Settings(
     ToolSettings,
     KeySettings,
     TelemetrySettings,
+    CallbackSettings,
     BaseSettings,
 ):
     # hide_input_in_errors: a failed validator would otherwise echo its input, tokens and secrets included.

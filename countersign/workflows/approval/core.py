@@ -11,12 +11,14 @@ from temporalio import workflow
 from temporalio.common import SearchAttributeUpdate
 from temporalio.exceptions import ActivityError, ApplicationError
 
+from countersign.workflows.approval.callbacks import Callbacks
 from countersign.workflows.approval.patches import Patches
 from countersign.workflows.steps.delivery import Deliveries
 from countersign.workflows.steps.trail import AuditTrail
 
 with workflow.unsafe.imports_passed_through():
     from countersign.models import search_attributes as sa
+    from countersign.models.callbacks import CallbackEvent
     from countersign.models.decisions import ApprovalStep, CancelInput, ResultInput, RetryInput, StepStatus
     from countersign.models.enums import ActorKind, Role, WorkflowState
     from countersign.models.notifications import Notification
@@ -68,6 +70,8 @@ class ApprovalCore:
         self._guard = MessageGuard(input.trust, required=input.trust is not None)
         # Notifications still being delivered (in the background, retrying through an outage).
         self._deliveries = Deliveries(self._outage_window, self._notify_failed)
+        # Signed callbacks to the request's callback_url, delivered beside the notifications.
+        self._callbacks = Callbacks(input, self._deliveries, self._callback_failed)
         self._refusals = 0
         # Who decided as a delegate, by id, with the roles they hold themselves (SOD_PATCH).
         self._delegates: dict[str, Principal] = {}
@@ -121,6 +125,12 @@ class ApprovalCore:
         message = cause.message if isinstance(cause, ApplicationError) else str(cause or error)
         self._record("notify_failed", "notify", ActorKind.SYSTEM, detail=f"{note.kind}: {message}"[:500])
 
+    def _callback_failed(self, event: CallbackEvent, error: ActivityError) -> None:
+        cause = error.cause
+        message = cause.message if isinstance(cause, ApplicationError) else str(cause or error)
+        detail = f"{event.type} {event.id} given up: {message}"
+        self._record("callback_failed", "callback", ActorKind.SYSTEM, detail=detail[:500])
+
     def _outage_window(self) -> timedelta:
         return timedelta(seconds=self._input.outage_window_seconds)
 
@@ -163,6 +173,17 @@ class ApprovalCore:
             raise ApplicationError(f"illegal transition {self._state} -> {state}", non_retryable=True)
         self._state = state
         self._publish()
+        # A start no trusted gateway signed (nothing recorded yet, not even `received`) believes nothing
+        # in its input, its callback_url included; a dead letter's retry is no outcome to tell.
+        if not back and self._trail.events:
+            self._callbacks.moved(
+                state,
+                proposal=self._proposal,
+                report=self._validation,
+                chain=self._chain,
+                step=self._step,
+                error=self._error,
+            )
 
     def _record(
         self,

@@ -86,7 +86,10 @@ class Decisions(Notifier):
         assert self._step is not None and self._proposal is not None
         if authority.delegate is not None:
             self._delegates[decision.reviewer.id] = decision.reviewer
-        self._steps.apply(self._chain[self._step], decision, authority, self._proposal.version)
+        record = self._steps.apply(self._chain[self._step], decision, authority, self._proposal.version)
+        self._callbacks.decided(
+            record, step=self._step, state=self._state, proposal=self._proposal, report=self._validation
+        )
 
     @workflow.update
     async def decide(self, decision: DecideInput) -> WorkflowView:

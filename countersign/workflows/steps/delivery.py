@@ -3,8 +3,9 @@ at once, whatever the mail server is doing, while each notification retries an o
 window. A failure is reported to the workflow (which audits it), never fatal."""
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from datetime import timedelta
+from typing import Any
 
 from temporalio import workflow
 from temporalio.exceptions import ActivityError, CancelledError
@@ -23,9 +24,15 @@ class Deliveries:
         self._outage_window = outage_window
         self._failed = failed
         self._pending: list[asyncio.Task[None]] = []
+        # Other deliveries in the background (a request's signed callbacks): awaited at the end like
+        # notifications, but never cancelled with them, since a callback tells of the cancellation too.
+        self._kept: list[asyncio.Task[None]] = []
 
     def send(self, note: Notification) -> None:
         self._pending.append(asyncio.create_task(self._deliver(note)))
+
+    def keep(self, delivery: Coroutine[Any, Any, None]) -> None:
+        self._kept.append(asyncio.create_task(delivery))
 
     def cancel(self) -> None:
         """Nobody needs telling about a workflow cancelled from outside."""
@@ -34,9 +41,10 @@ class Deliveries:
 
     async def delivered(self) -> None:
         """Wait for the notifications still being delivered (an outage may keep one for hours)."""
-        while self._pending:
+        while self._pending or self._kept:
             pending, self._pending = self._pending, []
-            await asyncio.gather(*pending)
+            kept, self._kept = self._kept, []
+            await asyncio.gather(*pending, *kept)
 
     async def _deliver(self, note: Notification) -> None:
         try:

@@ -19,6 +19,7 @@ const state = {
   selecting: new Map(), // workflow id -> its selection, still reading the proposal version
   detail: null,       // the workflow view shown in the detail pane
   filter: "",
+  batching: false,    // a batch approval is on its way (a second `A` waits for it)
 };
 
 // ---- talking to the gateway -------------------------------------------------------------------
@@ -392,6 +393,13 @@ async function submitEdit(event) {
 }
 
 async function approveSelected() {
+  // A second `A` while a batch is on its way would send the same decisions again: one batch at a time.
+  if (state.batching) { say("The batch is on its way…"); return; }
+  state.batching = true;
+  try { await sendBatch(); } finally { state.batching = false; }
+}
+
+async function sendBatch() {
   // Selections made just before `A` may still be reading their versions: they are part of the batch.
   // (Each read settles, failed or not, and toggleSelect moves it on before this resumes.)
   while (state.selecting.size) await Promise.all([...state.selecting.values()]);

@@ -1,0 +1,65 @@
+"""Countersign's Python client: propose an action, wait for a person to decide, run it once approved."""
+
+from countersign_client.callbacks import InvalidSignature, verify_callback
+from countersign_client.client import AsyncClient, Client
+from countersign_client.decorator import ApprovedFunction, AsyncApprovedFunction, approval_required
+from countersign_client.errors import (
+    ApprovalCancelled,
+    ApprovalError,
+    ApprovalExpired,
+    ApprovalFailed,
+    ApprovalPending,
+    ApprovalRejected,
+    Conflict,
+    CountersignError,
+    Forbidden,
+    Invalid,
+    NotFound,
+    Refused,
+    ServerError,
+    Unauthorized,
+    Unavailable,
+    WaitTimeout,
+)
+from countersign_client.models import (
+    CallbackEvent,
+    Finding,
+    SubmitResponse,
+    ToolSpec,
+    WorkflowState,
+    WorkflowSummary,
+    WorkflowView,
+)
+
+__all__ = [
+    "ApprovalCancelled",
+    "ApprovalError",
+    "ApprovalExpired",
+    "ApprovalFailed",
+    "ApprovalPending",
+    "ApprovalRejected",
+    "ApprovedFunction",
+    "AsyncApprovedFunction",
+    "AsyncClient",
+    "CallbackEvent",
+    "Client",
+    "Conflict",
+    "CountersignError",
+    "Finding",
+    "Forbidden",
+    "Invalid",
+    "InvalidSignature",
+    "NotFound",
+    "Refused",
+    "ServerError",
+    "SubmitResponse",
+    "ToolSpec",
+    "Unauthorized",
+    "Unavailable",
+    "WaitTimeout",
+    "WorkflowState",
+    "WorkflowSummary",
+    "WorkflowView",
+    "approval_required",
+    "verify_callback",
+]
