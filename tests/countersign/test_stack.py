@@ -328,3 +328,61 @@ def test_the_web_ui_decodes_through_the_gateway_when_payloads_are_encrypted(tmp_
     )
     assert "--ui-codec-endpoint" not in plain
     assert encrypted[encrypted.index("--ui-codec-endpoint") + 1] == "http://127.0.0.1:8123/codec"
+
+
+EXAMPLE_AGENT = Path(__file__).resolve().parents[2] / "examples" / "refund-agent" / "refund_agent.py"
+
+
+def test_the_example_agent_refunds_once_a_manager_approves(stack: Stack) -> None:
+    """The README's "Approvals for your agent": the decorator example against `countersign up`."""
+    lines = stack.start()
+    keys = dict(m.groups() for m in map(KEY_LINE.match, lines) if m)
+    env = {
+        **os.environ,
+        "COUNTERSIGN_API_URL": stack.url,
+        "COUNTERSIGN_API_KEY": keys["demo-requester"],
+        "COUNTERSIGN_ADMIN_KEY": keys["demo-admin"],
+    }
+    agent = subprocess.Popen(
+        [sys.executable, str(EXAMPLE_AGENT), "A-1001", "40", "--timeout", "120"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+    )
+    try:
+        manager = {"Authorization": f"Bearer {keys['demo-manager']}"}
+        with httpx.Client(base_url=stack.url, timeout=30) as http:
+            # The proposal reaches the manager's inbox; nothing has been refunded yet.
+            deadline = time.monotonic() + 60
+            rows: list[dict[str, object]] = []
+            while time.monotonic() < deadline and not rows:
+                inbox = http.get("/approvals/inbox", headers=manager).json()["items"]
+                rows = [row for row in inbox if row["kind"] == "request"]
+                time.sleep(0.3)
+            (row,) = rows
+            workflow_id = str(row["workflow_id"])
+            view = http.get(f"/workflows/{workflow_id}", headers=manager).json()
+            assert (view["proposal"]["tool"], view["proposal"]["args"]) == (
+                "refund_payment",
+                {"order_id": "A-1001", "amount": 40.0},
+            )
+            assert view["proposal"]["summary"] == "Refund 40.00 for order A-1001"
+            approved = http.post(
+                f"/workflows/{workflow_id}/approve",
+                json={"decision": "approved", "proposal_version": 1},
+                headers=manager,
+            )
+            assert approved.status_code == 200, approved.text
+            output, _ = agent.communicate(timeout=120)
+            assert agent.returncode == 0, output
+            assert "refunding 40.00 on A-1001" in output
+            assert "refunded: {'refund_id': 'rf-A-1001'" in output
+            final = http.get(f"/workflows/{workflow_id}", params={"wait_seconds": 30}, headers=manager).json()
+            assert final["state"] == "ACTION_EXECUTED" and final["execution"] == "caller"
+            assert final["result"]["result"]["refund_id"] == "rf-A-1001"
+            assert ("action_executed", "CALLER") in [(e["event"], e["actor_kind"]) for e in final["audit"]]
+    finally:
+        if agent.poll() is None:
+            agent.kill()
+            agent.wait()
