@@ -354,3 +354,68 @@ async def test_a_request_without_a_callback_url_keeps_its_command_sequence(hooks
         b'"callback_url"'
         not in history.events[0].workflow_execution_started_event_attributes.input.payloads[0].data
     )
+
+
+async def test_a_declared_tool_edited_approved_called_back_and_reported(hooks: Hooks) -> None:
+    """Issue 19's whole path over HTTP: a caller proposes an action of a tool its tenant declared; a
+    reviewer edits it and another approves; the signed callback carries the edited args; the caller
+    runs them and reports; ACTION_EXECUTED, every step in the audit."""
+    schema = {
+        "type": "object",
+        "properties": {"order_id": {"type": "string"}, "amount": {"type": "number", "minimum": 0}},
+        "required": ["order_id", "amount"],
+        "additionalProperties": False,
+    }
+    declaration = {
+        "name": "refund_payment",
+        "description": "Refund a payment",
+        "args_schema": schema,
+        "side_effect": "EXTERNAL",
+        "risk": "MEDIUM",
+    }
+    declared = await hooks.http.post("/tools", json=declaration, headers=hooks.as_("admin"))
+    assert declared.status_code == 201, declared.text
+    body = {
+        "action": {"tool": "refund_payment", "args": {"order_id": "A-1001", "amount": 40}},
+        "summary": "Refund order A-1001",
+        "callback_url": hooks.receiver.base + "agent",
+    }
+    submitted = await hooks.http.post("/workflows", json=body, headers=hooks.as_("requester"))
+    assert submitted.status_code == 201, submitted.text
+    workflow_id = str(submitted.json()["workflow_id"])
+    await hooks.waiting(workflow_id)
+    edited = await hooks.http.post(
+        f"/workflows/{workflow_id}/edit",
+        json={"proposal_version": 1, "args": {"order_id": "A-1001", "amount": 25}},
+        headers=hooks.as_("manager"),
+    )
+    assert edited.status_code == 200, edited.text
+    await hooks.approve(workflow_id, "manager2", version=2)
+
+    # The callback that says it is approved verifies with standardwebhooks and carries the edited args.
+    secret = await hooks.secret()
+    approved = verified((await hooks.arrived(workflow_id, "approval.approved"))[0], secret)
+    assert approved["data"]["proposal"]["version"] == 2
+    assert approved["data"]["proposal"]["args"] == {"order_id": "A-1001", "amount": 25}
+    assert approved["data"]["state"] == "APPROVED"
+
+    # The caller runs exactly those and reports.
+    reported = await hooks.http.post(
+        f"/workflows/{workflow_id}/result",
+        json={"ok": True, "output": {"refund_id": "rf-1", "amount": 25}},
+        headers=hooks.as_("requester"),
+    )
+    assert reported.status_code == 200, reported.text
+    assert reported.json()["state"] == "ACTION_EXECUTED"
+    executed = verified((await hooks.arrived(workflow_id, "action.executed"))[0], secret)
+    assert executed["data"]["proposal"]["args"] == {"order_id": "A-1001", "amount": 25}
+    view = await hooks.view(workflow_id)
+    events = [(e["event"], e["actor_kind"]) for e in view["audit"]]
+    for expected in [
+        ("proposed", "CALLER"),
+        ("edited", "HUMAN"),
+        ("approved", "SYSTEM"),
+        ("awaiting_result", "SYSTEM"),
+        ("action_executed", "CALLER"),
+    ]:
+        assert expected in events, (expected, events)
