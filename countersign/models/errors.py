@@ -4,7 +4,7 @@ already expect one (`ValueError` for bad input, `KeyError` for an unknown name).
 
     CountersignError
     ├── RequestError          a request the gateway refuses: one HTTP status per subclass (api/main.py)
-    │   ├── NotFound, Forbidden, Conflict, Invalid (InvalidAction), Unavailable
+    │   ├── NotFound, Forbidden, Conflict (WorkflowFinished), Invalid (InvalidAction), Unavailable
     ├── configuration         SpecError, PolicyFileError, MissingKey, EvalFileError, PayloadCodecError
     ├── input and rules       WireError, ExpressionError, NoRoute, GraphInvalid
     ├── stores                AuditConflict, AuditGap, LedgerConflict, LeaseLost, SignInRefused, ...
@@ -45,6 +45,10 @@ class Forbidden(RequestError):
 
 class Conflict(RequestError):
     code = "Conflict"
+
+
+class WorkflowFinished(Conflict):
+    """A message for a workflow that has already ended: nothing it says can change the outcome."""
 
 
 class Invalid(RequestError):

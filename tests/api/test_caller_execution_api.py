@@ -5,6 +5,7 @@ with the approved args, reported (POST /workflows/{id}/result), all in the audit
 import uuid
 
 from tests.api.conftest import Api
+from tests.helpers import eventually
 
 REFUND_SCHEMA = {
     "type": "object",
@@ -83,6 +84,14 @@ async def test_a_declared_tool_is_approved_with_an_edit_and_run_by_the_caller(ap
     again = await api.http.post(f"{workflow}/result", json={"ok": True}, headers=api.as_("requester"))
     assert again.status_code == 409, again.text
 
+    # The workflow has ended and keeps no trail of the second report: the gateway audits it.
+    async def trail() -> list[dict[str, object]]:
+        answer = await api.http.get(f"{workflow}/audit", headers=api.as_("requester"))
+        return [e for e in answer.json() if e["event"] == "result_refused" and e["actor"] == "requester"]
+
+    late = await eventually(trail, lambda found: len(found) == 1, timeout=30)
+    assert late[0]["state"] == "ACTION_EXECUTED", late
+
     final = await api.http.get(workflow, params={"wait_seconds": 30}, headers=api.as_("requester"))
     events = [(e["event"], e["actor_kind"]) for e in final.json()["audit"]]
     for expected in [
@@ -107,6 +116,11 @@ async def test_args_outside_the_declared_schema_are_refused_before_anything_star
     assert response.status_code == 422, response.text
     findings = response.json()["findings"]
     assert {f["field"] for f in findings} >= {"$.amount"}, findings
+    # Nothing started, and the refusal is in the tenant's audit log all the same.
+    audit = await api.http.get("/audit", params={"actor": "requester"}, headers=api.as_("admin"))
+    refused = [e for e in audit.json() if e["event"] == "submit_refused"]
+    assert refused and refused[-1]["detail"].startswith("InvalidAction: "), audit.text
+    assert refused[-1]["workflow_id"] == "requests@default#refused"
     # Another tenant's declared tool is unknown here.
     foreign = await api.http.post(
         "/workflows",

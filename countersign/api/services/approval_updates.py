@@ -14,7 +14,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from countersign.api.services.temporal_errors import REFUSAL_ERRORS, finished_workflow, rpc_error
 from countersign.models import search_attributes as sa
 from countersign.models.decisions import Refusal, RefusalInput
-from countersign.models.errors import Conflict, Invalid, NotFound, RequestError
+from countersign.models.errors import Invalid, NotFound, RequestError, WorkflowFinished
 from countersign.models.principals import Principal
 from countersign.models.wire import WireError, check_round_trip
 from countersign.workflows.approval import ApprovalWorkflow
@@ -77,7 +77,7 @@ class ApprovalUpdates:
             if error.status == RPCStatusCode.NOT_FOUND and finished_workflow(error.message):
                 # Only the owning tenant may learn that the workflow exists and has finished.
                 await self._require_tenant(principal, workflow_id)
-                raise Conflict(f"workflow {workflow_id} has finished", closed) from error
+                raise WorkflowFinished(f"workflow {workflow_id} has finished", closed) from error
             raise rpc_error(error, workflow_id) from error
 
     async def _record_refusal(

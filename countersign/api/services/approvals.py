@@ -23,7 +23,7 @@ from temporalio.service import RPCError
 
 from countersign.api.services.access import PathScrubber, in_trail, may_read, reads_everything
 from countersign.api.services.approval_updates import ApprovalUpdates, carried
-from countersign.api.services.audit_log import AuditLog
+from countersign.api.services.audit_log import SUBMISSIONS, AuditLog
 from countersign.api.services.batch import decide_batch
 from countersign.api.services.callback_urls import check_callback_url
 from countersign.api.services.inbox import WorkflowLists
@@ -31,6 +31,7 @@ from countersign.api.services.submissions import DeclaredTools, Submissions
 from countersign.api.services.temporal_errors import rpc_error
 from countersign.api.services.view_wait import wait_for
 from countersign.api.services.visibility import list_dead_letters
+from countersign.models import search_attributes as sa
 from countersign.models.audit import StoredAuditEvent
 from countersign.models.decisions import (
     ApproveRequest,
@@ -55,6 +56,7 @@ from countersign.models.errors import (
     Invalid,
     NotFound,
     RequestError,
+    WorkflowFinished,
 )
 from countersign.models.policy import ApprovalPolicy
 from countersign.models.principals import Principal
@@ -112,8 +114,25 @@ class ApprovalService:
         idempotency_key: str | None,
         wait: timedelta | None = None,
     ) -> SubmitResponse:
-        check_callback_url(request.callback_url, self._callback_urls)  # before anything starts
-        return await self._submissions.submit(principal, request, idempotency_key, wait)
+        try:
+            check_callback_url(request.callback_url, self._callback_urls)  # before anything starts
+            return await self._submissions.submit(principal, request, idempotency_key, wait)
+        except Invalid as refused:
+            chain = SUBMISSIONS.format(tenant=principal.tenant)
+            await self._audit_refusal(principal, chain, "submit", refused, WorkflowState.RECEIVED)
+            raise
+
+    async def _audit_refusal(
+        self, principal: Principal, chain: str, what: str, refused: RequestError, state: WorkflowState
+    ) -> None:
+        """A refusal no workflow could record (none exists, or it has ended), in the SQL audit log.
+        Best effort: the caller hears the refusal whatever the audit database is doing."""
+        if self._audit is None:
+            return
+        try:
+            await self._audit.refused(principal, chain, what, refused.code, refused.message, state)
+        except Exception as error:  # a refusal must never turn into a 500 because the log is away
+            log.warning("refused %s by %s not audited: %s", what, principal.id, error)
 
     async def view(
         self,
@@ -266,12 +285,19 @@ class ApprovalService:
     ) -> WorkflowView:
         """The caller's report on an approved action it executed (a tool its tenant declared)."""
         request = carried(ResultInput(principal=principal, ok=body.ok, output=body.output, error=body.error))
-        return await self._updates.run(
-            principal,
-            workflow_id,
-            lambda h: h.execute_update(ApprovalWorkflow.report_result, request),
-            what="result",
-        )
+        try:
+            return await self._updates.run(
+                principal,
+                workflow_id,
+                lambda h: h.execute_update(ApprovalWorkflow.report_result, request),
+                what="result",
+            )
+        except WorkflowFinished as refused:
+            # Twice, or past the deadline: the workflow has ended and keeps no trail of it any more.
+            state = (await self._updates.handle(workflow_id).describe()).typed_search_attributes.get(sa.STATE)
+            final = WorkflowState(state) if state else WorkflowState.FAILED
+            await self._audit_refusal(principal, workflow_id, "result", refused, final)
+            raise
 
     async def dead_letters(self, principal: Principal, limit: int = 100) -> list[WorkflowSummary]:
         """Failed workflows still open for a retry, in the caller's tenant."""

@@ -16,6 +16,9 @@ from countersign.security.audit_keys import AuditKeyring
 from countersign.store.audit_store import AuditConflict, AuditGap, AuditStore
 
 REFUSED_SUFFIX = "#refused"
+# Requests refused before any workflow existed (an invalid action, a callback URL outside the allow-list)
+# go to one refusal chain per tenant: `requests@<tenant>#refused` (a tenant has no `@`: no workflow's).
+SUBMISSIONS = "requests@{tenant}"
 _ATTEMPTS = 5
 
 

@@ -92,6 +92,6 @@ def _refused(workflow_id: str, error: RequestError) -> BatchItemResult:
         workflow_id=workflow_id,
         ok=False,
         code=error.code,
-        status=_HTTP_STATUS.get(type(error), 500),
+        status=next((code for kind, code in _HTTP_STATUS.items() if isinstance(error, kind)), 500),
         detail=error.message,
     )
