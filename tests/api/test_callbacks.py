@@ -260,6 +260,10 @@ async def test_a_callback_url_outside_the_allow_list_starts_nothing(hooks: Hooks
     with pytest.raises(RPCError) as missing:
         await hooks.client.get_workflow_handle(workflow_id).describe()
     assert missing.value.status == RPCStatusCode.NOT_FOUND
+    # Both refusals are in the tenant's audit log, by who asked.
+    audit = await hooks.http.get("/audit", params={"actor": "requester"}, headers=hooks.as_("admin"))
+    refused = [e for e in audit.json() if e["event"] == "submit_refused"]
+    assert [e["detail"].split(":")[0] for e in refused] == ["CallbackUrlNotAllowed"] * 2, audit.text
 
 
 def test_allowed_urls_match_whole_segments() -> None:
