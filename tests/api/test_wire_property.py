@@ -111,6 +111,11 @@ def strategy(schema: dict[str, Any], defs: dict[str, Any]) -> st.SearchStrategy[
     """Values for a pydantic JSON schema, mostly valid, with a hostile value possible at every leaf."""
     if "$ref" in schema:
         return st.deferred(lambda: strategy(defs[schema["$ref"].rsplit("/", 1)[-1]], defs))
+    branches = schema.get("anyOf", [])
+    if "properties" in schema and branches and all(set(branch) == {"required"} for branch in branches):
+        # An object that needs one of several sets of fields (SubmitRequest: text or action): each way.
+        options = [{**schema, "required": [*schema.get("required", []), *b["required"]]} for b in branches]
+        return st.one_of([_object(option, defs) for option in options])
     for combinator in ("anyOf", "oneOf", "allOf"):
         if combinator in schema:
             return st.one_of([strategy(option, defs) for option in schema[combinator]])
