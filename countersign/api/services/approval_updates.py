@@ -49,10 +49,13 @@ class ApprovalUpdates:
         call: Callable[[Any], Awaitable[T]],
         closed: Refusal = Refusal.NOT_WAITING,
         what: str = "decision",
+        in_trail: bool = True,
     ) -> T:
         """Run one Update, turning the workflow's refusals into domain errors (and audit entries).
 
         `closed` is the refusal for a workflow that has already finished (or is finishing).
+        `in_trail`: a refusal is kept in the workflow's own trail (Signal `refused`); False when the
+        caller audits it itself (a message refused as the workflow ends would find no trail to join).
         """
         try:
             return await call(self.handle(workflow_id))
@@ -70,7 +73,8 @@ class ApprovalUpdates:
                     str(cause.type),
                 ) from error
             if isinstance(cause, ApplicationError) and cause.type in REFUSAL_ERRORS:
-                await self._record_refusal(principal, workflow_id, what, str(cause.type), cause.message)
+                if in_trail:
+                    await self._record_refusal(principal, workflow_id, what, str(cause.type), cause.message)
                 raise REFUSAL_ERRORS[cause.type](cause.message, cause.type) from error
             raise
         except RPCError as error:

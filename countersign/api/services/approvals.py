@@ -52,11 +52,11 @@ from countersign.models.decisions import (
 )
 from countersign.models.enums import RequestType, WorkflowState
 from countersign.models.errors import (
+    Conflict,
     Forbidden,
     Invalid,
     NotFound,
     RequestError,
-    WorkflowFinished,
 )
 from countersign.models.policy import ApprovalPolicy
 from countersign.models.principals import Principal
@@ -285,18 +285,25 @@ class ApprovalService:
     ) -> WorkflowView:
         """The caller's report on an approved action it executed (a tool its tenant declared)."""
         request = carried(ResultInput(principal=principal, ok=body.ok, output=body.output, error=body.error))
+        # A report is refused most often just as the workflow ends (a second report right after the
+        # first), when a `refused` signal would find no trail left to join: every refusal of a result
+        # goes to the workflow's refusal chain in the SQL audit log instead, whatever the moment.
         try:
             return await self._updates.run(
                 principal,
                 workflow_id,
                 lambda h: h.execute_update(ApprovalWorkflow.report_result, request),
                 what="result",
+                in_trail=False,
             )
-        except WorkflowFinished as refused:
-            # Twice, or past the deadline: the workflow has ended and keeps no trail of it any more.
-            state = (await self._updates.handle(workflow_id).describe()).typed_search_attributes.get(sa.STATE)
-            final = WorkflowState(state) if state else WorkflowState.FAILED
-            await self._audit_refusal(principal, workflow_id, "result", refused, final)
+        except (Conflict, Forbidden, Invalid) as refused:
+            try:
+                described = await self._updates.handle(workflow_id).describe()
+                state = described.typed_search_attributes.get(sa.STATE)
+            except RPCError:
+                state = None
+            current = WorkflowState(state) if state else WorkflowState.APPROVED
+            await self._audit_refusal(principal, workflow_id, "result", refused, current)
             raise
 
     async def dead_letters(self, principal: Principal, limit: int = 100) -> list[WorkflowSummary]:
