@@ -2,7 +2,7 @@
 
 from typing import Annotated, Any
 
-from fastapi import Depends, Request
+from fastapi import Depends, Header, HTTPException, Request, status
 from pydantic import BaseModel
 from temporalio.client import Client
 
@@ -11,6 +11,7 @@ from countersign.api.services.approvals import ApprovalService
 from countersign.api.services.audit_log import AuditLog
 from countersign.api.services.declared_tools import DeclaredToolService
 from countersign.api.services.graph_runs import GraphService
+from countersign.models.channels import CLAIMABLE_CHANNELS, DecisionChannel
 from countersign.models.principals import Principal
 from countersign.store.principals import PrincipalStore
 
@@ -46,7 +47,32 @@ async def _declared_tools(request: Request) -> DeclaredToolService:
     return service
 
 
+async def _channel(
+    x_countersign_channel: Annotated[
+        str | None,
+        Header(
+            description="Where the caller decides from: `api` (the default) or `inbox` (the keyboard inbox)."
+        ),
+    ] = None,
+) -> DecisionChannel:
+    """The channel a decision is audited with. A client may say `api` or `inbox` only: the others are
+    set by the gateway's own handlers (email links and replies, Slack), never claimed."""
+    if x_countersign_channel is None:
+        return DecisionChannel.API
+    try:
+        channel = DecisionChannel(x_countersign_channel.strip().lower())
+    except ValueError:
+        channel = None
+    if channel not in CLAIMABLE_CHANNELS:
+        raise HTTPException(
+            status.HTTP_422_UNPROCESSABLE_ENTITY, detail="X-Countersign-Channel must be `api` or `inbox`"
+        )
+    assert channel is not None
+    return channel
+
+
 ClientDep = Annotated[Client, Depends(_client)]
+ChannelDep = Annotated[DecisionChannel, Depends(_channel)]
 ServiceDep = Annotated[ApprovalService, Depends(_service)]
 GraphServiceDep = Annotated[GraphService, Depends(_graphs)]
 PrincipalDep = Annotated[Principal, Depends(current_principal)]

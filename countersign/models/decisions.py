@@ -5,6 +5,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from countersign.models.channels import DecisionChannel
 from countersign.models.enums import Decision, Role
 from countersign.models.policy import OnDeadline
 from countersign.models.principals import Principal
@@ -50,6 +51,8 @@ class DecideInput(Signed):
     # Principals who currently delegate to the reviewer (out of office), looked up by the gateway;
     # the workflow decides on their behalf when the reviewer's own roles do not fit the step.
     acting_for: list[Principal] = Field(default_factory=list, max_length=50)
+    # Where the reviewer decided (set by the gateway); None in messages from before channels were kept.
+    channel: DecisionChannel | None = None
 
 
 class BatchItem(BaseModel):
@@ -175,6 +178,8 @@ class DecisionRecord(BaseModel):
     # Set when the reviewer decided as a delegate: the principal whose authority they used.
     on_behalf_of_id: str | None = None
     on_behalf_of_name: str | None = None
+    # Where it was made (api, inbox, email_link, email_reply, slack, teams); None before channels were kept.
+    channel: DecisionChannel | None = None
 
 
 class StepStatus(StrEnum):
@@ -224,6 +229,10 @@ class ApprovalStep(BaseModel):
     assignee_name: str | None = None
     # Who reassigned the step last: they may not approve it themselves.
     reassigned_by_id: str | None = None
+    # From the policy: links in messages go through the inbox's sign-in (None: only at HIGH risk), and
+    # whether a reply to the notification email may decide.
+    require_sign_in: bool | None = None
+    email_reply: bool = False
 
     @model_validator(mode="after")
     def _role_leads_any_of(self) -> "ApprovalStep":

@@ -4,6 +4,7 @@ from enum import StrEnum
 
 from pydantic import BaseModel, Field
 
+from countersign.models.channels import DecisionPrompt
 from countersign.models.enums import Role
 
 
@@ -30,6 +31,14 @@ class Notification(BaseModel):
     principal_ids: list[str] = Field(default_factory=list)
     # Never told, whatever their roles: the requester is not asked to approve their own request.
     exclude_ids: list[str] = Field(default_factory=list)
+    # For messages that ask for a decision (pending, reminder, escalation, reassigned): the step and
+    # proposal version they are about, which links and buttons are bound to. None for the others, and
+    # in notifications from before channels could decide.
+    prompt: DecisionPrompt | None = None
+
+    @property
+    def asks_decision(self) -> bool:
+        return self.prompt is not None
 
 
 class NotifyResult(BaseModel):

@@ -199,6 +199,11 @@ class StepSpec(BaseModel):
     deadline: Duration | None = None
     on_deadline: OnDeadline | None = None
     escalate_to: Role | None = None
+    # Links in this step's messages open the inbox (sign in) instead of deciding on a confirmation
+    # page; unset: only when the action's risk is HIGH.
+    require_sign_in: bool | None = None
+    # A reply to this step's notification email (`approve` / `reject: reason`) may decide. Off by default.
+    email_reply: bool = False
 
 
 class PolicyRule(BaseModel):

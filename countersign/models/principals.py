@@ -13,6 +13,7 @@ from pydantic import (
     model_validator,
 )
 
+from countersign.models.channels import ChannelPreferences
 from countersign.models.enums import Role
 
 # Tenant names Countersign keeps for itself, compared without regard to case. Names starting with `_` or
@@ -122,8 +123,12 @@ class RotatedKey(BaseModel):
     old_keys_until: AwareDatetime | None  # None: the replaced keys stopped at once
 
 
+# A Slack member id (`U…`, or `W…` on Enterprise Grid).
+SlackUserId = Annotated[str, Field(pattern=r"^[UW][A-Z0-9]{2,30}$")]
+
+
 class Recipient(BaseModel):
-    """A principal as notifications see it: with an email address, when one is on file."""
+    """A principal as notifications see it: its addresses on each channel, and how it likes to be told."""
 
     model_config = ConfigDict(frozen=True)
 
@@ -132,6 +137,18 @@ class Recipient(BaseModel):
     email: str | None = None
     roles: list[Role] = Field(default_factory=list)
     tenant: Tenant = "default"
+    slack_user_id: str | None = None
+    preferences: ChannelPreferences = Field(default_factory=ChannelPreferences)
+
+
+class PrincipalChannels(BaseModel):
+    """`GET /principals/me`'s `channels`: where the reviewer is told and may decide."""
+
+    email: str | None = None
+    slack_user_id: str | None = None
+    preferences: ChannelPreferences = Field(default_factory=ChannelPreferences)
+    # The channels a decision of theirs may come from, given what is on file and configured.
+    decides_from: list[str] = Field(default_factory=list)
 
 
 class DelegateRequest(BaseModel):

@@ -126,6 +126,8 @@ def _step(spec: StepSpec, policy: ApprovalPolicy, rule: str) -> ApprovalStep:
         deadline_seconds=timing.deadline_seconds,
         on_deadline=timing.on_deadline,
         escalate_to=timing.escalate_to,
+        require_sign_in=spec.require_sign_in,
+        email_reply=spec.email_reply,
     )
 
 
@@ -366,6 +368,7 @@ def record_decision(
         at=at,
         on_behalf_of_id=delegator.id if delegator else None,
         on_behalf_of_name=delegator.name if delegator else None,
+        channel=decision.channel,
     )
     step.decisions.append(record)
     return record

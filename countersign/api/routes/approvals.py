@@ -2,7 +2,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
-from countersign.api.deps import AUTHENTICATED, WITH_BODY, PrincipalDep, ServiceDep, refusals
+from countersign.api.deps import AUTHENTICATED, WITH_BODY, ChannelDep, PrincipalDep, ServiceDep, refusals
 from countersign.models.decisions import BatchRequest, BatchResponse
 from countersign.models.views import InboxFilter, WorkflowList
 
@@ -27,8 +27,10 @@ async def inbox(
     summary="One decision on up to 100 proposals, each named with its version",
     responses=refusals(*WITH_BODY),
 )
-async def batch(body: BatchRequest, principal: PrincipalDep, service: ServiceDep) -> BatchResponse:
-    return await service.batch(principal, body)
+async def batch(
+    body: BatchRequest, principal: PrincipalDep, service: ServiceDep, channel: ChannelDep
+) -> BatchResponse:
+    return await service.batch(principal, body, channel)
 
 
 dead_letters_router = APIRouter(tags=["workflows"])

@@ -22,7 +22,7 @@ from fastapi.responses import HTMLResponse
 from pydantic import ValidationError
 
 from countersign.api.auth import websocket_principal
-from countersign.api.deps import AUTHENTICATED, WITH_BODY, GraphServiceDep, PrincipalDep, refusals
+from countersign.api.deps import AUTHENTICATED, WITH_BODY, ChannelDep, GraphServiceDep, PrincipalDep, refusals
 from countersign.api.services.graph_runs import RUN_ID_PREFIX, GraphService
 from countersign.graphs.validation import parse_definition
 from countersign.models.decisions import NodeDecisionRequest, ReassignRequest
@@ -184,9 +184,13 @@ async def graph_state(run_id: RunId, principal: PrincipalDep, service: GraphServ
     responses=refusals(*WITH_BODY, 403, 404, 409),
 )
 async def approve_node(
-    run_id: RunId, body: NodeDecisionRequest, principal: PrincipalDep, service: GraphServiceDep
+    run_id: RunId,
+    body: NodeDecisionRequest,
+    principal: PrincipalDep,
+    service: GraphServiceDep,
+    channel: ChannelDep,
 ) -> GraphRunView:
-    return await service.decide(principal, graph_run(run_id), body)
+    return await service.decide(principal, graph_run(run_id), body, channel=channel)
 
 
 @router.post(

@@ -3,7 +3,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Header, Path, Query, status
 
-from countersign.api.deps import AUTHENTICATED, WITH_BODY, PrincipalDep, ServiceDep, refusals
+from countersign.api.deps import AUTHENTICATED, WITH_BODY, ChannelDep, PrincipalDep, ServiceDep, refusals
 from countersign.api.services.submissions import WORKFLOW_ID_PREFIX
 from countersign.models.decisions import (
     ApproveRequest,
@@ -112,6 +112,7 @@ async def approve(
     body: ApproveRequest,
     principal: PrincipalDep,
     service: ServiceDep,
+    channel: ChannelDep,
     wait_seconds: Annotated[
         float | None,
         Query(
@@ -124,7 +125,7 @@ async def approve(
     ] = None,
 ) -> WorkflowView:
     wait = None if wait_seconds is None else timedelta(seconds=wait_seconds)
-    return await service.decide(principal, approval(workflow_id), body, wait)
+    return await service.decide(principal, approval(workflow_id), body, wait, channel)
 
 
 @router.post(

@@ -33,6 +33,7 @@ from countersign.api.services.view_wait import wait_for
 from countersign.api.services.visibility import list_dead_letters
 from countersign.models import search_attributes as sa
 from countersign.models.audit import StoredAuditEvent
+from countersign.models.channels import DecisionChannel
 from countersign.models.decisions import (
     ApproveRequest,
     BatchRequest,
@@ -199,13 +200,23 @@ class ApprovalService:
         return await self._principals.delegators_for(principal, datetime.now(UTC))
 
     async def decide(
-        self, principal: Principal, workflow_id: str, body: ApproveRequest, wait: timedelta | None = None
+        self,
+        principal: Principal,
+        workflow_id: str,
+        body: ApproveRequest,
+        wait: timedelta | None = None,
+        channel: DecisionChannel = DecisionChannel.API,
     ) -> WorkflowView:
         """Apply the decision and answer as soon as the workflow has acted on it: the next step waits,
         the request ended, or its action started. With `wait`, an action that started is also waited for,
         up to that long (its outcome, or a dead letter); past it, the answer is as without waiting."""
         decision = carried(
-            DecideInput(reviewer=principal, acting_for=await self._acting_for(principal), **body.model_dump())
+            DecideInput(
+                reviewer=principal,
+                acting_for=await self._acting_for(principal),
+                channel=channel,
+                **body.model_dump(),
+            )
         )
         view: WorkflowView = await self._updates.run(
             principal, workflow_id, lambda h: h.execute_update(ApprovalWorkflow.decide, decision)
@@ -310,10 +321,14 @@ class ApprovalService:
         """Failed workflows still open for a retry, in the caller's tenant."""
         return await list_dead_letters(self._client, principal.tenant, limit)
 
-    async def batch(self, principal: Principal, body: BatchRequest) -> BatchResponse:
+    async def batch(
+        self, principal: Principal, body: BatchRequest, channel: DecisionChannel = DecisionChannel.API
+    ) -> BatchResponse:
         """One decision on many proposals, concurrently; each item succeeds or is refused on its own."""
         acting_for = await self._acting_for(principal)
-        return await decide_batch(self._client, self._updates, self._principals, principal, acting_for, body)
+        return await decide_batch(
+            self._client, self._updates, self._principals, principal, acting_for, body, channel
+        )
 
     async def list_workflows(
         self,

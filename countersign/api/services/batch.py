@@ -8,6 +8,7 @@ from temporalio.client import Client
 
 from countersign.api.services.approval_updates import ApprovalUpdates, carried
 from countersign.api.services.graph_runs import decide_node
+from countersign.models.channels import DecisionChannel
 from countersign.models.decisions import (
     GRAPH_RUN_ID_PREFIX,
     BatchItemResult,
@@ -32,6 +33,7 @@ async def decide_batch(
     principal: Principal,
     acting_for: list[Principal],
     body: BatchRequest,
+    channel: DecisionChannel = DecisionChannel.API,
 ) -> BatchResponse:
     """`acting_for`: whoever delegates to `principal` now, read once for every item."""
     counts = Counter(item.workflow_id for item in body.items)
@@ -43,13 +45,14 @@ async def decide_batch(
 
     async def one(workflow_id: str, version: int | None) -> BatchItemResult:
         if workflow_id.startswith(GRAPH_RUN_ID_PREFIX):
-            return await _graph_item(client, principals, principal, workflow_id, version, body)
+            return await _graph_item(client, principals, principal, workflow_id, version, body, channel)
         decision = DecideInput(
             reviewer=principal,
             decision=body.decision,
             notes=body.notes,
             proposal_version=version,
             acting_for=acting_for,
+            channel=channel,
         )
         try:
             view = await updates.run(
@@ -76,12 +79,13 @@ async def _graph_item(
     run_id: str,
     version: int | None,
     body: BatchRequest,
+    channel: DecisionChannel,
 ) -> BatchItemResult:
     """A batch item naming a graph run: decided as `POST /graph/runs/{id}/approve` decides it (an
     approval workflow's update would be refused by the run, or applied and then misread)."""
     node = NodeDecisionRequest(decision=body.decision, notes=body.notes)
     try:
-        view = await decide_node(client, principals, principal, run_id, node, version or 1)
+        view = await decide_node(client, principals, principal, run_id, node, version or 1, channel)
     except RequestError as error:
         return _refused(run_id, error)
     return BatchItemResult(workflow_id=run_id, ok=True, state=view.status.value)

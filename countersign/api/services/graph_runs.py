@@ -21,6 +21,7 @@ from countersign.api.services.audit_log import AuditLog
 from countersign.api.services.temporal_errors import REFUSAL_ERRORS, finished_workflow, rpc_error
 from countersign.graphs.registry import NodeRegistry
 from countersign.graphs.validation import GraphInvalid, check_graph
+from countersign.models.channels import DecisionChannel
 from countersign.models.decisions import (
     GRAPH_RUN_ID_PREFIX,
     DecideInput,
@@ -170,10 +171,13 @@ class GraphService:
         run_id: str,
         body: NodeDecisionRequest,
         proposal_version: int = 1,
+        channel: DecisionChannel = DecisionChannel.API,
     ) -> GraphRunView:
         """Decide the approval node the run waits on. An approval node has one version (1); a batch may
         pass the one its item named, and the workflow refuses any other as stale."""
-        return await decide_node(self._client, self._principals, principal, run_id, body, proposal_version)
+        return await decide_node(
+            self._client, self._principals, principal, run_id, body, proposal_version, channel
+        )
 
     async def reassign(self, principal: Principal, run_id: str, body: ReassignRequest) -> GraphRunView:
         return await reassign_node(self._client, self._principals, principal, run_id, body)
@@ -217,6 +221,7 @@ async def decide_node(
     run_id: str,
     body: NodeDecisionRequest,
     proposal_version: int = 1,
+    channel: DecisionChannel = DecisionChannel.API,
 ) -> GraphRunView:
     """One decision on a run's approval node: `POST /graph/runs/{id}/approve` and the items of
     `POST /approvals/batch` that name a graph run, so both refuse alike."""
@@ -229,6 +234,7 @@ async def decide_node(
         # The run's workflow requires every decision to name the node's version.
         proposal_version=proposal_version,
         acting_for=acting_for,
+        channel=channel,
     )
     try:
         check_round_trip(decision)

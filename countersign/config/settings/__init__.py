@@ -12,6 +12,7 @@ from pydantic import ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from countersign.config.settings.callbacks import CallbackSettings
+from countersign.config.settings.channels import ChannelSettings
 from countersign.config.settings.gateway import GatewaySettings
 from countersign.config.settings.jwt import JwtSettings
 from countersign.config.settings.keys import KeySettings
@@ -26,6 +27,7 @@ __all__ = [
     "MAX_CACHED_WORKFLOWS",
     "PLANNING_BUDGET_SECONDS",
     "CallbackSettings",
+    "ChannelSettings",
     "GatewaySettings",
     "JwtSettings",
     "KeySettings",
@@ -51,6 +53,7 @@ class Settings(
     KeySettings,
     TelemetrySettings,
     CallbackSettings,
+    ChannelSettings,
     BaseSettings,
 ):
     # hide_input_in_errors: a failed validator would otherwise echo its input, tokens and secrets included.

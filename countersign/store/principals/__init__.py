@@ -9,19 +9,30 @@ expired rows stay, for history. A disabled principal signs in neither with a key
 Principals who sign in with a JWT (api/tokens.py) are recorded on their first request (`sign_in`).
 
 The store is one class made of its parts, each a module of its own: `schema` (tables and migrations),
-`api_keys`, `sign_in` (token principals), `administration`, `reading` and `delegation`, all on one
+`api_keys`, `sign_in` (token principals), `administration`, `reading`, `delegation` and `channels`, all on one
 connection (`connection`). This module is its public face.
 """
 
 from countersign.store.principals.administration import PrincipalAdministration
 from countersign.store.principals.api_keys import PREFIX_LENGTH, ApiKeyPrincipals
+from countersign.store.principals.channels import KEEP, PrincipalChannelSettings
 from countersign.store.principals.connection import Clock
 from countersign.store.principals.delegation import Delegations
 from countersign.store.principals.rows import API_KEY_SOURCE, JWT_SOURCE
 from countersign.store.principals.sign_in import SignInRefused, TokenPrincipals
 
-__all__ = ["API_KEY_SOURCE", "JWT_SOURCE", "PREFIX_LENGTH", "Clock", "PrincipalStore", "SignInRefused"]
+__all__ = [
+    "API_KEY_SOURCE",
+    "JWT_SOURCE",
+    "KEEP",
+    "PREFIX_LENGTH",
+    "Clock",
+    "PrincipalStore",
+    "SignInRefused",
+]
 
 
-class PrincipalStore(ApiKeyPrincipals, TokenPrincipals, PrincipalAdministration, Delegations):
+class PrincipalStore(
+    ApiKeyPrincipals, TokenPrincipals, PrincipalAdministration, Delegations, PrincipalChannelSettings
+):
     """The principal store: API keys, token sign-in, administration, reading and delegation."""

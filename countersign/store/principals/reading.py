@@ -8,9 +8,13 @@ from countersign.store.principals.rows import principal_of_row, recipient_of_row
 _PRINCIPAL_BY_ID = (
     "SELECT id, name, roles, tenant, email FROM principals WHERE id = ? AND disabled_at IS NULL"
 )
+_RECIPIENT_BY_ID = (
+    "SELECT id, name, roles, tenant, email, slack_user_id, delivery, quiet_hours, timezone "
+    "FROM principals WHERE id = ? AND disabled_at IS NULL"
+)
 _PRINCIPALS_OF_TENANT = (
-    "SELECT id, name, roles, tenant, email FROM principals "
-    "WHERE tenant = ? AND disabled_at IS NULL ORDER BY name, id"
+    "SELECT id, name, roles, tenant, email, slack_user_id, delivery, quiet_hours, timezone "
+    "FROM principals WHERE tenant = ? AND disabled_at IS NULL ORDER BY name, id"
 )
 
 
@@ -23,7 +27,7 @@ class PrincipalReading(PrincipalConnection):
         return None if row is None else principal_of_row(row)
 
     async def recipient(self, principal_id: str) -> Recipient | None:
-        row = await self._one(_PRINCIPAL_BY_ID, principal_id)
+        row = await self._one(_RECIPIENT_BY_ID, principal_id)
         return None if row is None else recipient_of_row(row)
 
     async def recipients(self, tenant: str, roles: list[Role]) -> list[Recipient]:

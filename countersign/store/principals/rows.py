@@ -7,6 +7,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from countersign.models.channels import ChannelPreferences
 from countersign.models.enums import Role
 from countersign.models.principals import (
     ApiKeyRecord,
@@ -43,10 +44,29 @@ def principal_of_row(row: Iterable[Any]) -> Principal | None:
         return None
 
 
-def recipient_of_row(row: Iterable[Any]) -> Recipient | None:
-    id_, name, roles, tenant, email = row
+def preferences_of_row(
+    delivery: str | None, quiet_hours: str | None, timezone: str | None
+) -> ChannelPreferences:
     try:
-        return Recipient(id=id_, name=name, email=email, roles=json.loads(roles), tenant=tenant)
+        return ChannelPreferences.model_validate(
+            {"delivery": delivery or "immediate", "quiet_hours": quiet_hours, "timezone": timezone or "UTC"}
+        )
+    except ValidationError:
+        return ChannelPreferences()  # a row no current version wrote: told at once, as by default
+
+
+def recipient_of_row(row: Iterable[Any]) -> Recipient | None:
+    id_, name, roles, tenant, email, slack_user_id, delivery, quiet_hours, timezone = row
+    try:
+        return Recipient(
+            id=id_,
+            name=name,
+            email=email,
+            roles=json.loads(roles),
+            tenant=tenant,
+            slack_user_id=slack_user_id,
+            preferences=preferences_of_row(delivery, quiet_hours, timezone),
+        )
     except ValidationError:
         return None
 

@@ -17,7 +17,11 @@ CREATE TABLE IF NOT EXISTS {table} (
     created_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%SZ', 'now')),
     email TEXT,
     source TEXT NOT NULL DEFAULT 'api-key',
-    disabled_at TEXT
+    disabled_at TEXT,
+    slack_user_id TEXT,
+    delivery TEXT,
+    quiet_hours TEXT,
+    timezone TEXT
 )
 """
 _SCHEMA = (
@@ -60,10 +64,20 @@ CREATE TABLE IF NOT EXISTS delegation_log (
 """
 )
 # After any migration: an index made on the old principals table would go with it.
-_INDEXES = "CREATE INDEX IF NOT EXISTS principals_by_tenant ON principals (tenant);"
+_INDEXES = (
+    "CREATE INDEX IF NOT EXISTS principals_by_tenant ON principals (tenant);"
+    "CREATE INDEX IF NOT EXISTS principals_by_slack_user ON principals (slack_user_id);"
+)
 
 # Columns added after a database may already exist: (name, definition) for ALTER TABLE ... ADD COLUMN.
-_ADDED_COLUMNS = [("email", "TEXT")]
+_ADDED_COLUMNS = [
+    ("email", "TEXT"),
+    # Where else a reviewer is told and may decide (store/principals/channels.py).
+    ("slack_user_id", "TEXT"),
+    ("delivery", "TEXT"),  # immediate (NULL), hourly or daily
+    ("quiet_hours", "TEXT"),  # HH:MM-HH:MM in `timezone`, or NULL
+    ("timezone", "TEXT"),
+]
 
 
 async def prepare(db: aiosqlite.Connection) -> None:

@@ -14,8 +14,19 @@ from countersign.workflows.approval.timeouts import NOTIFY_RETRY
 
 with workflow.unsafe.imports_passed_through():
     from countersign.activities.notify import NotifyActivities
-    from countersign.models.enums import Role
+    from countersign.models.channels import DecisionPrompt, PromptFinding
+    from countersign.models.enums import Risk, Role
     from countersign.models.notifications import Notification, NotificationKind
+
+# Notifications that ask their recipients for a decision: they carry the step's prompt (links, buttons).
+ASKING = frozenset(
+    {
+        NotificationKind.PENDING,
+        NotificationKind.REMINDER,
+        NotificationKind.ESCALATION,
+        NotificationKind.REASSIGNED,
+    }
+)
 
 
 class Notifier(ApprovalCore):
@@ -49,6 +60,7 @@ class Notifier(ApprovalCore):
             principal_ids=principal_ids or [],
             exclude_ids=([] if kind == NotificationKind.OUTCOME else [self._input.requester.id])
             + (exclude_ids or []),
+            prompt=self._prompt() if kind in ASKING and self._patches.trusted else None,
         )
         if self._patches.trusted:
             self._deliveries.send(note)
@@ -66,6 +78,37 @@ class Notifier(ApprovalCore):
             if not self._state.is_final and self._patches.cancelled_with_workflow(error):
                 raise asyncio.CancelledError("cancelled while notifying") from error
             self._notify_failed(note, error)
+
+    def _prompt(self) -> DecisionPrompt | None:
+        """What a message asking for a decision shows and binds its links to: the current step of the
+        current proposal version. Not activity input that changes commands: replay is unaffected."""
+        step, plan, report = self._current(), self._proposal, self._validation
+        if step is None or plan is None or self._step is None:
+            return None
+        risk = report.risk if report is not None else None
+        sign_in = step.require_sign_in if step.require_sign_in is not None else risk == Risk.HIGH
+        return DecisionPrompt(
+            workflow_id=workflow.info().workflow_id,
+            tenant=self._input.requester.tenant,
+            requester_name=self._input.requester.name,
+            step_index=self._step,
+            total_steps=len(self._chain),
+            awaiting=step.deciding_roles or step.roles,
+            quorum=step.quorum,
+            approvals=step.approvals(),
+            proposal_version=plan.version,
+            tool=plan.tool,
+            args=plan.args,
+            confidence=plan.confidence,
+            risk=risk.value if risk is not None else None,
+            findings=[PromptFinding(**f.model_dump()) for f in report.findings] if report is not None else [],
+            quoted_summary=plan.summary[:2000],
+            summary_author="caller" if plan.planner == CALLER_PLANNER else "ai",
+            sla_due_at=step.sla_due_at,
+            expires_at=step.deadline_at or step.sla_due_at,
+            require_sign_in=sign_in,
+            email_reply=step.email_reply,
+        )
 
     def _body(self, text: str, workflow_id: str) -> str:
         if not self._patches.trusted:

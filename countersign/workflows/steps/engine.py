@@ -241,6 +241,8 @@ class StepEngine:
         if delegator is not None:
             detail = f"on behalf of {delegator.name} (delegation)" + (f": {detail}" if detail else "")
             data = {**(data or {}), "on_behalf_of": delegator.id}
+        if decision.channel is not None:
+            data = {**(data or {}), "channel": decision.channel.value}
         self._host.record(
             f"decision_{decision.decision}",
             decision.reviewer,

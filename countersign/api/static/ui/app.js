@@ -25,7 +25,8 @@ const state = {
 // ---- talking to the gateway -------------------------------------------------------------------
 
 async function api(path, options = {}) {
-  const headers = { Authorization: `Bearer ${state.credential}` };
+  // The inbox says so: a decision made here is audited with channel `inbox` (the API's is `api`).
+  const headers = { Authorization: `Bearer ${state.credential}`, "X-Countersign-Channel": "inbox" };
   if (options.body !== undefined) headers["Content-Type"] = "application/json";
   const response = await fetch(path, {
     method: options.method || "GET",
