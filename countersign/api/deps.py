@@ -65,7 +65,7 @@ async def _channel(
         channel = None
     if channel not in CLAIMABLE_CHANNELS:
         raise HTTPException(
-            status.HTTP_422_UNPROCESSABLE_ENTITY, detail="X-Countersign-Channel must be `api` or `inbox`"
+            status.HTTP_422_UNPROCESSABLE_CONTENT, detail="X-Countersign-Channel must be `api` or `inbox`"
         )
     assert channel is not None
     return channel

@@ -53,9 +53,20 @@ class SubmitRequest(BaseModel):
     `type` and `fields` are hints the planner must respect when given. `summary` and `context` are the
     caller's words for the reviewers, shown quoted as the caller's, never as a subject or a title."""
 
-    # The schema says what `_text_or_action` checks, so clients and generators know a body needs one.
+    # The schema says what `_text_or_action` checks, so clients and generators know a body needs one;
+    # its examples are one of each kind (docs, and the API fuzz's explicit cases).
     model_config = ConfigDict(
-        extra="forbid", json_schema_extra={"anyOf": [{"required": ["text"]}, {"required": ["action"]}]}
+        extra="forbid",
+        json_schema_extra={
+            "anyOf": [{"required": ["text"]}, {"required": ["action"]}],
+            "examples": [
+                {"text": "Order 3 laptops for the new hires, about 1,200 EUR each"},
+                {
+                    "action": {"tool": "create_task", "args": {"title": "Rotate the staging keys"}},
+                    "summary": "The keys are 90 days old",
+                },
+            ],
+        },
     )
 
     # The fields a caller's action brought are left out of the dump when unset, as `callback_url` is:

@@ -660,7 +660,11 @@ async def test_delegation_end_to_end(org: Org) -> None:
     entry = next(e for e in body["audit"] if e["event"] == "decision_approved" and e["role"] == "DIRECTOR")
     assert entry["actor"] == "manager2"
     assert "on behalf of director" in entry["detail"] and "as agreed" in entry["detail"]
-    assert entry["data"] == {"principal_id": org.ids["manager2"], "on_behalf_of": org.ids["director"]}
+    assert entry["data"] == {
+        "principal_id": org.ids["manager2"],
+        "on_behalf_of": org.ids["director"],
+        "channel": "api",
+    }
     await closed(org, first)
     status, body = await decide(org, first, "director", decision="approved")
     assert (status, body["code"]) == (409, "NotWaiting")  # the delegate took the director's step

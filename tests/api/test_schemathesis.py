@@ -318,6 +318,12 @@ async def test_every_created_workflow_can_be_followed_without_a_5xx(api: Api, se
     # (403: another role's step; 409: decided, cancelled or finished already); a 5xx is not.
     decided = 0
     async with httpx.AsyncClient(base_url=base_url, timeout=TIMEOUT) as http:
+        # The documented examples of a submit are submitted and followed too: they must work as shown,
+        # and they give the loop below workflows the fuzz did not already cancel.
+        for example in raw["components"]["schemas"]["SubmitRequest"]["examples"]:
+            submitted = await http.post("/workflows", json=example, headers=api.as_("requester"))
+            assert submitted.status_code == 201, (example, submitted.text[:300])
+            created.append(str(submitted.json()["workflow_id"]))
 
         async def view(workflow_id: str) -> dict[str, Any]:
             answer = await http.get(f"/workflows/{workflow_id}", headers=api.as_("admin"))
