@@ -20,6 +20,7 @@ from countersign.activities.plugins import load_plugins
 from countersign.api.auth_limits import AuthFailureLimiter
 from countersign.api.json_gate import JsonBodyGate
 from countersign.api.limits import RequestLimitMiddleware
+from countersign.api.mail_listener import start_reply_listener
 from countersign.api.mcp_endpoint import mount_mcp
 from countersign.api.routes import (
     approvals,
@@ -244,10 +245,14 @@ async def attach(app: FastAPI, settings: Settings, client: Client | None = None)
         outage_window=timedelta(seconds=settings.outage_window_seconds),
     )
     await app.state.mcp.start()
+    # With COUNTERSIGN_REPLY_SMTP_PORT: replies to "decision needed" emails decide (docs/email-replies.md).
+    app.state.reply_listener = await start_reply_listener(app, settings)
 
 
 async def detach(app: FastAPI) -> None:
     """Close what `attach` opened."""
+    if getattr(app.state, "reply_listener", None) is not None:
+        await app.state.reply_listener.stop()
     await app.state.mcp.stop()
     await app.state.principals.close()
     await app.state.audit_store.close()
