@@ -71,6 +71,9 @@ async def test_a_digest_reader_is_told_at_once_only_past_the_sla(
         assert all(mo.id in {r["id"] for r in n["recipients"]} for n in told)  # type: ignore[attr-defined]
         escalation = str(told[2]["subject"])
         await eventually(told_mo, lambda subjects: subjects == [escalation])
+        # Ended here: a workflow left waiting on this session's test server would hold its clock still
+        # for the tests after this one (its next task would never be taken).
+        await handle.terminate()
     async with await DigestStore.open(default_url(tmp_path)) as digests:
         assert [e.note.kind.value for e in await digests.unsent(mo.id)] == ["pending", "reminder"]
 
