@@ -29,6 +29,7 @@ from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxR
 
 from countersign.activities.audit import AuditActivities
 from countersign.activities.callbacks import CallbackActivities
+from countersign.activities.digests import DigestSender
 from countersign.activities.execution import Checkpoint, ExecutionActivities
 from countersign.activities.graph import GraphActivities
 from countersign.activities.notify import NotifyActivities
@@ -205,7 +206,7 @@ def build_worker(
         registry, data_dir, integrations, ledger_url=store_url, checkpoint=execution_checkpoint
     )
     context = ChannelContext(data_dir=data_dir, tools=registry, integrations=integrations or Integrations())
-    notify = NotifyActivities(data_dir, build_channels(channels, context))
+    notify = NotifyActivities(data_dir, build_channels(channels, context), digest_url=store_url)
     audit = AuditActivities(store_url, trust.audit)
     graph = GraphActivities(node_registry or build_node_registry())
     trusted = TrustActivities(trust.gateway)
@@ -294,10 +295,18 @@ async def run_worker(
         sandboxed=settings.workflow_sandbox,
         callbacks=settings,
     )
+    # Digests, and what waited out quiet hours, go from here: a background task beside the workers.
+    digests = DigestSender(
+        settings.audit_url or default_url(settings.data_dir),
+        settings.data_dir,
+        settings.integrations(),
+        settings.public_url,
+    )
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
+    sending = asyncio.ensure_future(digests.run(settings.digest_interval_seconds))
     try:
         async with worker:
             waits: list[asyncio.Future[Any]] = [asyncio.ensure_future(stop.wait())]
@@ -317,6 +326,9 @@ async def run_worker(
                 task.result()  # the watchdog's WorkerStalled: the workers stop, then it propagates
             log.info("stopping: running activities get %ss", settings.worker_shutdown_grace_seconds)
     finally:
+        sending.cancel()  # a digest cut short is released (or its claim lapses): the next round sends it
+        await asyncio.gather(sending, return_exceptions=True)
+        await digests.close()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(signum)
         tracing.shutdown(traces)  # spans still batched are exported before the process ends

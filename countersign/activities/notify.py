@@ -10,14 +10,19 @@ import asyncio
 import hashlib
 import json
 import os
+from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Protocol
 
 from temporalio import activity
 
+from countersign.activities.delivery_plan import plan_delivery
 from countersign.models.notifications import Notification, NotifyResult
 from countersign.models.principals import Recipient
+from countersign.store.digests import DigestStore
 from countersign.store.principals import PrincipalStore
+from countersign.store.sql import OpenedOnFirstUse, default_url
 from countersign.tools.args import SendEmailArgs
 from countersign.tools.integrations import Integrations
 from countersign.tools.registry import ToolContext, ToolRegistry
@@ -29,6 +34,10 @@ class Channel(Protocol):
     async def deliver(self, note: Notification, recipients: list[Recipient]) -> int:
         """Deliver `note` to `recipients`; returns how many messages went out (replays included)."""
         ...
+
+
+# The channel that keeps the record of every notification and all its recipients, deferred or not.
+RECORD_CHANNEL = "outbox"
 
 
 def notifications_dir(data_dir: Path) -> Path:
@@ -91,6 +100,14 @@ class EmailChannel:
         return sent
 
 
+def _planned_at() -> datetime:
+    """When the activity was first scheduled (not this attempt's start): a retry then makes the same
+    plan as the first attempt, so nobody deferred by it is told now too, and nobody told is deferred."""
+    if activity.in_activity():
+        return activity.info().scheduled_time
+    return datetime.now(UTC)
+
+
 def list_notifications(data_dir: Path) -> list[dict[str, object]]:
     """Every notification record in the outbox, oldest first (for tests and the CLI)."""
     directory = notifications_dir(data_dir)
@@ -101,11 +118,27 @@ def list_notifications(data_dir: Path) -> list[dict[str, object]]:
 
 
 class NotifyActivities:
-    def __init__(self, data_dir: Path, channels: list[Channel]) -> None:
+    """`digest_url`: the SQL store where notifications deferred by their recipients' preferences wait
+    for the digest sender (activities/digests.py); SQLite in the data dir by default. `clock`: the
+    moment a delivery is planned for (tests pass theirs; see `_planned_at`)."""
+
+    def __init__(
+        self,
+        data_dir: Path,
+        channels: list[Channel],
+        *,
+        digest_url: str | None = None,
+        digest_schema: str | None = None,
+        clock: Callable[[], datetime] | None = None,
+    ) -> None:
         self._principals_db = data_dir / "principals.db"
         self._principals: PrincipalStore | None = None
         self._opening = asyncio.Lock()
         self._channels = channels
+        url = digest_url or default_url(data_dir)
+        # Opened when someone is first deferred: a deployment where everyone is told at once never does.
+        self._digests = OpenedOnFirstUse(lambda: DigestStore.open(url, schema=digest_schema))
+        self._clock = clock or _planned_at
 
     async def _recipients(self, note: Notification) -> list[Recipient]:
         found: dict[str, Recipient] = {}
@@ -131,12 +164,26 @@ class NotifyActivities:
         if self._principals is not None:
             await self._principals.close()
             self._principals = None
+        await self._digests.close()
 
     @activity.defn(name="notify")
     async def notify(self, note: Notification) -> NotifyResult:
         recipients = await self._recipients(note)
+        now = self._clock()
+        plan = plan_delivery(note, recipients, now)
+        if plan.later:
+            store = await self._digests.get()
+            await store.queue(note, [(r.id, due) for r, due in plan.later], now)
+            activity.logger.info(
+                "deferred %s for %d recipient(s) to their digest or the end of their quiet hours",
+                note.kind,
+                len(plan.later),
+            )
         delivered = {}
         for channel in self._channels:
-            delivered[channel.name] = await channel.deliver(note, recipients)
-        activity.logger.info("notified %d recipient(s) of %s", len(recipients), note.kind)
+            # The outbox is the record of who was told what: everyone. The others tell people: only
+            # those told now (the deferred get the digest sender's email instead).
+            told = recipients if channel.name == RECORD_CHANNEL else plan.now
+            delivered[channel.name] = await channel.deliver(note, told)
+        activity.logger.info("notified %d recipient(s) of %s", len(plan.now), note.kind)
         return NotifyResult(recipients=[r.id for r in recipients], delivered=delivered)

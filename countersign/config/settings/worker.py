@@ -38,6 +38,9 @@ class WorkerSettings(BaseModel):
     # How long an approved action, a notification or an audit write keeps retrying transient failures
     # (connection refused, timeouts, 4xx-temporary, 5xx) with capped backoff before it is a dead letter.
     outage_window_seconds: int = Field(default=86_400, ge=60, le=30 * 86_400)
+    # How often the worker's digest sender looks for digests (and messages held by quiet hours) that are
+    # due (activities/digests.py, docs/digests.md).
+    digest_interval_seconds: float = Field(default=60, ge=1, le=3_600)
 
     @field_validator("plugins", mode="before")
     @classmethod
