@@ -44,7 +44,13 @@ from countersign.activities.plugins import (
 )
 from countersign.activities.trust import TrustActivities
 from countersign.activities.validation import ValidationActivities
-from countersign.config.settings import MAX_CACHED_WORKFLOWS, CallbackSettings, Settings, problems
+from countersign.config.settings import (
+    MAX_CACHED_WORKFLOWS,
+    CallbackSettings,
+    ChannelSettings,
+    Settings,
+    problems,
+)
 from countersign.config.temporal import TemporalUnreachable, connect, ensure_search_attributes
 from countersign.graphs.registry import NodeRegistry, build_node_registry
 from countersign.llm.base import Planner
@@ -182,11 +188,13 @@ def build_worker(
     shutdown_grace: timedelta = timedelta(0),
     sandboxed: bool = True,
     callbacks: CallbackSettings | None = None,
+    channel_settings: ChannelSettings | None = None,
 ) -> WorkerGroup:
     """Both workers; the audit log and the execution ledger share `audit_url` (default: SQLite in
     the data dir). `execution_checkpoint` is a fault-injection hook for the crash tests.
 
     `callbacks`: how signed callbacks retry and time out (the settings' defaults when None).
+    `channel_settings`: the public URL and the channels' addresses (Teams webhooks); none by default.
 
     `sandboxed`: run workflow code in the SDK's sandbox, which fails a workflow task on any
     non-deterministic call and gives each workflow its own copy of the modules it imports. The
@@ -205,7 +213,14 @@ def build_worker(
     execution = ExecutionActivities(
         registry, data_dir, integrations, ledger_url=store_url, checkpoint=execution_checkpoint
     )
-    context = ChannelContext(data_dir=data_dir, tools=registry, integrations=integrations or Integrations())
+    channel_settings = channel_settings or ChannelSettings()
+    context = ChannelContext(
+        data_dir=data_dir,
+        tools=registry,
+        integrations=integrations or Integrations(),
+        public_url=channel_settings.public_url,
+        teams_webhooks=channel_settings.teams_webhooks,
+    )
     notify = NotifyActivities(data_dir, build_channels(channels, context), digest_url=store_url)
     audit = AuditActivities(store_url, trust.audit)
     graph = GraphActivities(node_registry or build_node_registry())
@@ -294,6 +309,7 @@ async def run_worker(
         shutdown_grace=timedelta(seconds=settings.worker_shutdown_grace_seconds),
         sandboxed=settings.workflow_sandbox,
         callbacks=settings,
+        channel_settings=settings,
     )
     # Digests, and what waited out quiet hours, go from here: a background task beside the workers.
     digests = DigestSender(

@@ -15,6 +15,7 @@ class Received:
     headers: dict[str, str]
     body: bytes
     at: float  # time.perf_counter() when it arrived
+    path: str = ""  # the request's path (and query)
 
     @property
     def event(self) -> dict[str, Any]:
@@ -38,7 +39,12 @@ class Receiver:
                 body = self.rfile.read(int(self.headers.get("content-length", 0)))
                 with receiver._lock:
                     receiver.received.append(
-                        Received({k.lower(): v for k, v in self.headers.items()}, body, time.perf_counter())
+                        Received(
+                            {k.lower(): v for k, v in self.headers.items()},
+                            body,
+                            time.perf_counter(),
+                            self.path,
+                        )
                     )
                     status = receiver.statuses.pop(0) if receiver.statuses else 200
                 self.send_response(status)

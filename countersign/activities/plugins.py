@@ -24,13 +24,16 @@ name, whatever moves inside the tree.
 
 import importlib
 import logging
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from importlib.metadata import EntryPoint, entry_points
 from pathlib import Path
 from typing import Any
 
+from pydantic import SecretStr
+
 from countersign.activities.notify import Channel, EmailChannel, OutboxChannel
+from countersign.activities.teams_channel import TeamsChannel
 from countersign.graphs.registry import (
     NODE_FUNCTIONS,
     NodeContext,
@@ -40,7 +43,7 @@ from countersign.graphs.registry import (
     build_node_registry,
     node_fn,
 )
-from countersign.models.enums import RequestType, Risk, SideEffect
+from countersign.models.enums import RequestType, Risk, Role, SideEffect
 from countersign.models.errors import CountersignError
 from countersign.models.facts import ActionFacts
 from countersign.models.notifications import Notification
@@ -111,9 +114,14 @@ class ChannelContext:
     data_dir: Path
     tools: ToolRegistry
     integrations: Integrations
+    # Where reviewers reach the gateway (links and buttons point there), and per role a Teams webhook
+    # URL (a secret): COUNTERSIGN_PUBLIC_URL and COUNTERSIGN_TEAMS_WEBHOOKS, passed by the worker.
+    public_url: str = "http://127.0.0.1:8000"
+    teams_webhooks: Mapping[Role, SecretStr] = field(default_factory=dict)
 
 
-ChannelFactory = Callable[[ChannelContext], Channel]
+# A factory returns None for a channel its configuration leaves off (Teams without a webhook).
+ChannelFactory = Callable[[ChannelContext], Channel | None]
 
 
 @dataclass(frozen=True)
@@ -143,10 +151,18 @@ def _email(context: ChannelContext) -> Channel:
     return EmailChannel(context.tools, context.data_dir, context.integrations)
 
 
-# Every notification is kept in the data dir's outbox and emailed to recipients with an address.
+def _teams(context: ChannelContext) -> Channel | None:
+    if not context.teams_webhooks:
+        return None
+    return TeamsChannel(context.teams_webhooks, context.public_url, context.data_dir)
+
+
+# Every notification is kept in the data dir's outbox and emailed to recipients with an address; one
+# asking for a decision is also posted to its roles' Teams channels, where webhooks are configured.
 BUILTIN_CHANNELS: tuple[ChannelPlugin, ...] = (
     ChannelPlugin(BUILTIN, _outbox),
     ChannelPlugin(BUILTIN, _email),
+    ChannelPlugin(BUILTIN, _teams),
 )
 
 
@@ -304,8 +320,9 @@ def load_plugins(modules: Sequence[str] = ()) -> Plugins:
 
 
 def build_channels(plugins: Sequence[ChannelPlugin], context: ChannelContext) -> list[Channel]:
-    """Each factory's channel, in order. A channel's `name` keys the notify activity's result, so two
-    channels of one name (or one without a name) are refused rather than counted as one."""
+    """Each factory's channel, in order, but for those a factory left off (None). A channel's `name`
+    keys the notify activity's result, so two channels of one name (or one without a name) are refused
+    rather than counted as one."""
     channels: list[Channel] = []
     owners: dict[str, str] = {}
     for plugin in plugins:
@@ -315,6 +332,8 @@ def build_channels(plugins: Sequence[ChannelPlugin], context: ChannelContext) ->
             raise PluginError(
                 f"{plugin.origin}: its channel could not be built: {type(error).__name__}: {error}"
             ) from error
+        if channel is None:
+            continue
         name = getattr(channel, "name", None)
         if not isinstance(name, str) or not name or not callable(getattr(channel, "deliver", None)):
             raise PluginError(

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.console import Console
 
+from countersign.cli import principal_channels  # noqa: F401  (adds `principal update` to principal_app)
 from countersign.cli.audit import audit_app, ledger_app
 from countersign.cli.common import ApiPort, DataDir, TemporalAddress, err, talking_to_temporal
 from countersign.cli.common import settings_from as _settings

@@ -14,12 +14,14 @@ from datetime import datetime, timedelta
 from typing import Annotated, Any
 
 import typer
+from pydantic import ValidationError
 
 from countersign.cli.audited_admin import audit_event, exit_unaudited, run_audited
 from countersign.cli.common import DataDir, err
 from countersign.cli.common import settings_from as _settings
+from countersign.models.channels import ChannelPreferences
 from countersign.models.enums import Role
-from countersign.models.errors import NotFound
+from countersign.models.errors import Invalid, NotFound
 from countersign.models.principals import ApiKeyRecord, PrincipalRecord
 from countersign.store.admin_audit import AdminAudit
 from countersign.store.principals import PrincipalStore
@@ -30,6 +32,26 @@ principal_app = typer.Typer(
 
 PrincipalIdArg = Annotated[str, typer.Argument(metavar="ID", help="The principal's id, e.g. p-0123456789")]
 JsonFlag = Annotated[bool, typer.Option("--json", help="JSON instead of text (never a key either way).")]
+_SLACK_USER = re.compile(r"^[UW][A-Z0-9]{2,30}$")  # as models/principals.py's SlackUserId
+
+
+def _slack_user(value: str | None) -> str | None:
+    if value is not None and not _SLACK_USER.match(value):
+        raise typer.BadParameter(
+            f"{value!r} is not a Slack member id (U or W, then capitals and digits, e.g. U0123ABCD)"
+        )
+    return value
+
+
+SlackUserOption = Annotated[
+    str | None,
+    typer.Option(
+        "--slack-user",
+        metavar="U…",
+        callback=_slack_user,
+        help="The principal's Slack member id (U… or W…): their Slack clicks decide as them.",
+    ),
+]
 
 # A rotation's grace period: long enough to roll a key out, too short to make the rotation moot.
 MAX_GRACE = timedelta(days=30)
@@ -85,6 +107,11 @@ def _key_text(key: ApiKeyRecord) -> str:
     return f"{prefix} active"
 
 
+def preferences_text(preferences: ChannelPreferences) -> str:
+    quiet = f", quiet {preferences.quiet_hours}" if preferences.quiet_hours else ""
+    return f"{preferences.delivery}{quiet} ({preferences.timezone})"
+
+
 def _as_json(record: PrincipalRecord) -> dict[str, Any]:
     return {**record.model_dump(mode="json"), "status": record.status}
 
@@ -99,6 +126,7 @@ def principal_add(
     email: Annotated[
         str | None, typer.Option("--email", help="Where approval notifications go, e.g. ada@example.com")
     ] = None,
+    slack_user: SlackUserOption = None,
     data_dir: DataDir = None,
 ) -> None:
     """Create a principal; its new API key is printed as the last line of stdout, and never again."""
@@ -106,9 +134,14 @@ def principal_add(
     parsed = _parse_roles(roles)
 
     async def add(store: PrincipalStore, audit: AdminAudit) -> tuple[str, str | None]:
-        created = await store.add(name, parsed, tenant, email=email)
+        try:
+            created = await store.add(name, parsed, tenant, email=email, slack_user_id=slack_user)
+        except ValueError as error:  # a Slack member id another principal has (bad values are pydantic's)
+            if isinstance(error, ValidationError):
+                raise
+            raise Invalid(str(error)) from None
         record = await store.record(created.principal.id)
-        contact = f", email {email}" if email else ""
+        contact = (f", email {email}" if email else "") + (f", Slack user {slack_user}" if slack_user else "")
         err.print(
             f"created {created.principal.id} ({name}, tenant {tenant}, "
             f"roles {_roles_text(created.principal.roles)}{contact}); the key is shown once:",
@@ -119,7 +152,12 @@ def principal_add(
             record,
             "principal_added",
             f"added {record.id} ({record.name}) with roles {_roles_text(record.roles)}",
-            {"name": record.name, "roles": ",".join(record.roles), "key_prefix": record.keys[0].prefix},
+            {
+                "name": record.name,
+                "roles": ",".join(record.roles),
+                "key_prefix": record.keys[0].prefix,
+                "slack_user_id": record.slack_user_id,
+            },
         )
         return created.api_key, problem
 
@@ -188,6 +226,8 @@ def principal_show(principal_id: PrincipalIdArg, as_json: JsonFlag = False, data
         ("tenant", record.tenant),
         ("roles", _roles_text(record.roles)),
         ("email", record.email or "-"),
+        ("slack", record.slack_user_id or "-"),
+        ("told", preferences_text(record.preferences)),
         ("source", record.source),
         ("status", record.status + (f" since {_when(record.disabled_at)}" if record.disabled_at else "")),
         ("created", _when(record.created_at)),

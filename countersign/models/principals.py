@@ -105,6 +105,8 @@ class PrincipalRecord(BaseModel):
     created_at: AwareDatetime
     disabled_at: AwareDatetime | None = None
     keys: list[ApiKeyRecord] = Field(default_factory=list)
+    slack_user_id: str | None = None
+    preferences: ChannelPreferences = Field(default_factory=ChannelPreferences)
 
     @property
     def status(self) -> str:

@@ -9,7 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from countersign.models.audit import AuditEvent
 from countersign.models.decisions import ApprovalStep
 from countersign.models.enums import RequestType, Role, WorkflowState
-from countersign.models.principals import Delegation, Principal
+from countersign.models.principals import Delegation, Principal, PrincipalChannels
 from countersign.models.proposal import Proposal, ValidationReport
 from countersign.models.requests import SubmitRequest
 from countersign.models.tools import ToolOutcome
@@ -89,7 +89,8 @@ class WorkflowList(BaseModel):
 
 
 class PrincipalProfile(BaseModel):
-    """`GET /principals/me`: the caller, and the delegation they set, if any."""
+    """`GET /principals/me`: the caller, the delegation they set, if any, and their channels."""
 
     principal: Principal
     delegation: Delegation | None = None
+    channels: PrincipalChannels = Field(default_factory=PrincipalChannels)

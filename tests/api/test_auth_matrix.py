@@ -175,6 +175,8 @@ MATRIX: dict[tuple[str, str], Row] = {
     # Another tenant's colleague cannot be named: 404, as for no such principal.
     ("PUT", "/principals/me/delegate"): Row("/principals/me/delegate", delegate, scoped=True),
     ("DELETE", "/principals/me/delegate"): Row("/principals/me/delegate"),
+    # The caller's own delivery preferences: no id in the path, nobody else's to reach.
+    ("PUT", "/principals/me/channels"): Row("/principals/me/channels", lambda _: {"delivery": "daily"}),
     ("GET", "/tools"): Row("/tools"),
     ("POST", "/tools"): Row("/tools", lambda _: DECLARED_TOOL, wrong_role="manager"),
     # Another tenant's declared tool is not found, as one that does not exist.

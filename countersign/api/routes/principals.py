@@ -1,17 +1,40 @@
 from datetime import UTC, datetime
 
-from fastapi import APIRouter, Response, status
+from fastapi import APIRouter, Request, Response, status
 
 from countersign.api.deps import WITH_BODY, PrincipalDep, PrincipalStoreDep, refusals
-from countersign.models.principals import DelegateRequest, Delegation, DelegationEvent
+from countersign.api.services.principal_channels import my_channels, set_my_preferences
+from countersign.config.settings import Settings
+from countersign.models.channels import ChannelPreferences
+from countersign.models.principals import DelegateRequest, Delegation, DelegationEvent, PrincipalChannels
 from countersign.models.views import PrincipalProfile
 
 router = APIRouter(prefix="/principals", tags=["principals"], responses=refusals(401))
 
 
-@router.get("/me", summary="Who the caller is, and their delegation if they set one")
-async def me(principal: PrincipalDep, store: PrincipalStoreDep) -> PrincipalProfile:
-    return PrincipalProfile(principal=principal, delegation=await store.delegation_of(principal.id))
+def _settings(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+@router.get("/me", summary="Who the caller is, their delegation if they set one, and their channels")
+async def me(principal: PrincipalDep, store: PrincipalStoreDep, request: Request) -> PrincipalProfile:
+    return PrincipalProfile(
+        principal=principal,
+        delegation=await store.delegation_of(principal.id),
+        channels=await my_channels(store, principal, _settings(request)),
+    )
+
+
+@router.put(
+    "/me/channels",
+    summary="How the caller is told: at once or in a digest, quiet hours, time zone (not addresses)",
+    responses=refusals(*WITH_BODY, 404),
+)
+async def set_channels(
+    body: ChannelPreferences, principal: PrincipalDep, store: PrincipalStoreDep, request: Request
+) -> PrincipalChannels:
+    return await set_my_preferences(store, principal, body, _settings(request))
 
 
 @router.get("/me/delegations", summary="Every delegation the caller set or ended, oldest first")

@@ -21,14 +21,17 @@ from countersign.store.principals.rows import (
 )
 
 _RECORD = (
-    "SELECT id, name, roles, tenant, email, source, created_at, disabled_at FROM principals WHERE id = ?"
+    "SELECT id, name, roles, tenant, email, source, created_at, disabled_at, "
+    "slack_user_id, delivery, quiet_hours, timezone FROM principals WHERE id = ?"
 )
 _RECORDS = (
-    "SELECT id, name, roles, tenant, email, source, created_at, disabled_at FROM principals "
+    "SELECT id, name, roles, tenant, email, source, created_at, disabled_at, "
+    "slack_user_id, delivery, quiet_hours, timezone FROM principals "
     "ORDER BY tenant, name, id"
 )
 _RECORDS_OF_TENANT = (
-    "SELECT id, name, roles, tenant, email, source, created_at, disabled_at FROM principals "
+    "SELECT id, name, roles, tenant, email, source, created_at, disabled_at, "
+    "slack_user_id, delivery, quiet_hours, timezone FROM principals "
     "WHERE tenant = ? ORDER BY name, id"
 )
 _KEYS_OF = (

@@ -10,7 +10,7 @@ import secrets
 from pydantic import EmailStr, TypeAdapter
 
 from countersign.models.enums import Role
-from countersign.models.principals import NewPrincipal, Principal, is_reserved_tenant
+from countersign.models.principals import NewPrincipal, Principal, SlackUserId, is_reserved_tenant
 from countersign.store.principals.connection import PrincipalConnection
 from countersign.store.principals.rows import API_KEY_SOURCE, instant_text, principal_of_row, roles_text
 
@@ -27,6 +27,7 @@ _KEY_BY_DIGEST = (
 )
 ADD_KEY = "INSERT INTO api_keys (key_hash, principal_id, prefix, created_at) VALUES (?, ?, ?, ?)"
 _email = TypeAdapter(EmailStr)
+_slack_user = TypeAdapter(SlackUserId)
 # `cs_` and 7 characters of the key's 43: 42 of its 256 bits, enough to tell a principal's keys apart
 # and far too few to help guess the rest.
 PREFIX_LENGTH = 10
@@ -45,20 +46,40 @@ class ApiKeyPrincipals(PrincipalConnection):
     """Principals made by `countersign principal add`, who sign in with a key."""
 
     async def add(
-        self, name: str, roles: list[Role], tenant: str = "default", email: str | None = None
+        self,
+        name: str,
+        roles: list[Role],
+        tenant: str = "default",
+        email: str | None = None,
+        slack_user_id: str | None = None,
     ) -> NewPrincipal:
-        """Raises pydantic's ValidationError for a bad name, tenant (a reserved one too) or email."""
+        """Raises pydantic's ValidationError for a bad name, tenant (a reserved one too), email or Slack
+        member id, and ValueError for a Slack member id another principal has (nothing is added)."""
         principal = Principal(
             id=f"p-{secrets.token_hex(5)}", name=name, roles=sorted(set(roles)), tenant=tenant
         )
         address = None if email is None else _email.validate_python(email)
+        slack = None if slack_user_id is None else _slack_user.validate_python(slack_user_id)
         api_key, prefix = new_key()
         now = instant_text(self._now())
         async with self._transaction():
+            if slack is not None:
+                cursor = await self._db.execute("SELECT 1 FROM principals WHERE slack_user_id = ?", (slack,))
+                if await cursor.fetchone() is not None:
+                    raise ValueError(f"Slack user {slack} belongs to another principal")
             await self._db.execute(
-                "INSERT INTO principals (id, name, roles, tenant, email, source, created_at) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (principal.id, name, roles_text(principal.roles), tenant, address, API_KEY_SOURCE, now),
+                "INSERT INTO principals (id, name, roles, tenant, email, source, created_at, slack_user_id) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    principal.id,
+                    name,
+                    roles_text(principal.roles),
+                    tenant,
+                    address,
+                    API_KEY_SOURCE,
+                    now,
+                    slack,
+                ),
             )
             await self._db.execute(ADD_KEY, (key_digest(api_key), principal.id, prefix, now))
         return NewPrincipal(principal=principal, api_key=api_key)

@@ -102,7 +102,7 @@ def key_record_of_row(row: Iterable[Any], now: datetime) -> ApiKeyRecord:
 
 
 def record_of_row(row: Iterable[Any], keys: list[ApiKeyRecord]) -> PrincipalRecord:
-    id_, name, roles, tenant, email, source, created_at, disabled_at = row
+    id_, name, roles, tenant, email, source, created_at, disabled_at, slack_user_id, *preferences = row
     return PrincipalRecord(
         id=id_,
         name=name,
@@ -113,6 +113,8 @@ def record_of_row(row: Iterable[Any], keys: list[ApiKeyRecord]) -> PrincipalReco
         created_at=parse_moment(created_at),
         disabled_at=parse_moment(disabled_at),
         keys=keys,
+        slack_user_id=slack_user_id,
+        preferences=preferences_of_row(*preferences),
     )
 
 

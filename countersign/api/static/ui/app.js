@@ -72,6 +72,7 @@ async function signIn(credential) {
   $("items").focus();  // the sign-in form is gone: keys go to the list
   await refresh();
   setInterval(refresh, REFRESH_MS);
+  await openLinked();
 }
 
 function signOut(message = "") {
@@ -417,6 +418,38 @@ async function sendBatch() {
   refresh();
 }
 
+// ---- links into the inbox ---------------------------------------------------------------------
+
+// `#/requests/{id}` opens that request (a link in a Teams card or an email); `?decide=approve|reject`
+// (a card's Approve… / Reject…) then puts the reviewer on that action. Nothing is decided on load: a
+// link may be opened by a preview or a scanner. Approving still takes the button (or `a`), rejecting the
+// reason dialog's submit, by the reviewer signed in here.
+function linkedRequest() {
+  const match = /^#\/requests\/([^?]+)(?:\?(.*))?$/.exec(window.location.hash);
+  if (!match) return null;
+  let id;
+  try { id = decodeURIComponent(match[1]); } catch { return null; }
+  const decide = new URLSearchParams(match[2] || "").get("decide");
+  return { id, decide: decide === "approve" || decide === "reject" ? decide : null };
+}
+
+async function openLinked() {
+  const link = linkedRequest();
+  if (!link || !state.credential) return;
+  // Once applied, the link is just the request's: a reload does not ask again.
+  if (link.decide) window.history.replaceState(null, "", `#/requests/${encodeURIComponent(link.id)}`);
+  state.currentId = link.id;
+  renderList();
+  await open(link.id);
+  if (!state.detail || state.detail.workflow_id !== link.id) return;
+  if (link.decide === "approve") {
+    $("approve").focus();
+    say(`${link.id}: read it, then press Approve (a) to confirm.`);
+  } else if (link.decide === "reject") {
+    askReject();
+  }
+}
+
 // ---- keyboard ---------------------------------------------------------------------------------
 
 const KEYS = {
@@ -462,5 +495,6 @@ $("reject-cancel").addEventListener("click", () => $("reject-dialog").close());
 $("edit-form").addEventListener("submit", submitEdit);
 $("edit-cancel").addEventListener("click", () => $("edit-dialog").close());
 document.addEventListener("keydown", onKey);
+window.addEventListener("hashchange", openLinked);
 
 if (state.credential) signIn(state.credential); else $("credential").focus();
