@@ -43,7 +43,13 @@ from countersign.activities.plugins import (
 )
 from countersign.activities.trust import TrustActivities
 from countersign.activities.validation import ValidationActivities
-from countersign.config.settings import MAX_CACHED_WORKFLOWS, CallbackSettings, Settings, problems
+from countersign.config.settings import (
+    MAX_CACHED_WORKFLOWS,
+    CallbackSettings,
+    ChannelSettings,
+    Settings,
+    problems,
+)
 from countersign.config.temporal import TemporalUnreachable, connect, ensure_search_attributes
 from countersign.graphs.registry import NodeRegistry, build_node_registry
 from countersign.llm.base import Planner
@@ -54,7 +60,9 @@ from countersign.observability import logs, metrics, tracing
 from countersign.observability.worker_watchdog import WorkerStalled, watch_workflow_queue
 from countersign.security.audit_keys import AuditKeyring
 from countersign.security.gateway_keys import MissingKey
-from countersign.store.sql import default_url
+from countersign.security.link_keys import LinkKeyring
+from countersign.store.decision_links import DecisionLinks
+from countersign.store.sql import OpenedOnFirstUse, default_url
 from countersign.tools.builtin import build_registry
 from countersign.tools.integrations import Integrations
 from countersign.tools.registry import ToolRegistry
@@ -181,11 +189,13 @@ def build_worker(
     shutdown_grace: timedelta = timedelta(0),
     sandboxed: bool = True,
     callbacks: CallbackSettings | None = None,
+    channel_settings: ChannelSettings | None = None,
 ) -> WorkerGroup:
     """Both workers; the audit log and the execution ledger share `audit_url` (default: SQLite in
     the data dir). `execution_checkpoint` is a fault-injection hook for the crash tests.
 
     `callbacks`: how signed callbacks retry and time out (the settings' defaults when None).
+    `channel_settings`: where messages' links point and how they are signed (defaults when None).
 
     `sandboxed`: run workflow code in the SDK's sandbox, which fails a workflow task on any
     non-deterministic call and gives each workflow its own copy of the modules it imports. The
@@ -204,7 +214,18 @@ def build_worker(
     execution = ExecutionActivities(
         registry, data_dir, integrations, ledger_url=store_url, checkpoint=execution_checkpoint
     )
-    context = ChannelContext(data_dir=data_dir, tools=registry, integrations=integrations or Integrations())
+    channel_settings = channel_settings or ChannelSettings()
+    keys = channel_settings.link_keys
+    secret = keys.get_secret_value() if keys is not None else None
+    links = OpenedOnFirstUse(lambda: DecisionLinks.open(store_url, LinkKeyring.load(secret, data_dir)))
+    context = ChannelContext(
+        data_dir=data_dir,
+        tools=registry,
+        integrations=integrations or Integrations(),
+        public_url=channel_settings.public_url,
+        reply_domain=channel_settings.reply_domain,
+        links=links,
+    )
     notify = NotifyActivities(data_dir, build_channels(channels, context))
     audit = AuditActivities(store_url, trust.audit)
     graph = GraphActivities(node_registry or build_node_registry())
@@ -244,7 +265,8 @@ def build_worker(
         max_task_queue_activities_per_second=llm_rate_limit,
         graceful_shutdown_timeout=shutdown_grace,
     )
-    return WorkerGroup([main, llm], closers=[audit.close, execution.close, notify.close, callback.close])
+    closers = [audit.close, execution.close, notify.close, callback.close, links.close]
+    return WorkerGroup([main, llm], closers=closers)
 
 
 async def run_worker(
@@ -293,6 +315,7 @@ async def run_worker(
         shutdown_grace=timedelta(seconds=settings.worker_shutdown_grace_seconds),
         sandboxed=settings.workflow_sandbox,
         callbacks=settings,
+        channel_settings=settings,
     )
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -30,7 +30,8 @@ from importlib.metadata import EntryPoint, entry_points
 from pathlib import Path
 from typing import Any
 
-from countersign.activities.notify import Channel, EmailChannel, OutboxChannel
+from countersign.activities.email_channel import DEFAULT_PUBLIC_URL, EmailChannel
+from countersign.activities.notify import Channel, OutboxChannel
 from countersign.graphs.registry import (
     NODE_FUNCTIONS,
     NodeContext,
@@ -46,6 +47,8 @@ from countersign.models.facts import ActionFacts
 from countersign.models.notifications import Notification
 from countersign.models.principals import Recipient
 from countersign.models.proposal import Finding
+from countersign.store.decision_links import DecisionLinks
+from countersign.store.sql import OpenedOnFirstUse
 from countersign.tools.builtin import build_registry
 from countersign.tools.integrations import Integrations
 from countersign.tools.registry import (
@@ -111,6 +114,12 @@ class ChannelContext:
     data_dir: Path
     tools: ToolRegistry
     integrations: Integrations
+    # Where reviewers reach the gateway (COUNTERSIGN_PUBLIC_URL): links in messages point there.
+    public_url: str = DEFAULT_PUBLIC_URL
+    # Replies to `decide+<token>@<reply_domain>` may decide (COUNTERSIGN_REPLY_DOMAIN); None: no reply-to.
+    reply_domain: str | None = None
+    # The decision links store, opened on first use (`await links.get()`); None: messages carry no links.
+    links: OpenedOnFirstUse[DecisionLinks] | None = None
 
 
 ChannelFactory = Callable[[ChannelContext], Channel]
@@ -140,7 +149,14 @@ def _outbox(context: ChannelContext) -> Channel:
 
 
 def _email(context: ChannelContext) -> Channel:
-    return EmailChannel(context.tools, context.data_dir, context.integrations)
+    return EmailChannel(
+        context.tools,
+        context.data_dir,
+        context.integrations,
+        links=context.links,
+        public_url=context.public_url,
+        reply_domain=context.reply_domain,
+    )
 
 
 # Every notification is kept in the data dir's outbox and emailed to recipients with an address.
