@@ -72,6 +72,16 @@ async function signIn(credential) {
   $("items").focus();  // the sign-in form is gone: keys go to the list
   await refresh();
   setInterval(refresh, REFRESH_MS);
+  openFromHash();
+}
+
+// A message's link to a request (`/ui#/requests/<id>`) opens it once the reviewer has signed in.
+function openFromHash() {
+  const match = /^#\/requests\/([^/?#]+)$/.exec(location.hash);
+  if (!match || !state.credential) return;
+  state.currentId = match[1];  // ids are URL-safe as they are
+  renderList();
+  open(state.currentId);
 }
 
 function signOut(message = "") {
@@ -462,5 +472,6 @@ $("reject-cancel").addEventListener("click", () => $("reject-dialog").close());
 $("edit-form").addEventListener("submit", submitEdit);
 $("edit-cancel").addEventListener("click", () => $("edit-dialog").close());
 document.addEventListener("keydown", onKey);
+window.addEventListener("hashchange", openFromHash);
 
 if (state.credential) signIn(state.credential); else $("credential").focus();
