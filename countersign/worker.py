@@ -61,7 +61,9 @@ from countersign.observability import logs, metrics, tracing
 from countersign.observability.worker_watchdog import WorkerStalled, watch_workflow_queue
 from countersign.security.audit_keys import AuditKeyring
 from countersign.security.gateway_keys import MissingKey
-from countersign.store.sql import default_url
+from countersign.security.link_keys import LinkKeyring
+from countersign.store.decision_links import DecisionLinks
+from countersign.store.sql import OpenedOnFirstUse, default_url
 from countersign.tools.builtin import build_registry
 from countersign.tools.integrations import Integrations
 from countersign.tools.registry import ToolRegistry
@@ -194,7 +196,8 @@ def build_worker(
     the data dir). `execution_checkpoint` is a fault-injection hook for the crash tests.
 
     `callbacks`: how signed callbacks retry and time out (the settings' defaults when None).
-    `channel_settings`: the public URL and the channels' addresses (Teams webhooks); none by default.
+    `channel_settings`: the public URL, how links are signed, the channels' addresses (Teams webhooks);
+    defaults when None.
 
     `sandboxed`: run workflow code in the SDK's sandbox, which fails a workflow task on any
     non-deterministic call and gives each workflow its own copy of the modules it imports. The
@@ -214,12 +217,17 @@ def build_worker(
         registry, data_dir, integrations, ledger_url=store_url, checkpoint=execution_checkpoint
     )
     channel_settings = channel_settings or ChannelSettings()
+    keys = channel_settings.link_keys
+    secret = keys.get_secret_value() if keys is not None else None
+    links = OpenedOnFirstUse(lambda: DecisionLinks.open(store_url, LinkKeyring.load(secret, data_dir)))
     context = ChannelContext(
         data_dir=data_dir,
         tools=registry,
         integrations=integrations or Integrations(),
         public_url=channel_settings.public_url,
         teams_webhooks=channel_settings.teams_webhooks,
+        reply_domain=channel_settings.reply_domain,
+        links=links,
     )
     notify = NotifyActivities(data_dir, build_channels(channels, context), digest_url=store_url)
     audit = AuditActivities(store_url, trust.audit)
@@ -260,7 +268,8 @@ def build_worker(
         max_task_queue_activities_per_second=llm_rate_limit,
         graceful_shutdown_timeout=shutdown_grace,
     )
-    return WorkerGroup([main, llm], closers=[audit.close, execution.close, notify.close, callback.close])
+    closers = [audit.close, execution.close, notify.close, callback.close, links.close]
+    return WorkerGroup([main, llm], closers=closers)
 
 
 async def run_worker(

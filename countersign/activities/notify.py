@@ -1,8 +1,8 @@
 """The `notify` activity: tell reviewers and requesters what needs them, through every channel.
 
 Channels are small objects with one `deliver` method, so a Slack or Teams channel is one more class.
-Two ship here: an outbox of JSON records in the data dir (always on: the record of who was told what),
-and email through the project's `send_email` tool, so notifications go wherever actions' emails go.
+Two ship: an outbox of JSON records in the data dir (here; always on: the record of who was told what),
+and email (activities/email_channel.py), so notifications go wherever actions' emails go.
 Both are idempotent on the notification key, so an activity retry never tells anyone twice.
 """
 
@@ -23,9 +23,6 @@ from countersign.models.principals import Recipient
 from countersign.store.digests import DigestStore
 from countersign.store.principals import PrincipalStore
 from countersign.store.sql import OpenedOnFirstUse, default_url
-from countersign.tools.args import SendEmailArgs
-from countersign.tools.integrations import Integrations
-from countersign.tools.registry import ToolContext, ToolRegistry
 
 
 class Channel(Protocol):
@@ -68,36 +65,6 @@ class OutboxChannel:
         partial = final.with_suffix(".tmp")
         partial.write_text(json.dumps(record, indent=2, sort_keys=True))
         os.replace(partial, final)
-
-
-class EmailChannel:
-    """An email per recipient with an address, sent with the `send_email` tool under a derived key."""
-
-    name = "email"
-
-    def __init__(
-        self, registry: ToolRegistry, data_dir: Path, integrations: Integrations | None = None
-    ) -> None:
-        self._tool = registry.get("send_email")
-        self._data_dir = data_dir
-        self._integrations = integrations or Integrations()
-
-    async def deliver(self, note: Notification, recipients: list[Recipient]) -> int:
-        sent = 0
-        for recipient in recipients:
-            if not recipient.email:
-                continue
-            args = self._tool.args_model.model_validate(
-                SendEmailArgs(to=recipient.email, subject=note.subject, body=note.body).model_dump()
-            )
-            context = ToolContext(
-                data_dir=self._data_dir,
-                idempotency_key=f"{note.key}:{recipient.id}",
-                integrations=self._integrations,
-            )
-            await self._tool.handler(args, context)
-            sent += 1
-        return sent
 
 
 def _planned_at() -> datetime:

@@ -32,7 +32,8 @@ from typing import Any
 
 from pydantic import SecretStr
 
-from countersign.activities.notify import Channel, EmailChannel, OutboxChannel
+from countersign.activities.email_channel import DEFAULT_PUBLIC_URL, EmailChannel
+from countersign.activities.notify import Channel, OutboxChannel
 from countersign.activities.teams_channel import TeamsChannel
 from countersign.graphs.registry import (
     NODE_FUNCTIONS,
@@ -49,6 +50,8 @@ from countersign.models.facts import ActionFacts
 from countersign.models.notifications import Notification
 from countersign.models.principals import Recipient
 from countersign.models.proposal import Finding
+from countersign.store.decision_links import DecisionLinks
+from countersign.store.sql import OpenedOnFirstUse
 from countersign.tools.builtin import build_registry
 from countersign.tools.integrations import Integrations
 from countersign.tools.registry import (
@@ -114,9 +117,13 @@ class ChannelContext:
     data_dir: Path
     tools: ToolRegistry
     integrations: Integrations
-    # Where reviewers reach the gateway (links and buttons point there), and per role a Teams webhook
-    # URL (a secret): COUNTERSIGN_PUBLIC_URL and COUNTERSIGN_TEAMS_WEBHOOKS, passed by the worker.
-    public_url: str = "http://127.0.0.1:8000"
+    # Where reviewers reach the gateway (COUNTERSIGN_PUBLIC_URL): links in messages point there.
+    public_url: str = DEFAULT_PUBLIC_URL
+    # Replies to `decide+<token>@<reply_domain>` may decide (COUNTERSIGN_REPLY_DOMAIN); None: no reply-to.
+    reply_domain: str | None = None
+    # The decision links store, opened on first use (`await links.get()`); None: messages carry no links.
+    links: OpenedOnFirstUse[DecisionLinks] | None = None
+    # Per role a Teams webhook URL (a secret): COUNTERSIGN_TEAMS_WEBHOOKS, passed by the worker.
     teams_webhooks: Mapping[Role, SecretStr] = field(default_factory=dict)
 
 
@@ -148,7 +155,14 @@ def _outbox(context: ChannelContext) -> Channel:
 
 
 def _email(context: ChannelContext) -> Channel:
-    return EmailChannel(context.tools, context.data_dir, context.integrations)
+    return EmailChannel(
+        context.tools,
+        context.data_dir,
+        context.integrations,
+        links=context.links,
+        public_url=context.public_url,
+        reply_domain=context.reply_domain,
+    )
 
 
 def _teams(context: ChannelContext) -> Channel | None:

@@ -29,6 +29,7 @@ from countersign.api.routes import (
     deliveries,
     graphs,
     health,
+    links,
     metrics,
     principals,
     tools,
@@ -41,6 +42,7 @@ from countersign.api.services.audit_log import AuditLog
 from countersign.api.services.declared_tools import DeclaredToolService, resolve
 from countersign.api.services.deliveries import DeliveryService
 from countersign.api.services.graph_runs import GraphService
+from countersign.api.services.link_decisions import LinkDecisions
 from countersign.config.policy_file import load_policy
 from countersign.config.settings import Settings
 from countersign.config.temporal import connect
@@ -49,9 +51,11 @@ from countersign.graphs.validation import check_graph
 from countersign.models.errors import Conflict, Forbidden, Invalid, InvalidAction, NotFound, RequestError
 from countersign.observability import tracing
 from countersign.security.gateway_signing import GatewaySigning
+from countersign.security.link_keys import LinkKeyring
 from countersign.store.admin_audit import AdminAudit
 from countersign.store.audit_store import AuditStore
 from countersign.store.callbacks import CallbackStore
+from countersign.store.decision_links import DecisionLinks
 from countersign.store.declared_tools import DeclaredToolStore
 from countersign.store.graph_store import GraphStore
 from countersign.store.principals import PrincipalStore
@@ -113,6 +117,7 @@ def create_app(settings: Settings, client: Client | None = None) -> FastAPI:
     app.include_router(graphs.router)
     app.include_router(codec.router)
     app.include_router(metrics.router)
+    app.include_router(links.router)
     mount_ui(app)  # last: /ui serves static files under its whole path
     # Middleware runs outermost last-added. A JSON body holding what JSON has not (NaN, Infinity, a lone
     # surrogate) or nested too deeply is refused before any route parses it; inside the size limit, which
@@ -231,6 +236,17 @@ async def attach(app: FastAPI, settings: Settings, client: Client | None = None)
         allowed_urls=settings.callback_allowed_urls,
         secret_grace=timedelta(seconds=settings.callback_secret_grace_seconds),
     )
+    # Decision links (email's Approve/Reject): minted by the worker, checked and used up here.
+    secret = settings.link_keys.get_secret_value() if settings.link_keys is not None else None
+    link_keys = LinkKeyring.load(secret, settings.data_dir)
+    app.state.link_decisions = LinkDecisions(
+        await DecisionLinks.open(settings.audit_url, link_keys),
+        app.state.service,
+        app.state.principals,
+        client,
+        app.state.audit,
+        settings.public_url,
+    )
     app.state.graph_store = await GraphStore.open(settings.audit_url)
     functions = plugins.nodes
     for definition in shipped_definitions():
@@ -260,4 +276,5 @@ async def detach(app: FastAPI) -> None:
     await app.state.declared_tool_store.close()
     await app.state.callback_sender.close()
     await app.state.callback_store.close()
+    await app.state.link_decisions.close()
     tracing.shutdown(getattr(app.state, "tracer_provider", None))

@@ -12,12 +12,13 @@ COUNTERSIGN_LOG_REQUEST_TEXT:
   lines from plain loggers inside an activity get `[workflow_id=… run_id=…]`.
 
 Whatever the format, every line (message and traceback) is redacted before it is written: the values of
-the secret settings and of the LLM vendors' keys, bearer credentials, Countersign API keys (`cs_…`) and
-passwords in URLs become `[redacted]`. Unless COUNTERSIGN_LOG_REQUEST_TEXT is true, the text of the
-request being planned becomes `[request text]` in every line logged while it is planned: Countersign's own
-code never logs it, but a model's refusal quoted in a planner warning, or a provider's error, may repeat
-it. The worker learns the text from the planning activity's input (`RequestTextInterceptor`); only
-verbatim copies (the whole text, or one of its lines of 16 characters or more) can be recognised.
+the secret settings and of the LLM vendors' keys, bearer credentials, Countersign API keys (`cs_…`),
+decision link tokens (in `/links/<token>` and `decide+<token>@…`) and passwords in URLs become
+`[redacted]`. Unless COUNTERSIGN_LOG_REQUEST_TEXT is true, the text of the request being planned becomes
+`[request text]` in every line logged while it is planned: Countersign's own code never logs it, but a
+model's refusal quoted in a planner warning, or a provider's error, may repeat it. The worker learns the
+text from the planning activity's input (`RequestTextInterceptor`); only verbatim copies (the whole text,
+or one of its lines of 16 characters or more) can be recognised.
 """
 
 import contextlib
@@ -54,6 +55,8 @@ MIN_FRAGMENT_LENGTH = 16
 
 _BEARER = re.compile(r"(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/=-]{16,}")
 _API_KEY = re.compile(r"\bcs_[A-Za-z0-9_-]{16,}")
+# models/links.py's TOKEN_PATTERN: until used, a link decides as the person it was sent to.
+_LINK_TOKEN = re.compile(r"\b[a-z2-7]{16}-[a-z2-7]{16}\b")
 _URL_PASSWORD = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://[^\s:/@]+):(?P<password>[^\s@/]+)@")
 
 # The request texts of the activity running in this context (see RequestTextInterceptor).
@@ -112,6 +115,7 @@ class Redactor:
             text = text.replace(secret, REDACTED)
         text = _BEARER.sub(lambda m: f"{m[1]} {REDACTED}", text)
         text = _API_KEY.sub(REDACTED, text)
+        text = _LINK_TOKEN.sub(REDACTED, text)
         text = _URL_PASSWORD.sub(lambda m: f"{m['scheme']}:{REDACTED}@", text)
         if not self.keep_request_text:
             for fragment in _fragments(_request_texts.get()):

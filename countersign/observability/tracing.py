@@ -28,8 +28,9 @@ if TYPE_CHECKING:
 
 WORKER_SERVICE = "countersign-worker"
 API_SERVICE = "countersign-api"
-# Requests not worth a trace: probes and scrapes (a regular expression list, comma-separated).
-UNTRACED_URLS = "healthz,metrics"
+# Requests not worth a trace: probes and scrapes (a regular expression list, comma-separated); and
+# decision links, whose URL is their credential (a span would keep it).
+UNTRACED_URLS = "healthz,metrics,/links/"
 
 
 def tracer_provider(endpoint: str | None, service: str) -> "TracerProvider | None":

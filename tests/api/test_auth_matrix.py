@@ -43,6 +43,15 @@ PUBLIC = {
     ("GET", "/ws-test/{run_id}"),
     ("GET", "/ui"),
 }
+# Authenticated by a credential of their own, not an API key: without it (any API key or none), the
+# status each answers; the test named proves that its credential is what lets it act.
+OWN_CREDENTIAL = {
+    # The link token (an email's Approve/Reject link): tests/api/test_email_links.py. GET shows why an
+    # unknown link decides nothing; POST without the confirmation page's CSRF value is refused first.
+    ("GET", "/links/{token}"): 404,
+    ("POST", "/links/{token}"): 403,
+}
+UNKNOWN_LINK = "/links/aaaaaaaaaaaaaaaa-aaaaaaaaaaaaaaaa"
 
 
 @dataclass(frozen=True)
@@ -211,6 +220,8 @@ MATRIX: dict[tuple[str, str], Row] = {
     # The MCP server (Streamable HTTP): 401 before the SDK reads the request, so before any tool runs;
     # its tools then call the routes above as the caller (tests/mcp_server/).
     ("POST", "/mcp"): Row("/mcp", lambda _: MCP_INITIALIZE),
+    ("GET", "/links/{token}"): Row(UNKNOWN_LINK),
+    ("POST", "/links/{token}"): Row(UNKNOWN_LINK),
 }
 
 
@@ -234,7 +245,7 @@ def test_every_route_of_the_app_has_a_row() -> None:
         "routes without a row": sorted(served - set(MATRIX)),
         "rows without a route": sorted(set(MATRIX) - served),
     }
-    assert set(MATRIX) >= PUBLIC
+    assert set(MATRIX) >= PUBLIC | set(OWN_CREDENTIAL)
 
 
 # --- Driving the matrix ---------------------------------------------------------------------------------
@@ -332,6 +343,12 @@ async def test_the_authorization_matrix(api: Api, served: str) -> None:
             assert await ws_close_code(url, bad) == 1008, what
             for who in ("globex_manager", "globex_admin"):
                 assert await ws_close_code(url, api.as_(who)) == 4404, f"{what} as {who}"
+            checked += 1
+            continue
+        if (method, path) in OWN_CREDENTIAL:
+            for headers in (nobody, bad, api.as_("admin"), api.as_("manager")):
+                response = await call(http, method, row, ids, headers)
+                assert response.status_code == OWN_CREDENTIAL[method, path], f"{what}: {response.status_code}"
             checked += 1
             continue
         if (method, path) in PUBLIC:
