@@ -41,8 +41,9 @@ Element = dict[str, Any]
 def request_url(public_url: str, workflow_id: str, decide: str | None = None) -> str:
     """The inbox at the request (`/ui#/requests/{id}`), optionally with the action the reviewer chose
     (`?decide=approve|reject`): the inbox selects it and asks for confirmation, never deciding on load."""
-    url = f"{public_url}/ui#/requests/{quote(workflow_id, safe='')}"
-    return url if decide is None else f"{url}?decide={decide}"
+    # `via=teams`: the inbox audits a decision made from here with channel `teams`.
+    url = f"{public_url}/ui#/requests/{quote(workflow_id, safe='')}?"
+    return url + (f"decide={decide}&via=teams" if decide is not None else "via=teams")
 
 
 def card_title(kind: NotificationKind, prompt: DecisionPrompt) -> str:

@@ -51,12 +51,14 @@ async def _channel(
     x_countersign_channel: Annotated[
         str | None,
         Header(
-            description="Where the caller decides from: `api` (the default) or `inbox` (the keyboard inbox)."
+            description="Where the caller decides from: `api` (the default), `inbox` (the keyboard inbox), "
+            "or `teams` (the inbox, opened from a Teams card)."
         ),
     ] = None,
 ) -> DecisionChannel:
-    """The channel a decision is audited with. A client may say `api` or `inbox` only: the others are
-    set by the gateway's own handlers (email links and replies, Slack), never claimed."""
+    """The channel a decision is audited with. A client may say `api`, `inbox` or `teams` (the inbox,
+    opened from a Teams card's button): where, never who. The others are set by the gateway's own
+    handlers (email links and replies, Slack), never claimed."""
     if x_countersign_channel is None:
         return DecisionChannel.API
     try:
@@ -65,7 +67,8 @@ async def _channel(
         channel = None
     if channel not in CLAIMABLE_CHANNELS:
         raise HTTPException(
-            status.HTTP_422_UNPROCESSABLE_CONTENT, detail="X-Countersign-Channel must be `api` or `inbox`"
+            status.HTTP_422_UNPROCESSABLE_CONTENT,
+            detail="X-Countersign-Channel must be `api`, `inbox` or `teams`",
         )
     assert channel is not None
     return channel

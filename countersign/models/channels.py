@@ -21,12 +21,15 @@ class DecisionChannel(StrEnum):
     EMAIL_LINK = "email_link"  # the confirmation page behind an email's Approve/Reject link
     EMAIL_REPLY = "email_reply"  # a reply to a notification email, received by the gateway
     SLACK = "slack"  # a Slack button or modal
-    TEAMS = "teams"  # a Teams card's button (it opens the confirmation page of an email link)
+    # A Teams card's button: it opens the inbox at the request (a shared channel's card cannot carry a
+    # link bound to one person), where the reviewer signs in and confirms; the inbox says it came from Teams.
+    TEAMS = "teams"
 
 
-# What a client may say of itself with `X-Countersign-Channel`: the other channels are set only by the
-# gateway's own handlers (links, replies, Slack), never claimed by a caller.
-CLAIMABLE_CHANNELS = frozenset({DecisionChannel.API, DecisionChannel.INBOX})
+# What a client may say of itself with `X-Countersign-Channel` (the inbox says `teams` when a Teams card
+# opened it): a claim of where, never of who, since the caller is authenticated as always. The other
+# channels are set only by the gateway's own handlers (email links and replies, Slack), never claimed.
+CLAIMABLE_CHANNELS = frozenset({DecisionChannel.API, DecisionChannel.INBOX, DecisionChannel.TEAMS})
 
 DeliveryMode = Literal["immediate", "hourly", "daily"]
 

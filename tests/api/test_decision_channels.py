@@ -38,10 +38,18 @@ async def test_the_inbox_says_so_and_is_audited_as_inbox(api: Api) -> None:
     assert _channels(response.json()) == (["inbox"], ["inbox"])
 
 
+async def test_the_inbox_opened_from_a_teams_card_is_audited_as_teams(api: Api) -> None:
+    workflow_id = await submit(api, FOLLOW_UP)
+    await waiting(api, workflow_id)
+    response = await _decide(api, workflow_id, **{"X-Countersign-Channel": "teams"})
+    assert response.status_code == 200, response.text
+    assert _channels(response.json()) == (["teams"], ["teams"])
+
+
 async def test_a_caller_cannot_claim_a_channel_the_gateway_sets(api: Api) -> None:
     workflow_id = await submit(api, FOLLOW_UP)
     await waiting(api, workflow_id)
-    for claimed in ("slack", "email_link", "email_reply", "teams", "carrier-pigeon"):
+    for claimed in ("slack", "email_link", "email_reply", "carrier-pigeon"):
         response = await _decide(api, workflow_id, **{"X-Countersign-Channel": claimed})
         assert response.status_code == 422, (claimed, response.text)
         assert "X-Countersign-Channel" in response.text

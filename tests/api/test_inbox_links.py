@@ -12,6 +12,11 @@ from tests.helpers import eventually
 __all__ = ["browser", "team"]  # fixtures
 
 
+async def channels(api: Api, workflow_id: str) -> list[str]:
+    view = (await api.http.get(f"/workflows/{workflow_id}", headers=api.as_("manager"))).json()
+    return [d["channel"] for step in view["chain"] for d in step["decisions"]]
+
+
 async def test_a_link_opens_the_request_and_decides_nothing_until_confirmed(
     team: Api, served: str, browser: Browser
 ) -> None:
@@ -21,7 +26,7 @@ async def test_a_link_opens_the_request_and_decides_nothing_until_confirmed(
     page = await signed_in(browser, served, team)
 
     # Approve…: opened from outside (a new page load, through /ui's redirect to /ui/).
-    await page.goto(f"http://{served}/ui#/requests/{first}?decide=approve")
+    await page.goto(f"http://{served}/ui#/requests/{first}?decide=approve&via=teams")
     await expect(page.locator("#detail-title")).to_have_text(first)
     await expect(page.locator("#approve")).to_be_focused()
     await expect(page.locator("#result")).to_contain_text("press Approve (a) to confirm")
@@ -29,6 +34,7 @@ async def test_a_link_opens_the_request_and_decides_nothing_until_confirmed(
     assert await page.evaluate("window.location.hash") == f"#/requests/{first}"  # a reload asks no more
     await page.keyboard.press("Enter")  # the reviewer confirms
     await eventually(lambda: state(team, first), lambda s: s != "WAITING_FOR_APPROVAL")
+    assert await channels(team, first) == ["teams"]  # the card's button said where it came from
 
     # Reject…: followed in the open inbox (the hash changes), the reason dialog waits for the reviewer.
     await page.evaluate(f"window.location.hash = '#/requests/{second}?decide=reject'")
@@ -38,6 +44,7 @@ async def test_a_link_opens_the_request_and_decides_nothing_until_confirmed(
     await page.locator("#reason").fill("Not this quarter")
     await page.locator("#reject-form button[type=submit]").click()
     await eventually(lambda: state(team, second), lambda s: s == "REJECTED")
+    assert await channels(team, second) == ["inbox"]  # a link from elsewhere: the inbox's own
 
     # A link with anything else in it opens the request and nothing more.
     await page.evaluate(f"window.location.hash = '#/requests/{first}?decide=yes'")

@@ -149,9 +149,9 @@ async def test_a_pending_step_is_a_card_in_each_roles_channel_posted_once(
     # The buttons open the inbox at the request; none carries a token bound to one person.
     inbox = f"{PUBLIC_URL}/ui#/requests/{workflow_id}"
     assert [(a["type"], a["title"], a["url"]) for a in card["actions"]] == [
-        ("Action.OpenUrl", "Open", inbox),
-        ("Action.OpenUrl", "Approve…", f"{inbox}?decide=approve"),
-        ("Action.OpenUrl", "Reject…", f"{inbox}?decide=reject"),
+        ("Action.OpenUrl", "Open", f"{inbox}?via=teams"),
+        ("Action.OpenUrl", "Approve…", f"{inbox}?decide=approve&via=teams"),
+        ("Action.OpenUrl", "Reject…", f"{inbox}?decide=reject&via=teams"),
     ]
 
     # Every text is a TextRun (plain text: no Markdown link can be slipped in); the title is made of

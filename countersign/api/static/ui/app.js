@@ -25,8 +25,10 @@ const state = {
 // ---- talking to the gateway -------------------------------------------------------------------
 
 async function api(path, options = {}) {
-  // The inbox says so: a decision made here is audited with channel `inbox` (the API's is `api`).
-  const headers = { Authorization: `Bearer ${state.credential}`, "X-Countersign-Channel": "inbox" };
+  // The inbox says so: a decision made here is audited with channel `inbox` (the API's is `api`), or
+  // `teams` for the request a Teams card's button opened.
+  const channel = options.channel || "inbox";
+  const headers = { Authorization: `Bearer ${state.credential}`, "X-Countersign-Channel": channel };
   if (options.body !== undefined) headers["Content-Type"] = "application/json";
   const response = await fetch(path, {
     method: options.method || "GET",
@@ -328,12 +330,15 @@ async function decide(decision, notes) {
   if (!view) return;
   const id = view.workflow_id;
   const graph = view.kind === "graph_run";
+  const channel = state.via && state.via.id === id ? state.via.channel : "inbox";
   const reply = graph
-    ? await api(`/graph/runs/${encodeURIComponent(id)}/approve`, { method: "POST", body: { decision, notes: notes || null } })
+    ? await api(`/graph/runs/${encodeURIComponent(id)}/approve`, { method: "POST", channel, body: { decision, notes: notes || null } })
     : await api(`/workflows/${encodeURIComponent(id)}/approve`, {
       method: "POST",
+      channel,
       body: { decision, notes: notes || null, proposal_version: view.proposal.version },
     });
+  if (reply.ok && channel !== "inbox") state.via = null;
   if (!reply.ok) { say(`${id}: not ${decision} — ${problem(reply)}`); return; }
   say(`${id}: ${decision} (now ${graph ? reply.body.status : reply.body.state})`);
   afterDecision(id);
@@ -429,15 +434,22 @@ function linkedRequest() {
   if (!match) return null;
   let id;
   try { id = decodeURIComponent(match[1]); } catch { return null; }
-  const decide = new URLSearchParams(match[2] || "").get("decide");
-  return { id, decide: decide === "approve" || decide === "reject" ? decide : null };
+  const query = new URLSearchParams(match[2] || "");
+  const decide = query.get("decide");
+  return {
+    id,
+    decide: decide === "approve" || decide === "reject" ? decide : null,
+    via: query.get("via") === "teams" ? "teams" : null,
+  };
 }
 
 async function openLinked() {
   const link = linkedRequest();
   if (!link || !state.credential) return;
   // Once applied, the link is just the request's: a reload does not ask again.
-  if (link.decide) window.history.replaceState(null, "", `#/requests/${encodeURIComponent(link.id)}`);
+  if (link.decide || link.via) window.history.replaceState(null, "", `#/requests/${encodeURIComponent(link.id)}`);
+  // Where the reviewer came from, for the decision on this request only.
+  state.via = link.via ? { id: link.id, channel: link.via } : null;
   state.currentId = link.id;
   renderList();
   await open(link.id);
