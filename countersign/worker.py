@@ -43,7 +43,13 @@ from countersign.activities.plugins import (
 )
 from countersign.activities.trust import TrustActivities
 from countersign.activities.validation import ValidationActivities
-from countersign.config.settings import MAX_CACHED_WORKFLOWS, CallbackSettings, Settings, problems
+from countersign.config.settings import (
+    MAX_CACHED_WORKFLOWS,
+    CallbackSettings,
+    ChannelSettings,
+    Settings,
+    problems,
+)
 from countersign.config.temporal import TemporalUnreachable, connect, ensure_search_attributes
 from countersign.graphs.registry import NodeRegistry, build_node_registry
 from countersign.llm.base import Planner
@@ -181,11 +187,13 @@ def build_worker(
     shutdown_grace: timedelta = timedelta(0),
     sandboxed: bool = True,
     callbacks: CallbackSettings | None = None,
+    channel_settings: ChannelSettings | None = None,
 ) -> WorkerGroup:
     """Both workers; the audit log and the execution ledger share `audit_url` (default: SQLite in
     the data dir). `execution_checkpoint` is a fault-injection hook for the crash tests.
 
     `callbacks`: how signed callbacks retry and time out (the settings' defaults when None).
+    `channel_settings`: where reviewers are told besides the outbox and email (Slack...): none when None.
 
     `sandboxed`: run workflow code in the SDK's sandbox, which fails a workflow task on any
     non-deterministic call and gives each workflow its own copy of the modules it imports. The
@@ -204,7 +212,13 @@ def build_worker(
     execution = ExecutionActivities(
         registry, data_dir, integrations, ledger_url=store_url, checkpoint=execution_checkpoint
     )
-    context = ChannelContext(data_dir=data_dir, tools=registry, integrations=integrations or Integrations())
+    context = ChannelContext(
+        data_dir=data_dir,
+        tools=registry,
+        integrations=integrations or Integrations(),
+        settings=channel_settings or ChannelSettings(),
+        store_url=store_url,
+    )
     notify = NotifyActivities(data_dir, build_channels(channels, context))
     audit = AuditActivities(store_url, trust.audit)
     graph = GraphActivities(node_registry or build_node_registry())
@@ -293,6 +307,7 @@ async def run_worker(
         shutdown_grace=timedelta(seconds=settings.worker_shutdown_grace_seconds),
         sandboxed=settings.workflow_sandbox,
         callbacks=settings,
+        channel_settings=settings,
     )
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()

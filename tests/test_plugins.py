@@ -173,7 +173,9 @@ def test_modules_named_in_the_setting_are_loaded(tmp_path: Path) -> None:
         # Named twice (two modules sharing one catalog): one plugin, not a clash.
         plugins = load_plugins(["plug_mod.both", "plug_mod.tools"])
     assert "mod_tool" in plugins.tools
-    assert [c.origin for c in plugins.channels[2:]] == ["module 'plug_mod.both' in COUNTERSIGN_PLUGINS"]
+    assert [c.origin for c in plugins.channels[len(BUILTIN_CHANNELS) :]] == [
+        "module 'plug_mod.both' in COUNTERSIGN_PLUGINS"
+    ]
     assert plugins.sources == ("module 'plug_mod.both' in COUNTERSIGN_PLUGINS",)
 
 

@@ -25,12 +25,14 @@ name, whatever moves inside the tree.
 import importlib
 import logging
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib.metadata import EntryPoint, entry_points
 from pathlib import Path
 from typing import Any
 
 from countersign.activities.notify import Channel, EmailChannel, OutboxChannel
+from countersign.activities.slack_channel import SlackChannel, web_client
+from countersign.config.settings.channels import ChannelSettings
 from countersign.graphs.registry import (
     NODE_FUNCTIONS,
     NodeContext,
@@ -46,6 +48,7 @@ from countersign.models.facts import ActionFacts
 from countersign.models.notifications import Notification
 from countersign.models.principals import Recipient
 from countersign.models.proposal import Finding
+from countersign.store.sql import default_url
 from countersign.tools.builtin import build_registry
 from countersign.tools.integrations import Integrations
 from countersign.tools.registry import (
@@ -111,9 +114,13 @@ class ChannelContext:
     data_dir: Path
     tools: ToolRegistry
     integrations: Integrations
+    # Where reviewers are told (Slack, Teams, links), and the SQL store (None: SQLite in the data dir).
+    settings: ChannelSettings = field(default_factory=ChannelSettings)
+    store_url: str | None = None
 
 
-ChannelFactory = Callable[[ChannelContext], Channel]
+# A factory may build nothing (None): a built-in channel that is not configured here.
+ChannelFactory = Callable[[ChannelContext], Channel | None]
 
 
 @dataclass(frozen=True)
@@ -143,10 +150,24 @@ def _email(context: ChannelContext) -> Channel:
     return EmailChannel(context.tools, context.data_dir, context.integrations)
 
 
-# Every notification is kept in the data dir's outbox and emailed to recipients with an address.
+def _slack(context: ChannelContext) -> Channel | None:
+    settings = context.settings
+    if settings.slack_bot_token is None:
+        return None
+    return SlackChannel(
+        web_client(settings.slack_bot_token.get_secret_value(), settings.slack_api_url),
+        context.store_url or default_url(context.data_dir),
+        public_url=settings.public_url,
+        role_channels=settings.slack_role_channels,
+    )
+
+
+# Every notification is kept in the data dir's outbox and emailed to recipients with an address; with
+# COUNTERSIGN_SLACK_BOT_TOKEN, those asking for a decision go to Slack too (docs/slack.md).
 BUILTIN_CHANNELS: tuple[ChannelPlugin, ...] = (
     ChannelPlugin(BUILTIN, _outbox),
     ChannelPlugin(BUILTIN, _email),
+    ChannelPlugin(BUILTIN, _slack),
 )
 
 
@@ -315,6 +336,8 @@ def build_channels(plugins: Sequence[ChannelPlugin], context: ChannelContext) ->
             raise PluginError(
                 f"{plugin.origin}: its channel could not be built: {type(error).__name__}: {error}"
             ) from error
+        if channel is None:
+            continue  # not configured here
         name = getattr(channel, "name", None)
         if not isinstance(name, str) or not name or not callable(getattr(channel, "deliver", None)):
             raise PluginError(

@@ -30,6 +30,7 @@ from countersign.api.routes import (
     health,
     metrics,
     principals,
+    slack,
     tools,
     workflows,
 )
@@ -40,6 +41,7 @@ from countersign.api.services.audit_log import AuditLog
 from countersign.api.services.declared_tools import DeclaredToolService, resolve
 from countersign.api.services.deliveries import DeliveryService
 from countersign.api.services.graph_runs import GraphService
+from countersign.api.services.slack_interactions import open_slack
 from countersign.config.policy_file import load_policy
 from countersign.config.settings import Settings
 from countersign.config.temporal import connect
@@ -112,6 +114,7 @@ def create_app(settings: Settings, client: Client | None = None) -> FastAPI:
     app.include_router(graphs.router)
     app.include_router(codec.router)
     app.include_router(metrics.router)
+    app.include_router(slack.router)
     mount_ui(app)  # last: /ui serves static files under its whole path
     # Middleware runs outermost last-added. A JSON body holding what JSON has not (NaN, Infinity, a lone
     # surrogate) or nested too deeply is refused before any route parses it; inside the size limit, which
@@ -243,12 +246,18 @@ async def attach(app: FastAPI, settings: Settings, client: Client | None = None)
         audit=app.state.audit,
         outage_window=timedelta(seconds=settings.outage_window_seconds),
     )
+    # Deciding from Slack: only with COUNTERSIGN_SLACK_SIGNING_SECRET (the route answers 404 without).
+    app.state.slack = await open_slack(
+        settings, app.state.service, app.state.principals, app.state.audit, client
+    )
     await app.state.mcp.start()
 
 
 async def detach(app: FastAPI) -> None:
     """Close what `attach` opened."""
     await app.state.mcp.stop()
+    if app.state.slack is not None:
+        await app.state.slack.close()
     await app.state.principals.close()
     await app.state.audit_store.close()
     await app.state.graph_store.close()

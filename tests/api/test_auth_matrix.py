@@ -44,6 +44,16 @@ PUBLIC = {
     ("GET", "/ui"),
 }
 
+# Authenticated by something other than an API key: each has its own test that it refuses without its
+# credential (named here); the matrix checks only that no key, or a bad one, gets nowhere (here Slack is
+# not configured: 404).
+OTHER_CREDENTIAL = {
+    ("POST", "/integrations/slack/interactions"): (
+        "Slack's request signature: "
+        "tests/api/test_slack.py::test_bad_stale_and_replayed_signatures_are_refused"
+    ),
+}
+
 
 @dataclass(frozen=True)
 class Ids:
@@ -209,6 +219,8 @@ MATRIX: dict[tuple[str, str], Row] = {
     # The MCP server (Streamable HTTP): 401 before the SDK reads the request, so before any tool runs;
     # its tools then call the routes above as the caller (tests/mcp_server/).
     ("POST", "/mcp"): Row("/mcp", lambda _: MCP_INITIALIZE),
+    # Called by Slack, signed with the app's signing secret (OTHER_CREDENTIAL).
+    ("POST", "/integrations/slack/interactions"): Row("/integrations/slack/interactions"),
 }
 
 
@@ -330,6 +342,12 @@ async def test_the_authorization_matrix(api: Api, served: str) -> None:
             assert await ws_close_code(url, bad) == 1008, what
             for who in ("globex_manager", "globex_admin"):
                 assert await ws_close_code(url, api.as_(who)) == 4404, f"{what} as {who}"
+            checked += 1
+            continue
+        if (method, path) in OTHER_CREDENTIAL:
+            for headers in (nobody, bad):
+                response = await call(http, method, row, ids, headers)
+                assert response.status_code in (401, 404), f"{what}: {response.status_code}"
             checked += 1
             continue
         if (method, path) in PUBLIC:
