@@ -29,7 +29,9 @@ SECRET = "8f742231b10e8888abcd99yyyzzz85a5"  # a test's signing secret
 ROUTE = "/integrations/slack/interactions"
 MANAGERS = "C0MANAGERS"
 # Slack member ids: the manager and a finance reviewer are linked; U0NOBODY is no principal.
-MANAGER, FINANCE, NOBODY = "U0MANAGER", "U0FINANCE", "U0NOBODY"
+MANAGER, FINANCE, HR, NOBODY = "U0MANAGER", "U0FINANCE", "U0HR", "U0NOBODY"
+# Two steps under the default policy: MANAGER, then HR.
+LONG_LEAVE = "I'd like to take 5 days of annual leave starting 2026-12-01"
 
 
 @dataclass
@@ -41,8 +43,8 @@ class Slack:
     def as_(self, who: str) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.keys[who]}"}
 
-    async def submit(self) -> str:
-        response = await self.http.post("/workflows", json={"text": FOLLOW_UP}, headers=self.as_("requester"))
+    async def submit(self, text: str = FOLLOW_UP) -> str:
+        response = await self.http.post("/workflows", json={"text": text}, headers=self.as_("requester"))
         assert response.status_code == 201, response.text
         return str(response.json()["workflow_id"])
 
@@ -112,6 +114,7 @@ async def slack(
         "requester": ([], None),
         "manager": ([Role.MANAGER], MANAGER),
         "finance": ([Role.FINANCE], FINANCE),
+        "hr": ([Role.HR], HR),
         "admin": ([Role.ADMIN], None),
     }
     keys = {}
@@ -316,3 +319,30 @@ async def test_a_channel_slack_does_not_know_is_skipped(slack: Slack) -> None:
     await asyncio.sleep(3)  # a retry (2 s after a failure) would have posted again by now
     answers = [(c.args["channel"], c.answer.get("error")) for c in slack.fake.posted_for(workflow_id)]
     assert answers == [(MANAGER, None), (MANAGERS, "channel_not_found")], answers
+
+
+async def test_each_step_is_posted_and_a_message_of_a_step_that_is_over_decides_nothing(slack: Slack) -> None:
+    workflow_id = await slack.submit(LONG_LEAVE)
+    first = await slack.posted(workflow_id)
+    dm = next(c for c in first if c.args["channel"] == MANAGER)
+    assert (await slack.interact(block_action(MANAGER, dm, APPROVE))).status_code == 200
+    # Step 2 waits for HR: a DM to the HR reviewer; the step-1 messages no longer offer a decision.
+    second = [c for c in await slack.posted(workflow_id, count=3) if c.args["channel"] == HR]
+    assert json.loads(second[0].button(APPROVE)["value"]) == {"w": workflow_id, "s": 1, "v": 1}  # type: ignore[index]
+    await slack.all_updated(first)
+    # The manager's step-1 button again (same version): refused, audited, nothing decided.
+    again = block_action(MANAGER, dm, APPROVE, trigger="5.5.again")
+    assert (await slack.interact(again)).status_code == 200
+    reply = await slack.ephemeral_to(MANAGER)
+    assert "moved on to step 2" in reply.args["text"]
+    events = await eventually(
+        lambda: slack.audit(workflow_id), lambda es: any(e["event"] == "decision_refused" for e in es)
+    )
+    assert next(e for e in events if e["event"] == "decision_refused")["data"]["code"] == "StaleStep"
+    assert (await slack.view(workflow_id))["current_step"] == 1
+    assert (await slack.interact(block_action(HR, second[0], APPROVE))).status_code == 200
+    done = await eventually(
+        lambda: slack.view(workflow_id), lambda v: v["state"] == "ACTION_EXECUTED", timeout=60
+    )
+    assert [d["channel"] for step in done["chain"] for d in step["decisions"]] == ["slack", "slack"]
+    await slack.all_updated(first + second)
