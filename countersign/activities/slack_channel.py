@@ -53,10 +53,12 @@ GONE = frozenset(
 BUSY = frozenset({"ratelimited", "internal_error", "fatal_error", "service_unavailable", "request_timeout"})
 
 
-def web_client(token: str, api_url: str) -> AsyncWebClient:
+def web_client(token: str, api_url: str, session: aiohttp.ClientSession | None = None) -> AsyncWebClient:
     """slack_sdk's async Web API client at `api_url` (COUNTERSIGN_SLACK_API_URL): the SDK joins method
-    names to it as a relative URL, so it must end with a slash."""
-    return AsyncWebClient(token=token, base_url=api_url if api_url.endswith("/") else api_url + "/")
+    names to it as a relative URL, so it must end with a slash. With `session`, its calls share that
+    session's connections; without, each call opens (and closes) its own."""
+    base = api_url if api_url.endswith("/") else api_url + "/"
+    return AsyncWebClient(token=token, base_url=base, session=session)
 
 
 async def call_slack(

@@ -2,10 +2,10 @@
 API key. The logic is in api/services/slack_interactions.py; this maps its answers to HTTP."""
 
 import logging
-from typing import Any
 
 from fastapi import APIRouter, Request, Response, status
 from fastapi.responses import JSONResponse
+from starlette.background import BackgroundTask
 
 from countersign.api.deps import ErrorBody
 from countersign.api.services.slack_interactions import SlackInteractions
@@ -48,7 +48,7 @@ async def slack_interactions(request: Request) -> Response:
     body = await request.body()
     headers = request.headers
     try:
-        ack: dict[str, Any] | None = await slack.receive(
+        ack = await slack.receive(
             body, headers.get("x-slack-request-timestamp"), headers.get("x-slack-signature")
         )
     except SlackUnauthenticated as refused:
@@ -61,4 +61,8 @@ async def slack_interactions(request: Request) -> Response:
         return _refusal(
             status.HTTP_503_SERVICE_UNAVAILABLE, str(refused), "Unavailable", **{"Retry-After": "1"}
         )
-    return Response(status_code=status.HTTP_200_OK) if ack is None else JSONResponse(ack)
+    # The decision starts once the answer is sent: Slack waits for the answer only.
+    after = BackgroundTask(ack.then) if ack.then is not None else None
+    if ack.body is None:
+        return Response(status_code=status.HTTP_200_OK, background=after)
+    return JSONResponse(ack.body, background=after)

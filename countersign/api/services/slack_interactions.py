@@ -18,11 +18,14 @@ workflow's refusal chain in the SQL audit log, as the owning tenant's.
 """
 
 import asyncio
+import functools
 import json
 import logging
-from collections.abc import Coroutine
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
+import aiohttp
 from slack_sdk.web.async_client import AsyncWebClient
 from temporalio.client import Client
 from temporalio.service import RPCError
@@ -49,6 +52,14 @@ STALE_STEP = "StaleStep"
 NOTHING = "Nothing was decided"
 
 
+@dataclass(frozen=True)
+class Ack:
+    """What Slack is answered at once (None: an empty 200), and what to start once it is sent."""
+
+    body: dict[str, Any] | None = None
+    then: Callable[[], Awaitable[None]] | None = None
+
+
 class SlackInteractions:
     def __init__(
         self,
@@ -70,22 +81,23 @@ class SlackInteractions:
         self._client = client
         self._running: set[asyncio.Task[None]] = set()
 
-    async def receive(
-        self, body: bytes, timestamp: str | None, signature: str | None
-    ) -> dict[str, Any] | None:
-        """The acknowledgement (None: an empty 200). Raises SlackUnauthenticated, SlackMalformed or
-        ReplayGuardFull (slack_requests.py) before anything runs."""
+    async def receive(self, body: bytes, timestamp: str | None, signature: str | None) -> Ack:
+        """The acknowledgement, and the work to start once it is sent. Raises SlackUnauthenticated,
+        SlackMalformed or ReplayGuardFull (slack_requests.py) before anything runs."""
         self._verifier.verify(body, timestamp, signature)
         interaction = parse(body)
         if interaction.kind == "ignored":
-            return None
+            return Ack()
         if interaction.kind == "reject_reason" and not interaction.reason:
-            return {"response_action": "errors", "errors": {"reason": "Say why the request is rejected."}}
-        self._spawn(self._handle(interaction))
-        return None
+            return Ack(
+                {"response_action": "errors", "errors": {"reason": "Say why the request is rejected."}}
+            )
+        return Ack(then=functools.partial(self._spawn, interaction))
 
-    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
-        task = asyncio.create_task(work)
+    async def _spawn(self, interaction: Interaction) -> None:
+        """Started after the answer went out (the route's background), and kept so that closing the
+        gateway lets it finish: it does not hold the answer's connection."""
+        task = asyncio.create_task(self._handle(interaction))
         self._running.add(task)
         task.add_done_callback(self._running.discard)
 
@@ -96,6 +108,8 @@ class SlackInteractions:
             for task in pending:
                 task.cancel()
         await self._messages.close()
+        if self._slack.session is not None:
+            await self._slack.session.close()
 
     async def _handle(self, interaction: Interaction) -> None:
         try:
@@ -248,7 +262,8 @@ async def open_slack(
     token = settings.slack_bot_token.get_secret_value() if settings.slack_bot_token else ""
     return SlackInteractions(
         verifier=SlackRequestVerifier(settings.slack_signing_secret.get_secret_value()),
-        slack=web_client(token, settings.slack_api_url),
+        # One session for the gateway's calls: a decision updates every message of its request.
+        slack=web_client(token, settings.slack_api_url, aiohttp.ClientSession()),
         messages=await SlackMessages.open(settings.audit_url),
         service=service,
         principals=principals,
