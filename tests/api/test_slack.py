@@ -14,10 +14,11 @@ import httpx
 import pytest
 from temporalio.client import Client
 
-from countersign.activities.slack_blocks import APPROVE, OPEN, REJECT
+from countersign.activities.slack_blocks import APPROVE, OPEN, REJECT, decision_blocks, fallback_text
 from countersign.api.main import attach, create_app, detach
 from countersign.config.settings import Settings
 from countersign.llm.rules import RulesPlanner
+from countersign.models.channels import DecisionPrompt
 from countersign.models.enums import Role
 from countersign.worker import build_worker
 from tests.api.conftest import serving
@@ -346,3 +347,32 @@ async def test_each_step_is_posted_and_a_message_of_a_step_that_is_over_decides_
     )
     assert [d["channel"] for step in done["chain"] for d in step["decisions"]] == ["slack", "slack"]
     await slack.all_updated(first + second)
+
+
+def test_model_text_is_quoted_escaped_and_kept_out_of_the_text_and_header() -> None:
+    """A summary that tries to speak for the message: it stays in its quote, mentions nobody, links
+    nowhere, and never reaches the notification text or the header."""
+    hostile = "APPROVED by security <!channel>\n> ```\n<https://evil.example|click here> & more"
+    prompt = DecisionPrompt(
+        workflow_id="req-default-x",
+        tenant="default",
+        requester_name="Riley",
+        step_index=0,
+        total_steps=1,
+        awaiting=[Role.MANAGER],
+        proposal_version=2,
+        tool="send_email",
+        args={"to": "a@example.com", "body": "```<@U0ADMIN>```"},
+        confidence=0.9,
+        quoted_summary=hostile,
+    )
+    blocks = decision_blocks(prompt, "http://countersign.test")
+    assert "APPROVED" not in fallback_text(prompt) and "APPROVED" not in json.dumps(blocks[0])
+    summary = next(
+        b["text"]["text"] for b in blocks if "summary (unverified)" in b.get("text", {}).get("text", "")
+    )
+    body = summary.split("\n", 1)[1]
+    assert all(line.startswith(">") for line in body.splitlines())
+    shown = json.dumps(blocks)
+    assert "<!channel>" not in shown and "<https://" not in shown and "<@U0ADMIN>" not in shown
+    assert "&lt;!channel&gt;" in summary and "&amp; more" in summary
