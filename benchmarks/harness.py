@@ -40,6 +40,7 @@ class Stack:
     headers: dict[str, dict[str, str]]  # principal name -> Authorization header
     task_queue: str = ""
     worker_pid: int | None = None  # the worker's process, when it has its own
+    app: Any = None  # the gateway app (its stores, for a benchmark's own set-up)
 
 
 def rss_megabytes(pid: int) -> float:
@@ -142,10 +143,13 @@ async def stack(
                                 data_dir=data_dir,
                                 planner=RulesPlanner(),
                                 trust=WorkerTrust.from_settings(settings),
+                                channel_settings=settings,  # Slack too, when the environment says so
                             )
                         )
                     http = await running.enter_async_context(_client(app, over_tcp))
-                    yield Stack(env=env, http=http, headers=headers, task_queue=queue, worker_pid=pid)
+                    yield Stack(
+                        env=env, http=http, headers=headers, task_queue=queue, worker_pid=pid, app=app
+                    )
             finally:
                 await detach(app)
     finally:

@@ -33,6 +33,7 @@ async def serve(address: str, queue: str, data_dir: Path) -> None:
         max_cached_workflows=cache,
         sandboxed=settings.workflow_sandbox,
         trust=WorkerTrust.from_settings(settings),  # the keys the harness put in the environment
+        channel_settings=settings,  # Slack too, when the environment says so (benchmarks/slack_ack.py)
     )
     floor, plain = (
         Worker(

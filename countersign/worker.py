@@ -196,8 +196,8 @@ def build_worker(
     the data dir). `execution_checkpoint` is a fault-injection hook for the crash tests.
 
     `callbacks`: how signed callbacks retry and time out (the settings' defaults when None).
-    `channel_settings`: the public URL, how links are signed, the channels' addresses (Teams webhooks);
-    defaults when None.
+    `channel_settings`: the public URL, how links are signed, the channels' addresses (Teams webhooks,
+    Slack); defaults when None.
 
     `sandboxed`: run workflow code in the SDK's sandbox, which fails a workflow task on any
     non-deterministic call and gives each workflow its own copy of the modules it imports. The
@@ -228,6 +228,8 @@ def build_worker(
         teams_webhooks=channel_settings.teams_webhooks,
         reply_domain=channel_settings.reply_domain,
         links=links,
+        settings=channel_settings,
+        store_url=store_url,
     )
     notify = NotifyActivities(data_dir, build_channels(channels, context), digest_url=store_url)
     audit = AuditActivities(store_url, trust.audit)

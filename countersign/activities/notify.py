@@ -132,6 +132,10 @@ class NotifyActivities:
             await self._principals.close()
             self._principals = None
         await self._digests.close()
+        for channel in self._channels:
+            close = getattr(channel, "close", None)  # a channel holding a connection (Slack's store)
+            if close is not None:
+                await close()
 
     @activity.defn(name="notify")
     async def notify(self, note: Notification) -> NotifyResult:

@@ -34,7 +34,9 @@ from pydantic import SecretStr
 
 from countersign.activities.email_channel import DEFAULT_PUBLIC_URL, EmailChannel
 from countersign.activities.notify import Channel, OutboxChannel
+from countersign.activities.slack_channel import SlackChannel, web_client
 from countersign.activities.teams_channel import TeamsChannel
+from countersign.config.settings.channels import ChannelSettings
 from countersign.graphs.registry import (
     NODE_FUNCTIONS,
     NodeContext,
@@ -51,7 +53,7 @@ from countersign.models.notifications import Notification
 from countersign.models.principals import Recipient
 from countersign.models.proposal import Finding
 from countersign.store.decision_links import DecisionLinks
-from countersign.store.sql import OpenedOnFirstUse
+from countersign.store.sql import OpenedOnFirstUse, default_url
 from countersign.tools.builtin import build_registry
 from countersign.tools.integrations import Integrations
 from countersign.tools.registry import (
@@ -125,9 +127,14 @@ class ChannelContext:
     links: OpenedOnFirstUse[DecisionLinks] | None = None
     # Per role a Teams webhook URL (a secret): COUNTERSIGN_TEAMS_WEBHOOKS, passed by the worker.
     teams_webhooks: Mapping[Role, SecretStr] = field(default_factory=dict)
+    # The channel settings (Slack's token and role channels...), and the SQL store (None: SQLite in the
+    # data dir).
+    settings: ChannelSettings = field(default_factory=ChannelSettings)
+    store_url: str | None = None
 
 
-# A factory returns None for a channel its configuration leaves off (Teams without a webhook).
+# A factory returns None for a channel its configuration leaves off (Teams without a webhook, Slack
+# without a bot token).
 ChannelFactory = Callable[[ChannelContext], Channel | None]
 
 
@@ -171,12 +178,26 @@ def _teams(context: ChannelContext) -> Channel | None:
     return TeamsChannel(context.teams_webhooks, context.public_url, context.data_dir)
 
 
+def _slack(context: ChannelContext) -> Channel | None:
+    settings = context.settings
+    if settings.slack_bot_token is None:
+        return None
+    return SlackChannel(
+        web_client(settings.slack_bot_token.get_secret_value(), settings.slack_api_url),
+        context.store_url or default_url(context.data_dir),
+        public_url=settings.public_url,
+        role_channels=settings.slack_role_channels,
+    )
+
+
 # Every notification is kept in the data dir's outbox and emailed to recipients with an address; one
-# asking for a decision is also posted to its roles' Teams channels, where webhooks are configured.
+# asking for a decision is also posted to its roles' Teams channels, where webhooks are configured, and
+# to Slack with COUNTERSIGN_SLACK_BOT_TOKEN (docs/slack.md).
 BUILTIN_CHANNELS: tuple[ChannelPlugin, ...] = (
     ChannelPlugin(BUILTIN, _outbox),
     ChannelPlugin(BUILTIN, _email),
     ChannelPlugin(BUILTIN, _teams),
+    ChannelPlugin(BUILTIN, _slack),
 )
 
 
@@ -347,7 +368,7 @@ def build_channels(plugins: Sequence[ChannelPlugin], context: ChannelContext) ->
                 f"{plugin.origin}: its channel could not be built: {type(error).__name__}: {error}"
             ) from error
         if channel is None:
-            continue
+            continue  # not configured here
         name = getattr(channel, "name", None)
         if not isinstance(name, str) or not name or not callable(getattr(channel, "deliver", None)):
             raise PluginError(

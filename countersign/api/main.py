@@ -32,6 +32,7 @@ from countersign.api.routes import (
     links,
     metrics,
     principals,
+    slack,
     tools,
     workflows,
 )
@@ -43,6 +44,7 @@ from countersign.api.services.declared_tools import DeclaredToolService, resolve
 from countersign.api.services.deliveries import DeliveryService
 from countersign.api.services.graph_runs import GraphService
 from countersign.api.services.link_decisions import LinkDecisions
+from countersign.api.services.slack_interactions import open_slack
 from countersign.config.policy_file import load_policy
 from countersign.config.settings import Settings
 from countersign.config.temporal import connect
@@ -118,6 +120,7 @@ def create_app(settings: Settings, client: Client | None = None) -> FastAPI:
     app.include_router(codec.router)
     app.include_router(metrics.router)
     app.include_router(links.router)
+    app.include_router(slack.router)
     mount_ui(app)  # last: /ui serves static files under its whole path
     # Middleware runs outermost last-added. A JSON body holding what JSON has not (NaN, Infinity, a lone
     # surrogate) or nested too deeply is refused before any route parses it; inside the size limit, which
@@ -260,6 +263,10 @@ async def attach(app: FastAPI, settings: Settings, client: Client | None = None)
         audit=app.state.audit,
         outage_window=timedelta(seconds=settings.outage_window_seconds),
     )
+    # Deciding from Slack: only with COUNTERSIGN_SLACK_SIGNING_SECRET (the route answers 404 without).
+    app.state.slack = await open_slack(
+        settings, app.state.service, app.state.principals, app.state.audit, client
+    )
     await app.state.mcp.start()
     # With COUNTERSIGN_REPLY_SMTP_PORT: replies to "decision needed" emails decide (docs/email-replies.md).
     app.state.reply_listener = await start_reply_listener(app, settings)
@@ -270,6 +277,8 @@ async def detach(app: FastAPI) -> None:
     if getattr(app.state, "reply_listener", None) is not None:
         await app.state.reply_listener.stop()
     await app.state.mcp.stop()
+    if app.state.slack is not None:
+        await app.state.slack.close()
     await app.state.principals.close()
     await app.state.audit_store.close()
     await app.state.graph_store.close()

@@ -53,6 +53,16 @@ OWN_CREDENTIAL = {
 }
 UNKNOWN_LINK = "/links/aaaaaaaaaaaaaaaa-aaaaaaaaaaaaaaaa"
 
+# Authenticated by something other than an API key: each has its own test that it refuses without its
+# credential (named here); the matrix checks only that no key, or a bad one, gets nowhere (here Slack is
+# not configured: 404).
+OTHER_CREDENTIAL = {
+    ("POST", "/integrations/slack/interactions"): (
+        "Slack's request signature: "
+        "tests/api/test_slack.py::test_bad_stale_and_replayed_signatures_are_refused"
+    ),
+}
+
 
 @dataclass(frozen=True)
 class Ids:
@@ -222,6 +232,8 @@ MATRIX: dict[tuple[str, str], Row] = {
     ("POST", "/mcp"): Row("/mcp", lambda _: MCP_INITIALIZE),
     ("GET", "/links/{token}"): Row(UNKNOWN_LINK),
     ("POST", "/links/{token}"): Row(UNKNOWN_LINK),
+    # Called by Slack, signed with the app's signing secret (OTHER_CREDENTIAL).
+    ("POST", "/integrations/slack/interactions"): Row("/integrations/slack/interactions"),
 }
 
 
@@ -349,6 +361,10 @@ async def test_the_authorization_matrix(api: Api, served: str) -> None:
             for headers in (nobody, bad, api.as_("admin"), api.as_("manager")):
                 response = await call(http, method, row, ids, headers)
                 assert response.status_code == OWN_CREDENTIAL[method, path], f"{what}: {response.status_code}"
+        if (method, path) in OTHER_CREDENTIAL:
+            for headers in (nobody, bad):
+                response = await call(http, method, row, ids, headers)
+                assert response.status_code in (401, 404), f"{what}: {response.status_code}"
             checked += 1
             continue
         if (method, path) in PUBLIC:
