@@ -257,7 +257,7 @@ def test_every_route_of_the_app_has_a_row() -> None:
         "routes without a row": sorted(served - set(MATRIX)),
         "rows without a route": sorted(set(MATRIX) - served),
     }
-    assert set(MATRIX) >= PUBLIC | set(OWN_CREDENTIAL)
+    assert set(MATRIX) >= PUBLIC | set(OWN_CREDENTIAL) | set(OTHER_CREDENTIAL)
 
 
 # --- Driving the matrix ---------------------------------------------------------------------------------
@@ -361,6 +361,8 @@ async def test_the_authorization_matrix(api: Api, served: str) -> None:
             for headers in (nobody, bad, api.as_("admin"), api.as_("manager")):
                 response = await call(http, method, row, ids, headers)
                 assert response.status_code == OWN_CREDENTIAL[method, path], f"{what}: {response.status_code}"
+            checked += 1
+            continue
         if (method, path) in OTHER_CREDENTIAL:
             for headers in (nobody, bad):
                 response = await call(http, method, row, ids, headers)
