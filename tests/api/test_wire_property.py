@@ -28,6 +28,7 @@ from countersign.api.json_gate import MAX_DEPTH, json_problem
 from countersign.api.main import create_app
 from countersign.config.settings import Settings
 from countersign.graphs.validation import parse_definition
+from countersign.models.channels import ChannelPreferences
 from countersign.models.decisions import (
     ApproveRequest,
     BatchRequest,
@@ -60,6 +61,7 @@ REQUEST_MODELS: list[type[BaseModel]] = [
     GraphDefinition,
     DeclareToolRequest,
     ResultRequest,
+    ChannelPreferences,
 ]
 EXAMPLES = 150
 PROPERTY = settings(
