@@ -141,7 +141,9 @@ def run_stack(settings: Settings) -> int:
         asyncio.run(wait_for_temporal(settings, server.process if server is not None else None))
         created, existing = asyncio.run(demo_principals(settings))
         sink, mail_env, mail = _mail(settings)
-        supervisor.add(Child("worker", _child_args("worker", settings), logs / "worker.log", mail_env))
+        # The worker writes the links in messages: to the gateway `up` starts, on whatever port it has.
+        worker_env = {**mail_env, "COUNTERSIGN_PUBLIC_URL": settings.public_url}
+        supervisor.add(Child("worker", _child_args("worker", settings), logs / "worker.log", worker_env))
         api = supervisor.add(
             Child("gateway", _child_args("api", settings), logs / "api.log", _gateway_env(settings))
         )

@@ -2,6 +2,9 @@
 under it, stopped and started again on the same data dir, with a request waiting across both."""
 
 import base64
+import email
+import email.message
+import email.policy
 import os
 import re
 import signal
@@ -142,6 +145,22 @@ def test_up_survives_a_restart_with_a_request_waiting(stack: Stack) -> None:
                 break
             time.sleep(0.2)
         assert state == "WAITING_FOR_APPROVAL"
+
+    # The manager's email links to this gateway, on the port given to `up` (not 8000).
+    def links_here() -> bool:
+        for path in (stack.data_dir / "mailbox").glob("*.eml"):
+            mail = email.message_from_bytes(path.read_bytes(), policy=email.policy.default)
+            body = mail.get_body(("plain",))
+            text = body.get_content() if isinstance(body, email.message.EmailMessage) else ""
+            if workflow_id in str(mail["Subject"]) and f"{stack.url}/links/" in text:
+                return True
+        return False
+
+    for _ in range(100):
+        if links_here():
+            break
+        time.sleep(0.2)
+    assert links_here(), "no email with links to this gateway"
 
     # The worker SIGKILLed (an OOM kill, a crash): `up` says so, in its output and the worker's log,
     # starts another, and the gateway answers throughout.

@@ -66,6 +66,10 @@ class Settings(
         # Derived rather than a fixed default: a moved Web UI (COUNTERSIGN_UI_PORT) keeps its codec access.
         if "codec_cors_origins" not in self.model_fields_set:
             self.codec_cors_origins = [f"http://127.0.0.1:{self.ui_port}", f"http://localhost:{self.ui_port}"]
+        # Likewise links in messages: a gateway moved to another port (`up --api-port`) is where they point.
+        if "public_url" not in self.model_fields_set:
+            host = "127.0.0.1" if self.api_host in ("0.0.0.0", "::", "") else self.api_host  # noqa: S104
+            self.public_url = f"http://{host}:{self.api_port}"
         return self
 
 
