@@ -36,10 +36,6 @@ class Notification(BaseModel):
     # in notifications from before channels could decide.
     prompt: DecisionPrompt | None = None
 
-    @property
-    def asks_decision(self) -> bool:
-        return self.prompt is not None
-
 
 class NotifyResult(BaseModel):
     recipients: list[str] = Field(default_factory=list)

@@ -30,8 +30,7 @@ from countersign.api.services.inbox import WorkflowLists
 from countersign.api.services.submissions import DeclaredTools, Submissions
 from countersign.api.services.temporal_errors import rpc_error
 from countersign.api.services.view_wait import wait_for
-from countersign.api.services.visibility import list_dead_letters
-from countersign.models import search_attributes as sa
+from countersign.api.services.visibility import list_dead_letters, published_state
 from countersign.models.audit import StoredAuditEvent
 from countersign.models.channels import DecisionChannel
 from countersign.models.decisions import (
@@ -308,12 +307,7 @@ class ApprovalService:
                 in_trail=False,
             )
         except (Conflict, Forbidden, Invalid) as refused:
-            try:
-                described = await self._updates.handle(workflow_id).describe()
-                state = described.typed_search_attributes.get(sa.STATE)
-            except RPCError:
-                state = None
-            current = WorkflowState(state) if state else WorkflowState.APPROVED
+            current = await published_state(self._client, workflow_id, WorkflowState.APPROVED)
             await self._audit_refusal(principal, workflow_id, "result", refused, current)
             raise
 

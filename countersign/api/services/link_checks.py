@@ -2,10 +2,11 @@
 (the proposal version and the step it was minted for are still the ones waiting), and the facts to
 show, in the same shape as the message that carried the link."""
 
-from countersign.models.channels import DecisionPrompt, PromptFinding
+from countersign.models.channels import DecisionPrompt
 from countersign.models.decisions import StepStatus
-from countersign.models.enums import Risk, WorkflowState
+from countersign.models.enums import WorkflowState
 from countersign.models.links import LinkGrant
+from countersign.models.prompts import decision_prompt
 from countersign.models.views import WorkflowView
 from countersign.workflows.approval.caller import CALLER_PLANNER
 
@@ -55,33 +56,17 @@ def superseded(view: WorkflowView, grant: LinkGrant) -> str | None:
 
 
 def prompt_of_view(view: WorkflowView) -> DecisionPrompt | None:
-    """The current step's prompt, as the workflow builds it for messages (workflows/approval/notify.py
-    `_prompt`), read from the view: the page shows what the email showed."""
-    index, proposal, report = view.current_step, view.proposal, view.validation
+    """The current step's prompt, as the workflow builds it for messages, read from the view: the page
+    shows what the email showed."""
+    index, proposal = view.current_step, view.proposal
     if index is None or proposal is None or index >= len(view.chain):
         return None
-    step = view.chain[index]
-    risk = report.risk if report is not None else None
-    sign_in = step.require_sign_in if step.require_sign_in is not None else risk == Risk.HIGH
-    return DecisionPrompt(
+    return decision_prompt(
         workflow_id=view.workflow_id,
-        tenant=view.requester.tenant,
-        requester_name=view.requester.name,
-        step_index=index,
-        total_steps=len(view.chain),
-        awaiting=step.deciding_roles or step.roles,
-        quorum=step.quorum,
-        approvals=step.approvals(),
-        proposal_version=proposal.version,
-        tool=proposal.tool,
-        args=proposal.args,
-        confidence=proposal.confidence,
-        risk=risk.value if risk is not None else None,
-        findings=[PromptFinding(**f.model_dump()) for f in report.findings] if report is not None else [],
-        quoted_summary=proposal.summary[:2000],
-        summary_author="caller" if proposal.planner == CALLER_PLANNER else "ai",
-        sla_due_at=step.sla_due_at,
-        expires_at=step.deadline_at or step.sla_due_at,
-        require_sign_in=sign_in,
-        email_reply=step.email_reply,
+        requester=view.requester,
+        chain=view.chain,
+        index=index,
+        proposal=proposal,
+        report=view.validation,
+        by_caller=proposal.planner == CALLER_PLANNER,
     )

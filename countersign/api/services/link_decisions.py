@@ -27,7 +27,7 @@ from countersign.api.services.approvals import QUERY_TIMEOUT, ApprovalService
 from countersign.api.services.audit_log import AuditLog
 from countersign.api.services.link_checks import prompt_of_view, superseded
 from countersign.api.services.link_outcomes import LinkForm, LinkPage, csrf_holds
-from countersign.models import search_attributes as sa
+from countersign.api.services.visibility import published_state
 from countersign.models.channels import DecisionPrompt
 from countersign.models.decisions import ApproveRequest
 from countersign.models.enums import Decision, WorkflowState
@@ -223,16 +223,9 @@ class LinkDecisions:
             who = await self._principals.get(grant.principal_id) or Principal(
                 id=grant.principal_id, name=grant.principal_id, tenant=grant.tenant
             )
-            state = state or await self._state(grant.workflow_id)
+            state = state or await published_state(
+                self._client, grant.workflow_id, WorkflowState.WAITING_FOR_APPROVAL
+            )
             await self._audit.refused(who, grant.workflow_id, "link", code, message, state)
         except Exception as error:  # a refusal never turns into a 500
             log.warning("a refused link use on %s was not audited: %s", grant.workflow_id, error)
-
-    async def _state(self, workflow_id: str) -> WorkflowState:
-        """The workflow's state for an audit entry (its search attribute); waiting when unknown."""
-        try:
-            described = await self._client.get_workflow_handle(workflow_id).describe()
-            state = described.typed_search_attributes.get(sa.STATE)
-        except RPCError:
-            state = None
-        return WorkflowState(state) if state else WorkflowState.WAITING_FOR_APPROVAL

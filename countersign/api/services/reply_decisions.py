@@ -32,7 +32,7 @@ from countersign.api.services.reply_messages import (
     token_of,
 )
 from countersign.api.services.temporal_errors import REFUSAL_ERRORS
-from countersign.models import search_attributes as sa
+from countersign.api.services.visibility import published_state
 from countersign.models.channels import DecisionChannel
 from countersign.models.decisions import ApproveRequest, StepStatus
 from countersign.models.enums import WorkflowState
@@ -248,15 +248,9 @@ class ReplyDecisions:
             return
         workflow_id = reply.link.grant.workflow_id
         try:
-            current = state or await self._state(workflow_id)
+            current = state or await published_state(
+                self._client, workflow_id, WorkflowState.WAITING_FOR_APPROVAL
+            )
             await self._audit.refused(reply.principal, workflow_id, "email_reply", code, message, current)
         except Exception as error:  # a refusal must never fail because the audit database is away
             log.warning("refused reply for %s not audited: %s", workflow_id, error)
-
-    async def _state(self, workflow_id: str) -> WorkflowState:
-        try:
-            described = await self._client.get_workflow_handle(workflow_id).describe()
-            state = described.typed_search_attributes.get(sa.STATE)
-        except RPCError:
-            state = None
-        return WorkflowState(state) if state else WorkflowState.WAITING_FOR_APPROVAL

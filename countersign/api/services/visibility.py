@@ -6,6 +6,7 @@ from collections.abc import Sequence
 
 from pydantic import TypeAdapter
 from temporalio.client import Client, WorkflowExecution
+from temporalio.service import RPCError
 
 from countersign.models import search_attributes as sa
 from countersign.models.enums import RequestType, Role, WorkflowState
@@ -84,3 +85,14 @@ async def _summary(execution: WorkflowExecution) -> WorkflowSummary:
         graph_id=graph_id if isinstance(graph_id, str) else None,
         graph_version=graph_version if isinstance(graph_version, int) else None,
     )
+
+
+async def published_state(client: Client, workflow_id: str, default: WorkflowState) -> WorkflowState:
+    """The state a workflow last published (its search attribute), for the audit entry of a refusal;
+    `default` when it cannot be read."""
+    try:
+        described = await client.get_workflow_handle(workflow_id).describe()
+        state = described.typed_search_attributes.get(sa.STATE)
+    except RPCError:
+        state = None
+    return WorkflowState(state) if state else default

@@ -14,9 +14,10 @@ from countersign.workflows.approval.timeouts import NOTIFY_RETRY
 
 with workflow.unsafe.imports_passed_through():
     from countersign.activities.notify import NotifyActivities
-    from countersign.models.channels import DecisionPrompt, PromptFinding
-    from countersign.models.enums import Risk, Role
+    from countersign.models.channels import DecisionPrompt
+    from countersign.models.enums import Role
     from countersign.models.notifications import Notification, NotificationKind
+    from countersign.models.prompts import decision_prompt
 
 # Notifications that ask their recipients for a decision: they carry the step's prompt (links, buttons).
 ASKING = frozenset(
@@ -82,32 +83,16 @@ class Notifier(ApprovalCore):
     def _prompt(self) -> DecisionPrompt | None:
         """What a message asking for a decision shows and binds its links to: the current step of the
         current proposal version. Not activity input that changes commands: replay is unaffected."""
-        step, plan, report = self._current(), self._proposal, self._validation
-        if step is None or plan is None or self._step is None:
+        if self._step is None or self._proposal is None:
             return None
-        risk = report.risk if report is not None else None
-        sign_in = step.require_sign_in if step.require_sign_in is not None else risk == Risk.HIGH
-        return DecisionPrompt(
+        return decision_prompt(
             workflow_id=workflow.info().workflow_id,
-            tenant=self._input.requester.tenant,
-            requester_name=self._input.requester.name,
-            step_index=self._step,
-            total_steps=len(self._chain),
-            awaiting=step.deciding_roles or step.roles,
-            quorum=step.quorum,
-            approvals=step.approvals(),
-            proposal_version=plan.version,
-            tool=plan.tool,
-            args=plan.args,
-            confidence=plan.confidence,
-            risk=risk.value if risk is not None else None,
-            findings=[PromptFinding(**f.model_dump()) for f in report.findings] if report is not None else [],
-            quoted_summary=plan.summary[:2000],
-            summary_author="caller" if plan.planner == CALLER_PLANNER else "ai",
-            sla_due_at=step.sla_due_at,
-            expires_at=step.deadline_at or step.sla_due_at,
-            require_sign_in=sign_in,
-            email_reply=step.email_reply,
+            requester=self._input.requester,
+            chain=self._chain,
+            index=self._step,
+            proposal=self._proposal,
+            report=self._validation,
+            by_caller=self._proposal.planner == CALLER_PLANNER,
         )
 
     def _body(self, text: str, workflow_id: str) -> str:
