@@ -1,8 +1,9 @@
-"""Where state is kept: the data directory (the embedded default's home), the SQL audit log, the policy."""
+"""Where state is kept: one SQL database for all of Countersign's own state, the data directory (the
+embedded default's home), the policy."""
 
 from pathlib import Path
 
-from pydantic import BaseModel, SecretStr, field_validator
+from pydantic import AliasChoices, BaseModel, Field, SecretStr, field_validator
 
 from countersign.store.sql import default_url
 
@@ -11,9 +12,21 @@ class StorageSettings(BaseModel):
     data_dir: Path = Path(".countersign")
     # A YAML approval policy (config/policy_file.py); the shipped default_policy.yaml when unset.
     policy_file: Path | None = None
-    # The SQL audit log (store/audit_store.py): sqlite:///PATH or postgresql://USER:PASSWORD@HOST/DB.
-    # None: SQLite in <data_dir>/audit.db. It may hold a password: print it only through masked_url.
-    audit_database_url: SecretStr | None = None
+    # Countersign's one SQL database (store/): sqlite:///PATH or postgresql://USER:PASSWORD@HOST/DB.
+    # Principals, tool records, the outbox, graphs, the inbox's table, the ledger and the audit log all
+    # live here, so gateways and workers on different hosts share nothing but it and Temporal.
+    # COUNTERSIGN_DATABASE_URL; COUNTERSIGN_AUDIT_DATABASE_URL, its name before it held everything, still
+    # works. None: SQLite in <data_dir>/audit.db (the file's old name, kept so a data dir upgrades in
+    # place). It may hold a password: print it only through masked_url.
+    audit_database_url: SecretStr | None = Field(
+        default=None,
+        validation_alias=AliasChoices(
+            "database_url",
+            "audit_database_url",
+            "COUNTERSIGN_DATABASE_URL",
+            "COUNTERSIGN_AUDIT_DATABASE_URL",
+        ),
+    )
 
     @field_validator("audit_database_url")
     @classmethod
@@ -29,11 +42,13 @@ class StorageSettings(BaseModel):
         return value
 
     @property
-    def principals_db(self) -> Path:
-        return self.data_dir / "principals.db"
-
-    @property
-    def audit_url(self) -> str:
+    def database_url(self) -> str:
+        """The URL of Countersign's one database."""
         if self.audit_database_url is not None:
             return self.audit_database_url.get_secret_value()
         return default_url(self.data_dir)
+
+    @property
+    def audit_url(self) -> str:
+        """The audit log's URL: the one database (the name callers used before it held everything)."""
+        return self.database_url
