@@ -28,10 +28,10 @@ from countersign.models.callbacks import (
 )
 from countersign.store.sql import open_engine
 
-_metadata = sa.MetaData()
+metadata = sa.MetaData()
 webhook_secrets = sa.Table(
     "webhook_secrets",
-    _metadata,
+    metadata,
     sa.Column("tenant", sa.Text, primary_key=True),
     sa.Column("generation", sa.Integer, primary_key=True, autoincrement=False),
     sa.Column("secret", sa.Text, nullable=False),
@@ -41,7 +41,7 @@ webhook_secrets = sa.Table(
 )
 callback_deliveries = sa.Table(
     "callback_deliveries",
-    _metadata,
+    metadata,
     sa.Column("id", sa.Text, primary_key=True),
     sa.Column("tenant", sa.Text, nullable=False),
     sa.Column("workflow_id", sa.Text, nullable=False),
@@ -91,7 +91,7 @@ class CallbackStore:
 
     @classmethod
     async def open(cls, url: str, *, schema: str | None = None) -> "CallbackStore":
-        return cls(await open_engine(url, _metadata, schema=schema))
+        return cls(await open_engine(url, metadata, schema=schema))
 
     async def close(self) -> None:
         await self._engine.dispose()

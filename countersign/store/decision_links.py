@@ -22,10 +22,10 @@ from countersign.models.links import CheckedLink, LinkGrant, LinkProblem
 from countersign.security.link_keys import LinkKeyring
 from countersign.store.sql import open_engine
 
-_metadata = sa.MetaData()
+metadata = sa.MetaData()
 decision_links = sa.Table(
     "decision_links",
-    _metadata,
+    metadata,
     sa.Column("id", sa.Text, primary_key=True),
     # The links of one message share it: using one uses them all.
     sa.Column("message", sa.Text, nullable=False),
@@ -62,7 +62,7 @@ class DecisionLinks:
 
     @classmethod
     async def open(cls, url: str, keys: LinkKeyring, *, schema: str | None = None) -> "DecisionLinks":
-        return cls(await open_engine(url, _metadata, schema=schema), keys)
+        return cls(await open_engine(url, metadata, schema=schema), keys)
 
     async def close(self) -> None:
         await self._engine.dispose()

@@ -18,10 +18,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from countersign.models.declared_tools import DeclaredTool, DeclareToolRequest
 from countersign.store.sql import open_engine
 
-_metadata = sa.MetaData()
+metadata = sa.MetaData()
 declared_tools = sa.Table(
     "declared_tools",
-    _metadata,
+    metadata,
     sa.Column("tenant", sa.Text, primary_key=True),
     sa.Column("name", sa.Text, primary_key=True),
     sa.Column("version", sa.Integer, primary_key=True, autoincrement=False),
@@ -54,7 +54,7 @@ class DeclaredToolStore:
 
     @classmethod
     async def open(cls, url: str, *, schema: str | None = None) -> "DeclaredToolStore":
-        return cls(await open_engine(url, _metadata, schema=schema))
+        return cls(await open_engine(url, metadata, schema=schema))
 
     async def close(self) -> None:
         await self._engine.dispose()

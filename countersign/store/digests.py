@@ -24,10 +24,10 @@ from countersign.store.sql import open_engine
 # A claim older than this is taken to be of a worker that stopped mid-send: its rows are due again.
 CLAIM_LEASE = timedelta(minutes=10)
 
-_metadata = sa.MetaData()
+metadata = sa.MetaData()
 digest_entries = sa.Table(
     "digest_entries",
-    _metadata,
+    metadata,
     sa.Column("note_key", sa.Text, primary_key=True),
     sa.Column("recipient_id", sa.Text, primary_key=True),
     sa.Column("tenant", sa.Text, nullable=False),
@@ -85,7 +85,7 @@ class DigestStore:
 
     @classmethod
     async def open(cls, url: str, *, schema: str | None = None) -> "DigestStore":
-        return cls(await open_engine(url, _metadata, schema=schema))
+        return cls(await open_engine(url, metadata, schema=schema))
 
     async def close(self) -> None:
         await self._engine.dispose()

@@ -37,10 +37,10 @@ from countersign.models.errors import CountersignError
 from countersign.models.tools import LedgerEntry, LedgerStatus
 from countersign.store.sql import open_engine
 
-_metadata = sa.MetaData()
+metadata = sa.MetaData()
 tool_executions = sa.Table(
     "tool_executions",
-    _metadata,
+    metadata,
     sa.Column("idempotency_key", sa.Text, primary_key=True),
     sa.Column("workflow_id", sa.Text, nullable=False),
     sa.Column("tool", sa.Text, nullable=False),
@@ -131,7 +131,7 @@ class ExecutionLedger:
     async def open(cls, url: str, *, schema: str | None = None) -> "ExecutionLedger":
         """`sqlite:///PATH` or `postgresql://...` (the audit database); creates the table if missing,
         and adds the lease columns to a table made before them."""
-        engine = await open_engine(url, _metadata, schema=schema)
+        engine = await open_engine(url, metadata, schema=schema)
         try:
             await _add_lease_columns(engine, schema)
         except BaseException:

@@ -19,10 +19,10 @@ from countersign.store.sql import open_engine
 
 BUILTIN_TENANT = "_builtin"
 
-_metadata = sa.MetaData()
+metadata = sa.MetaData()
 graph_definitions = sa.Table(
     "graph_definitions",
-    _metadata,
+    metadata,
     sa.Column("tenant", sa.Text, primary_key=True),
     sa.Column("graph_id", sa.Text, primary_key=True),
     sa.Column("version", sa.Integer, primary_key=True, autoincrement=False),
@@ -51,7 +51,7 @@ class GraphStore:
 
     @classmethod
     async def open(cls, url: str, *, schema: str | None = None) -> "GraphStore":
-        return cls(await open_engine(url, _metadata, schema=schema))
+        return cls(await open_engine(url, metadata, schema=schema))
 
     async def close(self) -> None:
         await self._engine.dispose()

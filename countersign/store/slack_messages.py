@@ -23,10 +23,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from countersign.store.sql import open_engine
 
-_metadata = sa.MetaData()
+metadata = sa.MetaData()
 slack_messages = sa.Table(
     "slack_messages",
-    _metadata,
+    metadata,
     sa.Column("id", sa.Text, primary_key=True),
     sa.Column("note_key", sa.Text, nullable=False),
     # Whom it was sent to: `user:U…` (a DM) or `channel:C…` (a role's channel).
@@ -49,7 +49,7 @@ slack_messages = sa.Table(
 )
 slack_request_ends = sa.Table(
     "slack_request_ends",
-    _metadata,
+    metadata,
     sa.Column("workflow_id", sa.Text, primary_key=True),
     sa.Column("tenant", sa.Text, nullable=False),
     sa.Column("subject", sa.Text, nullable=False),
@@ -102,7 +102,7 @@ class SlackMessages:
 
     @classmethod
     async def open(cls, url: str, *, schema: str | None = None) -> "SlackMessages":
-        return cls(await open_engine(url, _metadata, schema=schema))
+        return cls(await open_engine(url, metadata, schema=schema))
 
     async def close(self) -> None:
         await self._engine.dispose()

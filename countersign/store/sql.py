@@ -15,6 +15,8 @@ import sqlalchemy as sa
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
+from countersign.store.schema import ensure_current
+
 _DRIVERS = {
     "sqlite": "sqlite+aiosqlite",
     "postgresql": "postgresql+asyncpg",
@@ -22,8 +24,6 @@ _DRIVERS = {
 }
 # How long a SQLite writer waits for another (a worker's activities and the gateway share the file).
 SQLITE_BUSY_SECONDS = 30.0
-# Any fixed number: PostgreSQL's advisory lock that serialises table creation across processes.
-_CREATE_LOCK = 7140223
 
 
 def default_url(data_dir: Path) -> str:
@@ -66,8 +66,9 @@ def _share_sqlite_between_writers(engine: AsyncEngine) -> None:
 
 
 async def open_engine(url: str, metadata: sa.MetaData, *, schema: str | None = None) -> AsyncEngine:
-    """An engine for `sqlite:///PATH` or `postgresql://...` with `metadata`'s tables created if missing.
-    `schema` (PostgreSQL only, must exist) puts the tables there instead of on the search path."""
+    """An engine for `sqlite:///PATH` or `postgresql://...`, its schema migrated to this release's
+    (store/schema.py), and `metadata`'s tables there. `schema` (PostgreSQL only, must exist) puts the
+    tables there instead of on the search path."""
     parsed = async_url(url)
     options: dict[str, Any] = {}
     sqlite = parsed.get_backend_name() == "sqlite"
@@ -83,18 +84,25 @@ async def open_engine(url: str, metadata: sa.MetaData, *, schema: str | None = N
     if sqlite:
         _share_sqlite_between_writers(engine)
     try:
-        async with engine.connect() as conn:
-            # Serialised so that a worker and a gateway starting together do not both create a table.
-            if engine.dialect.name == "sqlite":
-                await conn.exec_driver_sql("BEGIN IMMEDIATE")
-            else:
-                await conn.execute(sa.text(f"SELECT pg_advisory_xact_lock({_CREATE_LOCK})"))
-            await conn.run_sync(metadata.create_all)
-            await conn.commit()
+        await ensure_current(engine, schema)
+        await _check_tables(engine, metadata, schema)
     except BaseException:
         await engine.dispose()
         raise
     return engine
+
+
+async def _check_tables(engine: AsyncEngine, metadata: sa.MetaData, schema: str | None) -> None:
+    """A store whose tables no migration made fails here, by name, not at its first query."""
+
+    def missing(sync: sa.Connection) -> list[str]:
+        present = set(sa.inspect(sync).get_table_names(schema=schema))
+        return sorted(name for name in metadata.tables if name not in present)
+
+    async with engine.connect() as conn:
+        absent = await conn.run_sync(missing)
+    if absent:
+        raise RuntimeError(f"tables {', '.join(absent)} are in no migration (store/migrations/versions)")
 
 
 class _Closable(Protocol):

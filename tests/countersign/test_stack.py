@@ -191,7 +191,9 @@ def test_up_survives_a_restart_with_a_request_waiting(stack: Stack) -> None:
         assert again.status_code == 201, again.text
         second_id = again.json()["workflow_id"]
         for _ in range(150):
-            state = http.get(f"/workflows/{second_id}", headers=auth("demo-requester")).json()["state"]
+            # 503 while the restarted worker is not polling yet (a loaded machine takes a while).
+            seen = http.get(f"/workflows/{second_id}", headers=auth("demo-requester"))
+            state = seen.json()["state"] if seen.status_code == 200 else f"HTTP {seen.status_code}"
             if state == "WAITING_FOR_APPROVAL":
                 break
             time.sleep(0.2)

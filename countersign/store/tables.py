@@ -1,0 +1,29 @@
+"""Every table of Countersign's one database, as the stores define them.
+
+Only for comparing the migrations with the stores (tests/store/test_migrations.py) and for writing the
+next migration (`countersign db revision`): the running code creates tables through migrations alone.
+"""
+
+import sqlalchemy as sa
+
+from countersign.store import (
+    audit_tables,
+    callbacks,
+    decision_links,
+    declared_tools,
+    digests,
+    execution_ledger,
+    graph_store,
+    slack_messages,
+)
+
+ALL: list[sa.MetaData] = [
+    audit_tables.metadata,
+    callbacks.metadata,
+    decision_links.metadata,
+    declared_tools.metadata,
+    digests.metadata,
+    execution_ledger.metadata,
+    graph_store.metadata,
+    slack_messages.metadata,
+]
