@@ -12,6 +12,7 @@ from countersign.cli import principal_channels  # noqa: F401  (adds `principal u
 from countersign.cli.audit import audit_app, ledger_app
 from countersign.cli.common import ApiPort, DataDir, TemporalAddress, err, talking_to_temporal
 from countersign.cli.common import settings_from as _settings
+from countersign.cli.database import db_app
 from countersign.cli.keys import keys_app
 from countersign.cli.principals import principal_app
 
@@ -29,6 +30,7 @@ app.add_typer(principal_app, name="principal")
 app.add_typer(audit_app, name="audit")
 app.add_typer(ledger_app, name="ledger")
 app.add_typer(keys_app, name="keys")
+app.add_typer(db_app, name="db")
 dlq_app = typer.Typer(help="Dead letters: failed workflows an ADMIN may retry (POST /workflows/{id}/retry).")
 app.add_typer(dlq_app, name="dlq")
 

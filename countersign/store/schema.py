@@ -77,7 +77,7 @@ def _current(connection: sa.Connection, schema: str | None) -> str | None:
     return context.get_current_revision()
 
 
-def _known(revision: str) -> bool:
+def is_known(revision: str) -> bool:
     script = _script()
     try:
         return script.get_revision(revision) is not None
@@ -88,7 +88,7 @@ def _known(revision: str) -> bool:
 def _upgrade(connection: sa.Connection, schema: str | None) -> tuple[str | None, str]:
     before = _current(connection, schema)
     head = head_revision()
-    if before is not None and not _known(before):
+    if before is not None and not is_known(before):
         raise SchemaAhead(before, head)
     if before != head:
         command.upgrade(_config(connection, schema), "head")
@@ -127,6 +127,6 @@ async def ensure_current(engine: AsyncEngine, schema: str | None = None) -> None
     found = await status(engine, schema)
     if found.is_current:
         return
-    if found.current is not None and not _known(found.current):
+    if found.current is not None and not is_known(found.current):
         raise SchemaAhead(found.current, found.head)
     await upgrade(engine, schema)

@@ -65,10 +65,9 @@ def _share_sqlite_between_writers(engine: AsyncEngine) -> None:
             cursor.close()
 
 
-async def open_engine(url: str, metadata: sa.MetaData, *, schema: str | None = None) -> AsyncEngine:
-    """An engine for `sqlite:///PATH` or `postgresql://...`, its schema migrated to this release's
-    (store/schema.py), and `metadata`'s tables there. `schema` (PostgreSQL only, must exist) puts the
-    tables there instead of on the search path."""
+def make_engine(url: str, *, schema: str | None = None) -> AsyncEngine:
+    """An engine for `sqlite:///PATH` or `postgresql://...`, nothing read or written yet. `schema`
+    (PostgreSQL only, must exist) puts the tables there instead of on the search path."""
     parsed = async_url(url)
     options: dict[str, Any] = {}
     sqlite = parsed.get_backend_name() == "sqlite"
@@ -83,6 +82,13 @@ async def open_engine(url: str, metadata: sa.MetaData, *, schema: str | None = N
     engine = create_async_engine(parsed, **options)
     if sqlite:
         _share_sqlite_between_writers(engine)
+    return engine
+
+
+async def open_engine(url: str, metadata: sa.MetaData, *, schema: str | None = None) -> AsyncEngine:
+    """`make_engine`, its database migrated to this release's schema (store/schema.py), and
+    `metadata`'s tables checked to be there."""
+    engine = make_engine(url, schema=schema)
     try:
         await ensure_current(engine, schema)
         await _check_tables(engine, metadata, schema)
