@@ -27,3 +27,12 @@ ALL: list[sa.MetaData] = [
     graph_store.metadata,
     slack_messages.metadata,
 ]
+
+
+def merged(schema: str | None = None) -> sa.MetaData:
+    """All the tables in one MetaData, as the database holds them (in `schema`, if given)."""
+    one = sa.MetaData()
+    for metadata in ALL:
+        for table in metadata.tables.values():
+            table.to_metadata(one, schema=schema)
+    return one
