@@ -65,7 +65,7 @@ async def test_a_database_a_newer_release_migrated_is_refused(location: Location
     engine = await open_engine(location.url, ALL[0], schema=location.schema)
     await engine.dispose()
     await location.sql("UPDATE alembic_version SET version_num = 'f00d-from-the-future'")
-    with pytest.raises(schema.SchemaAhead, match="f00d-from-the-future.*newer release"):
+    with pytest.raises(schema.SchemaAhead, match=r"f00d-from-the-future.*newer release"):
         await open_engine(location.url, ALL[0], schema=location.schema)
 
 
