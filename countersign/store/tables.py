@@ -34,5 +34,8 @@ def merged(schema: str | None = None) -> sa.MetaData:
     one = sa.MetaData()
     for metadata in ALL:
         for table in metadata.tables.values():
-            table.to_metadata(one, schema=schema)
+            if schema is None:
+                table.to_metadata(one)
+            else:
+                table.to_metadata(one, schema=schema)
     return one
