@@ -52,3 +52,25 @@ def talking_to_temporal(settings: Settings) -> Iterator[None]:
             markup=False,
         )
         raise typer.Exit(1) from None
+
+
+def database_ready(settings: Settings) -> None:
+    """Before a gateway, a worker or `up` starts: the database migrated to this release and the data
+    dir's old files imported. A database a newer release migrated, or one that cannot be reached, is
+    one line on stderr and exit 2 (its URL without the password)."""
+    import asyncio
+
+    from countersign.store.schema import SchemaAhead
+    from countersign.store.sql import masked_url
+    from countersign.store.startup import prepare_database
+
+    url = settings.database_url
+    try:
+        asyncio.run(prepare_database(url, settings.data_dir))
+    except SchemaAhead as error:
+        err.print(f"error: database {masked_url(url)}: {error}", markup=False)
+        raise typer.Exit(2) from None
+    except (OSError, ValueError) as error:  # unreachable, refused, a bad URL
+        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        err.print(f"error: database {masked_url(url)}: {reason}", markup=False)
+        raise typer.Exit(2) from None

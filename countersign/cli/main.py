@@ -10,7 +10,7 @@ from rich.console import Console
 
 from countersign.cli import principal_channels  # noqa: F401  (adds `principal update` to principal_app)
 from countersign.cli.audit import audit_app, ledger_app
-from countersign.cli.common import ApiPort, DataDir, TemporalAddress, err, talking_to_temporal
+from countersign.cli.common import ApiPort, DataDir, TemporalAddress, database_ready, err, talking_to_temporal
 from countersign.cli.common import settings_from as _settings
 from countersign.cli.database import db_app
 from countersign.cli.keys import keys_app
@@ -80,6 +80,7 @@ def worker(data_dir: DataDir = None, temporal_address: TemporalAddress = None) -
     from countersign.worker import main as run
 
     settings = _settings(data_dir=data_dir, temporal_address=temporal_address)
+    database_ready(settings)
     with talking_to_temporal(settings):  # a server that refuses a call: one line, exit 1
         code = run(settings)
     raise typer.Exit(code)
@@ -109,6 +110,7 @@ def api(
     except (PolicyFileError, MissingKey, PluginError) as error:
         err.print(f"error: {error}", markup=False)
         raise typer.Exit(2) from None
+    database_ready(settings)
     with talking_to_temporal(settings):
         # Here rather than only in the app's start-up, where uvicorn would log the SDK's traceback.
         asyncio.run(_reach_temporal(settings))

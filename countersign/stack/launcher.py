@@ -24,6 +24,9 @@ from countersign.stack.first_run import demo_principals, ensure_keys
 from countersign.stack.mail_sink import MailSink
 from countersign.stack.preflight import check_ports, planner_chain, policy_summary
 from countersign.stack.supervisor import Child, RestartPolicy, StackError, Supervisor
+from countersign.store.schema import SchemaAhead
+from countersign.store.sql import masked_url
+from countersign.store.startup import prepare_database
 
 console = Console()
 
@@ -118,6 +121,13 @@ def _print_ready(
     console.print("[bold green]Countersign is ready.[/] Ctrl-C stops it.")
 
 
+def _database_ready(settings: Settings) -> None:
+    try:
+        asyncio.run(prepare_database(settings.database_url, settings.data_dir))
+    except SchemaAhead as error:
+        raise StackError(f"database {masked_url(settings.database_url)}: {error}") from None
+
+
 def run_stack(settings: Settings) -> int:
     started = time.monotonic()
     settings.data_dir.mkdir(parents=True, exist_ok=True)
@@ -137,6 +147,8 @@ def run_stack(settings: Settings) -> int:
         policy_text = policy_summary(settings)
         check_ports(settings)
         ensure_keys(settings)
+        # Before the demo principals are counted: an old data dir's principals are imported first.
+        _database_ready(settings)
         server = supervisor.add(temporal_child(settings)) if settings.temporal_address is None else None
         asyncio.run(wait_for_temporal(settings, server.process if server is not None else None))
         created, existing = asyncio.run(demo_principals(settings))
