@@ -149,6 +149,19 @@ class OutboxStore:
             rows = list(await conn.execute(query))
         return [_message(row) for row in rows]
 
+    async def recent(self, limit: int) -> list[OutboxMessage]:
+        """The `limit` messages kept last, newest first (for operators: `countersign outbox list`)."""
+        query = sa.select(outbox_messages).order_by(_m.created_at.desc(), _m.idempotency_key).limit(limit)
+        async with self._engine.connect() as conn:
+            rows = list(await conn.execute(query))
+        return [_message(row) for row in rows]
+
+    async def kept(self, key: str) -> OutboxMessage | None:
+        """The message kept under `key`, with its times, or None."""
+        async with self._engine.connect() as conn:
+            row = (await conn.execute(sa.select(outbox_messages).where(_m.idempotency_key == key))).first()
+        return None if row is None else _message(row)
+
     async def restore(self, key: str, raw: bytes, *, created_at: datetime, sent_at: datetime | None) -> bool:
         """Keep a message as an earlier release kept it (store/legacy/effects_files.py): inserted unless
         the key is there, and marked sent when it was; True when inserted. Safe to run twice, and
