@@ -186,7 +186,7 @@ def _email(context: ChannelContext) -> Channel:
 def _teams(context: ChannelContext) -> Channel | None:
     if not context.teams_webhooks:
         return None
-    return TeamsChannel(context.teams_webhooks, context.public_url, context.data_dir)
+    return TeamsChannel(context.teams_webhooks, context.public_url, context.database_url)
 
 
 def _slack(context: ChannelContext) -> Channel | None:

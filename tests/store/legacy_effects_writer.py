@@ -1,8 +1,10 @@
 """How the release before issue 21 wrote the tools' and notifications' state into the data dir, copied
-here unchanged in substance (tools/effects.py and activities/notify.py as they were), so the legacy import
-is tested against files exactly as that release left them: `<data_dir>/outbox/<sha256(key)>.eml` with a
-`.<sha256(key)>.sent` mark beside each message the SMTP server accepted, `<data_dir>/records.db` (table
-`records`), and `<data_dir>/notifications/<sha256(note key)[:32]>.json`."""
+here unchanged in substance (tools/effects.py, activities/notify.py and activities/teams_channel.py as
+they were), so the legacy import is tested against files exactly as that release left them:
+`<data_dir>/outbox/<sha256(key)>.eml` with a `.<sha256(key)>.sent` mark beside each message the SMTP
+server accepted, `<data_dir>/records.db` (table `records`), `<data_dir>/notifications/<sha256(note
+key)[:32]>.json`, and the Teams channel's `<data_dir>/teams/<sha256(note key, newline, webhook
+URL)[:32]>.posted`."""
 
 import contextlib
 import hashlib
@@ -85,3 +87,15 @@ def write_notification(data_dir: Path, note: dict[str, Any], recipients: list[di
     partial.write_text(json.dumps(record, indent=2, sort_keys=True))
     os.replace(partial, final)
     return final
+
+
+def mark_teams_post(data_dir: Path, key: str, url: str) -> Path:
+    """The old `TeamsChannel._mark`: an empty marker per notification and webhook, once Teams took it."""
+    directory = data_dir / "teams"
+    directory.mkdir(parents=True, exist_ok=True)
+    digest = hashlib.sha256(f"{key}\n{url}".encode()).hexdigest()[:32]
+    marker = directory / f"{digest}.posted"
+    partial = marker.with_suffix(".tmp")
+    partial.write_text("")
+    os.replace(partial, marker)
+    return marker

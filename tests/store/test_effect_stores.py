@@ -1,6 +1,6 @@
-"""The outbox, the tool records and the notification log on SQLite and PostgreSQL, as workers on two hosts
-use them: each its own connections to the one database. One row per key, whoever writes it at once; a
-mark or a record made by one worker is what another finds."""
+"""The outbox, the tool records, the notification log and the delivery marks on SQLite and PostgreSQL,
+as workers on two hosts use them: each its own connections to the one database. One row per key,
+whoever writes it at once; a mark or a record made by one worker is what another finds."""
 
 import asyncio
 import re
@@ -11,6 +11,7 @@ import pytest
 
 from countersign.models.notifications import Notification, NotificationKind
 from countersign.models.principals import Recipient
+from countersign.store.delivery_marks import DeliveryMarks
 from countersign.store.notification_log import NotificationLog
 from countersign.store.outbox import OutboxStore
 from countersign.store.tool_records import ToolRecordStore
@@ -161,6 +162,20 @@ async def test_the_notification_log_keeps_the_first_record_of_a_key(location: Lo
         ]
         assert records[0]["subject"] == "Approval needed [req-1]" and records[0]["kind"] == "pending"
         assert [r["key"] for r in await second.records("req-2")] == ["req-2:n1"]
+    finally:
+        await first.close()
+        await second.close()
+
+
+async def test_a_delivery_is_marked_once_and_seen_by_every_worker(location: Location) -> None:
+    first = await DeliveryMarks.open(location.url, schema=location.schema)
+    second = await DeliveryMarks.open(location.url, schema=location.schema)
+    try:
+        assert not await second.marked("teams", "abc")
+        marked = await asyncio.gather(*(marks.mark("teams", "abc") for marks in (first, second) * 3))
+        assert sum(marked) == 1
+        assert await second.marked("teams", "abc") and await first.marked("teams", "abc")
+        assert not await first.marked("chat", "abc")  # a mark is its channel's
     finally:
         await first.close()
         await second.close()

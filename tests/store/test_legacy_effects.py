@@ -1,7 +1,8 @@
 """Importing a data dir as the release before issue 21 left it (tests/store/legacy_effects_writer.py holds
-that release's writing code): the outbox with its sent marks, records.db and the notification records
-reach the database, nothing is lost, a retried send of a sent key sends nothing, records are found by
-their key; twice, or by two processes at once, imports once; the files are set aside."""
+that release's writing code): the outbox with its sent marks, records.db, the notification records and
+the Teams channel's posted marks reach the database, nothing is lost, a retried send of a sent key
+sends nothing, records are found by their key; twice, or by two processes at once, imports once; the
+files are set aside."""
 
 import asyncio
 import shutil
@@ -13,8 +14,10 @@ from pathlib import Path
 
 import pytest
 
+from countersign.activities.teams_channel import posted_mark
 from countersign.models.notifications import Notification, NotificationKind
 from countersign.stack.mail_sink import MailSink, deliveries
+from countersign.store.delivery_marks import DeliveryMarks
 from countersign.store.legacy.effects_files import LegacyEffectsError, import_effects
 from countersign.store.notification_log import NotificationLog
 from countersign.store.outbox import OutboxStore
@@ -36,6 +39,7 @@ TASK = "req-default-task:v1"
 HOOK = "req-default-hook:v1"
 EMAIL = SendEmailArgs(to="pat@example.com", subject="Pricing", body="Hello Pat.\n")
 TASK_ARGS = CreateTaskArgs(title="Call ABC Logistics", assignee="sam")
+TEAMS_HOOK = "https://corp.webhook.office.com/webhookb2/managers-secret"
 
 
 @dataclass
@@ -84,6 +88,7 @@ def data_dir(tmp_path: Path) -> OldDataDir:
         old.write_notification(path, notification(n).model_dump(mode="json"), recipients)
         notes.append({**notification(n).model_dump(mode="json"), "recipients": recipients})
     (path / "notifications" / "half.tmp").write_text("{")
+    old.mark_teams_post(path, "req-default-task:n1", TEAMS_HOOK)
     return OldDataDir(path, emails, notes)
 
 
@@ -96,9 +101,9 @@ def sink(tmp_path: Path) -> Iterator[MailSink]:
 async def test_everything_is_imported_and_acts_as_before(
     data_dir: OldDataDir, location: Location, sink: MailSink, tmp_path: Path
 ) -> None:
-    assert await import_effects(data_dir.path, location.url, schema=location.schema) == 7
+    assert await import_effects(data_dir.path, location.url, schema=location.schema) == 8
     # Set aside, whole, so nothing reads them again.
-    for name in ("outbox", "records.db", "notifications"):
+    for name in ("outbox", "records.db", "notifications", "teams"):
         assert not (data_dir.path / name).exists()
         assert (data_dir.path / f"{name}.imported").exists()
     assert (data_dir.path / "outbox.imported" / ".0123.eml.part").exists()
@@ -110,6 +115,10 @@ async def test_everything_is_imported_and_acts_as_before(
         assert stored[UNSENT].sent_at is None and stored[DIGEST].sent_at is None
     async with await NotificationLog.open(location.url, schema=location.schema) as log:
         assert await log.records() == data_dir.notes
+    # The card the old worker posted is marked: a retried delivery does not post it again.
+    async with await DeliveryMarks.open(location.url, schema=location.schema) as marks:
+        assert await marks.marked("teams", posted_mark("req-default-task:n1", TEAMS_HOOK))
+        assert not await marks.marked("teams", posted_mark("req-default-task:n2", TEAMS_HOOK))
 
     effects = ToolEffects(location.url, schema=location.schema)
     smtp = Integrations(smtp=SmtpConfig(host="127.0.0.1", port=sink.port))
@@ -145,7 +154,7 @@ async def test_importing_twice_or_at_once_imports_once(data_dir: OldDataDir, loc
     counts = await asyncio.gather(
         *(import_effects(data_dir.path, location.url, schema=location.schema) for _ in range(3))
     )
-    assert sum(counts) == 7
+    assert sum(counts) == 8
     assert await import_effects(data_dir.path, location.url, schema=location.schema) == 0
     async with await ToolRecordStore.open(location.url, schema=location.schema) as records:
         assert [r["idempotency_key"] for r in await records.records()] == [TASK, HOOK]
@@ -155,6 +164,7 @@ async def test_importing_twice_or_at_once_imports_once(data_dir: OldDataDir, loc
         "notifications.imported",
         "outbox.imported",
         "records.db.imported",
+        "teams.imported",
     ]
 
 
@@ -163,7 +173,7 @@ async def test_a_mark_written_after_an_import_is_added_by_the_next(
 ) -> None:
     """An old worker that was still running marked a message sent after the first import: the sources
     brought back and imported again, the mark is added (never taken away), nothing else changes."""
-    assert await import_effects(data_dir.path, location.url, schema=location.schema) == 7
+    assert await import_effects(data_dir.path, location.url, schema=location.schema) == 8
     shutil.copytree(data_dir.path / "outbox.imported", data_dir.path / "outbox")
     old.mark_sent(old.outbox_path(data_dir.path, UNSENT))
     assert await import_effects(data_dir.path, location.url, schema=location.schema) == 0
@@ -181,7 +191,7 @@ async def test_a_message_countersign_did_not_write_stops_the_import_and_loses_no
         await import_effects(data_dir.path, location.url, schema=location.schema)
     assert (data_dir.path / "outbox").is_dir() and stray.exists()
     stray.unlink()
-    assert await import_effects(data_dir.path, location.url, schema=location.schema) == 7
+    assert await import_effects(data_dir.path, location.url, schema=location.schema) == 8
 
 
 async def test_an_empty_data_dir_imports_nothing(tmp_path: Path, location: Location) -> None:

@@ -5,7 +5,8 @@ Countersign's database, so that an upgraded worker, on this host or another, fin
   header, marked sent when `.<sha256(key)>.sent` lies beside it (what keeps a retried send from sending
   twice) -> store/outbox.py;
 - `<data_dir>/records.db`, table `records` -> store/tool_records.py;
-- `<data_dir>/notifications/*.json`, the record of who was told what -> store/notification_log.py.
+- `<data_dir>/notifications/*.json`, the record of who was told what -> store/notification_log.py;
+- `<data_dir>/teams/<digest>.posted`, a card posted to a Teams webhook -> store/delivery_marks.py.
 
 Each row is inserted unless its key is there and a sent mark is only ever added, so the import is safe to
 run twice and by two processes at once; each source is renamed (`outbox.imported`, ...) only after all of
@@ -27,6 +28,7 @@ from email import policy
 from email.parser import BytesParser
 from pathlib import Path
 
+from countersign.store.delivery_marks import DeliveryMarks
 from countersign.store.notification_log import NotificationLog
 from countersign.store.outbox import OutboxStore
 from countersign.store.tool_records import ToolRecordStore
@@ -35,6 +37,7 @@ from countersign.tools.effects import IDEMPOTENCY_HEADER
 OUTBOX_DIR = "outbox"
 RECORDS_DB = "records.db"
 NOTIFICATIONS_DIR = "notifications"
+TEAMS_DIR = "teams"
 IMPORTED_SUFFIX = ".imported"
 
 
@@ -63,6 +66,9 @@ async def import_effects(data_dir: Path, url: str, *, schema: str | None = None)
     notifications = data_dir / NOTIFICATIONS_DIR
     if await asyncio.to_thread(notifications.is_dir):
         added += await _import_notifications(notifications, url, schema)
+    teams = data_dir / TEAMS_DIR
+    if await asyncio.to_thread(teams.is_dir):
+        added += await _import_teams_marks(teams, url, schema)
     return added
 
 
@@ -189,6 +195,23 @@ def _read_notifications(directory: Path) -> list[tuple[Path, dict[str, object], 
             raise LegacyEffectsError(f"{path} is not a notification record")
         found.append((path, record, _modified(path)))
     return found
+
+
+async def _import_teams_marks(directory: Path, url: str, schema: str | None) -> int:
+    def read() -> list[tuple[str, float]]:
+        # `*.tmp` are the old writer's partial files, replaced into place only when whole.
+        return [(path.stem, path.stat().st_mtime) for path in sorted(directory.glob("*.posted"))]
+
+    try:
+        found = await asyncio.to_thread(read)
+    except FileNotFoundError:
+        return 0  # another process imported it and renamed it while this one read
+    added = 0
+    async with await DeliveryMarks.open(url, schema=schema) as marks:
+        for mark, at in found:
+            added += await marks.mark("teams", mark, at)
+    await asyncio.to_thread(_set_aside, directory)
+    return added
 
 
 def _set_aside(source: Path) -> None:
