@@ -64,6 +64,7 @@ from countersign.security.gateway_keys import MissingKey
 from countersign.security.link_keys import LinkKeyring
 from countersign.store.decision_links import DecisionLinks
 from countersign.store.sql import OpenedOnFirstUse, default_url
+from countersign.store.tool_effects import ToolEffects
 from countersign.tools.builtin import build_registry
 from countersign.tools.integrations import Integrations
 from countersign.tools.registry import ToolRegistry
@@ -192,8 +193,9 @@ def build_worker(
     callbacks: CallbackSettings | None = None,
     channel_settings: ChannelSettings | None = None,
 ) -> WorkerGroup:
-    """Both workers; the audit log and the execution ledger share `audit_url` (default: SQLite in
-    the data dir). `execution_checkpoint` is a fault-injection hook for the crash tests.
+    """Both workers; the audit log, the execution ledger, the tools' outbox and records and the
+    notification log share `audit_url`, Countersign's database (default: SQLite in the data dir).
+    `execution_checkpoint` is a fault-injection hook for the crash tests.
 
     `callbacks`: how signed callbacks retry and time out (the settings' defaults when None).
     `channel_settings`: the public URL, how links are signed, the channels' addresses (Teams webhooks,
@@ -213,8 +215,15 @@ def build_worker(
     store_url = audit_url or default_url(data_dir)
     planning = PlanningActivities(planner, registry, attempts_per_planner=attempts_per_planner)
     validation = ValidationActivities(registry, integrations)
+    # The tools' outbox and records, one for the process: actions' emails and notifications' share it.
+    effects = ToolEffects(store_url)
     execution = ExecutionActivities(
-        registry, data_dir, integrations, ledger_url=store_url, checkpoint=execution_checkpoint
+        registry,
+        data_dir,
+        integrations,
+        ledger_url=store_url,
+        effects=effects,
+        checkpoint=execution_checkpoint,
     )
     channel_settings = channel_settings or ChannelSettings()
     keys = channel_settings.link_keys
@@ -230,6 +239,7 @@ def build_worker(
         links=links,
         settings=channel_settings,
         store_url=store_url,
+        effects=effects,
     )
     notify = NotifyActivities(data_dir, build_channels(channels, context), digest_url=store_url)
     audit = AuditActivities(store_url, trust.audit)
@@ -270,7 +280,7 @@ def build_worker(
         max_task_queue_activities_per_second=llm_rate_limit,
         graceful_shutdown_timeout=shutdown_grace,
     )
-    closers = [audit.close, execution.close, notify.close, callback.close, links.close]
+    closers = [audit.close, execution.close, notify.close, callback.close, links.close, effects.close]
     return WorkerGroup([main, llm], closers=closers)
 
 
@@ -313,7 +323,7 @@ async def run_worker(
         channels=plugins.channels,
         attempts_per_planner=settings.llm_attempts_per_provider,
         llm_rate_limit=settings.llm_rate_limit,
-        audit_url=settings.audit_url,
+        audit_url=settings.database_url,
         integrations=settings.integrations(),
         execution_checkpoint=execution_checkpoint,
         max_cached_workflows=settings.max_cached_workflows,
@@ -324,7 +334,7 @@ async def run_worker(
     )
     # Digests, and what waited out quiet hours, go from here: a background task beside the workers.
     digests = DigestSender(
-        settings.audit_url or default_url(settings.data_dir),
+        settings.database_url,
         settings.data_dir,
         settings.integrations(),
         settings.public_url,

@@ -3,7 +3,8 @@
 import asyncio
 import uuid
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from pathlib import Path
+from typing import Any, TypeVar
 
 from temporalio.client import Client, WorkflowHandle
 
@@ -16,6 +17,10 @@ from countersign.models.views import WorkflowView
 from countersign.security import audit_keys, gateway_keys
 from countersign.security.audit_keys import AuditKeyring
 from countersign.security.gateway_keys import GatewaySigner
+from countersign.store.notification_log import NotificationLog
+from countersign.store.outbox import OutboxMessage, OutboxStore
+from countersign.store.sql import default_url
+from countersign.store.tool_records import ToolRecordStore
 from countersign.worker import WorkerTrust
 from countersign.workflows.approval import ApprovalWorkflow
 
@@ -85,3 +90,29 @@ async def wait_for_state(
     handle: WorkflowHandle[ApprovalWorkflow, WorkflowView], state: WorkflowState
 ) -> WorkflowView:
     return await eventually(lambda: handle.query(ApprovalWorkflow.view), lambda v: v.state == state)
+
+
+# What the tools and notifications kept, read from Countersign's database: `where` is the data dir of an
+# embedded worker (its default database, SQLite in it) or a database URL.
+
+
+def _url(where: Path | str) -> str:
+    return default_url(where) if isinstance(where, Path) else where
+
+
+async def outbox_messages(where: Path | str) -> list[OutboxMessage]:
+    """Every message in the outbox, oldest first."""
+    async with await OutboxStore.open(_url(where)) as outbox:
+        return await outbox.messages()
+
+
+async def tool_records(where: Path | str) -> list[dict[str, Any]]:
+    """Every tool record, oldest first."""
+    async with await ToolRecordStore.open(_url(where)) as records:
+        return await records.records()
+
+
+async def notification_records(where: Path | str, workflow_id: str | None = None) -> list[dict[str, Any]]:
+    """Every notification record (or a workflow's), oldest first: the notification and its recipients."""
+    async with await NotificationLog.open(_url(where)) as log:
+        return await log.records(workflow_id)

@@ -2,9 +2,10 @@
 one email listing the notifications kept for them (a digest, or what waited out their quiet hours).
 
 Each principal's due entries are claimed in the SQL store first (so two workers never send the same
-ones), then the digest goes through the outbox as the `send_email` tool's messages do: kept under a key
-made of its entries, handed to the SMTP server unless the outbox says it was already accepted, then the
-entries are marked sent. An outage releases the claim, so the next round sends them: nothing is lost.
+ones), then the digest goes through the outbox (store/outbox.py, the same database) as the `send_email`
+tool's messages do: kept under a key made of its entries, handed to the SMTP server unless the outbox
+says it was already accepted, then the entries are marked sent. An outage releases the claim, so the next
+round sends them: nothing is lost.
 """
 
 import asyncio
@@ -19,9 +20,9 @@ import aiosmtplib
 from countersign.activities.digest_message import build_digest, digest_key
 from countersign.models.principals import Recipient
 from countersign.store.digests import ClaimedDigest, DigestStore
+from countersign.store.outbox import OutboxStore
 from countersign.store.principals import PrincipalStore
 from countersign.store.sql import OpenedOnFirstUse
-from countersign.tools.effects import mark_sent, read_message, was_sent, write_message
 from countersign.tools.integrations import Integrations
 from countersign.tools.smtp import SmtpRefused, send_message
 
@@ -44,13 +45,14 @@ class DigestSender:
         schema: str | None = None,
     ) -> None:
         self._digests = OpenedOnFirstUse(lambda: DigestStore.open(store_url, schema=schema))
+        self._outbox = OpenedOnFirstUse(lambda: OutboxStore.open(store_url, schema=schema))
         self._principals = OpenedOnFirstUse(lambda: PrincipalStore.open(data_dir / "principals.db"))
-        self._data_dir = data_dir
         self._integrations = integrations
         self._public_url = public_url.rstrip("/")
 
     async def close(self) -> None:
         await self._digests.close()
+        await self._outbox.close()
         await self._principals.close()
 
     async def send_due(self, now: datetime) -> int:
@@ -86,17 +88,20 @@ class DigestSender:
             log.warning("digest for %s dropped: no enabled principal with an email", claim.recipient_id)
             return 0
         key = digest_key(claim.recipient_id, claim.entries)
-        stored = await write_message(self._data_dir, key, self._message(recipient, claim, key))
+        outbox = await self._outbox.get()
+        await outbox.keep(key, self._message(recipient, claim, key))
         smtp = self._integrations.smtp
-        if smtp is None or await was_sent(stored.path):
+        if smtp is None or await outbox.was_sent(key):
             return 0  # kept in the outbox only, as `send_email` does without a server; or sent already
+        # The stored bytes: a round after a crash sends exactly what the first meant to send.
+        outgoing = await outbox.message(key)
+        assert outgoing is not None  # kept just above, and the outbox never forgets a message
         try:
-            # The stored bytes: a round after a crash sends exactly what the first meant to send.
-            await send_message(smtp, await read_message(stored.path))
+            await send_message(smtp, outgoing)
         except SmtpRefused as error:
             log.error("digest for %s refused for good: %s", claim.recipient_id, error)
             return 0
-        await mark_sent(stored.path)
+        await outbox.mark_sent(key)
         log.info("digest of %d item(s) sent to %s", len(claim.entries), claim.recipient_id)
         return 1
 

@@ -7,10 +7,10 @@ with the `send_email` tool so it goes wherever actions' emails go.
 
 Both are idempotent on `<note key>:<recipient id>`: the message is kept in the outbox first (the
 intent, once per key: links are minted only when there is none yet) and handed to the SMTP server
-unless the outbox says the server already accepted it, so an activity retry never sends it twice.
+unless the outbox says the server already accepted it, so an activity retry never sends it twice. The
+outbox is in Countersign's SQL database (store/outbox.py): the retry finds it on any worker.
 """
 
-import asyncio
 import logging
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -22,9 +22,9 @@ from countersign.models.links import LinkAction, LinkGrant
 from countersign.models.notifications import Notification
 from countersign.models.principals import Recipient
 from countersign.store.decision_links import DecisionLinks
-from countersign.store.sql import OpenedOnFirstUse
+from countersign.store.sql import OpenedOnFirstUse, default_url
+from countersign.store.tool_effects import ToolEffects
 from countersign.tools.args import SendEmailArgs
-from countersign.tools.effects import mark_sent, outbox_path, read_message, was_sent, write_message
 from countersign.tools.integrations import Integrations
 from countersign.tools.registry import ToolContext, ToolRegistry
 from countersign.tools.smtp import send_message
@@ -47,13 +47,23 @@ class EmailChannel:
         links: OpenedOnFirstUse[DecisionLinks] | None = None,
         public_url: str = DEFAULT_PUBLIC_URL,
         reply_domain: str | None = None,
+        store_url: str | None = None,
+        effects: ToolEffects | None = None,
     ) -> None:
+        """`effects`: where the outbox is (the worker shares its tools'); when None, the channel opens
+        its own in `store_url`, Countersign's database (SQLite in the data dir by default)."""
         self._tool = registry.get("send_email")
         self._data_dir = data_dir
+        self._owns_effects = effects is None
+        self._effects = effects or ToolEffects(store_url or default_url(data_dir))
         self._integrations = integrations or Integrations()
         self._links = links
         self._public_url = public_url.rstrip("/")
         self._reply_domain = reply_domain
+
+    async def close(self) -> None:
+        if self._owns_effects:
+            await self._effects.close()
 
     async def deliver(self, note: Notification, recipients: list[Recipient]) -> int:
         sent = 0
@@ -72,24 +82,32 @@ class EmailChannel:
         args = self._tool.args_model.model_validate(
             SendEmailArgs(to=address, subject=note.subject, body=note.body).model_dump()
         )
-        context = ToolContext(data_dir=self._data_dir, idempotency_key=key, integrations=self._integrations)
+        context = ToolContext(
+            data_dir=self._data_dir,
+            idempotency_key=key,
+            effects=self._effects,
+            integrations=self._integrations,
+        )
         await self._tool.handler(args, context)
 
     async def _asking(
         self, note: Notification, prompt: DecisionPrompt, recipient: Recipient, key: str
     ) -> None:
-        path = outbox_path(self._data_dir, key)
-        if not await asyncio.to_thread(path.exists):
+        outbox = await self._effects.outbox()
+        stored = await outbox.message(key)
+        if stored is None:
             links = await self._mint(note, prompt, recipient)
             message = decision_email(note, prompt, recipient, key, self._integrations.email_from, links)
             # Two attempts racing here both mint; the second finds the first's message and sends that.
-            path = (await write_message(self._data_dir, key, message)).path
+            await outbox.keep(key, message)
         smtp = self._integrations.smtp
-        if smtp is None or await was_sent(path):
+        if smtp is None or await outbox.was_sent(key):
             return
         # The stored bytes: a retry sends the links the first attempt minted.
-        await send_message(smtp, await read_message(path))
-        await mark_sent(path)
+        outgoing = stored or await outbox.message(key)
+        assert outgoing is not None  # kept above, and the outbox never forgets a message
+        await send_message(smtp, outgoing)
+        await outbox.mark_sent(key)
 
     async def _mint(self, note: Notification, prompt: DecisionPrompt, recipient: Recipient) -> EmailLinks:
         """Approve and Reject links for this recipient (and the reply-to address when replies may

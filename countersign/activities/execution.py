@@ -5,7 +5,7 @@ while an attempt acts (a lease, renewed with the heartbeat) and, once the tool h
 a retry that finds the result returns it without calling the tool. A retry that finds another attempt
 holding the key waits until that attempt finishes or its lease expires; one that takes the key over
 (the worker died, or paused past its lease, while the tool ran) calls the tool again, and the tool's
-own idempotency on the key (its outbox mark, a record or ticket found by the key, the target's
+own idempotency on the key (its outbox's sent mark, a record or ticket found by the key, the target's
 Idempotency-Key) keeps it from acting twice. An attempt that paused and woke after another took over
 is fenced out: the tool's last look before its effect (`ToolContext.before_effect`) and the recording
 of its result both refuse it, so it neither acts nor records.
@@ -31,6 +31,7 @@ from countersign.models.tools import LedgerStatus, ToolCall, ToolOutcome
 from countersign.observability import metrics
 from countersign.store.execution_ledger import ExecutionLedger, LeaseBusy, LeaseLost, LedgerConflict
 from countersign.store.sql import OpenedOnFirstUse, default_url
+from countersign.store.tool_effects import ToolEffects
 from countersign.tools.effects import canonical_args_json
 from countersign.tools.integrations import Integrations
 from countersign.tools.registry import RetryLater, ToolContext, ToolRegistry
@@ -122,17 +123,25 @@ class ExecutionActivities:
         integrations: Integrations | None = None,
         *,
         ledger_url: str | None = None,
+        effects: ToolEffects | None = None,
         checkpoint: Checkpoint | None = None,
     ) -> None:
+        """`ledger_url`: Countersign's database (SQLite in the data dir by default), where the ledger
+        and, unless `effects` is given (the worker shares one with its channels), the tools' outbox
+        and records are. `data_dir` is what plugin tools see as `ToolContext.data_dir`."""
         self._registry = registry
         self._data_dir = data_dir
         self._integrations = integrations or Integrations()
         url = ledger_url or default_url(data_dir)
         self._ledger = OpenedOnFirstUse(lambda: ExecutionLedger.open(url))
+        self._owns_effects = effects is None
+        self._effects = effects or ToolEffects(url)
         self._checkpoint = checkpoint
 
     async def close(self) -> None:
         await self._ledger.close()
+        if self._owns_effects:
+            await self._effects.close()
 
     @activity.defn(name="execute")
     async def execute(self, call: ToolCall) -> ToolOutcome:
@@ -218,6 +227,7 @@ class ExecutionActivities:
         context = ToolContext(
             data_dir=self._data_dir,
             idempotency_key=key,
+            effects=self._effects,
             integrations=self._integrations,
             before_effect=before_effect,
         )

@@ -1,15 +1,13 @@
 """The `notify` activity: tell reviewers and requesters what needs them, through every channel.
 
 Channels are small objects with one `deliver` method, so a Slack or Teams channel is one more class.
-Two ship: an outbox of JSON records in the data dir (here; always on: the record of who was told what),
-and email (activities/email_channel.py), so notifications go wherever actions' emails go.
-Both are idempotent on the notification key, so an activity retry never tells anyone twice.
+Two always ship: the "outbox", the record of who was told what (here; one row per notification in
+Countersign's SQL database, store/notification_log.py), and email (activities/email_channel.py), so
+notifications go wherever actions' emails go. Both are idempotent on the notification key, so an
+activity retry, on this worker or another, never tells anyone twice.
 """
 
 import asyncio
-import hashlib
-import json
-import os
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -21,6 +19,7 @@ from countersign.activities.delivery_plan import plan_delivery
 from countersign.models.notifications import Notification, NotifyResult
 from countersign.models.principals import Recipient
 from countersign.store.digests import DigestStore
+from countersign.store.notification_log import NotificationLog
 from countersign.store.principals import PrincipalStore
 from countersign.store.sql import OpenedOnFirstUse, default_url
 
@@ -37,34 +36,22 @@ class Channel(Protocol):
 RECORD_CHANNEL = "outbox"
 
 
-def notifications_dir(data_dir: Path) -> Path:
-    return data_dir / "notifications"
-
-
 class OutboxChannel:
-    """One JSON file per notification under `<data-dir>/notifications/`, written atomically."""
+    """The record of every notification and all its recipients: a row each in the notification log,
+    opened on first use in Countersign's database (`url`)."""
 
-    name = "outbox"
+    name = RECORD_CHANNEL
 
-    def __init__(self, data_dir: Path) -> None:
-        self._dir = notifications_dir(data_dir)
+    def __init__(self, url: str, *, schema: str | None = None) -> None:
+        self._log = OpenedOnFirstUse(lambda: NotificationLog.open(url, schema=schema))
 
     async def deliver(self, note: Notification, recipients: list[Recipient]) -> int:
-        await asyncio.to_thread(self._write, note, recipients)
+        # The first record of a key stands: a retry (which may find more recipients) adds nothing.
+        await (await self._log.get()).record(note, recipients)
         return 1
 
-    def _write(self, note: Notification, recipients: list[Recipient]) -> None:
-        self._dir.mkdir(parents=True, exist_ok=True)
-        final = self._dir / f"{hashlib.sha256(note.key.encode()).hexdigest()[:32]}.json"
-        if final.exists():
-            return
-        record = {
-            **note.model_dump(mode="json"),
-            "recipients": [{"id": r.id, "name": r.name, "email": r.email} for r in recipients],
-        }
-        partial = final.with_suffix(".tmp")
-        partial.write_text(json.dumps(record, indent=2, sort_keys=True))
-        os.replace(partial, final)
+    async def close(self) -> None:
+        await self._log.close()
 
 
 def _planned_at() -> datetime:
@@ -73,15 +60,6 @@ def _planned_at() -> datetime:
     if activity.in_activity():
         return activity.info().scheduled_time
     return datetime.now(UTC)
-
-
-def list_notifications(data_dir: Path) -> list[dict[str, object]]:
-    """Every notification record in the outbox, oldest first (for tests and the CLI)."""
-    directory = notifications_dir(data_dir)
-    if not directory.is_dir():
-        return []
-    files = sorted(directory.glob("*.json"), key=lambda path: path.stat().st_mtime_ns)
-    return [json.loads(path.read_text()) for path in files]
 
 
 class NotifyActivities:

@@ -54,6 +54,7 @@ from countersign.models.principals import Recipient
 from countersign.models.proposal import Finding
 from countersign.store.decision_links import DecisionLinks
 from countersign.store.sql import OpenedOnFirstUse, default_url
+from countersign.store.tool_effects import ToolEffects
 from countersign.tools.builtin import build_registry
 from countersign.tools.integrations import Integrations
 from countersign.tools.registry import (
@@ -131,6 +132,14 @@ class ChannelContext:
     # data dir).
     settings: ChannelSettings = field(default_factory=ChannelSettings)
     store_url: str | None = None
+    # The outbox and tool records in that store, shared with the worker's tools (None: the email
+    # channel opens its own on `store_url`).
+    effects: ToolEffects | None = None
+
+    @property
+    def database_url(self) -> str:
+        """Countersign's database: `store_url`, or SQLite in the data dir."""
+        return self.store_url or default_url(self.data_dir)
 
 
 # A factory returns None for a channel its configuration leaves off (Teams without a webhook, Slack
@@ -158,7 +167,7 @@ class Plugins:
 
 
 def _outbox(context: ChannelContext) -> Channel:
-    return OutboxChannel(context.data_dir)
+    return OutboxChannel(context.database_url)
 
 
 def _email(context: ChannelContext) -> Channel:
@@ -169,13 +178,15 @@ def _email(context: ChannelContext) -> Channel:
         links=context.links,
         public_url=context.public_url,
         reply_domain=context.reply_domain,
+        store_url=context.database_url,
+        effects=context.effects,
     )
 
 
 def _teams(context: ChannelContext) -> Channel | None:
     if not context.teams_webhooks:
         return None
-    return TeamsChannel(context.teams_webhooks, context.public_url, context.data_dir)
+    return TeamsChannel(context.teams_webhooks, context.public_url, context.database_url)
 
 
 def _slack(context: ChannelContext) -> Channel | None:
@@ -184,13 +195,13 @@ def _slack(context: ChannelContext) -> Channel | None:
         return None
     return SlackChannel(
         web_client(settings.slack_bot_token.get_secret_value(), settings.slack_api_url),
-        context.store_url or default_url(context.data_dir),
+        context.database_url,
         public_url=settings.public_url,
         role_channels=settings.slack_role_channels,
     )
 
 
-# Every notification is kept in the data dir's outbox and emailed to recipients with an address; one
+# Every notification is recorded in the notification log and emailed to recipients with an address; one
 # asking for a decision is also posted to its roles' Teams channels, where webhooks are configured, and
 # to Slack with COUNTERSIGN_SLACK_BOT_TOKEN (docs/slack.md).
 BUILTIN_CHANNELS: tuple[ChannelPlugin, ...] = (

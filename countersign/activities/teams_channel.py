@@ -4,8 +4,9 @@ the webhook of every role it awaits that has one (COUNTERSIGN_TEAMS_WEBHOOKS).
 A Teams channel is the role's, not a person's: the card goes to the channel whoever of the role is told
 now or later, and its buttons open the inbox, where the reviewer signs in and confirms.
 
-Idempotent on the notification key: a marker file per key and webhook under `<data-dir>/teams/`, written
-after Teams took the card, so a retried activity never posts twice. A throttled (429) or failing (5xx,
+Idempotent on the notification key: a mark per key and webhook in Countersign's database
+(store/delivery_marks.py), written after Teams took the card, so a retried activity, on any worker, never
+posts twice. A throttled (429) or failing (5xx,
 unreachable, timed out) webhook raises, and the activity retries; any other refusal (a 4xx: a webhook
 deleted, a malformed card) is logged and skipped, since retrying cannot change it.
 
@@ -13,12 +14,9 @@ The webhook URLs are secrets (whoever has one posts to the channel): they are ne
 an error, and httpx's own request log line names the role instead (_HideWebhooks).
 """
 
-import asyncio
 import hashlib
 import logging
-import os
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -29,6 +27,8 @@ from countersign.models.enums import Role
 from countersign.models.errors import CountersignError
 from countersign.models.notifications import Notification
 from countersign.models.principals import Recipient
+from countersign.store.delivery_marks import DeliveryMarks
+from countersign.store.sql import OpenedOnFirstUse
 
 log = logging.getLogger(__name__)
 
@@ -60,10 +60,6 @@ _HIDE = _HideWebhooks()
 logging.getLogger("httpx").addFilter(_HIDE)
 
 
-def markers_dir(data_dir: Path) -> Path:
-    return data_dir / "teams"
-
-
 class TeamsChannel:
     name = "teams"
 
@@ -71,10 +67,12 @@ class TeamsChannel:
         self,
         webhooks: Mapping[Role, SecretStr],
         public_url: str,
-        data_dir: Path,
+        store_url: str,
         *,
+        schema: str | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
+        """`store_url`: Countersign's database, where the marks of cards posted are kept."""
         # One post per distinct URL, for the roles that share it (two roles, one channel: one card).
         self._targets: dict[str, list[Role]] = {}
         self._roles: dict[Role, str] = {}
@@ -86,8 +84,11 @@ class TeamsChannel:
             # As configured, and as httpx writes it in its log line (normalised).
             _HIDE.labels[url] = _HIDE.labels[str(httpx.URL(url))] = label
         self._public_url = public_url.rstrip("/")
-        self._dir = markers_dir(data_dir)
+        self._marks = OpenedOnFirstUse(lambda: DeliveryMarks.open(store_url, schema=schema))
         self._transport = transport
+
+    async def close(self) -> None:
+        await self._marks.close()
 
     async def deliver(self, note: Notification, recipients: list[Recipient]) -> int:
         """Cards posted for `note` (replays included); 0 for a notification that asks no decision."""
@@ -99,11 +100,12 @@ class TeamsChannel:
             return 0
         message = teams_message(note.kind, prompt, self._public_url)
         posted = 0
+        marks = await self._marks.get()
         async with httpx.AsyncClient(timeout=TIMEOUT, transport=self._transport) as http:
             for url in urls:
-                marker = self._marker(note.key, url)
-                if marker.exists() or await self._post(http, url, message, note):
-                    await asyncio.to_thread(self._mark, marker)
+                mark = posted_mark(note.key, url)
+                if await marks.marked(self.name, mark) or await self._post(http, url, message, note):
+                    await marks.mark(self.name, mark)
                     posted += 1
         return posted
 
@@ -133,14 +135,8 @@ class TeamsChannel:
             return False
         return True
 
-    def _marker(self, key: str, url: str) -> Path:
-        digest = hashlib.sha256(f"{key}\n{url}".encode()).hexdigest()[:32]
-        return self._dir / f"{digest}.posted"
 
-    def _mark(self, marker: Path) -> None:
-        if marker.exists():
-            return
-        self._dir.mkdir(parents=True, exist_ok=True)
-        partial = marker.with_suffix(".tmp")
-        partial.write_text("")
-        os.replace(partial, marker)
+def posted_mark(key: str, url: str) -> str:
+    """The mark of the card for notification `key` posted to webhook `url`: a digest, since the URL is a
+    secret (the marker file's name before the marks moved into the database, so those import as they are)."""
+    return hashlib.sha256(f"{key}\n{url}".encode()).hexdigest()[:32]

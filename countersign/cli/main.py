@@ -1,5 +1,5 @@
 """`countersign` command line: up, worker, api, mcp, principal, keys, eval, policy-check, audit, ledger,
-dlq."""
+outbox, dlq."""
 
 import asyncio
 from pathlib import Path
@@ -14,6 +14,7 @@ from countersign.cli.common import ApiPort, DataDir, TemporalAddress, database_r
 from countersign.cli.common import settings_from as _settings
 from countersign.cli.database import db_app
 from countersign.cli.keys import keys_app
+from countersign.cli.outbox import outbox_app
 from countersign.cli.principals import principal_app
 
 if TYPE_CHECKING:
@@ -29,6 +30,7 @@ app = typer.Typer(
 app.add_typer(principal_app, name="principal")
 app.add_typer(audit_app, name="audit")
 app.add_typer(ledger_app, name="ledger")
+app.add_typer(outbox_app, name="outbox")
 app.add_typer(keys_app, name="keys")
 app.add_typer(db_app, name="db")
 dlq_app = typer.Typer(help="Dead letters: failed workflows an ADMIN may retry (POST /workflows/{id}/retry).")

@@ -24,7 +24,8 @@ class SendEmailArgs(_Args):
 
 class SendEmailResult(BaseModel):
     message_id: str
-    # The message's file in the outbox (`<sha256 of the key>.eml`), named without its directory.
+    # The message's name in the outbox (`<sha256 of the key>.eml`, `tools.effects.message_name`): the
+    # field kept its name from when the outbox was a directory of files.
     outbox_file: str
 
 

@@ -3,11 +3,11 @@
 Every handler is idempotent on `ToolContext.idempotency_key` (see `countersign.tools.effects`): a second run
 with the same key returns the first run's result with `replayed=True` and does nothing else.
 
-Effects, under `ToolContext.data_dir`:
-- `send_email` writes an RFC 5322 message to `outbox/<sha256(key)>.eml` (real SMTP comes later);
-- the other four write one row each to the `records` table of `records.db`.
-
-`list_records(data_dir)` and `list_outbox(data_dir)` are synchronous read helpers for the CLI.
+Effects, in Countersign's SQL database through `ToolContext.effects` (store/outbox.py,
+store/tool_records.py), so a retry on any worker finds them:
+- `send_email` keeps an RFC 5322 message in the outbox under its key, then hands it to the SMTP server
+  (when one is configured) unless the outbox marks it sent;
+- the other four write one row each to the tool records.
 """
 
 import hashlib
@@ -39,21 +39,14 @@ from countersign.tools.effects import (
     IDEMPOTENCY_HEADER,
     StoredRecord,
     canonical_args_json,
-    insert_record,
     key_digest,
-    list_outbox,
-    list_records,
-    mark_sent,
-    read_message,
     record_id,
-    was_sent,
-    write_message,
 )
 from countersign.tools.integrations import DEFAULT_SENDER, Integrations
 from countersign.tools.registry import CATALOG, ToolContext, ToolRegistry, ToolRun, tool
 from countersign.tools.smtp import send_message
 
-__all__ = ["build_registry", "list_outbox", "list_records"]
+__all__ = ["build_registry"]
 
 SENDER = DEFAULT_SENDER
 # Countersign's own modules that declare tools with `@tool`; tools from elsewhere are plugins
@@ -113,27 +106,29 @@ async def send_email(args: SendEmailArgs, ctx: ToolContext) -> ToolRun[SendEmail
     """Keep the message in the outbox (the intent, once per key), then hand it to the SMTP server
     unless the outbox says it was already accepted (the result)."""
     message = build_email(args, ctx.idempotency_key, ctx.integrations.email_from)
-    stored = await write_message(ctx.data_dir, ctx.idempotency_key, message)
-    # The file's name only: views show results, and a server path is nobody's business there.
-    result = SendEmailResult(message_id=stored.message_id, outbox_file=stored.path.name)
+    outbox = await ctx.effects.outbox()
+    stored = await outbox.keep(ctx.idempotency_key, message)
+    # The message's name only: views show results, and the key is not theirs to show.
+    result = SendEmailResult(message_id=stored.message_id, outbox_file=stored.name)
     smtp = ctx.integrations.smtp
     if smtp is None:
         return ToolRun(result=result, replayed=stored.replayed)
-    if await was_sent(stored.path):
+    if await outbox.was_sent(ctx.idempotency_key):
         return ToolRun(result=result, replayed=True)
     # The stored bytes, not `message`: a retry sends exactly what the first attempt meant to send.
-    outgoing = await read_message(stored.path)
+    outgoing = await outbox.message(ctx.idempotency_key)
+    assert outgoing is not None  # kept just above, and the outbox never forgets a message
     # SMTP has no idempotency: between the look at the sent mark and the send, only the execution
     # ledger's lease keeps an attempt that paused here from sending beside the retry that took over.
     await ctx.before_effect()
     await send_message(smtp, outgoing)
-    await mark_sent(stored.path)
+    await outbox.mark_sent(ctx.idempotency_key)
     return ToolRun(result=result, replayed=False)
 
 
 async def _record(tool: str, prefix: str, args: BaseModel, ctx: ToolContext) -> StoredRecord:
-    return await insert_record(
-        ctx.data_dir,
+    records = await ctx.effects.records()
+    return await records.insert(
         tool=tool,
         key=ctx.idempotency_key,
         record_id=record_id(prefix, ctx.idempotency_key),

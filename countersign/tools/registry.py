@@ -19,6 +19,7 @@ from countersign.models.errors import CountersignError
 from countersign.models.facts import ActionFacts
 from countersign.models.proposal import Finding
 from countersign.models.tools import ToolSpec
+from countersign.tools.effects import Effects
 from countersign.tools.integrations import Integrations
 
 A = TypeVar("A", bound=BaseModel)
@@ -31,8 +32,13 @@ async def _no_check() -> None:
 
 @dataclass(frozen=True)
 class ToolContext:
+    # A plugin's own files, if it keeps any: the data dir is the embedded default's home and is not
+    # shared between hosts, so what a retry on another worker must find belongs in `effects` instead.
     data_dir: Path
     idempotency_key: str
+    # Where the built-in tools keep what they did under a key (the outbox, the records): Countersign's
+    # SQL database, shared by every worker (`countersign.store.tool_effects.ToolEffects`).
+    effects: Effects
     integrations: Integrations = field(default_factory=Integrations)
     # Awaited by a handler immediately before its irreversible step (the SMTP send, the HTTP call that
     # acts), after its own "already done?" look: the execution activity raises there when its attempt

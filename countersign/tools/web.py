@@ -10,7 +10,7 @@ httpx's connection and timeout errors are retried by Temporal (tools/http_client
 never followed, so an allowed URL cannot send a request somewhere else.
 
 Idempotency on `ToolContext.idempotency_key`, which every request carries as `Idempotency-Key`:
-- `post_webhook` and `http_request` look the key up in the records table (`countersign.tools.effects`) before
+- `post_webhook` and `http_request` look the key up in the tool records (`ToolContext.effects`) before
   sending and record the call only after the server accepted it, so a retry after success replays
   (`replayed=True`) instead of sending again. A crash between the answer and the record sends once
   more on retry; receivers that honour `Idempotency-Key` can drop that duplicate.
@@ -25,7 +25,6 @@ Tokens go in headers only: they are never logged, and never part of results or e
 """
 
 import json
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -33,7 +32,7 @@ from pydantic import BaseModel
 
 from countersign.models.enums import Risk, SideEffect
 from countersign.models.facts import ActionFacts
-from countersign.tools.effects import canonical_args_json, find_record, insert_record, record_id
+from countersign.tools.effects import canonical_args_json, record_id
 from countersign.tools.http_client import IDEMPOTENCY_KEY_HEADER, check_answer, read_limited, web_client
 from countersign.tools.registry import ToolContext, ToolRun, tool
 from countersign.tools.ticket_trackers import ticket_from_record, tracker_for
@@ -54,16 +53,17 @@ from countersign.tools.web_args import (
     PostWebhookResult,
 )
 
-# --- The records table ----------------------------------------------------------------------------
+# --- The tool records ----------------------------------------------------------------------------
 
 
-async def _recorded(data_dir: Path, tool_name: str, key: str, args: BaseModel) -> str | None:
-    return await find_record(data_dir, tool=tool_name, key=key, args_json=canonical_args_json(args))
+async def _recorded(ctx: ToolContext, tool_name: str, args: BaseModel) -> str | None:
+    records = await ctx.effects.records()
+    return await records.find(tool=tool_name, key=ctx.idempotency_key, args_json=canonical_args_json(args))
 
 
 async def _record(ctx: ToolContext, tool_name: str, args: BaseModel, stored_id: str) -> None:
-    await insert_record(
-        ctx.data_dir,
+    records = await ctx.effects.records()
+    await records.insert(
         tool=tool_name,
         key=ctx.idempotency_key,
         record_id=stored_id,
@@ -97,7 +97,7 @@ def _split_status(stored: str) -> tuple[str, int]:
 )
 async def post_webhook(args: PostWebhookArgs, ctx: ToolContext) -> ToolRun[PostWebhookResult]:
     refuse_unless_allowed(webhook_allowed(args, ctx.integrations))
-    stored = await _recorded(ctx.data_dir, "post_webhook", ctx.idempotency_key, args)
+    stored = await _recorded(ctx, "post_webhook", args)
     if stored is not None:
         delivery_id, status = _split_status(stored)
         return ToolRun(result=PostWebhookResult(delivery_id=delivery_id, status_code=status), replayed=True)
@@ -134,7 +134,7 @@ async def post_webhook(args: PostWebhookArgs, ctx: ToolContext) -> ToolRun[PostW
 )
 async def http_request(args: HttpRequestArgs, ctx: ToolContext) -> ToolRun[HttpRequestResult]:
     refuse_unless_allowed(request_allowed(args, ctx.integrations))
-    stored = await _recorded(ctx.data_dir, "http_request", ctx.idempotency_key, args)
+    stored = await _recorded(ctx, "http_request", args)
     if stored is not None:
         request_id, status = _split_status(stored)
         return ToolRun(result=HttpRequestResult(request_id=request_id, status_code=status), replayed=True)
@@ -185,7 +185,7 @@ async def create_ticket(args: CreateTicketArgs, ctx: ToolContext) -> ToolRun[Cre
     refuse_unless_allowed(tickets_configured(args, ctx.integrations))
     config = ctx.integrations.tickets
     assert config is not None  # checked just above
-    stored = await _recorded(ctx.data_dir, "create_ticket", ctx.idempotency_key, args)
+    stored = await _recorded(ctx, "create_ticket", args)
     if stored is not None:
         return ToolRun(result=ticket_from_record(config.backend, stored), replayed=True)
     async with web_client(ctx.integrations) as client:

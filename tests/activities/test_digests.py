@@ -14,7 +14,7 @@ import pytest
 from temporalio.testing import ActivityEnvironment
 
 from countersign.activities.digests import DigestSender
-from countersign.activities.notify import NotifyActivities, list_notifications
+from countersign.activities.notify import NotifyActivities
 from countersign.activities.plugins import BUILTIN_CHANNELS, ChannelContext, build_channels
 from countersign.models.channels import ChannelPreferences
 from countersign.models.enums import Role
@@ -24,6 +24,7 @@ from countersign.store.principals import PrincipalStore
 from countersign.tools.builtin import build_registry
 from countersign.tools.integrations import Integrations
 from countersign.tools.smtp import SmtpConfig
+from tests.helpers import notification_records
 
 SCHEDULED = datetime(2026, 3, 10, 12, 20, tzinfo=UTC)
 BEFORE_THE_HOUR = datetime(2026, 3, 10, 12, 59, tzinfo=UTC)
@@ -106,8 +107,8 @@ async def test_a_digest_reader_gets_one_email_listing_both_requests_once(world: 
     await notify(world, note(1), note(2), note(1))
     told_now = world.mail()
     assert sorted(d["to"][0] for d in told_now) == ["eve@corp.example", "eve@corp.example"]  # type: ignore[index]
-    # The outbox, the record of who was told what, names both readers of each notification.
-    records = list_notifications(world.data)
+    # The notification log, the record of who was told what, names both readers of each notification.
+    records = await notification_records(world.store_url)
     assert [sorted(r["id"] for r in record["recipients"]) for record in records] == [  # type: ignore[attr-defined]
         sorted([world.digest_reader, world.at_once])
     ] * 2

@@ -25,9 +25,8 @@ from countersign.config.settings import Settings
 from countersign.models.enums import Role
 from countersign.models.views import InboxFilter
 from countersign.store.principals import PrincipalStore
-from countersign.tools.effects import list_records
 from countersign.workflows.approval import ApprovalWorkflow
-from tests.helpers import eventually
+from tests.helpers import eventually, tool_records
 
 FOLLOW_UP = {"text": "Follow up with ABC Logistics (sales@abclogistics.com) about pricing"}
 LAPTOPS = {"text": "buy 40 laptops from Dell for $52,000"}  # PROCUREMENT 52000: MANAGER, FINANCE, DIRECTOR
@@ -434,11 +433,11 @@ async def test_edit_restarts_the_chain_for_the_new_version(org: Org) -> None:
     assert done["state"] == "ACTION_EXECUTED"
     assert done["result"]["tool"] == "create_purchase_order"
     assert done["result"]["idempotency_key"] == f"{workflow_id}:v2"
-    records = [r for r in list_records(org.data_dir) if r["idempotency_key"] == f"{workflow_id}:v2"]
+    records = [r for r in await tool_records(org.data_dir) if r["idempotency_key"] == f"{workflow_id}:v2"]
     assert len(records) == 1
     assert (records[0]["tool"], records[0]["args"]["amount"]) == ("create_purchase_order", 8000)
     assert records[0]["record_id"] == done["result"]["result"]["po_number"]
-    assert not [r for r in list_records(org.data_dir) if r["idempotency_key"] == f"{workflow_id}:v1"]
+    assert not [r for r in await tool_records(org.data_dir) if r["idempotency_key"] == f"{workflow_id}:v1"]
 
 
 # ---- 5. cancel ----------------------------------------------------------------------------------
@@ -485,7 +484,7 @@ async def test_cancel(org: Org) -> None:
     assert status == 409, body  # the code: see test_cancel_after_execution_is_too_late
     assert (await view(org, done))["state"] == "ACTION_EXECUTED"
     # Nothing of the cancelled requests ran.
-    keys = {r["idempotency_key"] for r in list_records(org.data_dir)}
+    keys = {r["idempotency_key"] for r in await tool_records(org.data_dir)}
     assert not keys & {f"{mine}:v1", f"{by_admin}:v1"}
 
 

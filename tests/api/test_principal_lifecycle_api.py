@@ -10,14 +10,13 @@ import pytest
 from temporalio.client import Client
 from temporalio.worker import Worker
 
-from countersign.activities.notify import list_notifications
 from countersign.api.main import attach, create_app, detach
 from countersign.config.settings import Settings
 from countersign.models.enums import Role
 from countersign.store.principals import PrincipalStore
 from tests.api.conftest import Api
 from tests.api.test_auth import AUDIENCE, ISSUER, SECRET, claims, hs256
-from tests.helpers import eventually
+from tests.helpers import eventually, notification_records
 
 FOLLOW_UP = {"text": "Follow up with ABC Logistics (sales@abclogistics.com) about pricing"}
 
@@ -129,7 +128,7 @@ async def test_a_token_principal_is_stored_notified_and_may_delegate(jwt_api: Ap
     assert submitted.status_code == 201, submitted.text
 
     async def probe() -> list[dict[str, object]]:
-        return [n for n in list_notifications(tmp_path) if n["kind"] == "pending"]
+        return [n for n in await notification_records(tmp_path) if n["kind"] == "pending"]
 
     notes = await eventually(probe, bool)
     told = notes[0]["recipients"]

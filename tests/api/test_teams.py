@@ -26,6 +26,7 @@ from countersign.config.settings import ChannelSettings, Settings
 from countersign.llm.rules import RulesPlanner
 from countersign.models.enums import Role
 from countersign.models.notifications import Notification, NotificationKind
+from countersign.store.sql import default_url
 from countersign.tools.builtin import build_registry
 from countersign.tools.integrations import Integrations
 from countersign.worker import build_worker
@@ -190,7 +191,7 @@ def _blocks(elements: list[dict[str, Any]]) -> Iterator[dict[str, Any]]:
 
 
 async def test_a_notification_that_asks_no_decision_is_not_posted(tmp_path: Path, receiver: Receiver) -> None:
-    channel = TeamsChannel({Role.MANAGER: SecretStr(f"{receiver.base}m")}, PUBLIC_URL, tmp_path)
+    channel = TeamsChannel({Role.MANAGER: SecretStr(f"{receiver.base}m")}, PUBLIC_URL, default_url(tmp_path))
     outcome = Notification(
         key="wf-1:n3",
         workflow_id="wf-1",

@@ -39,14 +39,14 @@ from countersign.models.views import WorkflowView
 from countersign.stack.mail_sink import MailSink, deliveries
 from countersign.store.audit_store import AuditStore
 from countersign.store.sql import default_url
-from countersign.tools.builtin import build_registry, list_outbox
+from countersign.tools.builtin import build_registry
 from countersign.tools.integrations import Integrations
 from countersign.tools.smtp import SmtpConfig
 from countersign.worker import build_worker
 from countersign.workflows.approval import PLANNING_RETRY, ApprovalWorkflow
 from tests.chaos.support import FOLLOW_UP, exactly_once, ledger_entries
 from tests.fake_llm import FakeLLM, Recorded, Reply, follow_up_plan, openai_answer, openai_error
-from tests.helpers import MANAGER, TEST_TRUST, eventually, last_approval, start
+from tests.helpers import MANAGER, TEST_TRUST, eventually, last_approval, outbox_messages, start
 
 SEED = 45
 WORKFLOWS = 60
@@ -289,7 +289,7 @@ async def test_every_workflow_ends_where_its_faults_say_and_nothing_unvalidated_
     entries = await ledger_entries(data_dir)
     assert sorted(e.workflow_id for e in entries) == sorted(executed)
     assert {e.tool for e in entries} == {"send_email"}
-    assert len(list_outbox(data_dir)) == len(executed)
+    assert len(await outbox_messages(data_dir)) == len(executed)
     async with await AuditStore.open(default_url(data_dir)) as audit:
         for workflow_id in triaged:
             logged = [e.event for e in await audit.for_workflow(workflow_id)]

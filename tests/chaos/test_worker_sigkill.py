@@ -147,8 +147,8 @@ async def test_sigkilled_workers_lose_nothing_and_send_every_email_once(
     attempts = {e.workflow_id: e.attempts for e in entries}
 
     # Once at the SMTP server, to its recipient, nothing lost, nothing stray. SMTP has no idempotency:
-    # a worker killed after the server's 250 and before the outbox's sent mark (one small write, see
-    # tools/effects.mark_sent) sends that message again, under the same Message-ID. So a second copy
+    # a worker killed after the server's 250 and before the outbox's sent mark (one small UPDATE, see
+    # store/outbox.py) sends that message again, under the same Message-ID. So a second copy
     # is allowed only for an execution a kill cut off (retried in the ledger), never a third.
     copies = Counter(d["message_id"] for d in sent)
     resent = {wid for wid, mid in expected.items() if copies[mid] == 2 and attempts.get(wid, 0) > 1}

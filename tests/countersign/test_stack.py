@@ -1,6 +1,7 @@
 """`countersign up` as a user runs it: the whole stack in subprocesses, a worker killed and restarted
 under it, stopped and started again on the same data dir, with a request waiting across both."""
 
+import asyncio
 import base64
 import email
 import email.message
@@ -21,6 +22,7 @@ import pytest
 from countersign.config.settings import Settings
 from countersign.stack.dev_server import dev_server_args, temporal_binary
 from countersign.stack.mail_sink import deliveries
+from tests.helpers import outbox_messages
 
 KEY_LINE = re.compile(r"^\s+(demo-[a-z0-9-]+)\s+\S+\s+(cs_\S+)\s*$")
 PROCESSES = re.compile(r"^Processes:\s+Temporal dev server (\d+), worker (\d+), gateway (\d+) ")
@@ -233,10 +235,12 @@ def test_up_survives_a_restart_with_a_request_waiting(stack: Stack) -> None:
     # waiting request: two), and the outcome to the requester (sent just after the approval's answer).
     deadline = time.monotonic() + 20
     while True:
-        messages = [path.read_text() for path in (stack.data_dir / "outbox").glob("*.eml")]
+        messages = [m.text for m in asyncio.run(outbox_messages(stack.data_dir))]
         if len(messages) >= 4 or time.monotonic() > deadline:
             break
         time.sleep(0.2)
+    # Kept in the database, not in files: the data dir holds no outbox, records or notifications.
+    assert not {"outbox", "records.db", "notifications"} & {p.name for p in stack.data_dir.iterdir()}
     assert sum("To: sales@abclogistics.com" in m for m in messages) == 1
     # ... and each went over SMTP to the stack's own sink, once.
     received = deliveries(stack.data_dir)

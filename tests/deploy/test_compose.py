@@ -166,8 +166,8 @@ def test_the_worker_can_be_scaled() -> None:
     worker = services()["worker"]
     assert "container_name" not in worker and "ports" not in worker, "--scale worker=N needs neither"
     assert "build" in worker and worker.get("stop_grace_period")
-    # One named volume for every worker (and the gateway): outbox marks and records are shared, so a
-    # retried action finds what another worker did.
+    # One named volume for every worker (and the gateway): principals are shared. (The outbox marks and
+    # records a retried action finds are in the database.)
     assert "countersign-data:/data" in worker["volumes"]
     assert services()["api"]["volumes"] == worker["volumes"]
 

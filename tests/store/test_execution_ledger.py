@@ -17,7 +17,8 @@ from countersign.activities.execution import LEASE_TTL, ExecutionActivities
 from countersign.models.enums import Risk, SideEffect
 from countersign.models.tools import LedgerEntry, LedgerStatus, ToolCall, ToolOutcome
 from countersign.store.execution_ledger import ExecutionLedger, LeaseBusy, LeaseLost, LedgerConflict
-from countersign.tools.builtin import build_registry, list_records
+from countersign.store.tool_effects import ToolEffects
+from countersign.tools.builtin import build_registry
 from countersign.tools.effects import canonical_args_json
 from countersign.tools.registry import Tool, ToolContext, ToolRegistry, ToolRun
 from countersign.workflows.approval import EXECUTE_HEARTBEAT_TIMEOUT
@@ -260,17 +261,20 @@ async def test_the_activity_answers_from_the_ledger_without_calling_the_tool(tmp
     first = ExecutionActivities(build_registry(), tmp_path / "worker-1", ledger_url=url)
     done: ToolOutcome = await env.run(first.execute, call)
     await first.close()
-    # Another worker with its own data dir (the tool's own records are not there): the ledger answers.
-    second = ExecutionActivities(build_registry(), tmp_path / "worker-2", ledger_url=url)
+    # Another worker whose tools keep their records elsewhere (so a call of the tool would record
+    # there): the ledger answers, and the tool is not called.
+    elsewhere = ToolEffects(f"sqlite:///{tmp_path / 'elsewhere.db'}")
+    second = ExecutionActivities(build_registry(), tmp_path / "worker-2", ledger_url=url, effects=elsewhere)
     again: ToolOutcome = await env.run(second.execute, call)
     assert again.replayed is True and again.result == done.result and again.executed_at == done.executed_at
-    assert list_records(tmp_path / "worker-2") == []
+    assert await (await elsewhere.records()).records() == []
     # The same key with other args is refused for good, not run.
     other = call.model_copy(update={"args": {"title": "Something else"}})
     with pytest.raises(ApplicationError) as refused:
         await env.run(second.execute, other)
     assert refused.value.type == "ToolRefused" and refused.value.non_retryable
     await second.close()
+    await elsewhere.close()
 
 
 # --- The activity's attempts overlapping -----------------------------------------------------------

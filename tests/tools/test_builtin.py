@@ -1,12 +1,10 @@
+"""The built-in tools on Countersign's database (SQLite and PostgreSQL): a key acts once, whoever calls
+with it, however many at once; the data dir is not touched."""
+
 import asyncio
 import re
-import sqlite3
-from collections.abc import Awaitable, Callable
-from contextlib import closing
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import date
-from email import policy
-from email.message import EmailMessage
-from email.parser import BytesParser
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +12,8 @@ import pytest
 from pydantic import BaseModel
 
 from countersign.models.enums import SideEffect
+from countersign.store.outbox import OutboxMessage
+from countersign.store.tool_effects import ToolEffects
 from countersign.tools.args import (
     CreatePurchaseOrderArgs,
     CreateTaskArgs,
@@ -25,13 +25,13 @@ from countersign.tools.builtin import (
     build_registry,
     create_purchase_order,
     create_task,
-    list_outbox,
-    list_records,
     open_support_ticket,
     record_leave,
     send_email,
 )
+from countersign.tools.effects import key_digest
 from countersign.tools.registry import ToolContext, ToolRun
+from tests.conftest import Location
 
 KEY = "req-default-1a2b3c:v1"
 
@@ -75,8 +75,16 @@ record_params = pytest.mark.parametrize(
 )
 
 
-def ctx(tmp_path: Path, key: str = KEY) -> ToolContext:
-    return ToolContext(data_dir=tmp_path / "data", idempotency_key=key)
+@pytest.fixture
+async def elsewhere(tmp_path: Path) -> AsyncIterator[ToolEffects]:
+    """Another database, as after losing the first: what derives from the key alone must not change."""
+    opened = ToolEffects(f"sqlite:///{tmp_path / 'elsewhere.db'}")
+    yield opened
+    await opened.close()
+
+
+def ctx(effects: ToolEffects, key: str = KEY, data_dir: Path = Path("unused-data-dir")) -> ToolContext:
+    return ToolContext(data_dir=data_dir, idempotency_key=key, effects=effects)
 
 
 def email_args(**overrides: Any) -> SendEmailArgs:
@@ -89,36 +97,32 @@ def email_args(**overrides: Any) -> SendEmailArgs:
     return SendEmailArgs(**(fields | overrides))
 
 
-def outbox_file(tmp_path: Path, run: Any) -> Path:
-    """Where a send_email run's message is: results name the file, never the server's directory."""
+async def kept(effects: ToolEffects) -> list[OutboxMessage]:
+    return await (await effects.outbox()).messages()
+
+
+async def records(effects: ToolEffects) -> list[dict[str, Any]]:
+    return await (await effects.records()).records()
+
+
+async def the_message(effects: ToolEffects, run: Any) -> OutboxMessage:
+    """The one message kept for a send_email run: results name it, never carry the key."""
     assert "/" not in run.result.outbox_file
-    return tmp_path / "data" / "outbox" / run.result.outbox_file
-
-
-def parse(path: Path) -> EmailMessage:
-    with path.open("rb") as f:
-        message = BytesParser(policy=policy.default).parse(f)
-    assert isinstance(message, EmailMessage)
-    return message
-
-
-def db_rows(tmp_path: Path) -> list[tuple[Any, ...]]:
-    with closing(sqlite3.connect(tmp_path / "data" / "records.db")) as db:
-        query = "SELECT idempotency_key, tool, record_id, args_json FROM records"
-        return db.execute(query).fetchall()
+    [found] = [m for m in await kept(effects) if m.name == run.result.outbox_file]
+    return found
 
 
 # --- send_email ---------------------------------------------------------------------------------
 
 
-async def test_send_email_writes_an_rfc5322_message(tmp_path: Path) -> None:
-    run = await send_email(email_args(), ctx(tmp_path))
+async def test_send_email_keeps_an_rfc5322_message(effects: ToolEffects) -> None:
+    run = await send_email(email_args(), ctx(effects))
 
     assert not run.replayed
-    path = outbox_file(tmp_path, run)
-    assert path.parent == tmp_path / "data" / "outbox"
-    assert list_outbox(tmp_path / "data") == [path]
-    message = parse(path)
+    assert run.result.outbox_file == f"{key_digest(KEY)}.eml"
+    [stored] = await kept(effects)
+    assert (stored.key, stored.name, stored.sent_at) == (KEY, run.result.outbox_file, None)
+    message = stored.parsed()
     assert message["From"] == "countersign@localhost"
     assert message["To"] == "pat@example.com"
     assert message["Cc"] == "finance@example.com, it@example.com"
@@ -131,92 +135,102 @@ async def test_send_email_writes_an_rfc5322_message(tmp_path: Path) -> None:
     assert body.get_content() == "Hello Pat,\n\nYour order was approved.\n"
 
 
-async def test_send_email_without_cc_has_no_cc_header(tmp_path: Path) -> None:
-    run = await send_email(email_args(cc=[]), ctx(tmp_path))
-    assert parse(outbox_file(tmp_path, run))["Cc"] is None
+async def test_send_email_without_cc_has_no_cc_header(effects: ToolEffects) -> None:
+    run = await send_email(email_args(cc=[]), ctx(effects))
+    assert (await the_message(effects, run)).parsed()["Cc"] is None
 
 
-async def test_send_email_message_id_is_derived_from_the_key(tmp_path: Path) -> None:
-    first = await send_email(email_args(), ctx(tmp_path / "a"))
-    second = await send_email(email_args(), ctx(tmp_path / "b"))
-    other = await send_email(email_args(), ctx(tmp_path / "a", key="req-default-1a2b3c:v2"))
+async def test_send_email_message_id_is_derived_from_the_key(
+    effects: ToolEffects, elsewhere: ToolEffects
+) -> None:
+    first = await send_email(email_args(), ctx(effects))
+    second = await send_email(email_args(), ctx(elsewhere))
+    other = await send_email(email_args(), ctx(effects, key="req-default-1a2b3c:v2"))
 
     assert first.result.message_id == second.result.message_id
     assert first.result.message_id != other.result.message_id
     assert first.result.message_id.startswith("<") and first.result.message_id.endswith(">")
 
 
-async def test_send_email_same_key_twice_sends_once(tmp_path: Path) -> None:
-    first = await send_email(email_args(), ctx(tmp_path))
-    content = outbox_file(tmp_path, first).read_bytes()
-    second = await send_email(email_args(), ctx(tmp_path))
+async def test_send_email_same_key_twice_sends_once(effects: ToolEffects) -> None:
+    first = await send_email(email_args(), ctx(effects))
+    content = (await the_message(effects, first)).raw
+    second = await send_email(email_args(), ctx(effects))
 
     assert not first.replayed
     assert second.replayed
     assert second.result == first.result
-    assert len(list_outbox(tmp_path / "data")) == 1
+    assert len(await kept(effects)) == 1
     # The replay leaves the stored message untouched (its Date header, in particular).
-    assert outbox_file(tmp_path, first).read_bytes() == content
+    assert (await the_message(effects, first)).raw == content
 
 
-async def test_send_email_concurrent_calls_with_one_key_send_once(tmp_path: Path) -> None:
-    runs = await asyncio.gather(*(send_email(email_args(), ctx(tmp_path)) for _ in range(10)))
+async def test_send_email_concurrent_calls_with_one_key_send_once(effects: ToolEffects) -> None:
+    runs = await asyncio.gather(*(send_email(email_args(), ctx(effects)) for _ in range(10)))
 
     assert sum(not run.replayed for run in runs) == 1
     assert all(run.result == runs[0].result for run in runs)
-    outbox = tmp_path / "data" / "outbox"
-    assert len(list_outbox(tmp_path / "data")) == 1
-    # Every temp file was cleaned up: the outbox holds the one message and nothing else.
-    assert [p.name for p in outbox.iterdir()] == [outbox_file(tmp_path, runs[0]).name]
+    assert len(await kept(effects)) == 1
 
 
-async def test_send_email_different_keys_send_different_messages(tmp_path: Path) -> None:
-    first = await send_email(email_args(), ctx(tmp_path, key="req-default-aaa:v1"))
-    second = await send_email(email_args(), ctx(tmp_path, key="req-default-bbb:v1"))
+async def test_two_workers_with_one_key_keep_one_message(location: Location) -> None:
+    """Two workers (each its own connections to the one database) with the same key at once."""
+    workers = [ToolEffects(location.url, schema=location.schema) for _ in range(2)]
+    try:
+        runs = await asyncio.gather(
+            *(send_email(email_args(), ctx(worker)) for worker in workers for _ in range(5))
+        )
+        assert sum(not run.replayed for run in runs) == 1
+        assert len(await kept(workers[1])) == 1
+    finally:
+        for worker in workers:
+            await worker.close()
+
+
+async def test_send_email_different_keys_send_different_messages(effects: ToolEffects) -> None:
+    first = await send_email(email_args(), ctx(effects, key="req-default-aaa:v1"))
+    second = await send_email(email_args(), ctx(effects, key="req-default-bbb:v1"))
 
     assert not second.replayed
     assert first.result.outbox_file != second.result.outbox_file
     assert first.result.message_id != second.result.message_id
-    assert len(list_outbox(tmp_path / "data")) == 2
+    assert len(await kept(effects)) == 2
 
 
-async def test_send_email_same_key_different_args_is_an_error(tmp_path: Path) -> None:
-    await send_email(email_args(), ctx(tmp_path))
+async def test_send_email_same_key_different_args_is_an_error(effects: ToolEffects) -> None:
+    await send_email(email_args(), ctx(effects))
 
     with pytest.raises(ValueError, match=re.escape(KEY)):
-        await send_email(email_args(subject="Something else"), ctx(tmp_path))
+        await send_email(email_args(subject="Something else"), ctx(effects))
     with pytest.raises(ValueError, match=re.escape(KEY)):
-        await send_email(email_args(cc=[]), ctx(tmp_path))
-    assert len(list_outbox(tmp_path / "data")) == 1
+        await send_email(email_args(cc=[]), ctx(effects))
+    assert len(await kept(effects)) == 1
 
 
-async def test_send_email_key_with_slashes_and_colons_stays_in_the_outbox(tmp_path: Path) -> None:
+async def test_send_email_key_with_slashes_and_colons_is_kept_as_it_is(effects: ToolEffects) -> None:
     key = "../../etc/passwd:v1/..\\x:y"
-    run = await send_email(email_args(), ctx(tmp_path, key=key))
+    run = await send_email(email_args(), ctx(effects, key=key))
 
-    path = outbox_file(tmp_path, run)
-    outbox = tmp_path / "data" / "outbox"
-    assert path.parent == outbox
-    assert path.resolve().parent == outbox.resolve()
-    assert path.suffix == ".eml"
-    assert not set(path.name) & set("/\\:")
-    assert parse(path)["X-Countersign-Idempotency-Key"] == key
+    name = run.result.outbox_file
+    assert name.endswith(".eml") and not set(name) & set("/\\:")
+    [stored] = await kept(effects)
+    assert stored.key == key and stored.parsed()["X-Countersign-Idempotency-Key"] == key
 
 
-async def test_send_email_rejects_a_subject_that_would_inject_headers(tmp_path: Path) -> None:
+async def test_send_email_rejects_a_subject_that_would_inject_headers(effects: ToolEffects) -> None:
     with pytest.raises(ValueError):
-        await send_email(email_args(subject="Hi\nBcc: evil@example.com"), ctx(tmp_path))
-    assert list_outbox(tmp_path / "data") == []
+        await send_email(email_args(subject="Hi\nBcc: evil@example.com"), ctx(effects))
+    assert await kept(effects) == []
 
 
-async def test_list_outbox_ignores_leftover_temp_files(tmp_path: Path) -> None:
-    # A crash between writing the temp file and linking it leaves such a file behind.
-    outbox = tmp_path / "data" / "outbox"
-    outbox.mkdir(parents=True)
-    (outbox / ".abc123.eml.part").write_bytes(b"partial")
-    run = await send_email(email_args(), ctx(tmp_path))
-
-    assert list_outbox(tmp_path / "data") == [outbox_file(tmp_path, run)]
+async def test_the_tools_touch_nothing_in_the_data_dir(effects: ToolEffects, tmp_path: Path) -> None:
+    """Their state is the database's: a worker on another host, with its own data dir, finds it."""
+    data_dir = tmp_path / "data"
+    await send_email(email_args(), ctx(effects, data_dir=data_dir))
+    for _, handler, args, _, _ in RECORD_TOOLS:
+        await handler(args, ctx(effects, key=f"req-{handler.__name__}:v1", data_dir=data_dir))
+    assert not data_dir.exists()
+    assert len(await kept(effects)) == 1 and len(await records(effects)) == len(RECORD_TOOLS)
 
 
 # --- record tools -------------------------------------------------------------------------------
@@ -224,9 +238,9 @@ async def test_list_outbox_ignores_leftover_temp_files(tmp_path: Path) -> None:
 
 @record_params
 async def test_record_tool_writes_one_row(
-    tmp_path: Path, tool: str, handler: Handler, args: BaseModel, prefix: str, field: str
+    effects: ToolEffects, tool: str, handler: Handler, args: BaseModel, prefix: str, field: str
 ) -> None:
-    run = await handler(args, ctx(tmp_path))
+    run = await handler(args, ctx(effects))
 
     assert not run.replayed
     record_id = getattr(run.result, field)
@@ -235,83 +249,86 @@ async def test_record_tool_writes_one_row(
     assert len(suffix) == 8
     assert suffix == suffix.upper()
     int(suffix, 16)
-    [(key, stored_tool, stored_id, _)] = db_rows(tmp_path)
-    assert (key, stored_tool, stored_id) == (KEY, tool, record_id)
-    [listed] = list_records(tmp_path / "data")
-    assert listed["record_id"] == record_id
-    assert listed["tool"] == tool
+    [listed] = await records(effects)
+    assert (listed["idempotency_key"], listed["tool"], listed["record_id"]) == (KEY, tool, record_id)
     assert listed["args"] == args.model_dump(mode="json")
     assert listed["created_at"]
 
 
 @record_params
 async def test_record_tool_same_key_twice_records_once(
-    tmp_path: Path, tool: str, handler: Handler, args: BaseModel, prefix: str, field: str
+    effects: ToolEffects, tool: str, handler: Handler, args: BaseModel, prefix: str, field: str
 ) -> None:
-    first = await handler(args, ctx(tmp_path))
-    second = await handler(args, ctx(tmp_path))
+    first = await handler(args, ctx(effects))
+    second = await handler(args, ctx(effects))
 
     assert not first.replayed
     assert second.replayed
     assert second.result == first.result
-    assert len(db_rows(tmp_path)) == 1
+    assert len(await records(effects)) == 1
 
 
 @record_params
 async def test_record_tool_concurrent_calls_with_one_key_record_once(
-    tmp_path: Path, tool: str, handler: Handler, args: BaseModel, prefix: str, field: str
+    effects: ToolEffects, tool: str, handler: Handler, args: BaseModel, prefix: str, field: str
 ) -> None:
-    runs = await asyncio.gather(*(handler(args, ctx(tmp_path)) for _ in range(10)))
+    runs = await asyncio.gather(*(handler(args, ctx(effects)) for _ in range(10)))
 
     assert sum(not run.replayed for run in runs) == 1
     assert len({getattr(run.result, field) for run in runs}) == 1
-    assert len(db_rows(tmp_path)) == 1
+    assert len(await records(effects)) == 1
 
 
 @record_params
 async def test_record_tool_different_keys_record_separately(
-    tmp_path: Path, tool: str, handler: Handler, args: BaseModel, prefix: str, field: str
+    effects: ToolEffects, tool: str, handler: Handler, args: BaseModel, prefix: str, field: str
 ) -> None:
-    first = await handler(args, ctx(tmp_path, key="req-default-aaa:v1"))
-    second = await handler(args, ctx(tmp_path, key="req-default-bbb:v1"))
+    first = await handler(args, ctx(effects, key="req-default-aaa:v1"))
+    second = await handler(args, ctx(effects, key="req-default-bbb:v1"))
 
     assert not second.replayed
     assert getattr(first.result, field) != getattr(second.result, field)
-    assert len(db_rows(tmp_path)) == 2
+    assert len(await records(effects)) == 2
 
 
 @record_params
 async def test_record_tool_id_is_deterministic_from_the_key(
-    tmp_path: Path, tool: str, handler: Handler, args: BaseModel, prefix: str, field: str
+    effects: ToolEffects,
+    elsewhere: ToolEffects,
+    tool: str,
+    handler: Handler,
+    args: BaseModel,
+    prefix: str,
+    field: str,
 ) -> None:
-    # Two separate data dirs, as after losing the database: the key alone decides the id.
-    first = await handler(args, ctx(tmp_path / "a"))
-    second = await handler(args, ctx(tmp_path / "b"))
+    # Two separate databases, as after losing one: the key alone decides the id.
+    first = await handler(args, ctx(effects))
+    second = await handler(args, ctx(elsewhere))
 
     assert not second.replayed
     assert first.result == second.result
 
 
-async def test_record_tool_same_key_different_args_is_an_error(tmp_path: Path) -> None:
-    await create_task(CreateTaskArgs(title="Order toner"), ctx(tmp_path))
+async def test_record_tool_same_key_different_args_is_an_error(effects: ToolEffects) -> None:
+    await create_task(CreateTaskArgs(title="Order toner"), ctx(effects))
 
     with pytest.raises(ValueError, match=re.escape(KEY)):
-        await create_task(CreateTaskArgs(title="Order paper"), ctx(tmp_path))
-    [(_, _, _, args_json)] = db_rows(tmp_path)
-    assert "toner" in args_json
+        await create_task(CreateTaskArgs(title="Order paper"), ctx(effects))
+    [stored] = await records(effects)
+    assert stored["args"]["title"] == "Order toner"
 
 
-async def test_record_tool_same_key_different_tool_is_an_error(tmp_path: Path) -> None:
-    await create_task(CreateTaskArgs(title="VPN down"), ctx(tmp_path))
+async def test_record_tool_same_key_different_tool_is_an_error(effects: ToolEffects) -> None:
+    await create_task(CreateTaskArgs(title="VPN down"), ctx(effects))
 
     with pytest.raises(ValueError, match=re.escape(KEY)):
-        await open_support_ticket(OpenSupportTicketArgs(title="VPN down", severity=2), ctx(tmp_path))
-    assert len(db_rows(tmp_path)) == 1
+        await open_support_ticket(OpenSupportTicketArgs(title="VPN down", severity=2), ctx(effects))
+    assert len(await records(effects)) == 1
 
 
-async def test_concurrent_calls_across_tools_and_keys(tmp_path: Path) -> None:
+async def test_concurrent_calls_across_tools_and_keys(effects: ToolEffects) -> None:
     calls = [
-        handler(args, ctx(tmp_path, key=f"req-{tool}:v{n}"))
+        handler(args, ctx(effects, key=f"req-{tool}:v{n}"))
         for tool, handler, args, _, _ in RECORD_TOOLS
         for n in range(3)
         for _ in range(3)
@@ -319,14 +336,12 @@ async def test_concurrent_calls_across_tools_and_keys(tmp_path: Path) -> None:
     runs = await asyncio.gather(*calls)
 
     assert sum(not run.replayed for run in runs) == len(RECORD_TOOLS) * 3
-    assert len(list_records(tmp_path / "data")) == len(RECORD_TOOLS) * 3
+    assert len(await records(effects)) == len(RECORD_TOOLS) * 3
 
 
-async def test_read_helpers_on_an_empty_data_dir(tmp_path: Path) -> None:
-    assert list_records(tmp_path / "nothing") == []
-    assert list_outbox(tmp_path / "nothing") == []
-    # Reading must not create anything.
-    assert not (tmp_path / "nothing").exists()
+async def test_an_empty_database_lists_nothing(effects: ToolEffects) -> None:
+    assert await records(effects) == []
+    assert await kept(effects) == []
 
 
 # --- registry -----------------------------------------------------------------------------------
@@ -364,15 +379,16 @@ def test_registry_specs_carry_json_schemas_and_one_sentence_descriptions() -> No
     assert "amount" in by_name["create_purchase_order"].args_schema["required"]
 
 
-async def test_send_email_replays_with_a_long_key(tmp_path: Path) -> None:
-    # Long header values must not be folded or encoded on disk, or the replay would misread them.
+async def test_send_email_replays_with_a_long_key(effects: ToolEffects) -> None:
+    # Long header values must not be folded or encoded in the stored bytes, or they would misread.
     key = "req-default-" + "ab/c:" * 37
-    first = await send_email(email_args(), ctx(tmp_path, key=key))
-    second = await send_email(email_args(), ctx(tmp_path, key=key))
+    first = await send_email(email_args(), ctx(effects, key=key))
+    second = await send_email(email_args(), ctx(effects, key=key))
 
     assert second.replayed
     assert second.result == first.result
-    assert parse(outbox_file(tmp_path, first))["X-Countersign-Idempotency-Key"] == key
+    [stored] = await kept(effects)
+    assert stored.parsed()["X-Countersign-Idempotency-Key"] == key
 
 
 @pytest.mark.parametrize(

@@ -9,7 +9,7 @@ import socket
 import threading
 import time
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, replace
 from datetime import timedelta
 from pathlib import Path
@@ -29,7 +29,9 @@ from countersign.models.enums import RequestType, Risk, SideEffect
 from countersign.models.proposal import Plan, RequestFields, ValidateInput, ValidationReport
 from countersign.models.tools import ToolCall
 from countersign.store.execution_ledger import LeaseLost
-from countersign.tools.builtin import build_registry, list_records
+from countersign.store.sql import default_url
+from countersign.store.tool_effects import ToolEffects
+from countersign.tools.builtin import build_registry
 from countersign.tools.http_client import MAX_RESPONSE_CHARS, HttpRefused, HttpRetryable
 from countersign.tools.integrations import Integrations, TicketConfig
 from countersign.tools.registry import ToolContext
@@ -224,8 +226,36 @@ def jira(request: pytest.FixtureRequest) -> Iterator[FakeJira]:
     server.stop()
 
 
+# The tools' database per place (a worker's, or a second one standing for records lost), SQLite as in
+# the embedded stack; closed after each test.
+_OPENED: dict[Path, ToolEffects] = {}
+
+
+def effects_at(where: Path) -> ToolEffects:
+    if where not in _OPENED:
+        _OPENED[where] = ToolEffects(default_url(where))
+    return _OPENED[where]
+
+
+@pytest.fixture(autouse=True)
+async def close_databases() -> AsyncIterator[None]:
+    yield
+    for opened in _OPENED.values():
+        await opened.close()
+    _OPENED.clear()
+
+
+async def records_at(where: Path) -> list[dict[str, Any]]:
+    return await (await effects_at(where).records()).records()
+
+
 def ctx(tmp_path: Path, integrations: Integrations, key: str = KEY) -> ToolContext:
-    return ToolContext(data_dir=tmp_path / "data", idempotency_key=key, integrations=integrations)
+    return ToolContext(
+        data_dir=tmp_path / "data",
+        idempotency_key=key,
+        effects=effects_at(tmp_path),
+        integrations=integrations,
+    )
 
 
 def hooks(slack: FakeSlack) -> Integrations:
@@ -275,7 +305,7 @@ async def test_a_webhook_is_posted_once_per_key(tmp_path: Path, slack: FakeSlack
     assert posted.json() == {"text": "Order approved", "blocks": BLOCKS}
     assert posted.headers["idempotency-key"] == KEY
     assert posted.headers["content-type"] == "application/json"
-    [record] = list_records(tmp_path / "data")
+    [record] = await records_at(tmp_path)
     assert (record["tool"], record["idempotency_key"]) == ("post_webhook", KEY)
 
 
@@ -295,7 +325,7 @@ async def test_a_refused_webhook_is_a_permanent_error_and_not_recorded(
     with pytest.raises(HttpRefused, match="404: no_service") as refused:
         await post_webhook(gone, ctx(tmp_path, hooks(slack)))
     assert isinstance(refused.value, ValueError)
-    assert list_records(tmp_path / "data") == []
+    assert await records_at(tmp_path) == []
 
 
 @pytest.mark.parametrize("status", [500, 503, 408, 429])
@@ -306,7 +336,7 @@ async def test_temporary_failures_are_retryable_and_the_retry_posts(
     with pytest.raises(HttpRetryable, match=str(status)) as failed:
         await post_webhook(hook_args(slack), ctx(tmp_path, hooks(slack)))
     assert not isinstance(failed.value, ValueError)
-    assert list_records(tmp_path / "data") == []
+    assert await records_at(tmp_path) == []
 
     retried = await post_webhook(hook_args(slack), ctx(tmp_path, hooks(slack)))
     assert retried.replayed is False
@@ -546,7 +576,7 @@ async def test_request_failures_are_permanent_or_retryable(tmp_path: Path, api: 
     api.fail(502)
     with pytest.raises(HttpRetryable, match="502"):
         await http_request(HttpRequestArgs(url=f"{api.url}/items"), ctx(tmp_path, api_access(), "k:2"))
-    assert list_records(tmp_path / "data") == []
+    assert await records_at(tmp_path) == []
     # Refused at execution, before any request, when the method is no longer allowed.
     with pytest.raises(HttpRefused, match="not an allowed method"):
         await http_request(
@@ -585,7 +615,7 @@ async def test_an_issue_created_before_a_crash_is_found_not_created_again(
 ) -> None:
     args = CreateTicketArgs(title="VPN down")
     first = await create_ticket(args, ctx(tmp_path / "worker-1", github_tickets(github)))
-    # Another data dir: the record was lost (as if the worker died before writing it).
+    # Another database: the record was lost (as if the worker died before writing it).
     retried = await create_ticket(args, ctx(tmp_path / "worker-2", github_tickets(github)))
 
     assert retried.replayed is True
@@ -712,7 +742,7 @@ async def test_a_webhook_is_posted_only_after_the_last_look(tmp_path: Path, slac
     looks = Looks(slack)
     with pytest.raises(LeaseLost):
         await post_webhook(hook_args(slack), replace(ctx(tmp_path, hooks(slack)), before_effect=looks))
-    assert slack.seen == [] and list_records(tmp_path / "data") == []
+    assert slack.seen == [] and await records_at(tmp_path) == []
     looks.lost = False
     await post_webhook(hook_args(slack), replace(ctx(tmp_path, hooks(slack)), before_effect=looks))
     replayed = await post_webhook(hook_args(slack), replace(ctx(tmp_path, hooks(slack)), before_effect=looks))
@@ -740,10 +770,10 @@ async def test_an_issue_is_created_only_after_the_tracker_was_asked_and_the_last
     args = CreateTicketArgs(title="VPN down")
     with pytest.raises(LeaseLost):
         await create_ticket(args, replace(ctx(tmp_path, github_tickets(github)), before_effect=looks))
-    assert github.requests("POST") == [] and list_records(tmp_path / "data") == []
+    assert github.requests("POST") == [] and await records_at(tmp_path) == []
     looks.lost = False
     await create_ticket(args, replace(ctx(tmp_path, github_tickets(github)), before_effect=looks))
-    # Found on the tracker (another data dir: the record is not there): no last look, nothing created.
+    # Found on the tracker (another database: the record is not there): no last look, nothing created.
     found = await create_ticket(
         args, replace(ctx(tmp_path / "other", github_tickets(github)), before_effect=looks)
     )

@@ -15,7 +15,6 @@ from countersign.models.decisions import DecideInput, Refusal
 from countersign.models.enums import ActorKind, Decision, RequestType, Role, WorkflowState
 from countersign.models.policy import ApprovalPolicy
 from countersign.models.principals import Principal
-from countersign.tools.builtin import list_outbox, list_records
 from countersign.worker import build_worker
 from countersign.workflows.approval import ApprovalWorkflow
 from tests.helpers import (
@@ -28,7 +27,9 @@ from tests.helpers import (
     TEST_TRUST,
     eventually,
     last_approval,
+    outbox_messages,
     start,
+    tool_records,
     wait_for_state,
 )
 
@@ -89,9 +90,9 @@ async def test_happy_path_sends_one_email(client: Client, task_queue: str, tmp_p
     assert view.audit[1].actor_kind == ActorKind.AI
     assert decision.proposal_hash == view.proposal.hash != ""  # type: ignore[union-attr]
 
-    outbox = list_outbox(tmp_path)
+    outbox = await outbox_messages(tmp_path)
     assert len(outbox) == 1
-    assert "sales@abclogistics.com" in outbox[0].read_text()
+    assert "sales@abclogistics.com" in outbox[0].text
 
 
 async def test_search_attributes_follow_the_state(client: Client, task_queue: str) -> None:
@@ -135,7 +136,7 @@ async def test_large_procurement_walks_the_whole_chain(
     assert (await handle.describe()).typed_search_attributes.get(sa.AWAITING_ROLE) == "DIRECTOR"
     view = await last_approval(handle, approve(DIRECTOR))
     assert view.state == WorkflowState.ACTION_EXECUTED
-    records = list_records(tmp_path)
+    records = await tool_records(tmp_path)
     assert [r["tool"] for r in records] == ["create_purchase_order"]
     assert records[0]["args"]["amount"] == 52_000
 
@@ -150,7 +151,7 @@ async def test_rejection_with_reason_executes_nothing(
     assert view.state == WorkflowState.REJECTED
     assert view.result is None
     assert (await handle.result()).state == WorkflowState.REJECTED
-    assert list_outbox(tmp_path) == [] and list_records(tmp_path) == []
+    assert await outbox_messages(tmp_path) == [] and await tool_records(tmp_path) == []
     assert view.chain[0].decisions[0].notes == "pricing is settled"
 
 
@@ -228,7 +229,7 @@ async def test_worker_restart_while_waiting(client: Client, tmp_path: Path) -> N
     async with second:
         view = await last_approval(handle, approve(MANAGER))
         assert view.state == WorkflowState.ACTION_EXECUTED
-    assert len(list_outbox(tmp_path)) == 1
+    assert len(await outbox_messages(tmp_path)) == 1
 
 
 async def test_policy_is_data(client: Client, task_queue: str) -> None:

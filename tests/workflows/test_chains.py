@@ -11,7 +11,6 @@ from countersign.models.enums import Decision, Role, WorkflowState
 from countersign.models.policy import ApprovalPolicy
 from countersign.models.principals import Principal
 from countersign.models.views import WorkflowView
-from countersign.tools.builtin import list_outbox, list_records
 from countersign.workflows.approval import ApprovalWorkflow
 from tests.helpers import (
     DIRECTOR,
@@ -20,7 +19,9 @@ from tests.helpers import (
     MANAGER_2,
     REQUESTER,
     last_approval,
+    outbox_messages,
     start,
+    tool_records,
     wait_for_state,
 )
 
@@ -95,7 +96,7 @@ async def test_three_step_chain_with_quorum_two_at_finance(
     view = await last_approval(handle, approve(DIRECTOR))
     assert view.state == WorkflowState.ACTION_EXECUTED
     assert [d.reviewer_id for s in view.chain for d in s.decisions] == ["p-mf", "p-fin", "p-fin2", "p-dir"]
-    assert len(list_records(tmp_path)) == 1  # type: ignore[arg-type]
+    assert len(await tool_records(tmp_path)) == 1
 
 
 async def test_segregation_of_duties(client: Client, task_queue: str) -> None:
@@ -159,7 +160,7 @@ async def test_edit_makes_a_new_version_and_restarts_approvals(
     view = await last_approval(handle, approve(DIRECTOR, proposal_version=2))
     assert view.state == WorkflowState.ACTION_EXECUTED
     assert view.result is not None and view.result.idempotency_key.endswith(":v2")
-    records = list_records(tmp_path)  # type: ignore[arg-type]
+    records = await tool_records(tmp_path)
     assert [(r["args"]["quantity"], r["args"]["amount"]) for r in records] == [(30, 39_000)]
 
 
@@ -295,7 +296,7 @@ async def test_requester_withdraws_before_execution(
     entry = next(e for e in view.audit if e.event == "cancelled")
     assert (entry.actor, entry.detail) == (REQUESTER.name, "withdrawn: bought elsewhere")
     assert view.chain[1].status == "cancelled"
-    assert list_records(tmp_path) == []  # type: ignore[arg-type]
+    assert await tool_records(tmp_path) == []
     # Finished: the server itself refuses further updates (the gateway answers 409).
     with pytest.raises(RPCError, match="already completed"):
         again = CancelInput(principal=REQUESTER, reason="again")
@@ -318,7 +319,7 @@ async def test_withdrawal_after_execution_is_too_late(
     else:
         assert refused == Refusal.TOO_LATE
     assert (await handle.result()).state == WorkflowState.ACTION_EXECUTED
-    assert len(list_outbox(tmp_path)) == 1  # type: ignore[arg-type]
+    assert len(await outbox_messages(tmp_path)) == 1
 
 
 async def test_an_admin_may_withdraw_for_the_requester(client: Client, task_queue: str) -> None:

@@ -10,7 +10,6 @@ import pytest
 from temporalio.testing import WorkflowEnvironment
 
 from countersign.activities.digests import DigestSender
-from countersign.activities.notify import list_notifications
 from countersign.llm.rules import RulesPlanner
 from countersign.models.channels import ChannelPreferences
 from countersign.models.enums import Role, WorkflowState
@@ -22,7 +21,7 @@ from countersign.tools.integrations import Integrations
 from countersign.tools.smtp import SmtpConfig
 from countersign.worker import build_worker
 from countersign.workflows.approval import ApprovalWorkflow
-from tests.helpers import TEST_TRUST, eventually, start
+from tests.helpers import TEST_TRUST, eventually, notification_records, start
 from tests.workflows.test_sla import FOLLOW_UP, one_step
 
 
@@ -56,7 +55,7 @@ async def test_a_digest_reader_is_told_at_once_only_past_the_sla(
         return [str(d["subject"]).strip() for d in to_mo()]
 
     async def notes() -> list[dict[str, object]]:
-        return list_notifications(tmp_path)
+        return await notification_records(tmp_path)
 
     async with worker:
         handle = await start(time_env.client, task_queue, FOLLOW_UP, policy=one_step(escalate_to="ADMIN"))

@@ -11,7 +11,6 @@ from temporalio.client import Client, WorkflowHandle, WorkflowUpdateFailedError
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
 
-from countersign.activities.notify import list_notifications
 from countersign.llm.rules import RulesPlanner
 from countersign.models import search_attributes as sa
 from countersign.models.decisions import ReassignInput, Refusal
@@ -22,7 +21,7 @@ from countersign.store.audit_store import AuditStore
 from countersign.store.principals import PrincipalStore
 from countersign.worker import WorkerGroup, build_worker
 from countersign.workflows.graph import GraphWorkflow
-from tests.helpers import DIRECTOR, MANAGER, TEST_TRUST
+from tests.helpers import DIRECTOR, MANAGER, TEST_TRUST, notification_records
 from tests.workflows.test_graph import NODES, decide, graph, run_graph, waiting
 
 ADMIN = Principal(id="p-adm", name="Ada Admin", roles=[Role.ADMIN])
@@ -101,14 +100,14 @@ async def test_a_graph_approval_node_is_notified_reminded_and_escalated_to_its_r
         await handle.execute_update(GraphWorkflow.decide, decide(director, Decision.APPROVED))
         done = await handle.result()
     assert done.status == RunStatus.COMPLETED and done.data["review_approved"] is True
-    told = {n["kind"]: {r["id"] for r in n["recipients"]} for n in list_notifications(tmp_path)}  # type: ignore[union-attr, index]
+    told = {n["kind"]: {r["id"] for r in n["recipients"]} for n in await notification_records(tmp_path)}  # type: ignore[union-attr, index]
     assert told == {
         "pending": {manager.id},
         "reminder": {manager.id},
         "escalation": {manager.id, director.id},
     }
     # Subjects carry deterministic fields only; the prompt (the run's data) is quoted in the body.
-    notes = list_notifications(tmp_path)
+    notes = await notification_records(tmp_path)
     assert all("Publish draft" not in str(n["subject"]) for n in notes)
     assert any("> Publish draft 1?" in str(n["body"]) for n in notes)
 

@@ -19,7 +19,7 @@ from countersign.llm.spec import LLMOptions, parse_chain
 from countersign.models.decisions import CancelInput, DecideInput, Refusal, RetryInput
 from countersign.models.enums import Decision, RequestType, Role, WorkflowState
 from countersign.models.principals import Principal
-from countersign.tools.builtin import build_registry, list_outbox
+from countersign.tools.builtin import build_registry
 from countersign.worker import WorkerGroup, build_worker
 from countersign.workflows.approval import PLANNING_RETRY, ApprovalWorkflow
 from tests.fake_llm import (
@@ -31,7 +31,16 @@ from tests.fake_llm import (
     openai_answer,
     openai_error,
 )
-from tests.helpers import MANAGER, REQUESTER, TEST_TRUST, eventually, last_approval, start, wait_for_state
+from tests.helpers import (
+    MANAGER,
+    REQUESTER,
+    TEST_TRUST,
+    eventually,
+    last_approval,
+    outbox_messages,
+    start,
+    wait_for_state,
+)
 
 ADMIN = Principal(id="p-adm", name="Ada Admin", roles=[Role.ADMIN])
 SECRET = "sk-test-WORKFLOWSECRET0123456789"
@@ -118,7 +127,7 @@ async def test_valid_answer_is_recorded_on_the_proposal_and_in_the_audit(
         handle, DecideInput(reviewer=MANAGER, decision=Decision.APPROVED, proposal_version=1)
     )
     assert final.state == WorkflowState.ACTION_EXECUTED
-    assert len(list_outbox(tmp_path)) == 1
+    assert len(await outbox_messages(tmp_path)) == 1
 
 
 @pytest.mark.usefixtures("llm_worker")

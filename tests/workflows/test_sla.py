@@ -1,5 +1,5 @@
 """SLA reminders, escalation and every deadline outcome, on the time-skipping test server: days pass
-in milliseconds, and the notifications land in the data dir's outbox and as emails."""
+in milliseconds, and the notifications land in the notification log and as emails."""
 
 import asyncio
 from collections.abc import AsyncIterator
@@ -13,21 +13,21 @@ from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 
-from countersign.activities.notify import list_notifications
+from countersign.activities.plugins import BUILTIN_CHANNELS, ChannelPlugin
 from countersign.llm.rules import RulesPlanner
 from countersign.models.decisions import DecideInput, Refusal, RetryInput
 from countersign.models.enums import Decision, Role, WorkflowState
+from countersign.models.notifications import Notification
 from countersign.models.policy import ApprovalPolicy
-from countersign.models.principals import Principal
+from countersign.models.principals import Principal, Recipient
 from countersign.models.views import WorkflowView
 from countersign.stack.mail_sink import MailSink, deliveries
 from countersign.store.principals import PrincipalStore
-from countersign.tools.builtin import list_outbox
 from countersign.tools.integrations import Integrations
 from countersign.tools.smtp import SmtpConfig
 from countersign.worker import WorkerGroup, build_worker
 from countersign.workflows.approval import ApprovalWorkflow
-from tests.helpers import MANAGER, TEST_TRUST, last_approval, start
+from tests.helpers import MANAGER, TEST_TRUST, last_approval, notification_records, outbox_messages, start
 
 FOLLOW_UP = "Follow up with ABC Logistics (sales@abclogistics.com) about pricing"
 ADMIN = Principal(id="p-adm", name="Ada Admin", roles=[Role.ADMIN])
@@ -110,13 +110,13 @@ async def test_reminder_then_escalation_lets_the_escalation_role_decide(
     assert done.chain[0].decisions[0].role == Role.ADMIN
     assert (await handle.result()).state == WorkflowState.ACTION_EXECUTED
 
-    kinds = [n["kind"] for n in list_notifications(tmp_path)]
+    kinds = [n["kind"] for n in await notification_records(tmp_path)]
     assert kinds == ["pending", "reminder", "escalation", "outcome"]
-    told = {n["kind"]: {r["id"] for r in n["recipients"]} for n in list_notifications(tmp_path)}  # type: ignore[union-attr, index]
+    told = {n["kind"]: {r["id"] for r in n["recipients"]} for n in await notification_records(tmp_path)}  # type: ignore[union-attr, index]
     assert told["pending"] == {manager.id} and told["reminder"] == {manager.id}
     assert told["escalation"] == {manager.id, admin.id}
     # Each notification to someone with an address is a real message next to the action's email.
-    emails = [path.read_text() for path in list_outbox(tmp_path)]
+    emails = [path.text for path in await outbox_messages(tmp_path)]
     assert sum("To: mo@corp.example" in e for e in emails) == 3
     assert sum("To: ada@corp.example" in e for e in emails) == 1
     assert sum("To: sales@abclogistics.com" in e for e in emails) == 1
@@ -139,8 +139,8 @@ async def test_deadline_expires_and_is_never_a_rejection(
     assert not any(e.startswith("decision_") or e == "rejected" for e in events)
     assert view.chain[0].status == "expired"
     # Nothing executed: the only messages are notifications, and the outcome reached the requester.
-    assert [n["kind"] for n in list_notifications(tmp_path)][-1] == "outcome"
-    assert not any("sales@abclogistics.com" in p.read_text() for p in list_outbox(tmp_path))
+    assert [n["kind"] for n in await notification_records(tmp_path)][-1] == "outcome"
+    assert not any("sales@abclogistics.com" in p.text for p in await outbox_messages(tmp_path))
 
 
 @pytest.mark.usefixtures("skipping_worker")
@@ -189,21 +189,30 @@ async def test_deadline_can_hand_the_step_to_the_escalation_role(
     assert about(at["expired"] - at["awaiting_approval"], timedelta(hours=8))
 
 
+class Unreachable:
+    """A channel whose every delivery fails, as a chat service down for days would."""
+
+    name = "unreachable"
+
+    async def deliver(self, note: Notification, recipients: list[Recipient]) -> int:
+        raise ConnectionError("the chat service is down")
+
+
 async def test_a_tool_that_keeps_failing_ends_failed_with_an_audit_entry(
     time_env: WorkflowEnvironment, task_queue: str, tmp_path: Path
 ) -> None:
-    # The data dir is a plain file, so every attempt to write the outbox fails; the retry backoff
-    # (minutes in all) is skipped by the test server.
-    blocked = tmp_path / "not-a-directory"
-    blocked.write_text("")
-    # The audit log lives elsewhere: a workflow does not finish before its log is written.
-    audit = f"sqlite:///{tmp_path / 'audit.db'}"
+    # Nothing listens at the SMTP server's port, so every attempt to send fails (retryably); the retry
+    # backoff (minutes in all) is skipped by the test server.
+    with MailSink(tmp_path / "sink") as sink:
+        port = sink.port
+    smtp = Integrations(smtp=SmtpConfig(host="127.0.0.1", port=port, timeout_seconds=2))
     worker = build_worker(
         time_env.client,
         task_queue=task_queue,
-        data_dir=blocked,
+        data_dir=tmp_path,
         planner=RulesPlanner(),
-        audit_url=audit,
+        integrations=smtp,
+        channels=(*BUILTIN_CHANNELS, ChannelPlugin("test", lambda context: Unreachable())),
         trust=TEST_TRUST,
     )
     async with worker:
@@ -216,7 +225,7 @@ async def test_a_tool_that_keeps_failing_ends_failed_with_an_audit_entry(
     assert view.result is None
     assert view.error is not None and view.error.startswith("send_email failed")
     events = [e.event for e in view.audit]
-    # Notifications cannot be written either: each is retried through its own window in the background
+    # Notifications cannot be delivered either: each is retried through its own window in the background
     # and its failure audited, and none stops the workflow, which stays a dead letter for 30 days
     # (skipped here) before it closes. The pending, dead-letter and outcome notices each failed once.
     assert events.index("decision_approved") < events.index("approved") < events.index("failed")
@@ -303,7 +312,7 @@ async def test_a_step_of_several_roles_tells_each_role_and_escalates_as_one_role
     assert done.state == WorkflowState.ACTION_EXECUTED
     assert [d.role for d in done.chain[0].decisions] == [Role.FINANCE, Role.ADMIN]
 
-    told = {n["kind"]: {r["id"] for r in n["recipients"]} for n in list_notifications(tmp_path)}  # type: ignore[union-attr, index]
+    told = {n["kind"]: {r["id"] for r in n["recipients"]} for n in await notification_records(tmp_path)}  # type: ignore[union-attr, index]
     assert told["pending"] == {finance.id, director.id}
     assert told["reminder"] == {finance.id, director.id}
     assert told["escalation"] == {finance.id, director.id, admin.id}

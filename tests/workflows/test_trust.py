@@ -20,7 +20,6 @@ from temporalio.client import Client, WorkflowHandle, WorkflowUpdateFailedError
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.exceptions import ApplicationError
 
-from countersign.activities.notify import list_notifications
 from countersign.llm.factory import build_planner
 from countersign.llm.spec import LLMOptions, parse_chain
 from countersign.models import search_attributes as sa
@@ -46,6 +45,7 @@ from tests.helpers import (
     SIGNER,
     TEST_TRUST,
     last_approval,
+    notification_records,
     start,
     wait_for_state,
 )
@@ -381,7 +381,7 @@ async def test_notification_subjects_carry_nothing_a_model_wrote(
     await wait_for_state(handle, WorkflowState.WAITING_FOR_APPROVAL)
     await handle.execute_update(ApprovalWorkflow.decide, _approve(MANAGER))
     await handle.result()
-    notes = list_notifications(tmp_path)
+    notes = await notification_records(tmp_path)
     assert {n["kind"] for n in notes} >= {"pending", "outcome"}
     for note in notes:
         assert "URGENT" not in str(note["subject"]) and "APPROVE" not in str(note["subject"])
