@@ -11,10 +11,14 @@ from countersign.store import (
     callbacks,
     decision_links,
     declared_tools,
+    delivery_marks,
     digests,
     execution_ledger,
     graph_store,
+    notification_log,
+    outbox,
     slack_messages,
+    tool_records,
 )
 
 ALL: list[sa.MetaData] = [
@@ -22,10 +26,14 @@ ALL: list[sa.MetaData] = [
     callbacks.metadata,
     decision_links.metadata,
     declared_tools.metadata,
+    delivery_marks.metadata,
     digests.metadata,
     execution_ledger.metadata,
     graph_store.metadata,
+    notification_log.metadata,
+    outbox.metadata,
     slack_messages.metadata,
+    tool_records.metadata,
 ]
 
 

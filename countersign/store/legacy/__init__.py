@@ -6,7 +6,9 @@ when two processes start at once. Called by every entrypoint at start and by `co
 
 from pathlib import Path
 
+from countersign.store.legacy.effects_files import import_effects
+
 
 async def import_data_dir(data_dir: Path, url: str, *, schema: str | None = None) -> int:
     """Rows imported from `data_dir`'s old files (0 when there are none)."""
-    return 0
+    return await import_effects(data_dir, url, schema=schema)
