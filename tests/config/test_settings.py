@@ -61,3 +61,20 @@ def test_each_concerns_validators_survive_the_composition(monkeypatch: pytest.Mo
     assert settings.http_allowed_hosts == ["api.example.com", "example.org"]
     assert settings.codec_cors_origins == ["https://ui.example.com"]
     assert settings.email_allowed_domains == ["example.com"]
+
+
+def test_the_database_url_has_two_prefixed_names_and_no_plain_one(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Another program's DATABASE_URL (in the environment or a .env) never redirects Countersign."""
+    for name in ("COUNTERSIGN_DATABASE_URL", "COUNTERSIGN_AUDIT_DATABASE_URL"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("DATABASE_URL", "postgresql://someone@elsewhere/theirs")
+    monkeypatch.setenv("AUDIT_DATABASE_URL", "postgresql://someone@elsewhere/theirs")
+    env_file = tmp_path / ".env"
+    env_file.write_text("DATABASE_URL=postgresql://someone@elsewhere/theirs\n")
+    assert Settings(_env_file=env_file, data_dir=tmp_path).database_url == f"sqlite:///{tmp_path}/audit.db"
+    monkeypatch.setenv("COUNTERSIGN_AUDIT_DATABASE_URL", "postgresql://cs@db/old-name")
+    assert Settings(_env_file=None).database_url == "postgresql://cs@db/old-name"
+    monkeypatch.setenv("COUNTERSIGN_DATABASE_URL", "postgresql://cs@db/new-name")
+    assert Settings(_env_file=None).database_url == "postgresql://cs@db/new-name"

@@ -58,7 +58,12 @@ class Settings(
 ):
     # hide_input_in_errors: a failed validator would otherwise echo its input, tokens and secrets included.
     model_config = SettingsConfigDict(
-        env_prefix="COUNTERSIGN_", env_file=".env", extra="ignore", hide_input_in_errors=True
+        env_prefix="COUNTERSIGN_",
+        env_file=".env",
+        extra="ignore",
+        hide_input_in_errors=True,
+        # Fields with an alias (the database URL's two names) are still set by name in code.
+        validate_by_name=True,
     )
 
     @model_validator(mode="after")

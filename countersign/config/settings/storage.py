@@ -18,14 +18,11 @@ class StorageSettings(BaseModel):
     # COUNTERSIGN_DATABASE_URL; COUNTERSIGN_AUDIT_DATABASE_URL, its name before it held everything, still
     # works. None: SQLite in <data_dir>/audit.db (the file's old name, kept so a data dir upgrades in
     # place). It may hold a password: print it only through masked_url.
+    # Only the two prefixed names: an alias is read from the environment as it is written, and a plain
+    # DATABASE_URL (another program's) must never redirect Countersign's state.
     audit_database_url: SecretStr | None = Field(
         default=None,
-        validation_alias=AliasChoices(
-            "database_url",
-            "audit_database_url",
-            "COUNTERSIGN_DATABASE_URL",
-            "COUNTERSIGN_AUDIT_DATABASE_URL",
-        ),
+        validation_alias=AliasChoices("COUNTERSIGN_DATABASE_URL", "COUNTERSIGN_AUDIT_DATABASE_URL"),
     )
 
     @field_validator("audit_database_url")
