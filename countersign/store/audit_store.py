@@ -58,7 +58,7 @@ from countersign.store.audit_tables import (
     utc_text,
 )
 from countersign.store.audit_verify import ChainVerifier
-from countersign.store.sql import open_engine
+from countersign.store.sql import open_engine, release_engine
 
 _c = audit_events.c
 _s = audit_legacy_seal.c
@@ -107,7 +107,7 @@ class AuditStore:
         try:
             await add_key_id(engine, schema)
         except BaseException:
-            await engine.dispose()
+            await release_engine(engine)
             raise
         return cls(engine, keyring)
 
@@ -118,7 +118,7 @@ class AuditStore:
 
     async def close(self) -> None:
         if self._owns_engine:
-            await self._engine.dispose()
+            await release_engine(self._engine)
 
     async def __aenter__(self) -> "AuditStore":
         return self

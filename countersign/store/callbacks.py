@@ -26,7 +26,7 @@ from countersign.models.callbacks import (
     DeliveryStatus,
     WebhookSecret,
 )
-from countersign.store.sql import open_engine
+from countersign.store.sql import open_engine, release_engine
 
 metadata = sa.MetaData()
 webhook_secrets = sa.Table(
@@ -94,7 +94,7 @@ class CallbackStore:
         return cls(await open_engine(url, metadata, schema=schema))
 
     async def close(self) -> None:
-        await self._engine.dispose()
+        await release_engine(self._engine)
 
     async def __aenter__(self) -> "CallbackStore":
         return self

@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from countersign.models.links import CheckedLink, LinkGrant, LinkProblem
 from countersign.security.link_keys import LinkKeyring
-from countersign.store.sql import open_engine
+from countersign.store.sql import open_engine, release_engine
 
 metadata = sa.MetaData()
 decision_links = sa.Table(
@@ -65,7 +65,7 @@ class DecisionLinks:
         return cls(await open_engine(url, metadata, schema=schema), keys)
 
     async def close(self) -> None:
-        await self._engine.dispose()
+        await release_engine(self._engine)
 
     async def __aenter__(self) -> "DecisionLinks":
         return self

@@ -16,7 +16,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from countersign.models.declared_tools import DeclaredTool, DeclareToolRequest
-from countersign.store.sql import open_engine
+from countersign.store.sql import open_engine, release_engine
 
 metadata = sa.MetaData()
 declared_tools = sa.Table(
@@ -57,7 +57,7 @@ class DeclaredToolStore:
         return cls(await open_engine(url, metadata, schema=schema))
 
     async def close(self) -> None:
-        await self._engine.dispose()
+        await release_engine(self._engine)
 
     async def __aenter__(self) -> "DeclaredToolStore":
         return self

@@ -19,7 +19,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from countersign.models.notifications import Notification
-from countersign.store.sql import open_engine
+from countersign.store.sql import open_engine, release_engine
 
 # A claim older than this is taken to be of a worker that stopped mid-send: its rows are due again.
 CLAIM_LEASE = timedelta(minutes=10)
@@ -88,7 +88,7 @@ class DigestStore:
         return cls(await open_engine(url, metadata, schema=schema))
 
     async def close(self) -> None:
-        await self._engine.dispose()
+        await release_engine(self._engine)
 
     async def __aenter__(self) -> "DigestStore":
         return self

@@ -35,7 +35,7 @@ from sqlalchemy.schema import CreateColumn
 
 from countersign.models.errors import CountersignError
 from countersign.models.tools import LedgerEntry, LedgerStatus
-from countersign.store.sql import open_engine
+from countersign.store.sql import open_engine, release_engine
 
 metadata = sa.MetaData()
 tool_executions = sa.Table(
@@ -135,12 +135,12 @@ class ExecutionLedger:
         try:
             await _add_lease_columns(engine, schema)
         except BaseException:
-            await engine.dispose()
+            await release_engine(engine)
             raise
         return cls(engine)
 
     async def close(self) -> None:
-        await self._engine.dispose()
+        await release_engine(self._engine)
 
     async def __aenter__(self) -> "ExecutionLedger":
         return self

@@ -15,7 +15,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from countersign.models.graph import GraphDefinition, GraphRecord
-from countersign.store.sql import open_engine
+from countersign.store.sql import open_engine, release_engine
 
 BUILTIN_TENANT = "_builtin"
 
@@ -54,7 +54,7 @@ class GraphStore:
         return cls(await open_engine(url, metadata, schema=schema))
 
     async def close(self) -> None:
-        await self._engine.dispose()
+        await release_engine(self._engine)
 
     async def __aenter__(self) -> "GraphStore":
         return self

@@ -28,7 +28,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from countersign.store.sql import open_engine
+from countersign.store.sql import open_engine, release_engine
 from countersign.tools.effects import ARGS_DIGEST_HEADER, StoredMessage, key_conflict, message_name
 
 metadata = sa.MetaData()
@@ -94,7 +94,7 @@ class OutboxStore:
         return cls(await open_engine(url, metadata, schema=schema))
 
     async def close(self) -> None:
-        await self._engine.dispose()
+        await release_engine(self._engine)
 
     async def __aenter__(self) -> "OutboxStore":
         return self

@@ -21,7 +21,7 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from countersign.store.sql import open_engine
+from countersign.store.sql import open_engine, release_engine
 
 metadata = sa.MetaData()
 slack_messages = sa.Table(
@@ -105,7 +105,7 @@ class SlackMessages:
         return cls(await open_engine(url, metadata, schema=schema))
 
     async def close(self) -> None:
-        await self._engine.dispose()
+        await release_engine(self._engine)
 
     async def __aenter__(self) -> "SlackMessages":
         return self

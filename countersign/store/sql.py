@@ -7,7 +7,9 @@ open it through `open_engine`, which picks the async driver and creates missing 
 import asyncio
 import contextlib
 import sqlite3
+import weakref
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Generic, Protocol, TypeVar
 
@@ -85,17 +87,60 @@ def make_engine(url: str, *, schema: str | None = None) -> AsyncEngine:
     return engine
 
 
+@dataclass
+class _Shared:
+    engine: AsyncEngine
+    users: int = 0
+
+
+# One engine (one connection pool) per database per event loop, shared by every store of a process:
+# a gateway or worker opens a dozen stores, and a pool each held 10 to 24 PostgreSQL connections per
+# process, so five processes exhausted the server's 100 (measured by the multi-host test). Keyed by loop
+# because asyncpg's connections belong to the loop that made them.
+_engines: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[tuple[str, str | None], _Shared]]" = (
+    weakref.WeakKeyDictionary()
+)
+_opening: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock]" = weakref.WeakKeyDictionary()
+
+
 async def open_engine(url: str, metadata: sa.MetaData, *, schema: str | None = None) -> AsyncEngine:
-    """`make_engine`, its database migrated to this release's schema (store/schema.py), and
-    `metadata`'s tables checked to be there."""
-    engine = make_engine(url, schema=schema)
+    """The process's engine for `url` (`make_engine`, shared by every store), its database migrated
+    to this release's schema (store/schema.py), and `metadata`'s tables checked to be there. Give it
+    back with `release_engine` (a store's close): the last release disposes of it."""
+    loop = asyncio.get_running_loop()
+    lock = _opening.setdefault(loop, asyncio.Lock())
+    async with lock:
+        engines = _engines.setdefault(loop, {})
+        shared = engines.get((url, schema))
+        if shared is None:
+            engine = make_engine(url, schema=schema)
+            try:
+                await ensure_current(engine, schema)
+            except BaseException:
+                await engine.dispose()
+                raise
+            shared = engines[(url, schema)] = _Shared(engine)
+        shared.users += 1
     try:
-        await ensure_current(engine, schema)
-        await _check_tables(engine, metadata, schema)
+        await _check_tables(shared.engine, metadata, schema)
     except BaseException:
-        await engine.dispose()
+        await release_engine(shared.engine)
         raise
-    return engine
+    return shared.engine
+
+
+async def release_engine(engine: AsyncEngine) -> None:
+    """A store is done with `engine`; the last one to say so closes its connections."""
+    loop = asyncio.get_running_loop()
+    engines = _engines.get(loop, {})
+    for key, shared in list(engines.items()):
+        if shared.engine is engine:
+            shared.users -= 1
+            if shared.users > 0:
+                return
+            del engines[key]
+            break
+    await engine.dispose()
 
 
 async def _check_tables(engine: AsyncEngine, metadata: sa.MetaData, schema: str | None) -> None:

@@ -18,7 +18,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from countersign.store.sql import open_engine
+from countersign.store.sql import open_engine, release_engine
 from countersign.tools.effects import StoredRecord, same_call
 
 metadata = sa.MetaData()
@@ -49,7 +49,7 @@ class ToolRecordStore:
         return cls(await open_engine(url, metadata, schema=schema))
 
     async def close(self) -> None:
-        await self._engine.dispose()
+        await release_engine(self._engine)
 
     async def __aenter__(self) -> "ToolRecordStore":
         return self

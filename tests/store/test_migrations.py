@@ -15,7 +15,7 @@ from alembic.runtime.migration import MigrationContext
 from countersign.store import schema
 from countersign.store.audit_store import AuditStore
 from countersign.store.execution_ledger import ExecutionLedger
-from countersign.store.sql import make_engine, open_engine
+from countersign.store.sql import make_engine, open_engine, release_engine
 from countersign.store.tables import ALL, merged
 from tests.conftest import Location
 
@@ -50,20 +50,30 @@ async def test_the_migrations_make_every_store_table(location: Location) -> None
 
 
 async def test_concurrent_first_opens_migrate_once(location: Location) -> None:
-    """Gateways and workers starting together on an empty database: every open succeeds."""
-    engines = await asyncio.gather(
-        *(open_engine(location.url, ALL[0], schema=location.schema) for _ in range(6))
-    )
+    """Gateways and workers starting together on an empty database (an engine each, as separate
+    processes have): every one finds the schema current, none fails on another's half-made tables."""
+    engines = [make_engine(location.url, schema=location.schema) for _ in range(6)]
     try:
+        await asyncio.gather(*(schema.ensure_current(engine, location.schema) for engine in engines))
         assert (await schema.status(engines[0], location.schema)).is_current
     finally:
         for engine in engines:
             await engine.dispose()
 
 
+async def test_stores_of_a_process_share_one_engine(location: Location) -> None:
+    """One connection pool per database per process: a pool per store exhausted PostgreSQL."""
+    first = await open_engine(location.url, ALL[0], schema=location.schema)
+    second = await open_engine(location.url, ALL[1], schema=location.schema)
+    assert first is second
+    await release_engine(first)
+    async with first.connect() as conn:  # still open: the other store uses it
+        await conn.execute(sa.text("SELECT 1"))
+    await release_engine(second)
+
+
 async def test_a_database_a_newer_release_migrated_is_refused(location: Location) -> None:
-    engine = await open_engine(location.url, ALL[0], schema=location.schema)
-    await engine.dispose()
+    await release_engine(await open_engine(location.url, ALL[0], schema=location.schema))
     await location.sql("UPDATE alembic_version SET version_num = 'f00d-from-the-future'")
     with pytest.raises(schema.SchemaAhead, match=r"f00d-from-the-future.*newer release"):
         await open_engine(location.url, ALL[0], schema=location.schema)
