@@ -44,7 +44,7 @@ class DigestSender:
         schema: str | None = None,
     ) -> None:
         self._digests = OpenedOnFirstUse(lambda: DigestStore.open(store_url, schema=schema))
-        self._principals = OpenedOnFirstUse(lambda: PrincipalStore.open(data_dir / "principals.db"))
+        self._principals = OpenedOnFirstUse(lambda: PrincipalStore.open(store_url, schema=schema))
         self._data_dir = data_dir
         self._integrations = integrations
         self._public_url = public_url.rstrip("/")
