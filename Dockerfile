@@ -34,7 +34,7 @@ RUN groupadd --system --gid 10001 countersign \
     && chown countersign:countersign /data
 COPY --from=build /app/.venv /app/.venv
 COPY deploy/worker_healthcheck.py /app/deploy/worker_healthcheck.py
-# COUNTERSIGN_DATA_DIR: principals.db, records.db, the outbox and notifications (a volume in
+# COUNTERSIGN_DATA_DIR: records.db, the outbox and notifications (a volume in
 # docker-compose.yml). COUNTERSIGN_API_HOST: the gateway listens beyond the container's loopback.
 ENV PATH=/app/.venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \
