@@ -34,8 +34,8 @@ RUN groupadd --system --gid 10001 countersign \
     && chown countersign:countersign /data
 COPY --from=build /app/.venv /app/.venv
 COPY deploy/worker_healthcheck.py /app/deploy/worker_healthcheck.py
-# COUNTERSIGN_DATA_DIR: principals.db (a volume in docker-compose.yml); the rest of Countersign's state
-# is in its database. COUNTERSIGN_API_HOST: the gateway listens beyond the container's loopback.
+# COUNTERSIGN_DATA_DIR: only the embedded default's home; Countersign's state is in its database
+# (COUNTERSIGN_DATABASE_URL). COUNTERSIGN_API_HOST: the gateway listens beyond the container's loopback.
 ENV PATH=/app/.venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     COUNTERSIGN_DATA_DIR=/data \

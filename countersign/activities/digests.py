@@ -46,7 +46,7 @@ class DigestSender:
     ) -> None:
         self._digests = OpenedOnFirstUse(lambda: DigestStore.open(store_url, schema=schema))
         self._outbox = OpenedOnFirstUse(lambda: OutboxStore.open(store_url, schema=schema))
-        self._principals = OpenedOnFirstUse(lambda: PrincipalStore.open(data_dir / "principals.db"))
+        self._principals = OpenedOnFirstUse(lambda: PrincipalStore.open(store_url, schema=schema))
         self._integrations = integrations
         self._public_url = public_url.rstrip("/")
 

@@ -76,7 +76,8 @@ class NotifyActivities:
         digest_schema: str | None = None,
         clock: Callable[[], datetime] | None = None,
     ) -> None:
-        self._principals_db = data_dir / "principals.db"
+        # Principals are in the one database, where deferred notifications wait too.
+        self._principals_url, self._principals_schema = digest_url or default_url(data_dir), digest_schema
         self._principals: PrincipalStore | None = None
         self._opening = asyncio.Lock()
         self._channels = channels
@@ -102,7 +103,9 @@ class NotifyActivities:
         worker's CPU when done per notification). Reads see the gateway's writes as they commit."""
         async with self._opening:
             if self._principals is None:
-                self._principals = await PrincipalStore.open(self._principals_db)
+                self._principals = await PrincipalStore.open(
+                    self._principals_url, schema=self._principals_schema
+                )
             return self._principals
 
     async def close(self) -> None:

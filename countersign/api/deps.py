@@ -11,6 +11,7 @@ from countersign.api.services.approvals import ApprovalService
 from countersign.api.services.audit_log import AuditLog
 from countersign.api.services.declared_tools import DeclaredToolService
 from countersign.api.services.graph_runs import GraphService
+from countersign.api.services.principal_admin import PrincipalAdminService
 from countersign.models.channels import CLAIMABLE_CHANNELS, DecisionChannel
 from countersign.models.principals import Principal
 from countersign.store.principals import PrincipalStore
@@ -44,6 +45,11 @@ async def _audit(request: Request) -> AuditLog:
 
 async def _declared_tools(request: Request) -> DeclaredToolService:
     service: DeclaredToolService = request.app.state.declared_tools
+    return service
+
+
+async def _principal_admin(request: Request) -> PrincipalAdminService:
+    service: PrincipalAdminService = request.app.state.principal_admin
     return service
 
 
@@ -82,6 +88,7 @@ PrincipalDep = Annotated[Principal, Depends(current_principal)]
 PrincipalStoreDep = Annotated[PrincipalStore, Depends(_principals)]
 AuditLogDep = Annotated[AuditLog, Depends(_audit)]
 DeclaredToolsDep = Annotated[DeclaredToolService, Depends(_declared_tools)]
+PrincipalAdminDep = Annotated[PrincipalAdminService, Depends(_principal_admin)]
 
 
 class ErrorBody(BaseModel):

@@ -44,6 +44,7 @@ from countersign.api.services.declared_tools import DeclaredToolService, resolve
 from countersign.api.services.deliveries import DeliveryService
 from countersign.api.services.graph_runs import GraphService
 from countersign.api.services.link_decisions import LinkDecisions
+from countersign.api.services.principal_admin import PrincipalAdminService
 from countersign.api.services.slack_interactions import open_slack
 from countersign.config.policy_file import load_policy
 from countersign.config.settings import Settings
@@ -206,16 +207,17 @@ async def attach(app: FastAPI, settings: Settings, client: Client | None = None)
     # The plugins' tools and node functions too: GET /tools lists them, graphs may name them.
     plugins = load_plugins(settings.plugins)
     app.state.registry = plugins.tools
-    app.state.principals = await PrincipalStore.open(settings.principals_db)
+    app.state.principals = await PrincipalStore.open(settings.database_url)
     app.state.audit_store = await AuditStore.open(settings.audit_url)
     app.state.audit = AuditLog(app.state.audit_store, settings.audit_keyring())
     # Tenants' declared tools, in the same database; each declaration goes to the tenant's admin chain.
     app.state.declared_tool_store = await DeclaredToolStore.open(settings.audit_url)
+    admin_audit = AdminAudit(app.state.audit_store.with_keyring(settings.audit_keyring()))
     app.state.declared_tools = DeclaredToolService(
-        app.state.declared_tool_store,
-        app.state.registry,
-        AdminAudit(app.state.audit_store.with_keyring(settings.audit_keyring())),
+        app.state.declared_tool_store, app.state.registry, admin_audit
     )
+    # Principals a tenant's ADMIN adds (POST /principals) go to the same chain, as the CLI's do.
+    app.state.principal_admin = PrincipalAdminService(app.state.principals, admin_audit)
     app.state.service = ApprovalService(
         client,
         task_queue=settings.task_queue,

@@ -28,7 +28,7 @@ async def _admin(settings: Settings) -> AsyncIterator[tuple[PrincipalStore, Admi
     keyring = settings.audit_keyring()
     async with (
         await AuditStore.open(settings.audit_url, keyring=keyring) as audit_store,
-        await PrincipalStore.open(settings.principals_db) as store,
+        await PrincipalStore.open(settings.database_url) as store,
     ):
         yield store, AdminAudit(audit_store)
 

@@ -14,14 +14,15 @@ from datetime import datetime, timedelta
 from typing import Annotated, Any
 
 import typer
-from pydantic import ValidationError
 
+from countersign.api.services.principal_admin import add_principal, added_event
+from countersign.api.services.principal_admin import roles_text as _roles_text
 from countersign.cli.audited_admin import audit_event, exit_unaudited, run_audited
 from countersign.cli.common import DataDir, err
 from countersign.cli.common import settings_from as _settings
 from countersign.models.channels import ChannelPreferences
 from countersign.models.enums import Role
-from countersign.models.errors import Invalid, NotFound
+from countersign.models.errors import NotFound
 from countersign.models.principals import ApiKeyRecord, PrincipalRecord
 from countersign.store.admin_audit import AdminAudit
 from countersign.store.principals import PrincipalStore
@@ -88,10 +89,6 @@ def parse_grace(value: str) -> timedelta:
     return grace
 
 
-def _roles_text(roles: list[Role]) -> str:
-    return ",".join(roles) or "none"
-
-
 def _when(moment: datetime | None) -> str:
     return "" if moment is None else moment.strftime("%Y-%m-%d %H:%M:%SZ")
 
@@ -134,31 +131,16 @@ def principal_add(
     parsed = _parse_roles(roles)
 
     async def add(store: PrincipalStore, audit: AdminAudit) -> tuple[str, str | None]:
-        try:
-            created = await store.add(name, parsed, tenant, email=email, slack_user_id=slack_user)
-        except ValueError as error:  # a Slack member id another principal has (bad values are pydantic's)
-            if isinstance(error, ValidationError):
-                raise
-            raise Invalid(str(error)) from None
-        record = await store.record(created.principal.id)
+        # The gateway's `POST /principals` adds and audits one the same way (api/services/principal_admin.py).
+        added = await add_principal(store, name, parsed, tenant, email=email, slack_user_id=slack_user)
+        created = added.created
         contact = (f", email {email}" if email else "") + (f", Slack user {slack_user}" if slack_user else "")
         err.print(
             f"created {created.principal.id} ({name}, tenant {tenant}, "
             f"roles {_roles_text(created.principal.roles)}{contact}); the key is shown once:",
             markup=False,
         )
-        problem = await audit_event(
-            audit,
-            record,
-            "principal_added",
-            f"added {record.id} ({record.name}) with roles {_roles_text(record.roles)}",
-            {
-                "name": record.name,
-                "roles": ",".join(record.roles),
-                "key_prefix": record.keys[0].prefix,
-                "slack_user_id": record.slack_user_id,
-            },
-        )
+        problem = await audit_event(audit, added.record, *added_event(added.record))
         return created.api_key, problem
 
     key, problem = run_audited(settings, add)
@@ -176,7 +158,7 @@ def principal_list(
     settings = _settings(data_dir=data_dir)
 
     async def read() -> list[PrincipalRecord]:
-        async with await PrincipalStore.open(settings.principals_db) as store:
+        async with await PrincipalStore.open(settings.database_url) as store:
             return await store.records(tenant)
 
     records = asyncio.run(read())
@@ -209,7 +191,7 @@ def principal_show(principal_id: PrincipalIdArg, as_json: JsonFlag = False, data
     settings = _settings(data_dir=data_dir)
 
     async def read() -> PrincipalRecord:
-        async with await PrincipalStore.open(settings.principals_db) as store:
+        async with await PrincipalStore.open(settings.database_url) as store:
             return await store.record(principal_id)
 
     try:

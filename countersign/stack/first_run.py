@@ -21,7 +21,7 @@ async def demo_principals(settings: Settings) -> tuple[list[NewPrincipal], list[
     try:
         async with (
             await AuditStore.open(settings.audit_url, keyring=settings.audit_keyring()) as audit_store,
-            await PrincipalStore.open(settings.principals_db) as store,
+            await PrincipalStore.open(settings.database_url) as store,
         ):
             if await store.count():
                 existing = [r for r in await store.records() if r.name.startswith("demo-")]

@@ -17,6 +17,7 @@ from countersign.store import (
     graph_store,
     notification_log,
     outbox,
+    principals,
     slack_messages,
     tool_records,
 )
@@ -32,6 +33,7 @@ ALL: list[sa.MetaData] = [
     graph_store.metadata,
     notification_log.metadata,
     outbox.metadata,
+    principals.schema.metadata,
     slack_messages.metadata,
     tool_records.metadata,
 ]

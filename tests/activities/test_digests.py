@@ -55,7 +55,7 @@ class World:
 async def world(tmp_path: Path) -> AsyncIterator[World]:
     data = tmp_path / "data"
     sink = MailSink(data / "sink").start()
-    async with await PrincipalStore.open(data / "principals.db") as principals:
+    async with await PrincipalStore.open(f"sqlite:///{data / 'audit.db'}") as principals:
         dana = await principals.add("Dana", [Role.FINANCE], email="dana@corp.example")
         eve = await principals.add("Eve", [Role.FINANCE], email="eve@corp.example")
         await principals.set_channels(dana.principal.id, preferences=ChannelPreferences(delivery="hourly"))

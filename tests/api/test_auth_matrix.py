@@ -189,6 +189,12 @@ MATRIX: dict[tuple[str, str], Row] = {
         "/approvals/batch", batch, wrong_role="finance", own=True, scoped=True, per_item=True
     ),
     ("GET", "/dead-letters"): Row("/dead-letters"),
+    # A tenant's ADMIN manages its own tenant's principals: nothing in the path names another tenant
+    # (tests/api/test_principal_admin_api.py shows that an ADMIN of another reaches none of them).
+    ("POST", "/principals"): Row(
+        "/principals", lambda _: {"name": "Matrix", "roles": ["MANAGER"]}, wrong_role="manager"
+    ),
+    ("GET", "/principals"): Row("/principals", wrong_role="manager"),
     ("GET", "/principals/me"): Row("/principals/me"),
     ("GET", "/principals/me/delegations"): Row("/principals/me/delegations"),
     # Another tenant's colleague cannot be named: 404, as for no such principal.

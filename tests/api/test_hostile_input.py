@@ -31,6 +31,7 @@ BODY_ROUTES = [
     ("POST", "/workflows/{workflow}/retry"),
     ("POST", "/approvals/batch"),
     ("PUT", "/principals/me/delegate"),
+    ("POST", "/principals"),
     ("POST", "/graph/create"),
     ("POST", "/graphs"),
     ("POST", "/graph/run"),

@@ -42,6 +42,7 @@ from countersign.models.decisions import (
 from countersign.models.declared_tools import DeclareToolRequest
 from countersign.models.enums import Role
 from countersign.models.graph import GraphDefinition, RunGraphRequest
+from countersign.models.principal_admin import AddPrincipalRequest
 from countersign.models.principals import DelegateRequest
 from countersign.models.requests import SubmitRequest
 from countersign.models.wire import MAX_VALUE_DEPTH, WireError, check_round_trip
@@ -62,6 +63,7 @@ REQUEST_MODELS: list[type[BaseModel]] = [
     DeclareToolRequest,
     ResultRequest,
     ChannelPreferences,
+    AddPrincipalRequest,
 ]
 EXAMPLES = 150
 PROPERTY = settings(

@@ -11,6 +11,7 @@ from countersign.stack.supervisor import StackError
 from countersign.store.admin_audit import chain_for
 from countersign.store.audit_store import AuditStore
 from countersign.store.principals import PrincipalStore
+from countersign.store.sql import default_url
 
 
 async def test_demo_principals_are_audited_as_added(tmp_path: Path) -> None:
@@ -29,12 +30,14 @@ async def test_demo_principals_are_audited_as_added(tmp_path: Path) -> None:
 
 
 async def test_no_demo_principal_is_made_when_the_audit_cannot_record_it(tmp_path: Path) -> None:
-    # Nothing listens on port 9: the audit log cannot be opened, so nothing is created.
+    # Nothing listens on port 9: the database cannot be opened (the audit log first), so nothing is created,
+    # and nothing falls back to a database in the data dir either.
     settings = Settings(
         _env_file=None, data_dir=tmp_path, audit_database_url="postgresql://someone@127.0.0.1:9/none"
     )
     ensure_keys(settings)
     with pytest.raises(StackError, match="the audit log or the principal store cannot be used"):
         await demo_principals(settings)
-    async with await PrincipalStore.open(settings.principals_db) as store:
+    assert not (tmp_path / "audit.db").exists()
+    async with await PrincipalStore.open(default_url(tmp_path)) as store:
         assert await store.count() == 0

@@ -1,6 +1,7 @@
 """`countersign principal add --slack-user` and `countersign principal update`: a principal's addresses
 (email, Slack member id) and delivery preferences, what `show`/`list --json` report of them, the audit
-event each change leaves, and the refusals (a taken Slack id, a bad value) that change nothing."""
+event each change leaves, and the refusals (a taken Slack id, a bad value) that change nothing; with the
+database on SQLite and on PostgreSQL."""
 
 import json
 from pathlib import Path
@@ -11,8 +12,8 @@ from tests.countersign.test_principal_cli import Cli, assert_event
 
 
 @pytest.fixture
-def cli(tmp_path: Path) -> Cli:
-    return Cli(tmp_path)
+def cli(tmp_path: Path, database_url: str) -> Cli:
+    return Cli(tmp_path, database_url)
 
 
 def test_add_maps_a_slack_user_and_show_and_list_report_it(cli: Cli) -> None:

@@ -1,5 +1,6 @@
 """`countersign principal list/show/disable/enable/revoke/rotate/roles` through Typer's CliRunner: what
-each does to the store, what it prints, and the audit event it leaves."""
+each does to the store, what it prints, and the audit event it leaves; with the database on SQLite and
+on PostgreSQL."""
 
 import asyncio
 import json
@@ -20,12 +21,16 @@ from countersign.store.principals import PrincipalStore
 
 
 class Cli:
-    def __init__(self, data_dir: Path) -> None:
+    """`countersign principal ...` on a data dir, with its database at `url` (COUNTERSIGN_DATABASE_URL)."""
+
+    def __init__(self, data_dir: Path, url: str) -> None:
         self.data_dir = data_dir
-        self.settings = Settings(_env_file=None, data_dir=data_dir)
+        self.env = {"COUNTERSIGN_DATABASE_URL": url}
+        self.settings = Settings(_env_file=None, data_dir=data_dir, database_url=url)
 
     def __call__(self, *args: str, env: dict[str, str] | None = None) -> Result:
-        return CliRunner().invoke(app, ["principal", *args, "--data-dir", str(self.data_dir)], env=env)
+        arguments = ["principal", *args, "--data-dir", str(self.data_dir)]
+        return CliRunner().invoke(app, arguments, env={**self.env, **(env or {})})
 
     def ok(self, *args: str) -> Result:
         result = self(*args)
@@ -42,7 +47,7 @@ class Cli:
 
     def authenticate(self, key: str) -> Principal | None:
         async def check() -> Principal | None:
-            async with await PrincipalStore.open(self.settings.principals_db) as store:
+            async with await PrincipalStore.open(self.settings.database_url) as store:
                 return await store.authenticate(key)
 
         return asyncio.run(check())
@@ -62,8 +67,8 @@ class Cli:
 
 
 @pytest.fixture
-def cli(tmp_path: Path) -> Cli:
-    return Cli(tmp_path)
+def cli(tmp_path: Path, database_url: str) -> Cli:
+    return Cli(tmp_path, database_url)
 
 
 def assert_event(event: StoredAuditEvent, name: str, principal_id: str, **data: Any) -> None:
@@ -211,7 +216,7 @@ def test_an_unknown_id_is_exit_1(cli: Cli, command: str) -> None:
 
 def test_a_token_principal_has_no_key_and_no_roles_to_set(cli: Cli) -> None:
     async def sign_in() -> None:
-        async with await PrincipalStore.open(cli.settings.principals_db) as store:
+        async with await PrincipalStore.open(cli.settings.database_url) as store:
             await store.sign_in(Principal(id="u-jay", name="Jay", roles=[Role.MANAGER]), "jay@example.com")
 
     asyncio.run(sign_in())
@@ -248,8 +253,7 @@ def test_the_audit_chain_verifies(cli: Cli) -> None:
     principal_id, _ = cli.add("Ada")
     cli.ok("disable", principal_id)
     cli.ok("enable", principal_id)
-    result = CliRunner().invoke(
-        app, ["audit", "verify", "--workflow", chain_for("default"), "--data-dir", str(cli.data_dir)]
-    )
+    verify = ["audit", "verify", "--workflow", chain_for("default"), "--data-dir", str(cli.data_dir)]
+    result = CliRunner().invoke(app, verify, env=cli.env)
     assert result.exit_code == 0, result.output
     assert "1 chains, 3 events, 0 broken" in result.output

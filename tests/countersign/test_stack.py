@@ -293,7 +293,7 @@ def test_up_refuses_a_busy_port_before_it_makes_anything(stack: Stack, busy: str
         taken.listen()
         done = subprocess.run(args, capture_output=True, text=True, timeout=120, env=env)
     assert done.returncode == 1, done.stdout + done.stderr
-    for made in ("principals.db", "keys", "temporal.db", "mailbox"):
+    for made in ("audit.db", "keys", "temporal.db", "mailbox"):
         assert not (stack.data_dir / made).exists(), f"{made} was made before the port check"
     # One line, naming the port and the flag that moves it, however narrow the terminal.
     line = rf"^error: port {ports[flag]} \([^)]+\) is in use; pick another with {flag}$"

@@ -29,6 +29,7 @@ from countersign.security.codec import (
 )
 from countersign.security.gateway_signing import GatewaySigning
 from countersign.store.principals import PrincipalStore
+from countersign.store.sql import default_url
 from countersign.worker import build_worker
 from countersign.workflows.approval import ApprovalWorkflow
 from tests.helpers import DEFAULT_POLICY, REQUESTER, SIGNER, TEST_TRUST, wait_for_state
@@ -223,7 +224,7 @@ async def test_the_server_stores_only_ciphertext(client: Client, task_queue: str
         data_converter=data_converter(codec),
         interceptors=[GatewaySigning(SIGNER)],  # as the gateway's client signs what it sends
     )
-    principals = await PrincipalStore.open(tmp_path / "principals.db")
+    principals = await PrincipalStore.open(default_url(tmp_path))
     # The gateway's own submit path: workflow input, memo and summaries, as production writes them.
     service = ApprovalService(encrypting, task_queue=task_queue, policy=DEFAULT_POLICY, principals=principals)
     worker = build_worker(

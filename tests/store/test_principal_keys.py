@@ -1,19 +1,21 @@
 """The principal store's administration: API keys (rotation with and without a grace period,
-revocation), disabling, roles, reserved tenants, and principals recorded from their tokens."""
+revocation), disabling, roles, reserved tenants, and principals recorded from their tokens; on SQLite and
+PostgreSQL, with two gateways writing at once where that is a race."""
 
 import asyncio
-import sqlite3
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
+from typing import Any
 
 import pytest
+import sqlalchemy as sa
 from pydantic import ValidationError
 
 from countersign.models.enums import Role
 from countersign.models.errors import Invalid, NotFound
 from countersign.models.principals import RESERVED_TENANTS, DelegateRequest, Principal, Recipient
-from countersign.store.principals import PrincipalStore, SignInRefused
+from countersign.store.principals import PrincipalExists, PrincipalStore, SignInRefused
+from tests.conftest import Location
 
 START = datetime(2031, 3, 1, 9, 0, tzinfo=UTC)
 
@@ -37,9 +39,21 @@ def clock() -> Clock:
 
 
 @pytest.fixture
-async def store(tmp_path: Path, clock: Clock) -> AsyncIterator[PrincipalStore]:
-    async with await PrincipalStore.open(tmp_path / "principals.db", clock=clock) as store:
+async def store(location: Location, clock: Clock) -> AsyncIterator[PrincipalStore]:
+    async with await PrincipalStore.open(location.url, schema=location.schema, clock=clock) as store:
         yield store
+
+
+class Writes:
+    """Counts the statements that write, as the database is sent them."""
+
+    def __init__(self, store: PrincipalStore) -> None:
+        self.count = 0
+        sa.event.listen(store._engine.sync_engine, "before_cursor_execute", self._seen)
+
+    def _seen(self, _conn: object, _cursor: object, statement: str, *_: object) -> None:
+        if statement.lstrip().upper().startswith(("INSERT", "UPDATE", "DELETE")):
+            self.count += 1
 
 
 def jwt_principal(**overrides: object) -> Principal:
@@ -167,7 +181,7 @@ async def test_roles(store: PrincipalStore) -> None:
         await store.set_roles("p-nobody", [])
 
 
-async def test_records_list_keys_by_prefix_and_never_the_key(store: PrincipalStore, tmp_path: Path) -> None:
+async def test_records_list_keys_by_prefix_and_never_the_key(store: PrincipalStore) -> None:
     ada = await store.add("Ada", [Role.MANAGER], "acme", email="ada@example.com")
     bob = await store.add("Bob", [], "globex")
     await store.sign_in(jwt_principal(id="u-cyd", name="Cyd"), "cyd@example.com")
@@ -207,33 +221,28 @@ def test_reserved_names_include_what_countersign_uses() -> None:
         assert Principal(id="u-x", name="x", tenant=tenant).tenant == tenant
 
 
-async def test_a_stored_reserved_tenant_cannot_sign_in_but_is_listed(tmp_path: Path, clock: Clock) -> None:
-    """A database from before the names were reserved: its `_builtin` ADMIN is shut out, not lost."""
-    path = tmp_path / "principals.db"
-    async with await PrincipalStore.open(path, clock=clock) as store:
-        created = await store.add("Mallory", [Role.ADMIN], "acme")
-    with sqlite3.connect(path) as db:
-        db.execute("UPDATE principals SET tenant = '_builtin'")
-    db.close()
-    async with await PrincipalStore.open(path, clock=clock) as store:
-        principal_id = created.principal.id
-        assert await store.authenticate(created.api_key) is None
-        assert "reserved tenant '_builtin'" in await store.key_problem(created.api_key)
-        assert await store.get(principal_id) is None
-        assert await store.recipients("_builtin", [Role.ADMIN]) == []
-        record = await store.record(principal_id)
-        assert record.tenant == "_builtin" and record.status == "unusable (reserved tenant)"
-        for action in (store.rotate(principal_id), store.set_roles(principal_id, [Role.HR])):
-            with pytest.raises(Invalid, match="reserved tenant"):
-                await action
-        # What it needs, it can get: disabled, and its keys revoked.
-        assert await store.set_disabled(principal_id, True) is True
-        assert await store.revoke(principal_id) == 1
-
-
-async def test_sign_in_records_a_token_principal_and_writes_only_on_change(
-    store: PrincipalStore, tmp_path: Path
+async def test_a_stored_reserved_tenant_cannot_sign_in_but_is_listed(
+    location: Location, store: PrincipalStore
 ) -> None:
+    """A database from before the names were reserved: its `_builtin` ADMIN is shut out, not lost."""
+    created = await store.add("Mallory", [Role.ADMIN], "acme")
+    await location.sql("UPDATE principals SET tenant = '_builtin'")
+    principal_id = created.principal.id
+    assert await store.authenticate(created.api_key) is None
+    assert "reserved tenant '_builtin'" in await store.key_problem(created.api_key)
+    assert await store.get(principal_id) is None
+    assert await store.recipients("_builtin", [Role.ADMIN]) == []
+    record = await store.record(principal_id)
+    assert record.tenant == "_builtin" and record.status == "unusable (reserved tenant)"
+    for action in (store.rotate(principal_id), store.set_roles(principal_id, [Role.HR])):
+        with pytest.raises(Invalid, match="reserved tenant"):
+            await action
+    # What it needs, it can get: disabled, and its keys revoked.
+    assert await store.set_disabled(principal_id, True) is True
+    assert await store.revoke(principal_id) == 1
+
+
+async def test_sign_in_records_a_token_principal_and_writes_only_on_change(store: PrincipalStore) -> None:
     ada = jwt_principal()
     await store.sign_in(ada, "ada@example.com")
     record = await store.record("u-ada")
@@ -249,13 +258,13 @@ async def test_sign_in_records_a_token_principal_and_writes_only_on_change(
         Recipient(id="u-ada", name="Ada", email="ada@example.com", roles=[Role.MANAGER], tenant="acme")
     ]
     # Every request signs in: the same claims again cost a read and no write.
-    changes = store._db.total_changes
+    writes = Writes(store)
     for _ in range(3):
         await store.sign_in(ada, "ada@example.com")
-    assert store._db.total_changes == changes
+    assert writes.count == 0
     # New claims are recorded: the store's roles are what a delegation lends.
     await store.sign_in(jwt_principal(name="Ada L.", roles=[Role.FINANCE]), None)
-    assert store._db.total_changes == changes + 1
+    assert writes.count == 1
     assert await store.get("u-ada") == jwt_principal(name="Ada L.", roles=[Role.FINANCE])
     assert (await store.record("u-ada")).email is None
     # A token principal has no key to rotate or revoke, and its roles are its token's.
@@ -277,14 +286,14 @@ async def test_sign_in_refuses_a_disabled_principal(store: PrincipalStore) -> No
     await store.sign_in(jwt_principal(), None)
 
 
-async def test_sign_in_never_takes_over_an_api_key_principal(store: PrincipalStore, tmp_path: Path) -> None:
+async def test_sign_in_never_takes_over_an_api_key_principal(
+    store: PrincipalStore, location: Location
+) -> None:
     created = await store.add("Keyholder", [Role.ADMIN], "acme")
     # Ids of API-key principals are p-<hex>, which tokens may not use (api/tokens.py); an id of
     # another form (an older release's, or one written by hand) is protected here all the same.
-    with sqlite3.connect(tmp_path / "principals.db") as db:
-        db.execute("UPDATE principals SET id = 'u-ada' WHERE id = ?", (created.principal.id,))
-        db.execute("UPDATE api_keys SET principal_id = 'u-ada'")
-    db.close()
+    await location.sql(f"UPDATE principals SET id = 'u-ada' WHERE id = '{created.principal.id}'")
+    await location.sql("UPDATE api_keys SET principal_id = 'u-ada'")
     with pytest.raises(SignInRefused, match="another tenant"):
         await store.sign_in(jwt_principal(tenant="globex", roles=[Role.ADMIN]), None)
     with pytest.raises(SignInRefused, match="signs in with an API key"):
@@ -313,11 +322,19 @@ async def test_token_principals_delegate_and_are_delegated_to(store: PrincipalSt
     assert await store.delegators_for(bob, START) == []
 
 
-async def test_concurrent_first_requests_record_a_token_principal_once(tmp_path: Path, clock: Clock) -> None:
-    async with (
-        await PrincipalStore.open(tmp_path / "principals.db", clock=clock) as gateway,
-        await PrincipalStore.open(tmp_path / "principals.db", clock=clock) as other,
-    ):
+def two_gateways(location: Location, clock: Clock) -> tuple[Any, Any]:
+    """Two stores on the same database, as two gateways (on two hosts) open it."""
+    return (
+        PrincipalStore.open(location.url, schema=location.schema, clock=clock),
+        PrincipalStore.open(location.url, schema=location.schema, clock=clock),
+    )
+
+
+async def test_concurrent_first_requests_record_a_token_principal_once(
+    location: Location, clock: Clock
+) -> None:
+    first, second = two_gateways(location, clock)
+    async with await first as gateway, await second as other:
         # Many rounds: the race (one connection's read still open while it begins a write and the
         # other commits) shows up in about one round in ten.
         for round in range(40):
@@ -325,3 +342,78 @@ async def test_concurrent_first_requests_record_a_token_principal_once(tmp_path:
             await asyncio.gather(*(store.sign_in(ada, "ada@example.com") for store in [gateway, other] * 4))
             assert await other.get(ada.id) == ada
         assert [r.id for r in await gateway.records()] == [f"u-ada-{round:02}" for round in range(40)]
+
+
+async def test_an_id_is_one_principals_even_when_two_gateways_add_it_at_once(
+    location: Location, clock: Clock
+) -> None:
+    first, second = two_gateways(location, clock)
+    async with await first as gateway, await second as other:
+        for round in range(10):
+            wanted = f"p-{round:010x}"
+            made = await asyncio.gather(
+                *(store.add("Ada", [Role.MANAGER], principal_id=wanted) for store in [gateway, other] * 2),
+                return_exceptions=True,
+            )
+            added = [m for m in made if not isinstance(m, BaseException)]
+            assert len(added) == 1, made
+            assert all(isinstance(m, PrincipalExists) for m in made if m not in added), made
+            assert await other.authenticate(added[0].api_key) == added[0].principal
+        assert len(await gateway.records()) == 10
+        # In any tenant: an id names one principal.
+        with pytest.raises(PrincipalExists, match="p-0000000000 exists already"):
+            await gateway.add("Bob", [], "globex", principal_id="p-0000000000")
+        with pytest.raises(ValidationError, match="pattern"):
+            await gateway.add("Bob", [], principal_id="has space")
+
+
+async def test_a_slack_user_is_one_principals_even_when_two_gateways_map_it_at_once(
+    location: Location, clock: Clock
+) -> None:
+    first, second = two_gateways(location, clock)
+    async with await first as gateway, await second as other:
+        for round in range(10):
+            slack = f"U{round:04}SLACK"
+            made = await asyncio.gather(
+                *(store.add("Ada", [], slack_user_id=slack) for store in [gateway, other] * 2),
+                return_exceptions=True,
+            )
+            assert [isinstance(m, ValueError) for m in made].count(False) == 1, made
+            assert all("belongs to another principal" in str(m) for m in made if isinstance(m, ValueError))
+            # Mapped afterwards by two administrators at once: one wins.
+            ada, bob = (await gateway.add("Ada", [])).principal, (await other.add("Bob", [])).principal
+            mapped = await asyncio.gather(
+                gateway.set_channels(ada.id, slack_user_id=f"W{round:04}SLACK"),
+                other.set_channels(bob.id, slack_user_id=f"W{round:04}SLACK"),
+                return_exceptions=True,
+            )
+            assert sorted(map(str, mapped)) == [
+                f"Slack user W{round:04}SLACK belongs to another principal",
+                "True",
+            ]
+        owners = [r.slack_user_id for r in await gateway.records() if r.slack_user_id]
+        assert len(owners) == len(set(owners)) == 20
+
+
+async def test_two_rotations_at_once_leave_one_key_working(location: Location, clock: Clock) -> None:
+    first, second = two_gateways(location, clock)
+    async with await first as gateway, await second as other:
+        created = await gateway.add("Ada", [Role.MANAGER])
+        principal_id = created.principal.id
+        for _ in range(15):
+            clock.advance(seconds=1)
+            rotated = await asyncio.gather(gateway.rotate(principal_id), other.rotate(principal_id))
+            working = [r for r in rotated if await gateway.authenticate(r.api_key) is not None]
+            # The second to go replaced the first one's new key: one rotation's key, and only it, works.
+            assert len(working) == 1, [r.replaced for r in rotated]
+            assert [k.state for k in (await gateway.record(principal_id)).keys].count("active") == 1
+        assert await gateway.authenticate(created.api_key) is None
+
+
+async def test_discard_removes_a_principal_and_its_keys(store: PrincipalStore) -> None:
+    created = await store.add("Ada", [Role.MANAGER])
+    await store.discard(created.principal.id)
+    assert await store.authenticate(created.api_key) is None
+    assert await store.count() == 0
+    with pytest.raises(NotFound):
+        await store.record(created.principal.id)

@@ -1,174 +1,27 @@
-"""The principal store: emails and recipients, schema migration, out-of-office delegation."""
+"""The principal store: emails and recipients, out-of-office delegation; on SQLite and PostgreSQL.
+(A principals.db file of an earlier release: tests/store/test_legacy_principals.py.)"""
 
-import asyncio
-import hashlib
-import sqlite3
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
-import aiosqlite
 import pytest
 from pydantic import ValidationError
 
-import countersign.store.principals.schema as principals_schema
 from countersign.models.enums import Role
 from countersign.models.errors import Invalid, NotFound
-from countersign.models.principals import DelegateRequest, Delegation, Principal, Recipient
+from countersign.models.principals import DelegateRequest, Delegation, Principal
 from countersign.store.principals import PrincipalStore
+from countersign.store.sql import default_url
+from tests.conftest import Location
 from tests.countersign.test_cli import countersign
 
 NOW = datetime(2031, 3, 1, 9, 0, tzinfo=UTC)
 
-# The principals table as the first release created it: no email column.
-OLD_SCHEMA = """
-CREATE TABLE IF NOT EXISTS principals (
-    id TEXT PRIMARY KEY,
-    name TEXT NOT NULL,
-    roles TEXT NOT NULL,
-    tenant TEXT NOT NULL,
-    key_hash TEXT NOT NULL UNIQUE,
-    created_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%SZ', 'now'))
-)
-"""
-
-
-# The whole schema as the release before separate key rows made it, verbatim: one key digest per
-# principal, in the principals table itself.
-KEY_HASH_SCHEMA = """
-CREATE TABLE IF NOT EXISTS principals (
-    id TEXT PRIMARY KEY,
-    name TEXT NOT NULL,
-    roles TEXT NOT NULL,
-    tenant TEXT NOT NULL,
-    key_hash TEXT NOT NULL UNIQUE,
-    created_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%SZ', 'now')),
-    email TEXT
-);
--- One row per delegator: setting a new delegation replaces the previous one.
-CREATE TABLE IF NOT EXISTS delegations (
-    delegator_id TEXT PRIMARY KEY,
-    delegate_id TEXT NOT NULL,
-    tenant TEXT NOT NULL,
-    starts_at TEXT NOT NULL,
-    ends_at TEXT NOT NULL,
-    reason TEXT NOT NULL,
-    created_at TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS delegations_by_delegate ON delegations (delegate_id, tenant);
--- Append-only: every delegation set or ended, with who and why, outlives its replacement.
-CREATE TABLE IF NOT EXISTS delegation_log (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT,
-    at TEXT NOT NULL,
-    action TEXT NOT NULL,
-    delegator_id TEXT NOT NULL,
-    delegate_id TEXT,
-    tenant TEXT NOT NULL,
-    starts_at TEXT,
-    ends_at TEXT,
-    reason TEXT
-);
-"""
-
-
-def key_hash_database(path: Path, people: list[tuple[str, str, str, str, str | None]]) -> dict[str, str]:
-    """A principals.db as that release's `principal add` left it: (id, name, roles, tenant, email) each
-    with a key, inserted by its very statement. Returns the keys by principal id."""
-    keys = {}
-    with sqlite3.connect(path) as db:
-        db.executescript(KEY_HASH_SCHEMA)
-        for id_, name, roles, tenant, email in people:
-            keys[id_] = f"cs_{id_}-{'k' * 40}"
-            db.execute(
-                "INSERT INTO principals (id, name, roles, tenant, key_hash, email) VALUES (?, ?, ?, ?, ?, ?)",
-                (id_, name, roles, tenant, hashlib.sha256(keys[id_].encode()).hexdigest(), email),
-            )
-        db.execute(
-            "INSERT INTO delegations VALUES ('p-aaaaaaaaaa', 'p-bbbbbbbbbb', 'acme', "
-            "'2031-03-01T09:00:00.000000Z', '2031-03-08T09:00:00.000000Z', 'holiday', "
-            "'2031-03-01T09:00:00.000000Z')"
-        )
-    db.close()
-    return keys
-
-
-def columns(path: Path, table: str) -> list[str]:
-    with sqlite3.connect(path) as db:
-        names = [row[1] for row in db.execute(f"PRAGMA table_info({table})")]
-    db.close()
-    return names
-
-
-async def test_a_key_hash_database_migrates_on_open_with_every_key_working(tmp_path: Path) -> None:
-    path = tmp_path / "principals.db"
-    keys = key_hash_database(
-        path,
-        [
-            ("p-aaaaaaaaaa", "Ada", '["MANAGER"]', "acme", "ada@example.com"),
-            ("p-bbbbbbbbbb", "Bob", '["DIRECTOR", "FINANCE"]', "acme", None),
-            ("p-cccccccccc", "Cyd", "[]", "default", None),
-        ],
-    )
-    # The gateway, the worker and the CLI may open it at the same moment: one migrates, none fails.
-    stores = await asyncio.gather(*(PrincipalStore.open(path) for _ in range(3)))
-    for opened in stores[1:]:
-        await opened.close()
-    async with stores[0] as store:
-        assert "key_hash" not in columns(path, "principals")
-        for principal_id, key in keys.items():
-            principal = await store.authenticate(key)
-            assert principal is not None and principal.id == principal_id
-        ada = await store.authenticate(keys["p-aaaaaaaaaa"])
-        assert ada == Principal(id="p-aaaaaaaaaa", name="Ada", roles=[Role.MANAGER], tenant="acme")
-        recipient = await store.recipient("p-aaaaaaaaaa")
-        assert recipient is not None and recipient.email == "ada@example.com"
-        # The delegation survived the table's rebuild, and so did who it lends roles from.
-        bob = await store.get("p-bbbbbbbbbb")
-        assert bob is not None and await store.delegators_for(bob, NOW) == [ada]
-        # Each key is a row of its own; its prefix, unknown until then, was learnt on its first use.
-        record = await store.record("p-cccccccccc")
-        assert [(k.prefix, k.state) for k in record.keys] == [(keys["p-cccccccccc"][:10], "active")]
-        assert record.source == "api-key" and record.disabled_at is None
-        # Rotating a migrated key works like any other.
-        rotated = await store.rotate("p-cccccccccc")
-        assert await store.authenticate(keys["p-cccccccccc"]) is None
-        assert await store.authenticate(rotated.api_key) is not None
-    # Opening again finds nothing to do.
-    async with await PrincipalStore.open(path) as store:
-        assert await store.count() == 3
-        assert await store.authenticate(keys["p-aaaaaaaaaa"]) is not None
-    with sqlite3.connect(path) as db:
-        assert db.execute("SELECT count(*) FROM api_keys").fetchone() == (4,)
-    db.close()
-
-
-async def test_a_failed_migration_leaves_the_old_database_as_it_was(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    path = tmp_path / "principals.db"
-    keys = key_hash_database(path, [("p-aaaaaaaaaa", "Ada", '["MANAGER"]', "acme", None)])
-    original = principals_schema._move_keys_out
-
-    async def crash_after_the_rebuild(db: aiosqlite.Connection) -> None:
-        await original(db)
-        raise OSError("disk gone")
-
-    monkeypatch.setattr(principals_schema, "_move_keys_out", crash_after_the_rebuild)
-    with pytest.raises(OSError, match="disk gone"):
-        await PrincipalStore.open(path)
-    # One transaction: the rebuilt table, the copied keys and the dropped one are all undone.
-    assert "key_hash" in columns(path, "principals")
-    with sqlite3.connect(path) as db:
-        assert db.execute("SELECT count(*) FROM api_keys").fetchone() == (0,)
-    db.close()
-    monkeypatch.setattr(principals_schema, "_move_keys_out", original)
-    async with await PrincipalStore.open(path) as store:
-        assert await store.authenticate(keys["p-aaaaaaaaaa"]) is not None
-
 
 @pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[PrincipalStore]:
-    async with await PrincipalStore.open(tmp_path / "principals.db") as store:
+async def store(location: Location) -> AsyncIterator[PrincipalStore]:
+    async with await PrincipalStore.open(location.url, schema=location.schema) as store:
         yield store
 
 
@@ -181,30 +34,6 @@ def away(delegate: Principal | str, days: float = 7, **extra: object) -> Delegat
     return DelegateRequest.model_validate(
         {"delegate_id": delegate_id, "until": NOW + timedelta(days=days), "reason": "holiday", **extra}
     )
-
-
-async def test_an_old_database_gains_the_email_column(tmp_path: Path) -> None:
-    path = tmp_path / "principals.db"
-    with sqlite3.connect(path) as db:
-        db.execute(OLD_SCHEMA)
-        db.execute(
-            "INSERT INTO principals (id, name, roles, tenant, key_hash) VALUES (?, ?, ?, ?, ?)",
-            ("p-old", "Olga", '["MANAGER"]', "default", hashlib.sha256(b"cs_olga").hexdigest()),
-        )
-    db.close()
-    async with await PrincipalStore.open(path) as store:
-        assert await store.recipient("p-old") == Recipient(
-            id="p-old", name="Olga", email=None, roles=[Role.MANAGER], tenant="default"
-        )
-        olga = await store.authenticate("cs_olga")
-        assert olga is not None and olga.id == "p-old"
-        new = (await store.add("Nina", [Role.MANAGER], email="nina@example.com")).principal
-        assert (await store.recipient(new.id)) == Recipient(
-            id=new.id, name="Nina", email="nina@example.com", roles=[Role.MANAGER]
-        )
-    # Opening again finds the column there and leaves it be.
-    async with await PrincipalStore.open(path) as store:
-        assert await store.count() == 2
 
 
 async def test_get_and_recipient(store: PrincipalStore) -> None:
@@ -362,7 +191,7 @@ async def test_cli_principal_add_takes_an_email(tmp_path: Path) -> None:
     done = countersign("principal", "add", "Ada", "--email", "ada@example.com", "--data-dir", str(tmp_path))
     assert done.returncode == 0, done.stderr
     assert "ada@example.com" in done.stderr
-    async with await PrincipalStore.open(tmp_path / "principals.db") as store:
+    async with await PrincipalStore.open(default_url(tmp_path)) as store:
         principal = await store.authenticate(done.stdout.strip().splitlines()[-1])
         assert principal is not None
         recipient = await store.recipient(principal.id)

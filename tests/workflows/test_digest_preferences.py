@@ -34,7 +34,7 @@ def sink(tmp_path: Path) -> Iterator[MailSink]:
 async def test_a_digest_reader_is_told_at_once_only_past_the_sla(
     time_env: WorkflowEnvironment, task_queue: str, tmp_path: Path, sink: MailSink
 ) -> None:
-    async with await PrincipalStore.open(tmp_path / "principals.db") as store:
+    async with await PrincipalStore.open(default_url(tmp_path)) as store:
         mo = (await store.add("Mo", [Role.MANAGER], email="mo@corp.example")).principal
         await store.add("Ada", [Role.ADMIN], email="ada@corp.example")
         await store.set_channels(mo.id, preferences=ChannelPreferences(delivery="daily"))

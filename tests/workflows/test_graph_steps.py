@@ -19,6 +19,7 @@ from countersign.models.graph import GraphRunView, RunStatus
 from countersign.models.principals import Principal
 from countersign.store.audit_store import AuditStore
 from countersign.store.principals import PrincipalStore
+from countersign.store.sql import default_url
 from countersign.worker import WorkerGroup, build_worker
 from countersign.workflows.graph import GraphWorkflow
 from tests.helpers import DIRECTOR, MANAGER, TEST_TRUST, notification_records
@@ -76,7 +77,7 @@ async def refused_code(
 async def test_a_graph_approval_node_is_notified_reminded_and_escalated_to_its_role(
     time_env: WorkflowEnvironment, task_queue: str, tmp_path: Path
 ) -> None:
-    async with await PrincipalStore.open(tmp_path / "principals.db") as store:
+    async with await PrincipalStore.open(default_url(tmp_path)) as store:
         manager = (await store.add("Mo", [Role.MANAGER], email="mo@corp.example")).principal
         director = (await store.add("Di", [Role.DIRECTOR], email="di@corp.example")).principal
     async with worker(time_env.client, task_queue, tmp_path):

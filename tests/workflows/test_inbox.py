@@ -17,6 +17,7 @@ from countersign.models.principals import Principal
 from countersign.models.requests import SubmitRequest
 from countersign.models.views import InboxFilter, WorkflowSummary
 from countersign.store.principals import PrincipalStore
+from countersign.store.sql import default_url
 from tests.helpers import eventually
 
 pytestmark = pytest.mark.usefixtures("worker")
@@ -27,7 +28,7 @@ ANY = InboxFilter()
 
 @pytest.fixture
 async def store(tmp_path: Path) -> AsyncIterator[PrincipalStore]:
-    async with await PrincipalStore.open(tmp_path / "principals.db") as store:
+    async with await PrincipalStore.open(default_url(tmp_path)) as store:
         yield store
 
 

@@ -13,6 +13,7 @@ from countersign.models.enums import Decision, Role, WorkflowState
 from countersign.models.policy import ApprovalPolicy
 from countersign.stack.mail_sink import MailSink, deliveries
 from countersign.store.principals import PrincipalStore
+from countersign.store.sql import default_url
 from countersign.tools.integrations import Integrations
 from countersign.tools.smtp import SmtpConfig
 from countersign.worker import build_worker
@@ -35,7 +36,7 @@ async def test_an_smtp_outage_is_waited_out_and_approvals_made_during_it_succeed
     time_env: WorkflowEnvironment, task_queue: str, tmp_path: Path
 ) -> None:
     port = free_port()  # nothing listens there: the mail server is down
-    async with await PrincipalStore.open(tmp_path / "principals.db") as store:
+    async with await PrincipalStore.open(default_url(tmp_path)) as store:
         await store.add("Morgan Manager", [Role.MANAGER], email="morgan@example.com")
         await store.add("Frances Finance", [Role.FINANCE], email="frances@example.com")
     smtp = Integrations(smtp=SmtpConfig(host="127.0.0.1", port=port, timeout_seconds=2))

@@ -23,6 +23,7 @@ from countersign.models.principals import Principal, Recipient
 from countersign.models.views import WorkflowView
 from countersign.stack.mail_sink import MailSink, deliveries
 from countersign.store.principals import PrincipalStore
+from countersign.store.sql import default_url
 from countersign.tools.integrations import Integrations
 from countersign.tools.smtp import SmtpConfig
 from countersign.worker import WorkerGroup, build_worker
@@ -81,7 +82,7 @@ def approve(reviewer: Principal) -> DecideInput:
 async def test_reminder_then_escalation_lets_the_escalation_role_decide(
     time_env: WorkflowEnvironment, task_queue: str, tmp_path: Path
 ) -> None:
-    async with await PrincipalStore.open(tmp_path / "principals.db") as store:
+    async with await PrincipalStore.open(default_url(tmp_path)) as store:
         manager = (await store.add("Mo", [Role.MANAGER], email="mo@corp.example")).principal
         admin = (await store.add("Ada", [Role.ADMIN], email="ada@corp.example")).principal
     handle = await start(time_env.client, task_queue, FOLLOW_UP, policy=one_step(escalate_to="ADMIN"))
@@ -284,7 +285,7 @@ async def test_a_step_of_several_roles_tells_each_role_and_escalates_as_one_role
 ) -> None:
     """`any_of: [FINANCE, DIRECTOR]`, quorum 2: every holder of either role is told it waits; past the
     SLA the escalation role may decide beside them, and is told too."""
-    async with await PrincipalStore.open(tmp_path / "principals.db") as store:
+    async with await PrincipalStore.open(default_url(tmp_path)) as store:
         finance = (await store.add("Fi", [Role.FINANCE])).principal
         director = (await store.add("Di", [Role.DIRECTOR])).principal
         manager = (await store.add("Mo", [Role.MANAGER])).principal

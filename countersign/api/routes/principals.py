@@ -2,11 +2,18 @@ from datetime import UTC, datetime
 
 from fastapi import APIRouter, Request, Response, status
 
-from countersign.api.deps import WITH_BODY, PrincipalDep, PrincipalStoreDep, refusals
+from countersign.api.deps import WITH_BODY, PrincipalAdminDep, PrincipalDep, PrincipalStoreDep, refusals
 from countersign.api.services.principal_channels import my_channels, set_my_preferences
 from countersign.config.settings import Settings
 from countersign.models.channels import ChannelPreferences
-from countersign.models.principals import DelegateRequest, Delegation, DelegationEvent, PrincipalChannels
+from countersign.models.principal_admin import AddPrincipalRequest, PrincipalList
+from countersign.models.principals import (
+    DelegateRequest,
+    Delegation,
+    DelegationEvent,
+    NewPrincipal,
+    PrincipalChannels,
+)
 from countersign.models.views import PrincipalProfile
 
 router = APIRouter(prefix="/principals", tags=["principals"], responses=refusals(401))
@@ -15,6 +22,27 @@ router = APIRouter(prefix="/principals", tags=["principals"], responses=refusals
 def _settings(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
+
+
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    summary="Add a principal to the caller's tenant (ADMIN); its API key is in the answer, and never again",
+    responses=refusals(*WITH_BODY, 403, 409),
+)
+async def add_principal(
+    principal: PrincipalDep, body: AddPrincipalRequest, admin: PrincipalAdminDep
+) -> NewPrincipal:
+    return await admin.add(principal, body)
+
+
+@router.get(
+    "",
+    summary="The principals of the caller's tenant (ADMIN), with no key material",
+    responses=refusals(403),
+)
+async def list_principals(principal: PrincipalDep, admin: PrincipalAdminDep) -> PrincipalList:
+    return await admin.list(principal)
 
 
 @router.get("/me", summary="Who the caller is, their delegation if they set one, and their channels")

@@ -39,10 +39,6 @@ class StorageSettings(BaseModel):
         return value
 
     @property
-    def principals_db(self) -> Path:
-        return self.data_dir / "principals.db"
-
-    @property
     def database_url(self) -> str:
         """The URL of Countersign's one database."""
         if self.audit_database_url is not None:

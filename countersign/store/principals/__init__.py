@@ -1,4 +1,5 @@
-"""Principals, their API keys and their out-of-office delegations, kept in `<data-dir>/principals.db`.
+"""Principals, their API keys and their out-of-office delegations, kept in Countersign's one SQL
+database (settings.database_url), so that every gateway and worker, on any host, sees the same ones.
 
 A principal made by `countersign principal add` has API keys in a table of their own (`api_keys`):
 several at once during a rotation's grace period, each with when it was made, when it stops working
@@ -8,13 +9,14 @@ expired rows stay, for history. A disabled principal signs in neither with a key
 
 Principals who sign in with a JWT (api/tokens.py) are recorded on their first request (`sign_in`).
 
-The store is one class made of its parts, each a module of its own: `schema` (tables and migrations),
+The store is one class made of its parts, each a module of its own: `schema` (the tables, in `metadata`),
 `api_keys`, `sign_in` (token principals), `administration`, `reading`, `delegation` and `channels`, all on one
-connection (`connection`). This module is its public face.
+engine (`connection`). This module is its public face. A `principals.db` file of an earlier release is
+imported by store/legacy/principals_file.py.
 """
 
 from countersign.store.principals.administration import PrincipalAdministration
-from countersign.store.principals.api_keys import PREFIX_LENGTH, ApiKeyPrincipals
+from countersign.store.principals.api_keys import PREFIX_LENGTH, ApiKeyPrincipals, PrincipalExists
 from countersign.store.principals.channels import KEEP, PrincipalChannelSettings
 from countersign.store.principals.connection import Clock
 from countersign.store.principals.delegation import Delegations
@@ -27,6 +29,7 @@ __all__ = [
     "KEEP",
     "PREFIX_LENGTH",
     "Clock",
+    "PrincipalExists",
     "PrincipalStore",
     "SignInRefused",
 ]

@@ -4,6 +4,8 @@ with an append-only log of every delegation set or ended.
 
 from datetime import UTC, datetime, timedelta
 
+import sqlalchemy as sa
+
 from countersign.models.errors import Invalid, NotFound
 from countersign.models.principals import (
     MAX_DELEGATION_DAYS,
@@ -14,29 +16,14 @@ from countersign.models.principals import (
 )
 from countersign.store.principals.reading import PrincipalReading
 from countersign.store.principals.rows import delegation_of_row, instant_text, principal_of_row
+from countersign.store.principals.schema import delegation_log, delegations, principals
 
-_SET_DELEGATION = (
-    "INSERT OR REPLACE INTO delegations "
-    "(delegator_id, delegate_id, tenant, starts_at, ends_at, reason, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)"
+_d, _l, _p = delegations.c, delegation_log.c, principals.c
+_DELEGATION = sa.select(
+    _d.delegator_id, _d.delegate_id, _d.tenant, _d.starts_at, _d.ends_at, _d.reason, _d.created_at
 )
-_LOG = (
-    "INSERT INTO delegation_log (at, action, delegator_id, delegate_id, tenant, starts_at, ends_at, reason) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
-)
-_LOG_OF = (
-    "SELECT at, action, delegator_id, delegate_id, tenant, starts_at, ends_at, reason "
-    "FROM delegation_log WHERE delegator_id = ? ORDER BY seq"
-)
-_DELEGATION_OF = (
-    "SELECT delegator_id, delegate_id, tenant, starts_at, ends_at, reason, created_at "
-    "FROM delegations WHERE delegator_id = ?"
-)
-# A disabled delegator lends nothing: its roles are not for anyone to use while it is disabled.
-_DELEGATORS_FOR = (
-    "SELECT p.id, p.name, p.roles, p.tenant, p.email "
-    "FROM delegations d JOIN principals p ON p.id = d.delegator_id "
-    "WHERE d.delegate_id = ? AND d.tenant = ? AND p.tenant = d.tenant AND p.disabled_at IS NULL "
-    "AND d.starts_at <= ? AND d.ends_at > ? ORDER BY p.name, p.id"
+_LOG = sa.select(
+    _l.at, _l.action, _l.delegator_id, _l.delegate_id, _l.tenant, _l.starts_at, _l.ends_at, _l.reason
 )
 
 
@@ -75,27 +62,39 @@ class Delegations(PrincipalReading):
             reason=body.reason,
             created_at=now.astimezone(UTC),
         )
-        row = (
-            delegation.delegator_id,
-            delegation.delegate_id,
-            delegation.tenant,
-            instant_text(delegation.starts_at),
-            instant_text(delegation.ends_at),
-            delegation.reason,
+        row = {
+            "delegator_id": delegation.delegator_id,
+            "delegate_id": delegation.delegate_id,
+            "tenant": delegation.tenant,
+            "starts_at": instant_text(delegation.starts_at),
+            "ends_at": instant_text(delegation.ends_at),
+            "reason": delegation.reason,
+        }
+        created = instant_text(delegation.created_at)
+        replace = (
+            self._insert(delegations)
+            .values(**row, created_at=created)
+            .on_conflict_do_update(index_elements=[_d.delegator_id], set_={**row, "created_at": created})
         )
-        async with self._transaction():
-            await self._db.execute(_SET_DELEGATION, (*row, instant_text(delegation.created_at)))
-            await self._db.execute(_LOG, (instant_text(now), "set", *row))
+        async with self._transaction() as conn:
+            await conn.execute(replace)
+            await conn.execute(sa.insert(delegation_log).values(**row, at=instant_text(now), action="set"))
         return delegation
 
     async def clear_delegate(self, delegator: Principal, now: datetime) -> bool:
         """End `delegator`'s delegation; False when there was none."""
-        async with self._transaction():
-            cursor = await self._db.execute("DELETE FROM delegations WHERE delegator_id = ?", (delegator.id,))
-            if cursor.rowcount > 0:
-                log = (instant_text(now), "cleared", delegator.id, None, delegator.tenant, None, None, None)
-                await self._db.execute(_LOG, log)
-        return cursor.rowcount > 0
+        async with self._transaction() as conn:
+            cleared = await conn.execute(sa.delete(delegations).where(_d.delegator_id == delegator.id))
+            if cleared.rowcount > 0:
+                await conn.execute(
+                    sa.insert(delegation_log).values(
+                        at=instant_text(now),
+                        action="cleared",
+                        delegator_id=delegator.id,
+                        tenant=delegator.tenant,
+                    )
+                )
+        return cleared.rowcount > 0
 
     async def delegation_log(self, delegator_id: str) -> list[DelegationEvent]:
         """Every delegation `delegator_id` set or ended, oldest first."""
@@ -110,12 +109,12 @@ class Delegations(PrincipalReading):
                 ends_at=row[6],
                 reason=row[7],
             )
-            for row in await self._all(_LOG_OF, delegator_id)
+            for row in await self._all(_LOG.where(_l.delegator_id == delegator_id).order_by(_l.seq))
         ]
 
     async def delegation_of(self, delegator_id: str) -> Delegation | None:
         """The stored delegation, whether it has begun, is running or is over (see Delegation.active_at)."""
-        row = await self._one(_DELEGATION_OF, delegator_id)
+        row = await self._one(_DELEGATION.where(_d.delegator_id == delegator_id))
         return None if row is None else delegation_of_row(row)
 
     async def delegators_for(self, delegate: Principal, now: datetime) -> list[Principal]:
@@ -125,5 +124,18 @@ class Delegations(PrincipalReading):
         nothing.
         """
         at = instant_text(now)
-        rows = await self._all(_DELEGATORS_FOR, delegate.id, delegate.tenant, at, at)
+        # A disabled delegator lends nothing: its roles are not for anyone to use while it is disabled.
+        rows = await self._all(
+            sa.select(_p.id, _p.name, _p.roles, _p.tenant, _p.email)
+            .select_from(delegations.join(principals, _p.id == _d.delegator_id))
+            .where(
+                _d.delegate_id == delegate.id,
+                _d.tenant == delegate.tenant,
+                _p.tenant == _d.tenant,
+                _p.disabled_at.is_(None),
+                _d.starts_at <= at,
+                _d.ends_at > at,
+            )
+            .order_by(_p.name, _p.id)
+        )
         return [p for p in map(principal_of_row, rows) if p is not None]

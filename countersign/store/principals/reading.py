@@ -1,20 +1,17 @@
 """Reading enabled principals: one by id, and the recipients of a tenant's notifications."""
 
+import sqlalchemy as sa
+
 from countersign.models.enums import Role
 from countersign.models.principals import Principal, Recipient
 from countersign.store.principals.connection import PrincipalConnection
 from countersign.store.principals.rows import principal_of_row, recipient_of_row
+from countersign.store.principals.schema import principals
 
-_PRINCIPAL_BY_ID = (
-    "SELECT id, name, roles, tenant, email FROM principals WHERE id = ? AND disabled_at IS NULL"
-)
-_RECIPIENT_BY_ID = (
-    "SELECT id, name, roles, tenant, email, slack_user_id, delivery, quiet_hours, timezone "
-    "FROM principals WHERE id = ? AND disabled_at IS NULL"
-)
-_PRINCIPALS_OF_TENANT = (
-    "SELECT id, name, roles, tenant, email, slack_user_id, delivery, quiet_hours, timezone "
-    "FROM principals WHERE tenant = ? AND disabled_at IS NULL ORDER BY name, id"
+_p = principals.c
+_PRINCIPAL = sa.select(_p.id, _p.name, _p.roles, _p.tenant, _p.email)
+_RECIPIENT = sa.select(
+    _p.id, _p.name, _p.roles, _p.tenant, _p.email, _p.slack_user_id, _p.delivery, _p.quiet_hours, _p.timezone
 )
 
 
@@ -23,11 +20,11 @@ class PrincipalReading(PrincipalConnection):
 
     async def get(self, principal_id: str) -> Principal | None:
         """The principal, when it is not disabled."""
-        row = await self._one(_PRINCIPAL_BY_ID, principal_id)
+        row = await self._one(_PRINCIPAL.where(_p.id == principal_id, _p.disabled_at.is_(None)))
         return None if row is None else principal_of_row(row)
 
     async def recipient(self, principal_id: str) -> Recipient | None:
-        row = await self._one(_RECIPIENT_BY_ID, principal_id)
+        row = await self._one(_RECIPIENT.where(_p.id == principal_id, _p.disabled_at.is_(None)))
         return None if row is None else recipient_of_row(row)
 
     async def recipients(self, tenant: str, roles: list[Role]) -> list[Recipient]:
@@ -35,11 +32,12 @@ class PrincipalReading(PrincipalConnection):
         wanted = set(roles)
         if not wanted:
             return []
-        everyone = [
-            r for r in map(recipient_of_row, await self._all(_PRINCIPALS_OF_TENANT, tenant)) if r is not None
-        ]
+        rows = await self._all(
+            _RECIPIENT.where(_p.tenant == tenant, _p.disabled_at.is_(None)).order_by(_p.name, _p.id)
+        )
+        everyone = [r for r in map(recipient_of_row, rows) if r is not None]
         return [r for r in everyone if wanted.intersection(r.roles)]
 
     async def count(self) -> int:
-        row = await self._one("SELECT count(*) FROM principals")
+        row = await self._one(sa.select(sa.func.count()).select_from(principals))
         return int(row[0]) if row else 0

@@ -1,4 +1,4 @@
-"""How the principals database writes values and reads rows back into the models."""
+"""How the principal store writes values and reads rows back into the models."""
 
 import json
 from collections.abc import Iterable
@@ -22,7 +22,7 @@ API_KEY_SOURCE, JWT_SOURCE = "api-key", "jwt"
 
 
 def instant_text(moment: datetime) -> str:
-    """UTC, fixed width, so that SQLite compares instants as strings correctly."""
+    """UTC, fixed width, so that the database compares instants as strings correctly."""
     if moment.tzinfo is None:
         raise ValueError("a naive datetime has no place here: pass an aware one")
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")

@@ -1,143 +1,86 @@
-"""The principals database's tables, and bringing a database made by an earlier version up to them.
+"""The principal store's tables, in Countersign's one SQL database (SQLite or PostgreSQL).
 
-Kept apart from the queries: the shape of the tables and the history of how they got that shape
-change for different reasons than what the store asks of them.
+Kept apart from the queries: the shape of the tables changes for different reasons than what the store
+asks of them. A `principals.db` file of an earlier release is brought here by
+store/legacy/principals_file.py.
+
+Times are fixed-width UTC text (rows.instant_text), so that `expires_at > now` compares as time does; on
+PostgreSQL they compare byte by byte (collation "C") whatever the database's own collation.
 """
 
-import aiosqlite
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
 
-# `source`: 'api-key' for `countersign principal add`, 'jwt' for a token's subject (sign_in). The table
-# once held each principal's one key digest (`key_hash`); `_move_keys_out` brings such a database here.
-_PRINCIPALS_TABLE = """
-CREATE TABLE IF NOT EXISTS {table} (
-    id TEXT PRIMARY KEY,
-    name TEXT NOT NULL,
-    roles TEXT NOT NULL,
-    tenant TEXT NOT NULL,
-    created_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%SZ', 'now')),
-    email TEXT,
-    source TEXT NOT NULL DEFAULT 'api-key',
-    disabled_at TEXT,
-    slack_user_id TEXT,
-    delivery TEXT,
-    quiet_hours TEXT,
-    timezone TEXT
-)
-"""
-_SCHEMA = (
-    _PRINCIPALS_TABLE.format(table="principals")
-    + """;
--- Keys by their digest: authenticating is one primary-key read joined to the principal's row.
--- Times are fixed-width UTC text (instant_text), so that `expires_at > now` compares as time does.
-CREATE TABLE IF NOT EXISTS api_keys (
-    key_hash TEXT PRIMARY KEY,
-    principal_id TEXT NOT NULL,
-    prefix TEXT,
-    created_at TEXT NOT NULL,
-    expires_at TEXT,
-    revoked_at TEXT
-);
-CREATE INDEX IF NOT EXISTS api_keys_by_principal ON api_keys (principal_id);
--- One row per delegator: setting a new delegation replaces the previous one.
-CREATE TABLE IF NOT EXISTS delegations (
-    delegator_id TEXT PRIMARY KEY,
-    delegate_id TEXT NOT NULL,
-    tenant TEXT NOT NULL,
-    starts_at TEXT NOT NULL,
-    ends_at TEXT NOT NULL,
-    reason TEXT NOT NULL,
-    created_at TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS delegations_by_delegate ON delegations (delegate_id, tenant);
--- Append-only: every delegation set or ended, with who and why, outlives its replacement.
-CREATE TABLE IF NOT EXISTS delegation_log (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT,
-    at TEXT NOT NULL,
-    action TEXT NOT NULL,
-    delegator_id TEXT NOT NULL,
-    delegate_id TEXT,
-    tenant TEXT NOT NULL,
-    starts_at TEXT,
-    ends_at TEXT,
-    reason TEXT
-);
-"""
-)
-# After any migration: an index made on the old principals table would go with it.
-_INDEXES = (
-    "CREATE INDEX IF NOT EXISTS principals_by_tenant ON principals (tenant);"
-    "CREATE INDEX IF NOT EXISTS principals_by_slack_user ON principals (slack_user_id);"
-)
+metadata = sa.MetaData()
 
-# Columns added after a database may already exist: (name, definition) for ALTER TABLE ... ADD COLUMN.
-_ADDED_COLUMNS = [
-    ("email", "TEXT"),
+_INSTANT = sa.Text().with_variant(postgresql.TEXT(collation="C"), "postgresql")
+
+# `source`: 'api-key' for `countersign principal add`, 'jwt' for a token's subject (sign_in).
+principals = sa.Table(
+    "principals",
+    metadata,
+    sa.Column("id", sa.Text, primary_key=True),
+    sa.Column("name", sa.Text, nullable=False),
+    sa.Column("roles", sa.Text, nullable=False),  # a JSON list, sorted (rows.roles_text)
+    sa.Column("tenant", sa.Text, nullable=False),
+    sa.Column("created_at", _INSTANT, nullable=False),
+    sa.Column("email", sa.Text),
+    sa.Column("source", sa.Text, nullable=False, server_default="api-key"),
+    sa.Column("disabled_at", _INSTANT),
     # Where else a reviewer is told and may decide (store/principals/channels.py).
-    ("slack_user_id", "TEXT"),
-    ("delivery", "TEXT"),  # immediate (NULL), hourly or daily
-    ("quiet_hours", "TEXT"),  # HH:MM-HH:MM in `timezone`, or NULL
-    ("timezone", "TEXT"),
-]
+    sa.Column("slack_user_id", sa.Text),
+    sa.Column("delivery", sa.Text),  # immediate (NULL), hourly or daily
+    sa.Column("quiet_hours", sa.Text),  # HH:MM-HH:MM in `timezone`, or NULL
+    sa.Column("timezone", sa.Text),
+    sa.Index("principals_by_tenant", "tenant"),
+    # Unique: a Slack user decides as one principal only. The database holds that when two gateways map
+    # the same member id at once, which a look before the write cannot (NULLs are many, as they should).
+    sa.Index("principals_by_slack_user", "slack_user_id", unique=True),
+)
 
+# Keys by their digest: authenticating is one unique-index read joined to the principal's row. `seq`
+# orders a principal's keys as they were made (two made in the same microsecond included): the file this
+# table came from ordered by SQLite's rowid, which PostgreSQL has no equivalent of.
+api_keys = sa.Table(
+    "api_keys",
+    metadata,
+    sa.Column("seq", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("key_hash", sa.Text, nullable=False, unique=True),
+    sa.Column("principal_id", sa.Text, nullable=False),
+    sa.Column("prefix", sa.Text),
+    sa.Column("created_at", _INSTANT, nullable=False),
+    sa.Column("expires_at", _INSTANT),
+    sa.Column("revoked_at", _INSTANT),
+    sa.Index("api_keys_by_principal", "principal_id"),
+    sqlite_autoincrement=True,
+)
 
-async def prepare(db: aiosqlite.Connection) -> None:
-    """Create the tables, migrate an older database, then the indexes a migration would have dropped."""
-    await db.executescript(_SCHEMA)
-    await _migrate(db)
-    await db.executescript(_INDEXES)
-    await db.commit()
+# One row per delegator: setting a new delegation replaces the previous one.
+delegations = sa.Table(
+    "delegations",
+    metadata,
+    sa.Column("delegator_id", sa.Text, primary_key=True),
+    sa.Column("delegate_id", sa.Text, nullable=False),
+    sa.Column("tenant", sa.Text, nullable=False),
+    sa.Column("starts_at", _INSTANT, nullable=False),
+    sa.Column("ends_at", _INSTANT, nullable=False),
+    sa.Column("reason", sa.Text, nullable=False),
+    sa.Column("created_at", _INSTANT, nullable=False),
+    sa.Index("delegations_by_delegate", "delegate_id", "tenant"),
+)
 
-
-async def _columns(db: aiosqlite.Connection, table: str) -> set[str]:
-    cursor = await db.execute("SELECT name FROM pragma_table_info(?)", (table,))
-    return {row[0] for row in await cursor.fetchall()}
-
-
-async def _missing_columns(db: aiosqlite.Connection) -> bool:
-    present = await _columns(db, "principals")
-    return any(name not in present for name, _ in _ADDED_COLUMNS)
-
-
-async def _migrate(db: aiosqlite.Connection) -> None:
-    """Bring a database made by an earlier version up to the current tables, in one transaction.
-
-    BEGIN IMMEDIATE takes the write lock before looking: the gateway, the worker and the CLI may all
-    open an old database at once, and whoever comes second finds the work done.
-    """
-    if "key_hash" not in await _columns(db, "principals") and not await _missing_columns(db):
-        return  # the common case: nothing to do, and no write lock taken to find that out
-    await db.execute("BEGIN IMMEDIATE")
-    try:
-        present = await _columns(db, "principals")
-        for name, definition in _ADDED_COLUMNS:
-            if name not in present:
-                # Literal names from _ADDED_COLUMNS only.
-                await db.execute(f"ALTER TABLE principals ADD COLUMN {name} {definition}")
-        if "key_hash" in present:
-            await _move_keys_out(db)
-        await db.commit()
-    except BaseException:
-        await db.rollback()
-        raise
-
-
-async def _move_keys_out(db: aiosqlite.Connection) -> None:
-    """From one key digest per principals row to the api_keys table, every key still working.
-
-    SQLite cannot drop a NOT NULL UNIQUE column, so the table is rebuilt (SQLite's documented way:
-    make the new table, copy, drop the old, rename the new). Key prefixes are unknown until each key is
-    next used. The key's creation time is the principal's: the only one there is.
-    """
-    await db.execute("DROP TABLE IF EXISTS principals_new")
-    await db.execute(_PRINCIPALS_TABLE.format(table="principals_new"))
-    await db.execute(
-        "INSERT OR IGNORE INTO api_keys (key_hash, principal_id, prefix, created_at) "
-        "SELECT key_hash, id, NULL, "
-        "coalesce(strftime('%Y-%m-%dT%H:%M:%S.000000Z', created_at), created_at) FROM principals"
-    )
-    await db.execute(
-        "INSERT INTO principals_new (id, name, roles, tenant, created_at, email, source) "
-        "SELECT id, name, roles, tenant, created_at, email, 'api-key' FROM principals"
-    )
-    await db.execute("DROP TABLE principals")
-    await db.execute("ALTER TABLE principals_new RENAME TO principals")
+# Append-only: every delegation set or ended, with who and why, outlives its replacement.
+delegation_log = sa.Table(
+    "delegation_log",
+    metadata,
+    sa.Column("seq", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("at", _INSTANT, nullable=False),
+    sa.Column("action", sa.Text, nullable=False),
+    sa.Column("delegator_id", sa.Text, nullable=False),
+    sa.Column("delegate_id", sa.Text),
+    sa.Column("tenant", sa.Text, nullable=False),
+    sa.Column("starts_at", _INSTANT),
+    sa.Column("ends_at", _INSTANT),
+    sa.Column("reason", sa.Text),
+    sqlite_autoincrement=True,
+)

@@ -7,12 +7,16 @@ their roles and tenant are the identity provider's to say, and are as of their l
 
 import json
 
+import sqlalchemy as sa
+
 from countersign.models.errors import CountersignError
 from countersign.models.principals import Principal
 from countersign.store.principals.connection import PrincipalConnection
 from countersign.store.principals.rows import JWT_SOURCE, instant_text, roles_text
+from countersign.store.principals.schema import principals
 
-_SIGN_IN = "SELECT name, roles, tenant, email, source, disabled_at FROM principals WHERE id = ?"
+_p = principals.c
+_SIGN_IN = sa.select(_p.name, _p.roles, _p.tenant, _p.email, _p.source, _p.disabled_at)
 
 
 class SignInRefused(CountersignError):
@@ -29,25 +33,23 @@ class TokenPrincipals(PrincipalConnection):
         Raises SignInRefused when the principal is disabled, or when its id is an API-key principal's:
         a token never takes over a principal `countersign principal add` made, in any tenant.
         """
-        row = await self._one(_SIGN_IN, principal.id)
+        row = await self._one(_SIGN_IN.where(_p.id == principal.id))
         if row is None:
-            async with self._transaction():
-                cursor = await self._db.execute(
-                    "INSERT INTO principals (id, name, roles, tenant, email, source, created_at) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING",
-                    (
-                        principal.id,
-                        principal.name,
-                        roles_text(principal.roles),
-                        principal.tenant,
-                        email,
-                        JWT_SOURCE,
-                        instant_text(self._now()),
-                    ),
-                )
-            if cursor.rowcount == 1:
+            # Two first requests at once (on two gateways, say): the primary key lets one insert.
+            insert = self._insert(principals).values(
+                id=principal.id,
+                name=principal.name,
+                roles=roles_text(principal.roles),
+                tenant=principal.tenant,
+                email=email,
+                source=JWT_SOURCE,
+                created_at=instant_text(self._now()),
+            )
+            async with self._transaction() as conn:
+                inserted = await conn.execute(insert.on_conflict_do_nothing(index_elements=[_p.id]))
+            if inserted.rowcount == 1:
                 return
-            row = await self._one(_SIGN_IN, principal.id)  # another request recorded it just now
+            row = await self._one(_SIGN_IN.where(_p.id == principal.id))  # the other one recorded it
             if row is None:
                 raise SignInRefused(f"principal {principal.id} could not be recorded; try again")
         name, roles, tenant, stored_email, source, disabled_at = row
@@ -62,16 +64,14 @@ class TokenPrincipals(PrincipalConnection):
         stored = (name, sorted(json.loads(roles)), tenant, stored_email)
         if stored == (principal.name, sorted(principal.roles), principal.tenant, email):
             return
-        async with self._transaction():
-            await self._db.execute(
-                "UPDATE principals SET name = ?, roles = ?, tenant = ?, email = ? "
-                "WHERE id = ? AND source = ? AND disabled_at IS NULL",
-                (
-                    principal.name,
-                    roles_text(principal.roles),
-                    principal.tenant,
-                    email,
-                    principal.id,
-                    JWT_SOURCE,
-                ),
+        async with self._transaction() as conn:
+            await conn.execute(
+                sa.update(principals)
+                .where(_p.id == principal.id, _p.source == JWT_SOURCE, _p.disabled_at.is_(None))
+                .values(
+                    name=principal.name,
+                    roles=roles_text(principal.roles),
+                    tenant=principal.tenant,
+                    email=email,
+                )
             )
