@@ -20,14 +20,15 @@ class DatabaseReady:
     imported: int  # rows imported from the data dir's old files
 
 
-async def prepare_database(url: str, data_dir: Path) -> DatabaseReady:
-    """Raises schema.SchemaAhead for a database a newer Countersign migrated."""
-    engine = make_engine(url)
+async def prepare_database(url: str, data_dir: Path, *, schema_name: str | None = None) -> DatabaseReady:
+    """Raises schema.SchemaAhead for a database a newer Countersign migrated. `schema_name`: a
+    PostgreSQL schema to hold the tables (tests), else the search path's."""
+    engine = make_engine(url, schema=schema_name)
     try:
-        before, after = await schema.upgrade(engine)
+        before, after = await schema.upgrade(engine, schema_name)
     finally:
         await engine.dispose()
-    imported = await import_data_dir(data_dir, url)
+    imported = await import_data_dir(data_dir, url, schema=schema_name)
     if imported:
         _log.info("imported %d row(s) from the old files in %s", imported, data_dir)
     return DatabaseReady(before, after, imported)
