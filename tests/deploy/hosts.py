@@ -201,7 +201,7 @@ def worker(root: Path, name: str, settings: Mapping[str, str]) -> Host:
     return Host(name, root / name, ["worker"], settings)
 
 
-async def until_healthy(host: Host, timeout: float = 180) -> None:
+async def until_healthy(host: Host, timeout: float = 300) -> None:
     """GET /healthz answers 200; a process that exits first fails at once, with its last lines."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
