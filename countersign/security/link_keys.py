@@ -13,12 +13,19 @@ import hmac
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 
 from countersign.security.codec import parse_keys
 from countersign.security.gateway_keys import write_secret
 
 LINK_KEY_FILE = Path("keys") / "links.key"
+
+
+def generate(key_id: str | None = None) -> str:
+    """A new link key, `id:base64 key`, as COUNTERSIGN_LINK_KEYS takes it."""
+    key_id = key_id or f"l{datetime.now(UTC):%Y%m%d}{secrets.token_hex(2)}"
+    return f"{key_id}:{base64.b64encode(secrets.token_bytes(32)).decode()}"
 
 
 @dataclass(frozen=True)
@@ -43,7 +50,7 @@ class LinkKeyring:
         path = data_dir / LINK_KEY_FILE
         if not path.is_file():
             with contextlib.suppress(FileExistsError):  # another process made it a moment ago
-                write_secret(path, f"l1:{base64.b64encode(secrets.token_bytes(32)).decode()}")
+                write_secret(path, generate("l1"))
         return cls.from_text(path.read_text().strip())
 
     def mac(self, key_id: str, data: bytes) -> str:

@@ -78,3 +78,37 @@ def test_the_database_url_has_two_prefixed_names_and_no_plain_one(
     assert Settings(_env_file=None).database_url == "postgresql://cs@db/old-name"
     monkeypatch.setenv("COUNTERSIGN_DATABASE_URL", "postgresql://cs@db/new-name")
     assert Settings(_env_file=None).database_url == "postgresql://cs@db/new-name"
+
+
+def test_no_two_groups_name_a_validator_alike() -> None:
+    """The structural half of the test above: one validator per name across every group."""
+    from collections import defaultdict
+
+    owners: dict[str, set[str]] = defaultdict(set)
+    for group in Settings.__mro__:
+        decorators = getattr(group, "__pydantic_decorators__", None)
+        if decorators is None:
+            continue
+        for kind in (decorators.field_validators, decorators.model_validators):
+            for name, decorator in kind.items():
+                # The class that wrote it (an inherited one is listed under its heirs too).
+                owners[name].add(decorator.func.__qualname__.rpartition(".")[0])
+    assert {name: sorted(where) for name, where in owners.items() if len(where) > 1} == {}
+
+
+@pytest.mark.parametrize(
+    "variable",
+    [
+        "COUNTERSIGN_LINK_KEYS",
+        "COUNTERSIGN_SLACK_BOT_TOKEN",
+        "COUNTERSIGN_SLACK_SIGNING_SECRET",
+        "COUNTERSIGN_AUDIT_KEYS",
+        "COUNTERSIGN_GATEWAY_SIGNING_KEYS",
+        "COUNTERSIGN_GATEWAY_PUBLIC_KEYS",
+    ],
+)
+def test_an_empty_secret_is_unset(variable: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    # `NAME=` in .env (as .env.example leaves the ones compose requires) means no key, not an empty key.
+    monkeypatch.setenv(variable, " ")
+    settings = Settings(_env_file=None)  # type: ignore[call-arg]
+    assert getattr(settings, variable.removeprefix("COUNTERSIGN_").lower()) is None

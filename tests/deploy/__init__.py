@@ -110,11 +110,22 @@ def env_example() -> dict[str, EnvLine]:
 
 
 def setting_variables() -> dict[str, str]:
-    """COUNTERSIGN_* variable -> Settings field, from the Settings class itself."""
+    """COUNTERSIGN_* variable -> Settings field, from the Settings class itself. A field read under
+    other names (COUNTERSIGN_DATABASE_URL and its old name COUNTERSIGN_AUDIT_DATABASE_URL) has a line for
+    each of its COUNTERSIGN_* names."""
+    from pydantic import AliasChoices
+
     from countersign.config.settings import Settings
 
     prefix = Settings.model_config.get("env_prefix", "")
-    return {f"{prefix}{name}".upper(): name for name in Settings.model_fields}
+    found = {}
+    for name, field in Settings.model_fields.items():
+        aliases = field.validation_alias
+        names = aliases.choices if isinstance(aliases, AliasChoices) else [f"{prefix}{name}"]
+        for variable in names:
+            if isinstance(variable, str) and variable.upper().startswith(prefix.upper()):
+                found[variable.upper()] = name
+    return found
 
 
 def vendor_variables() -> set[str]:

@@ -3,6 +3,7 @@ settings it passes, and the Temporal set-up it runs (schema, namespace, search a
 
 import graphlib
 import re
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,6 +16,7 @@ from typer.testing import CliRunner
 from countersign.models import search_attributes as sa
 from countersign.security.audit_keys import generate as generate_audit_key
 from countersign.security.gateway_keys import generate as generate_gateway_key
+from countersign.security.link_keys import generate as generate_link_key
 from tests.deploy import (
     COMPOSE_FILE,
     COUNTERSIGN_SERVICES,
@@ -43,7 +45,11 @@ SECRETS = {
     "COUNTERSIGN_GATEWAY_SIGNING_KEYS": _SIGNING_KEY,
     "COUNTERSIGN_GATEWAY_PUBLIC_KEYS": _PUBLIC_KEY,
     "COUNTERSIGN_AUDIT_KEYS": generate_audit_key("compose"),
+    "COUNTERSIGN_LINK_KEYS": generate_link_key("compose"),
 }
+# Uvicorn's own variable, set for the gateway behind the proxy (the client address it may believe).
+GATEWAY_SERVER_VARIABLES = {"FORWARDED_ALLOW_IPS"}
+CADDYFILE = DEPLOY / "caddy" / "Caddyfile"
 # Columns that PostgreSQL visibility (Temporal's schema postgresql/v12/visibility) pre-allocates per
 # namespace for each type of custom search attribute.
 SQL_VISIBILITY_SLOTS = {
@@ -162,14 +168,60 @@ def test_dependencies_form_a_start_order() -> None:
         }
 
 
-def test_the_worker_can_be_scaled() -> None:
-    worker = services()["worker"]
-    assert "container_name" not in worker and "ports" not in worker, "--scale worker=N needs neither"
-    assert "build" in worker and worker.get("stop_grace_period")
-    # One named volume for every worker (and the gateway): principals are shared. (The outbox marks and
-    # records a retried action finds are in the database.)
-    assert "countersign-data:/data" in worker["volumes"]
-    assert services()["api"]["volumes"] == worker["volumes"]
+@pytest.mark.parametrize("name", COUNTERSIGN_SERVICES)
+def test_workers_and_gateways_scale_with_no_volume(name: str) -> None:
+    service = services()[name]
+    assert "container_name" not in service and "ports" not in service, "--scale needs neither"
+    assert "build" in service
+    # Nothing on a volume: state is in the database and keys are settings, so a container added by
+    # `--scale` (or on another host) starts empty and misses nothing, and no two share a file.
+    assert "volumes" not in service and "countersign-data" not in (load_compose().get("volumes") or {})
+    assert services()["worker"].get("stop_grace_period")
+
+
+def test_the_proxy_round_robins_over_every_gateway() -> None:
+    proxy = services()["proxy"]
+    assert proxy["image"].startswith("caddy:")
+    assert proxy["ports"] == ["${API_PORT:-8000}:8000"], "the one way in, where the api's port used to be"
+    assert dependencies(proxy) == {"api": "service_healthy"}
+    assert f"./{CADDYFILE.relative_to(REPO)}:/etc/caddy/Caddyfile:ro" in proxy["volumes"]
+    caddyfile = CADDYFILE.read_text(encoding="utf-8")
+    lines = [line.split("#", 1)[0].strip() for line in caddyfile.splitlines()]
+    api_port = fixed_environment("api")["COUNTERSIGN_API_PORT"]
+    # Every address of the `api` service in Docker's DNS, looked up again (scaling needs no restart),
+    # taken in turn.
+    assert f"dynamic a api {api_port} {{" in lines
+    assert "lb_policy round_robin" in lines
+    assert ":8000 {" in lines, "it listens where its published port points"
+    assert caddyfile.count("{") == caddyfile.count("}")
+    # The gateways believe the client address the proxy forwards (per-address sign-in limits).
+    assert environment(services()["api"])["FORWARDED_ALLOW_IPS"] == "*"
+
+
+@pytest.mark.parametrize("name", COUNTERSIGN_SERVICES)
+def test_every_key_is_a_required_setting_and_none_is_read_from_the_data_dir(
+    name: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Containers share no volume, so a key read from (or made in) a data dir would differ per
+    container: workers could not verify what gateways sign, links minted by one would not open on another."""
+    from countersign.config.settings import Settings
+    from countersign.security.link_keys import LinkKeyring
+
+    for key in setting_variables():
+        monkeypatch.delenv(key, raising=False)
+    for key, value in fixed_environment(name).items():
+        monkeypatch.setenv(key, value)
+    loaded = Settings(_env_file=None, data_dir=tmp_path)
+    loaded.gateway_trust()
+    loaded.audit_keyring()
+    assert loaded.link_keys is not None
+    LinkKeyring.load(loaded.link_keys.get_secret_value(), tmp_path)
+    if name == "api":
+        loaded.gateway_signer()
+    assert list(tmp_path.iterdir()) == [], "a key was looked for, or made, in the data dir"
+    env = environment(services()[name])
+    for variable in ("COUNTERSIGN_GATEWAY_PUBLIC_KEYS", "COUNTERSIGN_AUDIT_KEYS", "COUNTERSIGN_LINK_KEYS"):
+        assert all(v.required for v in variables(env[variable] or "")) and env[variable], variable
 
 
 @pytest.mark.parametrize("name", COUNTERSIGN_SERVICES)
@@ -194,12 +246,14 @@ def test_countersign_services_get_every_setting_and_only_real_ones(name: str) ->
     passed = {key for key in env if key.startswith("COUNTERSIGN_")}
     assert passed <= set(settings), f"not settings: {sorted(passed - set(settings))}"
     not_here = UP_ONLY_SETTINGS | (GATEWAY_ONLY_SETTINGS if name == "worker" else set())
-    missing = {settings[key] for key in set(settings) - passed} - not_here
+    # A setting read under two names (a new one and its alias) is passed once, under either.
+    missing = set(settings.values()) - {settings[key] for key in passed} - not_here
     assert not missing, f"settings {sorted(missing)} cannot be set for {name}: add them to x-countersign-env"
     if name == "worker":
         assert not {settings[key] for key in passed} & GATEWAY_ONLY_SETTINGS, "the worker got a private key"
     others = set(env) - passed
-    assert others <= vendor_variables(), f"{name}: unexpected variables {sorted(others)}"
+    allowed = vendor_variables() | (GATEWAY_SERVER_VARIABLES if name == "api" else set())
+    assert others <= allowed, f"{name}: unexpected variables {sorted(others)}"
 
 
 def test_the_worker_gets_the_llm_vendor_variables() -> None:
@@ -244,8 +298,12 @@ def test_the_values_compose_sets_are_valid_settings(name: str, monkeypatch: pyte
     assert loaded.resolved_temporal_ui_url.startswith("http://localhost:")
 
 
-def test_the_audit_store_is_the_compose_postgresql() -> None:
-    url = make_url(fixed_environment("api")["COUNTERSIGN_AUDIT_DATABASE_URL"])
+def test_the_database_is_the_compose_postgresql() -> None:
+    assert (
+        fixed_environment("api")["COUNTERSIGN_DATABASE_URL"]
+        == fixed_environment("worker")["COUNTERSIGN_DATABASE_URL"]
+    )
+    url = make_url(fixed_environment("api")["COUNTERSIGN_DATABASE_URL"])
     assert url.drivername in ("postgresql", "postgresql+asyncpg")
     assert url.host == "postgres" and url.host in services() and url.port == 5432
     assert url.password == SECRETS["AUDIT_DB_PASSWORD"]
@@ -379,7 +437,7 @@ def test_observability_is_a_profile_and_scrapes_real_services() -> None:
     assert {"temporal", "worker", "api"} <= scraped
     # The gateway's /metrics needs a credential: the token, written by Prometheus' entrypoint to the file
     # its job reads.
-    api_job = next(job for job in config["scrape_configs"] if "api:8000" in str(job))
+    api_job = next(job for job in config["scrape_configs"] if job["job_name"] == "countersign-api")
     token_file = api_job["authorization"]["credentials_file"]
     prometheus = found["prometheus"]
     assert environment(prometheus)["COUNTERSIGN_METRICS_TOKEN"] is None  # passed on from .env

@@ -59,7 +59,10 @@ class ChannelSettings(BaseModel):
     def _no_trailing_slash(cls, value: str) -> str:
         return value.rstrip("/")
 
+    # Named for this group: Settings inherits every group, and a validator of the same name in another
+    # (KeySettings has `_empty_is_unset`) would replace this one, leaving `COUNTERSIGN_LINK_KEYS=` an
+    # empty key and `COUNTERSIGN_SLACK_BOT_TOKEN=` an empty token rather than unset.
     @field_validator("link_keys", "slack_bot_token", "slack_signing_secret", mode="before")
     @classmethod
-    def _empty_is_unset(cls, value: object) -> object:
+    def _empty_channel_secret_is_unset(cls, value: object) -> object:
         return None if isinstance(value, str) and not value.strip() else value
