@@ -26,7 +26,7 @@ class Cli:
     def __init__(self, data_dir: Path, url: str) -> None:
         self.data_dir = data_dir
         self.env = {"COUNTERSIGN_DATABASE_URL": url}
-        self.settings = Settings(_env_file=None, data_dir=data_dir, database_url=url)
+        self.settings = Settings(_env_file=None, data_dir=data_dir, audit_database_url=url)
 
     def __call__(self, *args: str, env: dict[str, str] | None = None) -> Result:
         arguments = ["principal", *args, "--data-dir", str(self.data_dir)]

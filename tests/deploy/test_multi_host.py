@@ -74,7 +74,7 @@ Call = Callable[[httpx.AsyncClient], Awaitable[httpx.Response]]
 T = TypeVar("T")
 
 
-async def _retrying(http: httpx.AsyncClient, call: Call, what: str, within: float = 120) -> httpx.Response:
+async def _retrying(http: httpx.AsyncClient, call: Call, what: str, within: float = 300) -> httpx.Response:
     loop = asyncio.get_running_loop()
     deadline, last = loop.time() + within, "nothing"
     while loop.time() < deadline:
@@ -160,7 +160,7 @@ async def approve(http: httpx.AsyncClient, key: str, workflow_id: str) -> None:
     dead worker's timeout) finds the workflow past waiting: that is the approval, done."""
     body = {"decision": "approved", "notes": "multi-host", "proposal_version": 1}
     loop = asyncio.get_running_loop()
-    deadline = loop.time() + 120
+    deadline = loop.time() + 300
     while True:
         try:
             answer = await http.post(
@@ -176,7 +176,7 @@ async def approve(http: httpx.AsyncClient, key: str, workflow_id: str) -> None:
             raise AssertionError(f"approve {workflow_id}: {answer.status_code} {answer.text}")
         if (await view(http, key, workflow_id))["state"] != WorkflowState.WAITING_FOR_APPROVAL:
             return
-        assert loop.time() < deadline, f"approve {workflow_id}: not applied within 120s"
+        assert loop.time() < deadline, f"approve {workflow_id}: not applied within 300s (a loaded machine)"
         await asyncio.sleep(0.5)
 
 

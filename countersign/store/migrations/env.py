@@ -6,16 +6,22 @@ there is no alembic.ini and no URL here, so a password never reaches Alembic's c
 
 from alembic import context
 
-config = context.config
-connection = config.attributes["connection"]
-schema = config.attributes.get("schema")
 
-context.configure(
-    connection=connection,
-    target_metadata=config.attributes.get("target_metadata"),
-    version_table_schema=schema,
-    # SQLite cannot ALTER most things in place: batch mode rebuilds a table where it must.
-    render_as_batch=True,
-)
-with context.begin_transaction():
-    context.run_migrations(schema=schema)
+def _run() -> None:
+    config = context.config
+    schema = config.attributes.get("schema")
+    context.configure(
+        connection=config.attributes["connection"],
+        target_metadata=config.attributes.get("target_metadata"),
+        version_table_schema=schema,
+        # SQLite cannot ALTER most things in place: batch mode rebuilds a table where it must.
+        render_as_batch=True,
+    )
+    with context.begin_transaction():
+        context.run_migrations(schema=schema)
+
+
+# Alembic runs this file under a module name of its own; imported as a package module (the wheel's
+# import check, a tool listing modules) it does nothing, as there is no migration to run.
+if __name__ != "countersign.store.migrations.env":
+    _run()
