@@ -1,6 +1,6 @@
 """Countersign against the Temporal floor, in one run, as JSON.
 
-    uv run python -m benchmarks [--quick] [--json FILE] [--skip-pending]
+    uv run python -m benchmarks [--quick] [--json FILE] [--skip-pending | --only-pending]
 
 Starts its own dev server, a worker process (Countersign's worker and a bare one for the floor) and the
 gateway over TCP, then measures: `floor` (a bare workflow of the lifecycle's shape, driven by a Temporal
@@ -48,9 +48,13 @@ async def _shape(bench: Stack, poll: float) -> FloorShape:
     return await shape_of(handle)
 
 
-async def run(counts: dict[str, int], with_pending: bool, poll: float) -> dict[str, Any]:
+async def run(
+    counts: dict[str, int], with_pending: bool, poll: float, only_pending: bool = False
+) -> dict[str, Any]:
     principals = {"requester": [], "manager": [Role.MANAGER]}
     async with stack(principals, over_tcp=True, worker_process=True) as bench:
+        if only_pending:
+            return {"pending_10k": await pending(bench, counts["pending"])}
         client, queue = bench.env.client, bench.task_queue
         requester, manager = bench.headers["requester"], bench.headers["manager"]
         shape = await _shape(bench, poll)
@@ -121,6 +125,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="small counts: the same keys in minutes")
     parser.add_argument("--json", type=Path, help="also write the result to this file")
     parser.add_argument("--skip-pending", action="store_true", help="leave out pending_10k")
+    parser.add_argument("--only-pending", action="store_true", help="measure pending_10k alone")
     parser.add_argument(
         "--poll", type=float, default=POLL_SECONDS, help="seconds between a client's state polls"
     )
@@ -129,7 +134,9 @@ def main() -> None:
     counts = QUICK if args.quick else FULL
     if args.poll <= 0:
         parser.error("--poll must be positive")
-    result = asyncio.run(run(counts, not args.skip_pending, args.poll))
+    if args.skip_pending and args.only_pending:
+        parser.error("--skip-pending and --only-pending exclude each other")
+    result = asyncio.run(run(counts, not args.skip_pending, args.poll, args.only_pending))
     result = {
         "mode": "quick" if args.quick else "full",
         "counts": counts,

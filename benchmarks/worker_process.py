@@ -15,7 +15,11 @@ from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
 from benchmarks.floor import FLOOR_QUEUE_SUFFIX, PLAIN_FLOOR_QUEUE_SUFFIX, FloorWorkflow, floor_step
 from countersign.config.settings import Settings
 from countersign.config.temporal import connect
+from countersign.inbox_reconciler import InboxReconciler
 from countersign.llm.rules import RulesPlanner
+from countersign.store.leases import Leases
+from countersign.store.pending_decisions import PendingDecisions
+from countersign.store.sql import default_url
 from countersign.worker import WorkerTrust, build_worker
 
 
@@ -48,9 +52,23 @@ async def serve(address: str, queue: str, data_dir: Path) -> None:
         )
         for suffix in (FLOOR_QUEUE_SUFFIX, PLAIN_FLOOR_QUEUE_SUFFIX)
     )
-    async with ours, floor, plain:
+    # The inbox's reconciler runs beside the workers, as in `countersign worker`: its passes over every
+    # waiting workflow count in the worker's memory.
+    url = default_url(data_dir)
+    async with (
+        ours,
+        floor,
+        plain,
+        await PendingDecisions.open(url) as pending,
+        await Leases.open(url) as leases,
+    ):
+        reconciler = InboxReconciler(client, pending, leases, interval=settings.inbox_reconcile_seconds)
+        reconciling = asyncio.ensure_future(reconciler.run())
         print("ready", flush=True)
-        await asyncio.Event().wait()
+        try:
+            await asyncio.Event().wait()
+        finally:
+            reconciling.cancel()
 
 
 def main() -> None:

@@ -53,6 +53,7 @@ from countersign.config.settings import (
 )
 from countersign.config.temporal import TemporalUnreachable, connect, ensure_search_attributes
 from countersign.graphs.registry import NodeRegistry, build_node_registry
+from countersign.inbox_reconciler import InboxReconciler
 from countersign.llm.base import Planner
 from countersign.llm.factory import build_planner
 from countersign.llm.spec import SpecError, default_chain, parse_chain
@@ -63,6 +64,8 @@ from countersign.security.audit_keys import AuditKeyring
 from countersign.security.gateway_keys import MissingKey
 from countersign.security.link_keys import LinkKeyring
 from countersign.store.decision_links import DecisionLinks
+from countersign.store.leases import Leases
+from countersign.store.pending_decisions import PendingDecisions
 from countersign.store.sql import OpenedOnFirstUse, default_url
 from countersign.store.tool_effects import ToolEffects
 from countersign.tools.builtin import build_registry
@@ -339,11 +342,16 @@ async def run_worker(
         settings.integrations(),
         settings.public_url,
     )
+    # The inbox's projection is compared with Temporal and repaired from here (one worker at a time).
+    projection = await PendingDecisions.open(settings.database_url)
+    leases = await Leases.open(settings.database_url)
+    reconciler = InboxReconciler(client, projection, leases, interval=settings.inbox_reconcile_seconds)
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
     sending = asyncio.ensure_future(digests.run(settings.digest_interval_seconds))
+    reconciling = asyncio.ensure_future(reconciler.run())
     try:
         async with worker:
             waits: list[asyncio.Future[Any]] = [asyncio.ensure_future(stop.wait())]
@@ -364,8 +372,11 @@ async def run_worker(
             log.info("stopping: running activities get %ss", settings.worker_shutdown_grace_seconds)
     finally:
         sending.cancel()  # a digest cut short is released (or its claim lapses): the next round sends it
-        await asyncio.gather(sending, return_exceptions=True)
+        reconciling.cancel()
+        await asyncio.gather(sending, reconciling, return_exceptions=True)
         await digests.close()
+        await projection.close()
+        await leases.close()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(signum)
         tracing.shutdown(traces)  # spans still batched are exported before the process ends

@@ -12,7 +12,7 @@ from fastapi import FastAPI, Request, status
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from temporalio.client import Client
+from temporalio.client import Client, WorkflowQueryFailedError, WorkflowUpdateRPCTimeoutOrCancelledError
 from temporalio.service import RPCError, RPCStatusCode
 
 from countersign.activities.callbacks import CallbackSender
@@ -61,6 +61,7 @@ from countersign.store.callbacks import CallbackStore
 from countersign.store.decision_links import DecisionLinks
 from countersign.store.declared_tools import DeclaredToolStore
 from countersign.store.graph_store import GraphStore
+from countersign.store.pending_decisions import PendingDecisions
 from countersign.store.principals import PrincipalStore
 
 log = logging.getLogger(__name__)
@@ -161,6 +162,13 @@ def create_app(settings: Settings, client: Client | None = None) -> FastAPI:
             errors = [{k: v for k, v in e.items() if k not in ("input", "ctx")} for e in errors]
             return JSONResponse({"detail": jsonable_encoder(errors)}, status_code=code)
 
+    def unavailable(why: str) -> JSONResponse:
+        return JSONResponse(
+            {"detail": f"{why}; try again", "code": "Unavailable"},
+            status_code=status.HTTP_503_SERVICE_UNAVAILABLE,
+            headers={"Retry-After": "1"},
+        )
+
     @app.exception_handler(RPCError)
     async def temporal_error(_: Request, error: RPCError) -> JSONResponse:
         # Temporal overloaded or out of reach (a query no worker answered in time, say): the caller may
@@ -168,14 +176,23 @@ def create_app(settings: Settings, client: Client | None = None) -> FastAPI:
         if error.status not in _TRANSIENT:
             raise error
         log.warning("Temporal did not answer: %s (%s)", error.message, error.status.name)
-        return JSONResponse(
-            {
-                "detail": f"Temporal did not answer in time ({error.status.name}); try again",
-                "code": "Unavailable",
-            },
-            status_code=status.HTTP_503_SERVICE_UNAVAILABLE,
-            headers={"Retry-After": "1"},
-        )
+        return unavailable(f"Temporal did not answer in time ({error.status.name})")
+
+    @app.exception_handler(WorkflowUpdateRPCTimeoutOrCancelledError)
+    async def update_timed_out(_: Request, error: WorkflowUpdateRPCTimeoutOrCancelledError) -> JSONResponse:
+        # No worker took the decision in time (one died and its workflows wait to move, or all are
+        # busy). Whether it was applied is unknown: the view tells, and a decision is checked against
+        # the version and the step, so a retry never decides twice. Was a 500.
+        log.warning("a workflow update was not answered in time: %s", error)
+        return unavailable("no worker took the decision in time (it may yet be applied: read the request)")
+
+    @app.exception_handler(WorkflowQueryFailedError)
+    async def query_failed(_: Request, error: WorkflowQueryFailedError) -> JSONResponse:
+        # The views' query handlers raise nothing of their own: a failed query is a worker that could not
+        # run the workflow's task just then (seen: the SDK's deadlock detector on a CPU-starved worker).
+        # Was a 500; the next try is answered by a worker that can.
+        log.warning("a workflow query failed: %s", error.message)
+        return unavailable("the workflow could not answer just now")
 
     @app.exception_handler(RequestError)
     async def domain_error(_: Request, error: RequestError) -> JSONResponse:
@@ -208,6 +225,8 @@ async def attach(app: FastAPI, settings: Settings, client: Client | None = None)
     plugins = load_plugins(settings.plugins)
     app.state.registry = plugins.tools
     app.state.principals = await PrincipalStore.open(settings.database_url)
+    # The inbox's projection, kept by the workers' audit activity (store/pending_decisions.py).
+    app.state.pending = await PendingDecisions.open(settings.database_url)
     app.state.audit_store = await AuditStore.open(settings.audit_url)
     app.state.audit = AuditLog(app.state.audit_store, settings.audit_keyring())
     # Tenants' declared tools, in the same database; each declaration goes to the tenant's admin chain.
@@ -223,6 +242,7 @@ async def attach(app: FastAPI, settings: Settings, client: Client | None = None)
         task_queue=settings.task_queue,
         policy=load_policy(settings.policy_file),
         principals=app.state.principals,
+        pending=app.state.pending,
         audit=app.state.audit,
         outage_window=timedelta(seconds=settings.outage_window_seconds),
         registry=app.state.registry,
@@ -282,6 +302,7 @@ async def detach(app: FastAPI) -> None:
     if app.state.slack is not None:
         await app.state.slack.close()
     await app.state.principals.close()
+    await app.state.pending.close()
     await app.state.audit_store.close()
     await app.state.graph_store.close()
     await app.state.declared_tool_store.close()

@@ -5,6 +5,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from countersign.models.enums import ActorKind, Role, WorkflowState
+from countersign.models.pending import InboxUpdate
 
 
 class AuditEvent(BaseModel):
@@ -32,6 +33,9 @@ class AuditBatch(BaseModel):
     tenant: str
     first_seq: int = Field(ge=0)
     events: list[AuditEvent]
+    # The workflow's inbox row as of the last of `events` (store/pending_decisions.py); None from
+    # workflows that do not send one (before the projection), whose rows the reconciler keeps.
+    inbox: InboxUpdate | None = None
 
 
 class AuditAck(BaseModel):

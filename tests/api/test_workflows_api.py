@@ -286,6 +286,7 @@ async def test_a_query_no_worker_answers_is_a_503_to_retry(api: Api, client: Cli
         task_queue=settings.task_queue,
         policy=load_policy(None),
         principals=api.app.state.principals,
+        pending=api.app.state.pending,
         query_timeout=timedelta(seconds=1),
     )
     requester = (await api.http.get("/principals/me", headers=api.as_("requester"))).json()

@@ -1088,16 +1088,17 @@ async def _record_time_skipping(env: WorkflowEnvironment, data_dir: Path, rec: R
             await rec.save(handle, "approval_outage_waited_out")
 
     if rec.wants("approval_dead_letter_expired"):
-        # The data dir is a plain file: the action and every notification fail; the audit log is elsewhere.
-        blocked = data_dir / "not-a-directory"
-        blocked.write_text("")
+        # No SMTP server ever listens: the action and every notification fail. (The data dir made a plain
+        # file did this while the outbox lived there; it is in the database now.)
+        with MailSink(data_dir / "dead-letter-sink") as sink:
+            port = sink.port
         queue = f"record-{uuid.uuid4().hex[:8]}"
         async with build_worker(
             client,
             task_queue=queue,
-            data_dir=blocked,
+            data_dir=data_dir / "dead-letter",
             planner=RulesPlanner(),
-            audit_url=f"sqlite:///{data_dir / 'dead-letter-audit.db'}",
+            integrations=Integrations(smtp=SmtpConfig(host="127.0.0.1", port=port, timeout_seconds=2)),
             trust=TEST_TRUST,
         ):
             handle = await start(client, queue, FOLLOW_UP, outage_window_seconds=3600)

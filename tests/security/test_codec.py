@@ -28,11 +28,12 @@ from countersign.security.codec import (
     data_converter,
 )
 from countersign.security.gateway_signing import GatewaySigning
+from countersign.store.pending_decisions import PendingDecisions
 from countersign.store.principals import PrincipalStore
 from countersign.store.sql import default_url
 from countersign.worker import build_worker
 from countersign.workflows.approval import ApprovalWorkflow
-from tests.helpers import DEFAULT_POLICY, REQUESTER, SIGNER, TEST_TRUST, wait_for_state
+from tests.helpers import DEFAULT_POLICY, REQUESTER, SIGNER, TEST_TRUST, eventually, wait_for_state
 
 K1 = os.urandom(32)
 K2 = os.urandom(32)
@@ -225,8 +226,11 @@ async def test_the_server_stores_only_ciphertext(client: Client, task_queue: str
         interceptors=[GatewaySigning(SIGNER)],  # as the gateway's client signs what it sends
     )
     principals = await PrincipalStore.open(default_url(tmp_path))
+    pending = await PendingDecisions.open(default_url(tmp_path))
     # The gateway's own submit path: workflow input, memo and summaries, as production writes them.
-    service = ApprovalService(encrypting, task_queue=task_queue, policy=DEFAULT_POLICY, principals=principals)
+    service = ApprovalService(
+        encrypting, task_queue=task_queue, policy=DEFAULT_POLICY, principals=principals, pending=pending
+    )
     worker = build_worker(
         encrypting, task_queue=task_queue, data_dir=tmp_path, planner=RulesPlanner(), trust=TEST_TRUST
     )
@@ -270,11 +274,16 @@ async def test_the_server_stores_only_ciphertext(client: Client, task_queue: str
 
             # A gateway without the key still lists the item (without its text) rather than failing.
             keyless = ApprovalService(
-                client, task_queue=task_queue, policy=DEFAULT_POLICY, principals=principals
+                client, task_queue=task_queue, policy=DEFAULT_POLICY, principals=principals, pending=pending
             )
             manager = Principal(id="p-codec-mgr", name="Mo", roles=[Role.MANAGER], tenant=requester.tenant)
-            listed = await keyless.inbox(manager, InboxFilter())
+            listed = await keyless.list_workflows(manager)
             assert [(row.workflow_id, row.text) for row in listed] == [(submitted.workflow_id, None)]
+            # The inbox reads Countersign's own database, where the worker (which holds the key) keeps
+            # each waiting item's row, text included, as it keeps the audit log.
+            inbox = await eventually(lambda: service.inbox(manager, InboxFilter()), lambda rows: bool(rows))
+            assert [(row.workflow_id, row.text) for row in inbox] == [(submitted.workflow_id, text)]
             await handle.terminate("test over")
     finally:
         await principals.close()
+        await pending.close()

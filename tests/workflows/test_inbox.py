@@ -2,7 +2,7 @@
 The service layer against the real dev server and a real principal store."""
 
 import asyncio
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import pytest
@@ -10,12 +10,15 @@ from temporalio.client import Client
 
 from countersign.api.services.approvals import ApprovalService
 from countersign.config.policy_file import load_policy
+from countersign.inbox_reconciler import InboxReconciler
 from countersign.models.decisions import ReassignRequest
 from countersign.models.enums import Role, WorkflowState
 from countersign.models.policy import ApprovalPolicy
 from countersign.models.principals import Principal
 from countersign.models.requests import SubmitRequest
 from countersign.models.views import InboxFilter, WorkflowSummary
+from countersign.store.leases import Leases
+from countersign.store.pending_decisions import PendingDecisions
 from countersign.store.principals import PrincipalStore
 from countersign.store.sql import default_url
 from tests.helpers import eventually
@@ -32,15 +35,28 @@ async def store(tmp_path: Path) -> AsyncIterator[PrincipalStore]:
         yield store
 
 
+@pytest.fixture
+async def pending(tmp_path: Path) -> AsyncIterator[PendingDecisions]:
+    """The inbox's projection, in the database the `worker` fixture's audit activity writes."""
+    async with await PendingDecisions.open(default_url(tmp_path)) as pending:
+        yield pending
+
+
 async def people(store: PrincipalStore) -> dict[str, Principal]:
     wanted = {"requester": [], "manager": [Role.MANAGER], "admin": [Role.ADMIN], "colleague": []}
     return {name: (await store.add(name, roles)).principal for name, roles in wanted.items()}
 
 
+@pytest.fixture
 def service(
-    client: Client, task_queue: str, store: PrincipalStore, policy: ApprovalPolicy
-) -> ApprovalService:
-    return ApprovalService(client, task_queue=task_queue, policy=policy, principals=store)
+    client: Client, task_queue: str, store: PrincipalStore, pending: PendingDecisions
+) -> Callable[[ApprovalPolicy], ApprovalService]:
+    def made(policy: ApprovalPolicy) -> ApprovalService:
+        return ApprovalService(
+            client, task_queue=task_queue, policy=policy, principals=store, pending=pending
+        )
+
+    return made
 
 
 async def inbox_ids(svc: ApprovalService, who: Principal, workflow_id: str) -> list[str]:
@@ -52,12 +68,12 @@ async def until_listed(svc: ApprovalService, who: Principal, workflow_id: str, l
 
 
 async def test_escalation_brings_the_item_to_the_escalation_role(
-    client: Client, task_queue: str, store: PrincipalStore
+    store: PrincipalStore, service: Callable[[ApprovalPolicy], ApprovalService]
 ) -> None:
     policy = ApprovalPolicy.model_validate(
         {"rules": [{"when": "true", "steps": [{"role": "MANAGER", "sla": "2s", "escalate_to": "ADMIN"}]}]}
     )
-    svc = service(client, task_queue, store, policy)
+    svc = service(policy)
     who = await people(store)
     submitted = await svc.submit(who["requester"], FOLLOW_UP, None)
     await until_listed(svc, who["manager"], submitted.workflow_id, True)
@@ -70,9 +86,9 @@ async def test_escalation_brings_the_item_to_the_escalation_role(
 
 
 async def test_a_step_assigned_to_a_person_leaves_the_role_inbox(
-    client: Client, task_queue: str, store: PrincipalStore
+    store: PrincipalStore, service: Callable[[ApprovalPolicy], ApprovalService]
 ) -> None:
-    svc = service(client, task_queue, store, load_policy())
+    svc = service(load_policy())
     who = await people(store)
     submitted = await svc.submit(who["requester"], FOLLOW_UP, None)
     workflow_id = submitted.workflow_id
@@ -86,27 +102,64 @@ async def test_a_step_assigned_to_a_person_leaves_the_role_inbox(
     await until_listed(svc, who["manager"], workflow_id, False)
 
 
-async def test_a_workflow_terminated_from_outside_leaves_the_inbox(
-    client: Client, task_queue: str, store: PrincipalStore
+async def test_drift_from_temporal_is_repaired_by_the_reconciler(
+    client: Client,
+    store: PrincipalStore,
+    pending: PendingDecisions,
+    tmp_path: Path,
+    service: Callable[[ApprovalPolicy], ApprovalService],
 ) -> None:
-    svc = service(client, task_queue, store, load_policy())
+    """The projection's row of a workflow terminated from outside (its last batch said "waiting"), a
+    row lost, a row gone stale: one pass of the reconciler puts each right, and leaves right rows be."""
+    svc = service(load_policy())
     who = await people(store)
-    submitted = await svc.submit(who["requester"], FOLLOW_UP, None)
-    await until_listed(svc, who["manager"], submitted.workflow_id, True)
-    # An operator terminates it in the Web UI: its search attributes still say WAITING_FOR_APPROVAL.
-    await client.get_workflow_handle(submitted.workflow_id).terminate("stopped by an operator")
-    await until_listed(svc, who["manager"], submitted.workflow_id, False)
+    kept, lost, stale, ended = [
+        (await svc.submit(who["requester"], FOLLOW_UP, None)).workflow_id for _ in range(4)
+    ]
+    for workflow_id in (kept, lost, stale, ended):
+        await until_listed(svc, who["manager"], workflow_id, True)
+    right = await pending.get(kept)
+    # An operator terminates one in the Web UI: no audit batch says it ended.
+    await client.get_workflow_handle(ended).terminate("stopped by an operator")
+    # A lost write, and a row that missed an update (says ADMIN decides it, not MANAGER).
+    before = await pending.get(stale)
+    assert before is not None
+    await pending.repair(lost, None, expected_seq=(await pending.get(lost)).seq)  # type: ignore[union-attr]
+    wrong = before.entry.model_copy(update={"deciders": ["ADMIN"]})
+    await pending.repair(stale, wrong, expected_seq=before.seq)
+    assert await inbox_ids(svc, who["manager"], lost) == []
+    assert await inbox_ids(svc, who["manager"], stale) == []
+    assert await inbox_ids(svc, who["manager"], ended) == [ended]  # still listed, wrongly
+
+    async with await Leases.open(default_url(tmp_path)) as leases:
+        reconciler = InboxReconciler(client, pending, leases, interval=1)
+        # Visibility shows the termination within moments; until it does, the row looks right.
+        for _ in range(50):
+            await reconciler.reconcile()
+            if await pending.get(ended) is None:
+                break
+            await asyncio.sleep(0.2)
+        # Nothing left to repair: a further pass rewrites nothing.
+        again = await reconciler.reconcile()
+    assert again.repaired == 0 and again.stored >= 3, again
+    for workflow_id in (kept, lost, stale):
+        assert await inbox_ids(svc, who["manager"], workflow_id) == [workflow_id]
+    assert await inbox_ids(svc, who["manager"], ended) == []
+    assert await pending.get(kept) == right  # a right row is not rewritten
+    fixed = await pending.get(stale)
+    assert fixed is not None and fixed.entry.model_dump() == before.entry.model_dump()
+    for workflow_id in (kept, lost, stale):
+        await client.get_workflow_handle(workflow_id).terminate("test over")
 
 
-async def test_the_most_urgent_come_first_when_more_wait_than_the_inbox_lists(
-    client: Client, task_queue: str, store: PrincipalStore, monkeypatch: pytest.MonkeyPatch
+async def test_the_most_urgent_come_first(
+    store: PrincipalStore, task_queue: str, service: Callable[[ApprovalPolicy], ApprovalService]
 ) -> None:
-    """Visibility lists in an order of its own and cannot sort by SLA: with more waiting than the inbox
-    lists at once, it must still find the earliest due, not sort whichever rows came back."""
+    """The inbox lists in SLA order from the projection's index, a page at a time."""
     tenant = f"t{task_queue[-8:]}"
     requester = (await store.add("requester", [], tenant)).principal
     manager = (await store.add("manager", [Role.MANAGER], tenant)).principal
-    svc = service(client, task_queue, store, load_policy(None))
+    svc = service(load_policy(None))
     ids = []
     for _ in range(12):
         ids.append((await svc.submit(requester, FOLLOW_UP, None)).workflow_id)
@@ -115,25 +168,8 @@ async def test_the_most_urgent_come_first_when_more_wait_than_the_inbox_lists(
     await eventually(lambda: svc.inbox(manager, waiting), lambda rows: len(rows) == 12)
     every = await svc.inbox(manager, waiting)
     assert [r.workflow_id for r in every] == ids  # same SLA: due in the order they were submitted
-
-    monkeypatch.setattr("countersign.api.services.inbox.INBOX_SCAN", 5)
-    first = await svc.inbox(manager, InboxFilter(limit=3))
-    assert [r.workflow_id for r in first] == ids[:3]
-
-    # A page lists a few pages' worth, not everything waiting: with 12 waiting and pages of 2, the
-    # band is cut to at most 8 rows (4 pages), and the earliest due are still first.
-    monkeypatch.setattr("countersign.api.services.inbox.INBOX_SCAN", 2000)
-    monkeypatch.setattr("countersign.api.services.inbox._BAND_MIN_ROWS", 1)
-    listed: list[int] = []
-    lists = svc._lists  # the inbox's queries (api/services/inbox.py)
-    query = lists._query
-
-    async def counting(clauses: list[str], limit: int, *types: Sequence[str]) -> list[WorkflowSummary]:
-        rows = await query(clauses, limit, *types)
-        listed.append(len(rows))
-        return rows
-
-    monkeypatch.setattr(lists, "_query", counting)
-    page = await svc.inbox(manager, InboxFilter(limit=2))
-    assert [r.workflow_id for r in page] == ids[:2]
-    assert len(listed) == 1 and 2 <= listed[0] <= 8, listed
+    assert [r.workflow_id for r in await svc.inbox(manager, InboxFilter(limit=3))] == ids[:3]
+    first = every[0]
+    assert first.text == FOLLOW_UP.text and first.requester == requester.id and first.tenant == tenant
+    assert first.state == WorkflowState.WAITING_FOR_APPROVAL and first.awaiting_role == Role.MANAGER
+    assert first.sla_due_at is not None and first.started_at is not None

@@ -198,6 +198,56 @@ def test_histories_are_committed() -> None:
                 "withdrawn_while_planning",
             )
         ),
+        # Before `inbox-projection`: the audit writer sent no batch for an inbox row that changed with
+        # no new event; the current scenarios of both workflows as recorded under
+        # `route-around-delegates` and `graph-approval-steps`.
+        *(
+            f"{name}_v10"
+            for name in (
+                "approval_any_of_quorum",
+                "approval_auto_approved",
+                "approval_callbacks",
+                "approval_callbacks_given_up",
+                "approval_caller_action",
+                "approval_caller_executed",
+                "approval_cancelled_by_temporal",
+                "approval_cancelled_while_notifying",
+                "approval_dead_letter_expired",
+                "approval_dead_letter_retried",
+                "approval_deadline_rejected",
+                "approval_delegate_step_routed_on",
+                "approval_edited_withdrawn",
+                "approval_escalated_by_deadline",
+                "approval_executed",
+                "approval_expired",
+                "approval_invalid_plan_rejected",
+                "approval_model_triage_rejected",
+                "approval_outage_waited_out",
+                "approval_planning_dead_letter_retried",
+                "approval_reassigned",
+                "approval_rejected_by_signal",
+                "approval_rejected_by_update",
+                "approval_start_refused",
+                "approval_submitted_waiting",
+                "approval_unsigned_refused",
+                "approval_withdrawn_while_planning",
+                "graph_approval_expired",
+                "graph_approval_reassigned",
+                "graph_approval_rejected",
+                "graph_approval_rejected_rerouted",
+                "graph_cancelled_during_node",
+                "graph_cancelled_waiting",
+                "graph_continued_as_new_first",
+                "graph_continued_as_new_last",
+                "graph_demo_review",
+                "graph_failed_local_node",
+                "graph_failed_max_visits",
+                "graph_failed_no_route",
+                "graph_failed_node",
+                "graph_parallel_approval",
+                "graph_unsigned_refused",
+            )
+        ),
         # Signed starts and messages: a start from outside refused, unsigned messages refused and audited
         # beside a refusal the gateway reports; an outage waited out; a local graph node that fails.
         "approval_start_refused",

@@ -3,6 +3,7 @@ the tools and the inbox, and every refusal as its exception. `send_email` is a b
 executes; one MANAGER approves it."""
 
 import asyncio
+import time
 import uuid
 from datetime import timedelta
 from pathlib import Path
@@ -53,7 +54,12 @@ async def test_propose_wait_approve_and_read_the_outcome(
     assert submitted.view.request.context == {"crm": 7}
     # The view keeps what the client does not model (a newer server's fields, or those it does not use).
     assert "audit" in (submitted.view.model_extra or {})
-    inbox = await manager.inbox()
+    # The inbox reads a projection that follows the workflow by one audit write: a moment.
+    for _ in range(100):
+        inbox = await manager.inbox()
+        if submitted.workflow_id in [row.workflow_id for row in inbox]:
+            break
+        await asyncio.sleep(0.05)
     assert submitted.workflow_id in [row.workflow_id for row in inbox]
     decided = await manager.approve(submitted.workflow_id, proposal_version=1, notes="go ahead")
     assert decided.state in ("APPROVED", "ACTION_EXECUTED")
@@ -159,6 +165,10 @@ async def test_the_sync_client_over_a_socket(api: Api, base_url: str) -> None:
 
     def decide() -> str:
         with Client(base_url, api.keys["manager"]) as cs:
+            for _ in range(100):  # the inbox's projection follows the workflow by a moment
+                if workflow_id in [row.workflow_id for row in cs.inbox()]:
+                    break
+                time.sleep(0.05)
             assert workflow_id in [row.workflow_id for row in cs.inbox()]
             with pytest.raises(Forbidden):
                 Client(base_url, api.keys["requester"]).approve(workflow_id, proposal_version=1)
@@ -195,6 +205,7 @@ async def test_a_503_is_retried_after_its_retry_after(
         task_queue=settings.task_queue,
         policy=load_policy(None),
         principals=api.app.state.principals,
+        pending=api.app.state.pending,
         query_timeout=timedelta(seconds=1),
     )
     me = (await api.http.get("/principals/me", headers=api.as_("requester"))).json()["principal"]

@@ -62,6 +62,7 @@ from countersign.models.policy import ApprovalPolicy
 from countersign.models.principals import Principal
 from countersign.models.requests import SubmitRequest
 from countersign.models.views import InboxFilter, SubmitResponse, Until, WorkflowSummary, WorkflowView
+from countersign.store.pending_decisions import PendingDecisions
 from countersign.store.principals import PrincipalStore
 from countersign.tools.registry import ToolRegistry
 from countersign.workflows.approval import ApprovalWorkflow
@@ -79,6 +80,7 @@ class ApprovalService:
         task_queue: str,
         policy: ApprovalPolicy,
         principals: PrincipalStore,
+        pending: PendingDecisions,
         audit: AuditLog | None = None,
         query_timeout: timedelta = QUERY_TIMEOUT,
         outage_window: timedelta = timedelta(days=1),
@@ -104,7 +106,7 @@ class ApprovalService:
         self._outage_window = outage_window
         self._scrub = PathScrubber(server_paths)
         self._updates = ApprovalUpdates(client)
-        self._lists = WorkflowLists(client, self._acting_for)
+        self._lists = WorkflowLists(client, pending, self._acting_for)
         self._callback_urls = callback_urls
 
     async def submit(

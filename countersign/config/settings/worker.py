@@ -41,6 +41,10 @@ class WorkerSettings(BaseModel):
     # How often the worker's digest sender looks for digests (and messages held by quiet hours) that are
     # due (activities/digests.py, docs/digests.md).
     digest_interval_seconds: float = Field(default=60, ge=1, le=3_600)
+    # How often the inbox's projection is compared with Temporal and repaired (inbox_reconciler.py):
+    # drift (a workflow terminated from outside, a lost write) lasts at most about this long. One
+    # worker of many does it at a time.
+    inbox_reconcile_seconds: float = Field(default=30, ge=1, le=3_600)
 
     @field_validator("plugins", mode="before")
     @classmethod

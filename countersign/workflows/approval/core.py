@@ -22,6 +22,7 @@ with workflow.unsafe.imports_passed_through():
     from countersign.models.decisions import ApprovalStep, CancelInput, ResultInput, RetryInput, StepStatus
     from countersign.models.enums import ActorKind, Role, WorkflowState
     from countersign.models.notifications import Notification
+    from countersign.models.pending import PendingEntry, pending_entry
     from countersign.models.policy import ApprovalPolicy
     from countersign.models.principals import Principal
     from countersign.models.proposal import Plan, PlanProvenance, Proposal, ValidationReport
@@ -50,12 +51,16 @@ class ApprovalCore:
         self._published: dict[str, Any] = {
             pair.key.name: pair.value for pair in workflow.info().typed_search_attributes
         }
+        # Every attribute's value as last set (None: unset), whatever `_published` skipped: the inbox
+        # row sent with the audit batches is made from it, as the reconciler makes one from Temporal's.
+        self._attributes: dict[str, Any] = dict(self._published)
         self._state = WorkflowState.RECEIVED
         self._proposal: Proposal | None = None
         self._validation: ValidationReport | None = None
         self._chain: list[ApprovalStep] = []
         self._step: int | None = None
         self._trail = AuditTrail(input.requester.tenant)
+        self._trail.inbox = self._inbox_entry
         self._result: ToolOutcome | None = None
         self._error: str | None = None
         self._plan: Plan | None = None
@@ -243,12 +248,22 @@ class ApprovalCore:
                 updates.append(sa.DECIDERS.value_set(deciders))
             else:
                 updates += [sa.SLA_DUE.value_unset(), sa.DECIDERS.value_unset()]
+        self._attributes.update((u.key.name, u.value) for u in updates)
         if self._patches.lean_publish:
             updates = [u for u in updates if self._published.get(u.key.name) != u.value]
             self._published.update((u.key.name, u.value) for u in updates)
         if updates:
             workflow.upsert_search_attributes(updates)
         workflow.set_current_details(self._details())
+
+    def _inbox_entry(self) -> PendingEntry | None:
+        return pending_entry(
+            self._attributes,
+            kind="request",
+            started_at=workflow.info().workflow_start_time,
+            # As the gateway's memo has it (submissions.py), which the reconciler reads.
+            text=self._input.request.described()[:200],
+        )
 
     def _details(self) -> str:
         plan = self._proposal

@@ -89,6 +89,7 @@ class Audit(Events):
                         tenant=self._input.requester.tenant,
                         first_seq=self._audit_base + first,
                         events=events,
+                        inbox=self._trail.inbox_update(),
                     ),
                     start_to_close_timeout=timedelta(seconds=30),
                     retry_policy=AUDIT_RETRY,

@@ -3,6 +3,7 @@ events (events.py), audit (audit.py), the step engine's host (host.py), its mess
 approvals.py) and node execution (nodes.py)."""
 
 from datetime import datetime, timedelta
+from typing import Any
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
@@ -13,6 +14,7 @@ with workflow.unsafe.imports_passed_through():
     from countersign.models.audit import AuditEvent
     from countersign.models.enums import WorkflowState
     from countersign.models.graph import GraphApproval, GraphRunInput, GraphRunView, NodeEvent, RunStatus
+    from countersign.models.pending import PendingEntry
     from countersign.workflows.steps.delivery import Deliveries
     from countersign.workflows.steps.engine import StepEngine
     from countersign.workflows.steps.trail import AuditTrail
@@ -71,9 +73,18 @@ class GraphCore:
         # STEPS_PATCH: approval nodes through the shared step engine; this workflow is its host.
         self._shared = False
         self._trail = AuditTrail(input.requester.tenant, base=self._audit_base)
+        # Attribute values as last set (events.py), for the inbox row sent with audit batches.
+        self._attributes: dict[str, Any] = {
+            pair.key.name: pair.value for pair in workflow.info().typed_search_attributes
+        }
+        self._trail.inbox = self._inbox_entry
         self._notifications = 0
         # The state a step's audit events are recorded in (waiting, escalated, or how it ended).
         self._step_state = WorkflowState.WAITING_FOR_APPROVAL
+
+    def _inbox_entry(self) -> PendingEntry | None:
+        """The run's inbox row now (events.py makes it from the published attributes)."""
+        raise NotImplementedError
 
     @workflow.query
     def view(self) -> GraphRunView:

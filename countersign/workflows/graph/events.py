@@ -13,6 +13,7 @@ with workflow.unsafe.imports_passed_through():
     from countersign.models import search_attributes as sa
     from countersign.models.enums import WorkflowState
     from countersign.models.graph import EventKind, NodeEvent, RunStatus
+    from countersign.models.pending import PendingEntry, pending_entry
 
 
 class Events(GraphCore):
@@ -73,10 +74,23 @@ class Events(GraphCore):
         else:
             updates += [sa.AWAITING_ROLE.value_unset(), sa.DECIDERS.value_unset(), sa.SLA_DUE.value_unset()]
         workflow.upsert_search_attributes(updates)
+        self._attributes.update((u.key.name, u.value) for u in updates)
         details = self._status.value + (f" at {self._current}" if self._current else "")
         if waiting is not None:
             details += f": waiting for {waiting.step.role} ({waiting.prompt})"
         workflow.set_current_details(details)
+
+    def _inbox_entry(self) -> PendingEntry | None:
+        name = self._input.definition.name or self._input.graph_id
+        return pending_entry(
+            self._attributes,
+            kind="graph_run",
+            started_at=workflow.info().workflow_start_time,
+            # As the gateway's memo has it (graph_runs.py), which the reconciler reads.
+            text=f"Graph {name} v{self._input.version}",
+            graph_id=self._input.graph_id,
+            graph_version=self._input.version,
+        )
 
     def _ms(self, started: datetime) -> int:
         return int((workflow.now() - started).total_seconds() * 1000)

@@ -1,7 +1,9 @@
 """A workflow's audit trail (both workflows use it): the events it keeps (the `view` query shows them)
-and the writer that copies each into the SQL audit log, in order, as it appears (AUDIT_PATCH)."""
+and the writer that copies each into the SQL audit log, in order, as it appears (AUDIT_PATCH), with
+the workflow's inbox row (store/pending_decisions.py)."""
 
 import asyncio
+from collections.abc import Callable
 from datetime import timedelta
 
 from temporalio import workflow
@@ -14,8 +16,15 @@ with workflow.unsafe.imports_passed_through():
     from countersign.models.audit import AuditBatch, AuditEvent
     from countersign.models.enums import ActorKind, Role, WorkflowState
     from countersign.models.errors import FailureType
+    from countersign.models.pending import InboxUpdate, PendingEntry
     from countersign.models.principals import Principal
     from countersign.models.proposal import Proposal
+
+
+# Workflows started after this patch also send their inbox row when it changed with no new event (an
+# empty batch): a graph run's approval decided, or a step's state published after its last event, left
+# the row a batch sent saying "waiting" until the reconciler's next pass. Asked when the writer starts.
+INBOX_PATCH = "inbox-projection"
 
 
 class AuditTrail:
@@ -28,6 +37,20 @@ class AuditTrail:
         # How many of `events` the SQL audit log has acknowledged (all of them, before AUDIT_PATCH).
         self._persisted = 0
         self._writer: asyncio.Future[None] | None = None
+        # The workflow's inbox row now, sent with each batch for the inbox's projection (read when the
+        # batch is sent), and the row the last acknowledged batch carried: none, to begin with.
+        self.inbox: Callable[[], PendingEntry | None] | None = None
+        self._sent_inbox: PendingEntry | None = None
+        self._follows_inbox = False  # INBOX_PATCH
+
+    def inbox_update(self) -> InboxUpdate | None:
+        return InboxUpdate(entry=self.inbox()) if self.inbox is not None else None
+
+    def _inbox_moved(self) -> bool:
+        return self._follows_inbox and self.inbox is not None and self.inbox() != self._sent_inbox
+
+    def _behind(self) -> bool:
+        return len(self.events) > self._persisted or self._inbox_moved()
 
     def record(
         self,
@@ -62,6 +85,7 @@ class AuditTrail:
 
     def start_writer(self) -> None:
         """Runs beside the lifecycle from now on; `written` waits until it has written every event."""
+        self._follows_inbox = workflow.patched(INBOX_PATCH)
         self._writer = asyncio.ensure_future(self._write())
 
     @property
@@ -71,17 +95,23 @@ class AuditTrail:
 
     async def written(self) -> None:
         if self._writer is not None:
-            await workflow.wait_condition(lambda: self._persisted >= len(self.events))
+            await workflow.wait_condition(lambda: not self._behind())
 
     async def _write(self) -> None:
         """Send every new audit event to the `record_audit` activity, in order, as they appear."""
         workflow_id = workflow.info().workflow_id
         while True:
             try:
-                await workflow.wait_condition(lambda: len(self.events) > self._persisted)
+                await workflow.wait_condition(self._behind)
             except asyncio.CancelledError:
                 continue  # a workflow cancellation wakes every wait once (see SETTLE_ENDS); the trail goes on
             first, events = self._persisted, self.events[self._persisted :]
+            inbox = self.inbox_update()
+            what = (
+                f"audit {events[0].event}" + (f" +{len(events) - 1}" if len(events) > 1 else "")
+                if events
+                else ""
+            )
             try:
                 await workflow.execute_activity_method(
                     AuditActivities.record,
@@ -90,12 +120,14 @@ class AuditTrail:
                         tenant=self._tenant,
                         first_seq=self._base + first,
                         events=events,
+                        inbox=inbox,
                     ),
                     start_to_close_timeout=timedelta(seconds=30),
                     retry_policy=AUDIT_RETRY,
-                    summary=f"audit {events[0].event}" + (f" +{len(events) - 1}" if len(events) > 1 else ""),
+                    summary=what or "inbox row",
                 )
                 self._persisted = first + len(events)
+                self._sent_inbox = inbox.entry if inbox is not None else None
             except ActivityError as error:
                 cause = error.cause
                 details = cause.details if isinstance(cause, ApplicationError) else ()
@@ -108,3 +140,5 @@ class AuditTrail:
                 # A conflict means someone else wrote this workflow's log: never overwrite, say so.
                 workflow.logger.error("audit log refused events from %d: %s", first, cause or error)
                 self._persisted = first + len(events)
+                # Not sent again: the reconciler repairs the row (resending would loop on the refusal).
+                self._sent_inbox = inbox.entry if inbox is not None else None

@@ -1,0 +1,166 @@
+"""The inbox's reconciler: compares the projection (store/pending_decisions.py) with Temporal and
+repairs what drifted, every `inbox_reconcile_seconds` (30 s by default), so drift lasts under a minute.
+
+Drift has causes the audit activity cannot see: a workflow terminated, reset or timed out from outside
+(its last batch still said "waiting"), a batch whose row write was lost, a worker of an older release
+that sends no rows, a database restored from a backup. A pass lists every waiting workflow from
+Temporal's visibility, compares it with the stored rows, and confirms each difference with a describe
+(the workflow's own record, not visibility's eventually consistent copy) before it writes; a row an
+audit batch changed meanwhile is left to that batch. Every worker runs it; a lease in the database
+lets one pass run at a time.
+"""
+
+import asyncio
+import logging
+import os
+import socket
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from temporalio.client import Client, WorkflowExecution, WorkflowExecutionStatus
+from temporalio.service import RPCError, RPCStatusCode
+
+from countersign.models import search_attributes as sa
+from countersign.models.enums import WorkflowState
+from countersign.models.pending import PendingEntry, pending_entry
+from countersign.store.leases import Leases
+from countersign.store.pending_decisions import PendingDecisions, StoredPending
+from countersign.workflows.approval import ApprovalWorkflow
+from countersign.workflows.graph import GraphWorkflow
+
+log = logging.getLogger(__name__)
+
+LEASE = "inbox-reconciler"
+_TYPES = (ApprovalWorkflow.__name__, GraphWorkflow.__name__)
+# Enum members and workflow class names only: nothing from outside enters the query.
+_WAITING_QUERY = (
+    f"WorkflowType IN ({', '.join(repr(t) for t in _TYPES)}) AND ExecutionStatus = 'Running' AND "
+    f"{sa.STATE.name} IN ('{WorkflowState.WAITING_FOR_APPROVAL.value}', '{WorkflowState.ESCALATED.value}')"
+)
+# What a row is compared on: what the inbox filters and sorts by. Text and start time never change.
+_COMPARED = {"kind", "tenant", "state", "requester", "deciders", "request_type", "amount", "sla_due_at"}
+
+
+@dataclass(frozen=True)
+class Pass:
+    """What one pass saw and did."""
+
+    waiting: int  # waiting workflows Temporal's visibility listed
+    stored: int  # rows the projection held
+    added: int
+    updated: int
+    removed: int
+
+    @property
+    def repaired(self) -> int:
+        return self.added + self.updated + self.removed
+
+
+def _attributes(execution: WorkflowExecution) -> dict[str, Any]:
+    return {pair.key.name: pair.value for pair in execution.typed_search_attributes}
+
+
+async def _memo(execution: WorkflowExecution, key: str) -> Any:
+    try:
+        return await execution.memo_value(key, default=None)
+    except (KeyError, ValueError, RuntimeError):
+        return None  # encrypted with a key this process lacks, or malformed: the row goes without it
+
+
+async def entry_of(execution: WorkflowExecution, *, memo: bool = True) -> PendingEntry | None:
+    """The row Temporal's record of `execution` makes, as the workflow itself makes it (models/pending.py).
+    Without `memo`, no text or graph: enough to compare (a pass decodes no memo of thousands of rows)."""
+    if execution.status not in (None, WorkflowExecutionStatus.RUNNING):
+        return None
+    graph = execution.workflow_type == GraphWorkflow.__name__
+    text = await _memo(execution, "text") if memo else None
+    graph_id = await _memo(execution, "graph_id") if graph and memo else None
+    version = await _memo(execution, "graph_version") if graph and memo else None
+    return pending_entry(
+        _attributes(execution),
+        kind="graph_run" if graph else "request",
+        started_at=execution.start_time,
+        text=text if isinstance(text, str) else None,
+        graph_id=graph_id if isinstance(graph_id, str) else None,
+        graph_version=version if isinstance(version, int) else None,
+    )
+
+
+def _same(stored: PendingEntry, listed: PendingEntry) -> bool:
+    return stored.model_dump(include=_COMPARED) == listed.model_dump(include=_COMPARED)
+
+
+class InboxReconciler:
+    def __init__(self, client: Client, pending: PendingDecisions, leases: Leases, *, interval: float) -> None:
+        self._client = client
+        self._pending = pending
+        self._leases = leases
+        self._interval = interval
+        self._holder = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+    async def run(self) -> None:
+        """Pass after pass until cancelled; a pass that fails is logged and the next one tries again."""
+        try:
+            while True:
+                # First after one interval: a worker's start is busy enough (and a fleet restarting at
+                # once would otherwise all list every waiting workflow together).
+                await asyncio.sleep(self._interval)
+                try:
+                    # Held for three intervals: a holder that died lets another take over soon after.
+                    if await self._leases.take(LEASE, self._holder, 3 * self._interval):
+                        done = await self.reconcile()
+                        if done.repaired:
+                            log.warning(
+                                "inbox projection repaired: %d added, %d updated, %d removed",
+                                done.added,
+                                done.updated,
+                                done.removed,
+                            )
+                except asyncio.CancelledError:
+                    raise
+                except Exception:
+                    log.exception("inbox reconciliation failed; trying again in %ss", self._interval)
+        finally:
+            try:
+                await self._leases.give_up(LEASE, self._holder)
+            except Exception:
+                log.debug("could not give up the reconciler's lease", exc_info=True)
+
+    async def reconcile(self) -> Pass:
+        """One comparison of the projection with Temporal, and the repairs it confirmed."""
+        stored = await self._pending.all()
+        listed: dict[str, PendingEntry] = {}
+        async for execution in self._client.list_workflows(_WAITING_QUERY):
+            entry = await entry_of(execution, memo=False)
+            if entry is not None:
+                listed[execution.id] = entry
+        suspects = [wid for wid in stored if wid not in listed]
+        suspects += [
+            wid for wid, entry in listed.items() if wid not in stored or not _same(stored[wid].entry, entry)
+        ]
+        added = updated = removed = 0
+        for workflow_id in suspects:
+            outcome = await self._repair(workflow_id, stored.get(workflow_id))
+            added += outcome == "added"
+            updated += outcome == "updated"
+            removed += outcome == "removed"
+        return Pass(len(listed), len(stored), added, updated, removed)
+
+    async def _repair(self, workflow_id: str, stored: StoredPending | None) -> str | None:
+        try:
+            described = await self._client.get_workflow_handle(workflow_id).describe()
+            truth = await entry_of(described)
+        except RPCError as error:
+            if error.status != RPCStatusCode.NOT_FOUND:
+                raise
+            truth = None  # deleted from Temporal (retention): nobody can decide it
+        if stored is None and truth is None:
+            return None
+        if stored is not None and truth is not None and _same(stored.entry, truth):
+            return None  # visibility lagged behind the workflow; the row was right
+        # Only if no audit batch wrote the row since this pass read it: that batch is newer.
+        if not await self._pending.repair(workflow_id, truth, expected_seq=stored.seq if stored else None):
+            return None
+        log.info("inbox row of %s repaired: %s", workflow_id, "removed" if truth is None else "written")
+        return "removed" if truth is None else ("added" if stored is None else "updated")
