@@ -85,6 +85,7 @@ class StoredPending:
 class PendingDecisions:
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
+        self._sqlite = engine.dialect.name == "sqlite"
 
     @classmethod
     async def open(cls, url: str, *, schema: str | None = None) -> "PendingDecisions":
@@ -126,15 +127,25 @@ class PendingDecisions:
         seq: int | None,
         allowed: Callable[[int | None], bool],
     ) -> bool:
+        this = _p.workflow_id == workflow_id
+        if entry is None:
+            # Most batches come from workflows that wait on nobody and have no row: a read, no lock.
+            async with self._engine.connect() as conn:
+                if await conn.scalar(sa.select(_p.seq).where(this)) is None and allowed(None):
+                    return True
         # Two writers of one new row (a batch and the reconciler) may both insert: the loser tries
         # again and then sees the winner's row.
         for attempt in range(3):
             try:
-                async with self._engine.begin() as conn:
-                    stored = await conn.scalar(sa.select(_p.seq).where(_p.workflow_id == workflow_id))
+                async with self._engine.connect() as conn:
+                    if self._sqlite:  # the write lock up front: a read that later writes cannot be refused
+                        await conn.exec_driver_sql("BEGIN IMMEDIATE")
+                    stored = await conn.scalar(sa.select(_p.seq).where(this))
                     if not allowed(stored):
+                        await conn.rollback()
                         return False
                     await self._replace(conn, workflow_id, entry, -1 if seq is None else seq, stored)
+                    await conn.commit()
                     return True
             except IntegrityError:
                 if attempt == 2:
