@@ -23,9 +23,9 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from countersign.models import search_attributes as sa
 from countersign.models.enums import WorkflowState
-from countersign.models.pending import PendingEntry, pending_entry
+from countersign.models.pending import PendingEntry, fingerprint, pending_entry
 from countersign.store.leases import Leases
-from countersign.store.pending_decisions import PendingDecisions, StoredPending
+from countersign.store.pending_decisions import PendingDecisions
 from countersign.workflows.approval import ApprovalWorkflow
 from countersign.workflows.graph import GraphWorkflow
 
@@ -38,8 +38,6 @@ _WAITING_QUERY = (
     f"WorkflowType IN ({', '.join(repr(t) for t in _TYPES)}) AND ExecutionStatus = 'Running' AND "
     f"{sa.STATE.name} IN ('{WorkflowState.WAITING_FOR_APPROVAL.value}', '{WorkflowState.ESCALATED.value}')"
 )
-# What a row is compared on: what the inbox filters and sorts by. Text and start time never change.
-_COMPARED = {"kind", "tenant", "state", "requester", "deciders", "request_type", "amount", "sla_due_at"}
 
 
 @dataclass(frozen=True)
@@ -87,10 +85,6 @@ async def entry_of(execution: WorkflowExecution, *, memo: bool = True) -> Pendin
     )
 
 
-def _same(stored: PendingEntry, listed: PendingEntry) -> bool:
-    return stored.model_dump(include=_COMPARED) == listed.model_dump(include=_COMPARED)
-
-
 class InboxReconciler:
     def __init__(self, client: Client, pending: PendingDecisions, leases: Leases, *, interval: float) -> None:
         self._client = client
@@ -128,17 +122,16 @@ class InboxReconciler:
                 log.debug("could not give up the reconciler's lease", exc_info=True)
 
     async def reconcile(self) -> Pass:
-        """One comparison of the projection with Temporal, and the repairs it confirmed."""
-        stored = await self._pending.all()
-        listed: dict[str, PendingEntry] = {}
+        """One comparison of the projection with Temporal, and the repairs it confirmed. It holds a
+        short fingerprint per row and per waiting workflow, not the rows (10,000 waiting at once)."""
+        stored = await self._pending.fingerprints()
+        listed: dict[str, str] = {}
         async for execution in self._client.list_workflows(_WAITING_QUERY):
             entry = await entry_of(execution, memo=False)
             if entry is not None:
-                listed[execution.id] = entry
+                listed[execution.id] = fingerprint(entry)
         suspects = [wid for wid in stored if wid not in listed]
-        suspects += [
-            wid for wid, entry in listed.items() if wid not in stored or not _same(stored[wid].entry, entry)
-        ]
+        suspects += [wid for wid, print_ in listed.items() if wid not in stored or stored[wid][1] != print_]
         added = updated = removed = 0
         for workflow_id in suspects:
             outcome = await self._repair(workflow_id, stored.get(workflow_id))
@@ -147,7 +140,7 @@ class InboxReconciler:
             removed += outcome == "removed"
         return Pass(len(listed), len(stored), added, updated, removed)
 
-    async def _repair(self, workflow_id: str, stored: StoredPending | None) -> str | None:
+    async def _repair(self, workflow_id: str, stored: tuple[int, str] | None) -> str | None:
         try:
             described = await self._client.get_workflow_handle(workflow_id).describe()
             truth = await entry_of(described)
@@ -157,10 +150,10 @@ class InboxReconciler:
             truth = None  # deleted from Temporal (retention): nobody can decide it
         if stored is None and truth is None:
             return None
-        if stored is not None and truth is not None and _same(stored.entry, truth):
+        if stored is not None and truth is not None and stored[1] == fingerprint(truth):
             return None  # visibility lagged behind the workflow; the row was right
         # Only if no audit batch wrote the row since this pass read it: that batch is newer.
-        if not await self._pending.repair(workflow_id, truth, expected_seq=stored.seq if stored else None):
+        if not await self._pending.repair(workflow_id, truth, expected_seq=stored[0] if stored else None):
             return None
         log.info("inbox row of %s repaired: %s", workflow_id, "removed" if truth is None else "written")
         return "removed" if truth is None else ("added" if stored is None else "updated")

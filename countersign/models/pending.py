@@ -5,6 +5,7 @@ workflow publishes, so the projection and Temporal's visibility cannot disagree 
 waiting: a running workflow in a waiting state with someone who may decide it.
 """
 
+import hashlib
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -79,3 +80,13 @@ def pending_entry(
         graph_id=graph_id,
         graph_version=graph_version,
     )
+
+
+# What a row is compared on by the reconciler: what the inbox filters and sorts by (text and start
+# time never change).
+_COMPARED = {"kind", "tenant", "state", "requester", "deciders", "request_type", "amount", "sla_due_at"}
+
+
+def fingerprint(entry: PendingEntry) -> str:
+    """A short digest of the compared fields: the reconciler holds one string per waiting workflow."""
+    return hashlib.sha256(entry.model_dump_json(include=_COMPARED).encode()).hexdigest()[:16]

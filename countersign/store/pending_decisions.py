@@ -20,7 +20,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from countersign.models.enums import RequestType, WorkflowState
-from countersign.models.pending import PendingEntry
+from countersign.models.pending import PendingEntry, fingerprint
 from countersign.store.sql import open_engine, release_engine
 
 # Sortable text on both databases; "C" so PostgreSQL compares bytes, as SQLite does.
@@ -40,6 +40,7 @@ pending_decisions = sa.Table(
     # can hold it (a nullable sort key would need NULLS LAST, which SQLite's indexes cannot serve).
     sa.Column("due_order", _Ordered, nullable=False),
     sa.Column("entry", sa.Text, nullable=False),  # the PendingEntry, as JSON
+    sa.Column("fingerprint", sa.Text, nullable=False),  # models/pending.py, for the reconciler
     # The audit sequence number of the event this row is as of (a repair keeps it; -1 if none).
     sa.Column("seq", sa.BigInteger, nullable=False),
     sa.Column("updated_at", sa.Double, nullable=False),
@@ -172,6 +173,7 @@ class PendingDecisions:
             "amount": entry.amount,
             "due_order": due_order(entry.sla_due_at),
             "entry": entry.model_dump_json(),
+            "fingerprint": fingerprint(entry),
             "seq": seq,
             "updated_at": time.time(),
         }
@@ -215,14 +217,11 @@ class PendingDecisions:
             rows = (await conn.execute(select)).all()
         return [StoredPending(r.workflow_id, PendingEntry.model_validate_json(r.entry), r.seq) for r in rows]
 
-    async def all(self) -> dict[str, StoredPending]:
-        """Every row, for the reconciler's comparison with Temporal."""
+    async def fingerprints(self) -> dict[str, tuple[int, str]]:
+        """Every row's seq and fingerprint, for the reconciler's comparison with Temporal."""
         async with self._engine.connect() as conn:
-            rows = (await conn.execute(sa.select(_p.workflow_id, _p.entry, _p.seq))).all()
-        return {
-            r.workflow_id: StoredPending(r.workflow_id, PendingEntry.model_validate_json(r.entry), r.seq)
-            for r in rows
-        }
+            rows = (await conn.execute(sa.select(_p.workflow_id, _p.seq, _p.fingerprint))).all()
+        return {r.workflow_id: (r.seq, r.fingerprint) for r in rows}
 
     async def count(self) -> int:
         async with self._engine.connect() as conn:

@@ -106,7 +106,7 @@ async def test_a_row_is_replaced_only_by_a_later_events_row(pending: PendingDeci
     assert await pending.apply("w1", 9, None)
     assert await pending.get("w1") is None
     assert await ids(pending, admin) == []
-    assert await pending.all() == {}
+    assert await pending.fingerprints() == {}
 
 
 async def test_a_repair_writes_only_the_row_it_read(pending: PendingDecisions) -> None:

@@ -47,6 +47,7 @@ def upgrade(schema: str | None = None) -> None:
         sa.Column("amount", sa.Double(), nullable=True),
         sa.Column("due_order", sa.Text().with_variant(sa.TEXT(collation="C"), "postgresql"), nullable=False),
         sa.Column("entry", sa.Text(), nullable=False),
+        sa.Column("fingerprint", sa.Text(), nullable=False),
         sa.Column("seq", sa.BigInteger(), nullable=False),
         sa.Column("updated_at", sa.Double(), nullable=False),
         sa.PrimaryKeyConstraint("workflow_id"),
