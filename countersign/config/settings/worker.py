@@ -8,9 +8,10 @@ from pydantic_settings import NoDecode
 
 from countersign.config.settings.lists import split_commas
 
-# The worker's workflow cache by default (Settings.max_cached_workflows): half the SDK's 1,000, so that
-# a worker with 10,000 waiting stays under 300 MB (benchmarks/README.md).
-MAX_CACHED_WORKFLOWS = 500
+# The worker's workflow cache by default (Settings.max_cached_workflows): a quarter of the SDK's 1,000,
+# so that a worker with 10,000 waiting stays under 300 MB: 268 MB measured at 250, 359 MB at 500
+# (benchmarks/README.md, "The inbox at 10,000 waiting").
+MAX_CACHED_WORKFLOWS = 250
 
 
 class WorkerSettings(BaseModel):
