@@ -160,10 +160,13 @@ async def test_waiting_decision_and_execution_arrive_signed(hooks: Hooks) -> Non
     ran = executed["data"]["proposal"]["args"]
     assert ran == {**view["proposal"]["args"], **ran} and ran != view["proposal"]["args"]
 
-    # Each event its own webhook-id, stable and readable; in the order the workflow sent them.
+    # Each event its own webhook-id, stable and readable, numbered in the order the workflow sent them.
+    # Each is delivered by an activity of its own, so two sent together may arrive either way round (a
+    # CI run saw `approved` before `decided`): a receiver orders them by the number.
     ids = [r.headers["webhook-id"] for r in hooks.receiver.received]
     assert len(set(ids)) == len(ids) and all(i.startswith(f"{workflow_id}:e") for i in ids)
-    types = [r.type for r in hooks.receiver.received]
+    numbered = sorted(hooks.receiver.received, key=lambda r: int(r.headers["webhook-id"].rsplit(":e", 1)[1]))
+    types = [r.type for r in numbered]
     assert types[:2] == ["approval.waiting", "approval.decided"] and "approval.approved" in types
     # A message altered on the way does not verify.
     with pytest.raises(WebhookVerificationError):
