@@ -87,6 +87,12 @@ class DeclaredToolStore:
         for attempt in range(_ATTEMPTS):
             try:
                 async with self._engine.begin() as conn:
+                    if conn.dialect.name == "postgresql":
+                        # Declarations of one name wait their turn: without it, N at once each read the
+                        # same latest version and all but one retried, and with six at once one could
+                        # lose every attempt (seen in CI). Released at the transaction's end.
+                        key = sa.func.hashtext(f"declared-tool/{tenant}/{request.name}")
+                        await conn.execute(sa.select(sa.func.pg_advisory_xact_lock(key)))
                     version = await conn.scalar(
                         sa.insert(declared_tools).values(values).returning(_c.version)
                     )
