@@ -17,8 +17,6 @@ from countersign.config.settings import Settings
 from countersign.config.temporal import connect
 from countersign.inbox_reconciler import InboxReconciler
 from countersign.llm.rules import RulesPlanner
-from countersign.store.leases import Leases
-from countersign.store.pending_decisions import PendingDecisions
 from countersign.store.sql import default_url
 from countersign.worker import WorkerTrust, build_worker
 
@@ -54,21 +52,12 @@ async def serve(address: str, queue: str, data_dir: Path) -> None:
     )
     # The inbox's reconciler runs beside the workers, as in `countersign worker`: its passes over every
     # waiting workflow count in the worker's memory.
-    url = default_url(data_dir)
-    async with (
-        ours,
-        floor,
-        plain,
-        await PendingDecisions.open(url) as pending,
-        await Leases.open(url) as leases,
-    ):
-        reconciler = InboxReconciler(client, pending, leases, interval=settings.inbox_reconcile_seconds)
-        reconciling = asyncio.ensure_future(reconciler.run())
+    reconciling = InboxReconciler.running(
+        client, default_url(data_dir), interval=settings.inbox_reconcile_seconds
+    )
+    async with ours, floor, plain, reconciling:
         print("ready", flush=True)
-        try:
-            await asyncio.Event().wait()
-        finally:
-            reconciling.cancel()
+        await asyncio.Event().wait()
 
 
 def main() -> None:

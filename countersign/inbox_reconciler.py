@@ -11,16 +11,19 @@ lets one pass run at a time.
 """
 
 import asyncio
+import contextlib
 import logging
 import os
 import socket
 import uuid
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
 from temporalio.client import Client, WorkflowExecution, WorkflowExecutionStatus
 from temporalio.service import RPCError, RPCStatusCode
 
+from countersign.config.temporal import memo_or_none
 from countersign.models import search_attributes as sa
 from countersign.models.enums import WorkflowState
 from countersign.models.pending import PendingEntry, fingerprint, pending_entry
@@ -59,22 +62,15 @@ def _attributes(execution: WorkflowExecution) -> dict[str, Any]:
     return {pair.key.name: pair.value for pair in execution.typed_search_attributes}
 
 
-async def _memo(execution: WorkflowExecution, key: str) -> Any:
-    try:
-        return await execution.memo_value(key, default=None)
-    except (KeyError, ValueError, RuntimeError):
-        return None  # encrypted with a key this process lacks, or malformed: the row goes without it
-
-
 async def entry_of(execution: WorkflowExecution, *, memo: bool = True) -> PendingEntry | None:
     """The row Temporal's record of `execution` makes, as the workflow itself makes it (models/pending.py).
     Without `memo`, no text or graph: enough to compare (a pass decodes no memo of thousands of rows)."""
     if execution.status not in (None, WorkflowExecutionStatus.RUNNING):
         return None
     graph = execution.workflow_type == GraphWorkflow.__name__
-    text = await _memo(execution, "text") if memo else None
-    graph_id = await _memo(execution, "graph_id") if graph and memo else None
-    version = await _memo(execution, "graph_version") if graph and memo else None
+    text = await memo_or_none(execution, "text") if memo else None
+    graph_id = await memo_or_none(execution, "graph_id") if graph and memo else None
+    version = await memo_or_none(execution, "graph_version") if graph and memo else None
     return pending_entry(
         _attributes(execution),
         kind="graph_run" if graph else "request",
@@ -92,6 +88,21 @@ class InboxReconciler:
         self._leases = leases
         self._interval = interval
         self._holder = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+    @classmethod
+    @contextlib.asynccontextmanager
+    async def running(cls, client: Client, database_url: str, *, interval: float) -> AsyncIterator[None]:
+        """The reconciler beside whatever runs in the block (a worker), its stores closed after."""
+        async with (
+            await PendingDecisions.open(database_url) as pending,
+            await Leases.open(database_url) as leases,
+        ):
+            passes = asyncio.ensure_future(cls(client, pending, leases, interval=interval).run())
+            try:
+                yield
+            finally:
+                passes.cancel()
+                await asyncio.gather(passes, return_exceptions=True)
 
     async def run(self) -> None:
         """Pass after pass until cancelled; a pass that fails is logged and the next one tries again."""

@@ -64,8 +64,6 @@ from countersign.security.audit_keys import AuditKeyring
 from countersign.security.gateway_keys import MissingKey
 from countersign.security.link_keys import LinkKeyring
 from countersign.store.decision_links import DecisionLinks
-from countersign.store.leases import Leases
-from countersign.store.pending_decisions import PendingDecisions
 from countersign.store.sql import OpenedOnFirstUse, default_url
 from countersign.store.tool_effects import ToolEffects
 from countersign.tools.builtin import build_registry
@@ -342,18 +340,17 @@ async def run_worker(
         settings.integrations(),
         settings.public_url,
     )
-    # The inbox's projection is compared with Temporal and repaired from here (one worker at a time).
-    projection = await PendingDecisions.open(settings.database_url)
-    leases = await Leases.open(settings.database_url)
-    reconciler = InboxReconciler(client, projection, leases, interval=settings.inbox_reconcile_seconds)
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
     sending = asyncio.ensure_future(digests.run(settings.digest_interval_seconds))
-    reconciling = asyncio.ensure_future(reconciler.run())
     try:
-        async with worker:
+        # The inbox's projection is compared with Temporal and repaired from here (one worker at a time).
+        reconciling = InboxReconciler.running(
+            client, settings.database_url, interval=settings.inbox_reconcile_seconds
+        )
+        async with worker, reconciling:
             waits: list[asyncio.Future[Any]] = [asyncio.ensure_future(stop.wait())]
             if settings.worker_stall_timeout_seconds > 0:
                 stall = timedelta(seconds=settings.worker_stall_timeout_seconds)
@@ -372,11 +369,8 @@ async def run_worker(
             log.info("stopping: running activities get %ss", settings.worker_shutdown_grace_seconds)
     finally:
         sending.cancel()  # a digest cut short is released (or its claim lapses): the next round sends it
-        reconciling.cancel()
-        await asyncio.gather(sending, reconciling, return_exceptions=True)
+        await asyncio.gather(sending, return_exceptions=True)
         await digests.close()
-        await projection.close()
-        await leases.close()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(signum)
         tracing.shutdown(traces)  # spans still batched are exported before the process ends

@@ -1,14 +1,16 @@
 """Connecting to Temporal: one data converter everywhere, and the search attributes Countersign needs."""
 
+import logging
 import re
 from collections.abc import Sequence
+from typing import Any
 
 from temporalio.api.enums.v1 import IndexedValueType
 from temporalio.api.operatorservice.v1 import (
     AddSearchAttributesRequest,
     ListSearchAttributesRequest,
 )
-from temporalio.client import Client, Interceptor, Plugin
+from temporalio.client import Client, Interceptor, Plugin, WorkflowExecution
 from temporalio.converter import PayloadCodec
 from temporalio.runtime import Runtime
 from temporalio.service import RPCError, RPCStatusCode, TLSConfig
@@ -16,6 +18,8 @@ from temporalio.service import RPCError, RPCStatusCode, TLSConfig
 from countersign.models import search_attributes as sa
 from countersign.models.errors import CountersignError
 from countersign.security.codec import data_converter
+
+log = logging.getLogger(__name__)
 
 _INDEXED_TYPE = {
     "KEYWORD": IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD,
@@ -107,3 +111,13 @@ async def ensure_search_attributes(client: Client, namespace: str) -> list[str]:
             continue
         added.append(key.name)
     return added
+
+
+async def memo_or_none(execution: WorkflowExecution, key: str) -> Any:
+    """A listed or described workflow's memo value, or None when this process cannot read it (encrypted
+    with a key it lacks, or malformed): lists show the row without it rather than fail."""
+    try:
+        return await execution.memo_value(key, default=None)
+    except (KeyError, ValueError, RuntimeError) as error:
+        log.warning("memo of %s unreadable: %s", execution.id, error)
+        return None

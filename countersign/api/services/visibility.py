@@ -8,6 +8,7 @@ from pydantic import TypeAdapter
 from temporalio.client import Client, WorkflowExecution
 from temporalio.service import RPCError
 
+from countersign.config.temporal import memo_or_none
 from countersign.models import search_attributes as sa
 from countersign.models.enums import RequestType, Role, WorkflowState
 from countersign.models.principals import Tenant
@@ -52,22 +53,13 @@ async def list_dead_letters(client: Client, tenant: str | None, limit: int = 100
     return await list_summaries(client, clauses, limit)
 
 
-async def _memo(execution: WorkflowExecution, key: str) -> object:
-    try:
-        return await execution.memo_value(key, default=None)
-    except (KeyError, ValueError, RuntimeError) as error:
-        # Encrypted with a key this process lacks (or malformed): list it without that value.
-        log.warning("memo of %s unreadable: %s", execution.id, error)
-        return None
-
-
 async def _summary(execution: WorkflowExecution) -> WorkflowSummary:
     attrs = execution.typed_search_attributes
     state, kind, role = attrs.get(sa.STATE), attrs.get(sa.REQUEST_TYPE), attrs.get(sa.AWAITING_ROLE)
-    text = await _memo(execution, "text")
+    text = await memo_or_none(execution, "text")
     graph = execution.workflow_type == GraphWorkflow.__name__
-    graph_id = await _memo(execution, "graph_id") if graph else None
-    graph_version = await _memo(execution, "graph_version") if graph else None
+    graph_id = await memo_or_none(execution, "graph_id") if graph else None
+    graph_version = await memo_or_none(execution, "graph_version") if graph else None
     return WorkflowSummary(
         workflow_id=execution.id,
         kind="graph_run" if graph else "request",
