@@ -8,16 +8,21 @@
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from countersign.models.directory import DirectoryLookups
 from countersign.models.proposal import Plan, PlanInput
 from countersign.models.tools import ToolSpec
 
 
 class Planner(Protocol):
-    """Turns a request into exactly one proposed action drawn from `tools`."""
+    """Turns a request into exactly one proposed action drawn from `tools`. With a `directory`, it first
+    gets the records the request mentions and may look up more (read-only); every lookup it made goes
+    into `Plan.lookups`."""
 
     name: str
 
-    async def plan(self, request: PlanInput, tools: list[ToolSpec]) -> Plan: ...
+    async def plan(
+        self, request: PlanInput, tools: list[ToolSpec], directory: DirectoryLookups | None = None
+    ) -> Plan: ...
 
 
 @dataclass(frozen=True)

@@ -5,6 +5,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from countersign.models.declared_tools import DeclaredTool
+from countersign.models.directory import Lookup
 from countersign.models.enums import RequestType, Risk, SideEffect
 from countersign.models.facts import ActionFacts
 from countersign.models.requests import SubmitRequest
@@ -57,6 +58,8 @@ class PlanInput(BaseModel):
     requester_name: str
     attempt: int = 1
     feedback: list[str] = Field(default_factory=list)
+    # Whose directory the planner may look things up in; None in workflows started before the directory.
+    tenant: str | None = None
 
 
 class Plan(BaseModel):
@@ -74,6 +77,8 @@ class Plan(BaseModel):
     # Set when the planner's output never validated: the plan is a best-effort reading for triage,
     # and validation refuses it whatever else it finds.
     planning_findings: list[Finding] = Field(default_factory=list)
+    # Every directory lookup made while planning, with what it returned (the audit records them).
+    lookups: list[Lookup] = Field(default_factory=list, max_length=50)
 
 
 class Proposal(Plan):
@@ -85,6 +90,9 @@ class Proposal(Plan):
     edited_by: str | None = None
     # Whoever made this version (maker) may not also approve it (checker).
     edited_by_id: str | None = None
+    # An edited version's `summary` describes its own args (built by Countersign, not a model); the
+    # planner's summary of version 1 is kept here, to be shown marked as the AI's.
+    ai_summary: str | None = None
 
 
 class ValidateInput(BaseModel):
@@ -96,6 +104,9 @@ class ValidateInput(BaseModel):
     # A call of a tool the tenant declared (executed by the caller): the declaration, frozen in the
     # workflow's input when it started, validated against instead of the registry.
     declared_tool: DeclaredTool | None = None
+    # Whose directory the action is checked against (budgets, vendors, recipients, exchange rates);
+    # None in workflows started before the directory.
+    tenant: str | None = None
 
 
 class ValidationReport(BaseModel):
@@ -111,6 +122,9 @@ class ValidationReport(BaseModel):
     normalized_args: dict[str, Any] | None = None
     # With `align_fields`: the plan's fields after taking over what the edited args state.
     fields: RequestFields | None = None
+    # With `align_fields` (an edit, a caller's action): a summary of the validated args, built by
+    # Countersign from the tool and its args alone. None from workflows' older validations.
+    summary: str | None = None
     # What the action states about itself (its tool's declaration over the validated args): the
     # approval chain is chosen from these. None when the tool is unknown or the args do not fit it.
     facts: ActionFacts | None = None
