@@ -14,8 +14,10 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from countersign.activities.heartbeat import heartbeating
+from countersign.directory.lookups import RecordSource, TenantDirectory
 from countersign.llm.base import Planner
 from countersign.llm.errors import ProviderError
+from countersign.llm.prices import CURRENCY, PriceTable
 from countersign.models.proposal import Plan, PlanInput, PlanProvenance
 from countersign.models.retry_after import capped_delay
 from countersign.observability import metrics
@@ -42,7 +44,13 @@ def provider_failure(error: ProviderError) -> ApplicationError:
 
 class PlanningActivities:
     def __init__(
-        self, planners: Planner | Sequence[Planner], registry: ToolRegistry, *, attempts_per_planner: int = 3
+        self,
+        planners: Planner | Sequence[Planner],
+        registry: ToolRegistry,
+        *,
+        attempts_per_planner: int = 3,
+        directory: RecordSource | None = None,
+        prices: PriceTable | None = None,
     ) -> None:
         chain = [planners] if not isinstance(planners, Sequence) else list(planners)
         if not chain:
@@ -52,6 +60,8 @@ class PlanningActivities:
         self._chain = chain
         self._registry = registry
         self._attempts_per_planner = attempts_per_planner
+        self._directory = directory
+        self._prices = prices or PriceTable()
 
     def planner_for(self, attempt: int) -> Planner:
         """The planner for a 1-based activity attempt: later attempts fall back along the chain."""
@@ -67,11 +77,15 @@ class PlanningActivities:
             "planning with %s (plan attempt %d, activity attempt %d)", planner.name, request.attempt, attempt
         )
         started = time.monotonic()
+        # The tenant's directory, for plans of workflows that name their tenant (older ones do not).
+        directory = None
+        if self._directory is not None and request.tenant is not None:
+            directory = TenantDirectory(self._directory, request.tenant)
         try:
             # A model can think for minutes: a worker that dies meanwhile is noticed within the
             # workflow's heartbeat timeout, not after the whole PLANNING_TIMEOUT.
             async with heartbeating():
-                plan = await planner.plan(request, self._registry.specs())
+                plan = await planner.plan(request, self._registry.specs(), directory)
         except ProviderError as error:
             activity.logger.warning("planner %s failed: %s", planner.name, error.message)
             metrics.record_plan_error(planner.name, error.kind)
@@ -82,6 +96,10 @@ class PlanningActivities:
         )
         if planner is not primary:
             provenance = provenance.model_copy(update={"fallback_from": primary.name})
+        if provenance.model is not None:
+            spent = self._prices.cost(provenance.model, provenance.input_tokens, provenance.output_tokens)
+            if spent is not None:
+                provenance = provenance.model_copy(update={"cost": spent, "cost_currency": CURRENCY})
         planned = plan.model_copy(update={"provenance": provenance})
         metrics.record_plan(planned)
         return planned

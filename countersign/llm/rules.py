@@ -24,7 +24,9 @@ from countersign.llm.rules_actions import (
     valid_email,
 )
 from countersign.llm.rules_classification import classify
+from countersign.llm.rules_context import from_directory
 from countersign.llm.rules_extraction import extract_fields, severity_from_wording
+from countersign.models.directory import DirectoryLookups
 from countersign.models.enums import RequestType
 from countersign.models.proposal import Plan, PlanInput, RequestFields
 from countersign.models.tools import ToolSpec
@@ -153,13 +155,18 @@ class RulesPlanner:
 
     name: str = "rules"
 
-    async def plan(self, request: PlanInput, tools: list[ToolSpec]) -> Plan:
+    async def plan(
+        self, request: PlanInput, tools: list[ToolSpec], directory: DirectoryLookups | None = None
+    ) -> Plan:
         if not tools:
             raise ValueError("the rules planner needs at least one tool to propose")
         text, requester = request.request.described(), request.requester_name
         ev = _Evidence()
         fields = extract_fields(text, requester)
         fields = _apply_hints(fields, dict(request.request.fields or {}), ev)
+        lookups = await directory.mentioned(text) if directory is not None else []
+        fields, notes = from_directory(fields, lookups, requester)
+        ev.notes.extend(notes)
         rtype = _decide_type(request, fields, ev)
         inferred: set[str] = set()
         if rtype is RequestType.SUPPORT:
@@ -194,4 +201,5 @@ class RulesPlanner:
             confidence=confidence,
             rationale=rationale[:2000],
             planner=self.name,
+            lookups=lookups,
         )

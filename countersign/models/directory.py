@@ -126,6 +126,12 @@ RECORD_MODELS: dict[DirectoryKind, type[Counterparty] | type[Person] | type[Budg
 }
 
 
+# Lookups of the names a request's own words mention carry these tools, told apart from lookups a
+# planner chose to make: validation trusts only the former to say whom "the request names".
+MENTION_COUNTERPARTY = "mentioned_counterparty"
+MENTION_PERSON = "mentioned_person"
+
+
 class Match(BaseModel):
     """One record a name matched, and how well (0 to 100, rapidfuzz's scale)."""
 

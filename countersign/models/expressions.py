@@ -34,6 +34,11 @@ FACT_NAMES = frozenset(
         "days",
         "severity",
         "recipients",
+        "amount_base",
+        "over_budget",
+        "unknown_vendor",
+        "unknown_recipient",
+        "unknown_currency",
     }
 )
 EXTRA_STEP_NAMES = FACT_NAMES | {"confidence"}

@@ -21,3 +21,12 @@ class ActionFacts(BaseModel):
     severity: int | None = Field(default=None, ge=1, le=5)
     # Who or what the action reaches outside: email addresses, webhook and HTTP origins.
     recipients: list[str] = Field(default_factory=list, max_length=100)
+    # What validation found in the tenant's directory (directory/checks.py), not what the args state:
+    # the amount in the tenant's base currency (None without a rate for it), and whether the action is
+    # over its cost center's budget, buys from a vendor the directory does not know, writes to an
+    # address no counterparty the request names has, or states an amount in a currency without a rate.
+    amount_base: float | None = Field(default=None, ge=0, allow_inf_nan=False)
+    over_budget: bool = False
+    unknown_vendor: bool = False
+    unknown_recipient: bool = False
+    unknown_currency: bool = False

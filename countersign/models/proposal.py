@@ -49,6 +49,10 @@ class PlanProvenance(BaseModel):
     repair_feedback: list[str] = Field(default_factory=list)
     # Set when a fallback provider planned because the primary kept failing.
     fallback_from: str | None = None
+    # What the model's tokens cost, from the price table (llm/prices.py); None when no model was called
+    # or its price is not known.
+    cost: float | None = Field(default=None, ge=0)
+    cost_currency: str | None = Field(default=None, max_length=3)
 
 
 class PlanInput(BaseModel):

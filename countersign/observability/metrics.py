@@ -47,6 +47,8 @@ SLA_BREACHES = "countersign_sla_breaches_total"
 AUDIT_EVENTS = "countersign_audit_events_total"
 PLAN_LATENCY = "countersign_plan_latency_seconds"
 PLAN_TOKENS = "countersign_plan_tokens_total"
+# A histogram: Temporal's counters count integers; its `_sum` is the total spent.
+PLAN_COST = "countersign_plan_cost_usd"
 PLAN_ERRORS = "countersign_plan_errors_total"
 EXECUTIONS = "countersign_executions_total"
 PENDING = "countersign_pending_approvals"
@@ -126,6 +128,11 @@ def record_plan(plan: Plan) -> None:
     tokens = meter.create_counter(PLAN_TOKENS, "Model tokens used for planning")
     tokens.add(provenance.input_tokens, {**provider, "direction": "input"})
     tokens.add(provenance.output_tokens, {**provider, "direction": "output"})
+    if provenance.cost is not None:
+        spent = meter.create_histogram_float(
+            PLAN_COST, "What one plan's model tokens cost (price table)", "USD"
+        )
+        spent.record(provenance.cost, provider)
 
 
 def record_plan_error(provider: str, kind: str) -> None:

@@ -94,6 +94,11 @@ def auto_approved_high_risk(policy: ApprovalPolicy, tools: list[ToolSpec]) -> li
             names: dict[str, object] = {
                 "type": kind.value,
                 "amount": number,
+                "amount_base": number,
+                "over_budget": False,
+                "unknown_vendor": False,
+                "unknown_recipient": False,
+                "unknown_currency": False,
                 "quantity": None if number is None else int(number),
                 "days": number,
                 "severity": severity,

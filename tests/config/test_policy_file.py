@@ -55,22 +55,24 @@ def test_the_shipped_default_loads_with_its_documented_shape() -> None:
     assert policy.extra_steps == []
     assert [rule.name for rule in policy.rules] == [
         "large procurement",
+        "procurement over budget",
         "long leave",
         "severe support issue",
         "everything else",
     ]
     assert [[step.role for step in rule.steps] for rule in policy.rules] == [
         [Role.MANAGER, Role.FINANCE, Role.DIRECTOR],
+        [Role.MANAGER, Role.FINANCE],
         [Role.MANAGER, Role.HR],
         [Role.SUPPORT_L2, Role.MANAGER],
         [Role.MANAGER],
     ]
     assert policy.rules[0].steps[2].escalate_to == Role.ADMIN
-    support = policy.rules[2].steps[0]
+    support = policy.rules[3].steps[0]
     assert support.sla == 1800
     # The default 6h reminder would come after its 30m SLA, so it is moved to three quarters of it.
     assert resolve_timing(support, policy.defaults).reminder_seconds == 1350
-    assert policy.rules[3].when == "true"
+    assert policy.rules[4].when == "true"
 
 
 def test_a_good_file_loads(tmp_path: Path) -> None:
@@ -280,8 +282,9 @@ def test_policy_check_command_reports_errors_by_line(tmp_path: Path) -> None:
     assert result.stderr.splitlines() == [
         f"error: {path} line 6: rules[0].steps[0].role: Input should be 'MANAGER', 'FINANCE', 'DIRECTOR', "
         "'HR', 'SUPPORT_L2', 'ADMIN', 'AUDITOR' or 'OPERATOR' (got '[bold]BOSS')",
-        f"error: {path} line 7: rules[1].when: unknown name 'x' in 'x' (known: amount, currency, days, "
-        "quantity, recipients, risk, severity, side_effect, tool, type)",
+        f"error: {path} line 7: rules[1].when: unknown name 'x' in 'x' (known: amount, amount_base, "
+        "currency, days, over_budget, quantity, recipients, risk, severity, side_effect, tool, type, "
+        "unknown_currency, unknown_recipient, unknown_vendor)",
     ]
 
 

@@ -13,6 +13,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from countersign.config.settings.callbacks import CallbackSettings
 from countersign.config.settings.channels import ChannelSettings
+from countersign.config.settings.directory import DirectorySettings
 from countersign.config.settings.gateway import GatewaySettings
 from countersign.config.settings.jwt import JwtSettings
 from countersign.config.settings.keys import KeySettings
@@ -28,6 +29,7 @@ __all__ = [
     "PLANNING_BUDGET_SECONDS",
     "CallbackSettings",
     "ChannelSettings",
+    "DirectorySettings",
     "GatewaySettings",
     "JwtSettings",
     "KeySettings",
@@ -54,6 +56,7 @@ class Settings(
     TelemetrySettings,
     CallbackSettings,
     ChannelSettings,
+    DirectorySettings,
     BaseSettings,
 ):
     # hide_input_in_errors: a failed validator would otherwise echo its input, tokens and secrets included.

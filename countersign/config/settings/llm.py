@@ -26,6 +26,9 @@ class LlmSettings(BaseModel):
     llm_attempts_per_provider: int = Field(default=3, ge=1, le=10)
     # Planning activities started per second across all workers; provider rate limits are per account.
     llm_rate_limit: float | None = Field(default=None, gt=0)
+    # Model prices in USD per million input and output tokens, added to or replacing the built-in table
+    # (llm/prices.py), as JSON: {"my-model": [0.5, 1.5]}.
+    llm_prices: dict[str, tuple[float, float]] = Field(default_factory=dict)
 
     @field_validator("llm")
     @classmethod

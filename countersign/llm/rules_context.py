@@ -1,0 +1,79 @@
+"""What the rules planner takes from the directory: the records the request's words mention.
+
+A clear mention of a counterparty names it as the directory spells it and, when the request gives no
+address, supplies its default contact; an ambiguous one is told in the rationale and never picked.
+A counterparty the request names that the directory has no address for is told too: the planner then
+proposes a task, and validation says "no address for ...".
+"""
+
+from typing import Any
+
+from rapidfuzz import fuzz, utils
+
+from countersign.models.directory import MENTION_COUNTERPARTY, MENTION_PERSON, Lookup
+from countersign.models.proposal import RequestFields
+
+_SAME_NAME = 85.0
+
+
+def _names(record: dict[str, Any]) -> list[str]:
+    return [str(record.get("name", "")), *(str(a) for a in record.get("aliases") or [])]
+
+
+def _address(record: dict[str, Any]) -> str | None:
+    found = (
+        record.get("default_contact") or record.get("email") or next(iter(record.get("emails") or []), None)
+    )
+    return str(found) if found else None
+
+
+def _pick(extracted: str | None, clear: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The mentioned record the extracted counterparty names, or the only one mentioned."""
+    if extracted:
+        wanted = utils.default_process(extracted)
+        for record in clear:
+            if any(fuzz.WRatio(wanted, utils.default_process(n)) >= _SAME_NAME for n in _names(record)):
+                return record
+        return None
+    return clear[0] if len(clear) == 1 else None
+
+
+def from_directory(
+    fields: RequestFields, lookups: list[Lookup], requester: str
+) -> tuple[RequestFields, list[str]]:
+    """`fields` completed from the directory's records the request mentions, and notes saying how."""
+    notes: list[str] = []
+    for found in lookups:
+        if found.error:
+            notes.append(f"directory not consulted: {found.error}")
+        elif found.ambiguous:
+            names = " or ".join(str(m.record.get("name")) for m in found.matches)
+            notes.append(f"{found.query!r} could be {names} in the directory, so none was picked")
+    clear = [r for m in lookups if m.tool == MENTION_COUNTERPARTY and (r := m.found) is not None]
+    people = [
+        r
+        for m in lookups
+        if m.tool == MENTION_PERSON
+        and (r := m.found) is not None
+        and str(r.get("name")).casefold() != requester.casefold()
+    ]
+    record = _pick(fields.counterparty, clear)
+    updates: dict[str, Any] = {}
+    if record is not None:
+        if record["name"] != fields.counterparty:
+            notes.append(f"counterparty {record['name']} from the directory")
+            updates["counterparty"] = record["name"]
+        address = _address(record)
+        if fields.email is None and address is not None:
+            notes.append(f"address {address} of {record['name']} from the directory")
+            updates["email"] = address
+        elif address is None and fields.email is None:
+            notes.append(f"no address for {record['name']} in the directory")
+    elif fields.counterparty and fields.email is None:
+        notes.append(f"no address for {fields.counterparty} in the directory")
+    elif fields.counterparty is None and fields.email is None and len(people) == 1:
+        address = _address(people[0])
+        if address is not None:
+            notes.append(f"address {address} of {people[0]['name']} from the directory")
+            updates["email"] = address
+    return fields.model_copy(update=updates), notes
