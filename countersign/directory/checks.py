@@ -49,6 +49,7 @@ async def check_in_context(
     requester: str | None,
     base: str,
     today: dt.date,
+    requester_email: str | None = None,
 ) -> ContextReport:
     report = ContextReport()
     if facts.amount is not None and facts.currency == base:
@@ -75,7 +76,8 @@ async def check_in_context(
         _base_amount(report, facts, base, rates, today)
     if facts.type is RequestType.PROCUREMENT:
         _vendor(report, args, counterparties)
-        _budget(report, facts, args, requester, people, budgets, rates, base, today)
+        who = {w.casefold() for w in (requester, requester_email) if w}
+        _budget(report, facts, args, who, people, budgets, rates, base, today)
     _recipients(report, plan, facts, counterparties, people)
     _address(report, plan, counterparties)
     return report
@@ -130,19 +132,27 @@ def _budget(
     report: ContextReport,
     facts: ActionFacts,
     args: dict[str, Any],
-    requester: str | None,
+    requester: set[str],
     people: list[Any],
     budgets: list[Any],
     rates: list[Rate],
     base: str,
     today: dt.date,
 ) -> None:
-    """The cost center is the action's own (`cost_center` in its args) or else the requester's."""
+    """The cost center is the action's own (`cost_center` in its args) or else the requester's, whose
+    person record has their name or email."""
     if facts.amount is None or facts.currency is None:
         return
     center = args.get("cost_center")
     if not isinstance(center, str) and requester:
-        person = next((p for p in people if isinstance(p, Person) and p.key == requester.casefold()), None)
+        person = next(
+            (
+                p
+                for p in people
+                if isinstance(p, Person) and (p.key in requester or (p.email or "").casefold() in requester)
+            ),
+            None,
+        )
         center = person.cost_center if person is not None else None
     if not isinstance(center, str):
         return

@@ -9,6 +9,7 @@ Two questions, two rules:
 
 import re
 from collections.abc import Sequence
+from typing import Any
 
 from rapidfuzz import fuzz, utils
 
@@ -38,11 +39,11 @@ def terms(record: Record) -> list[str]:
     return [record.currency]
 
 
-def _score(query: str, record: Record) -> float:
+def _score(query: str, record: Record, scorer: Any = fuzz.WRatio) -> float:
     processed = utils.default_process(query)
     if not processed:
         return 0.0
-    return max(fuzz.WRatio(processed, utils.default_process(t)) for t in terms(record) if t.strip())
+    return max(float(scorer(processed, utils.default_process(t))) for t in terms(record) if t.strip())
 
 
 def _match(record: Record, score: float) -> Match:
@@ -59,10 +60,12 @@ def search(records: Sequence[Record], query: str, *, limit: int = MAX_MATCHES) -
 
 
 def lookup(tool: str, records: Sequence[Record], query: str) -> Lookup:
-    """The record `query` names: one, several candidates (ambiguous), or none."""
+    """The record `query` names: one, several candidates (ambiguous), or none. The whole name is
+    compared (a typo is forgiven, a longer name is not: "Acme Corp" is not "Acme Supplies" for having
+    "Acme" in common), where a search ranks by any resemblance."""
     query = query.strip()[:200]
     scored = sorted(
-        ((s, i) for i, r in enumerate(records) if (s := _score(query, r)) >= ANSWER_SCORE),
+        ((s, i) for i, r in enumerate(records) if (s := _score(query, r, fuzz.ratio)) >= ANSWER_SCORE),
         key=lambda pair: (-pair[0], pair[1]),
     )[:MAX_MATCHES]
     if not scored:

@@ -165,7 +165,7 @@ class RulesPlanner:
         fields = extract_fields(text, requester)
         fields = _apply_hints(fields, dict(request.request.fields or {}), ev)
         lookups = await directory.mentioned(text) if directory is not None else []
-        fields, notes = from_directory(fields, lookups, requester)
+        fields, notes = from_directory(fields, lookups, requester, text)
         ev.notes.extend(notes)
         rtype = _decide_type(request, fields, ev)
         inferred: set[str] = set()

@@ -6,6 +6,7 @@ A counterparty the request names that the directory has no address for is told t
 proposes a task, and validation says "no address for ...".
 """
 
+import re
 from typing import Any
 
 from rapidfuzz import fuzz, utils
@@ -14,6 +15,13 @@ from countersign.models.directory import MENTION_COUNTERPARTY, MENTION_PERSON, L
 from countersign.models.proposal import RequestFields
 
 _SAME_NAME = 85.0
+# Words that ask for a message to someone: only then does a named counterparty's address make the
+# action an email ("schedule a call with Globex" stays a task, whatever the directory knows).
+_WRITE = re.compile(
+    r"\b(?:follow[- ]?up|e-?mail|contact|reach out|ask|send|tell|write|ping|check in|get back to"
+    r"|let \w+ know)\b",
+    re.IGNORECASE,
+)
 
 
 def _names(record: dict[str, Any]) -> list[str]:
@@ -32,17 +40,18 @@ def _pick(extracted: str | None, clear: list[dict[str, Any]]) -> dict[str, Any] 
     if extracted:
         wanted = utils.default_process(extracted)
         for record in clear:
-            if any(fuzz.WRatio(wanted, utils.default_process(n)) >= _SAME_NAME for n in _names(record)):
+            if any(fuzz.ratio(wanted, utils.default_process(n)) >= _SAME_NAME for n in _names(record)):
                 return record
         return None
     return clear[0] if len(clear) == 1 else None
 
 
 def from_directory(
-    fields: RequestFields, lookups: list[Lookup], requester: str
+    fields: RequestFields, lookups: list[Lookup], requester: str, text: str
 ) -> tuple[RequestFields, list[str]]:
     """`fields` completed from the directory's records the request mentions, and notes saying how."""
     notes: list[str] = []
+    writes = _WRITE.search(text) is not None
     for found in lookups:
         if found.error:
             notes.append(f"directory not consulted: {found.error}")
@@ -64,14 +73,14 @@ def from_directory(
             notes.append(f"counterparty {record['name']} from the directory")
             updates["counterparty"] = record["name"]
         address = _address(record)
-        if fields.email is None and address is not None:
+        if fields.email is None and address is not None and writes:
             notes.append(f"address {address} of {record['name']} from the directory")
             updates["email"] = address
-        elif address is None and fields.email is None:
+        elif address is None and fields.email is None and writes:
             notes.append(f"no address for {record['name']} in the directory")
-    elif fields.counterparty and fields.email is None:
+    elif fields.counterparty and fields.email is None and writes:
         notes.append(f"no address for {fields.counterparty} in the directory")
-    elif fields.counterparty is None and fields.email is None and len(people) == 1:
+    elif fields.counterparty is None and fields.email is None and writes and len(people) == 1:
         address = _address(people[0])
         if address is not None:
             notes.append(f"address {address} of {people[0]['name']} from the directory")
