@@ -80,9 +80,13 @@ def _mention_score(text: str, term: str) -> float:
     processed = utils.default_process(term)
     if not processed:
         return 0.0
-    if len(processed) < SHORT_NAME:
-        words = re.findall(r"[^\W_]+", text)
-        return 100.0 if term in words else 0.0  # exact, case and all: "ABC", not "abc" inside a word
+    if " " not in processed:
+        # One word is a mention only as a whole word, and not as the first word of a longer name:
+        # "Acme" is not mentioned by "Acme Corp", nor "Globex" by "Globex Corporation". Short ones
+        # ("ABC") only as written, so that "abc" in ordinary text is not taken for them.
+        flags = 0 if len(processed) < SHORT_NAME else re.IGNORECASE
+        pattern = rf"(?<![\w-]){re.escape(term.strip())}(?![\w-])(?-i:(?!\s+[A-Z]))"
+        return 100.0 if re.search(pattern, text, flags) else 0.0
     return float(fuzz.partial_ratio(processed, utils.default_process(text)))
 
 

@@ -11,6 +11,7 @@ import asyncio
 import time
 from collections.abc import Sequence
 
+from countersign.directory.lookups import RecordSource, TenantDirectory
 from countersign.llm.base import Planner
 from countersign.llm.eval_cases import EvalCase
 from countersign.llm.eval_scoring import Outcome, ProviderReport, score
@@ -23,6 +24,7 @@ from countersign.models.tools import ToolSpec
 DEFAULT_CONCURRENCY = 4
 # Who submits every case: a name no case mentions, so it is never mistaken for a counterparty.
 REQUESTER = "Eval Requester"
+EVAL_TENANT = "eval"
 
 
 def _describe(exc: Exception) -> str:
@@ -30,14 +32,19 @@ def _describe(exc: Exception) -> str:
 
 
 async def _run_case(
-    planner: Planner, case: EvalCase, tools: list[ToolSpec], limit_seconds: float | None
+    planner: Planner,
+    case: EvalCase,
+    tools: list[ToolSpec],
+    limit_seconds: float | None,
+    directory: RecordSource | None,
 ) -> Outcome:
-    request = PlanInput(request=SubmitRequest(text=case.text), requester_name=REQUESTER)
+    request = PlanInput(request=SubmitRequest(text=case.text), requester_name=REQUESTER, tenant=EVAL_TENANT)
+    lookups = TenantDirectory(directory, EVAL_TENANT) if directory is not None else None
     scope = asyncio.timeout(limit_seconds)
     start = time.perf_counter()
     try:
         async with scope:
-            plan = await planner.plan(request, tools)
+            plan = await planner.plan(request, tools, lookups)
     # One failing case must not end the run: it is counted wrong and reported by id.
     except Exception as exc:
         # Our own limit is told apart from a TimeoutError the planner raised itself.
@@ -53,17 +60,19 @@ async def run_planner(
     *,
     concurrency: int = DEFAULT_CONCURRENCY,
     limit_seconds: float | None = None,
+    directory: RecordSource | None = None,
 ) -> list[Outcome]:
     """Plan every case, at most `concurrency` at once (provider rate limits), in case order.
 
-    `limit_seconds` bounds each case, so a hung provider costs one error, not the whole run."""
+    `limit_seconds` bounds each case, so a hung provider costs one error, not the whole run. With a
+    `directory` (the demo directory the labels of `directory` cases assume) planners may look it up."""
     if concurrency < 1:
         raise ValueError("concurrency must be at least 1")
     gate = asyncio.Semaphore(concurrency)
 
     async def one(case: EvalCase) -> Outcome:
         async with gate:
-            return await _run_case(planner, case, tools, limit_seconds)
+            return await _run_case(planner, case, tools, limit_seconds, directory)
 
     return list(await asyncio.gather(*(one(c) for c in cases)))
 
@@ -76,9 +85,12 @@ async def evaluate(
     concurrency: int = DEFAULT_CONCURRENCY,
     limit_seconds: float | None = None,
     label: str | None = None,
+    directory: RecordSource | None = None,
 ) -> ProviderReport:
     """Run and score one planner; `label` names it in the report (default: the planner's name)."""
-    outcomes = await run_planner(planner, cases, tools, concurrency=concurrency, limit_seconds=limit_seconds)
+    outcomes = await run_planner(
+        planner, cases, tools, concurrency=concurrency, limit_seconds=limit_seconds, directory=directory
+    )
     return score(label or planner.name, outcomes)
 
 
@@ -116,9 +128,12 @@ async def evaluate_all(
     *,
     concurrency: int = DEFAULT_CONCURRENCY,
     limit_seconds: float | None = None,
+    directory: RecordSource | None = None,
 ) -> list[ProviderReport]:
     """One provider after another, so one provider's load does not distort another's latency."""
     return [
-        await evaluate(planner, cases, tools, concurrency=concurrency, limit_seconds=limit_seconds)
+        await evaluate(
+            planner, cases, tools, concurrency=concurrency, limit_seconds=limit_seconds, directory=directory
+        )
         for planner in planners
     ]

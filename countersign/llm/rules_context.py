@@ -66,23 +66,18 @@ def from_directory(
         and (r := m.found) is not None
         and str(r.get("name")).casefold() != requester.casefold()
     ]
-    record = _pick(fields.counterparty, clear)
     updates: dict[str, Any] = {}
-    if record is not None:
-        if record["name"] != fields.counterparty:
-            notes.append(f"counterparty {record['name']} from the directory")
-            updates["counterparty"] = record["name"]
-        address = _address(record)
-        if fields.email is None and address is not None and writes:
-            notes.append(f"address {address} of {record['name']} from the directory")
-            updates["email"] = address
-        elif address is None and fields.email is None and writes:
-            notes.append(f"no address for {record['name']} in the directory")
-    elif fields.counterparty and fields.email is None and writes:
-        notes.append(f"no address for {fields.counterparty} in the directory")
-    elif fields.counterparty is None and fields.email is None and writes and len(people) == 1:
-        address = _address(people[0])
-        if address is not None:
-            notes.append(f"address {address} of {people[0]['name']} from the directory")
-            updates["email"] = address
+    record = _pick(fields.counterparty, clear)
+    person = _pick(fields.counterparty, people) if record is None else None
+    if record is not None and record["name"] != fields.counterparty:
+        notes.append(f"counterparty {record['name']} from the directory")
+        updates["counterparty"] = record["name"]
+    named = record or person
+    if fields.email is not None or not writes:
+        pass
+    elif named is not None and (address := _address(named)) is not None:
+        notes.append(f"address {address} of {named['name']} from the directory")
+        updates["email"] = address
+    elif named is not None or fields.counterparty:
+        notes.append(f"no address for {named['name'] if named else fields.counterparty} in the directory")
     return fields.model_copy(update=updates), notes

@@ -58,3 +58,9 @@ def test_people_are_found_by_email_too() -> None:
 def test_search_ranks_and_blank_lists_all() -> None:
     assert search(RECORDS, "acme")[0] == ACME
     assert search(RECORDS, "") == RECORDS
+
+
+def test_one_word_is_not_the_first_word_of_a_longer_name() -> None:
+    assert mentioned("m", RECORDS, "Acme Corp checkout is down") == []
+    [found] = mentioned("m", RECORDS, "Order chairs from Acme for the office")
+    assert found.found is not None and found.found["name"] == "Acme Supplies"
