@@ -9,6 +9,7 @@ answered by it instead: for fault mixes drawn per request (the chaos tests).
 """
 
 import asyncio
+import itertools
 import json
 import socket
 import threading
@@ -251,3 +252,37 @@ def laptops_plan() -> dict[str, Any]:
             "args": {"vendor": "Dell", "item": "laptops", "quantity": 40, "amount": 52000, "currency": "USD"},
         },
     )
+
+
+def openai_tool_calls(
+    *calls: tuple[str, dict[str, Any] | str], text: str | None = None, tokens: tuple[int, int] = (60, 20)
+) -> Reply:
+    """An answer made of function tool calls `(name, arguments)`; a str is sent as the arguments text
+    as is (for arguments that are not valid JSON). Ids are `call_<n>` in order, unique per answer."""
+    reply = openai_answer(text, finish_reason="tool_calls", tokens=tokens)
+    assert isinstance(reply.body, dict)
+    reply.body["choices"][0]["message"]["tool_calls"] = [
+        {
+            "id": f"call_{next(_CALL_IDS)}",
+            "type": "function",
+            "function": {"name": name, "arguments": args if isinstance(args, str) else json.dumps(args)},
+        }
+        for name, args in calls
+    ]
+    return reply
+
+
+def anthropic_tool_uses(
+    *calls: tuple[str, dict[str, Any]], text: str | None = None, tokens: tuple[int, int] = (70, 25)
+) -> Reply:
+    """An answer made of `tool_use` blocks `(name, input)`, with unique ids."""
+    reply = anthropic_answer(text=text, stop_reason="tool_use", tokens=tokens)
+    assert isinstance(reply.body, dict)
+    reply.body["content"] += [
+        {"type": "tool_use", "id": f"toolu_{next(_CALL_IDS):04d}", "name": name, "input": args}
+        for name, args in calls
+    ]
+    return reply
+
+
+_CALL_IDS = itertools.count(1)

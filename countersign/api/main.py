@@ -27,6 +27,7 @@ from countersign.api.routes import (
     audit,
     codec,
     deliveries,
+    directory,
     graphs,
     health,
     links,
@@ -42,6 +43,7 @@ from countersign.api.services.approvals import ApprovalService
 from countersign.api.services.audit_log import AuditLog
 from countersign.api.services.declared_tools import DeclaredToolService, resolve
 from countersign.api.services.deliveries import DeliveryService
+from countersign.api.services.directory import DirectoryService
 from countersign.api.services.graph_runs import GraphService
 from countersign.api.services.link_decisions import LinkDecisions
 from countersign.api.services.principal_admin import PrincipalAdminService
@@ -60,6 +62,7 @@ from countersign.store.audit_store import AuditStore
 from countersign.store.callbacks import CallbackStore
 from countersign.store.decision_links import DecisionLinks
 from countersign.store.declared_tools import DeclaredToolStore
+from countersign.store.directory import DirectoryStore
 from countersign.store.graph_store import GraphStore
 from countersign.store.pending_decisions import PendingDecisions
 from countersign.store.principals import PrincipalStore
@@ -116,6 +119,7 @@ def create_app(settings: Settings, client: Client | None = None) -> FastAPI:
     app.include_router(approvals.dead_letters_router)
     app.include_router(principals.router)
     app.include_router(tools.router)
+    app.include_router(directory.router)
     app.include_router(audit.router)
     app.include_router(deliveries.router)
     app.include_router(graphs.router)
@@ -237,6 +241,9 @@ async def attach(app: FastAPI, settings: Settings, client: Client | None = None)
     )
     # Principals a tenant's ADMIN adds (POST /principals) go to the same chain, as the CLI's do.
     app.state.principal_admin = PrincipalAdminService(app.state.principals, admin_audit)
+    # The tenants' directories (docs/directory.md): imports and removals go to the same chain.
+    app.state.directory_store = await DirectoryStore.open(settings.database_url)
+    app.state.directory = DirectoryService(app.state.directory_store, admin_audit)
     app.state.service = ApprovalService(
         client,
         task_queue=settings.task_queue,
@@ -306,6 +313,7 @@ async def detach(app: FastAPI) -> None:
     await app.state.audit_store.close()
     await app.state.graph_store.close()
     await app.state.declared_tool_store.close()
+    await app.state.directory_store.close()
     await app.state.callback_sender.close()
     await app.state.callback_store.close()
     await app.state.link_decisions.close()

@@ -1,5 +1,5 @@
 """`countersign` command line: up, worker, api, mcp, principal, keys, eval, policy-check, audit, ledger,
-outbox, dlq."""
+outbox, dlq, directory."""
 
 import asyncio
 from pathlib import Path
@@ -13,6 +13,7 @@ from countersign.cli.audit import audit_app, ledger_app
 from countersign.cli.common import ApiPort, DataDir, TemporalAddress, database_ready, err, talking_to_temporal
 from countersign.cli.common import settings_from as _settings
 from countersign.cli.database import db_app
+from countersign.cli.directory import directory_app
 from countersign.cli.keys import keys_app
 from countersign.cli.outbox import outbox_app
 from countersign.cli.principals import principal_app
@@ -33,6 +34,7 @@ app.add_typer(ledger_app, name="ledger")
 app.add_typer(outbox_app, name="outbox")
 app.add_typer(keys_app, name="keys")
 app.add_typer(db_app, name="db")
+app.add_typer(directory_app, name="directory")
 dlq_app = typer.Typer(help="Dead letters: failed workflows an ADMIN may retry (POST /workflows/{id}/retry).")
 app.add_typer(dlq_app, name="dlq")
 
@@ -189,9 +191,19 @@ def eval_command(
     tag: Annotated[
         list[str] | None, typer.Option("--tag", metavar="TAG", help="Only cases with this tag; repeatable.")
     ] = None,
+    directory: Annotated[
+        bool,
+        typer.Option(
+            "--directory/--no-directory",
+            help="Plan with the demo directory, which the labels of the `directory` cases assume; "
+            "--no-directory measures what planners do without it.",
+        ),
+    ] = True,
 ) -> None:
     """Measure planners on a labelled set: request type, field and tool accuracy per provider."""
     from countersign.activities.plugins import load_plugins
+    from countersign.directory.demo import demo_records
+    from countersign.directory.lookups import StaticRecords
     from countersign.llm import eval_cases, eval_report, eval_scoring
     from countersign.llm import evaluation as ev
     from countersign.llm.factory import build_planner
@@ -212,7 +224,8 @@ def eval_command(
         typer.echo(f"error: {error}", err=True)
         raise typer.Exit(2) from None
     names = ", ".join(p.name for p in planners)
-    typer.echo(f"evaluating {names} on {len(cases)} cases", err=True)
+    where = "with the demo directory" if directory else "without a directory"
+    typer.echo(f"evaluating {names} on {len(cases)} cases, {where}", err=True)
     reports = asyncio.run(
         ev.evaluate_all(
             planners,
@@ -220,9 +233,12 @@ def eval_command(
             registry.specs(),
             concurrency=concurrency,
             limit_seconds=ev.per_case_limit(options),
+            directory=StaticRecords(demo_records()) if directory else None,
         )
     )
-    report = eval_scoring.EvalReport(file=str(source), tags=tag or [], cases=len(cases), providers=reports)
+    report = eval_scoring.EvalReport(
+        file=str(source), tags=tag or [], cases=len(cases), directory=directory, providers=reports
+    )
     if json_path == "-":
         print(eval_report.to_json(report))
         return

@@ -38,7 +38,11 @@ def render(report: EvalReport, console: Console) -> None:
     """The figures as a table, one column per provider, then the cases worth a look."""
     tags = f" tagged {', '.join(report.tags)}" if report.tags else ""
     console.print(
-        f"{report.cases} cases{tags} from {report.file}", markup=False, highlight=False, soft_wrap=True
+        f"{report.cases} cases{tags} from {report.file}, "
+        f"{'with the demo directory' if report.directory else 'without a directory'}",
+        markup=False,
+        highlight=False,
+        soft_wrap=True,
     )
     table = Table(title="Planner evaluation", title_justify="left")
     table.add_column("metric")

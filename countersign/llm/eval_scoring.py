@@ -109,6 +109,8 @@ class EvalReport(BaseModel):
     file: str
     tags: list[str]
     cases: int
+    # Whether planners could look up the demo directory (the `directory` cases' labels assume it).
+    directory: bool = True
     providers: list[ProviderReport]
 
 

@@ -117,8 +117,9 @@ def provider_specs(values: Sequence[str], configured: str | None) -> list[Provid
 
 def per_case_limit(options: LLMOptions) -> float:
     """A guard against a hung provider: twice the longest a planner may legitimately take (a first
-    call and every repair, each up to the timeout), so a slow but working provider is never cut off."""
-    return 2 * options.timeout_seconds * (options.max_repairs + 1)
+    call, every repair and every directory lookup, each up to the timeout), so a slow but working
+    provider is never cut off."""
+    return 2 * options.timeout_seconds * (options.max_repairs + 1 + options.max_lookups)
 
 
 async def evaluate_all(

@@ -32,6 +32,11 @@ class SpecError(CountersignError, ValueError):
     """A `COUNTERSIGN_LLM` value that cannot be used; the message says what is wrong and what is allowed."""
 
 
+# The approval workflow gives one planning attempt 5 minutes (PLANNING_TIMEOUT in
+# workflows/approval/timeouts.py); every call of an attempt must fit, with room to spare.
+PLANNING_BUDGET_SECONDS = 280
+
+
 @dataclass(frozen=True)
 class LLMOptions:
     """How model-backed planners call their provider; the same for every provider in a chain."""
@@ -39,6 +44,8 @@ class LLMOptions:
     timeout_seconds: float = 60.0
     max_output_tokens: int = 2000
     max_repairs: int = 2
+    # Directory lookups a model may call before it proposes (llm/lookup_tools.py), in all.
+    max_lookups: int = 5
     # Only for `openai-compatible` endpoints; vendor keys come from the SDKs' own variables.
     compatible_api_key: str | None = None
 

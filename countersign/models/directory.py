@@ -34,7 +34,9 @@ def _blank_is_none(value: object) -> object:
     return None if isinstance(value, str) and not value.strip() else value
 
 
-Optional = Annotated[str | None, BeforeValidator(_blank_is_none), Field(default=None, max_length=200)]
+Optional = Annotated[
+    Annotated[str, Field(max_length=200)] | None, BeforeValidator(_blank_is_none), Field(default=None)
+]
 OptionalEmail = Annotated[EmailStr | None, BeforeValidator(_blank_is_none), Field(default=None)]
 
 

@@ -18,9 +18,11 @@ from rich.console import Console
 from rich.markup import escape
 
 from countersign.config.settings import Settings
+from countersign.directory.demo import DEMO_TENANT
+from countersign.models.directory import DirectoryKind
 from countersign.models.principals import NewPrincipal, PrincipalRecord
 from countersign.stack.dev_server import READY_TIMEOUT, temporal_child, wait_for_temporal
-from countersign.stack.first_run import demo_principals, ensure_keys
+from countersign.stack.first_run import demo_directory, demo_principals, ensure_keys
 from countersign.stack.mail_sink import MailSink
 from countersign.stack.preflight import check_ports, planner_chain, policy_summary
 from countersign.stack.supervisor import Child, RestartPolicy, StackError, Supervisor
@@ -83,6 +85,7 @@ def _print_ready(
     settings: Settings,
     created: list[NewPrincipal],
     existing: list[PrincipalRecord],
+    directory: dict[DirectoryKind, int],
     started_server: bool,
     planners: str,
     policy: str,
@@ -107,6 +110,13 @@ def _print_ready(
         for record in existing:
             roles = ",".join(record.roles) or "-"
             console.print(f"  {record.name:<16} {roles:<11} {record.id}", soft_wrap=True)
+    if directory:
+        made = ", ".join(f"{count} {kind.value}" for kind, count in directory.items())
+        console.print(
+            f"[bold]Demo directory[/] of tenant {DEMO_TENANT}: {made} "
+            "([bold]countersign directory list counterparties[/]; docs/directory.md)",
+            soft_wrap=True,
+        )
     base = f"http://{settings.api_host}:{settings.api_port}"
     console.print(f"API docs:        {base}/docs")
     if started_server:
@@ -152,6 +162,8 @@ def run_stack(settings: Settings) -> int:
         server = supervisor.add(temporal_child(settings)) if settings.temporal_address is None else None
         asyncio.run(wait_for_temporal(settings, server.process if server is not None else None))
         created, existing = asyncio.run(demo_principals(settings))
+        # With the demo principals, on the first `up` only: a directory emptied later stays empty.
+        directory = asyncio.run(demo_directory(settings)) if created else {}
         sink, mail_env, mail = _mail(settings)
         # The worker writes the links in messages: to the gateway `up` starts, on whatever port it has.
         worker_env = {**mail_env, "COUNTERSIGN_PUBLIC_URL": settings.public_url}
@@ -162,7 +174,15 @@ def run_stack(settings: Settings) -> int:
         assert api.process is not None
         _wait_for_api(settings, api.process)
         _print_ready(
-            settings, created, existing, server is not None, planners, policy_text, mail, supervisor.children
+            settings,
+            created,
+            existing,
+            directory,
+            server is not None,
+            planners,
+            policy_text,
+            mail,
+            supervisor.children,
         )
         console.print(f"ready in {time.monotonic() - started:.1f}s")
         while not stopping:

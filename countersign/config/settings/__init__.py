@@ -17,12 +17,13 @@ from countersign.config.settings.directory import DirectorySettings
 from countersign.config.settings.gateway import GatewaySettings
 from countersign.config.settings.jwt import JwtSettings
 from countersign.config.settings.keys import KeySettings
-from countersign.config.settings.llm import PLANNING_BUDGET_SECONDS, LlmSettings
+from countersign.config.settings.llm import LlmSettings
 from countersign.config.settings.storage import StorageSettings
 from countersign.config.settings.telemetry import TelemetrySettings
 from countersign.config.settings.temporal import TemporalSettings
 from countersign.config.settings.tools import ToolSettings
 from countersign.config.settings.worker import MAX_CACHED_WORKFLOWS, WorkerSettings
+from countersign.llm.spec import PLANNING_BUDGET_SECONDS
 
 __all__ = [
     "MAX_CACHED_WORKFLOWS",

@@ -4,11 +4,7 @@ from typing import Self
 
 from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 
-from countersign.llm.spec import LLMOptions, parse_chain
-
-# The approval workflow gives one planning attempt 5 minutes (PLANNING_TIMEOUT in
-# workflows/approval/timeouts.py); every call of an attempt must fit, with room to spare.
-PLANNING_BUDGET_SECONDS = 280
+from countersign.llm.spec import PLANNING_BUDGET_SECONDS, LLMOptions, parse_chain
 
 
 class LlmSettings(BaseModel):
@@ -22,6 +18,10 @@ class LlmSettings(BaseModel):
     llm_max_output_tokens: int = Field(default=2000, ge=256, le=32_000)
     # Extra calls, with the validation errors as feedback, before a plan goes to triage.
     llm_max_repairs: int = Field(default=2, ge=0, le=5)
+    # Directory lookups (find_counterparty, find_person, get_budget) a model may call before it proposes,
+    # in all. They are offered only while the attempt's time allows the proposal and every repair after
+    # them (PLANNING_BUDGET_SECONDS); 0: the model plans from the records the request mentions alone.
+    llm_max_lookups: int = Field(default=5, ge=0, le=20)
     # Planning attempts (Temporal retries) each provider gets before the next one in the chain plans.
     llm_attempts_per_provider: int = Field(default=3, ge=1, le=10)
     # Planning activities started per second across all workers; provider rate limits are per account.
@@ -54,5 +54,6 @@ class LlmSettings(BaseModel):
             timeout_seconds=self.llm_timeout_seconds,
             max_output_tokens=self.llm_max_output_tokens,
             max_repairs=self.llm_max_repairs,
+            max_lookups=self.llm_max_lookups,
             compatible_api_key=key,
         )
