@@ -14,7 +14,7 @@ import logging
 import py_compile
 import signal
 import sys
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -56,6 +56,7 @@ from countersign.graphs.registry import NodeRegistry, build_node_registry
 from countersign.inbox_reconciler import InboxReconciler
 from countersign.llm.base import Planner
 from countersign.llm.factory import build_planner
+from countersign.llm.prices import PriceTable
 from countersign.llm.spec import SpecError, default_chain, parse_chain
 from countersign.models.signatures import GatewayTrust
 from countersign.observability import logs, metrics, tracing
@@ -64,6 +65,7 @@ from countersign.security.audit_keys import AuditKeyring
 from countersign.security.gateway_keys import MissingKey
 from countersign.security.link_keys import LinkKeyring
 from countersign.store.decision_links import DecisionLinks
+from countersign.store.directory import DirectoryOnFirstUse
 from countersign.store.sql import OpenedOnFirstUse, default_url
 from countersign.store.tool_effects import ToolEffects
 from countersign.tools.builtin import build_registry
@@ -193,12 +195,17 @@ def build_worker(
     sandboxed: bool = True,
     callbacks: CallbackSettings | None = None,
     channel_settings: ChannelSettings | None = None,
+    llm_prices: Mapping[str, tuple[float, float]] | None = None,
+    base_currency: str = "USD",
 ) -> WorkerGroup:
     """Both workers; the audit log, the execution ledger, the tools' outbox and records and the
     notification log share `audit_url`, Countersign's database (default: SQLite in the data dir).
     `execution_checkpoint` is a fault-injection hook for the crash tests.
 
     `callbacks`: how signed callbacks retry and time out (the settings' defaults when None).
+    `llm_prices`: model prices added to the built-in table planning costs are reported from.
+    `base_currency`: the currency validation converts amounts into (`amount_base`) at the tenant
+    directory's rates.
     `channel_settings`: the public URL, how links are signed, the channels' addresses (Teams webhooks,
     Slack); defaults when None.
 
@@ -214,7 +221,15 @@ def build_worker(
         cache_workflow_bytecode(data_dir)
     registry = registry or build_registry()
     store_url = audit_url or default_url(data_dir)
-    planning = PlanningActivities(planner, registry, attempts_per_planner=attempts_per_planner)
+    # The tenants' directories, read by planning (lookups) and validation (checks in context).
+    directory = DirectoryOnFirstUse(store_url)
+    planning = PlanningActivities(
+        planner,
+        registry,
+        attempts_per_planner=attempts_per_planner,
+        directory=directory,
+        prices=PriceTable(llm_prices),
+    )
     validation = ValidationActivities(registry, integrations)
     # The tools' outbox and records, one for the process: actions' emails and notifications' share it.
     effects = ToolEffects(store_url)
@@ -281,7 +296,15 @@ def build_worker(
         max_task_queue_activities_per_second=llm_rate_limit,
         graceful_shutdown_timeout=shutdown_grace,
     )
-    closers = [audit.close, execution.close, notify.close, callback.close, links.close, effects.close]
+    closers = [
+        audit.close,
+        execution.close,
+        notify.close,
+        callback.close,
+        links.close,
+        effects.close,
+        directory.close,
+    ]
     return WorkerGroup([main, llm], closers=closers)
 
 
@@ -328,6 +351,8 @@ async def run_worker(
         integrations=settings.integrations(),
         execution_checkpoint=execution_checkpoint,
         max_cached_workflows=settings.max_cached_workflows,
+        llm_prices=settings.llm_prices,
+        base_currency=settings.base_currency,
         shutdown_grace=timedelta(seconds=settings.worker_shutdown_grace_seconds),
         sandboxed=settings.workflow_sandbox,
         callbacks=settings,

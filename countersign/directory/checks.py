@@ -75,11 +75,15 @@ async def check_in_context(
     if facts.amount is not None:
         _base_amount(report, facts, base, rates, today)
     if facts.type is RequestType.PROCUREMENT:
-        _vendor(report, args, counterparties)
         who = {w.casefold() for w in (requester, requester_email) if w}
         _budget(report, facts, args, who, people, budgets, rates, base, today)
-    _recipients(report, plan, facts, counterparties, people)
-    _address(report, plan, counterparties)
+    # A tenant that keeps no counterparties does not use the directory for them: every vendor and
+    # every address would be "unknown", which tells reviewers nothing.
+    if counterparties:
+        if facts.type is RequestType.PROCUREMENT:
+            _vendor(report, args, counterparties)
+        _recipients(report, plan, facts, counterparties, people)
+        _address(report, plan, counterparties)
     return report
 
 

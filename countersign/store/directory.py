@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from countersign.models.directory import RECORD_MODELS, DirectoryKind, Record
 from countersign.models.directory_admin import ImportCounts
-from countersign.store.sql import open_engine, release_engine
+from countersign.store.sql import OpenedOnFirstUse, open_engine, release_engine
 
 # Sortable text on both databases; "C" so PostgreSQL orders keys by bytes, as SQLite (and Python) do.
 _Ordered = sa.Text().with_variant(sa.TEXT(collation="C"), "postgresql")
@@ -157,3 +157,17 @@ def _json(record: Record) -> str:
 
 def _parse(kind: DirectoryKind, data: str) -> Record:
     return RECORD_MODELS[kind].model_validate_json(data)
+
+
+class DirectoryOnFirstUse:
+    """The directory as a worker's activities read it (`RecordSource`): opened when first needed, so a
+    worker may start while its database is still coming up, and a failed open is tried again later."""
+
+    def __init__(self, url: str) -> None:
+        self._opened = OpenedOnFirstUse(lambda: DirectoryStore.open(url))
+
+    async def records(self, tenant: str, kind: DirectoryKind) -> list[Record]:
+        return await (await self._opened.get()).records(tenant, kind)
+
+    async def close(self) -> None:
+        await self._opened.close()

@@ -147,3 +147,27 @@ async def test_without_a_directory_only_the_base_currency_converts() -> None:
         None, plan=plan, facts=facts, args=plan.args, requester=None, base="USD", today=DAY
     )
     assert [f.code for f in eur.findings] == ["unknown_currency"]
+
+
+async def test_a_tenant_without_counterparties_gets_no_vendor_or_recipient_findings() -> None:
+    empty = {**RECORDS, DirectoryKind.COUNTERPARTIES: []}
+    plan, facts = _po(10, "USD", vendor="Initech")
+    assert (await _check(plan, facts, records=empty)).findings == []
+    email = _plan("send_email", {"to": "x@evil.example"}, "send the note")
+    assert (await _check(email, ActionFacts(recipients=["x@evil.example"]), records=empty)).findings == []
+
+
+async def test_the_requesters_person_record_is_found_by_email_too() -> None:
+    plan, facts = _po(9_500, "EUR")
+    directory = TenantDirectory(StaticRecords(RECORDS), "t")
+    report = await check_in_context(
+        directory,
+        plan=plan,
+        facts=facts,
+        args=plan.args,
+        requester="demo-jane",
+        requester_email="JANE@example.com",
+        base="USD",
+        today=DAY,
+    )
+    assert [f.code for f in report.findings] == ["over_budget"]
