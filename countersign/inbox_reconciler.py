@@ -26,7 +26,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from countersign.config.temporal import memo_or_none
 from countersign.models import search_attributes as sa
 from countersign.models.enums import WorkflowState
-from countersign.models.pending import PendingEntry, fingerprint, pending_entry
+from countersign.models.pending import PendingEntry, fingerprint, keeping_summary, pending_entry
 from countersign.store.leases import Leases
 from countersign.store.pending_decisions import PendingDecisions
 from countersign.workflows.approval import ApprovalWorkflow
@@ -163,6 +163,10 @@ class InboxReconciler:
             return None
         if stored is not None and truth is not None and stored[1] == fingerprint(truth):
             return None  # visibility lagged behind the workflow; the row was right
+        if stored is not None and truth is not None:
+            # The summary is not in Temporal's record: the row keeps the one its workflow last sent.
+            kept = await self._pending.get(workflow_id)
+            truth = keeping_summary(truth, kept.entry if kept is not None else None)
         # Only if no audit batch wrote the row since this pass read it: that batch is newer.
         if not await self._pending.repair(workflow_id, truth, expected_seq=stored[0] if stored else None):
             return None

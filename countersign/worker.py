@@ -230,7 +230,9 @@ def build_worker(
         directory=directory,
         prices=PriceTable(llm_prices),
     )
-    validation = ValidationActivities(registry, integrations)
+    validation = ValidationActivities(
+        registry, integrations, directory=directory, base_currency=base_currency
+    )
     # The tools' outbox and records, one for the process: actions' emails and notifications' share it.
     effects = ToolEffects(store_url)
     execution = ExecutionActivities(

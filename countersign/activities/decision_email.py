@@ -23,9 +23,15 @@ from countersign.tools.effects import ARGS_DIGEST_HEADER, IDEMPOTENCY_HEADER, ke
 
 # RFC 5322's hard line limit, as send_email's: the key and digest headers are never folded.
 _POLICY = policy.default.clone(max_line_length=998)
-# The paragraphs of a notification's body (workflows/approval/notify.py) that hold the request and the
-# caller's context; the rest of the body repeats what the facts already show.
-_DETAIL_HEADINGS = ("The request:", "The caller's context (unverified):")
+# The paragraphs of a notification's body (workflows/approval/notify.py) that hold the request, the
+# caller's context and, for an edited version, the summary of version 1 (the facts show the current
+# version's); the rest of the body repeats what the facts already show.
+_DETAIL_HEADINGS = (
+    "The request:",
+    "The caller's context (unverified):",
+    "The AI's summary of version 1 (unverified):",
+    "The caller's summary of version 1 (unverified):",
+)
 
 
 @dataclass(frozen=True)

@@ -68,6 +68,9 @@ def facts(prompt: DecisionPrompt) -> list[tuple[str, str]]:
 
 
 def summary_label(prompt: DecisionPrompt) -> str:
+    if prompt.summary_author == "countersign":
+        # Built by Countersign from an edited version's args: not anyone's words to quote as theirs.
+        return "Summary (from the edited arguments)"
     who = "The caller's" if prompt.summary_author == "caller" else "The AI's"
     return f"{who} summary (their words, unverified)"
 

@@ -92,7 +92,6 @@ def decision_blocks(prompt: DecisionPrompt, public_url: str) -> Blocks:
         f"• `{escape(f.code)}`" + (f" ({escape(f.field)})" if f.field else "") + f": {escape(f.message)}"
         for f in prompt.findings
     )
-    author = "The caller's" if prompt.summary_author == "caller" else "The AI's"
     blocks: Blocks = [
         {
             "type": "header",
@@ -103,11 +102,20 @@ def decision_blocks(prompt: DecisionPrompt, public_url: str) -> Blocks:
         {"type": "section", "text": _mrkdwn(f"*Findings*\n{findings or 'none'}")},
         {
             "type": "section",
-            "text": _mrkdwn(f"*{author} summary (unverified):*\n{_quoted(prompt.quoted_summary)}"),
+            "text": _mrkdwn(f"*{summary_heading(prompt)}*\n{_quoted(prompt.quoted_summary)}"),
         },
         actions(prompt, public_url),
     ]
     return blocks
+
+
+def summary_heading(prompt: DecisionPrompt) -> str:
+    """Whose summary it is: the AI's or the caller's words (unverified), or the line Countersign built
+    from an edited version's args, which is no one's words to quote as theirs."""
+    if prompt.summary_author == "countersign":
+        return "Summary (from the edited arguments):"
+    author = "The caller's" if prompt.summary_author == "caller" else "The AI's"
+    return f"{author} summary (unverified):"
 
 
 def actions(prompt: DecisionPrompt, public_url: str, *, decide: bool = True) -> dict[str, Any]:

@@ -8,7 +8,8 @@ Every text is a `TextRun` inside a `RichTextBlock`, which Teams renders as plain
 FactSet value would render Markdown, so a model's `[Approve](https://elsewhere)` in a summary or an
 argument would become a link on our card. The title is built from deterministic fields only (the kind of
 notification, the tool, the requester's name, the chain position); the summary, the only text a model or a
-caller wrote, is shown quoted as theirs.
+caller wrote, is shown quoted as theirs (or, for an edited version, as the line Countersign built from its
+args).
 
 A Teams channel is shared by everyone holding the role, so no button may carry a link bound to one person:
 each button opens the inbox at the request, where the reviewer signs in and confirms. Opening one decides
@@ -96,10 +97,13 @@ def _body(kind: NotificationKind, prompt: DecisionPrompt) -> list[Element]:
     found = [f"{f.code}: {f.message}" + (f" ({f.field})" if f.field else "") for f in prompt.findings]
     body += [_text(f"• {line}") for line in found] or [_text("none", isSubtle=True)]
     if prompt.quoted_summary.strip():
-        author = "The caller's" if prompt.summary_author == "caller" else "The AI's"
-        body.append(
-            _text(f"{author} summary (unverified, in its own words):", weight="Bolder", spacing="Medium")
-        )
+        if prompt.summary_author == "countersign":
+            # Built from an edited version's args: Countersign's line, not anyone's words.
+            heading = "Summary (from the edited arguments):"
+        else:
+            author = "The caller's" if prompt.summary_author == "caller" else "The AI's"
+            heading = f"{author} summary (unverified, in its own words):"
+        body.append(_text(heading, weight="Bolder", spacing="Medium"))
         quoted = _text(f"“{prompt.quoted_summary.strip()}”", italic=True)
         body.append({"type": "Container", "style": "emphasis", "items": [quoted]})
     body.append(

@@ -11,13 +11,26 @@ route nothing; where they disagree with the facts, reviewers see a finding.
 A call of a tool the tenant declared (executed by the caller) arrives with the declaration frozen in
 `ValidateInput.declared_tool`: its args are checked against the declared JSON Schema instead of the
 registry, and its facts, side effect and risk come from the declaration (tools/declared.py).
+
+With `align_fields` (an edit, a caller's action) the report also carries a summary of the validated
+args (tools/summaries.py), which an edited version shows instead of the planner's words about version
+1. It is built here, not in the workflow, on purpose: this result is recorded in history, so a workflow
+replaying an older history finds no summary in it and keeps its old behaviour without a patch.
+
+Last, the tenant's directory (directory/checks.py): the amount in the base currency (`amount_base`)
+and the flags `over_budget`, `unknown_vendor`, `unknown_recipient` and `unknown_currency` join the
+facts the policy routes on, and each has a finding reviewers see. They flag, never block: what the
+directory does not know may still be right.
 """
 
+import datetime as dt
 from typing import Any
 
 from pydantic import ValidationError
 from temporalio import activity
 
+from countersign.directory.checks import check_in_context
+from countersign.directory.lookups import RecordSource, TenantDirectory
 from countersign.models.declared_tools import DeclaredTool
 from countersign.models.enums import Risk, SideEffect
 from countersign.models.facts import ActionFacts
@@ -25,6 +38,7 @@ from countersign.models.proposal import Finding, Plan, RequestFields, ValidateIn
 from countersign.tools.declared import check_declared_args, declared_facts
 from countersign.tools.integrations import Integrations
 from countersign.tools.registry import ToolRegistry, arg_findings
+from countersign.tools.summaries import describe_action
 
 
 def _label_findings(plan: Plan, facts: ActionFacts) -> list[Finding]:
@@ -60,12 +74,50 @@ def _type_finding(plan: Plan, facts: ActionFacts) -> list[Finding]:
 
 
 class ValidationActivities:
-    def __init__(self, registry: ToolRegistry, integrations: Integrations | None = None) -> None:
+    def __init__(
+        self,
+        registry: ToolRegistry,
+        integrations: Integrations | None = None,
+        *,
+        directory: RecordSource | None = None,
+        base_currency: str = "USD",
+    ) -> None:
         self._registry = registry
         self._integrations = integrations or Integrations()
+        self._directory = directory
+        self._base_currency = base_currency
 
     @activity.defn(name="validate")
     async def validate(self, request: ValidateInput) -> ValidationReport:
+        return await self._in_context(request, self._check(request))
+
+    async def _in_context(self, request: ValidateInput, report: ValidationReport) -> ValidationReport:
+        """What the tenant's directory says of an action whose args fit its tool: `amount_base` and the
+        flags join its facts, and the findings flag it for reviewers without blocking it. Workflows
+        started before the directory name no tenant, and their reports stay as they were."""
+        if report.facts is None or report.normalized_args is None or request.tenant is None:
+            return report
+        directory = TenantDirectory(self._directory, request.tenant) if self._directory is not None else None
+        context = await check_in_context(
+            directory,
+            plan=request.plan,
+            facts=report.facts,
+            args=report.normalized_args,
+            requester=request.requester,
+            base=self._base_currency,
+            today=dt.datetime.now(dt.UTC).date(),
+        )
+        if not context.findings and not context.facts:
+            return report
+        return report.model_copy(
+            update={
+                "facts": report.facts.model_copy(update=context.facts),
+                "findings": _unique([*report.findings, *context.findings]),
+                "needs_triage": report.needs_triage or bool(context.findings),
+            }
+        )
+
+    def _check(self, request: ValidateInput) -> ValidationReport:
         if request.declared_tool is not None:
             return _validate_declared(request, request.declared_tool)
         plan = request.plan
@@ -95,7 +147,10 @@ class ValidationActivities:
         findings += _label_findings(plan, facts)
         if tool.check is not None:
             findings += tool.check(args, self._integrations)
-        return _report(request, plan, findings, facts, tool.side_effect, tool.risk, normalized, fields)
+        summary = describe_action(plan.tool, normalized) if request.align_fields else None
+        return _report(
+            request, plan, findings, facts, tool.side_effect, tool.risk, normalized, fields, summary
+        )
 
 
 def _validate_declared(request: ValidateInput, tool: DeclaredTool) -> ValidationReport:
@@ -129,7 +184,9 @@ def _validate_declared(request: ValidateInput, tool: DeclaredTool) -> Validation
         plan = plan.model_copy(update={"fields": fields})
     facts = declared_facts(tool, plan.args)
     findings += _label_findings(plan, facts)
-    return _report(request, plan, findings, facts, tool.side_effect, tool.risk, dict(plan.args), fields)
+    summary = describe_action(tool.name, plan.args) if request.align_fields else None
+    args = dict(plan.args)
+    return _report(request, plan, findings, facts, tool.side_effect, tool.risk, args, fields, summary)
 
 
 def _report(
@@ -141,6 +198,7 @@ def _report(
     risk: Risk,
     normalized_args: dict[str, Any],
     fields: RequestFields | None,
+    summary: str | None = None,
 ) -> ValidationReport:
     """The report on args that fit their tool: `findings` so far block; a type label the action
     contradicts and a low confidence only flag the proposal for triage."""
@@ -162,6 +220,7 @@ def _report(
         risk=risk,
         normalized_args=normalized_args,
         fields=fields,
+        summary=summary,
         facts=facts,
     )
 

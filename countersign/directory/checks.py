@@ -49,7 +49,6 @@ async def check_in_context(
     requester: str | None,
     base: str,
     today: dt.date,
-    requester_email: str | None = None,
 ) -> ContextReport:
     report = ContextReport()
     if facts.amount is not None and facts.currency == base:
@@ -75,8 +74,7 @@ async def check_in_context(
     if facts.amount is not None:
         _base_amount(report, facts, base, rates, today)
     if facts.type is RequestType.PROCUREMENT:
-        who = {w.casefold() for w in (requester, requester_email) if w}
-        _budget(report, facts, args, who, people, budgets, rates, base, today)
+        _budget(report, facts, args, requester, people, budgets, rates, base, today)
     # A tenant that keeps no counterparties does not use the directory for them: every vendor and
     # every address would be "unknown", which tells reviewers nothing.
     if counterparties:
@@ -136,25 +134,22 @@ def _budget(
     report: ContextReport,
     facts: ActionFacts,
     args: dict[str, Any],
-    requester: set[str],
+    requester: str | None,
     people: list[Any],
     budgets: list[Any],
     rates: list[Rate],
     base: str,
     today: dt.date,
 ) -> None:
-    """The cost center is the action's own (`cost_center` in its args) or else the requester's, whose
-    person record has their name or email."""
+    """The cost center is the action's own (`cost_center` in its args) or else the requester's: the
+    person record with their name, or with their name as its address (principals named by email)."""
     if facts.amount is None or facts.currency is None:
         return
     center = args.get("cost_center")
     if not isinstance(center, str) and requester:
+        who = requester.casefold()
         person = next(
-            (
-                p
-                for p in people
-                if isinstance(p, Person) and (p.key in requester or (p.email or "").casefold() in requester)
-            ),
+            (p for p in people if isinstance(p, Person) and who in (p.key, (p.email or "").casefold())),
             None,
         )
         center = person.cost_center if person is not None else None

@@ -33,6 +33,10 @@ CLAIMABLE_CHANNELS = frozenset({DecisionChannel.API, DecisionChannel.INBOX, Deci
 
 DeliveryMode = Literal["immediate", "hourly", "daily"]
 
+# Whose words a proposal's summary is: the planner's (a model's), the caller's (an action it proposed),
+# or Countersign's (an edited version, described from its args; the AI's words of version 1 kept apart).
+SummaryAuthor = Literal["ai", "caller", "countersign"]
+
 
 class PromptFinding(BaseModel):
     """A validation finding as a message shows it (models/proposal.py's Finding, which imports this
@@ -46,7 +50,8 @@ class PromptFinding(BaseModel):
 class DecisionPrompt(BaseModel):
     """What a "decision needed" message shows and what its links are bound to: one step of one
     proposal version. Built by the workflow from deterministic fields; `quoted_summary` is the only
-    text a model (or a caller) wrote, and every channel shows it quoted as theirs."""
+    text a model (or a caller) wrote, and every channel shows it quoted as theirs, unless
+    `summary_author` says Countersign built it from the args of an edited version."""
 
     model_config = ConfigDict(frozen=True)
 
@@ -65,7 +70,7 @@ class DecisionPrompt(BaseModel):
     risk: str | None = None
     findings: list[PromptFinding] = Field(default_factory=list)
     quoted_summary: str = ""
-    summary_author: Literal["ai", "caller"] = "ai"
+    summary_author: SummaryAuthor = "ai"
     sla_due_at: str | None = None
     # When the step stops taking decisions: its deadline (links expire with it).
     expires_at: str | None = None

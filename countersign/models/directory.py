@@ -8,6 +8,7 @@ plan, so the audit shows what the planner was told.
 """
 
 import datetime as dt
+import json
 from enum import StrEnum
 from typing import Annotated, Any, Protocol
 
@@ -171,3 +172,28 @@ class DirectoryLookups(Protocol):
     async def mentioned(self, text: str) -> list[Lookup]:
         """The counterparties and people `text` names, looked up before planning."""
         ...
+
+
+def lookup_detail(found: Lookup) -> str:
+    """One line for the audit trail: what was asked and what came back."""
+    asked = f"{found.tool}({found.query[:100]!r})"
+    if found.error:
+        return f"{asked} failed: {found.error}"[:500]
+    names = ", ".join(str(m.record.get("name") or m.record.get("cost_center") or "?") for m in found.matches)
+    if found.ambiguous:
+        return f"{asked}: ambiguous, candidates {names}"[:500]
+    return f"{asked}: {names or 'not found'}"[:500]
+
+
+def lookup_data(found: Lookup) -> dict[str, str | int | float | None]:
+    """The lookup as structured audit data, the records it returned as JSON (capped: a record can be
+    long, and the trail needs what the planner was told, not the whole directory)."""
+    returned = json.dumps([m.model_dump(mode="json") for m in found.matches], sort_keys=True)
+    return {
+        "tool": found.tool,
+        "query": found.query,
+        "matches": len(found.matches),
+        "ambiguous": int(found.ambiguous),
+        "error": found.error,
+        "returned": returned if len(returned) <= 4000 else returned[:3990] + " …(cut)",
+    }

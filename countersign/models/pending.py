@@ -13,6 +13,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 from countersign.models import search_attributes as sa
+from countersign.models.channels import SummaryAuthor
 from countersign.models.enums import RequestType, Role, WorkflowState
 
 
@@ -29,6 +30,11 @@ class PendingEntry(BaseModel):
     sla_due_at: datetime | None = None
     started_at: datetime | None = None
     text: str | None = None
+    # The current proposal version's summary and whose words it is (an edited version's is built by
+    # Countersign from its args). None in rows of graph runs, of the reconciler (it reads no proposal)
+    # and of workflows' older batches.
+    summary: str | None = None
+    summary_by: SummaryAuthor | None = None
     graph_id: str | None = None
     graph_version: int | None = None
 
@@ -48,6 +54,8 @@ def pending_entry(
     text: str | None,
     graph_id: str | None = None,
     graph_version: int | None = None,
+    summary: str | None = None,
+    summary_by: SummaryAuthor | None = None,
 ) -> PendingEntry | None:
     """The row for a running workflow whose search attributes (by name; an unset one absent or None)
     are `attributes`, or None when it waits on nobody. Pure: workflows call it."""
@@ -77,13 +85,23 @@ def pending_entry(
         sla_due_at=due.astimezone(UTC) if isinstance(due, datetime) and due.tzinfo else due,
         started_at=started_at,
         text=text,
+        summary=summary,
+        summary_by=summary_by,
         graph_id=graph_id,
         graph_version=graph_version,
     )
 
 
+def keeping_summary(entry: PendingEntry, previous: PendingEntry | None) -> PendingEntry:
+    """`entry` (a row the reconciler made from Temporal's record) with the summary of the row it
+    replaces: visibility does not hold the proposal's summary, which only the workflow's batches send."""
+    if previous is None or previous.summary is None:
+        return entry
+    return entry.model_copy(update={"summary": previous.summary, "summary_by": previous.summary_by})
+
+
 # What a row is compared on by the reconciler: what the inbox filters and sorts by (text and start
-# time never change).
+# time never change; the summary is the workflow's to send, which visibility does not hold).
 _COMPARED = {"kind", "tenant", "state", "requester", "deciders", "request_type", "amount", "sla_due_at"}
 
 

@@ -111,10 +111,9 @@ class ValidateInput(BaseModel):
     # Whose directory the action is checked against (budgets, vendors, recipients, exchange rates);
     # None in workflows started before the directory.
     tenant: str | None = None
-    # Who asked, as the directory may know them (their person record gives the cost center a purchase
-    # is checked against).
+    # Who asked (the principal's name), as the directory may know them: the person record of that name
+    # or address gives the cost center a purchase is checked against.
     requester: str | None = None
-    requester_email: str | None = None
 
 
 class ValidationReport(BaseModel):

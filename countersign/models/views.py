@@ -7,6 +7,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from countersign.models.audit import AuditEvent
+from countersign.models.channels import SummaryAuthor
 from countersign.models.decisions import ApprovalStep
 from countersign.models.enums import RequestType, Role, WorkflowState
 from countersign.models.principals import Delegation, Principal, PrincipalChannels
@@ -42,6 +43,9 @@ class WorkflowView(BaseModel):
     execution: Literal["countersign", "caller"] = "countersign"
     approved_args: dict[str, Any] | None = None
     result_due_at: datetime | None = None
+    # Whose words `proposal.summary` is: the AI's or the caller's (unverified), or Countersign's for an
+    # edited version (built from its args; the summary of version 1 is then `proposal.ai_summary`).
+    summary_by: SummaryAuthor | None = None
 
 
 class SubmitResponse(BaseModel):
@@ -66,6 +70,9 @@ class WorkflowSummary(BaseModel):
     amount: float | None
     started_at: datetime | None
     text: str | None = None
+    # The inbox's rows: the current proposal version's summary, and whose words it is (see WorkflowView).
+    summary: str | None = None
+    summary_by: SummaryAuthor | None = None
     sla_due_at: datetime | None = None
     # A graph run's graph and version, from its memo (runs started before the gateway set it have none).
     graph_id: str | None = None

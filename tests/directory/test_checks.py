@@ -157,7 +157,7 @@ async def test_a_tenant_without_counterparties_gets_no_vendor_or_recipient_findi
     assert (await _check(email, ActionFacts(recipients=["x@evil.example"]), records=empty)).findings == []
 
 
-async def test_the_requesters_person_record_is_found_by_email_too() -> None:
+async def test_a_requester_named_by_address_is_found_by_its_person_records_email() -> None:
     plan, facts = _po(9_500, "EUR")
     directory = TenantDirectory(StaticRecords(RECORDS), "t")
     report = await check_in_context(
@@ -165,8 +165,7 @@ async def test_the_requesters_person_record_is_found_by_email_too() -> None:
         plan=plan,
         facts=facts,
         args=plan.args,
-        requester="demo-jane",
-        requester_email="JANE@example.com",
+        requester="JANE@example.com",
         base="USD",
         today=DAY,
     )

@@ -106,6 +106,8 @@ def _row(stored: StoredPending) -> WorkflowSummary:
         sla_due_at=entry.sla_due_at,
         started_at=entry.started_at,
         text=entry.text,
+        summary=entry.summary,
+        summary_by=entry.summary_by,
         graph_id=entry.graph_id,
         graph_version=entry.graph_version,
     )

@@ -12,6 +12,7 @@ from temporalio.common import SearchAttributeUpdate
 from temporalio.exceptions import ActivityError, ApplicationError
 
 from countersign.workflows.approval.callbacks import Callbacks
+from countersign.workflows.approval.caller import CALLER_PLANNER
 from countersign.workflows.approval.patches import Patches
 from countersign.workflows.steps.delivery import Deliveries
 from countersign.workflows.steps.trail import AuditTrail
@@ -19,12 +20,14 @@ from countersign.workflows.steps.trail import AuditTrail
 with workflow.unsafe.imports_passed_through():
     from countersign.models import search_attributes as sa
     from countersign.models.callbacks import CallbackEvent
+    from countersign.models.channels import SummaryAuthor
     from countersign.models.decisions import ApprovalStep, CancelInput, ResultInput, RetryInput, StepStatus
     from countersign.models.enums import ActorKind, Role, WorkflowState
     from countersign.models.notifications import Notification
     from countersign.models.pending import PendingEntry, pending_entry
     from countersign.models.policy import ApprovalPolicy
     from countersign.models.principals import Principal
+    from countersign.models.prompts import summary_author
     from countersign.models.proposal import Plan, PlanProvenance, Proposal, ValidationReport
     from countersign.models.requests import ApprovalInput
     from countersign.models.tools import ToolOutcome
@@ -107,7 +110,15 @@ class ApprovalCore:
             execution="caller" if self._input.declared_tool is not None else "countersign",
             approved_args=self._approved_args,
             result_due_at=self._result_due,
+            summary_by=self._summary_by(),
         )
+
+    def _summary_by(self) -> SummaryAuthor | None:
+        """Whose words the current version's summary is (models/prompts.py)."""
+        proposal = self._proposal
+        if proposal is None:
+            return None
+        return summary_author(proposal, by_caller=proposal.planner == CALLER_PLANNER)
 
     def _current(self) -> ApprovalStep | None:
         return self._chain[self._step] if self._step is not None else None
@@ -263,6 +274,10 @@ class ApprovalCore:
             started_at=workflow.info().workflow_start_time,
             # As the gateway's memo has it (submissions.py), which the reconciler reads.
             text=self._input.request.described()[:200],
+            # The current version's: it changes only with the proposal, when an event is recorded too,
+            # so the audit batches carry it without sending one more (INBOX_PATCH compares rows).
+            summary=self._proposal.summary if self._proposal is not None else None,
+            summary_by=self._summary_by(),
         )
 
     def _details(self) -> str:
@@ -274,8 +289,15 @@ class ApprovalCore:
             lines[0] += f": waiting for {who} (step {self._step + 1} of {len(self._chain)})"
             lines[0] += f", {step.approvals()} of {step.quorum} approvals, SLA due {step.sla_due_at}"
         if plan is not None:
-            # Quoted: the AI's words, shown as such.
-            lines.append(f"> {plan.summary}" if self._patches.trusted else plan.summary)
+            if plan.ai_summary is not None:
+                # An edited version: Countersign's line about its args, then the AI's words of version 1.
+                lines.append(f"Summary (from the edited arguments): {plan.summary}")
+                who = "The caller's" if plan.planner == CALLER_PLANNER else "AI"
+                quoted = "\n".join(f"> {line}" for line in plan.ai_summary.splitlines())
+                lines.append(f"{who} summary of v1 (unverified):\n{quoted}")
+            else:
+                # Quoted: the AI's words, shown as such.
+                lines.append(f"> {plan.summary}" if self._patches.trusted else plan.summary)
             lines.append(f"Proposed `{plan.tool}` v{plan.version}, confidence {plan.confidence:.2f}")
             lines.append(f"Planned by {plan.planner}{cost(plan.provenance)}")
             if plan.planning_findings:
@@ -295,12 +317,15 @@ def _participants(chain: list[ApprovalStep], proposal: Proposal | None) -> set[s
 
 
 def cost(provenance: PlanProvenance | None) -> str:
-    """What planning cost, for the trail and the Web UI: latency, tokens, repairs, fallback."""
+    """What planning cost, for the trail and the Web UI: latency, tokens and their price, repairs,
+    fallback."""
     if provenance is None:
         return ""
     parts = [f"{provenance.latency_ms} ms"]
     if provenance.input_tokens or provenance.output_tokens:
         parts.append(f"{provenance.input_tokens}+{provenance.output_tokens} tokens")
+    if provenance.cost is not None:
+        parts.append(f"{provenance.cost_currency or 'USD'} {provenance.cost:.4f}")
     if provenance.repairs:
         parts.append(f"{provenance.repairs} repair{'s' if provenance.repairs > 1 else ''}")
     if provenance.fallback_from:

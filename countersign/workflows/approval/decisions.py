@@ -168,6 +168,8 @@ class Decisions(Notifier):
                     confidence_threshold=self._input.policy.confidence_threshold,
                     align_fields=True,
                     declared_tool=self._input.declared_tool,
+                    tenant=self._input.requester.tenant,
+                    requester=self._input.requester.name,
                 ),
                 start_to_close_timeout=timedelta(seconds=30),
                 retry_policy=VALIDATE_RETRY,
@@ -188,6 +190,13 @@ class Decisions(Notifier):
             )
         if report.fields is not None:
             plan = plan.model_copy(update={"fields": report.fields})
+        # The new version is described by its own args (validation built the line; a report recorded
+        # before it did has none, and the version keeps the words of the one it came from, as it always
+        # did). The planner's summary of version 1 is kept apart, to be shown as the AI's.
+        ai_summary = None
+        if report.summary is not None:
+            ai_summary = base.ai_summary if base.ai_summary is not None else base.summary
+            plan = plan.model_copy(update={"summary": report.summary})
         version = base.version + 1
         changed = sorted(k for k in {*base.args, *request.args} if base.args.get(k) != request.args.get(k))
         self._plan = plan
@@ -197,6 +206,7 @@ class Decisions(Notifier):
             hash=proposal_hash(plan, version),
             edited_by=request.reviewer.name,
             edited_by_id=request.reviewer.id,
+            ai_summary=ai_summary,
         )
         self._validation = report
         self._record(

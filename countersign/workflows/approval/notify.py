@@ -18,6 +18,10 @@ with workflow.unsafe.imports_passed_through():
     from countersign.models.enums import Role
     from countersign.models.notifications import Notification, NotificationKind
     from countersign.models.prompts import decision_prompt
+    from countersign.models.proposal import Proposal
+
+# How an edited version's summary is introduced: a line Countersign built from the args, not a quote.
+BUILT_SUMMARY = "Summary (from the edited arguments)"
 
 # Notifications that ask their recipients for a decision: they carry the step's prompt (links, buttons).
 ASKING = frozenset(
@@ -102,14 +106,7 @@ class Notifier(ApprovalCore):
         plan = self._proposal
         if plan is not None:
             lines.append(f"Proposed action: {plan.tool} (version {plan.version})")
-            # Model text is quoted, as what the AI wrote, never as the message's own words.
-            # A caller's summary is no more verified than a model's: both are quoted as theirs.
-            author = "The caller's" if plan.planner == CALLER_PLANNER else "The AI's"
-            lines += [
-                "",
-                f"{author} summary (unverified):",
-                *(f"> {line}" for line in plan.summary.splitlines()),
-            ]
+            lines += summary_paragraphs(plan)
         request = self._input.request
         lines += ["", "The request:", *(f"> {line}" for line in request.described()[:1000].splitlines())]
         if request.context is not None:
@@ -140,3 +137,24 @@ class Notifier(ApprovalCore):
         who = self._input.requester.name
         line = f"{' '.join(parts)} for {who} [{workflow.info().workflow_id}]"
         return "".join(c if c.isprintable() else " " for c in line)[:150]
+
+
+def summary_paragraphs(plan: Proposal) -> list[str]:
+    """The body's summary: model text quoted, as what the AI wrote, never as the message's own words (a
+    caller's summary is no more verified than a model's: both are quoted as theirs). An edited version's
+    summary is Countersign's line about its args, said to be so, with the words of version 1 after it."""
+    author = "The caller's" if plan.planner == CALLER_PLANNER else "The AI's"
+    if plan.ai_summary is None:
+        return ["", f"{author} summary (unverified):", *quoted(plan.summary)]
+    return [
+        "",
+        f"{BUILT_SUMMARY}:",
+        *quoted(plan.summary),
+        "",
+        f"{author} summary of version 1 (unverified):",
+        *quoted(plan.ai_summary),
+    ]
+
+
+def quoted(text: str) -> list[str]:
+    return [f"> {line}" for line in text.splitlines() or [""]]

@@ -46,6 +46,7 @@ with workflow.unsafe.imports_passed_through():
     from countersign.activities.execution import ExecutionActivities
     from countersign.activities.planning import PlanningActivities, llm_task_queue
     from countersign.activities.validation import ValidationActivities
+    from countersign.models.directory import MENTION_COUNTERPARTY, MENTION_PERSON, lookup_data, lookup_detail
     from countersign.models.enums import ActorKind, Role, WorkflowState
     from countersign.models.notifications import NotificationKind
     from countersign.models.policy import ApprovalPolicy
@@ -249,6 +250,8 @@ class ApprovalWorkflow(CallerExecution, StepTimers):
                     confidence_threshold=self._input.policy.confidence_threshold,
                     align_fields=True,
                     declared_tool=self._input.declared_tool,
+                    tenant=self._input.requester.tenant,
+                    requester=self._input.requester.name,
                 ),
                 start_to_close_timeout=timedelta(seconds=30),
                 retry_policy=VALIDATE_RETRY,
@@ -256,6 +259,8 @@ class ApprovalWorkflow(CallerExecution, StepTimers):
             )
             if report.fields is not None:
                 plan = plan.model_copy(update={"fields": report.fields})
+            # The summary stays the caller's words, shown quoted as theirs; the line validation built
+            # from the args stays in the report (the view's `validation.summary`).
             return plan, report
         feedback: list[str] = []
         attempts = self._input.max_plan_attempts
@@ -265,6 +270,7 @@ class ApprovalWorkflow(CallerExecution, StepTimers):
                 requester_name=self._input.requester.name,
                 attempt=attempt,
                 feedback=feedback,
+                tenant=self._input.requester.tenant,
             )
             if self._patches.plan_on_llm_queue():
                 plan = await workflow.execute_activity_method(
@@ -287,7 +293,12 @@ class ApprovalWorkflow(CallerExecution, StepTimers):
             self._record_repairs(plan)
             report = await workflow.execute_activity_method(
                 ValidationActivities.validate,
-                ValidateInput(plan=plan, confidence_threshold=self._input.policy.confidence_threshold),
+                ValidateInput(
+                    plan=plan,
+                    confidence_threshold=self._input.policy.confidence_threshold,
+                    tenant=self._input.requester.tenant,
+                    requester=self._input.requester.name,
+                ),
                 start_to_close_timeout=timedelta(seconds=30),
                 retry_policy=VALIDATE_RETRY,
                 summary=f"validate {plan.tool or 'plan'}",
@@ -300,7 +311,18 @@ class ApprovalWorkflow(CallerExecution, StepTimers):
         raise AssertionError("unreachable: the loop returns on its last attempt")
 
     def _record_repairs(self, plan: Plan) -> None:
-        """Each answer the planner had to send back, with what was wrong with it."""
+        """Each directory lookup made while planning, with what it returned; each answer the planner
+        had to send back, with what was wrong with it."""
+        for found in plan.lookups:
+            # The mentions of the request's own words are Countersign's lookups; the rest the model's.
+            mention = found.tool in (MENTION_COUNTERPARTY, MENTION_PERSON)
+            self._record(
+                "directory_lookup",
+                "directory" if mention else f"planner:{plan.planner}",
+                ActorKind.SYSTEM if mention else ActorKind.AI,
+                detail=lookup_detail(found),
+                data=lookup_data(found),
+            )
         provenance = plan.provenance
         if provenance is None:
             return

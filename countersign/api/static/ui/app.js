@@ -7,6 +7,12 @@ import { argsForm, readArgs } from "/ui/form.js";
 const KEY_STORE = "countersign-credential";
 const REFRESH_MS = 5000;
 const $ = (id) => document.getElementById(id);
+// Whose words a proposal's summary is (`summary_by` in the view and the inbox's rows).
+const SUMMARY_LABELS = {
+  ai: "AI summary (unverified)",
+  caller: "The caller's summary (unverified)",
+  countersign: "Summary (from the edited arguments)",
+};
 
 const state = {
   credential: sessionStorage.getItem(KEY_STORE),
@@ -106,7 +112,7 @@ function visible() {
   const needle = state.filter.trim().toLowerCase();
   if (!needle) return state.items;
   return state.items.filter((i) =>
-    [i.workflow_id, i.text, i.request_type, i.graph_id, i.requester, i.state].some((v) => (v || "").toLowerCase().includes(needle)));
+    [i.workflow_id, i.text, i.summary, i.request_type, i.graph_id, i.requester, i.state].some((v) => (v || "").toLowerCase().includes(needle)));
 }
 
 function renderList() {
@@ -140,7 +146,16 @@ function row(item) {
   const meta = document.createElement("div");
   meta.className = "muted";
   meta.textContent = `${item.workflow_id} · ${item.awaiting_role || ""}`;
-  text.append(line, meta);
+  text.append(line);
+  if (item.summary) {
+    // The current version's summary, labelled with whose words it is (an edited version's is built
+    // by Countersign from its arguments).
+    const summary = document.createElement("div");
+    summary.className = "summary";
+    summary.textContent = `${SUMMARY_LABELS[item.summary_by] || SUMMARY_LABELS.ai}: ${item.summary}`;
+    text.append(summary);
+  }
+  text.append(meta);
   if (escalated) text.prepend(badge("escalated", "Escalated"));
   const graph = item.kind === "graph_run";
   const type = graph ? badge("graph", "Graph") : item.request_type || "";
@@ -264,6 +279,7 @@ function renderDetail() {
   $("d-summary").textContent = run
     ? `Graph ${run.graph_id} v${run.version}${run.waiting ? `, approval node ${run.waiting.node}` : ""} (${run.status})`
     : proposal ? proposal.summary : "";
+  renderSummaryAuthor(view, proposal);
   $("d-tool").textContent = run ? "(graph approval node)" : proposal ? proposal.tool : "(no proposal)";
   $("d-version").textContent = proposal ? `version ${proposal.version}${proposal.edited_by ? `, edited by ${proposal.edited_by}` : ""}` : "";
   $("d-confidence").value = proposal ? proposal.confidence : 0;
@@ -291,6 +307,20 @@ function renderDetail() {
   }));
   $("d-audit").replaceChildren(...(run ? run.logs.map((line) => li(line)) : view.audit.map((e) =>
     li(`${new Date(e.at).toLocaleTimeString()} ${e.event} · ${e.actor}${e.detail ? ` — ${e.detail}` : ""}`))));
+}
+
+// Whose words the summary is; for an edited version (its summary built from its arguments) the AI's
+// summary of version 1 too, marked as unverified.
+function renderSummaryAuthor(view, proposal) {
+  const by = proposal ? view.summary_by || (proposal.ai_summary ? "countersign" : proposal.planner === "caller" ? "caller" : "ai") : null;
+  $("d-summary-by").textContent = by === "countersign" ? "(from the edited arguments)"
+    : by === "caller" ? "(the caller's words, unverified)" : by === "ai" ? "(the AI's words, unverified)" : "";
+  const first = proposal && proposal.ai_summary ? proposal.ai_summary : null;
+  $("d-ai-summary-term").hidden = first === null;
+  $("d-ai-summary").hidden = first === null;
+  $("d-ai-summary-term").textContent = proposal && proposal.planner === "caller"
+    ? "Caller's summary of v1 (unverified)" : "AI summary of v1 (unverified)";
+  $("d-ai-summary").textContent = first || "";
 }
 
 // Called on every refresh too, so the countdown stays current while the reviewer reads.
