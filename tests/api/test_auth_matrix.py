@@ -207,6 +207,15 @@ MATRIX: dict[tuple[str, str], Row] = {
     # Another tenant's declared tool is not found, as one that does not exist.
     ("GET", "/tools/{name}"): Row("/tools/{tool}", scoped=True),
     ("GET", "/audit"): Row("/audit"),
+    # The tenant's directory: anyone of the tenant reads it, its ADMIN changes it; nothing in the path
+    # names another tenant, whose records are never reached (tests/api/test_directory_api.py).
+    ("GET", "/directory/{kind}"): Row("/directory/counterparties"),
+    ("POST", "/directory/{kind}"): Row(
+        "/directory/counterparties", lambda _: {"records": [{"name": "Matrix Co"}]}, wrong_role="manager"
+    ),
+    ("DELETE", "/directory/{kind}/{key:path}"): Row(
+        "/directory/counterparties/ABC Logistics", wrong_role="manager"
+    ),
     ("POST", "/graphs"): Row("/graphs", lambda _: APPROVAL_GRAPH, wrong_role="manager"),
     ("POST", "/graph/create"): Row("/graph/create", lambda _: APPROVAL_GRAPH, wrong_role="manager"),
     ("GET", "/graphs"): Row("/graphs"),
@@ -306,6 +315,10 @@ async def setup(api: Api) -> Ids:
     me = await api.http.get("/principals/me", headers=api.as_("manager2"))
     declared = await api.http.post("/tools", json=DECLARED_TOOL, headers=api.as_("admin"))
     assert declared.status_code == 201, declared.text
+    listed = await api.http.post(
+        "/directory/counterparties", json={"records": [{"name": "ABC Logistics"}]}, headers=api.as_("admin")
+    )
+    assert listed.status_code == 200, listed.text
     return Ids(
         workflow=workflow,
         run=run,
