@@ -27,6 +27,10 @@ ApprovalWorkflow, current code:
 - approval_model_triage_rejected: a model planner that repairs once and never validates: triage (the plan
   cannot be approved), then rejected by update.
 - approval_rejected_by_update: a valid plan rejected by a MANAGER (with a reason) by update → REJECTED.
+- approval_directory_email: a tenant with the demo directory: "Follow up with ABC Logistics about pricing"
+  names no address, the planner takes the contact from the directory (a `directory_lookup` event) and
+  validation checks it in context; a MANAGER edits the subject (v2, its summary built from its args)
+  and another approves → ACTION_EXECUTED.
 - approval_invalid_plan_rejected: the rules planner's plan fails validation, is re-planned with the
   findings and still fails (validation_failed): rejected by update → REJECTED.
 - approval_reassigned: an ADMIN reassigns the waiting step to a role, then to a person, who approves.
@@ -112,6 +116,7 @@ from countersign.activities.notify import OutboxChannel
 from countersign.api.services.graph_runs import snapshot
 from countersign.config.settings import CallbackSettings
 from countersign.config.temporal import ensure_search_attributes
+from countersign.directory.demo import demo_records
 from countersign.graphs.registry import NodeContext, NodeRegistry, build_node_registry, node_fn
 from countersign.graphs.shipped import shipped_definitions
 from countersign.graphs.validation import check_graph
@@ -139,6 +144,8 @@ from countersign.models.views import WorkflowView
 from countersign.security.gateway_signing import GatewaySigning
 from countersign.stack.dev_server import temporal_binary
 from countersign.stack.mail_sink import MailSink
+from countersign.store.directory import DirectoryStore
+from countersign.store.sql import default_url
 from countersign.tools.builtin import build_registry
 from countersign.tools.integrations import Integrations
 from countersign.tools.smtp import SmtpConfig
@@ -178,6 +185,7 @@ DEV_APPROVAL = (
     "approval_escalated_by_deadline",
     "approval_model_triage_rejected",
     "approval_rejected_by_update",
+    "approval_directory_email",
     "approval_invalid_plan_rejected",
     "approval_reassigned",
     "approval_delegate_step_routed_on",
@@ -531,6 +539,36 @@ async def _record(client: Client, data_dir: Path, rec: Recorder) -> None:
                 ),
             )
             await rec.save(handle, "approval_rejected_by_update")
+
+        if rec.wants("approval_directory_email"):
+            tenant = "acme"
+            async with await DirectoryStore.open(default_url(data_dir)) as directory:
+                for kind, records in demo_records().items():
+                    await directory.put(tenant, kind, records)
+            requester = REQUESTER.model_copy(update={"tenant": tenant})
+            handle = await start(
+                client, queue, "Follow up with ABC Logistics about pricing", requester=requester
+            )
+            view = await wait_for_state(handle, WorkflowState.WAITING_FOR_APPROVAL)
+            assert view.proposal is not None and view.proposal.tool == "send_email", view.proposal
+            assert view.proposal.lookups, "the mention of ABC Logistics"
+            await handle.execute_update(
+                ApprovalWorkflow.edit,
+                EditInput(
+                    reviewer=MANAGER.model_copy(update={"tenant": tenant}),
+                    proposal_version=1,
+                    args={**view.proposal.args, "subject": "Pricing for 2027"},
+                ),
+            )
+            await handle.execute_update(
+                ApprovalWorkflow.decide,
+                DecideInput(
+                    reviewer=MANAGER_2.model_copy(update={"tenant": tenant}),
+                    decision=Decision.APPROVED,
+                    proposal_version=2,
+                ),
+            )
+            await rec.save(handle, "approval_directory_email")
 
         if rec.wants("approval_invalid_plan_rejected"):
             # No amount anywhere: the purchase order never validates, even after re-planning.
