@@ -40,7 +40,9 @@ async def test_a_declared_tool_is_approved_with_an_edit_and_run_by_the_caller(ap
     assert submitted.status_code == 201, submitted.text
     view = submitted.json()["view"]
     assert (view["state"], view["execution"]) == ("WAITING_FOR_APPROVAL", "caller")
-    assert view["validation"]["ok"] and view["validation"]["findings"] == []
+    # An amount without a currency cannot be compared in the base currency: a finding, never a block.
+    assert view["validation"]["ok"]
+    assert [f["code"] for f in view["validation"]["findings"]] == ["unknown_currency"]
     workflow = f"/workflows/{view['workflow_id']}"
 
     # A reviewer lowers the amount (version 2); another approves it.

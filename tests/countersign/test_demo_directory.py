@@ -31,7 +31,7 @@ async def test_the_demo_directory_is_made_once_and_audited(tmp_path: Path) -> No
     async with await DirectoryStore.open(settings.database_url) as store:
         for kind, records in demo_records().items():
             assert await store.records(DEMO_TENANT, kind) == sorted(records, key=lambda r: r.key), kind
-        assert await store.count(DEMO_TENANT) == 21
+        assert await store.count(DEMO_TENANT) == 22
     async with await AuditStore.open(settings.audit_url, keyring=settings.audit_keyring()) as audit:
         events = await audit.for_workflow(chain_for(DEMO_TENANT))
         assert [e.event for e in events] == ["directory_imported"] * 4

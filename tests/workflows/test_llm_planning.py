@@ -13,7 +13,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from countersign.llm.base import Planner
 from countersign.llm.factory import build_planner
-from countersign.llm.prompt import PROMPT_VERSION
+from countersign.llm.prompt import DIRECTORY_PROMPT_VERSION as PROMPT_VERSION
 from countersign.llm.rules import RulesPlanner
 from countersign.llm.spec import LLMOptions, parse_chain
 from countersign.models.decisions import CancelInput, DecideInput, Refusal, RetryInput
