@@ -22,6 +22,9 @@ from countersign.models.directory import (
 log = logging.getLogger(__name__)
 
 
+MAX_MENTIONS = 20
+
+
 class RecordSource(Protocol):
     async def records(self, tenant: str, kind: DirectoryKind) -> list[Record]: ...
 
@@ -76,7 +79,9 @@ class TenantDirectory:
                 found.append(Lookup(tool=tool, query=text[:200], error=_failure(error)))
                 continue
             found.extend(mentioned(tool, records, text))
-        return found
+        # A plan keeps at most 50 lookups (`Plan.lookups`): a text naming the whole directory gives
+        # the first names it mentions, and a model's own lookups still fit beside them.
+        return found[:MAX_MENTIONS]
 
 
 def _failure(error: Exception) -> str:

@@ -89,3 +89,12 @@ async def test_an_unreadable_directory_plans_as_without_one() -> None:
 async def test_other_request_types_keep_their_tools(text: str) -> None:
     plan = await _plan(text)
     assert plan.tool != "send_email"
+
+
+async def test_a_text_naming_the_whole_directory_still_makes_a_plan() -> None:
+    many = [Counterparty(name=f"Vendor Number{i:02d}") for i in range(60)]
+    text = "Follow up with " + ", ".join(c.name for c in many)
+    request = PlanInput(request=SubmitRequest(text=text[:4000]), requester_name="r", tenant="t")
+    directory = TenantDirectory(StaticRecords({DirectoryKind.COUNTERPARTIES: many}), "t")
+    plan = await RulesPlanner().plan(request, build_registry().specs(), directory)
+    assert len(plan.lookups) == 20
