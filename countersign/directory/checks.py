@@ -23,6 +23,8 @@ from countersign.models.directory import (
     DirectoryKind,
     Person,
     Rate,
+    clearly_named,
+    unreadable,
 )
 from countersign.models.enums import RequestType
 from countersign.models.facts import ActionFacts
@@ -58,7 +60,7 @@ async def check_in_context(
             _unknown_currency(report, facts, base, "no exchange rates are configured")
         return report
     try:
-        counterparties = [r for r in await directory.records(DirectoryKind.COUNTERPARTIES)]
+        counterparties = await directory.records(DirectoryKind.COUNTERPARTIES)
         people = await directory.records(DirectoryKind.PEOPLE)
         budgets = await directory.records(DirectoryKind.BUDGETS)
         rates = [r for r in await directory.records(DirectoryKind.RATES) if isinstance(r, Rate)]
@@ -66,7 +68,7 @@ async def check_in_context(
         report.findings.append(
             Finding(
                 code="directory_unavailable",
-                message=f"the directory could not be read ({type(error).__name__}): budgets, vendors, "
+                message=f"{unreadable(error)}: budgets, vendors, "
                 "recipients and exchange rates were not checked",
             )
         )
@@ -173,11 +175,6 @@ def _budget(
         )
 
 
-def _named(plan: Plan, tool: str) -> list[dict[str, Any]]:
-    """The records the request's own words name clearly (candidates of an ambiguous name are not)."""
-    return [found for m in plan.lookups if m.tool == tool and (found := m.found) is not None]
-
-
 def _recipients(
     report: ContextReport, plan: Plan, facts: ActionFacts, counterparties: list[Any], people: list[Any]
 ) -> None:
@@ -186,7 +183,7 @@ def _recipients(
     addresses = [r.casefold() for r in facts.recipients if "@" in r]
     if not addresses:
         return
-    named = _named(plan, MENTION_COUNTERPARTY) + _named(plan, MENTION_PERSON)
+    named = clearly_named(plan.lookups, MENTION_COUNTERPARTY) + clearly_named(plan.lookups, MENTION_PERSON)
     known: set[str] = set()
     if named:
         for record in named:

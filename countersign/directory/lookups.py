@@ -12,17 +12,16 @@ from typing import Protocol
 
 from countersign.directory.match import lookup, mentioned
 from countersign.models.directory import (
+    MAX_MENTIONS,
     MENTION_COUNTERPARTY,
     MENTION_PERSON,
     DirectoryKind,
     Lookup,
     Record,
+    unreadable,
 )
 
 log = logging.getLogger(__name__)
-
-
-MAX_MENTIONS = 20
 
 
 class RecordSource(Protocol):
@@ -79,13 +78,9 @@ class TenantDirectory:
                 found.append(Lookup(tool=tool, query=text[:200], error=_failure(error)))
                 continue
             found.extend(mentioned(tool, records, text))
-        # A plan keeps at most 50 lookups (`Plan.lookups`): a text naming the whole directory gives
-        # the first names it mentions, and a model's own lookups still fit beside them.
         return found[:MAX_MENTIONS]
 
 
 def _failure(error: Exception) -> str:
-    # The class only: a driver's message may carry the database URL, and this text reaches the plan,
-    # the workflow's history and the audit.
     log.warning("directory lookup failed: %s", type(error).__name__)
-    return f"the directory could not be read ({type(error).__name__})"
+    return unreadable(error)

@@ -162,12 +162,11 @@ async def run_lookup(directory: DirectoryLookups, name: str, arguments: str) -> 
         "find_person": directory.find_person,
         "get_budget": directory.get_budget,
     }[tool.name]
+    # The directory should report failures in the lookup; one that raises is told the same way, by the
+    # exception's class only (a driver's message may carry a database URL, and this reaches the model).
     try:
         found = await method(query)
-    except (
-        Exception
-    ) as error:  # the directory should report failures in the lookup; one that raises is told the same way
-        # The class only: a driver's message may carry a database URL, and this text reaches the model.
+    except Exception as error:
         log.warning("lookup %s failed: %s", tool.name, type(error).__name__)
         return Lookup(tool=tool.name, query=query[:200], error=f"the lookup failed ({type(error).__name__})")
     # Recorded under the tool the model called, whatever the directory labelled it: a model's lookup

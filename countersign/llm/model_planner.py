@@ -42,15 +42,20 @@ from countersign.llm.prompt import (
     user_message,
 )
 from countersign.llm.schema import SCHEMA_DESCRIPTION, SCHEMA_NAME, plan_schema
-from countersign.models.directory import MENTION_COUNTERPARTY, DirectoryLookups, Lookup
+from countersign.models.directory import (
+    MAX_MENTIONS,
+    MENTION_COUNTERPARTY,
+    DirectoryLookups,
+    Lookup,
+    unreadable,
+)
 from countersign.models.proposal import Finding, Plan, PlanInput, PlanProvenance
 from countersign.models.tools import ToolSpec
 
 log = logging.getLogger(__name__)
 
-# Bounds that keep a plan's lookups within what `Plan.lookups` holds (50).
+# With MAX_MENTIONS, keeps a plan's lookups within what `Plan.lookups` holds (50).
 MAX_LOOKUPS = 20
-MAX_MENTIONS = 20
 
 
 @dataclass
@@ -95,8 +100,7 @@ async def _mentioned(directory: DirectoryLookups, text: str) -> list[Lookup]:
         return (await directory.mentioned(text))[:MAX_MENTIONS]
     except Exception as error:
         log.warning("directory mentions failed: %s", type(error).__name__)
-        failed = f"the directory could not be read ({type(error).__name__})"
-        return [Lookup(tool=MENTION_COUNTERPARTY, query=text[:200], error=failed)]
+        return [Lookup(tool=MENTION_COUNTERPARTY, query=text[:200], error=unreadable(error))]
 
 
 class ModelPlanner:

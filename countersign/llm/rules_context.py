@@ -11,7 +11,7 @@ from typing import Any
 
 from rapidfuzz import fuzz, utils
 
-from countersign.models.directory import MENTION_COUNTERPARTY, MENTION_PERSON, Lookup
+from countersign.models.directory import MENTION_COUNTERPARTY, MENTION_PERSON, Lookup, clearly_named
 from countersign.models.proposal import RequestFields
 
 _SAME_NAME = 85.0
@@ -58,14 +58,9 @@ def from_directory(
         elif found.ambiguous:
             names = " or ".join(str(m.record.get("name")) for m in found.matches)
             notes.append(f"{found.query!r} could be {names} in the directory, so none was picked")
-    clear = [r for m in lookups if m.tool == MENTION_COUNTERPARTY and (r := m.found) is not None]
-    people = [
-        r
-        for m in lookups
-        if m.tool == MENTION_PERSON
-        and (r := m.found) is not None
-        and str(r.get("name")).casefold() != requester.casefold()
-    ]
+    clear = clearly_named(lookups, MENTION_COUNTERPARTY)
+    me = requester.casefold()
+    people = [r for r in clearly_named(lookups, MENTION_PERSON) if str(r.get("name")).casefold() != me]
     updates: dict[str, Any] = {}
     record = _pick(fields.counterparty, clear)
     person = _pick(fields.counterparty, people) if record is None else None

@@ -9,6 +9,7 @@ plan, so the audit shows what the planner was told.
 
 import datetime as dt
 import json
+from collections.abc import Sequence
 from enum import StrEnum
 from typing import Annotated, Any, Protocol
 
@@ -159,6 +160,18 @@ class Lookup(BaseModel):
         return self.matches[0].record if len(self.matches) == 1 and not self.ambiguous else None
 
 
+# What `DirectoryLookups.mentioned` answers at most: a plan keeps 50 lookups (`Plan.lookups`), and a
+# model's own lookups must still fit beside the mentions of a text that names half the directory.
+MAX_MENTIONS = 20
+
+
+def unreadable(error: BaseException) -> str:
+    """Why a lookup has no answer when the directory failed: the exception's class only, because a
+    driver's message may carry the database URL and this text reaches the plan, the history and the
+    audit."""
+    return f"the directory could not be read ({type(error).__name__})"
+
+
 class DirectoryLookups(Protocol):
     """The read-only lookups a planner may make, for one tenant. Each answers with a `Lookup`, and
     reports a failure in it (`error`) rather than raising, so a model can be told and go on."""
@@ -170,8 +183,15 @@ class DirectoryLookups(Protocol):
     async def get_budget(self, cost_center: str) -> Lookup: ...
 
     async def mentioned(self, text: str) -> list[Lookup]:
-        """The counterparties and people `text` names, looked up before planning."""
+        """The counterparties and people `text` names, looked up before planning: at most
+        MAX_MENTIONS."""
         ...
+
+
+def clearly_named(lookups: Sequence[Lookup], tool: str) -> list[dict[str, Any]]:
+    """The records the lookups of `tool` answered clearly (candidates of an ambiguous name are not):
+    with a mention's tool, the records the request's own words name."""
+    return [record for found in lookups if found.tool == tool and (record := found.found) is not None]
 
 
 def lookup_detail(found: Lookup) -> str:
